@@ -1,0 +1,1 @@
+"""The domain: events and claim rules. Pure Python, no I/O, no storage or HTTP imports."""

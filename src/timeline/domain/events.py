@@ -1,0 +1,175 @@
+"""Domain events: the facts timeline records, one frozen msgspec Struct per kind.
+
+Every event is tagged with its ``type`` in the stored JSON, so a reader of the raw log can tell what it is
+without this code. Fields are only ever added with defaults; a breaking change bumps ``SCHEMA_VERSION`` of that
+event and gets an upcaster in ``upcasting`` (stored bytes are never rewritten).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Modality = Literal["asserted", "alleged", "projected", "speculative", "opinion"]
+Precision = Literal["day", "month", "year"]
+Comparator = Literal["exactly", "about", "at_least", "up_to", "between"]
+SourceKind = Literal[
+    "government", "agency", "person", "media", "organisation", "coalition", "anonymous", "experts"
+]
+
+
+class Quantity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A figure as the source gave it: exact or approximate, one-sided ("at least", "up to") or a range."""
+
+    comparator: Comparator
+    unit: str
+    value: int | float | None = None
+    lower: int | float | None = None
+    upper: int | float | None = None
+
+
+class StatedDate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When the source said it: an ISO date cut to its precision ("2024-10-21", "2024-10" or "2024")."""
+
+    date: str
+    precision: Precision
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every domain event; the subclass name is the stored ``type``."""
+
+
+class SubjectRegistered(Event, frozen=True, kw_only=True):
+    """A subject that claims are about, e.g. North Korean troops sent to Russia."""
+
+    subject_id: str
+    name: str
+    description: str = ""
+
+
+class SourceRegistered(Event, frozen=True, kw_only=True):
+    """Someone who makes claims: a government, an agency, a person, a newspaper, unnamed sources."""
+
+    source_id: str
+    name: str
+    kind: SourceKind
+    country: str | None = None
+    description: str = ""
+
+
+class DocumentRegistered(Event, frozen=True, kw_only=True):
+    """A document (usually a news article) that reports claims."""
+
+    document_id: str
+    title: str
+    published_on: StatedDate
+    author: str | None = None
+    publisher: str | None = None
+    url: str | None = None
+
+
+class ClaimMade(Event, frozen=True, kw_only=True):
+    """A source said something about a subject, reported by one or more documents."""
+
+    claim_id: str
+    subject_id: str
+    source_id: str
+    statement: str
+    modality: Modality
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+    metric: str | None = None
+    quantity: Quantity | None = None
+
+
+class ClaimRevised(Event, frozen=True, kw_only=True):
+    """The claim's own source updated its figure or wording; the previous one stays in the history."""
+
+    claim_id: str
+    revision_id: str
+    statement: str
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+    quantity: Quantity | None = None
+    modality: Modality | None = None
+
+
+class ClaimDenied(Event, frozen=True, kw_only=True):
+    """Another source denied the claim: it becomes disputed, never erased.
+
+    One denial of several claims appends one of these to each claim's stream, sharing ``denial_id``.
+    """
+
+    claim_id: str
+    denial_id: str
+    denied_by: str
+    statement: str
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+
+
+class ClaimRetracted(Event, frozen=True, kw_only=True):
+    """The claim's own source withdrew it."""
+
+    claim_id: str
+    retraction_id: str
+    statement: str
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+
+
+DomainEvent = (
+    SubjectRegistered
+    | SourceRegistered
+    | DocumentRegistered
+    | ClaimMade
+    | ClaimRevised
+    | ClaimDenied
+    | ClaimRetracted
+)
+
+EVENT_TYPES: dict[str, type[DomainEvent]] = {
+    cls.__name__: cls
+    for cls in (
+        SubjectRegistered,
+        SourceRegistered,
+        DocumentRegistered,
+        ClaimMade,
+        ClaimRevised,
+        ClaimDenied,
+        ClaimRetracted,
+    )
+}
+
+# Bump an event's entry (and add an upcaster) when its stored shape changes incompatibly.
+SCHEMA_VERSION: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[DomainEvent] = msgspec.json.Decoder(DomainEvent)
+
+
+def encode_event(event: DomainEvent) -> bytes:
+    """Encode an event as the JSON stored in the log (its ``type`` tag included)."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes | str) -> DomainEvent:
+    """Decode stored JSON back into its event Struct."""
+    return _decoder.decode(data)
+
+
+def stream_of(event: DomainEvent) -> str:
+    """The stream an event belongs to: one stream per claim, subject, source and document."""
+    match event:
+        case SubjectRegistered(subject_id=sid):
+            return f"subject-{sid}"
+        case SourceRegistered(source_id=sid):
+            return f"source-{sid}"
+        case DocumentRegistered(document_id=did):
+            return f"document-{did}"
+        case ClaimMade(claim_id=cid) | ClaimRevised(claim_id=cid):
+            return f"claim-{cid}"
+        case ClaimDenied(claim_id=cid) | ClaimRetracted(claim_id=cid):
+            return f"claim-{cid}"
+    raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover

@@ -1,0 +1,1 @@
+"""Storage: the append-only event log and the projection tables, on SQLite or PostgreSQL."""

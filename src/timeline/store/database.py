@@ -1,0 +1,87 @@
+"""Engines and transactions for SQLite and PostgreSQL, with one serialized write transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+DEFAULT_URL = "sqlite+aiosqlite:///var/timeline.db"
+_WRITE = "timeline_write"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``sqlite:///`` and ``postgresql://`` URLs and pick the async drivers for them."""
+    parsed = make_url(url)
+    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}.get(
+        parsed.drivername, parsed.drivername
+    )
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # pysqlite's own transaction handling would defer BEGIN and cannot take the write lock up front,
+    # so SQLAlchemy emits BEGIN itself: IMMEDIATE for writes (allocation order = commit order).
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """One database: an async engine plus read and serialized write transactions."""
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = normalize_url(url)
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_size"] = pool_size
+        self.engine = create_async_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction: one consistent snapshot of the log and the views."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            await conn.begin()
+            yield conn  # closing the connection rolls the read transaction back
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction that holds the log's write lock; commits on success, else rolls back."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                if self.dialect == "postgresql":
+                    # EXCLUSIVE blocks other writers but not readers; positions commit in order.
+                    await conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+                    await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+                yield conn
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()

@@ -1,0 +1,175 @@
+"""The append-only event log: append to a stream with an expected version, read a stream, read all.
+
+Appends run inside a write transaction opened by ``Database.write``, which serializes writers (an EXCLUSIVE
+table lock on PostgreSQL, BEGIN IMMEDIATE on SQLite). Positions are therefore committed in the order they are
+allocated, and a reader tailing ``read_all`` can never skip an event that commits later with a lower position.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from timeline.domain.events import SCHEMA_VERSION, DomainEvent, decode_event, encode_event
+from timeline.store.schema import events
+
+
+class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who recorded an event and through what: an import (file and place in it) or an HTTP request."""
+
+    recorded_by: str
+    origin: str | None = None
+    import_id: str | None = None
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event about to be appended, with the date it is about (valid time), if any."""
+
+    event: DomainEvent
+    valid_from: dt.date | None
+    metadata: Metadata
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """The stored envelope: a domain event with its place in the log and the facts of its recording."""
+
+    position: int
+    event_id: uuid.UUID
+    stream_id: str
+    stream_version: int
+    type: str
+    schema_version: int
+    event: DomainEvent
+    metadata: Metadata
+    valid_from: dt.date | None
+    recorded_at: dt.datetime
+
+
+class WrongExpectedVersion(Exception):
+    """The stream moved on since the caller read it: nothing was appended."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"stream {stream_id!r} is at version {actual}, expected {expected}; "
+            "read it again and retry"
+        )
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+_meta_encoder = msgspec.json.Encoder()
+_meta_decoder = msgspec.json.Decoder(Metadata)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _to_recorded(row: sa.Row[tuple[object, ...]]) -> RecordedEvent:
+    m = row._mapping
+    return RecordedEvent(
+        position=m["position"],
+        event_id=m["event_id"],
+        stream_id=m["stream_id"],
+        stream_version=m["stream_version"],
+        type=m["type"],
+        schema_version=m["schema_version"],
+        event=decode_event(m["data"]),
+        metadata=_meta_decoder.decode(m["metadata"]),
+        valid_from=m["valid_from"],
+        recorded_at=_utc(m["recorded_at"]),
+    )
+
+
+async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
+    """The stream's current version: the number of events in it (0 if it does not exist)."""
+    result = await conn.execute(
+        sa.select(sa.func.max(events.c.stream_version)).where(events.c.stream_id == stream_id)
+    )
+    return int(result.scalar_one() or 0)
+
+
+async def append(
+    conn: AsyncConnection,
+    stream_id: str,
+    expected_version: int,
+    new_events: Sequence[NewEvent],
+    *,
+    recorded_at: dt.datetime,
+) -> list[RecordedEvent]:
+    """Append events to one stream if it is at ``expected_version``; raise ``WrongExpectedVersion`` if not."""
+    actual = await stream_version(conn, stream_id)
+    if actual != expected_version:
+        raise WrongExpectedVersion(stream_id, expected_version, actual)
+    if not new_events:
+        return []
+    rows = [
+        {
+            "event_id": uuid.uuid4(),
+            "stream_id": stream_id,
+            "stream_version": expected_version + offset,
+            "type": type(item.event).__name__,
+            "schema_version": SCHEMA_VERSION[type(item.event).__name__],
+            "data": encode_event(item.event).decode(),
+            "metadata": _meta_encoder.encode(item.metadata).decode(),
+            "valid_from": item.valid_from,
+            "recorded_at": recorded_at,
+        }
+        for offset, item in enumerate(new_events, start=1)
+    ]
+    result = await conn.execute(
+        sa.insert(events).returning(events.c.position, sort_by_parameter_order=True), rows
+    )
+    positions = result.scalars().all()
+    return [
+        RecordedEvent(
+            position=position,
+            event_id=row["event_id"],
+            stream_id=stream_id,
+            stream_version=row["stream_version"],
+            type=row["type"],
+            schema_version=row["schema_version"],
+            event=item.event,
+            metadata=item.metadata,
+            valid_from=item.valid_from,
+            recorded_at=recorded_at,
+        )
+        for position, row, item in zip(positions, rows, new_events, strict=True)
+    ]
+
+
+async def read_stream(
+    conn: AsyncConnection, stream_id: str, *, from_version: int = 1
+) -> list[RecordedEvent]:
+    """One stream's events from ``from_version`` on, in order."""
+    result = await conn.execute(
+        sa.select(events)
+        .where(events.c.stream_id == stream_id, events.c.stream_version >= from_version)
+        .order_by(events.c.stream_version)
+    )
+    return [_to_recorded(row) for row in result]
+
+
+async def read_all(
+    conn: AsyncConnection, *, after: int = 0, limit: int = 100
+) -> list[RecordedEvent]:
+    """The whole log after ``after``, in global order, at most ``limit`` events."""
+    result = await conn.execute(
+        sa.select(events).where(events.c.position > after).order_by(events.c.position).limit(limit)
+    )
+    return [_to_recorded(row) for row in result]
+
+
+async def head_position(conn: AsyncConnection) -> int:
+    """The position of the last event in the log (0 when it is empty)."""
+    result = await conn.execute(sa.select(sa.func.max(events.c.position)))
+    return int(result.scalar_one() or 0)

@@ -1,0 +1,49 @@
+"""Schema migrations: the only way tables come into being, in production and in tests alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection
+
+from timeline.store.database import Database
+
+
+def migrations_dir() -> Path:
+    """The migrations folder: inside the installed wheel, or at the top of a source checkout."""
+    packaged = Path(__file__).resolve().parent.parent / "_migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "migrations"
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at our migrations, with no ini file needed."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    return config
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Bring the database's schema up to ``revision`` (head by default)."""
+
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+async def current_revision(db: Database) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(read)
