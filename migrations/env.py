@@ -37,6 +37,4 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    asyncio.run(
-        _run_with_own_engine(context.get_x_argument(as_dictionary=True).get("url", DEFAULT_URL))
-    )
+    asyncio.run(_run_with_own_engine(context.get_x_argument(as_dictionary=True).get("url", DEFAULT_URL)))

@@ -18,7 +18,7 @@ from timeline.domain.events import (
     ClaimRetracted,
     ClaimRevised,
     DocumentRegistered,
-    Event,
+    DomainEvent,
     Modality,
     Quantity,
     SourceRegistered,
@@ -108,9 +108,7 @@ def evolve(claim: Claim | None, event: ClaimEvent) -> Claim:
                 version=version,
             )
         case ClaimRetracted():
-            return msgspec.structs.replace(
-                claim, status="retracted", retraction=event, version=version
-            )
+            return msgspec.structs.replace(claim, status="retracted", retraction=event, version=version)
     raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
 
 
@@ -126,7 +124,7 @@ def differences(old: msgspec.Struct, new: msgspec.Struct) -> list[str]:
     ]
 
 
-def decide_registration(existing: Registration | None, new: Registration) -> list[Event]:
+def decide_registration(existing: Registration | None, new: Registration) -> list[DomainEvent]:
     """Register a subject, source or document; the identical definition again is a no-op."""
     if existing is None:
         if isinstance(new, DocumentRegistered):
@@ -149,8 +147,8 @@ def _ident(reg: Registration) -> str:
     raise AssertionError(reg)  # pragma: no cover
 
 
-def decide_make(existing: Claim | None, event: ClaimMade) -> list[Event]:
-    """Record a new claim; making the very same claim again is a no-op, a different one under its id is not."""
+def decide_make(existing: Claim | None, event: ClaimMade) -> list[DomainEvent]:
+    """Record a new claim; the very same claim again is a no-op, a different one under its id is not."""
     if existing is not None:
         if existing.made == event:
             return []
@@ -175,7 +173,7 @@ def _require(claim: Claim | None, claim_id: str) -> Claim:
     return claim
 
 
-def decide_revise(claim: Claim | None, event: ClaimRevised) -> list[Event]:
+def decide_revise(claim: Claim | None, event: ClaimRevised) -> list[DomainEvent]:
     """Supersede the claim's figure or wording by its own source; the earlier one stays in history."""
     current = _require(claim, event.claim_id)
     for earlier in current.revisions:
@@ -184,9 +182,7 @@ def decide_revise(claim: Claim | None, event: ClaimRevised) -> list[Event]:
                 return []
             raise DefinitionConflict("revision", event.revision_id, differences(earlier, event))
     if current.status == "retracted":
-        raise RuleViolation(
-            f"claim {event.claim_id!r} was retracted; a retracted claim is not revised"
-        )
+        raise RuleViolation(f"claim {event.claim_id!r} was retracted; a retracted claim is not revised")
     check_stated_date(event.stated_on)
     if event.quantity is not None:
         if current.metric is None:
@@ -198,7 +194,7 @@ def decide_revise(claim: Claim | None, event: ClaimRevised) -> list[Event]:
     return [event]
 
 
-def decide_deny(claim: Claim | None, event: ClaimDenied) -> list[Event]:
+def decide_deny(claim: Claim | None, event: ClaimDenied) -> list[DomainEvent]:
     """Record another source's denial: the claim becomes disputed and keeps everything it had."""
     current = _require(claim, event.claim_id)
     for earlier in current.denials:
@@ -216,7 +212,7 @@ def decide_deny(claim: Claim | None, event: ClaimDenied) -> list[Event]:
     return [event]
 
 
-def decide_retract(claim: Claim | None, event: ClaimRetracted) -> list[Event]:
+def decide_retract(claim: Claim | None, event: ClaimRetracted) -> list[DomainEvent]:
     """Record that the claim's own source withdrew it."""
     current = _require(claim, event.claim_id)
     if current.retraction is not None:

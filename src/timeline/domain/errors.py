@@ -21,9 +21,7 @@ class UnknownReference(DomainError):
     """A command refers to a subject, source, document or claim that was never recorded."""
 
     def __init__(self, kind: str, ident: str, *, field: str | None = None) -> None:
-        super().__init__(
-            f"unknown {kind} {ident!r}: register it before referring to it", field=field
-        )
+        super().__init__(f"unknown {kind} {ident!r}: register it before referring to it", field=field)
         self.kind = kind
         self.ident = ident
 
@@ -32,9 +30,7 @@ class DefinitionConflict(DomainError):
     """An id is already recorded with a different definition (or different content for an entry)."""
 
     def __init__(self, kind: str, ident: str, differences: list[str]) -> None:
-        super().__init__(
-            f"{kind} {ident!r} is already recorded differently: {'; '.join(differences)}"
-        )
+        super().__init__(f"{kind} {ident!r} is already recorded differently: {'; '.join(differences)}")
         self.kind = kind
         self.ident = ident
         self.differences = differences

@@ -1,8 +1,8 @@
 """Domain events: the facts timeline records, one frozen msgspec Struct per kind.
 
-Every event is tagged with its ``type`` in the stored JSON, so a reader of the raw log can tell what it is
-without this code. Fields are only ever added with defaults; a breaking change bumps ``SCHEMA_VERSION`` of that
-event and gets an upcaster in ``upcasting`` (stored bytes are never rewritten).
+Every event is tagged with its ``type`` in the stored JSON, so a reader of the raw log can tell what it
+is without this code. Fields are only ever added with defaults; a breaking change bumps the event's
+``SCHEMA_VERSION`` and must come with an upcaster applied on read (stored bytes are never rewritten).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ SourceKind = Literal[
 ]
 
 
-class Quantity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Quantity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """A figure as the source gave it: exact or approximate, one-sided ("at least", "up to") or a range."""
 
     comparator: Comparator

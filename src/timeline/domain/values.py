@@ -66,8 +66,7 @@ def check_quantity(quantity: Quantity, *, field: str = "quantity") -> None:
             )
         if name not in needed and present:
             raise InvalidValue(
-                f"comparator {quantity.comparator!r} takes only {', '.join(needed)}; "
-                f"got {name!r} too",
+                f"comparator {quantity.comparator!r} takes only {', '.join(needed)}; got {name!r} too",
                 field=f"{field}.{name}",
             )
     if quantity.comparator == "between":
@@ -79,6 +78,4 @@ def check_quantity(quantity: Quantity, *, field: str = "quantity") -> None:
                 field=f"{field}.lower",
             )
     if not quantity.unit.strip():
-        raise InvalidValue(
-            "expected a unit such as 'soldiers', got an empty string", field=f"{field}.unit"
-        )
+        raise InvalidValue("expected a unit such as 'soldiers', got an empty string", field=f"{field}.unit")

@@ -57,8 +57,7 @@ class WrongExpectedVersion(Exception):
 
     def __init__(self, stream_id: str, expected: int, actual: int) -> None:
         super().__init__(
-            f"stream {stream_id!r} is at version {actual}, expected {expected}; "
-            "read it again and retry"
+            f"stream {stream_id!r} is at version {actual}, expected {expected}; read it again and retry"
         )
         self.stream_id = stream_id
         self.expected = expected
@@ -112,44 +111,45 @@ async def append(
         raise WrongExpectedVersion(stream_id, expected_version, actual)
     if not new_events:
         return []
-    rows = [
-        {
-            "event_id": uuid.uuid4(),
-            "stream_id": stream_id,
-            "stream_version": expected_version + offset,
-            "type": type(item.event).__name__,
-            "schema_version": SCHEMA_VERSION[type(item.event).__name__],
-            "data": encode_event(item.event).decode(),
-            "metadata": _meta_encoder.encode(item.metadata).decode(),
-            "valid_from": item.valid_from,
-            "recorded_at": recorded_at,
-        }
-        for offset, item in enumerate(new_events, start=1)
-    ]
-    result = await conn.execute(
-        sa.insert(events).returning(events.c.position, sort_by_parameter_order=True), rows
-    )
-    positions = result.scalars().all()
-    return [
+    envelopes = [
         RecordedEvent(
-            position=position,
-            event_id=row["event_id"],
+            position=0,  # assigned by the database below
+            event_id=uuid.uuid4(),
             stream_id=stream_id,
-            stream_version=row["stream_version"],
-            type=row["type"],
-            schema_version=row["schema_version"],
+            stream_version=expected_version + offset,
+            type=type(item.event).__name__,
+            schema_version=SCHEMA_VERSION[type(item.event).__name__],
             event=item.event,
             metadata=item.metadata,
             valid_from=item.valid_from,
             recorded_at=recorded_at,
         )
-        for position, row, item in zip(positions, rows, new_events, strict=True)
+        for offset, item in enumerate(new_events, start=1)
+    ]
+    rows = [
+        {
+            "event_id": e.event_id,
+            "stream_id": e.stream_id,
+            "stream_version": e.stream_version,
+            "type": e.type,
+            "schema_version": e.schema_version,
+            "data": encode_event(e.event).decode(),
+            "metadata": _meta_encoder.encode(e.metadata).decode(),
+            "valid_from": e.valid_from,
+            "recorded_at": e.recorded_at,
+        }
+        for e in envelopes
+    ]
+    result = await conn.execute(
+        sa.insert(events).returning(events.c.position, sort_by_parameter_order=True), rows
+    )
+    return [
+        msgspec.structs.replace(e, position=position)
+        for e, position in zip(envelopes, result.scalars().all(), strict=True)
     ]
 
 
-async def read_stream(
-    conn: AsyncConnection, stream_id: str, *, from_version: int = 1
-) -> list[RecordedEvent]:
+async def read_stream(conn: AsyncConnection, stream_id: str, *, from_version: int = 1) -> list[RecordedEvent]:
     """One stream's events from ``from_version`` on, in order."""
     result = await conn.execute(
         sa.select(events)
@@ -159,9 +159,7 @@ async def read_stream(
     return [_to_recorded(row) for row in result]
 
 
-async def read_all(
-    conn: AsyncConnection, *, after: int = 0, limit: int = 100
-) -> list[RecordedEvent]:
+async def read_all(conn: AsyncConnection, *, after: int = 0, limit: int = 100) -> list[RecordedEvent]:
     """The whole log after ``after``, in global order, at most ``limit`` events."""
     result = await conn.execute(
         sa.select(events).where(events.c.position > after).order_by(events.c.position).limit(limit)

@@ -1,0 +1,151 @@
+"""Every error leaves the API as RFC 9457 problem+json, mapped here in one place."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import (
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+)
+from litestar.types import ExceptionHandlersMap
+
+from timeline.api.schemas import Problem, ProblemItem
+from timeline.domain.errors import DefinitionConflict, RuleViolation
+from timeline.fixtures import FixtureError
+from timeline.service import Rejected
+from timeline.store.eventlog import WrongExpectedVersion
+
+PROBLEM_JSON = "application/problem+json"
+_log = logging.getLogger("timeline.api")
+
+
+class NotFound(Exception):
+    """A subject, claim or other resource that was never recorded."""
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"no {kind} {ident!r} has been recorded")
+        self.kind = kind
+        self.ident = ident
+
+
+class BadRequest(Exception):
+    """A request parameter that cannot be used, with the parameter's name."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
+
+
+def _problem(request: Request[Any, Any, Any], problem: Problem) -> Response[bytes]:
+    problem.instance = request.url.path
+    return Response(msgspec.json.encode(problem), status_code=problem.status, media_type=PROBLEM_JSON)
+
+
+def not_found(request: Request[Any, Any, Any], exc: NotFound) -> Response[bytes]:
+    return _problem(
+        request,
+        Problem(title=f"Unknown {exc.kind}", status=HTTP_404_NOT_FOUND, detail=str(exc)),
+    )
+
+
+def bad_request(request: Request[Any, Any, Any], exc: BadRequest) -> Response[bytes]:
+    return _problem(
+        request,
+        Problem(
+            title="Invalid request parameter",
+            status=400,
+            detail=f"{exc.parameter}: {exc.message}",
+            errors=[ProblemItem(path=exc.parameter, message=exc.message)],
+        ),
+    )
+
+
+def fixture_error(request: Request[Any, Any, Any], exc: FixtureError) -> Response[bytes]:
+    return _problem(
+        request,
+        Problem(
+            title="Invalid fixture",
+            status=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"nothing was imported: {exc}",
+            errors=[ProblemItem(file=exc.file, path=exc.path or None, line=exc.line, message=exc.message)],
+        ),
+    )
+
+
+def rejected(request: Request[Any, Any, Any], exc: Rejected) -> Response[bytes]:
+    conflict = isinstance(exc.error, DefinitionConflict | RuleViolation)
+    return _problem(
+        request,
+        Problem(
+            title="Conflicts with what is recorded" if conflict else "Invalid claim",
+            status=HTTP_409_CONFLICT if conflict else HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"nothing was recorded: {exc}",
+            errors=[ProblemItem(path=exc.place, message=exc.message)],
+        ),
+    )
+
+
+def wrong_version(request: Request[Any, Any, Any], exc: WrongExpectedVersion) -> Response[bytes]:
+    return _problem(request, Problem(title="Version conflict", status=HTTP_409_CONFLICT, detail=str(exc)))
+
+
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    errors = None
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        errors = [
+            ProblemItem(
+                path=str(item.get("key")) if item.get("key") else None,
+                message=str(item.get("message", "")),
+            )
+            for item in exc.extra
+            if isinstance(item, dict)
+        ]
+        if errors:
+            detail = "; ".join(f"{e.path}: {e.message}" if e.path else e.message for e in errors)
+            return _problem(
+                request,
+                Problem(title="Invalid request", status=exc.status_code, detail=detail, errors=errors),
+            )
+    return _problem(
+        request,
+        Problem(title=_title(exc.status_code), status=exc.status_code, detail=exc.detail),
+    )
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    _log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    return _problem(
+        request,
+        Problem(
+            title="Internal Server Error",
+            status=HTTP_500_INTERNAL_SERVER_ERROR,
+            detail="the server failed to handle this request; nothing was recorded",
+        ),
+    )
+
+
+HANDLERS: ExceptionHandlersMap = {
+    NotFound: not_found,
+    BadRequest: bad_request,
+    FixtureError: fixture_error,
+    Rejected: rejected,
+    WrongExpectedVersion: wrong_version,
+    HTTPException: http_error,
+    Exception: internal_error,
+}

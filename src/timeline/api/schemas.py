@@ -1,0 +1,162 @@
+"""Response bodies of the HTTP API: their own types, apart from events and table rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import msgspec
+
+from timeline.domain.events import DomainEvent, Modality, Quantity, StatedDate
+from timeline.store.eventlog import Metadata
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An RFC 9457 problem: what went wrong and, for bad input, where."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[ProblemItem] | None = None
+
+
+class ProblemItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One thing wrong with the input: where (a path, a line) and what."""
+
+    message: str
+    path: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+
+class SourceRef(msgspec.Struct, kw_only=True):
+    """A source by id and name."""
+
+    id: str
+    name: str
+
+
+class DenialOut(msgspec.Struct, kw_only=True):
+    """A denial of a claim by another source."""
+
+    denial_id: str
+    source: SourceRef
+    statement: str
+    stated_on: StatedDate
+
+
+class ClaimOut(msgspec.Struct, kw_only=True):
+    """A claim as it stands now."""
+
+    claim_id: str
+    subject_id: str
+    source: SourceRef
+    statement: str
+    modality: Modality
+    stated_on: StatedDate
+    metric: str | None
+    quantity: Quantity | None
+    status: str
+    disputed_by: list[SourceRef]
+    denials: list[DenialOut]
+    revisions: int
+    document_ids: list[str]
+    version: int
+    made_position: int
+    updated_position: int
+
+
+class EstimateOut(msgspec.Struct, kw_only=True):
+    """One source's latest figure for a subject and metric."""
+
+    metric: str
+    source: SourceRef
+    quantity: Quantity
+    modality: Modality
+    stated_on: StatedDate
+    status: str
+    disputed_by: list[SourceRef]
+    claim_id: str
+    statement: str
+
+
+class EstimatesOut(msgspec.Struct, kw_only=True):
+    """The latest estimate of each source on a subject."""
+
+    subject_id: str
+    subject_name: str
+    metric: str | None
+    estimates: list[EstimateOut]
+
+
+class TimelineEntryOut(msgspec.Struct, kw_only=True):
+    """A dated happening: a claim made, revised, denied or retracted."""
+
+    position: int
+    occurred_on: StatedDate
+    kind: str
+    claim_id: str
+    source: SourceRef
+    statement: str
+    quantity: Quantity | None
+
+
+class TimelineOut(msgspec.Struct, kw_only=True):
+    """A page of a subject's timeline; follow ``next`` for the rest."""
+
+    subject_id: str
+    subject_name: str
+    entries: list[TimelineEntryOut]
+    next: str | None
+
+
+class EventOut(msgspec.Struct, kw_only=True):
+    """An event as stored: its place in the log, the event itself and how it was recorded."""
+
+    position: int
+    event_id: uuid.UUID
+    stream_id: str
+    stream_version: int
+    type: str
+    schema_version: int
+    data: DomainEvent
+    metadata: Metadata
+    valid_from: dt.date | None
+    recorded_at: dt.datetime
+
+
+class EventsOut(msgspec.Struct, kw_only=True):
+    """A page of the global log in order; ``next`` continues after the last event."""
+
+    events: list[EventOut]
+    head_position: int
+    next: str | None
+
+
+class HistoryOut(msgspec.Struct, kw_only=True):
+    """Every event of one claim, in order."""
+
+    claim_id: str
+    events: list[EventOut]
+
+
+class ImportOut(msgspec.Struct, kw_only=True):
+    """What an import added."""
+
+    document_id: str
+    import_id: str
+    appended: int
+    unchanged: int
+    first_position: int | None
+    last_position: int | None
+
+
+class HealthOut(msgspec.Struct, kw_only=True):
+    """Whether the service can reach its database, and how far the views are behind the log."""
+
+    status: str
+    database: str
+    head_position: int
+    views_position: int

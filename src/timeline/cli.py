@@ -1,0 +1,133 @@
+"""The ``timeline`` command: serve, import, rebuild, db upgrade, openapi."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from timeline.fixtures import FixtureError
+from timeline.importer import ImportResult, import_fixtures, read_files
+from timeline.store import eventlog, migrate, views
+from timeline.store.database import DEFAULT_URL, Database
+
+
+def _fixtures_dir() -> Path:
+    packaged = Path(__file__).resolve().parent / "_fixtures"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def _url(args: argparse.Namespace) -> str:
+    return str(args.database_url or os.environ.get("TIMELINE_DATABASE_URL") or DEFAULT_URL)
+
+
+def _report(results: Sequence[ImportResult]) -> None:
+    for r in results:
+        span = f" (positions {r.first_position}-{r.last_position})" if r.appended else ""
+        print(f"{r.file}: {r.appended} events appended, {r.unchanged} already recorded{span}")
+
+
+async def _import(url: str, files: Sequence[Path]) -> list[ImportResult]:
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+        return await import_fixtures(db, read_files(files), recorded_by="cli")
+    finally:
+        await db.dispose()
+
+
+async def _rebuild(url: str) -> int:
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            return await views.rebuild(conn)
+    finally:
+        await db.dispose()
+
+
+async def _prepare_for_serving(url: str) -> list[ImportResult]:
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+        async with db.read() as conn:
+            empty = await eventlog.head_position(conn) == 0
+        if not empty:
+            return []
+        files = sorted(_fixtures_dir().glob("*.yaml"))
+        return await import_fixtures(db, read_files(files), recorded_by="serve")
+    finally:
+        await db.dispose()
+
+
+async def _upgrade(url: str) -> str | None:
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+        return await migrate.current_revision(db)
+    finally:
+        await db.dispose()
+
+
+def openapi_document() -> str:
+    """The OpenAPI document of the app, as committed at openapi/openapi.json."""
+    from timeline.api.app import create_app
+
+    app = create_app(Database("sqlite+aiosqlite:///:memory:"))
+    return json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``timeline`` console script."""
+    parser = argparse.ArgumentParser(prog="timeline", description=__doc__)
+    parser.add_argument(
+        "--database-url",
+        help=f"SQLAlchemy URL (default: $TIMELINE_DATABASE_URL or {DEFAULT_URL})",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="migrate, seed an empty database, serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    imp = commands.add_parser("import", help="import fixture files, all or nothing")
+    imp.add_argument("files", nargs="+", type=Path)
+    commands.add_parser("rebuild", help="drop the views and rebuild them from the log")
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="migrate the schema to the latest revision")
+    api = commands.add_parser("openapi", help="print the OpenAPI document")
+    api.add_argument("--output", type=Path, help="write it to this file instead")
+    args = parser.parse_args(argv)
+    url = _url(args)
+
+    try:
+        if args.command == "import":
+            _report(asyncio.run(_import(url, args.files)))
+        elif args.command == "rebuild":
+            print(f"rebuilt the views from {asyncio.run(_rebuild(url))} events")
+        elif args.command == "db":
+            print(f"database at revision {asyncio.run(_upgrade(url))}")
+        elif args.command == "openapi":
+            document = openapi_document()
+            if args.output:
+                args.output.write_text(document)
+            else:
+                sys.stdout.write(document)
+        elif args.command == "serve":
+            _serve(url, args.host, args.port)
+    except FixtureError as exc:
+        print(f"error: {exc}\nnothing was imported", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(url: str, host: str, port: int) -> None:
+    import uvicorn
+
+    from timeline.api.app import create_app
+
+    _report(asyncio.run(_prepare_for_serving(url)))
+    print(f"serving {url} on http://{host}:{port}")
+    uvicorn.run(create_app(Database(url)), host=host, port=port)

@@ -1,0 +1,333 @@
+"""Fixture files: one YAML document per article, decoded into typed Structs and turned into events.
+
+Errors name the file, the place in it (``events[3].quantity.value``), its line, and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+import yaml
+
+from timeline.domain.errors import DomainError
+from timeline.domain.events import (
+    ClaimDenied,
+    ClaimMade,
+    ClaimRetracted,
+    ClaimRevised,
+    DocumentRegistered,
+    DomainEvent,
+    Modality,
+    Quantity,
+    SourceKind,
+    SourceRegistered,
+    StatedDate,
+    SubjectRegistered,
+)
+from timeline.domain.values import parse_stated_date
+
+Ident = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        max_length=120,
+        description="A stable id: lowercase letters, digits, '.', '_' and '-'.",
+    ),
+]
+DateText = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+        description="YYYY-MM-DD, YYYY-MM or YYYY: the precision is the form it is written in.",
+    ),
+]
+Text = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class FixtureDocument(_Strict, frozen=True):
+    """The article the fixture was written from."""
+
+    id: Ident
+    title: Text
+    published_on: DateText
+    author: str | None = None
+    publisher: str | None = None
+    url: str | None = None
+
+
+class FixtureSubject(_Strict, frozen=True):
+    """Something claims are about."""
+
+    id: Ident
+    name: Text
+    description: str = ""
+
+
+class FixtureSource(_Strict, frozen=True):
+    """Someone who makes claims."""
+
+    id: Ident
+    name: Text
+    kind: SourceKind
+    country: str | None = None
+    description: str = ""
+
+
+class _Entry(_Strict, frozen=True, tag_field="type"):
+    pass
+
+
+class ClaimEntry(_Entry, frozen=True, tag="claim"):
+    """A source's claim about a subject, with its figure if it gives one."""
+
+    id: Ident
+    subject: Ident
+    source: Ident
+    statement: Text
+    modality: Modality = "asserted"
+    stated_on: DateText | None = None
+    metric: Ident | None = None
+    quantity: Quantity | None = None
+
+
+class RevisionEntry(_Entry, frozen=True, tag="revision"):
+    """The claim's own source updates its figure or wording."""
+
+    id: Ident
+    claim: Ident
+    statement: Text
+    stated_on: DateText | None = None
+    quantity: Quantity | None = None
+    modality: Modality | None = None
+
+
+class DenialEntry(_Entry, frozen=True, tag="denial"):
+    """Another source denies one or several claims."""
+
+    id: Ident
+    source: Ident
+    claims: Annotated[list[Ident], msgspec.Meta(min_length=1)]
+    statement: Text
+    stated_on: DateText | None = None
+
+
+class RetractionEntry(_Entry, frozen=True, tag="retraction"):
+    """The claim's own source withdraws it."""
+
+    id: Ident
+    claim: Ident
+    statement: Text
+    stated_on: DateText | None = None
+
+
+Entry = ClaimEntry | RevisionEntry | DenialEntry | RetractionEntry
+
+
+class Fixture(_Strict, frozen=True):
+    """One article: its document, the subjects and sources it introduces, and its claims in order."""
+
+    document: FixtureDocument
+    subjects: list[FixtureSubject] = []
+    sources: list[FixtureSource] = []
+    events: list[Entry] = []
+
+
+class FixtureError(Exception):
+    """A fixture could not be read or recorded; says where and what."""
+
+    def __init__(self, file: str, path: str, line: int | None, message: str) -> None:
+        self.file = file
+        self.path = path
+        self.line = line
+        self.message = message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML where dates stay strings: their written form carries their precision."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass(frozen=True)
+class ParsedFixture:
+    """A decoded fixture, with its YAML node tree for pointing at lines."""
+
+    file: str
+    fixture: Fixture
+    root: yaml.Node
+
+    def line_of(self, path: str) -> int | None:
+        """The 1-based line of a path like ``events[3].quantity.value`` (or of its nearest parent)."""
+        return _line_of(self.root, path)
+
+
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _line_of(root: yaml.Node, path: str) -> int | None:
+    node = root
+    for match in _STEP.finditer("." + path if path and not path.startswith("[") else path):
+        key, index = match.groups()
+        child: yaml.Node | None = None
+        if key is not None and isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if child is not None and isinstance(child, yaml.ScalarNode):
+                return child.start_mark.line + 1
+        elif index is not None and isinstance(node, yaml.SequenceNode):
+            i = int(index)
+            child = node.value[i] if i < len(node.value) else None
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1
+
+
+def parse(text: str | bytes, file: str) -> ParsedFixture:
+    """Decode fixture text (YAML or JSON) into a ``Fixture``; raise ``FixtureError`` saying where and what."""
+    try:
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+            data: Any = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise FixtureError(
+            file, "", mark.line + 1 if mark else None, f"not valid YAML: {exc.problem}"
+        ) from None
+    if root is None or not isinstance(data, dict):
+        raise FixtureError(file, "", 1, "expected a mapping with 'document', 'sources', 'events'")
+    try:
+        fixture = msgspec.convert(data, Fixture)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).rpartition(" - at `$")
+        path = where.rstrip("`").lstrip(".") if where else ""
+        if not message:
+            message, path = str(exc), ""
+        raise FixtureError(file, path, _line_of(root, path), message) from None
+    return ParsedFixture(file=file, fixture=fixture, root=root)
+
+
+def _date(text: str | None, default: StatedDate, path: str) -> StatedDate:
+    return default if text is None else parse_stated_date(text, field=path)
+
+
+def to_events(parsed: ParsedFixture) -> Iterator[tuple[str, DomainEvent]]:
+    """The events a fixture proposes, in order, each with its place in the file.
+
+    Raises ``FixtureError`` for a date that is well formed but not a real date.
+    """
+    try:
+        yield from _to_events(parsed.fixture)
+    except DomainError as exc:
+        path = exc.field or ""
+        raise FixtureError(parsed.file, path, parsed.line_of(path), exc.message) from None
+
+
+def _to_events(fx: Fixture) -> Iterator[tuple[str, DomainEvent]]:
+    doc = fx.document
+    published = parse_stated_date(doc.published_on, field="document.published_on")
+    docs = (doc.id,)
+    yield (
+        "document",
+        DocumentRegistered(
+            document_id=doc.id,
+            title=doc.title,
+            published_on=published,
+            author=doc.author,
+            publisher=doc.publisher,
+            url=doc.url,
+        ),
+    )
+    for i, s in enumerate(fx.subjects):
+        yield (
+            f"subjects[{i}]",
+            SubjectRegistered(subject_id=s.id, name=s.name, description=s.description),
+        )
+    for i, src in enumerate(fx.sources):
+        yield (
+            f"sources[{i}]",
+            SourceRegistered(
+                source_id=src.id,
+                name=src.name,
+                kind=src.kind,
+                country=src.country,
+                description=src.description,
+            ),
+        )
+    for i, entry in enumerate(fx.events):
+        at = f"events[{i}]"
+        stated = _date(entry.stated_on, published, f"{at}.stated_on")
+        match entry:
+            case ClaimEntry():
+                yield (
+                    at,
+                    ClaimMade(
+                        claim_id=entry.id,
+                        subject_id=entry.subject,
+                        source_id=entry.source,
+                        statement=entry.statement,
+                        modality=entry.modality,
+                        stated_on=stated,
+                        document_ids=docs,
+                        metric=entry.metric,
+                        quantity=entry.quantity,
+                    ),
+                )
+            case RevisionEntry():
+                yield (
+                    at,
+                    ClaimRevised(
+                        claim_id=entry.claim,
+                        revision_id=entry.id,
+                        statement=entry.statement,
+                        stated_on=stated,
+                        document_ids=docs,
+                        quantity=entry.quantity,
+                        modality=entry.modality,
+                    ),
+                )
+            case DenialEntry():
+                for claim_id in entry.claims:
+                    yield (
+                        at,
+                        ClaimDenied(
+                            claim_id=claim_id,
+                            denial_id=entry.id,
+                            denied_by=entry.source,
+                            statement=entry.statement,
+                            stated_on=stated,
+                            document_ids=docs,
+                        ),
+                    )
+            case RetractionEntry():
+                yield (
+                    at,
+                    ClaimRetracted(
+                        claim_id=entry.claim,
+                        retraction_id=entry.id,
+                        statement=entry.statement,
+                        stated_on=stated,
+                        document_ids=docs,
+                    ),
+                )
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a fixture file, for editors to validate against."""
+    return msgspec.json.schema(Fixture)

@@ -1,0 +1,79 @@
+"""Read queries over the projection tables and the log, for the API and the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from timeline.domain.claims import Registration
+from timeline.projections import ClaimRecord, TimelineEntry
+from timeline.store.schema import claims, estimates, registrations, timeline
+from timeline.store.views import claim_from_row, entry_from_row, registration_from_row
+
+
+async def claim(conn: AsyncConnection, claim_id: str) -> ClaimRecord | None:
+    """A claim's current state, or None if it was never made."""
+    result = await conn.execute(sa.select(claims).where(claims.c.claim_id == claim_id))
+    row = result.mappings().one_or_none()
+    return claim_from_row(row) if row else None
+
+
+async def registration(conn: AsyncConnection, stream_id: str) -> tuple[int, Registration] | None:
+    """A subject, source or document definition by its stream id, with the position it was recorded at."""
+    result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id == stream_id))
+    row = result.mappings().one_or_none()
+    return registration_from_row(row) if row else None
+
+
+async def registrations_among(conn: AsyncConnection, stream_ids: Iterable[str]) -> dict[str, Registration]:
+    """The definitions among the given stream ids that are registered, by stream id."""
+    result = await conn.execute(
+        sa.select(registrations).where(registrations.c.stream_id.in_(sorted(set(stream_ids))))
+    )
+    return {row["stream_id"]: registration_from_row(row)[1] for row in result.mappings()}
+
+
+async def registrations_by_kind(conn: AsyncConnection, kind: str) -> list[tuple[int, Registration]]:
+    """Every registered subject, source or document (``kind``), by id."""
+    result = await conn.execute(
+        sa.select(registrations).where(registrations.c.kind == kind).order_by(registrations.c.stream_id)
+    )
+    return [registration_from_row(row) for row in result.mappings()]
+
+
+async def estimates_for(conn: AsyncConnection, subject_id: str, metric: str | None) -> list[ClaimRecord]:
+    """The claim holding each source's latest estimate on the subject, by metric then source."""
+    query = (
+        sa.select(claims)
+        .join(estimates, estimates.c.claim_id == claims.c.claim_id)
+        .where(estimates.c.subject_id == subject_id)
+        .order_by(estimates.c.metric, estimates.c.source_id)
+    )
+    if metric is not None:
+        query = query.where(estimates.c.metric == metric)
+    result = await conn.execute(query)
+    return [claim_from_row(row) for row in result.mappings()]
+
+
+async def timeline_page(
+    conn: AsyncConnection,
+    subject_id: str,
+    *,
+    after: tuple[dt.date, int] | None,
+    limit: int,
+) -> list[TimelineEntry]:
+    """A page of the subject's timeline in date order (then log order), after a (date, position) cursor."""
+    query = sa.select(timeline).where(timeline.c.subject_id == subject_id)
+    if after is not None:
+        day, position = after
+        query = query.where(
+            sa.or_(
+                timeline.c.occurred_on > day,
+                sa.and_(timeline.c.occurred_on == day, timeline.c.position > position),
+            )
+        )
+    result = await conn.execute(query.order_by(timeline.c.occurred_on, timeline.c.position).limit(limit))
+    return [entry_from_row(row) for row in result.mappings()]

@@ -1,0 +1,191 @@
+"""Loading and saving the projection tables, and rebuilding them from the log.
+
+The folding itself is ``timeline.projections.apply``; this module only moves rows in and out, so the live
+path (``project``) and ``rebuild`` share every decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from timeline.domain.claims import Claim, Registration
+from timeline.domain.events import ClaimMade, DomainEvent
+from timeline.projections import ClaimRecord, TimelineEntry, Views, apply, estimate_key, occurred_on
+from timeline.store.eventlog import RecordedEvent, read_all
+from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
+
+CHECKPOINT = "views"
+_encoder = msgspec.json.Encoder()
+_claim_decoder = msgspec.json.Decoder(Claim)
+_entry_decoder = msgspec.json.Decoder(TimelineEntry)
+_registration_decoder: msgspec.json.Decoder[Registration] = msgspec.json.Decoder(Registration)
+
+
+def claim_from_row(row: sa.RowMapping) -> ClaimRecord:
+    """Turn a ``claims`` row back into the folded record."""
+    return ClaimRecord(
+        claim=_claim_decoder.decode(row["state"]),
+        made_position=row["made_position"],
+        updated_position=row["updated_position"],
+    )
+
+
+def entry_from_row(row: sa.RowMapping) -> TimelineEntry:
+    """Turn a ``timeline`` row back into its entry."""
+    return _entry_decoder.decode(row["entry"])
+
+
+def registration_from_row(row: sa.RowMapping) -> tuple[int, Registration]:
+    """Turn a ``registrations`` row back into (position, definition)."""
+    return row["position"], _registration_decoder.decode(row["definition"])
+
+
+async def load_for(conn: AsyncConnection, new_events: Sequence[DomainEvent]) -> Views:
+    """Load every row the given events can change (claims, and their estimate neighbours)."""
+    views = Views()
+    claim_ids = {e.claim_id for e in new_events if hasattr(e, "claim_id")}
+    if not claim_ids:
+        return views
+    result = await conn.execute(sa.select(claims).where(claims.c.claim_id.in_(claim_ids)))
+    for row in result.mappings():
+        views.claims[row["claim_id"]] = claim_from_row(row)
+    keys = {estimate_key(r.claim) for r in views.claims.values()}
+    keys |= {
+        (e.subject_id, e.metric, e.source_id)
+        for e in new_events
+        if isinstance(e, ClaimMade) and e.metric is not None
+    }
+    keys.discard(None)
+    if keys:
+        result = await conn.execute(
+            sa.select(claims).where(
+                sa.tuple_(claims.c.subject_id, claims.c.metric, claims.c.source_id).in_(
+                    sorted(k for k in keys if k is not None)
+                )
+            )
+        )
+        for row in result.mappings():
+            views.claims.setdefault(row["claim_id"], claim_from_row(row))
+    return views
+
+
+async def save(conn: AsyncConnection, views: Views) -> None:
+    """Write back the rows ``apply`` changed, and the position the views now reflect."""
+    if views.changed_claims:
+        await conn.execute(sa.delete(claims).where(claims.c.claim_id.in_(views.changed_claims)))
+        await _insert(
+            conn,
+            claims,
+            [
+                {
+                    "claim_id": r.claim.claim_id,
+                    "subject_id": r.claim.subject_id,
+                    "source_id": r.claim.source_id,
+                    "metric": r.claim.metric,
+                    "status": r.claim.status,
+                    "version": r.claim.version,
+                    "made_position": r.made_position,
+                    "updated_position": r.updated_position,
+                    "state": _encoder.encode(r.claim).decode(),
+                }
+                for r in (views.claims[c] for c in sorted(views.changed_claims))
+            ],
+        )
+    if views.changed_estimates:
+        keys = sorted(views.changed_estimates)
+        await conn.execute(
+            sa.delete(estimates).where(
+                sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id).in_(keys)
+            )
+        )
+        await _insert(
+            conn,
+            estimates,
+            [
+                {"subject_id": s, "metric": m, "source_id": src, "claim_id": chosen}
+                for (s, m, src) in keys
+                if (chosen := views.estimates[(s, m, src)]) is not None
+            ],
+        )
+    if views.changed_registrations:
+        streams = sorted(views.changed_registrations)
+        await conn.execute(sa.delete(registrations).where(registrations.c.stream_id.in_(streams)))
+        await _insert(
+            conn,
+            registrations,
+            [
+                {
+                    "stream_id": stream,
+                    "kind": stream.split("-", 1)[0],
+                    "position": views.registrations[stream][0],
+                    "definition": _encoder.encode(views.registrations[stream][1]).decode(),
+                }
+                for stream in streams
+            ],
+        )
+    await _insert(
+        conn,
+        timeline,
+        _timeline_rows(views.timeline),
+    )
+    await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == CHECKPOINT))
+    await conn.execute(sa.insert(checkpoints).values(name=CHECKPOINT, position=views.position))
+
+
+def _timeline_rows(entries: Sequence[TimelineEntry]) -> list[dict[str, object]]:
+    return [
+        {
+            "position": e.position,
+            "subject_id": e.subject_id,
+            "occurred_on": occurred_on(e),
+            "entry": _encoder.encode(e).decode(),
+        }
+        for e in entries
+    ]
+
+
+async def _insert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, object]]) -> None:
+    for start in range(0, len(rows), 500):
+        await conn.execute(sa.insert(table), rows[start : start + 500])
+
+
+async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> None:
+    """Bring the views up to date with events just appended in this transaction."""
+    if not recorded:
+        return
+    views = await load_for(conn, [r.event for r in recorded])
+    for r in recorded:
+        apply(views, r.position, r.event)
+    await save(conn, views)
+
+
+async def checkpoint(conn: AsyncConnection) -> int:
+    """The log position the views reflect."""
+    result = await conn.execute(sa.select(checkpoints.c.position).where(checkpoints.c.name == CHECKPOINT))
+    return int(result.scalar_one_or_none() or 0)
+
+
+async def rebuild(conn: AsyncConnection, *, batch: int = 1000) -> int:
+    """Drop every view row and fold the whole log again; returns the number of events replayed."""
+    for table in (claims, estimates, registrations, timeline, checkpoints):
+        await conn.execute(sa.delete(table))
+    views = Views()
+    after = replayed = 0
+    while chunk := await read_all(conn, after=after, limit=batch):
+        for r in chunk:
+            apply(views, r.position, r.event)
+        after = chunk[-1].position
+        replayed += len(chunk)
+        # Timeline rows are final once folded; flush them so memory holds only the mutable views.
+        await _insert(
+            conn,
+            timeline,
+            _timeline_rows(views.timeline),
+        )
+        views.timeline.clear()
+    await save(conn, views)
+    return replayed
