@@ -1,0 +1,51 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from timeline.domain.events import (
+    ClaimMade,
+    DocumentRegistered,
+    Quantity,
+    SourceRegistered,
+    StatedDate,
+    SubjectRegistered,
+)
+from timeline.store.eventlog import Metadata, NewEvent
+
+DAY = StatedDate(date="2024-10-21", precision="day")
+NOW = dt.datetime(2024, 10, 21, 12, tzinfo=dt.UTC)
+
+
+def subject(ident: str = "s") -> SubjectRegistered:
+    return SubjectRegistered(subject_id=ident, name=f"Subject {ident}")
+
+
+def source(ident: str) -> SourceRegistered:
+    return SourceRegistered(source_id=ident, name=f"Source {ident}", kind="agency")
+
+
+def document(ident: str = "d") -> DocumentRegistered:
+    return DocumentRegistered(document_id=ident, title=f"Document {ident}", published_on=DAY)
+
+
+def claim_made(
+    claim_id: str, source_id: str, value: int | None = None, *, subject_id: str = "s"
+) -> ClaimMade:
+    return ClaimMade(
+        claim_id=claim_id,
+        subject_id=subject_id,
+        source_id=source_id,
+        statement=f"{source_id} says {value}",
+        modality="asserted",
+        stated_on=DAY,
+        document_ids=("d",),
+        metric="soldiers" if value is not None else None,
+        quantity=Quantity(comparator="exactly", value=value, unit="soldiers") if value is not None else None,
+    )
+
+
+def new(event: object, who: str = "test") -> NewEvent:
+    assert not isinstance(event, NewEvent)
+    return NewEvent(event=event, valid_from=None, metadata=Metadata(recorded_by=who))  # type: ignore[arg-type]
