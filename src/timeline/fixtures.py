@@ -153,13 +153,18 @@ class FixtureError(Exception):
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML where dates stay strings: their written form carries their precision."""
+    """Safe YAML where dates stay strings (their written form carries their precision) and, as in YAML 1.2,
+    only true/false are booleans: a statement reading ``no`` or ``off`` stays text."""
 
 
+_DROPPED = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool"}
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @dataclass(frozen=True)

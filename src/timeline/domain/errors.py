@@ -21,7 +21,7 @@ class UnknownReference(DomainError):
     """A command refers to a subject, source, document or claim that was never recorded."""
 
     def __init__(self, kind: str, ident: str, *, field: str | None = None) -> None:
-        super().__init__(f"unknown {kind} {ident!r}: register it before referring to it", field=field)
+        super().__init__(f"unknown {kind} {ident!r}: record it before referring to it", field=field)
         self.kind = kind
         self.ident = ident
 

@@ -57,14 +57,14 @@ def check_quantity(quantity: Quantity, *, field: str = "quantity") -> None:
         "between": ("lower", "upper"),
     }
     needed = wants[quantity.comparator]
-    for name in ("value", "lower", "upper"):
-        present = getattr(quantity, name) is not None
-        if name in needed and not present:
+    for name in needed:
+        if getattr(quantity, name) is None:
             raise InvalidValue(
                 f"comparator {quantity.comparator!r} needs {name!r}, got nothing",
                 field=f"{field}.{name}",
             )
-        if name not in needed and present:
+    for name in ("value", "lower", "upper"):
+        if name not in needed and getattr(quantity, name) is not None:
             raise InvalidValue(
                 f"comparator {quantity.comparator!r} takes only {', '.join(needed)}; got {name!r} too",
                 field=f"{field}.{name}",

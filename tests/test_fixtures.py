@@ -1,0 +1,177 @@
+"""Fixture files: decoding errors that say where and what, atomic and idempotent imports, cross-fixture ids."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from timeline.fixtures import FixtureError, json_schema, parse
+from timeline.importer import LoadedFixture, import_fixtures
+from timeline.store import eventlog, queries
+from timeline.store.database import Database
+
+from .conftest import ROOT, SEED
+
+BASE = """\
+document: {id: later-article, title: A later article, published_on: "2024-10-25"}
+sources:
+  - {id: pentagon, name: US Department of Defense, kind: government, country: US}
+events:
+"""
+
+
+def fixture(body: str, name: str = "later.yaml") -> LoadedFixture:
+    return LoadedFixture(name, (BASE + textwrap.dedent(body)).encode())
+
+
+async def seed(db: Database) -> None:
+    await import_fixtures(db, [LoadedFixture(str(SEED), SEED.read_bytes())], recorded_by="test")
+
+
+async def log_size(db: Database) -> int:
+    async with db.read() as conn:
+        return len(await eventlog.read_all(conn, limit=10_000))
+
+
+def test_schema_json_is_committed_and_current() -> None:
+    committed = json.loads((ROOT / "fixtures" / "schema.json").read_text())
+    assert committed == json_schema(), "fixtures/schema.json is stale: run `make schema`"
+
+
+def test_type_error_names_the_path_and_line() -> None:
+    text = BASE + textwrap.dedent("""\
+      - type: claim
+        id: c1
+        subject: s
+        source: pentagon
+        statement: s
+        metric: soldiers
+        quantity: {comparator: exactly, value: lots, unit: soldiers}
+    """)
+    with pytest.raises(FixtureError) as caught:
+        parse(text, "later.yaml")
+    err = caught.value
+    assert err.path == "events[0].quantity.value"
+    assert err.line == 11
+    assert "Expected `int | float | null`, got `str`" in err.message
+    assert str(err).startswith("later.yaml:11: events[0].quantity.value:")
+
+
+def test_unknown_key_and_bad_tag_are_reported() -> None:
+    with pytest.raises(FixtureError, match=r"events\[0\]: Object contains unknown field `sauce`"):
+        parse(BASE + "  - {type: claim, id: c, subject: s, source: p, statement: x, sauce: 1}\n", "f.yaml")
+    with pytest.raises(FixtureError, match=r"Invalid value 'rumour'.*events\[0\]\.type|events\[0\]\.type"):
+        parse(BASE + "  - {type: rumour, id: c}\n", "f.yaml")
+
+
+def test_invalid_yaml_gives_the_line() -> None:
+    with pytest.raises(FixtureError) as caught:
+        parse("document: {id: x\nsources: [\n", "broken.yaml")
+    assert caught.value.line is not None
+    assert "not valid YAML" in caught.value.message
+
+
+async def test_seed_imports_once_and_again_adds_nothing(db: Database) -> None:
+    await seed(db)
+    size = await log_size(db)
+    [again] = await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    assert again.appended == 0
+    assert again.unchanged > 0
+    assert await log_size(db) == size == 27
+
+
+async def test_error_late_in_a_fixture_imports_nothing(db: Database) -> None:
+    await seed(db)
+    before = await log_size(db)
+    bad = fixture("""\
+      - type: claim
+        id: pentagon-says-3000
+        subject: dprk-troops-to-russia
+        source: pentagon
+        statement: about 3,000 soldiers
+        metric: soldiers-sent
+        quantity: {comparator: about, value: 3000, unit: soldiers}
+      - type: denial
+        id: pentagon-denies-something
+        source: pentagon
+        statement: no
+        claims: [nis-1500-soldiers-sent-for-training, no-such-claim]
+    """)
+    with pytest.raises(FixtureError) as caught:
+        await import_fixtures(db, [bad], recorded_by="test")
+    assert caught.value.path == "events[1].claims[1]"
+    assert caught.value.line == 16
+    assert "unknown claim 'no-such-claim'" in caught.value.message
+    assert await log_size(db) == before
+    async with db.read() as conn:
+        assert await queries.claim(conn, "pentagon-says-3000") is None
+        assert await queries.registration(conn, "source-pentagon") is None
+
+
+async def test_later_fixture_revises_and_denies_earlier_claims(db: Database) -> None:
+    await seed(db)
+    later = fixture("""\
+      - type: revision
+        id: nis-revises-to-3000
+        claim: nis-1500-soldiers-sent-for-training
+        stated_on: "2024-10-25"
+        statement: North Korea has now sent about 3,000 soldiers.
+        quantity: {comparator: about, value: 3000, unit: soldiers}
+      - type: denial
+        id: pentagon-cannot-confirm
+        source: pentagon
+        statement: The Pentagon cannot confirm the video.
+        claims: [spravdi-video-recruits-receive-uniforms]
+    """)
+    [result] = await import_fixtures(db, [later], recorded_by="test")
+    assert result.appended == 4  # the document, the source, the revision and the denial
+    async with db.read() as conn:
+        nis = await queries.claim(conn, "nis-1500-soldiers-sent-for-training")
+        video = await queries.claim(conn, "spravdi-video-recruits-receive-uniforms")
+        history = await eventlog.read_stream(conn, "claim-nis-1500-soldiers-sent-for-training")
+    assert nis is not None
+    assert video is not None
+    assert nis.claim.quantity is not None
+    assert nis.claim.quantity.value == 3000
+    assert nis.claim.status == "disputed"
+    assert [e.type for e in history] == ["ClaimMade", "ClaimDenied", "ClaimRevised"]
+    assert video.claim.disputed_by == ("kremlin", "pentagon")
+
+
+async def test_conflicting_source_definition_names_both_places(db: Database) -> None:
+    await seed(db)
+    clash = LoadedFixture(
+        "clash.yaml",
+        b"document: {id: clash, title: T, published_on: '2024'}\n"
+        b"sources:\n  - {id: kremlin, name: Kremlin press office, kind: government, country: RU}\n",
+    )
+    with pytest.raises(FixtureError) as caught:
+        await import_fixtures(db, [clash], recorded_by="test")
+    message = str(caught.value)
+    assert message.startswith("clash.yaml:3: sources[0]:")
+    assert 'name: recorded "The Kremlin", now "Kremlin press office"' in message
+    assert f"{SEED} sources[8]" in message
+
+
+async def test_identical_source_in_another_fixture_is_a_noop(db: Database) -> None:
+    await seed(db)
+    same = LoadedFixture(
+        "same.yaml",
+        b"document: {id: same, title: T, published_on: '2024-11'}\n"
+        b"sources:\n  - {id: kremlin, name: The Kremlin, kind: government, country: RU}\n",
+    )
+    [result] = await import_fixtures(db, [same], recorded_by="test")
+    assert (result.appended, result.unchanged) == (1, 1)  # only the new document
+
+
+async def test_claim_referring_to_unknown_subject_is_rejected_with_its_path(db: Database) -> None:
+    bad = fixture("""\
+      - {type: claim, id: c, subject: nowhere, source: pentagon, statement: x}
+    """)
+    with pytest.raises(FixtureError) as caught:
+        await import_fixtures(db, [bad], recorded_by="test")
+    assert caught.value.path == "events[0].subject"
+    assert "unknown subject 'nowhere'" in caught.value.message
+    assert await log_size(db) == 0
