@@ -116,7 +116,9 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def empty_database_url(backend: str, tmp_path: Path, pg_template: PostgresTemplate | None) -> AsyncIterator[str]:
+async def empty_database_url(
+    backend: str, tmp_path: Path, pg_template: PostgresTemplate | None
+) -> AsyncIterator[str]:
     """The URL of a database with no schema at all, for migration tests."""
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"

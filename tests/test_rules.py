@@ -25,7 +25,12 @@ def _state(*events: object) -> rules.Claim:
 
 def _denial(claim_id: str, by: str, denial_id: str = "deny") -> ClaimDenied:
     return ClaimDenied(
-        claim_id=claim_id, denial_id=denial_id, denied_by=by, statement="no", stated_on=DAY, document_ids=("d",)
+        claim_id=claim_id,
+        denial_id=denial_id,
+        denied_by=by,
+        statement="no",
+        stated_on=DAY,
+        document_ids=("d",),
     )
 
 
@@ -139,5 +144,7 @@ def test_registration_identical_is_a_noop_and_different_names_the_field() -> Non
     assert rules.decide_registration(None, nis) == [nis]
     assert rules.decide_registration(nis, nis) == []
 
-    with pytest.raises(DefinitionConflict, match=r"source 'nis' .*name: recorded \"Source nis\", now \"NIS\""):
+    with pytest.raises(
+        DefinitionConflict, match=r"source 'nis' .*name: recorded \"Source nis\", now \"NIS\""
+    ):
         rules.decide_registration(nis, msgspec.structs.replace(nis, name="NIS"))

@@ -1,0 +1,206 @@
+"""Views kept up to date as events are appended equal views rebuilt from the log (property test)."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from timeline.domain.events import (
+    ClaimDenied,
+    ClaimMade,
+    ClaimRetracted,
+    ClaimRevised,
+    DomainEvent,
+    Quantity,
+    StatedDate,
+    decode_event,
+    encode_event,
+)
+from timeline.domain.values import period_start
+from timeline.projections import Views, apply, latest_estimate
+from timeline.service import Recorder, Rejected
+from timeline.store import eventlog, views
+from timeline.store.database import Database
+from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
+
+from .helpers import document, source, subject
+
+SOURCES = ["a", "b", "c"]
+SUBJECTS = ["s1"]
+CLAIMS = [f"c{i}" for i in range(6)]
+
+dates = st.builds(
+    lambda y, m, d, p: StatedDate(
+        date={"day": f"{y}-{m:02}-{d:02}", "month": f"{y}-{m:02}", "year": f"{y}"}[p], precision=p
+    ),
+    st.integers(2022, 2025),
+    st.integers(1, 12),
+    st.integers(1, 28),
+    st.sampled_from(["day", "month", "year"]),
+)
+quantities = st.builds(
+    lambda v, c: Quantity(comparator=c, unit="soldiers", **({"upper": v} if c == "up_to" else {"value": v})),
+    st.integers(0, 20_000),
+    st.sampled_from(["exactly", "about", "up_to"]),
+)
+ids = st.text("xyz", min_size=1, max_size=3)
+
+
+@st.composite
+def made(draw: st.DrawFn) -> ClaimMade:
+    quantity = draw(st.none() | quantities)
+    return ClaimMade(
+        claim_id=draw(st.sampled_from(CLAIMS)),
+        subject_id=draw(st.sampled_from(SUBJECTS)),
+        source_id=draw(st.sampled_from(SOURCES)),
+        statement="said",
+        modality=draw(st.sampled_from(["asserted", "projected"])),
+        stated_on=draw(dates),
+        document_ids=("d",),
+        metric=None if quantity is None else draw(st.sampled_from(["m1", "m2"])),
+        quantity=quantity,
+    )
+
+
+commands = st.lists(
+    st.one_of(
+        made(),
+        st.builds(
+            lambda c, r, q, d: ClaimRevised(
+                claim_id=c, revision_id=r, statement="revised", stated_on=d, document_ids=("d",), quantity=q
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            st.none() | quantities,
+            dates,
+        ),
+        st.builds(
+            lambda c, r, by, d: ClaimDenied(
+                claim_id=c, denial_id=r, denied_by=by, statement="no", stated_on=d, document_ids=("d",)
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            st.sampled_from(SOURCES),
+            dates,
+        ),
+        st.builds(
+            lambda c, r, d: ClaimRetracted(
+                claim_id=c, retraction_id=r, statement="withdrawn", stated_on=d, document_ids=("d",)
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            dates,
+        ),
+    ),
+    max_size=25,
+)
+
+
+async def _snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    async with db.read() as conn:
+        out = {}
+        for table in (claims, estimates, timeline, registrations, checkpoints):
+            rows = await conn.execute(sa.select(table).order_by(*table.primary_key.columns))
+            out[table.name] = [tuple(r) for r in rows]
+        return out
+
+
+async def _record(db: Database, batch: list[DomainEvent]) -> None:
+    """Record a batch in one transaction, skipping commands the rules refuse (as a client would)."""
+    async with db.write() as conn:
+        recorder = Recorder(conn, recorded_by="property", label="test")
+        for event in batch:
+            try:
+                await recorder.record(event, origin="command")
+            except Rejected:
+                continue
+        await recorder.finish()
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batches=st.lists(commands, min_size=1, max_size=4))
+async def test_incremental_views_equal_a_rebuild(db: Database, batches: list[list[DomainEvent]]) -> None:
+    # The database keeps what earlier examples recorded: the invariant must hold for any log prefix.
+    # Fresh claim ids per example, so each example makes new claims rather than colliding with old ones.
+    prefix = uuid.uuid4().hex[:8]
+    await _record(db, [subject(s) for s in SUBJECTS] + [source(s) for s in SOURCES] + [document("d")])
+    for batch in batches:
+        await _record(
+            db,
+            [msgspec.structs.replace(e, claim_id=f"{prefix}-{e.claim_id}") for e in batch],  # type: ignore[type-var,call-arg]
+        )
+    incremental = await _snapshot(db)
+    async with db.write() as conn:
+        await views.rebuild(conn)
+    rebuilt = await _snapshot(db)
+    assert rebuilt == incremental
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=commands)
+def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
+    batch: list[DomainEvent],
+) -> None:
+    """Folding the events as decoded from their stored JSON gives the views folded from the originals,
+    and each estimate is the source's most recently stated, unretracted figure (pure, no database)."""
+    from timeline.domain import claims as rules
+
+    # Keep only events the rules accept, as the recorder would.
+    states: dict[str, rules.Claim | None] = {}
+    valid: list[DomainEvent] = []
+    for event in batch:
+        current = states.get(event.claim_id)  # type: ignore[union-attr]
+        decide = {
+            ClaimMade: rules.decide_make,
+            ClaimRevised: rules.decide_revise,
+            ClaimDenied: rules.decide_deny,
+            ClaimRetracted: rules.decide_retract,
+        }[type(event)]
+        try:
+            accepted = decide(current, event)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - any refusal just skips the command
+            continue
+        for e in accepted:
+            states[e.claim_id] = rules.evolve(current, e)  # type: ignore[union-attr,arg-type]
+            valid.append(e)
+    whole, replayed = Views(), Views()
+    for position, e in enumerate(valid, 1):
+        apply(whole, position, e)
+        apply(replayed, position, decode_event(encode_event(e)))
+    assert replayed == whole
+    for key, chosen in whole.estimates.items():
+        pool = [
+            r for r in whole.claims.values() if (r.claim.subject_id, r.claim.metric, r.claim.source_id) == key
+        ]
+        best = latest_estimate(pool)
+        assert chosen == (best.claim.claim_id if best else None)
+        if best is not None:
+            later = [
+                r
+                for r in pool
+                if r.claim.status != "retracted"
+                and period_start(r.claim.stated_on) > period_start(best.claim.stated_on)
+            ]
+            assert later == [], "a more recently stated figure was passed over"
+
+
+async def test_rebuild_of_the_seed_matches_and_reports_count(db: Database) -> None:
+    from timeline.importer import LoadedFixture, import_fixtures
+
+    from .conftest import SEED
+
+    await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    before = await _snapshot(db)
+    async with db.write() as conn:
+        replayed = await views.rebuild(conn)
+        head = await eventlog.head_position(conn)
+    assert replayed == head == 27
+    assert await _snapshot(db) == before
