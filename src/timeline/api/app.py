@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from litestar import Litestar, Request, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Tag
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from timeline import __version__
@@ -33,6 +33,7 @@ from timeline.store import eventlog, queries, views
 from timeline.store.database import Database
 
 MAX_LIMIT = 1000
+Db = NamedDependency[Database]
 
 
 async def _subject_name(db: Database, subject_id: str) -> str:
@@ -44,7 +45,7 @@ async def _subject_name(db: Database, subject_id: str) -> str:
 
 
 @get("/health", operation_id="getHealth", tags=["service"])
-async def health(db: Database) -> HealthOut:
+async def health(db: Db) -> HealthOut:
     """Whether the database answers, and the positions of the log and of the views."""
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
@@ -54,9 +55,9 @@ async def health(db: Database) -> HealthOut:
 
 @get("/subjects/{subject_id:str}/estimates", operation_id="getEstimates", tags=["subjects"])
 async def estimates(
-    db: Database,
-    subject_id: str,
-    metric: Annotated[str | None, Parameter(description="Only this metric, e.g. soldiers-sent")] = None,
+    db: Db,
+    subject_id: FromPath[str],
+    metric: Annotated[str | None, QueryParameter(description="Only this metric, e.g. soldiers-sent")] = None,
 ) -> EstimatesOut:
     """The latest estimate of each source on a subject, with its status and who disputes it."""
     name = await _subject_name(db, subject_id)
@@ -83,11 +84,11 @@ def _parse_cursor(cursor: str) -> tuple[dt.date, int]:
 
 @get("/subjects/{subject_id:str}/timeline", operation_id="getTimeline", tags=["subjects"])
 async def subject_timeline(
-    db: Database,
+    db: Db,
     request: Request[Any, Any, Any],
-    subject_id: str,
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="Entries per page")] = 50,
-    cursor: Annotated[str | None, Parameter(description="From a previous page's 'next'")] = None,
+    subject_id: FromPath[str],
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Entries per page")] = 50,
+    cursor: Annotated[str | None, QueryParameter(description="From a previous page's 'next'")] = None,
 ) -> TimelineOut:
     """The subject's claims, revisions, denials and retractions in the order they were stated."""
     name = await _subject_name(db, subject_id)
@@ -109,7 +110,7 @@ async def subject_timeline(
 
 
 @get("/claims/{claim_id:str}", operation_id="getClaim", tags=["claims"])
-async def claim(db: Database, claim_id: str) -> ClaimOut:
+async def claim(db: Db, claim_id: FromPath[str]) -> ClaimOut:
     """A claim's current figure, wording and status, and who disputes it."""
     async with db.read() as conn:
         record = await queries.claim(conn, claim_id)
@@ -120,7 +121,7 @@ async def claim(db: Database, claim_id: str) -> ClaimOut:
 
 
 @get("/claims/{claim_id:str}/history", operation_id="getClaimHistory", tags=["claims"])
-async def claim_history(db: Database, claim_id: str) -> HistoryOut:
+async def claim_history(db: Db, claim_id: FromPath[str]) -> HistoryOut:
     """Every event of a claim in order, with stream versions and log positions."""
     async with db.read() as conn:
         recorded = await eventlog.read_stream(conn, f"claim-{claim_id}")
@@ -131,9 +132,9 @@ async def claim_history(db: Database, claim_id: str) -> HistoryOut:
 
 @get("/events", operation_id="getEvents", tags=["log"])
 async def events(
-    db: Database,
-    after: Annotated[int, Parameter(ge=0, description="Return events after this position")] = 0,
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="At most this many")] = 100,
+    db: Db,
+    after: Annotated[int, QueryParameter(ge=0, description="Return events after this position")] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="At most this many")] = 100,
 ) -> EventsOut:
     """The global log in order, after a position."""
     async with db.read() as conn:
@@ -149,10 +150,10 @@ async def events(
 
 @post("/imports", operation_id="createImport", tags=["log"], status_code=HTTP_200_OK)
 async def create_import(
-    db: Database,
+    db: Db,
     request: Request[Any, Any, Any],
     name: Annotated[
-        str, Parameter(description="A name for the fixture, used in errors and event metadata")
+        str, QueryParameter(description="A name for the fixture, used in errors and event metadata")
     ] = "request body",
 ) -> ImportOut:
     """Import one fixture (YAML or JSON body), atomically; importing it again adds nothing."""
