@@ -41,11 +41,15 @@ async def test_append_then_read_stream_in_order(db: Database) -> None:
 async def test_wrong_expected_version_writes_nothing(db: Database) -> None:
     async with db.write() as conn:
         await eventlog.append(conn, "claim-x", 0, [new(claim_made("x", "a", 1))], recorded_at=NOW)
-    with pytest.raises(WrongExpectedVersion) as caught:
+
+    async def batch() -> None:
         async with db.write() as conn:
             # The first append of the batch succeeds inside the transaction; the second conflicts.
             await eventlog.append(conn, "claim-y", 0, [new(claim_made("y", "a", 1))], recorded_at=NOW)
             await eventlog.append(conn, "claim-x", 0, [new(claim_made("x", "a", 2))], recorded_at=NOW)
+
+    with pytest.raises(WrongExpectedVersion) as caught:
+        await batch()
     assert caught.value.stream_id == "claim-x"
     assert (caught.value.expected, caught.value.actual) == (0, 1)
     async with db.read() as conn:

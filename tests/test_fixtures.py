@@ -1,4 +1,4 @@
-"""Fixture files: decoding errors that say where and what, atomic and idempotent imports, cross-fixture ids."""
+"""Fixture files: errors that say where and what, atomic and idempotent imports, cross-fixture ids."""
 
 from __future__ import annotations
 

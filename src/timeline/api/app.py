@@ -5,18 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Litestar, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Tag
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema, Tag
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from timeline import __version__
 from timeline.api import present
-from timeline.api.problems import HANDLERS, BadRequest, NotFound
+from timeline.api.problems import HANDLERS, PROBLEM_JSON, BadRequest, NotFound
 from timeline.api.schemas import (
     ClaimOut,
     EstimatesOut,
@@ -24,6 +25,7 @@ from timeline.api.schemas import (
     HealthOut,
     HistoryOut,
     ImportOut,
+    Problem,
     TimelineOut,
 )
 from timeline.domain.events import SubjectRegistered
@@ -33,6 +35,27 @@ from timeline.store import eventlog, queries, views
 from timeline.store.database import Database
 
 MAX_LIMIT = 1000
+_PROBLEM_DESCRIPTIONS = {
+    400: "Invalid request parameters",
+    404: "Unknown subject or claim",
+    409: "Conflicts with what is already recorded; nothing was recorded",
+    422: "Invalid fixture or claim; nothing was recorded",
+}
+
+
+def _problems(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem+json errors a route can answer with."""
+    return {
+        code: ResponseSpec(
+            data_container=Problem,
+            description=_PROBLEM_DESCRIPTIONS[code],
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for code in codes
+    }
+
+
 Db = NamedDependency[Database]
 
 
@@ -44,7 +67,7 @@ async def _subject_name(db: Database, subject_id: str) -> str:
     return found[1].name
 
 
-@get("/health", operation_id="getHealth", tags=["service"])
+@get("/health", operation_id="getHealth", tags=["service"], responses=_problems())
 async def health(db: Db) -> HealthOut:
     """Whether the database answers, and the positions of the log and of the views."""
     async with db.read() as conn:
@@ -53,7 +76,12 @@ async def health(db: Db) -> HealthOut:
     return HealthOut(status="ok", database=db.dialect, head_position=head, views_position=seen)
 
 
-@get("/subjects/{subject_id:str}/estimates", operation_id="getEstimates", tags=["subjects"])
+@get(
+    "/subjects/{subject_id:str}/estimates",
+    operation_id="getEstimates",
+    tags=["subjects"],
+    responses=_problems(400, 404),
+)
 async def estimates(
     db: Db,
     subject_id: FromPath[str],
@@ -82,7 +110,12 @@ def _parse_cursor(cursor: str) -> tuple[dt.date, int]:
         ) from None
 
 
-@get("/subjects/{subject_id:str}/timeline", operation_id="getTimeline", tags=["subjects"])
+@get(
+    "/subjects/{subject_id:str}/timeline",
+    operation_id="getTimeline",
+    tags=["subjects"],
+    responses=_problems(400, 404),
+)
 async def subject_timeline(
     db: Db,
     request: Request[Any, Any, Any],
@@ -109,7 +142,7 @@ async def subject_timeline(
     )
 
 
-@get("/claims/{claim_id:str}", operation_id="getClaim", tags=["claims"])
+@get("/claims/{claim_id:str}", operation_id="getClaim", tags=["claims"], responses=_problems(404))
 async def claim(db: Db, claim_id: FromPath[str]) -> ClaimOut:
     """A claim's current figure, wording and status, and who disputes it."""
     async with db.read() as conn:
@@ -120,7 +153,12 @@ async def claim(db: Db, claim_id: FromPath[str]) -> ClaimOut:
     return present.claim_out(record, sources)
 
 
-@get("/claims/{claim_id:str}/history", operation_id="getClaimHistory", tags=["claims"])
+@get(
+    "/claims/{claim_id:str}/history",
+    operation_id="getClaimHistory",
+    tags=["claims"],
+    responses=_problems(404),
+)
 async def claim_history(db: Db, claim_id: FromPath[str]) -> HistoryOut:
     """Every event of a claim in order, with stream versions and log positions."""
     async with db.read() as conn:
@@ -130,7 +168,7 @@ async def claim_history(db: Db, claim_id: FromPath[str]) -> HistoryOut:
     return HistoryOut(claim_id=claim_id, events=[present.event_out(e) for e in recorded])
 
 
-@get("/events", operation_id="getEvents", tags=["log"])
+@get("/events", operation_id="getEvents", tags=["log"], responses=_problems(400))
 async def events(
     db: Db,
     after: Annotated[int, QueryParameter(ge=0, description="Return events after this position")] = 0,
@@ -148,7 +186,27 @@ async def events(
     )
 
 
-@post("/imports", operation_id="createImport", tags=["log"], status_code=HTTP_200_OK)
+@dataclass
+class _ImportOperation(Operation):
+    """Documents the raw fixture body, which the handler reads itself so YAML needs no JSON decoding."""
+
+    def __post_init__(self) -> None:
+        text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+        self.request_body = RequestBody(
+            content={"application/yaml": text, "application/json": text},
+            description="One fixture, as in fixtures/*.yaml; its JSON Schema is fixtures/schema.json.",
+            required=True,
+        )
+
+
+@post(
+    "/imports",
+    operation_id="createImport",
+    tags=["log"],
+    status_code=HTTP_200_OK,
+    operation_class=_ImportOperation,
+    responses=_problems(400, 409, 422),
+)
 async def create_import(
     db: Db,
     request: Request[Any, Any, Any],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -27,16 +28,24 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the database's schema up to ``revision`` (head by default)."""
-
+async def _run(db: Database, step: Callable[[Config, str], None], revision: str) -> None:
     def run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
     async with db.engine.begin() as conn:
         await conn.run_sync(run)
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    """Bring the database's schema up to ``revision`` (head by default)."""
+    await _run(db, command.upgrade, revision)
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    """Take the schema back down to ``revision`` ("base" removes every table)."""
+    await _run(db, command.downgrade, revision)
 
 
 async def current_revision(db: Database) -> str | None:

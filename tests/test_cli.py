@@ -1,0 +1,67 @@
+"""The ``timeline`` command on both databases: import, rebuild, db upgrade, and its errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from timeline.cli import main
+from timeline.store import eventlog, queries
+from timeline.store.database import Database
+
+from .conftest import SEED
+
+
+async def run(*argv: str) -> int:
+    # The command runs its own event loop, so it goes on a thread of its own.
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_import_then_again_then_rebuild(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run("--database-url", database_url, "import", str(SEED)) == 0
+    assert "27 events appended, 0 already recorded (positions 1-27)" in capsys.readouterr().out
+    assert await run("--database-url", database_url, "import", str(SEED)) == 0
+    assert "0 events appended, 27 already recorded" in capsys.readouterr().out
+    assert await run("--database-url", database_url, "rebuild") == 0
+    assert "rebuilt the views from 27 events" in capsys.readouterr().out
+    db = Database(database_url)
+    try:
+        async with db.read() as conn:
+            nis = await queries.claim(conn, "nis-1500-soldiers-sent-for-training")
+        assert nis is not None
+        assert nis.claim.status == "disputed"
+    finally:
+        await db.dispose()
+
+
+async def test_bad_fixture_exits_non_zero_says_where_and_writes_nothing(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_bytes(SEED.read_bytes())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("document: {id: x, title: X, published_on: '2024-13-01'}\n")
+    # Files import all or nothing: the good one is not recorded either.
+    assert await run("--database-url", database_url, "import", str(good), str(bad)) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:1: document.published_on: '2024-13-01' is not a calendar date" in err
+    assert "nothing was imported" in err
+    missing = tmp_path / "missing.yaml"
+    assert await run("--database-url", database_url, "import", str(missing)) == 1
+    assert f"{missing}: cannot read file" in capsys.readouterr().err
+    db = Database(database_url)
+    try:
+        async with db.read() as conn:
+            assert await eventlog.head_position(conn) == 0
+    finally:
+        await db.dispose()
+
+
+async def test_db_upgrade_reports_the_revision(
+    empty_database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIMELINE_DATABASE_URL", empty_database_url)
+    assert await run("db", "upgrade") == 0
+    assert "database at revision 0001" in capsys.readouterr().out

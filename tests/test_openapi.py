@@ -1,0 +1,39 @@
+"""The committed OpenAPI document is the one the app serves."""
+
+from __future__ import annotations
+
+import json
+
+from litestar.testing import AsyncTestClient
+
+from timeline.api.app import create_app
+from timeline.cli import openapi_document
+from timeline.store.database import Database
+
+from .conftest import ROOT
+
+
+def test_committed_openapi_matches_the_app() -> None:
+    committed = (ROOT / "openapi" / "openapi.json").read_text()
+    assert json.loads(committed) == json.loads(openapi_document()), (
+        "openapi/openapi.json is stale: run `make openapi` and commit it"
+    )
+
+
+async def test_the_app_serves_the_same_document(tmp_path: object) -> None:
+    async with AsyncTestClient(app=create_app(Database("sqlite+aiosqlite:///:memory:"))) as client:
+        served = (await client.get("/schema/openapi.json")).json()
+    committed = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    assert served == committed
+    operations = {
+        op["operationId"] for path in served["paths"].values() for op in path.values() if "operationId" in op
+    }
+    assert operations == {
+        "getHealth",
+        "getEstimates",
+        "getTimeline",
+        "getClaim",
+        "getClaimHistory",
+        "getEvents",
+        "createImport",
+    }
