@@ -1,0 +1,48 @@
+# Two commands set everything up on a fresh machine with Python 3.11+:
+#   make serve   install, migrate, load fixtures/ into an empty SQLite database, serve on :8000
+#   make test    install, then lint, type-check and run every test on SQLite and PostgreSQL
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
+
+.PHONY: help install serve test lint pytest openapi schema lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+# The exact versions CI tested (requirements.lock), then the project itself, editable.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -r requirements.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv with the locked dependencies
+
+serve: install  ## run the server on SQLite (var/timeline.db) with the fixtures loaded
+	$(BIN)/timeline serve --host $(HOST) --port $(PORT)
+
+lint: install  ## ruff and mypy --strict
+	$(BIN)/ruff check src tests migrations
+	$(BIN)/ruff format --check src tests migrations
+	$(BIN)/mypy src
+
+pytest: install  ## every test, on SQLite and PostgreSQL (127.0.0.1:5432, database test)
+	$(BIN)/pytest
+
+test: lint pytest  ## everything CI runs
+
+openapi: install  ## regenerate openapi/openapi.json from the app
+	$(BIN)/timeline openapi --output openapi/openapi.json
+
+schema: install  ## regenerate fixtures/schema.json from the fixture types
+	$(BIN)/python -c 'import json; from timeline.fixtures import json_schema; print(json.dumps(json_schema(), indent=2, sort_keys=True))' > fixtures/schema.json
+
+lock: install  ## re-pin requirements.lock to what is installed in .venv
+	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > requirements.lock
+
+clean:  ## remove the virtualenv and the local database
+	rm -rf $(VENV) var
