@@ -65,3 +65,12 @@ async def test_db_upgrade_reports_the_revision(
     monkeypatch.setenv("TIMELINE_DATABASE_URL", empty_database_url)
     assert await run("db", "upgrade") == 0
     assert "database at revision 0001" in capsys.readouterr().out
+
+
+async def test_serve_seeds_an_empty_database_once(database_url: str) -> None:
+    from timeline.cli import _prepare_for_serving
+
+    [seeded] = await _prepare_for_serving(database_url)
+    assert seeded.file == "fixtures/000_16630df2654ec508.yaml"
+    assert seeded.appended == 27
+    assert await _prepare_for_serving(database_url) == []  # not empty any more: left alone

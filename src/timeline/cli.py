@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from timeline.fixtures import FixtureError
-from timeline.importer import ImportResult, import_fixtures, read_files
+from timeline.importer import ImportResult, LoadedFixture, import_fixtures, read_files
 from timeline.store import eventlog, migrate, views
 from timeline.store.database import DEFAULT_URL, Database
 
@@ -57,8 +57,12 @@ async def _prepare_for_serving(url: str) -> list[ImportResult]:
             empty = await eventlog.head_position(conn) == 0
         if not empty:
             return []
-        files = sorted(_fixtures_dir().glob("*.yaml"))
-        return await import_fixtures(db, read_files(files), recorded_by="serve")
+        # Named as in the repository, so event metadata does not depend on where it is checked out.
+        fixtures = [
+            LoadedFixture(f"fixtures/{Path(f.name).name}", f.text)
+            for f in read_files(sorted(_fixtures_dir().glob("*.yaml")))
+        ]
+        return await import_fixtures(db, fixtures, recorded_by="serve")
     finally:
         await db.dispose()
 
