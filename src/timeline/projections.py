@@ -1,4 +1,5 @@
-"""Current-state views folded from the log: claims, the latest estimate per source, subject timelines.
+"""Current-state views folded from the log: claims, the latest estimate per source, subject timelines,
+and the current definitions of subjects, sources and documents.
 
 Pure functions and plain containers, no I/O. The live path loads the rows an event touches into a
 ``Views``, applies the event, and writes back what changed; ``timeline rebuild`` applies every event to an
@@ -13,32 +14,48 @@ from collections.abc import Iterable
 import msgspec
 
 from timeline.domain import claims as rules
-from timeline.domain.claims import Claim, Registration
+from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration
 from timeline.domain.events import (
+    ClaimConfirmed,
     ClaimDenied,
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    DocumentAmended,
     DocumentRegistered,
     DomainEvent,
+    EvidenceAttached,
     Quantity,
+    RecordCorrected,
+    SourceAmended,
     SourceRegistered,
     StatedDate,
+    SubjectAmended,
     SubjectRegistered,
 )
 from timeline.domain.values import period_start
 
 
 class ClaimRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A claim's folded state and the log positions where it was made and last changed."""
+    """A claim's folded state and the log position of each of its events (index 0 is version 1)."""
 
     claim: Claim
-    made_position: int
-    updated_position: int
+    positions: tuple[int, ...]
+
+    @property
+    def made_position(self) -> int:
+        """Where the claim was made."""
+        return self.positions[0]
+
+    @property
+    def updated_position(self) -> int:
+        """Where the claim last changed."""
+        return self.positions[-1]
 
 
 class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One dated happening on a subject's timeline: a claim made, revised, denied or retracted."""
+    """One dated happening on a subject's timeline: a claim made, revised, denied, confirmed, retracted,
+    or evidence attached. ``corrected`` is true when our record of it was corrected later."""
 
     position: int
     subject_id: str
@@ -48,6 +65,7 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
     source_id: str
     statement: str
     quantity: Quantity | None = None
+    corrected: bool = False
 
 
 EstimateKey = tuple[str, str, str]  # (subject_id, metric, source_id)
@@ -63,7 +81,7 @@ class Views(msgspec.Struct, kw_only=True):
     claims: dict[str, ClaimRecord] = msgspec.field(default_factory=dict)
     estimates: dict[EstimateKey, str | None] = msgspec.field(default_factory=dict)
     registrations: dict[str, tuple[int, Registration]] = msgspec.field(default_factory=dict)
-    timeline: list[TimelineEntry] = msgspec.field(default_factory=list)
+    timeline: dict[int, TimelineEntry | None] = msgspec.field(default_factory=dict)
     changed_claims: set[str] = msgspec.field(default_factory=set)
     changed_estimates: set[EstimateKey] = msgspec.field(default_factory=set)
     changed_registrations: set[str] = msgspec.field(default_factory=set)
@@ -85,51 +103,66 @@ def latest_estimate(records: Iterable[ClaimRecord]) -> ClaimRecord | None:
     return max(live, key=lambda r: (period_start(r.claim.stated_on), r.updated_position))
 
 
-def timeline_entry(position: int, event: DomainEvent, claim: Claim) -> TimelineEntry | None:
-    """The timeline entry a claim event adds to its subject's timeline."""
+def effective_events(claim: Claim) -> list[ClaimEvent]:
+    """The claim's events as they should have been recorded: every correction applied to its target."""
+    out = list(claim.recorded)
+    for correction in claim.corrections:
+        index = correction.corrects_version - 1
+        out[index] = rules.corrected(out[index], correction.changes)
+    return out
+
+
+def timeline_entry(
+    position: int, event: ClaimEvent, claim: Claim, *, corrected: bool = False
+) -> TimelineEntry | None:
+    """The entry a claim event puts on its subject's timeline (corrections put none of their own)."""
+    quantity = None
     match event:
         case ClaimMade():
-            kind, source, stated, quantity = (
-                "made",
-                event.source_id,
-                event.stated_on,
-                event.quantity,
-            )
+            kind, source, quantity = "made", event.source_id, event.quantity
         case ClaimRevised():
-            kind, source, stated, quantity = (
-                "revised",
-                claim.source_id,
-                event.stated_on,
-                event.quantity,
-            )
+            kind, source, quantity = "revised", claim.source_id, event.quantity
         case ClaimDenied():
-            kind, source, stated, quantity = "denied", event.denied_by, event.stated_on, None
+            kind, source = "denied", event.denied_by
+        case ClaimConfirmed():
+            kind, source = "confirmed", event.confirmed_by
         case ClaimRetracted():
-            kind, source, stated, quantity = "retracted", claim.source_id, event.stated_on, None
+            kind, source = "retracted", claim.source_id
+        case EvidenceAttached():
+            kind, source = "evidence", event.produced_by
         case _:
             return None
     return TimelineEntry(
         position=position,
         subject_id=claim.subject_id,
-        occurred_on=stated,
+        occurred_on=event.stated_on,
         kind=kind,
         claim_id=claim.claim_id,
         source_id=source,
-        statement=event.statement,
+        statement=event.description if isinstance(event, EvidenceAttached) else event.statement,
         quantity=quantity,
+        corrected=corrected,
     )
 
 
-def registration_stream(event: Registration) -> str:
+def registration_stream(event: Registration | Amendment) -> str:
     """The stream id a registration lives in (also its key in the registrations view)."""
     match event:
-        case SubjectRegistered():
+        case SubjectRegistered() | SubjectAmended():
             return f"subject-{event.subject_id}"
-        case SourceRegistered():
+        case SourceRegistered() | SourceAmended():
             return f"source-{event.source_id}"
-        case DocumentRegistered():
+        case DocumentRegistered() | DocumentAmended():
             return f"document-{event.document_id}"
     raise AssertionError(event)  # pragma: no cover
+
+
+def _refresh_estimate(views: Views, key: EstimateKey | None) -> None:
+    if key is None:
+        return
+    chosen = latest_estimate(r for r in views.claims.values() if estimate_key(r.claim) == key)
+    views.estimates[key] = chosen.claim.claim_id if chosen else None
+    views.changed_estimates.add(key)
 
 
 def apply(views: Views, position: int, event: DomainEvent) -> Views:
@@ -140,19 +173,28 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
         views.registrations[stream] = (position, event)
         views.changed_registrations.add(stream)
         return views
+    if isinstance(event, SubjectAmended | SourceAmended | DocumentAmended):
+        stream = registration_stream(event)
+        first, current = views.registrations[stream]
+        views.registrations[stream] = (first, rules.amend(current, event))
+        views.changed_registrations.add(stream)
+        return views
     record = views.claims.get(event.claim_id)
+    before = estimate_key(record.claim) if record else None
     claim = rules.evolve(record.claim if record else None, event)
-    made = record.made_position if record else position
-    views.claims[claim.claim_id] = ClaimRecord(claim=claim, made_position=made, updated_position=position)
+    positions = (*record.positions, position) if record else (position,)
+    views.claims[claim.claim_id] = ClaimRecord(claim=claim, positions=positions)
     views.changed_claims.add(claim.claim_id)
-    key = estimate_key(claim)
-    if key is not None:
-        chosen = latest_estimate(r for r in views.claims.values() if estimate_key(r.claim) == key)
-        views.estimates[key] = chosen.claim.claim_id if chosen else None
-        views.changed_estimates.add(key)
-    entry = timeline_entry(position, event, claim)
-    if entry is not None:
-        views.timeline.append(entry)
+    _refresh_estimate(views, before)
+    if estimate_key(claim) != before:
+        _refresh_estimate(views, estimate_key(claim))
+    if isinstance(event, RecordCorrected):
+        # A correction can change any earlier entry of the claim (its date, figure, even its subject).
+        fixed = {c.corrects_version for c in claim.corrections}
+        for version, (at, effective) in enumerate(zip(positions, effective_events(claim), strict=True), 1):
+            views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
+    else:
+        views.timeline[position] = timeline_entry(position, event, claim)
     return views
 
 

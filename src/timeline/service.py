@@ -13,16 +13,23 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain import claims as rules
-from timeline.domain.claims import Claim, Registration
-from timeline.domain.errors import DefinitionConflict, DomainError, UnknownReference
+from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration
+from timeline.domain.errors import DefinitionConflict, DomainError, InvalidValue, UnknownReference
 from timeline.domain.events import (
+    ClaimConfirmed,
     ClaimDenied,
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    DocumentAmended,
     DocumentRegistered,
     DomainEvent,
+    EvidenceAttached,
+    RecordCorrected,
+    SourceAmended,
     SourceRegistered,
+    StatedDate,
+    SubjectAmended,
     SubjectRegistered,
     stream_of,
 )
@@ -44,7 +51,22 @@ class Rejected(Exception):
     @property
     def place(self) -> str:
         """The full path of the problem, e.g. ``events[3].quantity.value``."""
+        if not self.origin:
+            return self.field or ""
         return f"{self.origin}.{self.field}" if self.field else self.origin
+
+
+class PreconditionFailed(Exception):
+    """The caller wrote against a version of the stream (If-Match) that is no longer current."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"{stream_id} is at version {actual}, the request was made against version {expected}; "
+            "fetch it again, check the change still makes sense, and retry with the new ETag"
+        )
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
 
 
 @dataclass
@@ -56,16 +78,57 @@ class _Stream:
         return len(self.events)
 
 
-def _valid_from(event: DomainEvent) -> dt.date | None:
+_REGISTERED = SubjectRegistered | SourceRegistered | DocumentRegistered
+_AMENDED = SubjectAmended | SourceAmended | DocumentAmended
+
+
+def _stated(event: DomainEvent) -> StatedDate | None:
     stated = getattr(event, "stated_on", None) or getattr(event, "published_on", None)
+    return stated if isinstance(stated, StatedDate) else None
+
+
+def _valid_from(event: DomainEvent) -> dt.date | None:
+    stated = _stated(event)
     return period_start(stated) if stated is not None else None
 
 
+_ID_FIELDS = (
+    "revision_id",
+    "denial_id",
+    "confirmation_id",
+    "evidence_id",
+    "retraction_id",
+    "correction_id",
+    "claim_id",
+)
+
+
 def _ident_of(event: DomainEvent) -> str:
-    for name in ("revision_id", "denial_id", "retraction_id", "claim_id"):
+    for name in _ID_FIELDS:
         if hasattr(event, name):
             return str(getattr(event, name))
     return stream_of(event).split("-", 1)[1]
+
+
+def registration_state(events: list[RecordedEvent]) -> Registration | None:
+    """The current definition of a subject, source or document: its registration with amendments."""
+    current: Registration | None = None
+    for recorded in events:
+        event = recorded.event
+        if isinstance(event, _REGISTERED):
+            current = event
+        elif isinstance(event, _AMENDED) and current is not None:
+            current = rules.amend(current, event)
+    return current
+
+
+def claim_state(events: list[RecordedEvent]) -> Claim | None:
+    """Fold a claim stream's events into its state."""
+    claim: Claim | None = None
+    for recorded in events:
+        assert isinstance(recorded.event, ClaimEvent)
+        claim = rules.evolve(claim, recorded.event)
+    return claim
 
 
 class Recorder:
@@ -80,11 +143,14 @@ class Recorder:
         import_id: str | None = None,
         request_id: str | None = None,
         idempotency_key: str | None = None,
+        future_slack: dt.timedelta | None = None,
     ) -> None:
         self.conn = conn
         # Names the input (a fixture file, a request) in each event's metadata origin.
         self.label = label
         self.recorded_at = dt.datetime.now(dt.UTC)
+        # Sources cannot have said something after today; the slack absorbs time zones and late editing.
+        self.latest_date = (self.recorded_at + future_slack).date() if future_slack is not None else None
         self._base = Metadata(
             recorded_by=recorded_by,
             import_id=import_id,
@@ -100,19 +166,36 @@ class Recorder:
             self._streams[stream_id] = _Stream(await eventlog.read_stream(self.conn, stream_id))
         return self._streams[stream_id]
 
-    async def _require(self, kind: str, ident: str, origin: str, where: str) -> None:
-        if (await self._stream(f"{kind}-{ident}")).version == 0:
-            raise Rejected(origin, UnknownReference(kind, ident, field=where))
+    async def version(self, stream_id: str) -> int:
+        """The stream's version as this transaction sees it."""
+        return (await self._stream(stream_id)).version
 
-    async def record(self, event: DomainEvent, *, origin: str) -> list[RecordedEvent]:
-        """Check ``event`` against the rules and append it (or nothing, if it is already recorded)."""
+    async def claim(self, claim_id: str) -> Claim | None:
+        """A claim's state as this transaction sees it."""
+        return claim_state((await self._stream(f"claim-{claim_id}")).events)
+
+    async def _require(self, kind: str, ident: str, where: str) -> None:
+        if (await self._stream(f"{kind}-{ident}")).version == 0:
+            raise UnknownReference(kind, ident, field=where)
+
+    async def record(
+        self, event: DomainEvent, *, origin: str, expected_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """Check ``event`` against the rules and append it (or nothing, if it is already recorded).
+
+        With ``expected_version`` (a client's If-Match), the stream must still be at that version.
+        """
         stream_id = stream_of(event)
         stream = await self._stream(stream_id)
+        if expected_version is not None and expected_version != stream.version:
+            raise PreconditionFailed(stream_id, expected_version, stream.version)
         try:
-            await self._check_references(event, origin)
+            self._check_dates(event)
+            await self._check_references(event)
             decided = self._decide(stream, event)
         except DefinitionConflict as conflict:
-            raise Rejected(origin, conflict, detail=self._conflict_detail(stream, event, conflict)) from None
+            detail = self._conflict_detail(stream, event, conflict)
+            raise Rejected(origin, conflict, detail=detail) from None
         except DomainError as error:
             raise Rejected(origin, error) from None
         if not decided:
@@ -120,7 +203,7 @@ class Recorder:
             return []
         metadata = Metadata(
             recorded_by=self._base.recorded_by,
-            origin=f"{self.label} {origin}",
+            origin=f"{self.label} {origin}".strip(),
             import_id=self._base.import_id,
             request_id=self._base.request_id,
             idempotency_key=self._base.idempotency_key,
@@ -136,30 +219,52 @@ class Recorder:
         self.appended.extend(recorded)
         return recorded
 
-    async def _check_references(self, event: DomainEvent, origin: str) -> None:
+    def _check_dates(self, event: DomainEvent) -> None:
+        where = "published_on" if isinstance(event, DocumentRegistered | DocumentAmended) else "stated_on"
+        dates = [(where, _stated(event))]
+        if isinstance(event, RecordCorrected):
+            dates = [("changes.stated_on", event.changes.stated_on)]
+        for name, stated in dates:
+            if stated is None or self.latest_date is None:
+                continue
+            try:
+                start = period_start(stated)
+            except ValueError:
+                continue  # malformed dates are reported by the rules, with their reason
+            if start > self.latest_date:
+                raise InvalidValue(
+                    f"{stated.date} is in the future (latest accepted: {self.latest_date.isoformat()})",
+                    field=name,
+                )
+
+    async def _check_references(self, event: DomainEvent) -> None:
+        documents: tuple[str, ...] = getattr(event, "document_ids", ())
         match event:
             case ClaimMade():
-                await self._require("subject", event.subject_id, origin, "subject")
-                await self._require("source", event.source_id, origin, "source")
-                for i, doc in enumerate(event.document_ids):
-                    await self._require("document", doc, origin, f"documents[{i}]")
+                await self._require("subject", event.subject_id, "subject")
+                await self._require("source", event.source_id, "source")
             case ClaimDenied():
-                await self._require("source", event.denied_by, origin, "source")
-                for i, doc in enumerate(event.document_ids):
-                    await self._require("document", doc, origin, f"documents[{i}]")
-            case ClaimRevised() | ClaimRetracted():
-                for i, doc in enumerate(event.document_ids):
-                    await self._require("document", doc, origin, f"documents[{i}]")
+                await self._require("source", event.denied_by, "source")
+            case ClaimConfirmed():
+                await self._require("source", event.confirmed_by, "source")
+            case EvidenceAttached():
+                await self._require("source", event.produced_by, "produced_by")
+            case RecordCorrected():
+                if event.changes.source_id is not None:
+                    await self._require("source", event.changes.source_id, "changes.source_id")
+                if event.changes.subject_id is not None:
+                    await self._require("subject", event.changes.subject_id, "changes.subject_id")
+        for i, doc in enumerate(documents):
+            await self._require("document", doc, f"documents[{i}]")
 
     def _decide(self, stream: _Stream, event: DomainEvent) -> list[DomainEvent]:
-        if isinstance(event, SubjectRegistered | SourceRegistered | DocumentRegistered):
-            existing: Registration | None = None
-            if stream.events:
-                first = stream.events[0].event
-                assert isinstance(first, SubjectRegistered | SourceRegistered | DocumentRegistered)
-                existing = first
-            return rules.decide_registration(existing, event)
-        claim = self.claim_state(stream)
+        if isinstance(event, _REGISTERED):
+            first = stream.events[0].event if stream.events else None
+            assert first is None or isinstance(first, _REGISTERED)
+            return rules.decide_registration(first, event)
+        if isinstance(event, _AMENDED):
+            return rules.decide_amend(registration_state(stream.events), event)
+        claim = claim_state(stream.events)
         match event:
             case ClaimMade():
                 return rules.decide_make(claim, event)
@@ -167,18 +272,15 @@ class Recorder:
                 return rules.decide_revise(claim, event)
             case ClaimDenied():
                 return rules.decide_deny(claim, event)
+            case ClaimConfirmed():
+                return rules.decide_confirm(claim, event)
+            case EvidenceAttached():
+                return rules.decide_attach(claim, event)
             case ClaimRetracted():
                 return rules.decide_retract(claim, event)
+            case RecordCorrected():
+                return rules.decide_correct(claim, event)
         raise AssertionError(event)  # pragma: no cover
-
-    @staticmethod
-    def claim_state(stream: _Stream) -> Claim | None:
-        """Fold a claim stream's events into its state."""
-        claim: Claim | None = None
-        for recorded in stream.events:
-            assert isinstance(recorded.event, ClaimMade | ClaimRevised | ClaimDenied | ClaimRetracted)
-            claim = rules.evolve(claim, recorded.event)
-        return claim
 
     @staticmethod
     def _conflict_detail(stream: _Stream, event: DomainEvent, conflict: DefinitionConflict) -> str:
@@ -199,3 +301,6 @@ class Recorder:
         """Update the views with everything appended; call once, before the transaction commits."""
         await views.project(self.conn, self.appended)
         return self.appended
+
+
+__all__ = ["Amendment", "PreconditionFailed", "Recorder", "Rejected", "claim_state", "registration_state"]

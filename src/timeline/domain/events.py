@@ -56,6 +56,37 @@ class SourceRegistered(Event, frozen=True, kw_only=True):
     kind: SourceKind
     country: str | None = None
     description: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+class SubjectAmended(Event, frozen=True, kw_only=True):
+    """A subject's name or description changed; fields left out (null) stay as they were."""
+
+    subject_id: str
+    name: str | None = None
+    description: str | None = None
+
+
+class SourceAmended(Event, frozen=True, kw_only=True):
+    """A source's name, kind, country, description or aliases changed; null fields stay as they were."""
+
+    source_id: str
+    name: str | None = None
+    kind: SourceKind | None = None
+    country: str | None = None
+    description: str | None = None
+    aliases: tuple[str, ...] | None = None
+
+
+class DocumentAmended(Event, frozen=True, kw_only=True):
+    """A document's details changed (a corrected headline, a new URL); null fields stay as they were."""
+
+    document_id: str
+    title: str | None = None
+    published_on: StatedDate | None = None
+    author: str | None = None
+    publisher: str | None = None
+    url: str | None = None
 
 
 class DocumentRegistered(Event, frozen=True, kw_only=True):
@@ -119,14 +150,75 @@ class ClaimRetracted(Event, frozen=True, kw_only=True):
     document_ids: tuple[str, ...]
 
 
+class ClaimConfirmed(Event, frozen=True, kw_only=True):
+    """Another source corroborated the claim, in its own words and on its own date."""
+
+    claim_id: str
+    confirmation_id: str
+    confirmed_by: str
+    statement: str
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+
+
+EvidenceKind = Literal["video", "image", "document", "geolocation", "audio", "data"]
+
+
+class EvidenceAttached(Event, frozen=True, kw_only=True):
+    """Material that bears on the claim: who produced it and what it shows. It changes no status."""
+
+    claim_id: str
+    evidence_id: str
+    kind: EvidenceKind
+    produced_by: str
+    description: str
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+    url: str | None = None
+
+
+class CorrectedFields(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """The fields a correction replaces in the event it corrects; null fields are left as recorded."""
+
+    statement: str | None = None
+    quantity: Quantity | None = None
+    stated_on: StatedDate | None = None
+    modality: Modality | None = None
+    source_id: str | None = None
+    subject_id: str | None = None
+    metric: str | None = None
+
+
+class RecordCorrected(Event, frozen=True, kw_only=True):
+    """Our record of an earlier event in this claim's stream was wrong (a typo, a wrong date or source).
+
+    Not a revision: the source did not change its claim, we fix our entry. Views use the corrected values;
+    the history keeps both the original event and this correction.
+    """
+
+    claim_id: str
+    correction_id: str
+    corrects_version: int
+    changes: CorrectedFields
+    reason: str
+
+
 DomainEvent = (
     SubjectRegistered
     | SourceRegistered
     | DocumentRegistered
+    | SubjectAmended
+    | SourceAmended
+    | DocumentAmended
     | ClaimMade
     | ClaimRevised
     | ClaimDenied
     | ClaimRetracted
+    | ClaimConfirmed
+    | EvidenceAttached
+    | RecordCorrected
 )
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
@@ -135,10 +227,16 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         SubjectRegistered,
         SourceRegistered,
         DocumentRegistered,
+        SubjectAmended,
+        SourceAmended,
+        DocumentAmended,
         ClaimMade,
         ClaimRevised,
         ClaimDenied,
         ClaimRetracted,
+        ClaimConfirmed,
+        EvidenceAttached,
+        RecordCorrected,
     )
 }
 
@@ -162,14 +260,10 @@ def decode_event(data: bytes | str) -> DomainEvent:
 def stream_of(event: DomainEvent) -> str:
     """The stream an event belongs to: one stream per claim, subject, source and document."""
     match event:
-        case SubjectRegistered(subject_id=sid):
+        case SubjectRegistered(subject_id=sid) | SubjectAmended(subject_id=sid):
             return f"subject-{sid}"
-        case SourceRegistered(source_id=sid):
+        case SourceRegistered(source_id=sid) | SourceAmended(source_id=sid):
             return f"source-{sid}"
-        case DocumentRegistered(document_id=did):
+        case DocumentRegistered(document_id=did) | DocumentAmended(document_id=did):
             return f"document-{did}"
-        case ClaimMade(claim_id=cid) | ClaimRevised(claim_id=cid):
-            return f"claim-{cid}"
-        case ClaimDenied(claim_id=cid) | ClaimRetracted(claim_id=cid):
-            return f"claim-{cid}"
-    raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
+    return f"claim-{event.claim_id}"

@@ -12,26 +12,30 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.domain.claims import Claim, Registration
-from timeline.domain.events import ClaimMade, DomainEvent
-from timeline.projections import ClaimRecord, TimelineEntry, Views, apply, estimate_key, occurred_on
+from timeline.domain.claims import Claim, ClaimEvent, Registration, evolve
+from timeline.domain.events import DocumentAmended, DomainEvent, SourceAmended, SubjectAmended
+from timeline.projections import (
+    ClaimRecord,
+    TimelineEntry,
+    Views,
+    apply,
+    estimate_key,
+    occurred_on,
+    registration_stream,
+)
 from timeline.store.eventlog import RecordedEvent, read_all
 from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
 
 CHECKPOINT = "views"
 _encoder = msgspec.json.Encoder()
-_claim_decoder = msgspec.json.Decoder(Claim)
+_claim_decoder = msgspec.json.Decoder(ClaimRecord)
 _entry_decoder = msgspec.json.Decoder(TimelineEntry)
 _registration_decoder: msgspec.json.Decoder[Registration] = msgspec.json.Decoder(Registration)
 
 
 def claim_from_row(row: sa.RowMapping) -> ClaimRecord:
     """Turn a ``claims`` row back into the folded record."""
-    return ClaimRecord(
-        claim=_claim_decoder.decode(row["state"]),
-        made_position=row["made_position"],
-        updated_position=row["updated_position"],
-    )
+    return _claim_decoder.decode(row["state"])
 
 
 def entry_from_row(row: sa.RowMapping) -> TimelineEntry:
@@ -45,27 +49,37 @@ def registration_from_row(row: sa.RowMapping) -> tuple[int, Registration]:
 
 
 async def load_for(conn: AsyncConnection, new_events: Sequence[DomainEvent]) -> Views:
-    """Load every row the given events can change (claims, and their estimate neighbours)."""
+    """Load every row the given events can change: their claims and those claims' estimate neighbours
+    (under every key the claims pass through), and the definitions being amended."""
     views = Views()
-    claim_ids = {e.claim_id for e in new_events if hasattr(e, "claim_id")}
-    if not claim_ids:
+    amended = [
+        registration_stream(e)
+        for e in new_events
+        if isinstance(e, SubjectAmended | SourceAmended | DocumentAmended)
+    ]
+    if amended:
+        result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id.in_(amended)))
+        for row in result.mappings():
+            views.registrations[row["stream_id"]] = registration_from_row(row)
+    claim_events = [e for e in new_events if isinstance(e, ClaimEvent)]
+    if not claim_events:
         return views
-    result = await conn.execute(sa.select(claims).where(claims.c.claim_id.in_(claim_ids)))
+    result = await conn.execute(
+        sa.select(claims).where(claims.c.claim_id.in_({e.claim_id for e in claim_events}))
+    )
     for row in result.mappings():
         views.claims[row["claim_id"]] = claim_from_row(row)
-    keys = {estimate_key(r.claim) for r in views.claims.values()}
-    keys |= {
-        (e.subject_id, e.metric, e.source_id)
-        for e in new_events
-        if isinstance(e, ClaimMade) and e.metric is not None
-    }
-    keys.discard(None)
-    if keys:
+    # Fold the batch ahead to learn every (subject, metric, source) it touches, corrections included.
+    states: dict[str, Claim] = {cid: r.claim for cid, r in views.claims.items()}
+    keys = {estimate_key(c) for c in states.values()}
+    for event in claim_events:
+        states[event.claim_id] = evolve(states.get(event.claim_id), event)
+        keys.add(estimate_key(states[event.claim_id]))
+    wanted = sorted(k for k in keys if k is not None)
+    if wanted:
         result = await conn.execute(
             sa.select(claims).where(
-                sa.tuple_(claims.c.subject_id, claims.c.metric, claims.c.source_id).in_(
-                    sorted(k for k in keys if k is not None)
-                )
+                sa.tuple_(claims.c.subject_id, claims.c.metric, claims.c.source_id).in_(wanted)
             )
         )
         for row in result.mappings():
@@ -90,7 +104,7 @@ async def save(conn: AsyncConnection, views: Views) -> None:
                     "version": r.claim.version,
                     "made_position": r.made_position,
                     "updated_position": r.updated_position,
-                    "state": _encoder.encode(r.claim).decode(),
+                    "state": _encoder.encode(r).decode(),
                 }
                 for r in (views.claims[c] for c in sorted(views.changed_claims))
             ],
@@ -127,25 +141,26 @@ async def save(conn: AsyncConnection, views: Views) -> None:
                 for stream in streams
             ],
         )
-    await _insert(
-        conn,
-        timeline,
-        _timeline_rows(views.timeline),
-    )
+    await _save_timeline(conn, views)
     await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == CHECKPOINT))
     await conn.execute(sa.insert(checkpoints).values(name=CHECKPOINT, position=views.position))
 
 
-def _timeline_rows(entries: Sequence[TimelineEntry]) -> list[dict[str, object]]:
-    return [
+async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
+    if not views.timeline:
+        return
+    await conn.execute(sa.delete(timeline).where(timeline.c.position.in_(sorted(views.timeline))))
+    rows: list[dict[str, object]] = [
         {
             "position": e.position,
             "subject_id": e.subject_id,
             "occurred_on": occurred_on(e),
             "entry": _encoder.encode(e).decode(),
         }
-        for e in entries
+        for e in views.timeline.values()
+        if e is not None
     ]
+    await _insert(conn, timeline, rows)
 
 
 async def _insert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, object]]) -> None:
@@ -180,12 +195,8 @@ async def rebuild(conn: AsyncConnection, *, batch: int = 1000) -> int:
             apply(views, r.position, r.event)
         after = chunk[-1].position
         replayed += len(chunk)
-        # Timeline rows are final once folded; flush them so memory holds only the mutable views.
-        await _insert(
-            conn,
-            timeline,
-            _timeline_rows(views.timeline),
-        )
+        # Flush timeline rows as we go so memory holds only claims; a later correction rewrites its rows.
+        await _save_timeline(conn, views)
         views.timeline.clear()
     await save(conn, views)
     return replayed
