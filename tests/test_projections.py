@@ -10,12 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from timeline.domain.events import (
+    ClaimConfirmed,
     ClaimDenied,
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    CorrectedFields,
     DomainEvent,
+    EvidenceAttached,
     Quantity,
+    RecordCorrected,
     StatedDate,
     decode_event,
     encode_event,
@@ -86,6 +90,50 @@ commands = st.lists(
             ids,
             st.sampled_from(SOURCES),
             dates,
+        ),
+        st.builds(
+            lambda c, r, by, d: ClaimConfirmed(
+                claim_id=c,
+                confirmation_id=r,
+                confirmed_by=by,
+                statement="yes",
+                stated_on=d,
+                document_ids=("d",),
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            st.sampled_from(SOURCES),
+            dates,
+        ),
+        st.builds(
+            lambda c, r, by, d: EvidenceAttached(
+                claim_id=c,
+                evidence_id=r,
+                kind="video",
+                produced_by=by,
+                description="shows",
+                stated_on=d,
+                document_ids=("d",),
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            st.sampled_from(SOURCES),
+            dates,
+        ),
+        st.builds(
+            lambda c, r, v, changes: RecordCorrected(
+                claim_id=c, correction_id=r, corrects_version=v, changes=changes, reason="typo"
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            st.integers(1, 4),
+            st.one_of(
+                st.builds(CorrectedFields, quantity=quantities),
+                st.builds(CorrectedFields, stated_on=dates),
+                st.builds(CorrectedFields, source_id=st.sampled_from(SOURCES)),
+                st.builds(CorrectedFields, metric=st.sampled_from(["m1", "m2"])),
+                st.builds(CorrectedFields, statement=st.just("corrected")),
+            ),
         ),
         st.builds(
             lambda c, r, d: ClaimRetracted(
@@ -163,6 +211,9 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
             ClaimRevised: rules.decide_revise,
             ClaimDenied: rules.decide_deny,
             ClaimRetracted: rules.decide_retract,
+            ClaimConfirmed: rules.decide_confirm,
+            EvidenceAttached: rules.decide_attach,
+            RecordCorrected: rules.decide_correct,
         }[type(event)]
         try:
             accepted = decide(current, event)  # type: ignore[arg-type]

@@ -7,7 +7,18 @@ import pytest
 
 from timeline.domain import claims as rules
 from timeline.domain.errors import DefinitionConflict, InvalidValue, RuleViolation, UnknownReference
-from timeline.domain.events import ClaimDenied, ClaimRetracted, ClaimRevised, Quantity, StatedDate
+from timeline.domain.events import (
+    ClaimConfirmed,
+    ClaimDenied,
+    ClaimRetracted,
+    ClaimRevised,
+    CorrectedFields,
+    EvidenceAttached,
+    Quantity,
+    RecordCorrected,
+    SourceAmended,
+    StatedDate,
+)
 from timeline.domain.values import check_quantity, parse_stated_date, period_start
 
 from .helpers import DAY, claim_made, source
@@ -57,7 +68,7 @@ def test_denial_by_another_source_disputes_without_erasing() -> None:
 
 def test_denial_by_the_claims_own_source_is_refused() -> None:
     claim = _state(claim_made("c", "nis", 1500))
-    with pytest.raises(RuleViolation, match="retraction, not a denial"):
+    with pytest.raises(RuleViolation, match="record a retraction instead"):
         rules.decide_deny(claim, _denial("c", "nis"))
 
 
@@ -148,3 +159,101 @@ def test_registration_identical_is_a_noop_and_different_names_the_field() -> Non
         DefinitionConflict, match=r"source 'nis' .*name: recorded \"Source nis\", now \"NIS\""
     ):
         rules.decide_registration(nis, msgspec.structs.replace(nis, name="NIS"))
+
+
+def _confirmation(by: str, confirmation_id: str = "conf") -> ClaimConfirmed:
+    return ClaimConfirmed(
+        claim_id="c",
+        confirmation_id=confirmation_id,
+        confirmed_by=by,
+        statement="yes",
+        stated_on=DAY,
+        document_ids=("d",),
+    )
+
+
+def _correction(version: int, changes: CorrectedFields, correction_id: str = "fix") -> RecordCorrected:
+    return RecordCorrected(
+        claim_id="c", correction_id=correction_id, corrects_version=version, changes=changes, reason="typo"
+    )
+
+
+def test_confirmation_and_denial_make_a_claim_contested() -> None:
+    made = claim_made("c", "nis", 1500)
+    assert _state(made, _confirmation("pentagon")).status == "confirmed"
+    claim = _state(made, _confirmation("pentagon"), _denial("c", "kremlin"))
+    assert claim.status == "contested"
+    assert claim.confirmed_by == ("pentagon",)
+    assert claim.disputed_by == ("kremlin",)
+    with pytest.raises(RuleViolation, match="own source"):
+        rules.decide_confirm(claim, _confirmation("nis", "other"))
+
+
+def test_evidence_is_kept_and_changes_no_status() -> None:
+    evidence = EvidenceAttached(
+        claim_id="c",
+        evidence_id="cnn-geo",
+        kind="geolocation",
+        produced_by="cnn",
+        description="troops at Sergeevka",
+        stated_on=DAY,
+        document_ids=("d",),
+    )
+    claim = _state(claim_made("c", "nis", 1500), evidence)
+    assert claim.status == "standing"
+    assert claim.evidence == (evidence,)
+    with pytest.raises(InvalidValue, match="empty statement"):
+        rules.decide_attach(claim, msgspec.structs.replace(evidence, evidence_id="e2", description=" "))
+
+
+def test_correction_changes_the_view_and_history_keeps_the_original() -> None:
+    made = claim_made("c", "nis", 15000)  # a typo: the source said 1,500
+    fix = _correction(
+        1, CorrectedFields(quantity=Quantity(comparator="exactly", value=1500, unit="soldiers"))
+    )
+    before = _state(made, _denial("c", "kremlin"))
+    assert rules.decide_correct(before, fix) == [fix]
+    after = rules.evolve(before, fix)
+    assert after.quantity is not None
+    assert after.quantity.value == 1500
+    assert after.status == "disputed"  # the denial recorded after the typo still stands
+    assert after.version == 3
+    assert after.recorded[0] == made  # what was first recorded is kept
+    assert after.corrections == (fix,)
+
+
+def test_correction_of_a_source_moves_a_denial_and_is_checked() -> None:
+    claim = _state(claim_made("c", "nis", 1500), _denial("c", "kremlin"))
+    moved = rules.evolve(claim, _correction(2, CorrectedFields(source_id="pentagon")))
+    assert moved.disputed_by == ("pentagon",)
+    with pytest.raises(RuleViolation, match="deny or confirm its own claim"):
+        rules.decide_correct(claim, _correction(2, CorrectedFields(source_id="nis")))
+
+
+@pytest.mark.parametrize(
+    ("version", "changes", "error", "field", "message"),
+    [
+        (5, CorrectedFields(statement="x"), RuleViolation, "corrects_version", "no event 5"),
+        (2, CorrectedFields(metric="tanks"), InvalidValue, "changes.metric", "has no 'metric'"),
+        (1, CorrectedFields(), InvalidValue, "changes", "at least one field"),
+        (1, CorrectedFields(statement=""), InvalidValue, "changes.statement", "empty statement"),
+    ],
+)
+def test_refused_corrections_say_why(
+    version: int, changes: CorrectedFields, error: type[Exception], field: str, message: str
+) -> None:
+    claim = _state(claim_made("c", "nis", 1500), _denial("c", "kremlin"))
+    with pytest.raises(error, match=message) as caught:
+        rules.decide_correct(claim, _correction(version, changes))
+    assert caught.value.field == field  # type: ignore[attr-defined]
+
+
+def test_amendment_changes_a_definition_and_an_empty_one_is_refused() -> None:
+    nis = source("nis")
+    renamed = rules.amend(nis, SourceAmended(source_id="nis", name="NIS", aliases=("국가정보원",)))
+    assert renamed == msgspec.structs.replace(nis, name="NIS", aliases=("국가정보원",))
+    assert rules.decide_amend(nis, SourceAmended(source_id="nis", name="Source nis")) == []
+    with pytest.raises(InvalidValue, match="at least one field"):
+        rules.decide_amend(nis, SourceAmended(source_id="nis"))
+    with pytest.raises(UnknownReference):
+        rules.decide_amend(None, SourceAmended(source_id="nis", name="x"))
