@@ -77,11 +77,12 @@ async def test_timeline_pages_through_every_entry_in_order(client: AsyncTestClie
         pages += 1
     whole = (await client.get(f"/subjects/{SUBJECT}/timeline", params={"limit": 100})).json()
     assert seen == whole["entries"]
-    assert pages == 4  # 6 claims and 5 denials on this subject, 3 a page
-    assert len(seen) == 11
+    assert pages == 5  # 6 claims, 5 denials and 2 pieces of evidence on this subject, 3 a page
+    assert len(seen) == 13
     kinds = [e["kind"] for e in seen]
     assert kinds.count("made") == 6
     assert kinds.count("denied") == 5
+    assert kinds.count("evidence") == 2
     positions = [e["position"] for e in seen]
     assert positions == sorted(positions)  # all stated the same day: log order breaks the tie
     denial = next(e for e in seen if e["kind"] == "denied")
@@ -119,11 +120,11 @@ async def test_claim_current_state_and_history(client: AsyncTestClient) -> None:
 async def test_events_page_through_the_whole_log(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
     first = (await client.get("/events", params={"limit": 10})).json()
     assert [e["position"] for e in first["events"]] == list(range(1, 11))
-    assert first["head_position"] == 27
+    assert first["head_position"] == 29
     assert first["next"] == "/events?after=10&limit=10"
     assert first["events"][0]["type"] == "DocumentRegistered"
     rest = (await client.get("/events", params={"after": 20, "limit": 100})).json()
-    assert [e["position"] for e in rest["events"]] == list(range(21, 28))
+    assert [e["position"] for e in rest["events"]] == list(range(21, 30))
     assert rest["next"] is None
     _problem(await client.get("/events", params={"after": -1}), 400)
 
@@ -164,5 +165,5 @@ async def test_post_import_is_atomic_idempotent_and_explains_errors(client: Asyn
 async def test_health_reports_positions(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
     body = (await client.get("/health")).json()
     assert body["status"] == "ok"
-    assert body["head_position"] == body["views_position"] == 27
+    assert body["head_position"] == body["views_position"] == 29
     assert body["database"] in {"sqlite", "postgresql"}

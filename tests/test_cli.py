@@ -21,11 +21,11 @@ async def run(*argv: str) -> int:
 
 async def test_import_then_again_then_rebuild(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert await run("--database-url", database_url, "import", str(SEED)) == 0
-    assert "27 events appended, 0 already recorded (positions 1-27)" in capsys.readouterr().out
+    assert "29 events appended, 0 already recorded (positions 1-29)" in capsys.readouterr().out
     assert await run("--database-url", database_url, "import", str(SEED)) == 0
-    assert "0 events appended, 27 already recorded" in capsys.readouterr().out
+    assert "0 events appended, 29 already recorded" in capsys.readouterr().out
     assert await run("--database-url", database_url, "rebuild") == 0
-    assert "rebuilt the views from 27 events" in capsys.readouterr().out
+    assert "rebuilt the views from 29 events" in capsys.readouterr().out
     db = Database(database_url)
     try:
         async with db.read() as conn:
@@ -72,5 +72,5 @@ async def test_serve_seeds_an_empty_database_once(database_url: str) -> None:
 
     [seeded] = await _prepare_for_serving(database_url)
     assert seeded.file == "fixtures/000_16630df2654ec508.yaml"
-    assert seeded.appended == 27
+    assert seeded.appended == 29
     assert await _prepare_for_serving(database_url) == []  # not empty any more: left alone

@@ -79,7 +79,7 @@ async def test_seed_imports_once_and_again_adds_nothing(db: Database) -> None:
     [again] = await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
     assert again.appended == 0
     assert again.unchanged > 0
-    assert await log_size(db) == size == 27
+    assert await log_size(db) == size == 29
 
 
 async def test_error_late_in_a_fixture_imports_nothing(db: Database) -> None:
@@ -175,3 +175,67 @@ async def test_claim_referring_to_unknown_subject_is_rejected_with_its_path(db: 
     assert caught.value.path == "events[0].subject"
     assert "unknown subject 'nowhere'" in caught.value.message
     assert await log_size(db) == 0
+
+
+async def test_fixture_with_every_later_entry_type(db: Database) -> None:
+    await seed(db)
+    later = fixture("""\
+      - type: confirmation
+        id: pentagon-confirms-troops
+        claim: nis-1500-soldiers-sent-for-training
+        source: pentagon
+        statement: The Pentagon confirmed North Korean soldiers are in Russia.
+      - type: evidence
+        id: satellite-images
+        claim: nis-1500-soldiers-sent-for-training
+        kind: image
+        source: pentagon
+        description: Satellite images of a transport ship at Vladivostok.
+        url: https://example.org/images
+      - type: correction
+        id: nis-date-was-october-18
+        claim: nis-1500-soldiers-sent-for-training
+        corrects: nis-1500-soldiers-sent-for-training
+        changes: {stated_on: "2024-10-18"}
+        reason: The NIS briefing was on 18 October; the article reported it on the 21st.
+      - type: source-amendment
+        source: south-korea-nis
+        aliases: [NIS]
+      - type: subject-amendment
+        subject: dprk-troops-to-russia
+        description: North Korean soldiers sent to Russia.
+    """)
+    [result] = await import_fixtures(db, [later], recorded_by="test")
+    assert result.appended == 7  # document, source, and the five entries
+    async with db.read() as conn:
+        nis = await queries.claim(conn, "nis-1500-soldiers-sent-for-training")
+        source = await queries.registration(conn, "source-south-korea-nis")
+        history = await eventlog.read_stream(conn, "claim-nis-1500-soldiers-sent-for-training")
+    assert nis is not None
+    assert nis.claim.status == "contested"
+    assert nis.claim.stated_on.date == "2024-10-18"
+    assert nis.claim.evidence[0].url == "https://example.org/images"
+    assert history[0].event.stated_on.date == "2024-10-21"  # type: ignore[union-attr]
+    assert history[-1].type == "RecordCorrected"
+    assert history[-1].event.corrects_version == 1  # type: ignore[union-attr]
+    assert source is not None
+    assert source[1].aliases == ("NIS",)  # type: ignore[union-attr]
+    [again] = await import_fixtures(db, [later], recorded_by="test")
+    assert again.appended == 0
+
+
+async def test_correction_of_an_unknown_entry_names_it(db: Database) -> None:
+    await seed(db)
+    bad = fixture("""\
+      - type: correction
+        id: fix
+        claim: nis-1500-soldiers-sent-for-training
+        corrects: nis-typo
+        changes: {statement: fixed}
+        reason: typo
+    """)
+    with pytest.raises(FixtureError) as caught:
+        await import_fixtures(db, [bad], recorded_by="test")
+    assert caught.value.path == "events[0].corrects"
+    assert caught.value.line == 8
+    assert "has no entry 'nis-typo'" in caught.value.message

@@ -253,5 +253,5 @@ async def test_rebuild_of_the_seed_matches_and_reports_count(db: Database) -> No
     async with db.write() as conn:
         replayed = await views.rebuild(conn)
         head = await eventlog.head_position(conn)
-    assert replayed == head == 27
+    assert replayed == head == 29
     assert await _snapshot(db) == before

@@ -15,17 +15,23 @@ import yaml
 
 from timeline.domain.errors import DomainError
 from timeline.domain.events import (
+    ClaimConfirmed,
     ClaimDenied,
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    CorrectedFields,
     DocumentRegistered,
     DomainEvent,
+    EvidenceAttached,
+    EvidenceKind,
     Modality,
     Quantity,
+    SourceAmended,
     SourceKind,
     SourceRegistered,
     StatedDate,
+    SubjectAmended,
     SubjectRegistered,
 )
 from timeline.domain.values import parse_stated_date
@@ -79,6 +85,7 @@ class FixtureSource(_Strict, frozen=True):
     kind: SourceKind
     country: str | None = None
     description: str = ""
+    aliases: list[Text] = []
 
 
 class _Entry(_Strict, frozen=True, tag_field="type"):
@@ -128,7 +135,91 @@ class RetractionEntry(_Entry, frozen=True, tag="retraction"):
     stated_on: DateText | None = None
 
 
-Entry = ClaimEntry | RevisionEntry | DenialEntry | RetractionEntry
+class ConfirmationEntry(_Entry, frozen=True, tag="confirmation"):
+    """Another source corroborates a claim."""
+
+    id: Ident
+    claim: Ident
+    source: Ident
+    statement: Text
+    stated_on: DateText | None = None
+
+
+class EvidenceEntry(_Entry, frozen=True, tag="evidence"):
+    """A video, image, document or geolocation bearing on a claim, and who produced it."""
+
+    id: Ident
+    claim: Ident
+    kind: EvidenceKind
+    source: Ident
+    description: Text
+    url: str | None = None
+    stated_on: DateText | None = None
+
+
+class FixtureCorrectedFields(_Strict, frozen=True):
+    """The fields a correction replaces; leave out what was recorded right."""
+
+    statement: Text | None = None
+    quantity: Quantity | None = None
+    stated_on: DateText | None = None
+    modality: Modality | None = None
+    source: Ident | None = None
+    subject: Ident | None = None
+    metric: Ident | None = None
+
+
+class CorrectionEntry(_Entry, frozen=True, tag="correction"):
+    """Our record of an earlier entry was wrong: ``corrects`` is that entry's id (the claim's id for the
+    claim itself, or the id of one of its revisions, denials, confirmations, evidence or retraction)."""
+
+    id: Ident
+    claim: Ident
+    corrects: Ident
+    changes: FixtureCorrectedFields
+    reason: Text
+
+
+class SubjectAmendmentEntry(_Entry, frozen=True, tag="subject-amendment"):
+    """A subject's name or description changes."""
+
+    subject: Ident
+    name: Text | None = None
+    description: str | None = None
+
+
+class SourceAmendmentEntry(_Entry, frozen=True, tag="source-amendment"):
+    """A source's name, kind, country, description or aliases change."""
+
+    source: Ident
+    name: Text | None = None
+    kind: SourceKind | None = None
+    country: str | None = None
+    description: str | None = None
+    aliases: list[Text] | None = None
+
+
+Entry = (
+    ClaimEntry
+    | RevisionEntry
+    | DenialEntry
+    | RetractionEntry
+    | ConfirmationEntry
+    | EvidenceEntry
+    | CorrectionEntry
+    | SubjectAmendmentEntry
+    | SourceAmendmentEntry
+)
+
+
+class CorrectionRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A correction whose target is named by entry id; the importer resolves it to a stream version."""
+
+    claim_id: str
+    correction_id: str
+    corrects: str
+    changes: CorrectedFields
+    reason: str
 
 
 class Fixture(_Strict, frozen=True):
@@ -232,7 +323,7 @@ def _date(text: str | None, default: StatedDate, path: str) -> StatedDate:
     return default if text is None else parse_stated_date(text, field=path)
 
 
-def to_events(parsed: ParsedFixture) -> Iterator[tuple[str, DomainEvent]]:
+def to_events(parsed: ParsedFixture) -> Iterator[tuple[str, DomainEvent | CorrectionRef]]:
     """The events a fixture proposes, in order, each with its place in the file.
 
     Raises ``FixtureError`` for a date that is well formed but not a real date.
@@ -244,7 +335,7 @@ def to_events(parsed: ParsedFixture) -> Iterator[tuple[str, DomainEvent]]:
         raise FixtureError(parsed.file, path, parsed.line_of(path), exc.message) from None
 
 
-def _to_events(fx: Fixture) -> Iterator[tuple[str, DomainEvent]]:
+def _to_events(fx: Fixture) -> Iterator[tuple[str, DomainEvent | CorrectionRef]]:
     doc = fx.document
     published = parse_stated_date(doc.published_on, field="document.published_on")
     docs = (doc.id,)
@@ -277,6 +368,9 @@ def _to_events(fx: Fixture) -> Iterator[tuple[str, DomainEvent]]:
         )
     for i, entry in enumerate(fx.events):
         at = f"events[{i}]"
+        if isinstance(entry, SubjectAmendmentEntry | SourceAmendmentEntry | CorrectionEntry):
+            yield at, _other(entry, at)
+            continue
         stated = _date(entry.stated_on, published, f"{at}.stated_on")
         match entry:
             case ClaimEntry():
@@ -331,6 +425,68 @@ def _to_events(fx: Fixture) -> Iterator[tuple[str, DomainEvent]]:
                         document_ids=docs,
                     ),
                 )
+            case ConfirmationEntry():
+                yield (
+                    at,
+                    ClaimConfirmed(
+                        claim_id=entry.claim,
+                        confirmation_id=entry.id,
+                        confirmed_by=entry.source,
+                        statement=entry.statement,
+                        stated_on=stated,
+                        document_ids=docs,
+                    ),
+                )
+            case EvidenceEntry():
+                yield (
+                    at,
+                    EvidenceAttached(
+                        claim_id=entry.claim,
+                        evidence_id=entry.id,
+                        kind=entry.kind,
+                        produced_by=entry.source,
+                        description=entry.description,
+                        url=entry.url,
+                        stated_on=stated,
+                        document_ids=docs,
+                    ),
+                )
+
+
+def _other(
+    entry: SubjectAmendmentEntry | SourceAmendmentEntry | CorrectionEntry, at: str
+) -> DomainEvent | CorrectionRef:
+    match entry:
+        case SubjectAmendmentEntry():
+            return SubjectAmended(subject_id=entry.subject, name=entry.name, description=entry.description)
+        case SourceAmendmentEntry():
+            return SourceAmended(
+                source_id=entry.source,
+                name=entry.name,
+                kind=entry.kind,
+                country=entry.country,
+                description=entry.description,
+                aliases=tuple(entry.aliases) if entry.aliases is not None else None,
+            )
+        case CorrectionEntry():
+            c = entry.changes
+            return CorrectionRef(
+                claim_id=entry.claim,
+                correction_id=entry.id,
+                corrects=entry.corrects,
+                reason=entry.reason,
+                changes=CorrectedFields(
+                    statement=c.statement,
+                    quantity=c.quantity,
+                    stated_on=parse_stated_date(c.stated_on, field=f"{at}.changes.stated_on")
+                    if c.stated_on
+                    else None,
+                    modality=c.modality,
+                    source_id=c.source,
+                    subject_id=c.subject,
+                    metric=c.metric,
+                ),
+            )
 
 
 def json_schema() -> dict[str, Any]:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import msgspec
 
-from timeline.domain.events import ClaimDenied
-from timeline.fixtures import FixtureError, ParsedFixture, parse, to_events
+from timeline.domain.claims import entry_id
+from timeline.domain.events import ClaimDenied, RecordCorrected
+from timeline.fixtures import CorrectionRef, FixtureError, ParsedFixture, parse, to_events
 from timeline.service import Recorder, Rejected
 from timeline.store.database import Database
 
@@ -54,7 +55,12 @@ async def import_fixtures(
         for fixture, item in zip(fixtures, parsed, strict=True):
             import_id = hashlib.sha256(fixture.text).hexdigest()[:16]
             recorder = Recorder(conn, recorded_by=recorded_by, label=item.file, import_id=import_id)
-            for origin, event in to_events(item):
+            for origin, proposed in to_events(item):
+                event = (
+                    await _resolve(recorder, item, origin, proposed)
+                    if isinstance(proposed, CorrectionRef)
+                    else proposed
+                )
                 try:
                     await recorder.record(event, origin=origin)
                 except Rejected as rejected:
@@ -72,6 +78,40 @@ async def import_fixtures(
                 )
             )
     return results
+
+
+async def _resolve(
+    recorder: Recorder, item: ParsedFixture, origin: str, ref: CorrectionRef
+) -> RecordCorrected:
+    """Turn a correction's ``corrects`` (an entry id) into the version of the event it names."""
+    claim = await recorder.claim(ref.claim_id)
+    if claim is None:
+        path = f"{origin}.claim"
+        raise FixtureError(item.file, path, item.line_of(path), f"unknown claim {ref.claim_id!r}")
+    version = next(
+        (
+            v
+            for v, event in enumerate(claim.recorded, start=1)
+            if not isinstance(event, RecordCorrected) and entry_id(event) == ref.corrects
+        ),
+        None,
+    )
+    if version is None:
+        path = f"{origin}.corrects"
+        raise FixtureError(
+            item.file,
+            path,
+            item.line_of(path),
+            f"claim {ref.claim_id!r} has no entry {ref.corrects!r}; expected the claim's own id or the id "
+            "of one of its revisions, denials, confirmations, evidence or retraction",
+        )
+    return RecordCorrected(
+        claim_id=ref.claim_id,
+        correction_id=ref.correction_id,
+        corrects_version=version,
+        changes=ref.changes,
+        reason=ref.reason,
+    )
 
 
 def _located(item: ParsedFixture, rejected: Rejected, event: object) -> FixtureError:

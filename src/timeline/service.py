@@ -92,22 +92,10 @@ def _valid_from(event: DomainEvent) -> dt.date | None:
     return period_start(stated) if stated is not None else None
 
 
-_ID_FIELDS = (
-    "revision_id",
-    "denial_id",
-    "confirmation_id",
-    "evidence_id",
-    "retraction_id",
-    "correction_id",
-    "claim_id",
-)
-
-
 def _ident_of(event: DomainEvent) -> str:
-    for name in _ID_FIELDS:
-        if hasattr(event, name):
-            return str(getattr(event, name))
-    return stream_of(event).split("-", 1)[1]
+    if isinstance(event, ClaimEvent):
+        return rules.entry_id(event)
+    return rules.registration_id(event)
 
 
 def registration_state(events: list[RecordedEvent]) -> Registration | None:

@@ -208,6 +208,26 @@ def evolve(claim: Claim | None, event: ClaimEvent) -> Claim:
     return msgspec.structs.replace(_step(claim, event), recorded=recorded)
 
 
+def entry_id(event: ClaimEvent) -> str:
+    """The id an editor gave the event: the claim's id for ClaimMade, else its revision, denial... id."""
+    match event:
+        case ClaimMade():
+            return event.claim_id
+        case ClaimRevised():
+            return event.revision_id
+        case ClaimDenied():
+            return event.denial_id
+        case ClaimConfirmed():
+            return event.confirmation_id
+        case EvidenceAttached():
+            return event.evidence_id
+        case ClaimRetracted():
+            return event.retraction_id
+        case RecordCorrected():
+            return event.correction_id
+    raise AssertionError(event)  # pragma: no cover
+
+
 def differences(old: msgspec.Struct, new: msgspec.Struct) -> list[str]:
     """Name each field whose value differs, as ``field: recorded X, now Y``."""
     before = msgspec.structs.asdict(old)
