@@ -40,3 +40,34 @@ async def test_empty_to_head_has_every_table_and_no_drift(empty_database_url: st
             assert await conn.run_sync(_tables) & TABLES == set()
     finally:
         await db.dispose()
+
+
+async def test_upgrade_keeps_the_log_and_serve_refolds_the_views(empty_database_url: str) -> None:
+    from timeline.cli import _prepare_for_serving
+    from timeline.store import eventlog, queries
+
+    from .helpers import NOW, claim_made, document, new, source, subject
+
+    db = Database(empty_database_url)
+    try:
+        await migrate.upgrade(db, "0001")
+        async with db.write() as conn:
+            for stream, event in [
+                ("subject-s", subject("s")),
+                ("source-a", source("a")),
+                ("document-d", document("d")),
+                ("claim-c", claim_made("c", "a", 1500)),
+            ]:
+                await eventlog.append(conn, stream, 0, [new(event)], recorded_at=NOW)
+        await migrate.upgrade(db)
+        async with db.read() as conn:
+            assert len(await eventlog.read_all(conn)) == 4
+            assert await queries.claim(conn, "c") is None  # views were emptied by 0002
+        assert await _prepare_for_serving(empty_database_url) == []  # not empty: nothing imported
+        async with db.read() as conn:
+            record = await queries.claim(conn, "c")
+        assert record is not None
+        assert record.claim.quantity is not None
+        assert record.claim.quantity.value == 1500
+    finally:
+        await db.dispose()

@@ -54,8 +54,14 @@ async def _prepare_for_serving(url: str) -> list[ImportResult]:
     try:
         await migrate.upgrade(db)
         async with db.read() as conn:
-            empty = await eventlog.head_position(conn) == 0
-        if not empty:
+            head = await eventlog.head_position(conn)
+            behind = await views.checkpoint(conn) != head
+        if head:
+            if behind:
+                # A migration emptied the views (their stored shape changed): refold them from the log.
+                async with db.write() as conn:
+                    replayed = await views.rebuild(conn)
+                print(f"rebuilt the views from {replayed} events")
             return []
         # Named as in the repository, so event metadata does not depend on where it is checked out.
         fixtures = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -58,15 +59,34 @@ async def estimates_for(conn: AsyncConnection, subject_id: str, metric: str | No
     return [claim_from_row(row) for row in result.mappings()]
 
 
+class TimelineFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which entries of a subject's timeline to return."""
+
+    source_id: str | None = None
+    kinds: tuple[str, ...] = ()
+    since: dt.date | None = None
+    until: dt.date | None = None
+
+
 async def timeline_page(
     conn: AsyncConnection,
     subject_id: str,
     *,
     after: tuple[dt.date, int] | None,
     limit: int,
+    where: TimelineFilter | None = None,
 ) -> list[TimelineEntry]:
     """A page of the subject's timeline in date order (then log order), after a (date, position) cursor."""
     query = sa.select(timeline).where(timeline.c.subject_id == subject_id)
+    if where is not None:
+        if where.source_id is not None:
+            query = query.where(timeline.c.source_id == where.source_id)
+        if where.kinds:
+            query = query.where(timeline.c.kind.in_(where.kinds))
+        if where.since is not None:
+            query = query.where(timeline.c.occurred_on >= where.since)
+        if where.until is not None:
+            query = query.where(timeline.c.occurred_on <= where.until)
     if after is not None:
         day, position = after
         query = query.where(
@@ -77,3 +97,16 @@ async def timeline_page(
         )
     result = await conn.execute(query.order_by(timeline.c.occurred_on, timeline.c.position).limit(limit))
     return [entry_from_row(row) for row in result.mappings()]
+
+
+async def claims_by_source(
+    conn: AsyncConnection, source_id: str, *, after: int, limit: int
+) -> list[ClaimRecord]:
+    """The claims a source made, in the order they were recorded, after a made-position cursor."""
+    result = await conn.execute(
+        sa.select(claims)
+        .where(claims.c.source_id == source_id, claims.c.made_position > after)
+        .order_by(claims.c.made_position)
+        .limit(limit)
+    )
+    return [claim_from_row(row) for row in result.mappings()]

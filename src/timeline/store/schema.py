@@ -65,6 +65,8 @@ timeline = sa.Table(
     sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=False),
     sa.Column("subject_id", sa.String(200), nullable=False),
     sa.Column("occurred_on", sa.Date(), nullable=False),
+    sa.Column("source_id", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("entry", sa.Text(), nullable=False),
     sa.Index(None, "subject_id", "occurred_on", "position"),
 )
@@ -83,4 +85,27 @@ checkpoints = sa.Table(
     metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("position", sa.BigInteger(), nullable=False),
+)
+
+# Bearer tokens: only a hash is stored; the name is what events record as who wrote them.
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# The first response to each (token, Idempotency-Key), replayed for retries of the same request.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("principal", sa.String(100), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=False),
+    sa.Column("response", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -155,6 +155,8 @@ async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
             "position": e.position,
             "subject_id": e.subject_id,
             "occurred_on": occurred_on(e),
+            "source_id": e.source_id,
+            "kind": e.kind,
             "entry": _encoder.encode(e).decode(),
         }
         for e in views.timeline.values()
