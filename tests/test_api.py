@@ -9,6 +9,7 @@ from litestar.testing import AsyncTestClient
 
 from timeline.api.app import create_app
 from timeline.importer import LoadedFixture, import_fixtures
+from timeline.store import tokens
 from timeline.store.database import Database
 
 from .conftest import SEED
@@ -22,10 +23,13 @@ async def client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: 
     seeding = Database(database_url)
     try:
         await import_fixtures(seeding, [LoadedFixture(str(SEED), SEED.read_bytes())], recorded_by="test")
+        async with seeding.write() as conn:
+            secret = await tokens.create(conn, "importer", ("admin",))
     finally:
         await seeding.dispose()
     # The test client runs the app on its own event loop, so the app gets an engine of its own.
     async with AsyncTestClient(app=create_app(Database(database_url))) as client:
+        client.headers["Authorization"] = f"Bearer {secret}"
         yield client
 
 

@@ -9,7 +9,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from timeline.cli import main
-from timeline.store import eventlog, migrate, queries
+from timeline.store import eventlog, migrate, queries, tokens
 from timeline.store.database import Database
 
 from .conftest import SEED
@@ -76,3 +76,29 @@ async def test_serve_seeds_an_empty_database_once(database_url: str) -> None:
     assert seeded.file == "fixtures/000_16630df2654ec508.yaml"
     assert seeded.appended == 29
     assert await _prepare_for_serving(database_url) == []  # not empty any more: left alone
+
+
+async def test_tokens_create_list_revoke(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db_args = ("--database-url", database_url)
+    assert await run(*db_args, "tokens", "create", "alice", "--scope", "write") == 0
+    captured = capsys.readouterr()
+    secret = captured.out.strip()
+    assert secret.startswith("tl_")
+    assert "shown only once" in captured.err
+    assert await run(*db_args, "tokens", "create", "alice", "--scope", "admin") == 1
+    assert "exists already" in capsys.readouterr().err
+    assert await run(*db_args, "tokens", "list") == 0
+    listed = capsys.readouterr().out
+    assert listed.startswith("alice\twrite\tlive")
+    assert secret not in listed
+    assert await run(*db_args, "tokens", "revoke", "alice") == 0
+    assert await run(*db_args, "tokens", "revoke", "alice") == 1
+    assert "no live token named 'alice'" in capsys.readouterr().err
+    db = Database(database_url)
+    try:
+        async with db.read() as conn:
+            token = await tokens.verify(conn, secret)
+        assert token is not None
+        assert token.revoked_at is not None
+    finally:
+        await db.dispose()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from timeline.fixtures import FixtureError
 from timeline.importer import ImportResult, LoadedFixture, import_fixtures, read_files
-from timeline.store import eventlog, migrate, views
+from timeline.store import eventlog, migrate, tokens, views
 from timeline.store.database import DEFAULT_URL, Database
+from timeline.store.tokens import SCOPES
 
 
 def _fixtures_dir() -> Path:
@@ -107,6 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="migrate the schema to the latest revision")
+    tok = commands.add_parser("tokens", help="bearer tokens for the write API")
+    tok_commands = tok.add_subparsers(dest="tokens_command", required=True)
+    create = tok_commands.add_parser("create", help="create a token and print its secret once")
+    create.add_argument("name", help="who holds it; recorded in every event it writes")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=SCOPES,
+        required=True,
+        help="write: record claims; admin: also imports, rebuilds; read: only reads (repeatable)",
+    )
+    revoke = tok_commands.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("name")
+    tok_commands.add_parser("list", help="list tokens (never their secrets)")
     api = commands.add_parser("openapi", help="print the OpenAPI document")
     api.add_argument("--output", type=Path, help="write it to this file instead")
     args = parser.parse_args(argv)
@@ -119,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rebuilt the views from {asyncio.run(_rebuild(url))} events")
         elif args.command == "db":
             print(f"database at revision {asyncio.run(_upgrade(url))}")
+        elif args.command == "tokens":
+            return asyncio.run(_tokens(url, args))
         elif args.command == "openapi":
             document = openapi_document()
             if args.output:
@@ -133,11 +150,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+async def _tokens(url: str, args: argparse.Namespace) -> int:
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+        async with db.write() as conn:
+            if args.tokens_command == "create":
+                try:
+                    secret = await tokens.create(conn, args.name, tuple(args.scope))
+                except tokens.TokenExists as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 1
+                print(secret)
+                print(
+                    f"token {args.name!r} created with scopes {', '.join(args.scope)}; "
+                    "the secret above is shown only once",
+                    file=sys.stderr,
+                )
+            elif args.tokens_command == "revoke":
+                if not await tokens.revoke(conn, args.name):
+                    print(f"error: no live token named {args.name!r}", file=sys.stderr)
+                    return 1
+                print(f"token {args.name!r} revoked")
+            else:
+                for t in await tokens.all_tokens(conn):
+                    state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "live"
+                    print(f"{t.name}\t{' '.join(t.scopes)}\t{state}\tcreated {t.created_at:%Y-%m-%d %H:%M}")
+        return 0
+    finally:
+        await db.dispose()
+
+
 def _serve(url: str, host: str, port: int) -> None:
     import uvicorn
 
     from timeline.api.app import create_app
+    from timeline.api.settings import Settings
 
     _report(asyncio.run(_prepare_for_serving(url)))
     print(f"serving {url} on http://{host}:{port}")
-    uvicorn.run(create_app(Database(url)), host=host, port=port)
+    uvicorn.run(create_app(Database(url), Settings.from_env()), host=host, port=port)

@@ -8,13 +8,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.api.schemas import (
     ClaimOut,
+    ClaimSummary,
+    ConfirmationOut,
+    CorrectionOut,
     DenialOut,
+    DocumentOut,
     EstimateOut,
     EventOut,
+    EvidenceOut,
+    SourceOut,
     SourceRef,
+    SubjectOut,
     TimelineEntryOut,
 )
-from timeline.domain.events import SourceRegistered
+from timeline.domain.claims import Registration
+from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
 from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store import queries
 from timeline.store.eventlog import RecordedEvent
@@ -32,6 +40,18 @@ async def source_names(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, S
     return refs
 
 
+def sources_of(records: Iterable[ClaimRecord]) -> set[str]:
+    """Every source a set of claims names: makers, deniers, confirmers and producers of evidence."""
+    ids: set[str] = set()
+    for r in records:
+        c = r.claim
+        ids.add(c.source_id)
+        ids.update(d.denied_by for d in c.denials)
+        ids.update(x.confirmed_by for x in c.confirmations)
+        ids.update(e.produced_by for e in c.evidence)
+    return ids
+
+
 def claim_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> ClaimOut:
     """The response body of one claim."""
     c = record.claim
@@ -46,6 +66,7 @@ def claim_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> ClaimOut:
         quantity=c.quantity,
         status=c.status,
         disputed_by=[sources[s] for s in c.disputed_by],
+        confirmed_by=[sources[s] for s in c.confirmed_by],
         denials=[
             DenialOut(
                 denial_id=d.denial_id,
@@ -55,7 +76,37 @@ def claim_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> ClaimOut:
             )
             for d in c.denials
         ],
+        confirmations=[
+            ConfirmationOut(
+                confirmation_id=x.confirmation_id,
+                source=sources[x.confirmed_by],
+                statement=x.statement,
+                stated_on=x.stated_on,
+            )
+            for x in c.confirmations
+        ],
+        evidence=[
+            EvidenceOut(
+                evidence_id=e.evidence_id,
+                kind=e.kind,
+                produced_by=sources[e.produced_by],
+                description=e.description,
+                stated_on=e.stated_on,
+                url=e.url,
+            )
+            for e in c.evidence
+        ],
+        corrections=[
+            CorrectionOut(
+                correction_id=f.correction_id,
+                corrects_version=f.corrects_version,
+                changes=f.changes,
+                reason=f.reason,
+            )
+            for f in c.corrections
+        ],
         revisions=len(c.revisions),
+        retracted=c.retraction is not None,
         document_ids=list(c.document_ids),
         version=c.version,
         made_position=record.made_position,
@@ -63,13 +114,22 @@ def claim_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> ClaimOut:
     )
 
 
-def sources_of(records: Iterable[ClaimRecord]) -> set[str]:
-    """Every source a set of claims names: their makers and whoever denied them."""
-    ids: set[str] = set()
-    for r in records:
-        ids.add(r.claim.source_id)
-        ids.update(d.denied_by for d in r.claim.denials)
-    return ids
+def claim_summary(record: ClaimRecord) -> ClaimSummary:
+    """A claim in a list."""
+    c = record.claim
+    return ClaimSummary(
+        claim_id=c.claim_id,
+        subject_id=c.subject_id,
+        statement=c.statement,
+        modality=c.modality,
+        stated_on=c.stated_on,
+        metric=c.metric,
+        quantity=c.quantity,
+        status=c.status,
+        disputed_by=list(c.disputed_by),
+        confirmed_by=list(c.confirmed_by),
+        version=c.version,
+    )
 
 
 def estimate_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> EstimateOut:
@@ -85,6 +145,7 @@ def estimate_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> Estimate
         stated_on=c.stated_on,
         status=c.status,
         disputed_by=[sources[s] for s in c.disputed_by],
+        confirmed_by=[sources[s] for s in c.confirmed_by],
         claim_id=c.claim_id,
         statement=c.statement,
     )
@@ -100,6 +161,7 @@ def entry_out(entry: TimelineEntry, sources: dict[str, SourceRef]) -> TimelineEn
         source=sources[entry.source_id],
         statement=entry.statement,
         quantity=entry.quantity,
+        corrected=entry.corrected,
     )
 
 
@@ -116,4 +178,36 @@ def event_out(e: RecordedEvent) -> EventOut:
         metadata=e.metadata,
         valid_from=e.valid_from,
         recorded_at=e.recorded_at,
+    )
+
+
+def subject_out(reg: Registration) -> SubjectOut:
+    """A subject's definition."""
+    assert isinstance(reg, SubjectRegistered)
+    return SubjectOut(subject_id=reg.subject_id, name=reg.name, description=reg.description)
+
+
+def source_out(reg: Registration) -> SourceOut:
+    """A source's definition."""
+    assert isinstance(reg, SourceRegistered)
+    return SourceOut(
+        source_id=reg.source_id,
+        name=reg.name,
+        kind=reg.kind,
+        country=reg.country,
+        description=reg.description,
+        aliases=list(reg.aliases),
+    )
+
+
+def document_out(reg: Registration) -> DocumentOut:
+    """A document's details."""
+    assert isinstance(reg, DocumentRegistered)
+    return DocumentOut(
+        document_id=reg.document_id,
+        title=reg.title,
+        published_on=reg.published_on,
+        author=reg.author,
+        publisher=reg.publisher,
+        url=reg.url,
     )

@@ -12,15 +12,16 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_412_PRECONDITION_FAILED,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 from litestar.types import ExceptionHandlersMap
 
 from timeline.api.schemas import Problem, ProblemItem
-from timeline.domain.errors import DefinitionConflict, RuleViolation
+from timeline.domain.errors import DefinitionConflict, RuleViolation, UnknownReference
 from timeline.fixtures import FixtureError
-from timeline.service import Rejected
+from timeline.service import PreconditionFailed, Rejected
 from timeline.store.eventlog import WrongExpectedVersion
 
 PROBLEM_JSON = "application/problem+json"
@@ -45,9 +46,23 @@ class BadRequest(Exception):
         self.message = message
 
 
-def _problem(request: Request[Any, Any, Any], problem: Problem) -> Response[bytes]:
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used before for a different request."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used for a different request; "
+            "use a new key for a new request"
+        )
+
+
+def _problem(
+    request: Request[Any, Any, Any], problem: Problem, headers: dict[str, str] | None = None
+) -> Response[bytes]:
     problem.instance = request.url.path
-    return Response(msgspec.json.encode(problem), status_code=problem.status, media_type=PROBLEM_JSON)
+    return Response(
+        msgspec.json.encode(problem), status_code=problem.status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def not_found(request: Request[Any, Any, Any], exc: NotFound) -> Response[bytes]:
@@ -82,7 +97,18 @@ def fixture_error(request: Request[Any, Any, Any], exc: FixtureError) -> Respons
 
 
 def rejected(request: Request[Any, Any, Any], exc: Rejected) -> Response[bytes]:
-    conflict = isinstance(exc.error, DefinitionConflict | RuleViolation)
+    error = exc.error
+    if (
+        isinstance(error, UnknownReference)
+        and exc.origin == ""
+        and error.kind in ("claim", "subject", "source", "document")
+        and exc.field in ("claim", None)
+    ):
+        # The resource named by the URL does not exist (a body naming an unknown source is a 422).
+        return _problem(
+            request, Problem(title=f"Unknown {error.kind}", status=HTTP_404_NOT_FOUND, detail=error.message)
+        )
+    conflict = isinstance(error, DefinitionConflict | RuleViolation)
     return _problem(
         request,
         Problem(
@@ -91,6 +117,21 @@ def rejected(request: Request[Any, Any, Any], exc: Rejected) -> Response[bytes]:
             detail=f"nothing was recorded: {exc}",
             errors=[ProblemItem(path=exc.place, message=exc.message)],
         ),
+    )
+
+
+def precondition_failed(request: Request[Any, Any, Any], exc: PreconditionFailed) -> Response[bytes]:
+    return _problem(
+        request,
+        Problem(title="Precondition Failed", status=HTTP_412_PRECONDITION_FAILED, detail=str(exc)),
+        headers={"ETag": f'"{exc.actual}"'},
+    )
+
+
+def key_reused(request: Request[Any, Any, Any], exc: IdempotencyKeyReused) -> Response[bytes]:
+    return _problem(
+        request,
+        Problem(title="Idempotency-Key reused", status=HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)),
     )
 
 
@@ -118,6 +159,7 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     return _problem(
         request,
         Problem(title=_title(exc.status_code), status=exc.status_code, detail=exc.detail),
+        headers=exc.headers,
     )
 
 
@@ -146,6 +188,8 @@ HANDLERS: ExceptionHandlersMap = {
     FixtureError: fixture_error,
     Rejected: rejected,
     WrongExpectedVersion: wrong_version,
+    PreconditionFailed: precondition_failed,
+    IdempotencyKeyReused: key_reused,
     HTTPException: http_error,
     Exception: internal_error,
 }

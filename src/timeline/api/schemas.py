@@ -7,7 +7,7 @@ import uuid
 
 import msgspec
 
-from timeline.domain.events import DomainEvent, Modality, Quantity, StatedDate
+from timeline.domain.events import CorrectedFields, DomainEvent, Modality, Quantity, StatedDate
 from timeline.store.eventlog import Metadata
 
 
@@ -47,8 +47,37 @@ class DenialOut(msgspec.Struct, kw_only=True):
     stated_on: StatedDate
 
 
+class ConfirmationOut(msgspec.Struct, kw_only=True):
+    """A corroboration of a claim by another source."""
+
+    confirmation_id: str
+    source: SourceRef
+    statement: str
+    stated_on: StatedDate
+
+
+class EvidenceOut(msgspec.Struct, kw_only=True):
+    """Material bearing on a claim."""
+
+    evidence_id: str
+    kind: str
+    produced_by: SourceRef
+    description: str
+    stated_on: StatedDate
+    url: str | None
+
+
+class CorrectionOut(msgspec.Struct, kw_only=True):
+    """A fix of our record of one of the claim's events."""
+
+    correction_id: str
+    corrects_version: int
+    changes: CorrectedFields
+    reason: str
+
+
 class ClaimOut(msgspec.Struct, kw_only=True):
-    """A claim as it stands now."""
+    """A claim as it stands now (corrections applied; the history keeps what was first recorded)."""
 
     claim_id: str
     subject_id: str
@@ -60,8 +89,13 @@ class ClaimOut(msgspec.Struct, kw_only=True):
     quantity: Quantity | None
     status: str
     disputed_by: list[SourceRef]
+    confirmed_by: list[SourceRef]
     denials: list[DenialOut]
+    confirmations: list[ConfirmationOut]
+    evidence: list[EvidenceOut]
+    corrections: list[CorrectionOut]
     revisions: int
+    retracted: bool
     document_ids: list[str]
     version: int
     made_position: int
@@ -78,6 +112,7 @@ class EstimateOut(msgspec.Struct, kw_only=True):
     stated_on: StatedDate
     status: str
     disputed_by: list[SourceRef]
+    confirmed_by: list[SourceRef]
     claim_id: str
     statement: str
 
@@ -101,6 +136,7 @@ class TimelineEntryOut(msgspec.Struct, kw_only=True):
     source: SourceRef
     statement: str
     quantity: Quantity | None
+    corrected: bool
 
 
 class TimelineOut(msgspec.Struct, kw_only=True):
@@ -159,4 +195,94 @@ class HealthOut(msgspec.Struct, kw_only=True):
     status: str
     database: str
     head_position: int
+    views_position: int
+
+
+class WriteOut(msgspec.Struct, kw_only=True):
+    """What a write recorded: the stream, its version now (also the ETag), and the new events."""
+
+    stream_id: str
+    version: int
+    events: list[EventOut]
+
+
+class SubjectOut(msgspec.Struct, kw_only=True):
+    """A subject's current definition."""
+
+    subject_id: str
+    name: str
+    description: str
+
+
+class SourceOut(msgspec.Struct, kw_only=True):
+    """A source's current definition."""
+
+    source_id: str
+    name: str
+    kind: str
+    country: str | None
+    description: str
+    aliases: list[str]
+
+
+class DocumentOut(msgspec.Struct, kw_only=True):
+    """A document's current details."""
+
+    document_id: str
+    title: str
+    published_on: StatedDate
+    author: str | None
+    publisher: str | None
+    url: str | None
+
+
+class SubjectsOut(msgspec.Struct, kw_only=True):
+    """A page of subjects by id."""
+
+    subjects: list[SubjectOut]
+    next: str | None
+
+
+class SourcesOut(msgspec.Struct, kw_only=True):
+    """A page of sources by id."""
+
+    sources: list[SourceOut]
+    next: str | None
+
+
+class DocumentsOut(msgspec.Struct, kw_only=True):
+    """A page of documents by id."""
+
+    documents: list[DocumentOut]
+    next: str | None
+
+
+class ClaimSummary(msgspec.Struct, kw_only=True):
+    """A claim in a list: what it says now and what became of it."""
+
+    claim_id: str
+    subject_id: str
+    statement: str
+    modality: Modality
+    stated_on: StatedDate
+    metric: str | None
+    quantity: Quantity | None
+    status: str
+    disputed_by: list[str]
+    confirmed_by: list[str]
+    version: int
+
+
+class SourceDetailOut(msgspec.Struct, kw_only=True):
+    """A source and a page of the claims it made, with their fates."""
+
+    source: SourceOut
+    claims: list[ClaimSummary]
+    next: str | None
+
+
+class RebuildOut(msgspec.Struct, kw_only=True):
+    """How many events the views were refolded from."""
+
+    replayed: int
     views_position: int

@@ -69,6 +69,10 @@ def check_quantity(quantity: Quantity, *, field: str = "quantity") -> None:
                 f"comparator {quantity.comparator!r} takes only {', '.join(needed)}; got {name!r} too",
                 field=f"{field}.{name}",
             )
+    for name in ("value", "lower", "upper"):
+        figure = getattr(quantity, name)
+        if figure is not None and figure < 0:
+            raise InvalidValue(f"a figure cannot be negative, got {figure}", field=f"{field}.{name}")
     if quantity.comparator == "between":
         assert quantity.lower is not None
         assert quantity.upper is not None

@@ -1,0 +1,336 @@
+"""Request bodies of the write API, and how each becomes a domain event.
+
+Bodies are strict msgspec Structs (unknown fields are refused), so a wrong type, a missing field or a
+stray key is reported with its JSON path before anything is recorded. Ids may be left out where the server
+can choose one; stable ids chosen by the client make retries and references easier.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import msgspec
+
+from timeline.domain.events import (
+    ClaimConfirmed,
+    ClaimDenied,
+    ClaimMade,
+    ClaimRetracted,
+    ClaimRevised,
+    CorrectedFields,
+    DocumentAmended,
+    DocumentRegistered,
+    EvidenceAttached,
+    EvidenceKind,
+    Modality,
+    Quantity,
+    RecordCorrected,
+    SourceAmended,
+    SourceKind,
+    SourceRegistered,
+    SubjectAmended,
+    SubjectRegistered,
+)
+from timeline.domain.values import parse_stated_date
+from timeline.fixtures import DateText, Ident
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Documents = Annotated[list[Ident], msgspec.Meta(min_length=1, max_length=100)]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class _In(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ClaimIn(_In, frozen=True):
+    """A new claim: who said what about which subject, when, reported where."""
+
+    subject_id: Ident
+    source_id: Ident
+    statement: Text
+    stated_on: DateText
+    document_ids: Documents
+    modality: Modality = "asserted"
+    metric: Ident | None = None
+    quantity: Quantity | None = None
+    claim_id: Ident | None = None
+
+    def event(self) -> ClaimMade:
+        """The event this body proposes."""
+        return ClaimMade(
+            claim_id=self.claim_id or _new_id(),
+            subject_id=self.subject_id,
+            source_id=self.source_id,
+            statement=self.statement,
+            modality=self.modality,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+            metric=self.metric,
+            quantity=self.quantity,
+        )
+
+
+class RevisionIn(_In, frozen=True):
+    """The claim's own source changed its figure or wording."""
+
+    statement: Text
+    stated_on: DateText
+    document_ids: Documents
+    quantity: Quantity | None = None
+    modality: Modality | None = None
+    revision_id: Ident | None = None
+
+    def event(self, claim_id: str) -> ClaimRevised:
+        """The event this body proposes."""
+        return ClaimRevised(
+            claim_id=claim_id,
+            revision_id=self.revision_id or _new_id(),
+            statement=self.statement,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+            quantity=self.quantity,
+            modality=self.modality,
+        )
+
+
+class DenialIn(_In, frozen=True):
+    """Another source denied the claim."""
+
+    source_id: Ident
+    statement: Text
+    stated_on: DateText
+    document_ids: Documents
+    denial_id: Ident | None = None
+
+    def event(self, claim_id: str) -> ClaimDenied:
+        """The event this body proposes."""
+        return ClaimDenied(
+            claim_id=claim_id,
+            denial_id=self.denial_id or _new_id(),
+            denied_by=self.source_id,
+            statement=self.statement,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+        )
+
+
+class ConfirmationIn(_In, frozen=True):
+    """Another source corroborated the claim."""
+
+    source_id: Ident
+    statement: Text
+    stated_on: DateText
+    document_ids: Documents
+    confirmation_id: Ident | None = None
+
+    def event(self, claim_id: str) -> ClaimConfirmed:
+        """The event this body proposes."""
+        return ClaimConfirmed(
+            claim_id=claim_id,
+            confirmation_id=self.confirmation_id or _new_id(),
+            confirmed_by=self.source_id,
+            statement=self.statement,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+        )
+
+
+class RetractionIn(_In, frozen=True):
+    """The claim's own source withdrew it."""
+
+    statement: Text
+    stated_on: DateText
+    document_ids: Documents
+    retraction_id: Ident | None = None
+
+    def event(self, claim_id: str) -> ClaimRetracted:
+        """The event this body proposes."""
+        return ClaimRetracted(
+            claim_id=claim_id,
+            retraction_id=self.retraction_id or _new_id(),
+            statement=self.statement,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+        )
+
+
+class EvidenceIn(_In, frozen=True):
+    """Material bearing on the claim and who produced it."""
+
+    kind: EvidenceKind
+    source_id: Ident
+    description: Text
+    stated_on: DateText
+    document_ids: Documents
+    url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    evidence_id: Ident | None = None
+
+    def event(self, claim_id: str) -> EvidenceAttached:
+        """The event this body proposes."""
+        return EvidenceAttached(
+            claim_id=claim_id,
+            evidence_id=self.evidence_id or _new_id(),
+            kind=self.kind,
+            produced_by=self.source_id,
+            description=self.description,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+            url=self.url,
+        )
+
+
+class CorrectedFieldsIn(_In, frozen=True):
+    """The fields to replace in the corrected event; leave out what was recorded right."""
+
+    statement: Text | None = None
+    quantity: Quantity | None = None
+    stated_on: DateText | None = None
+    modality: Modality | None = None
+    source_id: Ident | None = None
+    subject_id: Ident | None = None
+    metric: Ident | None = None
+
+
+class CorrectionIn(_In, frozen=True):
+    """Our record of one of the claim's events (by its stream version) was wrong."""
+
+    corrects_version: Annotated[int, msgspec.Meta(ge=1)]
+    changes: CorrectedFieldsIn
+    reason: Text
+    correction_id: Ident | None = None
+
+    def event(self, claim_id: str) -> RecordCorrected:
+        """The event this body proposes."""
+        c = self.changes
+        return RecordCorrected(
+            claim_id=claim_id,
+            correction_id=self.correction_id or _new_id(),
+            corrects_version=self.corrects_version,
+            reason=self.reason,
+            changes=CorrectedFields(
+                statement=c.statement,
+                quantity=c.quantity,
+                stated_on=parse_stated_date(c.stated_on, field="changes.stated_on") if c.stated_on else None,
+                modality=c.modality,
+                source_id=c.source_id,
+                subject_id=c.subject_id,
+                metric=c.metric,
+            ),
+        )
+
+
+class SubjectIn(_In, frozen=True):
+    """A new subject."""
+
+    subject_id: Ident
+    name: Name
+    description: str = ""
+
+    def event(self) -> SubjectRegistered:
+        """The event this body proposes."""
+        return SubjectRegistered(subject_id=self.subject_id, name=self.name, description=self.description)
+
+
+class SubjectPatch(_In, frozen=True):
+    """Fields of a subject to change."""
+
+    name: Name | None = None
+    description: str | None = None
+
+    def event(self, subject_id: str) -> SubjectAmended:
+        """The event this body proposes."""
+        return SubjectAmended(subject_id=subject_id, name=self.name, description=self.description)
+
+
+class SourceIn(_In, frozen=True):
+    """A new source."""
+
+    source_id: Ident
+    name: Name
+    kind: SourceKind
+    country: Annotated[str, msgspec.Meta(max_length=10)] | None = None
+    description: str = ""
+    aliases: list[Name] = []
+
+    def event(self) -> SourceRegistered:
+        """The event this body proposes."""
+        return SourceRegistered(
+            source_id=self.source_id,
+            name=self.name,
+            kind=self.kind,
+            country=self.country,
+            description=self.description,
+            aliases=tuple(self.aliases),
+        )
+
+
+class SourcePatch(_In, frozen=True):
+    """Fields of a source to change."""
+
+    name: Name | None = None
+    kind: SourceKind | None = None
+    country: Annotated[str, msgspec.Meta(max_length=10)] | None = None
+    description: str | None = None
+    aliases: list[Name] | None = None
+
+    def event(self, source_id: str) -> SourceAmended:
+        """The event this body proposes."""
+        return SourceAmended(
+            source_id=source_id,
+            name=self.name,
+            kind=self.kind,
+            country=self.country,
+            description=self.description,
+            aliases=tuple(self.aliases) if self.aliases is not None else None,
+        )
+
+
+class DocumentIn(_In, frozen=True):
+    """A new document (usually a news article)."""
+
+    document_id: Ident
+    title: Name
+    published_on: DateText
+    author: Name | None = None
+    publisher: Name | None = None
+    url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+
+    def event(self) -> DocumentRegistered:
+        """The event this body proposes."""
+        return DocumentRegistered(
+            document_id=self.document_id,
+            title=self.title,
+            published_on=parse_stated_date(self.published_on, field="published_on"),
+            author=self.author,
+            publisher=self.publisher,
+            url=self.url,
+        )
+
+
+class DocumentPatch(_In, frozen=True):
+    """Fields of a document to change."""
+
+    title: Name | None = None
+    published_on: DateText | None = None
+    author: Name | None = None
+    publisher: Name | None = None
+    url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+
+    def event(self, document_id: str) -> DocumentAmended:
+        """The event this body proposes."""
+        return DocumentAmended(
+            document_id=document_id,
+            title=self.title,
+            published_on=parse_stated_date(self.published_on, field="published_on")
+            if self.published_on
+            else None,
+            author=self.author,
+            publisher=self.publisher,
+            url=self.url,
+        )

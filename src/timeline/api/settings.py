@@ -1,0 +1,34 @@
+"""Settings of the HTTP service, read from the environment by ``Settings.from_env``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """How the API behaves; every field has an environment variable (TIMELINE_ + its name in capitals)."""
+
+    # Reads need no token unless this is false; then they need the `read` scope.
+    public_reads: bool = True
+    # Request bodies above this many bytes get 413 and are not read.
+    max_body_bytes: int = 1_000_000
+    # How far past today a stated date may be (time zones, editing late at night).
+    future_slack_days: int = 1
+
+    @property
+    def future_slack(self) -> dt.timedelta:
+        """``future_slack_days`` as a timedelta."""
+        return dt.timedelta(days=self.future_slack_days)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Settings from TIMELINE_PUBLIC_READS, TIMELINE_MAX_BODY_BYTES, TIMELINE_FUTURE_SLACK_DAYS."""
+        values: dict[str, str] = {}
+        for name in ("public_reads", "max_body_bytes", "future_slack_days"):
+            raw = os.environ.get(f"TIMELINE_{name.upper()}")
+            if raw is not None:
+                values[name] = raw
+        return msgspec.convert(values, cls, strict=False)

@@ -1,0 +1,312 @@
+"""Write routes: every event type over HTTP, with If-Match, Idempotency-Key and token scopes.
+
+Each route decodes its body (a strict Struct), turns it into a proposed event, and hands it to ``_write``,
+which runs the service's ``Recorder`` in one write transaction together with the idempotency record, so a
+request is recorded entirely or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, patch, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from timeline.api import present
+from timeline.api.auth import principal, requires
+from timeline.api.common import WRITE_PROBLEMS, Db, problems
+from timeline.api.inputs import (
+    ClaimIn,
+    ConfirmationIn,
+    CorrectionIn,
+    DenialIn,
+    DocumentIn,
+    DocumentPatch,
+    EvidenceIn,
+    RetractionIn,
+    RevisionIn,
+    SourceIn,
+    SourcePatch,
+    SubjectIn,
+    SubjectPatch,
+)
+from timeline.api.problems import BadRequest, IdempotencyKeyReused
+from timeline.api.schemas import ImportOut, RebuildOut, WriteOut
+from timeline.api.settings import Settings
+from timeline.domain.errors import DomainError
+from timeline.domain.events import DomainEvent, stream_of
+from timeline.importer import LoadedFixture, import_fixtures
+from timeline.service import Recorder, Rejected
+from timeline.store import idempotency, views
+from timeline.store.database import Database
+from timeline.store.idempotency import StoredResponse
+
+WRITE = [requires("write")]
+ADMIN = [requires("admin")]
+_CREATED = ResponseSpec(
+    data_container=WriteOut, description="Recorded; 200 when it was already recorded", generate_examples=False
+)
+_ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
+_encoder = msgspec.json.Encoder()
+
+
+def _if_match(request: Request[Any, Any, Any]) -> int | None:
+    raw = request.headers.get("if-match")
+    if raw is None or raw.strip() == "*":
+        return None
+    match = _ETAG.match(raw.strip())
+    if match is None:
+        raise BadRequest("If-Match", f'expected an ETag from a GET such as "3", got {raw!r}')
+    return int(match.group(1))
+
+
+async def _write(
+    request: Request[Any, Any, Any], db: Database, build: Callable[[], DomainEvent]
+) -> Response[bytes]:
+    settings: Settings = request.app.state.settings
+    token = principal(request)
+    key = request.headers.get("idempotency-key")
+    expected = _if_match(request)
+    try:
+        event = build()
+    except DomainError as error:
+        raise Rejected("", error) from None
+    body = await request.body()
+    fingerprint = hashlib.sha256(
+        b"\n".join([request.method.encode(), str(request.url.path).encode(), body])
+    ).hexdigest()
+    async with db.write() as conn:
+        if key is not None:
+            earlier = await idempotency.lookup(conn, token.name, key)
+            if earlier is not None:
+                if earlier.request_hash != fingerprint:
+                    raise IdempotencyKeyReused(key)
+                version = msgspec.json.decode(earlier.body, type=WriteOut).version
+                return Response(
+                    earlier.body,
+                    status_code=earlier.status_code,
+                    media_type="application/json",
+                    headers={"ETag": f'"{version}"', "Idempotent-Replayed": "true"},
+                )
+        recorder = Recorder(
+            conn,
+            recorded_by=token.name,
+            label=f"{request.method} {request.url.path}",
+            request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+            idempotency_key=key,
+            future_slack=settings.future_slack,
+        )
+        stream_id = stream_of(event)
+        appended = await recorder.record(event, origin="", expected_version=expected)
+        await recorder.finish()
+        version = await recorder.version(stream_id)
+        out = _encoder.encode(
+            WriteOut(stream_id=stream_id, version=version, events=[present.event_out(e) for e in appended])
+        )
+        status = HTTP_201_CREATED if appended else HTTP_200_OK
+        if key is not None:
+            await idempotency.store(
+                conn, token.name, key, StoredResponse(request_hash=fingerprint, status_code=status, body=out)
+            )
+    return Response(out, status_code=status, media_type="application/json", headers={"ETag": f'"{version}"'})
+
+
+def _route(
+    path: str, operation_id: str, tag: str, method: Callable[..., HTTPRouteHandler] = post
+) -> HTTPRouteHandler:
+    return method(
+        path,
+        operation_id=operation_id,
+        tags=[tag],
+        guards=WRITE,
+        responses={**WRITE_PROBLEMS, 201: _CREATED},
+        status_code=HTTP_201_CREATED,
+    )
+
+
+@_route("/claims", "createClaim", "claims")
+async def create_claim(db: Db, request: Request[Any, Any, Any], data: JSONBody[ClaimIn]) -> Response[bytes]:
+    """Record a new claim. 201 with its first event; 200 if the very same claim was recorded before."""
+    return await _write(request, db, data.event)
+
+
+@_route("/claims/{claim_id:str}/revisions", "reviseClaim", "claims")
+async def revise_claim(
+    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str], data: JSONBody[RevisionIn]
+) -> Response[bytes]:
+    """The claim's own source changed its figure or wording; the old one stays in the history."""
+    return await _write(request, db, lambda: data.event(claim_id))
+
+
+@_route("/claims/{claim_id:str}/denials", "denyClaim", "claims")
+async def deny_claim(
+    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str], data: JSONBody[DenialIn]
+) -> Response[bytes]:
+    """Another source denied the claim: it becomes disputed (or contested, if also confirmed)."""
+    return await _write(request, db, lambda: data.event(claim_id))
+
+
+@_route("/claims/{claim_id:str}/confirmations", "confirmClaim", "claims")
+async def confirm_claim(
+    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str], data: JSONBody[ConfirmationIn]
+) -> Response[bytes]:
+    """Another source corroborated the claim: it becomes confirmed (or contested, if also denied)."""
+    return await _write(request, db, lambda: data.event(claim_id))
+
+
+@_route("/claims/{claim_id:str}/retractions", "retractClaim", "claims")
+async def retract_claim(
+    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str], data: JSONBody[RetractionIn]
+) -> Response[bytes]:
+    """The claim's own source withdrew it: it becomes retracted and leaves the estimates."""
+    return await _write(request, db, lambda: data.event(claim_id))
+
+
+@_route("/claims/{claim_id:str}/evidence", "attachEvidence", "claims")
+async def attach_evidence(
+    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str], data: JSONBody[EvidenceIn]
+) -> Response[bytes]:
+    """Attach a video, image, document or geolocation bearing on the claim. Its status is unchanged."""
+    return await _write(request, db, lambda: data.event(claim_id))
+
+
+@_route("/claims/{claim_id:str}/corrections", "correctClaimRecord", "claims")
+async def correct_claim(
+    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str], data: JSONBody[CorrectionIn]
+) -> Response[bytes]:
+    """Fix our record of one of the claim's events (by its version in the history); views use the
+    corrected values and the history keeps both."""
+    return await _write(request, db, lambda: data.event(claim_id))
+
+
+@_route("/subjects", "createSubject", "subjects")
+async def create_subject(
+    db: Db, request: Request[Any, Any, Any], data: JSONBody[SubjectIn]
+) -> Response[bytes]:
+    """Register a subject; the identical definition again is a no-op (200)."""
+    return await _write(request, db, data.event)
+
+
+@_route("/subjects/{subject_id:str}", "amendSubject", "subjects", patch)
+async def amend_subject(
+    db: Db, request: Request[Any, Any, Any], subject_id: FromPath[str], data: JSONBody[SubjectPatch]
+) -> Response[bytes]:
+    """Change a subject's name or description (recorded as an event)."""
+    return await _write(request, db, lambda: data.event(subject_id))
+
+
+@_route("/sources", "createSource", "sources")
+async def create_source(db: Db, request: Request[Any, Any, Any], data: JSONBody[SourceIn]) -> Response[bytes]:
+    """Register a source; the identical definition again is a no-op (200)."""
+    return await _write(request, db, data.event)
+
+
+@_route("/sources/{source_id:str}", "amendSource", "sources", patch)
+async def amend_source(
+    db: Db, request: Request[Any, Any, Any], source_id: FromPath[str], data: JSONBody[SourcePatch]
+) -> Response[bytes]:
+    """Change a source's name, kind, country, description or aliases (recorded as an event)."""
+    return await _write(request, db, lambda: data.event(source_id))
+
+
+@_route("/documents", "createDocument", "documents")
+async def create_document(
+    db: Db, request: Request[Any, Any, Any], data: JSONBody[DocumentIn]
+) -> Response[bytes]:
+    """Register a document; the identical definition again is a no-op (200)."""
+    return await _write(request, db, data.event)
+
+
+@_route("/documents/{document_id:str}", "amendDocument", "documents", patch)
+async def amend_document(
+    db: Db, request: Request[Any, Any, Any], document_id: FromPath[str], data: JSONBody[DocumentPatch]
+) -> Response[bytes]:
+    """Change a document's details (recorded as an event)."""
+    return await _write(request, db, lambda: data.event(document_id))
+
+
+@dataclass
+class _ImportOperation(Operation):
+    """Documents the raw fixture body, which the handler reads itself so YAML needs no JSON decoding."""
+
+    def __post_init__(self) -> None:
+        text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+        self.request_body = RequestBody(
+            content={"application/yaml": text, "application/json": text},
+            description="One fixture, as in fixtures/*.yaml; its JSON Schema is fixtures/schema.json.",
+            required=True,
+        )
+
+
+@post(
+    "/imports",
+    operation_id="createImport",
+    tags=["log"],
+    status_code=HTTP_200_OK,
+    operation_class=_ImportOperation,
+    guards=ADMIN,
+    responses=problems(400, 401, 403, 409, 413, 422),
+)
+async def create_import(
+    db: Db,
+    request: Request[Any, Any, Any],
+    name: Annotated[
+        str, QueryParameter(description="A name for the fixture, used in errors and event metadata")
+    ] = "request body",
+) -> ImportOut:
+    """Import one fixture (YAML or JSON body), atomically; importing it again adds nothing. Needs `admin`."""
+    body = await request.body()
+    [result] = await import_fixtures(db, [LoadedFixture(name, body)], recorded_by=principal(request).name)
+    return ImportOut(
+        document_id=result.document_id,
+        import_id=result.import_id,
+        appended=result.appended,
+        unchanged=result.unchanged,
+        first_position=result.first_position,
+        last_position=result.last_position,
+    )
+
+
+@post(
+    "/admin/rebuild",
+    operation_id="rebuildViews",
+    tags=["service"],
+    status_code=HTTP_200_OK,
+    guards=ADMIN,
+    responses=problems(401, 403),
+)
+async def rebuild_views(db: Db) -> RebuildOut:
+    """Drop every view and refold it from the log (as `timeline rebuild` does). Needs `admin`."""
+    async with db.write() as conn:
+        replayed = await views.rebuild(conn)
+        position = await views.checkpoint(conn)
+    return RebuildOut(replayed=replayed, views_position=position)
+
+
+ROUTES = [
+    create_claim,
+    revise_claim,
+    deny_claim,
+    confirm_claim,
+    retract_claim,
+    attach_evidence,
+    correct_claim,
+    create_subject,
+    amend_subject,
+    create_source,
+    amend_source,
+    create_document,
+    amend_document,
+    create_import,
+    rebuild_views,
+]

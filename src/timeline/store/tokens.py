@@ -1,0 +1,100 @@
+"""Bearer tokens: created with a name and scopes, stored as a hash, revocable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from typing import Literal
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from timeline.store.schema import tokens
+
+Scope = Literal["read", "write", "admin"]
+SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
+# Each scope includes the ones before it: an admin can write, a writer can read.
+_IMPLIED: dict[str, frozenset[str]] = {
+    "read": frozenset({"read"}),
+    "write": frozenset({"read", "write"}),
+    "admin": frozenset({"read", "write", "admin"}),
+}
+
+
+class Token(msgspec.Struct, frozen=True, kw_only=True):
+    """A token's record (never its secret)."""
+
+    name: str
+    scopes: tuple[str, ...]
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    def allows(self, scope: str) -> bool:
+        """Whether the token grants ``scope`` (directly or through a broader one)."""
+        return any(scope in _IMPLIED[s] for s in self.scopes if s in _IMPLIED)
+
+
+class TokenExists(Exception):
+    """A token with this name exists already."""
+
+
+def _hash(secret: str) -> str:
+    # Tokens are 256 random bits, so a plain SHA-256 is enough: there is nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
+def _token(row: sa.RowMapping) -> Token:
+    created = _utc(row["created_at"])
+    assert created is not None
+    return Token(
+        name=row["name"],
+        scopes=tuple(row["scopes"].split()),
+        created_at=created,
+        revoked_at=_utc(row["revoked_at"]),
+    )
+
+
+async def create(conn: AsyncConnection, name: str, scopes: tuple[Scope, ...]) -> str:
+    """Create a token and return its secret, which is shown once and never stored."""
+    existing = await conn.execute(sa.select(tokens.c.name).where(tokens.c.name == name))
+    if existing.first() is not None:
+        raise TokenExists(f"a token named {name!r} exists already; revoke it or pick another name")
+    secret = f"tl_{secrets.token_urlsafe(32)}"
+    await conn.execute(
+        sa.insert(tokens).values(
+            name=name,
+            token_hash=_hash(secret),
+            scopes=" ".join(sorted(set(scopes), key=SCOPES.index)),
+            created_at=dt.datetime.now(dt.UTC),
+        )
+    )
+    return secret
+
+
+async def verify(conn: AsyncConnection, secret: str) -> Token | None:
+    """The token a secret belongs to (revoked or not), or None for an unknown secret."""
+    result = await conn.execute(sa.select(tokens).where(tokens.c.token_hash == _hash(secret)))
+    row = result.mappings().one_or_none()
+    return _token(row) if row else None
+
+
+async def revoke(conn: AsyncConnection, name: str) -> bool:
+    """Revoke a token by name; False if there is no such live token."""
+    result = await conn.execute(
+        sa.update(tokens)
+        .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+        .values(revoked_at=dt.datetime.now(dt.UTC))
+    )
+    return bool(result.rowcount)
+
+
+async def all_tokens(conn: AsyncConnection) -> list[Token]:
+    """Every token, by name."""
+    result = await conn.execute(sa.select(tokens).order_by(tokens.c.name))
+    return [_token(row) for row in result.mappings()]
