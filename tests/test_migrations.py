@@ -43,26 +43,62 @@ async def test_empty_to_head_has_every_table_and_no_drift(empty_database_url: st
 
 
 async def test_upgrade_keeps_the_log_and_serve_refolds_the_views(empty_database_url: str) -> None:
+    """A log written at revision 0001 (before hashes) survives every later migration, gets its hash
+    chain computed, and `serve` refolds the views that migrations emptied."""
+    import datetime as dt
+    import uuid
+
+    import sqlalchemy as sa
+
     from timeline.cli import _prepare_for_serving
-    from timeline.store import eventlog, queries
+    from timeline.domain.events import encode_event
+    from timeline.store import audit, eventlog, queries
 
-    from .helpers import NOW, claim_made, document, new, source, subject
+    from .helpers import claim_made, document, source, subject
 
+    old_events = sa.table(
+        "events",
+        *(sa.column(c) for c in ("position", "stream_id", "stream_version", "type", "schema_version")),
+        *(sa.column(c) for c in ("data", "metadata")),
+        sa.column("event_id", sa.Uuid()),
+        sa.column("valid_from", sa.Date()),
+        sa.column("recorded_at", sa.DateTime(timezone=True)),
+    )
     db = Database(empty_database_url)
     try:
         await migrate.upgrade(db, "0001")
-        async with db.write() as conn:
-            for stream, event in [
-                ("subject-s", subject("s")),
-                ("source-a", source("a")),
-                ("document-d", document("d")),
-                ("claim-c", claim_made("c", "a", 1500)),
-            ]:
-                await eventlog.append(conn, stream, 0, [new(event)], recorded_at=NOW)
+        written = [
+            ("subject-s", subject("s")),
+            ("source-a", source("a")),
+            ("document-d", document("d")),
+            ("claim-c", claim_made("c", "a", 1500)),
+        ]
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                sa.insert(old_events),
+                [
+                    {
+                        "position": i,
+                        "event_id": uuid.uuid4(),
+                        "stream_id": stream,
+                        "stream_version": 1,
+                        "type": type(event).__name__,
+                        "schema_version": 1,
+                        "data": encode_event(event).decode(),
+                        "metadata": '{"recorded_by":"old"}',
+                        "valid_from": dt.date(2024, 10, 21),
+                        "recorded_at": dt.datetime(2024, 10, 22, 8, 0, i, 1234, tzinfo=dt.UTC),
+                    }
+                    for i, (stream, event) in enumerate(written, start=1)
+                ],
+            )
         await migrate.upgrade(db)
         async with db.read() as conn:
             assert len(await eventlog.read_all(conn)) == 4
-            assert await queries.claim(conn, "c") is None  # views were emptied by 0002
+            assert await queries.claim(conn, "c") is None  # the views were emptied
+            report = await audit.verify(conn)
+        assert report.ok
+        assert report.checked == 4
         assert await _prepare_for_serving(empty_database_url) == []  # not empty: nothing imported
         async with db.read() as conn:
             record = await queries.claim(conn, "c")

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.events import SCHEMA_VERSION, DomainEvent, decode_event, encode_event
+from timeline.store import chain
 from timeline.store.schema import events
 
 
@@ -50,6 +51,8 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     metadata: Metadata
     valid_from: dt.date | None
     recorded_at: dt.datetime
+    prev_hash: str
+    hash: str
 
 
 class WrongExpectedVersion(Exception):
@@ -86,6 +89,8 @@ def _to_recorded(row: sa.Row[tuple[object, ...]]) -> RecordedEvent:
         metadata=_meta_decoder.decode(m["metadata"]),
         valid_from=m["valid_from"],
         recorded_at=_utc(m["recorded_at"]),
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
     )
 
 
@@ -111,42 +116,74 @@ async def append(
         raise WrongExpectedVersion(stream_id, expected_version, actual)
     if not new_events:
         return []
-    envelopes = [
-        RecordedEvent(
-            position=0,  # assigned by the database below
+    # Callers hold the log's write lock (Database.write), so the head cannot move under us: positions
+    # are assigned here, dense and in commit order, and each event chains to the one before it.
+    head, prev_hash = await head_link(conn)
+    rows: list[dict[str, object]] = []
+    recorded: list[RecordedEvent] = []
+    for offset, item in enumerate(new_events, start=1):
+        name = type(item.event).__name__
+        envelope = RecordedEvent(
+            position=head + offset,
             event_id=uuid.uuid4(),
             stream_id=stream_id,
             stream_version=expected_version + offset,
-            type=type(item.event).__name__,
-            schema_version=SCHEMA_VERSION[type(item.event).__name__],
+            type=name,
+            schema_version=SCHEMA_VERSION[name],
             event=item.event,
             metadata=item.metadata,
             valid_from=item.valid_from,
             recorded_at=recorded_at,
+            prev_hash=prev_hash,
+            hash="",
         )
-        for offset, item in enumerate(new_events, start=1)
-    ]
-    rows = [
-        {
-            "event_id": e.event_id,
-            "stream_id": e.stream_id,
-            "stream_version": e.stream_version,
-            "type": e.type,
-            "schema_version": e.schema_version,
-            "data": encode_event(e.event).decode(),
-            "metadata": _meta_encoder.encode(e.metadata).decode(),
-            "valid_from": e.valid_from,
-            "recorded_at": e.recorded_at,
-        }
-        for e in envelopes
-    ]
+        data = encode_event(item.event).decode()
+        meta = _meta_encoder.encode(item.metadata).decode()
+        digest = chain.link(
+            prev_hash,
+            chain.canonical(
+                position=envelope.position,
+                event_id=envelope.event_id,
+                stream_id=stream_id,
+                stream_version=envelope.stream_version,
+                type=name,
+                schema_version=envelope.schema_version,
+                data=data,
+                metadata=meta,
+                valid_from=item.valid_from,
+                recorded_at=recorded_at,
+            ),
+        )
+        envelope = msgspec.structs.replace(envelope, hash=digest)
+        rows.append(
+            {
+                "position": envelope.position,
+                "event_id": envelope.event_id,
+                "stream_id": stream_id,
+                "stream_version": envelope.stream_version,
+                "type": name,
+                "schema_version": envelope.schema_version,
+                "data": data,
+                "metadata": meta,
+                "valid_from": item.valid_from,
+                "recorded_at": recorded_at,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        recorded.append(envelope)
+        prev_hash = digest
+    await conn.execute(sa.insert(events), rows)
+    return recorded
+
+
+async def head_link(conn: AsyncConnection) -> tuple[int, str]:
+    """The last event's position and hash: (0, the genesis hash) for an empty log."""
     result = await conn.execute(
-        sa.insert(events).returning(events.c.position, sort_by_parameter_order=True), rows
+        sa.select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
     )
-    return [
-        msgspec.structs.replace(e, position=position)
-        for e, position in zip(envelopes, result.scalars().all(), strict=True)
-    ]
+    row = result.first()
+    return (0, chain.GENESIS) if row is None else (int(row[0]), str(row[1]))
 
 
 async def read_stream(conn: AsyncConnection, stream_id: str, *, from_version: int = 1) -> list[RecordedEvent]:

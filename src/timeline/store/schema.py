@@ -30,6 +30,9 @@ events = sa.Table(
     sa.Column("metadata", sa.Text(), nullable=False),
     sa.Column("valid_from", sa.Date(), nullable=True),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    # The hash chain (timeline.store.chain): tamper evidence over the whole log, in position order.
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
     sa.UniqueConstraint("stream_id", "stream_version"),
     sqlite_autoincrement=True,
 )

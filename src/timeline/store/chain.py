@@ -1,0 +1,58 @@
+"""The hash chain over the log: each event's hash covers its canonical bytes and the previous hash.
+
+The recipe (also in docs/audit.md, so anyone can check a log without timeline):
+
+    canonical = "\\n".join([position, event_id, stream_id, stream_version, type, schema_version,
+                            data, metadata, valid_from or "", recorded_at])
+    hash      = sha256(prev_hash + "\\n" + canonical), as 64 lowercase hex digits
+
+``data`` and ``metadata`` are the stored JSON text exactly; ``recorded_at`` is UTC as
+``YYYY-MM-DDTHH:MM:SS.ffffffZ``; numbers are decimal; the first event's ``prev_hash`` is 64 zeros.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+
+GENESIS = "0" * 64
+
+
+def timestamp(value: dt.datetime) -> str:
+    """A recording time as it enters the hash: UTC, microseconds, a Z."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(
+    *,
+    position: int,
+    event_id: uuid.UUID | str,
+    stream_id: str,
+    stream_version: int,
+    type: str,
+    schema_version: int,
+    data: str,
+    metadata: str,
+    valid_from: dt.date | None,
+    recorded_at: dt.datetime,
+) -> bytes:
+    """The bytes an event's hash covers (besides the previous hash)."""
+    fields = [
+        str(position),
+        str(event_id),
+        stream_id,
+        str(stream_version),
+        type,
+        str(schema_version),
+        data,
+        metadata,
+        valid_from.isoformat() if valid_from is not None else "",
+        timestamp(recorded_at),
+    ]
+    return "\n".join(fields).encode()
+
+
+def link(prev_hash: str, canonical_bytes: bytes) -> str:
+    """The hash of an event, chained to the one before it."""
+    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical_bytes).hexdigest()
