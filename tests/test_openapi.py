@@ -54,4 +54,6 @@ async def test_the_app_serves_the_same_document(tmp_path: object) -> None:
         "amendDocument",
         "createImport",
         "rebuildViews",
+        "getAuditHead",
+        "verifyLog",
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from timeline.fixtures import FixtureError
 from timeline.importer import ImportResult, LoadedFixture, import_fixtures, read_files
-from timeline.store import eventlog, migrate, tokens, views
+from timeline.store import audit, eventlog, migrate, tokens, views
 from timeline.store.database import DEFAULT_URL, Database
 from timeline.store.tokens import SCOPES
 
@@ -91,8 +91,7 @@ def openapi_document() -> str:
     return json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``timeline`` console script."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="timeline", description=__doc__)
     parser.add_argument(
         "--database-url",
@@ -122,9 +121,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke = tok_commands.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name")
     tok_commands.add_parser("list", help="list tokens (never their secrets)")
+    ver = commands.add_parser("verify", help="recompute the hash chain; exit 2 where it breaks")
+    ver.add_argument(
+        "--since",
+        metavar="POSITION:HASH",
+        help="a head noted earlier (GET /audit/head): prove the log only grew",
+    )
+    exp = commands.add_parser("export", help="write the log as JSON Lines (constant memory)")
+    exp.add_argument("--subject", help="only this subject's streams (not restorable on its own)")
+    exp.add_argument("--output", type=Path, help="write to this file instead of standard output")
+    res = commands.add_parser("restore", help="load a whole-log export into an empty database")
+    res.add_argument("file", type=Path)
     api = commands.add_parser("openapi", help="print the OpenAPI document")
     api.add_argument("--output", type=Path, help="write it to this file instead")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``timeline`` console script."""
+    args = _parser().parse_args(argv)
     url = _url(args)
 
     try:
@@ -134,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rebuilt the views from {asyncio.run(_rebuild(url))} events")
         elif args.command == "db":
             print(f"database at revision {asyncio.run(_upgrade(url))}")
+        elif args.command == "verify":
+            return asyncio.run(_verify(url, args.since))
+        elif args.command == "export":
+            asyncio.run(_export(url, args.subject, args.output))
+        elif args.command == "restore":
+            return asyncio.run(_restore(url, args.file))
         elif args.command == "tokens":
             return asyncio.run(_tokens(url, args))
         elif args.command == "openapi":
@@ -148,6 +169,66 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}\nnothing was imported", file=sys.stderr)
         return 1
     return 0
+
+
+async def _verify(url: str, since_text: str | None) -> int:
+    since = None
+    if since_text is not None:
+        position, _, digest = since_text.partition(":")
+        if not position.isdigit() or len(digest) != 64:
+            print(
+                f"error: --since expects POSITION:HASH (from GET /audit/head), got {since_text!r}",
+                file=sys.stderr,
+            )
+            return 1
+        since = (int(position), digest)
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            report = await audit.verify(conn, since=since)
+    finally:
+        await db.dispose()
+    if report.first_break is not None:
+        print(f"BROKEN at position {report.first_break.position}: {report.first_break.problem}")
+        print(f"intact up to position {report.head_position} ({report.checked} events checked)")
+        return 2
+    print(
+        f"ok: {report.checked} events checked from position {report.from_position + 1}; "
+        f"head {report.head_position} {report.head_hash}"
+    )
+    return 0
+
+
+async def _export(url: str, subject: str | None, output: Path | None) -> None:
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            with output.open("wb") if output else os.fdopen(os.dup(sys.stdout.fileno()), "wb") as out:
+                async for line in audit.export(conn, subject_id=subject):
+                    out.write(line)
+    finally:
+        await db.dispose()
+
+
+async def _restore(url: str, file: Path) -> int:
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+        try:
+            with file.open("rb") as lines:
+                async with db.write() as conn:
+                    count = await audit.restore(conn, lines)
+                    await views.rebuild(conn)
+        except audit.RestoreError as exc:
+            print(f"error: {file}: {exc}\nnothing was restored", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"error: {file}: cannot read file: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(f"restored {count} events from {file}; the hash chain holds and the views are rebuilt")
+        return 0
+    finally:
+        await db.dispose()
 
 
 async def _tokens(url: str, args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import reads, writes
+from timeline.api import audit, reads, writes
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.store.database import Database
@@ -33,7 +33,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             await db.dispose()
 
     return Litestar(
-        route_handlers=[*reads.ROUTES, *writes.ROUTES],
+        route_handlers=[*reads.ROUTES, *writes.ROUTES, *audit.ROUTES],
         dependencies={"db": Provide(provide_db)},
         state=State({"db": db, "settings": settings}),
         exception_handlers=HANDLERS,
@@ -54,6 +54,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 Tag(name="sources", description="Sources and the fate of their claims"),
                 Tag(name="documents", description="Documents that report claims"),
                 Tag(name="log", description="The event log itself, and imports"),
+                Tag(name="audit", description="The hash chain: head and verification"),
                 Tag(name="service", description="Health and maintenance"),
             ],
         ),

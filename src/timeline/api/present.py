@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.api.schemas import (
+    Change,
     ClaimOut,
     ClaimSummary,
     ConfirmationOut,
     CorrectionOut,
+    CorrectionRef,
     DenialOut,
     DocumentOut,
+    DocumentRef,
     EstimateOut,
     EventOut,
     EvidenceOut,
+    HistoryEntryOut,
     SourceOut,
     SourceRef,
     SubjectOut,
     TimelineEntryOut,
 )
-from timeline.domain.claims import Registration
-from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
+from timeline.domain import claims as rules
+from timeline.domain.claims import Claim, ClaimEvent, Registration
+from timeline.domain.events import DocumentRegistered, RecordCorrected, SourceRegistered, SubjectRegistered
 from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store import queries
 from timeline.store.eventlog import RecordedEvent
@@ -178,6 +185,8 @@ def event_out(e: RecordedEvent) -> EventOut:
         metadata=e.metadata,
         valid_from=e.valid_from,
         recorded_at=e.recorded_at,
+        prev_hash=e.prev_hash,
+        hash=e.hash,
     )
 
 
@@ -211,3 +220,64 @@ def document_out(reg: Registration) -> DocumentOut:
         publisher=reg.publisher,
         url=reg.url,
     )
+
+
+_SHOWN = (
+    "subject_id",
+    "source_id",
+    "metric",
+    "statement",
+    "modality",
+    "stated_on",
+    "quantity",
+    "status",
+    "disputed_by",
+    "confirmed_by",
+)
+
+
+def _shown(claim: Claim | None) -> dict[str, Any]:
+    if claim is None:
+        return dict.fromkeys((*_SHOWN, "evidence"))
+    shown = {name: msgspec.to_builtins(getattr(claim, name)) for name in _SHOWN}
+    shown["evidence"] = [e.evidence_id for e in claim.evidence]
+    return shown
+
+
+def history(recorded: list[RecordedEvent], titles: dict[str, str]) -> list[HistoryEntryOut]:
+    """A claim's events with what each changed in the claim as shown at the time, and later corrections."""
+    corrections: dict[int, list[CorrectionRef]] = {}
+    for r in recorded:
+        if isinstance(r.event, RecordCorrected):
+            corrections.setdefault(r.event.corrects_version, []).append(
+                CorrectionRef(
+                    correction_id=r.event.correction_id,
+                    position=r.position,
+                    recorded_at=r.recorded_at,
+                    changes=r.event.changes,
+                    reason=r.event.reason,
+                )
+            )
+    entries = []
+    claim: Claim | None = None
+    for r in recorded:
+        assert isinstance(r.event, ClaimEvent)
+        before = _shown(claim)
+        claim = rules.evolve(claim, r.event)
+        after = _shown(claim)
+        base = msgspec.structs.asdict(event_out(r))
+        entries.append(
+            HistoryEntryOut(
+                **base,
+                changes=[
+                    Change(field=name, before=before[name], after=after[name])
+                    for name in after
+                    if before[name] != after[name]
+                ],
+                documents=[
+                    DocumentRef(id=d, title=titles.get(d, d)) for d in getattr(r.event, "document_ids", ())
+                ],
+                corrected_by=corrections.get(r.stream_version, []),
+            )
+        )
+    return entries

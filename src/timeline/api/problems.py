@@ -31,8 +31,12 @@ _log = logging.getLogger("timeline.api")
 class NotFound(Exception):
     """A subject, claim or other resource that was never recorded."""
 
-    def __init__(self, kind: str, ident: str) -> None:
-        super().__init__(f"no {kind} {ident!r} has been recorded")
+    def __init__(self, kind: str, ident: str, *, when: str | None = None) -> None:
+        super().__init__(
+            f"no {kind} {ident!r} had been recorded {when}"
+            if when
+            else f"no {kind} {ident!r} has been recorded"
+        )
         self.kind = kind
         self.ident = ident
 

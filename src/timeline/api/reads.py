@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import msgspec
 from litestar import Request, Response, get
 from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream
 from litestar.status_codes import HTTP_304_NOT_MODIFIED
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline import timetravel
 from timeline.api import present
 from timeline.api.auth import requires
 from timeline.api.common import MAX_LIMIT, Db, problems
@@ -22,17 +27,103 @@ from timeline.api.schemas import (
     HealthOut,
     HistoryOut,
     SourceDetailOut,
+    SourceRef,
     SourcesOut,
     SubjectsOut,
     TimelineOut,
 )
-from timeline.domain.events import SourceRegistered, SubjectRegistered
-from timeline.projections import occurred_on
+from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
+from timeline.projections import TimelineEntry, Views, occurred_on
 from timeline.store import eventlog, queries, views
 from timeline.store.database import Database
 from timeline.store.queries import TimelineFilter
 
 READ = [requires("read")]
+NDJSON = "application/x-ndjson"
+_line_encoder = msgspec.json.Encoder()
+
+AsOf = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+        description="Valid time: only what sources had said by this date (YYYY, YYYY-MM or YYYY-MM-DD; "
+        "a partial date means the end of that period)",
+    ),
+]
+KnownAt = Annotated[
+    str | None,
+    QueryParameter(
+        description="Transaction time: only what timeline had recorded by then, as a log position (e.g. 27) "
+        "or an ISO 8601 time (e.g. 2024-10-22T08:00:00Z; a date means the end of that day, UTC)",
+    ),
+]
+
+
+class Cut(msgspec.Struct, frozen=True, kw_only=True):
+    """A moment on both time axes; views at a cut are folded from the log, not read from view tables."""
+
+    as_of: str | None
+    valid_until: dt.date | None
+    known_position: int
+
+
+async def _cut(conn: AsyncConnection, as_of: str | None, known_at: str | None) -> Cut | None:
+    if as_of is None and known_at is None:
+        return None
+    valid_until = None
+    if as_of is not None:
+        try:
+            valid_until = timetravel.period_end(as_of)
+        except ValueError:
+            raise BadRequest("as_of", f"{as_of!r} is not a calendar date") from None
+    head = await eventlog.head_position(conn)
+    position = head
+    if known_at is not None:
+        if known_at.isdigit():
+            position = min(int(known_at), head)
+        else:
+            position = await eventlog.position_at(conn, _moment(known_at))
+    return Cut(as_of=as_of, valid_until=valid_until, known_position=position)
+
+
+def _moment(text: str) -> dt.datetime:
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest("known_at", f"expected a log position or an ISO 8601 time, got {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+async def _views_at(conn: AsyncConnection, cut: Cut, stream_id: str | None = None) -> Views:
+    recorded = await eventlog.read_until(conn, position=cut.known_position, stream_id=stream_id)
+    logged = (
+        timetravel.Logged(
+            position=r.position, stream_id=r.stream_id, stream_version=r.stream_version, event=r.event
+        )
+        for r in recorded
+    )
+    return timetravel.views_at(logged, cut.valid_until)
+
+
+def _names(views: Views) -> dict[str, SourceRef]:
+    """Source names as registered (and amended) in folded views, for responses at a cut."""
+    return {
+        reg.source_id: SourceRef(id=reg.source_id, name=reg.name)
+        for _, reg in views.registrations.values()
+        if isinstance(reg, SourceRegistered)
+    }
+
+
+class _Names(dict[str, SourceRef]):
+    """Names at a cut; a source unknown at the cut is shown by its id."""
+
+    def __missing__(self, key: str) -> SourceRef:
+        return SourceRef(id=key, name=key)
+
+
 TIMELINE_KINDS = ("made", "revised", "denied", "confirmed", "retracted", "evidence")
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Items per page")]
@@ -67,17 +158,33 @@ async def estimates(
     db: Db,
     subject_id: FromPath[str],
     metric: Annotated[str | None, QueryParameter(description="Only this metric, e.g. soldiers-sent")] = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
 ) -> EstimatesOut:
-    """The latest estimate of each source on a subject, with its status and who disputes or confirms it."""
+    """The latest estimate of each source on a subject, with its status and who disputes or confirms it;
+    at any moment with ``as_of`` and ``known_at``."""
     name = await _subject_name(db, subject_id)
     async with db.read() as conn:
-        records = await queries.estimates_for(conn, subject_id, metric)
-        sources = await present.source_names(conn, present.sources_of(records))
+        cut = await _cut(conn, as_of, known_at)
+        if cut is None:
+            records = await queries.estimates_for(conn, subject_id, metric)
+            sources: dict[str, SourceRef] = await present.source_names(conn, present.sources_of(records))
+        else:
+            views = await _views_at(conn, cut)
+            chosen = sorted(
+                (key, claim_id)
+                for key, claim_id in views.estimates.items()
+                if claim_id is not None and key[0] == subject_id and metric in (None, key[1])
+            )
+            records = [views.claims[claim_id] for _, claim_id in chosen]
+            sources = _Names(_names(views))
     return EstimatesOut(
         subject_id=subject_id,
         subject_name=name,
         metric=metric,
         estimates=[present.estimate_out(r, sources) for r in records],
+        as_of=as_of,
+        known_at_position=cut.known_position if cut else None,
     )
 
 
@@ -121,6 +228,8 @@ async def subject_timeline(
     ] = None,
     since: Annotated[dt.date | None, QueryParameter(description="Stated on or after this date")] = None,
     until: Annotated[dt.date | None, QueryParameter(description="Stated on or before this date")] = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
 ) -> TimelineOut:
     """The subject's claims, revisions, denials, confirmations, evidence and retractions, in the order they
     were stated (log order breaks ties), a page at a time."""
@@ -130,8 +239,14 @@ async def subject_timeline(
     where = TimelineFilter(source_id=source, kinds=_parse_kinds(kind), since=since, until=until)
     after = _parse_cursor(cursor) if cursor else None
     async with db.read() as conn:
-        entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit + 1, where=where)
-        sources = await present.source_names(conn, (e.source_id for e in entries))
+        cut = await _cut(conn, as_of, known_at)
+        if cut is None:
+            entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit + 1, where=where)
+            sources: dict[str, SourceRef] = await present.source_names(conn, (e.source_id for e in entries))
+        else:
+            views = await _views_at(conn, cut)
+            entries = _timeline_at(views, subject_id, where, after)[: limit + 1]
+            sources = _Names(_names(views))
     page = entries[:limit]
     next_link = None
     if len(entries) > limit:
@@ -144,7 +259,33 @@ async def subject_timeline(
         subject_name=name,
         entries=[present.entry_out(e, sources) for e in page],
         next=next_link,
+        as_of=as_of,
+        known_at_position=cut.known_position if cut else None,
     )
+
+
+def _timeline_at(
+    views: Views, subject_id: str, where: TimelineFilter, after: tuple[dt.date, int] | None
+) -> list[TimelineEntry]:
+    entries = sorted(
+        (
+            e
+            for e in views.timeline.values()
+            if e is not None
+            and e.subject_id == subject_id
+            and (where.source_id is None or e.source_id == where.source_id)
+            and (not where.kinds or e.kind in where.kinds)
+            and (where.since is None or occurred_on(e) >= where.since)
+            and (where.until is None or occurred_on(e) <= where.until)
+        ),
+        key=lambda e: (occurred_on(e), e.position),
+    )
+    return [e for e in entries if after is None or (occurred_on(e), e.position) > after]
+
+
+def _when(cut: Cut) -> str:
+    parts = [f"as of {cut.as_of}"] if cut.as_of else []
+    return " and ".join([*parts, f"known at position {cut.known_position}"])
 
 
 def etag(version: int) -> str:
@@ -159,10 +300,28 @@ def etag(version: int) -> str:
     guards=READ,
     responses=problems(401, 403, 404),
 )
-async def claim(db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str]) -> Response[ClaimOut]:
+async def claim(
+    db: Db,
+    request: Request[Any, Any, Any],
+    claim_id: FromPath[str],
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+) -> Response[ClaimOut]:
     """A claim's current figure, wording and status, and who disputes or confirms it. The ETag is its
-    version; send it in If-Match when writing to the claim, or in If-None-Match to revalidate a cache."""
+    version; send it in If-Match when writing to the claim, or in If-None-Match to revalidate a cache.
+    With ``as_of`` / ``known_at``, the claim as it stood then (folded from the log; no ETag)."""
     async with db.read() as conn:
+        cut = await _cut(conn, as_of, known_at)
+        if cut is not None:
+            views = await _views_at(conn, cut, stream_id=f"claim-{claim_id}")
+            at = views.claims.get(claim_id)
+            if at is None:
+                raise NotFound("claim", claim_id, when=_when(cut))
+            names = await present.source_names(conn, present.sources_of([at]))
+            out = msgspec.structs.replace(
+                present.claim_out(at, names), as_of=as_of, known_at_position=cut.known_position
+            )
+            return Response(out, headers={"Cache-Control": "no-cache"})
         record = await queries.claim(conn, claim_id)
         if record is None:
             raise NotFound("claim", claim_id)
@@ -182,30 +341,64 @@ async def claim(db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str]
     responses=problems(401, 403, 404),
 )
 async def claim_history(db: Db, claim_id: FromPath[str]) -> HistoryOut:
-    """Every event of a claim in order, with stream versions and log positions, as first recorded."""
+    """Every event of a claim in order, as first recorded: its version and position, who recorded it from
+    which document, what it changed in the claim as shown at the time, and its later corrections."""
     async with db.read() as conn:
         recorded = await eventlog.read_stream(conn, f"claim-{claim_id}")
-    if not recorded:
-        raise NotFound("claim", claim_id)
-    return HistoryOut(claim_id=claim_id, events=[present.event_out(e) for e in recorded])
+        if not recorded:
+            raise NotFound("claim", claim_id)
+        ids = {d for r in recorded for d in getattr(r.event, "document_ids", ())}
+        found = await queries.registrations_among(conn, (f"document-{d}" for d in ids))
+    titles = {reg.document_id: reg.title for reg in found.values() if isinstance(reg, DocumentRegistered)}
+    return HistoryOut(claim_id=claim_id, events=present.history(recorded, titles))
 
 
-@get("/events", operation_id="getEvents", tags=["log"], guards=READ, responses=problems(400, 401, 403))
+@get(
+    "/events",
+    operation_id="getEvents",
+    tags=["log"],
+    guards=READ,
+    responses=problems(400, 401, 403),
+)
 async def events(
     db: Db,
+    request: Request[Any, Any, Any],
     after: Annotated[int, QueryParameter(ge=0, description="Return events after this position")] = 0,
-    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="At most this many")] = 100,
-) -> EventsOut:
-    """The global log in order, after a position."""
+    limit: Annotated[
+        int, QueryParameter(ge=1, le=100_000, description="At most this many (1000 for JSON)")
+    ] = 100,
+) -> Response[EventsOut] | Stream:
+    """The global log in order, after a position. With ``Accept: application/x-ndjson`` the same events are
+    streamed one JSON object a line (and ``limit`` may go up to 100000)."""
+    if NDJSON in request.headers.get("accept", ""):
+        return Stream(_ndjson(db, after, limit), media_type=NDJSON)
+    if limit > MAX_LIMIT:
+        raise BadRequest(
+            "limit", f"at most {MAX_LIMIT} events a page as JSON (ask for {NDJSON} to stream more)"
+        )
     async with db.read() as conn:
         recorded = await eventlog.read_all(conn, after=after, limit=limit)
         head = await eventlog.head_position(conn)
     last = recorded[-1].position if recorded else after
-    return EventsOut(
-        events=[present.event_out(e) for e in recorded],
-        head_position=head,
-        next=f"/events?after={last}&limit={limit}" if last < head else None,
+    return Response(
+        EventsOut(
+            events=[present.event_out(e) for e in recorded],
+            head_position=head,
+            next=f"/events?after={last}&limit={limit}" if last < head else None,
+        )
     )
+
+
+async def _ndjson(db: Database, after: int, limit: int) -> AsyncIterator[bytes]:
+    sent = 0
+    while sent < limit:
+        async with db.read() as conn:
+            batch = await eventlog.read_all(conn, after=after, limit=min(MAX_LIMIT, limit - sent))
+        if not batch:
+            return
+        yield b"".join(_line_encoder.encode(present.event_out(e)) + b"\n" for e in batch)
+        sent += len(batch)
+        after = batch[-1].position
 
 
 def _page(ids: list[str], cursor: str | None, limit: int) -> tuple[list[str], str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import msgspec
 
@@ -100,6 +101,8 @@ class ClaimOut(msgspec.Struct, kw_only=True):
     version: int
     made_position: int
     updated_position: int
+    as_of: str | None = None
+    known_at_position: int | None = None
 
 
 class EstimateOut(msgspec.Struct, kw_only=True):
@@ -124,6 +127,8 @@ class EstimatesOut(msgspec.Struct, kw_only=True):
     subject_name: str
     metric: str | None
     estimates: list[EstimateOut]
+    as_of: str | None = None
+    known_at_position: int | None = None
 
 
 class TimelineEntryOut(msgspec.Struct, kw_only=True):
@@ -146,6 +151,8 @@ class TimelineOut(msgspec.Struct, kw_only=True):
     subject_name: str
     entries: list[TimelineEntryOut]
     next: str | None
+    as_of: str | None = None
+    known_at_position: int | None = None
 
 
 class EventOut(msgspec.Struct, kw_only=True):
@@ -161,6 +168,8 @@ class EventOut(msgspec.Struct, kw_only=True):
     metadata: Metadata
     valid_from: dt.date | None
     recorded_at: dt.datetime
+    prev_hash: str
+    hash: str
 
 
 class EventsOut(msgspec.Struct, kw_only=True):
@@ -171,11 +180,44 @@ class EventsOut(msgspec.Struct, kw_only=True):
     next: str | None
 
 
+class Change(msgspec.Struct, kw_only=True):
+    """One field of the claim's state, before and after an event (as the system showed it then)."""
+
+    field: str
+    before: Any
+    after: Any
+
+
+class DocumentRef(msgspec.Struct, kw_only=True):
+    """A document by id and title."""
+
+    id: str
+    title: str
+
+
+class CorrectionRef(msgspec.Struct, kw_only=True):
+    """A later correction of this event."""
+
+    correction_id: str
+    position: int
+    recorded_at: dt.datetime
+    changes: CorrectedFields
+    reason: str
+
+
+class HistoryEntryOut(EventOut, kw_only=True):
+    """An event of a claim with what it changed, where it came from and how it was corrected later."""
+
+    changes: list[Change]
+    documents: list[DocumentRef]
+    corrected_by: list[CorrectionRef]
+
+
 class HistoryOut(msgspec.Struct, kw_only=True):
-    """Every event of one claim, in order."""
+    """Every event of one claim, in order, as first recorded."""
 
     claim_id: str
-    events: list[EventOut]
+    events: list[HistoryEntryOut]
 
 
 class ImportOut(msgspec.Struct, kw_only=True):
@@ -286,3 +328,10 @@ class RebuildOut(msgspec.Struct, kw_only=True):
 
     replayed: int
     views_position: int
+
+
+class HeadOut(msgspec.Struct, kw_only=True):
+    """The last event's position and hash: note them, and later verify the log only grew from there."""
+
+    position: int
+    hash: str

@@ -208,3 +208,23 @@ async def head_position(conn: AsyncConnection) -> int:
     """The position of the last event in the log (0 when it is empty)."""
     result = await conn.execute(sa.select(sa.func.max(events.c.position)))
     return int(result.scalar_one() or 0)
+
+
+async def read_until(
+    conn: AsyncConnection, *, position: int, stream_id: str | None = None
+) -> list[RecordedEvent]:
+    """Every event up to and including ``position`` (of one stream, if given), in log order."""
+    query = sa.select(events).where(events.c.position <= position)
+    if stream_id is not None:
+        query = query.where(events.c.stream_id == stream_id)
+    result = await conn.execute(query.order_by(events.c.position))
+    return [_to_recorded(row) for row in result]
+
+
+async def position_at(conn: AsyncConnection, moment: dt.datetime) -> int:
+    """The last position recorded at or before ``moment`` (0 if nothing was recorded by then)."""
+    result = await conn.execute(
+        # In UTC: SQLite stores the time's fields without their zone.
+        sa.select(sa.func.max(events.c.position)).where(events.c.recorded_at <= moment.astimezone(dt.UTC))
+    )
+    return int(result.scalar_one() or 0)

@@ -1,0 +1,57 @@
+"""Audit routes: the head of the hash chain, and verifying the chain from the stored rows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import get
+from litestar.params import QueryParameter
+
+from timeline.api.auth import requires
+from timeline.api.common import Db, problems
+from timeline.api.problems import BadRequest
+from timeline.api.schemas import HeadOut
+from timeline.store import audit, eventlog
+from timeline.store.audit import Verification
+
+READ = [requires("read")]
+
+
+@get("/audit/head", operation_id="getAuditHead", tags=["audit"], guards=READ, responses=problems(401, 403))
+async def head(db: Db) -> HeadOut:
+    """The last event's position and hash. Note them; later, verify with them that the log only grew."""
+    async with db.read() as conn:
+        position, digest = await eventlog.head_link(conn)
+    return HeadOut(position=position, hash=digest)
+
+
+@get(
+    "/audit/verify",
+    operation_id="verifyLog",
+    tags=["audit"],
+    guards=READ,
+    responses=problems(400, 401, 403),
+)
+async def verify(
+    db: Db,
+    since_position: Annotated[
+        int | None, QueryParameter(ge=0, description="A head noted earlier: its position")
+    ] = None,
+    since_hash: Annotated[
+        str | None,
+        QueryParameter(pattern=r"^[0-9a-f]{64}$", description="A head noted earlier: its hash"),
+    ] = None,
+) -> Verification:
+    """Recompute the hash chain from the stored rows: ``ok`` with the head and the number of events
+    checked, or the first position where it breaks and how. From a remembered head, also proves the log
+    only grew since."""
+    if (since_position is None) != (since_hash is None):
+        raise BadRequest(
+            "since_hash", "give both since_position and since_hash (from /audit/head), or neither"
+        )
+    since = (since_position, since_hash) if since_position is not None and since_hash else None
+    async with db.read() as conn:
+        return await audit.verify(conn, since=since)
+
+
+ROUTES = [head, verify]
