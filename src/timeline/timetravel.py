@@ -36,6 +36,7 @@ def period_end(text: str) -> dt.date:
         return dt.date(int(text), 12, 31)
     if len(text) == 7:
         year, month = int(text[:4]), int(text[5:7])
+        dt.date(year, month, 1)  # raises ValueError for a month that does not exist
         following = dt.date(year + month // 12, month % 12 + 1, 1)
         return following - dt.timedelta(days=1)
     return dt.date.fromisoformat(text)

@@ -335,14 +335,22 @@ def _require(claim: Claim | None, claim_id: str) -> Claim:
 
 
 def _repeat(claim: Claim, event: ClaimEvent, id_field: str) -> bool:
-    """True if this very event was recorded before; raise if its id was used for something else."""
+    """True if this very event was recorded before; raise if its id names something else on the claim.
+
+    Ids are unique within a claim across kinds, so a correction (or a fixture) can name its target by id.
+    """
     ident = getattr(event, id_field)
     for earlier in claim.recorded:
-        if type(earlier) is type(event) and getattr(earlier, id_field) == ident:
-            if earlier == event:
-                return True
-            kind = id_field.removesuffix("_id")
+        if entry_id(earlier) != ident:
+            continue
+        if earlier == event:
+            return True
+        kind = id_field.removesuffix("_id")
+        if type(earlier) is type(event):
             raise DefinitionConflict(kind, ident, differences(earlier, event))
+        raise DefinitionConflict(
+            kind, ident, [f"the id is already used on claim {claim.claim_id!r} by a {type(earlier).__name__}"]
+        )
     return False
 
 

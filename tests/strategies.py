@@ -1,0 +1,134 @@
+"""Hypothesis strategies for random but well-formed claim commands, shared by the property tests."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from timeline.domain.events import (
+    ClaimConfirmed,
+    ClaimDenied,
+    ClaimMade,
+    ClaimRetracted,
+    ClaimRevised,
+    CorrectedFields,
+    EvidenceAttached,
+    Quantity,
+    RecordCorrected,
+    StatedDate,
+)
+
+SOURCES = ["a", "b", "c"]
+SUBJECTS = ["s1"]
+CLAIMS = [f"c{i}" for i in range(6)]
+
+dates = st.builds(
+    lambda y, m, d, p: StatedDate(
+        date={"day": f"{y}-{m:02}-{d:02}", "month": f"{y}-{m:02}", "year": f"{y}"}[p], precision=p
+    ),
+    st.integers(2022, 2025),
+    st.integers(1, 12),
+    st.integers(1, 28),
+    st.sampled_from(["day", "month", "year"]),
+)
+quantities = st.builds(
+    lambda v, c: Quantity(comparator=c, unit="soldiers", **({"upper": v} if c == "up_to" else {"value": v})),
+    st.integers(0, 20_000),
+    st.sampled_from(["exactly", "about", "up_to"]),
+)
+ids = st.text("xyz", min_size=1, max_size=3)
+
+
+@st.composite
+def made(draw: st.DrawFn) -> ClaimMade:
+    quantity = draw(st.none() | quantities)
+    return ClaimMade(
+        claim_id=draw(st.sampled_from(CLAIMS)),
+        subject_id=draw(st.sampled_from(SUBJECTS)),
+        source_id=draw(st.sampled_from(SOURCES)),
+        statement="said",
+        modality=draw(st.sampled_from(["asserted", "projected"])),
+        stated_on=draw(dates),
+        document_ids=("d",),
+        metric=None if quantity is None else draw(st.sampled_from(["m1", "m2"])),
+        quantity=quantity,
+    )
+
+
+corrections = st.builds(
+    lambda c, r, v, changes: RecordCorrected(
+        claim_id=c, correction_id=r, corrects_version=v, changes=changes, reason="typo"
+    ),
+    st.sampled_from(CLAIMS),
+    ids,
+    st.integers(1, 6),
+    st.one_of(
+        st.builds(CorrectedFields, quantity=quantities),
+        st.builds(CorrectedFields, stated_on=dates),
+        st.builds(CorrectedFields, source_id=st.sampled_from(SOURCES)),
+        st.builds(CorrectedFields, metric=st.sampled_from(["m1", "m2"])),
+        st.builds(CorrectedFields, statement=st.just("corrected")),
+    ),
+)
+
+commands = st.lists(
+    st.one_of(
+        made(),
+        st.builds(
+            lambda c, r, q, d: ClaimRevised(
+                claim_id=c, revision_id=r, statement="revised", stated_on=d, document_ids=("d",), quantity=q
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            st.none() | quantities,
+            dates,
+        ),
+        st.builds(
+            lambda c, r, by, d: ClaimDenied(
+                claim_id=c, denial_id=r, denied_by=by, statement="no", stated_on=d, document_ids=("d",)
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            st.sampled_from(SOURCES),
+            dates,
+        ),
+        st.builds(
+            lambda c, r, by, d: ClaimConfirmed(
+                claim_id=c,
+                confirmation_id=r,
+                confirmed_by=by,
+                statement="yes",
+                stated_on=d,
+                document_ids=("d",),
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            st.sampled_from(SOURCES),
+            dates,
+        ),
+        st.builds(
+            lambda c, r, by, d: EvidenceAttached(
+                claim_id=c,
+                evidence_id=r,
+                kind="video",
+                produced_by=by,
+                description="shows",
+                stated_on=d,
+                document_ids=("d",),
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            st.sampled_from(SOURCES),
+            dates,
+        ),
+        corrections,
+        st.builds(
+            lambda c, r, d: ClaimRetracted(
+                claim_id=c, retraction_id=r, statement="withdrawn", stated_on=d, document_ids=("d",)
+            ),
+            st.sampled_from(CLAIMS),
+            ids,
+            dates,
+        ),
+    ),
+    max_size=25,
+)

@@ -1,0 +1,316 @@
+"""Time travel: views at any (as_of, known_at) equal what a replay of exactly those events gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from litestar.testing import AsyncTestClient
+
+from timeline import timetravel
+from timeline.api.app import create_app
+from timeline.domain import claims as rules
+from timeline.domain.claims import Claim, ClaimEvent
+from timeline.domain.events import ClaimMade, DomainEvent, RecordCorrected, stream_of
+from timeline.domain.values import period_start
+from timeline.importer import LoadedFixture, import_fixtures
+from timeline.projections import ClaimRecord, TimelineEntry, Views, apply
+from timeline.service import Recorder, Rejected
+from timeline.store import eventlog, tokens, views
+from timeline.store.database import Database
+from timeline.store.views import claim_from_row, entry_from_row
+
+from .conftest import SEED
+from .helpers import document, source, subject
+from .strategies import SOURCES, SUBJECTS, commands, corrections, made
+
+DECIDE: dict[type, Any] = {
+    ClaimMade: rules.decide_make,
+    **{
+        rules.ClaimRevised: rules.decide_revise,
+        rules.ClaimDenied: rules.decide_deny,
+        rules.ClaimConfirmed: rules.decide_confirm,
+        rules.EvidenceAttached: rules.decide_attach,
+        rules.ClaimRetracted: rules.decide_retract,
+        RecordCorrected: rules.decide_correct,
+    },
+}
+SETUP: list[DomainEvent] = [subject(s) for s in SUBJECTS] + [source(s) for s in SOURCES] + [document("d")]
+
+
+class MemoryLog:
+    """The live path in memory: decide each command against current state, append, fold into views."""
+
+    def __init__(self) -> None:
+        self.log: list[timetravel.Logged] = []
+        self.views = Views()
+        self.claims: dict[str, Claim] = {}
+
+    def record(self, event: DomainEvent) -> bool:
+        if isinstance(event, ClaimEvent):
+            try:
+                accepted = DECIDE[type(event)](self.claims.get(event.claim_id), event)
+            except Exception:
+                return False
+        else:
+            accepted = [event]
+        for e in accepted:
+            stream = stream_of(e)
+            version = 1 + sum(1 for x in self.log if x.stream_id == stream)
+            position = len(self.log) + 1
+            self.log.append(
+                timetravel.Logged(position=position, stream_id=stream, stream_version=version, event=e)
+            )
+            if isinstance(e, ClaimEvent):
+                self.claims[e.claim_id] = rules.evolve(self.claims.get(e.claim_id), e)
+            apply(self.views, position, e)
+        return bool(accepted)
+
+
+def _comparable(v: Views) -> tuple[dict[str, Claim], dict[Any, str], list[TimelineEntry]]:
+    """Views with log positions left out (a replay of a subset numbers its positions afresh)."""
+    return (
+        {cid: r.claim for cid, r in v.claims.items()},
+        {k: c for k, c in v.estimates.items() if c is not None},
+        [msgspec.structs.replace(e, position=0) for _, e in sorted(v.timeline.items()) if e is not None],
+    )
+
+
+def _effective_dates(log: list[timetravel.Logged]) -> dict[tuple[str, int], dt.date]:
+    dates: dict[tuple[str, int], dt.date] = {}
+    for e in log:
+        if isinstance(e.event, RecordCorrected):
+            if e.event.changes.stated_on is not None:
+                dates[(e.stream_id, e.event.corrects_version)] = period_start(e.event.changes.stated_on)
+        elif isinstance(e.event, ClaimEvent):
+            dates.setdefault((e.stream_id, e.stream_version), period_start(e.event.stated_on))
+    return dates
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    opening=st.lists(made(), min_size=4, max_size=8),
+    batch=st.lists(commands, min_size=1, max_size=3),
+    closing=st.lists(corrections, max_size=10),
+    as_of=st.dates(dt.date(2022, 1, 1), dt.date(2025, 12, 31)),
+)
+def test_as_of_equals_recording_only_what_was_said_by_then(
+    opening: list[DomainEvent], batch: list[list[DomainEvent]], closing: list[DomainEvent], as_of: dt.date
+) -> None:
+    full = MemoryLog()
+    for event in [*SETUP, *opening, *(e for b in batch for e in b), *closing]:
+        full.record(event)
+    dates = _effective_dates(full.log)
+
+    # Independently: record again, keeping only events stated by `as_of`, with corrections re-aimed at
+    # their target by its entry id (the version numbers differ once events are left out).
+    expected = MemoryLog()
+    entry_of: dict[tuple[str, int], str] = {}
+    for e in full.log:
+        event = e.event
+        if isinstance(event, ClaimEvent) and not isinstance(event, RecordCorrected):
+            entry_of[(e.stream_id, e.stream_version)] = rules.entry_id(event)
+        if not isinstance(event, ClaimEvent):
+            expected.record(event)
+            continue
+        kept = expected.claims.get(event.claim_id)
+        if isinstance(event, RecordCorrected):
+            target = entry_of[(e.stream_id, event.corrects_version)]
+            if kept is None:
+                continue
+            versions = [
+                v
+                for v, x in enumerate(kept.recorded, 1)
+                if not isinstance(x, RecordCorrected) and rules.entry_id(x) == target
+            ]
+            if not versions:
+                continue
+            event = msgspec.structs.replace(event, corrects_version=versions[0])
+        elif (kept is None and not isinstance(event, ClaimMade)) or dates[
+            (e.stream_id, e.stream_version)
+        ] > as_of:
+            continue
+        assert expected.record(event), f"a kept event was refused: {event!r}"
+
+    assert _comparable(timetravel.views_at(full.log, as_of)) == _comparable(expected.views)
+
+
+async def _live(db: Database) -> tuple[int, dict[str, ClaimRecord], dict[Any, str], dict[int, TimelineEntry]]:
+    import sqlalchemy as sa
+
+    from timeline.store.schema import claims, estimates, timeline
+
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+        claim_rows = {
+            r["claim_id"]: claim_from_row(r) for r in (await conn.execute(sa.select(claims))).mappings()
+        }
+        estimate_rows = {
+            (r["subject_id"], r["metric"], r["source_id"]): r["claim_id"]
+            for r in (await conn.execute(sa.select(estimates))).mappings()
+        }
+        entries = {
+            r["position"]: entry_from_row(r) for r in (await conn.execute(sa.select(timeline))).mappings()
+        }
+    return head, claim_rows, estimate_rows, entries
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batches=st.lists(commands, min_size=1, max_size=4))
+async def test_known_at_equals_the_live_views_as_they_were(
+    db: Database, batches: list[list[DomainEvent]]
+) -> None:
+    """For every position the log passed through, folding the log cut there gives exactly the views the
+    live path showed at that moment (corrections recorded later included only after they were recorded)."""
+    prefix = uuid.uuid4().hex[:8]
+    snapshots = []
+    for batch in [SETUP, *batches]:
+        async with db.write() as conn:
+            recorder = Recorder(conn, recorded_by="property", label="test")
+            for event in batch:
+                if isinstance(event, ClaimEvent):
+                    event = msgspec.structs.replace(event, claim_id=f"{prefix}-{event.claim_id}")  # noqa: PLW2901
+                try:
+                    await recorder.record(event, origin="command")
+                except Rejected:
+                    continue
+            await recorder.finish()
+        snapshots.append(await _live(db))
+    for head, claim_rows, estimate_rows, entries in snapshots:
+        async with db.read() as conn:
+            recorded = await eventlog.read_until(conn, position=head)
+        at = timetravel.views_at(
+            (
+                timetravel.Logged(
+                    position=r.position, stream_id=r.stream_id, stream_version=r.stream_version, event=r.event
+                )
+                for r in recorded
+            ),
+            None,
+        )
+        assert at.claims == claim_rows
+        assert {k: v for k, v in at.estimates.items() if v is not None} == estimate_rows
+        assert {p: e for p, e in at.timeline.items() if e is not None} == entries
+
+
+# Over HTTP, on the seed ------------------------------------------------------------------------------
+
+NIS = "nis-1500-soldiers-sent-for-training"
+SUBJECT = "dprk-troops-to-russia"
+
+
+@pytest.fixture
+async def client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+    seeding = Database(database_url)
+    try:
+        await import_fixtures(seeding, [LoadedFixture("seed.yaml", SEED.read_bytes())], recorded_by="test")
+        async with seeding.write() as conn:
+            secret = await tokens.create(conn, "auditor-test", ("write",))
+    finally:
+        await seeding.dispose()
+    async with AsyncTestClient(app=create_app(Database(database_url))) as c:
+        c.headers["Authorization"] = f"Bearer {secret}"
+        yield c
+
+
+async def test_what_the_system_showed_before_a_correction(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    before = (await client.get("/audit/head")).json()["position"]
+    fixed = await client.post(
+        f"/claims/{NIS}/corrections",
+        json={
+            "corrects_version": 1,
+            "changes": {"quantity": {"comparator": "about", "value": 1600, "unit": "soldiers"}},
+            "reason": "the briefing said about 1,600",
+        },
+    )
+    assert fixed.status_code == 201, fixed.text
+    now = (await client.get(f"/claims/{NIS}")).json()
+    assert now["quantity"]["value"] == 1600
+    then = (await client.get(f"/claims/{NIS}", params={"known_at": before})).json()
+    assert then["quantity"]["value"] == 1500
+    assert then["known_at_position"] == before
+    assert then["corrections"] == []
+    also_now = (
+        await client.get(f"/claims/{NIS}", params={"known_at": fixed.json()["events"][0]["position"]})
+    ).json()
+    assert also_now["quantity"]["value"] == 1600
+    estimates_then = (await client.get(f"/subjects/{SUBJECT}/estimates", params={"known_at": before})).json()
+    nis = next(e for e in estimates_then["estimates"] if e["source"]["id"] == "south-korea-nis")
+    assert nis["quantity"]["value"] == 1500
+    # known_at as a time: before the seed was recorded nothing was known.
+    empty = await client.get(f"/claims/{NIS}", params={"known_at": "2000-01-01T00:00:00Z"})
+    assert empty.status_code == 404
+    assert "had been recorded" in empty.json()["detail"]
+
+    history = (await client.get(f"/claims/{NIS}/history")).json()["events"]
+    assert history[0]["corrected_by"][0]["reason"] == "the briefing said about 1,600"
+    assert history[0]["documents"] == [
+        {
+            "id": "000-16630df2654ec508",
+            "title": "A new ally for Russia? Why Pyongyang is sending soldiers to Ukraine",
+        }
+    ]
+    assert history[0]["metadata"]["origin"] == "seed.yaml events[0]"
+    denial_changes = {c["field"]: (c["before"], c["after"]) for c in history[1]["changes"]}
+    assert denial_changes["status"] == ("standing", "disputed")
+    assert denial_changes["disputed_by"] == ([], ["kremlin"])
+    correction_changes = {c["field"]: (c["before"], c["after"]) for c in history[2]["changes"]}
+    assert correction_changes["quantity"][1]["value"] == 1600
+
+
+async def test_as_of_valid_time(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    revised = await client.post(
+        f"/claims/{NIS}/revisions",
+        json={
+            "statement": "About 3,000 now.",
+            "stated_on": "2024-11",
+            "document_ids": ["000-16630df2654ec508"],
+            "quantity": {"comparator": "about", "value": 3000, "unit": "soldiers"},
+        },
+    )
+    assert revised.status_code == 201
+    url = f"/subjects/{SUBJECT}/estimates"
+    october = (await client.get(url, params={"as_of": "2024-10"})).json()
+    assert {
+        e["source"]["id"]: e["quantity"].get("value", e["quantity"].get("upper"))
+        for e in october["estimates"]
+    } == {
+        "south-korea-nis": 1500,
+        "unnamed-sources": 12000,
+        "volodymyr-zelenskyy": 10000,
+    }
+    assert october["as_of"] == "2024-10"
+    november = (await client.get(url, params={"as_of": "2024-11-30"})).json()
+    assert (
+        next(e for e in november["estimates"] if e["source"]["id"] == "south-korea-nis")["quantity"]["value"]
+        == 3000
+    )
+    assert (await client.get(url, params={"as_of": "2024-10-20"})).json()["estimates"] == []
+    assert (await client.get(f"/claims/{NIS}", params={"as_of": "2024-10-20"})).status_code == 404
+    timeline = (
+        await client.get(f"/subjects/{SUBJECT}/timeline", params={"as_of": "2024-10", "limit": 100})
+    ).json()
+    assert "revised" not in {e["kind"] for e in timeline["entries"]}
+    assert len(timeline["entries"]) == 13
+    both = (await client.get(f"/claims/{NIS}", params={"as_of": "2024-11", "known_at": 29})).json()
+    assert both["quantity"]["value"] == 1500  # the revision was not yet recorded at position 29
+    assert (await client.get(url, params={"as_of": "2024-13"})).status_code == 400
+    assert (await client.get(url, params={"known_at": "yesterday"})).status_code == 400
+
+
+async def test_rebuild_is_unaffected_by_time_travel(db: Database) -> None:
+    await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    before = await _live(db)
+    async with db.write() as conn:
+        await views.rebuild(conn)
+    assert await _live(db) == before
