@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -261,3 +264,40 @@ async def test_http_head_verify_and_ndjson(seeded: Database, database_url: str) 
         assert '"hash":' in lines[0]
         too_many = await client.get("/events", params={"limit": 5000})
         assert too_many.status_code == 400
+
+
+def _documented_checker(tmp_path: Path) -> Path:
+    """The verification program printed in docs/audit.md, exactly as an auditor would copy it."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "audit.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "check_log.py"
+    script.write_text(code)
+    return script
+
+
+def _run(checker: Path, log: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(checker), str(log)], capture_output=True, text=True, check=False
+    )
+
+
+async def test_the_documented_recipe_verifies_an_http_export(
+    seeded: Database, database_url: str, tmp_path: Path
+) -> None:
+    async with AsyncTestClient(app=create_app(Database(database_url))) as client:
+        exported = (await client.get("/audit/export")).content
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(exported)
+    checker = _documented_checker(tmp_path)
+    ok = await asyncio.to_thread(_run, checker, log)
+    assert ok.returncode == 0, ok.stderr
+    async with seeded.read() as conn:
+        head = await eventlog.head_link(conn)
+    assert ok.stdout.strip() == f"ok: 29 events, head {head[1]}"
+    lines = exported.decode().splitlines(keepends=True)
+    altered = json.loads(lines[19])
+    altered["data"] = altered["data"].replace('"', ' "', 1)  # one more byte in the stored JSON
+    log.write_text("".join([*lines[:19], json.dumps(altered) + "\n", *lines[20:]]))
+    broken = await asyncio.to_thread(_run, checker, log)
+    assert broken.returncode == 1
+    assert "broken at position 20 (line 20)" in broken.stderr

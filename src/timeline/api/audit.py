@@ -1,11 +1,13 @@
-"""Audit routes: the head of the hash chain, and verifying the chain from the stored rows."""
+"""Audit routes: the head of the hash chain, verifying it from the stored rows, and the raw export."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from litestar import get
 from litestar.params import QueryParameter
+from litestar.response import Stream
 
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
@@ -13,6 +15,7 @@ from timeline.api.problems import BadRequest
 from timeline.api.schemas import HeadOut
 from timeline.store import audit, eventlog
 from timeline.store.audit import Verification
+from timeline.store.database import Database
 
 READ = [requires("read")]
 
@@ -54,4 +57,29 @@ async def verify(
         return await audit.verify(conn, since=since)
 
 
-ROUTES = [head, verify]
+@get(
+    "/audit/export",
+    operation_id="exportLog",
+    tags=["audit"],
+    guards=READ,
+    responses=problems(401, 403),
+    media_type="application/x-ndjson",
+)
+async def export(
+    db: Db,
+    subject: Annotated[
+        str | None, QueryParameter(description="Only this subject's streams (not restorable on its own)")
+    ] = None,
+) -> Stream:
+    """The log as JSON Lines, exactly as stored and hashed (the format of `timeline export`), streamed.
+    Check it with the recipe in docs/audit.md, or load it with `timeline restore`."""
+    return Stream(_export(db, subject), media_type="application/x-ndjson")
+
+
+async def _export(db: Database, subject: str | None) -> AsyncIterator[bytes]:
+    async with db.read() as conn:
+        async for line in audit.export(conn, subject_id=subject):
+            yield line
+
+
+ROUTES = [head, verify, export]

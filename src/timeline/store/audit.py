@@ -165,7 +165,8 @@ async def verify(conn: AsyncConnection, *, since: tuple[int, str] | None = None)
 
 
 class ExportedEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One line of an export: every stored column, with data and metadata as their stored JSON."""
+    """One line of an export: every stored column. ``data`` and ``metadata`` are the stored JSON text as
+    strings, so any JSON parser hands back exactly the bytes the hash covers."""
 
     position: int
     event_id: uuid.UUID
@@ -175,8 +176,8 @@ class ExportedEvent(msgspec.Struct, frozen=True, kw_only=True):
     schema_version: int
     valid_from: dt.date | None
     recorded_at: str
-    data: msgspec.Raw
-    metadata: msgspec.Raw
+    data: str
+    metadata: str
     prev_hash: str
     hash: str
 
@@ -198,8 +199,8 @@ def export_line(row: StoredRow) -> bytes:
                 schema_version=row.schema_version,
                 valid_from=row.valid_from,
                 recorded_at=chain.timestamp(row.recorded_at),
-                data=msgspec.Raw(row.data.encode()),
-                metadata=msgspec.Raw(row.metadata.encode()),
+                data=row.data,
+                metadata=row.metadata,
                 prev_hash=row.prev_hash,
                 hash=row.hash,
             )
@@ -250,7 +251,7 @@ async def restore(conn: AsyncConnection, lines: Iterable[bytes]) -> int:
             raise RestoreError(number, "the line is cut off (no newline at its end): the file is truncated")
         try:
             item = _line_decoder.decode(line)
-            decode_event(bytes(item.data))
+            decode_event(item.data)
             recorded_at = dt.datetime.strptime(item.recorded_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
                 tzinfo=dt.UTC
             )
@@ -263,8 +264,8 @@ async def restore(conn: AsyncConnection, lines: Iterable[bytes]) -> int:
             stream_version=item.stream_version,
             type=item.type,
             schema_version=item.schema_version,
-            data=bytes(item.data).decode(),
-            metadata=bytes(item.metadata).decode(),
+            data=item.data,
+            metadata=item.metadata,
             valid_from=item.valid_from,
             recorded_at=recorded_at,
             prev_hash=item.prev_hash,
