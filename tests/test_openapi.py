@@ -57,4 +57,5 @@ async def test_the_app_serves_the_same_document(tmp_path: object) -> None:
         "getAuditHead",
         "verifyLog",
         "exportLog",
+        "streamEvents",
     }

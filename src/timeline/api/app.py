@@ -6,16 +6,38 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, reads, writes
+from timeline.api import audit, live, reads, writes
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.store.database import Database
+
+
+def _cors(settings: Settings) -> CORSConfig | None:
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "If-Match",
+            "If-None-Match",
+            "Idempotency-Key",
+            "Last-Event-ID",
+        ],
+        expose_headers=["ETag", "Last-Modified", "Idempotent-Replayed"],
+        max_age=600,
+    )
 
 
 def create_app(db: Database, settings: Settings | None = None) -> Litestar:
@@ -27,18 +49,26 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        # On PostgreSQL, commits made by other processes wake this process's event streams too.
+        listener = db.listener()
+        if listener is not None:
+            await listener.start()
         try:
             yield
         finally:
+            if listener is not None:
+                await listener.stop()
             await db.dispose()
 
     return Litestar(
-        route_handlers=[*reads.ROUTES, *writes.ROUTES, *audit.ROUTES],
+        route_handlers=[*reads.ROUTES, *writes.ROUTES, *audit.ROUTES, *live.ROUTES],
         dependencies={"db": Provide(provide_db)},
         state=State({"db": db, "settings": settings}),
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
+        cors_config=_cors(settings),
+        compression_config=CompressionConfig(backend="brotli", brotli_gzip_fallback=True, minimum_size=1024),
         openapi_config=OpenAPIConfig(
             title="timeline",
             version=__version__,

@@ -17,6 +17,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1_000_000
     # How far past today a stated date may be (time zones, editing late at night).
     future_slack_days: int = 1
+    # Seconds between keep-alive comments on idle event streams (and re-reads of the log).
+    keepalive_seconds: float = 15.0
+    # Origins allowed to call the API from a browser (CORS), comma-separated; empty: none, "*": any.
+    cors_origins: str = ""
 
     @property
     def future_slack(self) -> dt.timedelta:
@@ -25,9 +29,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Settings from TIMELINE_PUBLIC_READS, TIMELINE_MAX_BODY_BYTES, TIMELINE_FUTURE_SLACK_DAYS."""
+        """Settings from TIMELINE_PUBLIC_READS, TIMELINE_MAX_BODY_BYTES, TIMELINE_FUTURE_SLACK_DAYS,
+        TIMELINE_KEEPALIVE_SECONDS and TIMELINE_CORS_ORIGINS."""
         values: dict[str, str] = {}
-        for name in ("public_reads", "max_body_bytes", "future_slack_days"):
+        for name in cls.__struct_fields__:
             raw = os.environ.get(f"TIMELINE_{name.upper()}")
             if raw is not None:
                 values[name] = raw

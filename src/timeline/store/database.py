@@ -12,7 +12,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from timeline.store.notify import CHANNEL, Listener, Notifier
+
 DEFAULT_URL = "sqlite+aiosqlite:///var/timeline.db"
+# Set on a connection's info by eventlog.append, so the write transaction knows to notify readers.
+APPENDED = "timeline_appended"
 _WRITE = "timeline_write"
 
 
@@ -58,6 +62,7 @@ class Database:
         else:
             kwargs["pool_size"] = pool_size
         self.engine = create_async_engine(self.url, **kwargs)
+        self.notifier = Notifier()
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
 
@@ -72,7 +77,9 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction that holds the log's write lock; commits on success, else rolls back."""
+        """A write transaction that holds the log's write lock; commits on success, else rolls back.
+        When it appended events, readers waiting for the log to grow are woken after the commit."""
+        appended = False
         async with self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
@@ -81,6 +88,19 @@ class Database:
                     await conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
                     await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
                 yield conn
+                appended = bool(conn.info.pop(APPENDED, False))
+                if appended and self.dialect == "postgresql":
+                    # Delivered to every listening process when (and only if) this transaction commits.
+                    await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        if appended:
+            self.notifier.notify()
+
+    def listener(self) -> Listener | None:
+        """On PostgreSQL, a listener relaying other processes' commits to this process's notifier."""
+        if self.dialect != "postgresql":
+            return None
+        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        return Listener(dsn, self.notifier)
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

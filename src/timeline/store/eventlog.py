@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.events import SCHEMA_VERSION, DomainEvent, decode_event, encode_event
 from timeline.store import chain
+from timeline.store.database import APPENDED
 from timeline.store.schema import events
 
 
@@ -174,6 +175,7 @@ async def append(
         recorded.append(envelope)
         prev_hash = digest
     await conn.execute(sa.insert(events), rows)
+    conn.info[APPENDED] = True
     return recorded
 
 
