@@ -7,14 +7,18 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from timeline.fixtures import FixtureError
 from timeline.importer import ImportResult, LoadedFixture, import_fixtures, read_files
-from timeline.store import audit, eventlog, migrate, tokens, views
+from timeline.store import activity, audit, eventlog, migrate, projector, tokens, views
 from timeline.store.database import DEFAULT_URL, Database
 from timeline.store.tokens import SCOPES
+
+# Tests see the progress bar without a terminal.
+_FORCE_PROGRESS = os.environ.get("TIMELINE_PROGRESS") == "1"
 
 
 def _fixtures_dir() -> Path:
@@ -43,9 +47,32 @@ async def _import(url: str, files: Sequence[Path]) -> list[ImportResult]:
 
 async def _rebuild(url: str) -> int:
     db = Database(url)
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        rate = done / elapsed
+        left = (total - done) / rate if rate else 0.0
+        width = 30
+        filled = width * done // total if total else width
+        bar = "#" * filled + "." * (width - filled)
+        print(
+            f"\r[{bar}] {done}/{total} events  {rate:,.0f} events/s  {left:,.0f} s left",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
     try:
+        replayed = await views.rebuild_online(
+            db, progress if sys.stderr.isatty() or _FORCE_PROGRESS else None
+        )
+        if sys.stderr.isatty() or _FORCE_PROGRESS:
+            print(file=sys.stderr)
         async with db.write() as conn:
-            return await views.rebuild(conn)
+            await projector.reset(conn, activity)
+        await projector.catch_up(db, activity)
+        return replayed
     finally:
         await db.dispose()
 
@@ -56,13 +83,11 @@ async def _prepare_for_serving(url: str) -> list[ImportResult]:
         await migrate.upgrade(db)
         async with db.read() as conn:
             head = await eventlog.head_position(conn)
-            behind = await views.checkpoint(conn) != head
         if head:
-            if behind:
-                # A migration emptied the views (their stored shape changed): refold them from the log.
-                async with db.write() as conn:
-                    replayed = await views.rebuild(conn)
-                print(f"rebuilt the views from {replayed} events")
+            # After a crash or a migration that emptied them, the views resume from their checkpoint.
+            caught_up = await views.catch_up(db)
+            if caught_up:
+                print(f"brought the views up to date with {caught_up} events")
             return []
         # Named as in the repository, so event metadata does not depend on where it is checked out.
         fixtures = [

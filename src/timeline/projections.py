@@ -201,3 +201,17 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
 def occurred_on(entry: TimelineEntry) -> dt.date:
     """The timeline sort date of an entry: the first day of the period it was stated in."""
     return period_start(entry.occurred_on)
+
+
+def activity_counts(event: DomainEvent) -> list[tuple[str, str]]:
+    """Which source an event counts for, and as what (the source_activity projection's fold)."""
+    match event:
+        case ClaimMade():
+            return [(event.source_id, "claims_made")]
+        case ClaimDenied():
+            return [(event.denied_by, "denials")]
+        case ClaimConfirmed():
+            return [(event.confirmed_by, "confirmations")]
+        case EvidenceAttached():
+            return [(event.produced_by, "evidence")]
+    return []

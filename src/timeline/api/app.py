@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +19,7 @@ from timeline import __version__
 from timeline.api import audit, live, reads, writes
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
+from timeline.store import activity, projector
 from timeline.store.database import Database
 
 
@@ -53,9 +56,16 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
         listener = db.listener()
         if listener is not None:
             await listener.start()
+        # Asynchronous projections run in whichever process leads them (an advisory lock on PostgreSQL).
+        worker = asyncio.create_task(
+            projector.Worker(db, [activity], batch=settings.projection_batch).run(), name="projections"
+        )
         try:
             yield
         finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
             if listener is not None:
                 await listener.stop()
             await db.dispose()

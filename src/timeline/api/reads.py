@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from email.utils import formatdate, parsedate_to_datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -26,6 +27,7 @@ from timeline.api.schemas import (
     EventsOut,
     HealthOut,
     HistoryOut,
+    SourceActivityOut,
     SourceDetailOut,
     SourceRef,
     SourcesOut,
@@ -34,7 +36,7 @@ from timeline.api.schemas import (
 )
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
 from timeline.projections import TimelineEntry, Views, occurred_on
-from timeline.store import eventlog, queries, views
+from timeline.store import activity, eventlog, projector, queries, views
 from timeline.store.database import Database
 from timeline.store.queries import TimelineFilter
 
@@ -140,11 +142,18 @@ async def _subject_name(db: Database, subject_id: str) -> str:
 
 @get("/health", operation_id="getHealth", tags=["service"], responses=problems())
 async def health(db: Db) -> HealthOut:
-    """Whether the database answers, and the positions of the log and of the views."""
+    """Whether the database answers, the log's head, and the position each projection has reached (the
+    views follow the log in the same transaction; asynchronous projections may lag a moment)."""
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
-        seen = await views.checkpoint(conn)
-    return HealthOut(status="ok", database=db.dialect, head_position=head, views_position=seen)
+        seen = await projector.all_checkpoints(conn)
+    return HealthOut(
+        status="ok",
+        database=db.dialect,
+        head_position=head,
+        views_position=seen.get(views.CHECKPOINT, 0),
+        projections={name: seen.get(name, 0) for name in (views.CHECKPOINT, activity.name)},
+    )
 
 
 @get(
@@ -156,13 +165,20 @@ async def health(db: Db) -> HealthOut:
 )
 async def estimates(
     db: Db,
+    request: Request[Any, Any, Any],
     subject_id: FromPath[str],
     metric: Annotated[str | None, QueryParameter(description="Only this metric, e.g. soldiers-sent")] = None,
     as_of: AsOf = None,
     known_at: KnownAt = None,
-) -> EstimatesOut:
+) -> Response[EstimatesOut]:
     """The latest estimate of each source on a subject, with its status and who disputes or confirms it;
-    at any moment with ``as_of`` and ``known_at``."""
+    at any moment with ``as_of`` and ``known_at``. The current view carries ETag and Last-Modified from the
+    log position it reflects; a conditional GET that is still current gets 304."""
+    headers: dict[str, str] = {}
+    if as_of is None and known_at is None:
+        headers, current = await _fresh(db, request)
+        if current:
+            return _not_modified(headers)
     name = await _subject_name(db, subject_id)
     async with db.read() as conn:
         cut = await _cut(conn, as_of, known_at)
@@ -178,7 +194,7 @@ async def estimates(
             )
             records = [views.claims[claim_id] for _, claim_id in chosen]
             sources = _Names(_names(views))
-    return EstimatesOut(
+    body = EstimatesOut(
         subject_id=subject_id,
         subject_name=name,
         metric=metric,
@@ -186,6 +202,7 @@ async def estimates(
         as_of=as_of,
         known_at_position=cut.known_position if cut else None,
     )
+    return Response(body, headers=headers)
 
 
 def _parse_cursor(cursor: str) -> tuple[dt.date, int]:
@@ -230,9 +247,14 @@ async def subject_timeline(
     until: Annotated[dt.date | None, QueryParameter(description="Stated on or before this date")] = None,
     as_of: AsOf = None,
     known_at: KnownAt = None,
-) -> TimelineOut:
+) -> Response[TimelineOut]:
     """The subject's claims, revisions, denials, confirmations, evidence and retractions, in the order they
-    were stated (log order breaks ties), a page at a time."""
+    were stated (log order breaks ties), a page at a time. ETag, Last-Modified and 304 as for estimates."""
+    headers: dict[str, str] = {}
+    if as_of is None and known_at is None:
+        headers, current = await _fresh(db, request)
+        if current:
+            return _not_modified(headers)
     if since is not None and until is not None and since > until:
         raise BadRequest("since", f"since ({since}) is after until ({until})")
     name = await _subject_name(db, subject_id)
@@ -254,7 +276,7 @@ async def subject_timeline(
         params = dict(request.query_params)
         params.update(limit=str(limit), cursor=f"{occurred_on(last).isoformat()}~{last.position}")
         next_link = f"{request.url.path}?{urlencode(params)}"
-    return TimelineOut(
+    body = TimelineOut(
         subject_id=subject_id,
         subject_name=name,
         entries=[present.entry_out(e, sources) for e in page],
@@ -262,6 +284,7 @@ async def subject_timeline(
         as_of=as_of,
         known_at_position=cut.known_position if cut else None,
     )
+    return Response(body, headers=headers)
 
 
 def _timeline_at(
@@ -281,6 +304,30 @@ def _timeline_at(
         key=lambda e: (occurred_on(e), e.position),
     )
     return [e for e in entries if after is None or (occurred_on(e), e.position) > after]
+
+
+async def _fresh(db: Database, request: Request[Any, Any, Any]) -> tuple[dict[str, str], bool]:
+    """Validators for a current view (the views' log position and when they last changed), and whether the
+    request's If-None-Match / If-Modified-Since says the client already has it. Reads no event rows."""
+    async with db.read() as conn:
+        position, updated = await views.freshness(conn)
+    tag = f'W/"{position}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    if updated is not None:
+        headers["Last-Modified"] = formatdate(updated.timestamp(), usegmt=True)
+    if (match := request.headers.get("if-none-match")) is not None:
+        return headers, tag in [m.strip() for m in match.split(",")] or match.strip() == "*"
+    since = request.headers.get("if-modified-since")
+    if since is not None and updated is not None:
+        try:
+            return headers, updated.replace(microsecond=0) <= parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return headers, False
+    return headers, False
+
+
+def _not_modified(headers: dict[str, str]) -> Response[Any]:
+    return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=headers)
 
 
 def _when(cut: Cut) -> str:
@@ -473,12 +520,14 @@ async def source_detail(
         if found is None:
             raise NotFound("source", source_id)
         records = await queries.claims_by_source(conn, source_id, after=cursor or 0, limit=limit + 1)
+        counts = await activity.of(conn, source_id)
     page = records[:limit]
     nxt = page[-1].made_position if len(records) > limit else None
     return SourceDetailOut(
         source=present.source_out(found[1]),
         claims=[present.claim_summary(r) for r in page],
         next=f"/sources/{source_id}?limit={limit}&cursor={nxt}" if nxt else None,
+        activity=SourceActivityOut(**counts) if counts else None,
     )
 
 

@@ -238,6 +238,7 @@ class HealthOut(msgspec.Struct, kw_only=True):
     database: str
     head_position: int
     views_position: int
+    projections: dict[str, int]
 
 
 class WriteOut(msgspec.Struct, kw_only=True):
@@ -315,12 +316,23 @@ class ClaimSummary(msgspec.Struct, kw_only=True):
     version: int
 
 
+class SourceActivityOut(msgspec.Struct, kw_only=True):
+    """What a source has on record (an asynchronous projection: may lag the log by a moment)."""
+
+    claims_made: int
+    denials: int
+    confirmations: int
+    evidence: int
+    last_position: int
+
+
 class SourceDetailOut(msgspec.Struct, kw_only=True):
     """A source and a page of the claims it made, with their fates."""
 
     source: SourceOut
     claims: list[ClaimSummary]
     next: str | None
+    activity: SourceActivityOut | None = None
 
 
 class RebuildOut(msgspec.Struct, kw_only=True):

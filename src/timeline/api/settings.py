@@ -21,6 +21,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     keepalive_seconds: float = 15.0
     # Origins allowed to call the API from a browser (CORS), comma-separated; empty: none, "*": any.
     cors_origins: str = ""
+    # Events an asynchronous projection applies per transaction.
+    projection_batch: int = 500
 
     @property
     def future_slack(self) -> dt.timedelta:

@@ -286,9 +286,10 @@ async def create_import(
     responses=problems(401, 403),
 )
 async def rebuild_views(db: Db) -> RebuildOut:
-    """Drop every view and refold it from the log (as `timeline rebuild` does). Needs `admin`."""
-    async with db.write() as conn:
-        replayed = await views.rebuild(conn)
+    """Refold every view from the log while the old ones keep serving (as `timeline rebuild` does).
+    Needs `admin`."""
+    replayed = await views.rebuild_online(db)
+    async with db.read() as conn:
         position = await views.checkpoint(conn)
     return RebuildOut(replayed=replayed, views_position=position)
 

@@ -88,6 +88,20 @@ checkpoints = sa.Table(
     metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("position", sa.BigInteger(), nullable=False),
+    # When the projection last changed: the Last-Modified of what it serves.
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# An asynchronous projection (timeline.activity): what each source has recorded against its name.
+source_activity = sa.Table(
+    "source_activity",
+    metadata,
+    sa.Column("source_id", sa.String(200), primary_key=True),
+    sa.Column("claims_made", sa.Integer(), nullable=False),
+    sa.Column("denials", sa.Integer(), nullable=False),
+    sa.Column("confirmations", sa.Integer(), nullable=False),
+    sa.Column("evidence", sa.Integer(), nullable=False),
+    sa.Column("last_position", sa.BigInteger(), nullable=False),
 )
 
 # Bearer tokens: only a hash is stored; the name is what events record as who wrote them.

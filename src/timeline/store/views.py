@@ -6,7 +6,8 @@ path (``project``) and ``rebuild`` share every decision.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Callable, Sequence
 
 import msgspec
 import sqlalchemy as sa
@@ -23,7 +24,10 @@ from timeline.projections import (
     occurred_on,
     registration_stream,
 )
+from timeline.store import projector
+from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent, read_all
+from timeline.store.eventlog import head_position as eventlog_head
 from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
 
 CHECKPOINT = "views"
@@ -142,8 +146,7 @@ async def save(conn: AsyncConnection, views: Views) -> None:
             ],
         )
     await _save_timeline(conn, views)
-    await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == CHECKPOINT))
-    await conn.execute(sa.insert(checkpoints).values(name=CHECKPOINT, position=views.position))
+    await projector.save_checkpoint(conn, CHECKPOINT, views.position)
 
 
 async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
@@ -182,13 +185,67 @@ async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> N
 
 async def checkpoint(conn: AsyncConnection) -> int:
     """The log position the views reflect."""
-    result = await conn.execute(sa.select(checkpoints.c.position).where(checkpoints.c.name == CHECKPOINT))
-    return int(result.scalar_one_or_none() or 0)
+    return await projector.checkpoint(conn, CHECKPOINT)
+
+
+async def freshness(conn: AsyncConnection) -> tuple[int, dt.datetime | None]:
+    """The position the views reflect and when they last changed (for ETag and Last-Modified)."""
+    result = await conn.execute(
+        sa.select(checkpoints.c.position, checkpoints.c.updated_at).where(checkpoints.c.name == CHECKPOINT)
+    )
+    row = result.first()
+    if row is None:
+        return 0, None
+    updated = row[1]
+    return int(row[0]), updated.replace(tzinfo=dt.UTC) if updated and updated.tzinfo is None else updated
+
+
+TABLES = (claims, estimates, registrations, timeline)
+
+
+async def catch_up(db: Database) -> int:
+    """Apply whatever the log holds beyond the views' checkpoint (after a crash or a migration)."""
+    async with db.write() as conn:
+        after = await checkpoint(conn)
+        behind = await read_all(conn, after=after, limit=2**31)
+        if after == 0 and behind:
+            return await rebuild(conn)
+        await project(conn, behind)
+        return len(behind)
+
+
+async def rebuild_online(db: Database, progress: Callable[[int, int], None] | None = None) -> int:
+    """Refold the views while the old ones keep serving: fold a snapshot of the log without blocking
+    writers, then briefly take the write lock to fold what arrived meanwhile and swap the rows in."""
+    views = Views()
+    done = 0
+    async with db.read() as conn:
+        head = await eventlog_head(conn)
+        after = 0
+        while chunk := await read_all(conn, after=after, limit=2000):
+            for r in chunk:
+                apply(views, r.position, r.event)
+            after = chunk[-1].position
+            done += len(chunk)
+            if progress is not None:
+                progress(done, head)
+    async with db.write() as conn:
+        for r in await read_all(conn, after=after, limit=2**31):
+            apply(views, r.position, r.event)
+            done += 1
+        for table in TABLES:
+            await conn.execute(sa.delete(table))
+        views.changed_claims = set(views.claims)
+        views.changed_estimates = set(views.estimates)
+        views.changed_registrations = set(views.registrations)
+        await save(conn, views)
+    return done
 
 
 async def rebuild(conn: AsyncConnection, *, batch: int = 1000) -> int:
-    """Drop every view row and fold the whole log again; returns the number of events replayed."""
-    for table in (claims, estimates, registrations, timeline, checkpoints):
+    """Drop every view row and fold the whole log again, in the caller's transaction; returns the number
+    of events replayed."""
+    for table in TABLES:
         await conn.execute(sa.delete(table))
     views = Views()
     after = replayed = 0

@@ -1,0 +1,155 @@
+"""Running projections: checkpoints kept with their changes, catch-up, rebuild, and one leader per
+asynchronous projection across processes.
+
+A projection is one module with a ``name``, its ``tables`` and an ``apply(conn, events)``; this module does
+the rest. Each batch of events and the projection's new checkpoint commit in one transaction, so a crash
+never applies an event twice or skips one: the next run starts from the checkpoint that committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zlib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from timeline.store import eventlog
+from timeline.store.database import Database
+from timeline.store.eventlog import RecordedEvent
+from timeline.store.schema import checkpoints
+
+_log = logging.getLogger("timeline.projector")
+
+
+class Projection(Protocol):
+    """What a projection module provides."""
+
+    name: str
+    tables: tuple[sa.Table, ...]
+
+    async def apply(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
+        """Fold a batch of events (in log order) into the projection's tables."""
+
+
+async def checkpoint(conn: AsyncConnection, name: str, *, lock: bool = False) -> int:
+    """The log position a projection has processed (0 if it never ran)."""
+    query = sa.select(checkpoints.c.position).where(checkpoints.c.name == name)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
+
+async def save_checkpoint(conn: AsyncConnection, name: str, position: int) -> None:
+    """Record the processed position, in the transaction that made the projection's changes."""
+    await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == name))
+    await conn.execute(
+        sa.insert(checkpoints).values(name=name, position=position, updated_at=dt.datetime.now(dt.UTC))
+    )
+
+
+async def all_checkpoints(conn: AsyncConnection) -> dict[str, int]:
+    """Every projection's processed position, by name."""
+    result = await conn.execute(sa.select(checkpoints.c.name, checkpoints.c.position))
+    return {row[0]: int(row[1]) for row in result}
+
+
+async def run_batch(db: Database, projection: Projection, *, size: int = 500) -> int:
+    """Apply the next batch after the projection's checkpoint, with the new checkpoint; returns its size."""
+    async with db.engine.begin() as conn:
+        after = await checkpoint(conn, projection.name, lock=True)
+        batch = await eventlog.read_all(conn, after=after, limit=size)
+        if batch:
+            await projection.apply(conn, batch)
+            await save_checkpoint(conn, projection.name, batch[-1].position)
+    return len(batch)
+
+
+async def catch_up(db: Database, projection: Projection, *, size: int = 500) -> int:
+    """Run batches until the projection has processed the whole log; returns how many events it applied."""
+    total = 0
+    while moved := await run_batch(db, projection, size=size):
+        total += moved
+    return total
+
+
+async def reset(conn: AsyncConnection, projection: Projection) -> None:
+    """Empty the projection's tables and forget its checkpoint (a rebuild then starts from position 1)."""
+    for table in projection.tables:
+        await conn.execute(sa.delete(table))
+    await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == projection.name))
+
+
+def _lock_key(name: str) -> int:
+    # A stable 32-bit key per projection, in the advisory-lock space PostgreSQL shares with other apps.
+    return zlib.crc32(f"timeline.projection.{name}".encode())
+
+
+class Leadership:
+    """The right to run one asynchronous projection: a session advisory lock held on its own connection
+    (PostgreSQL), so it is released the moment the holding process dies. SQLite runs in one process."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.key = _lock_key(name)
+        self._conn: Any = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this process currently leads."""
+        return self.db.dialect != "postgresql" or (self._conn is not None and not self._conn.is_closed())
+
+    async def acquire(self) -> bool:
+        """Try to become leader; True if this process leads now."""
+        if self.held:
+            return True
+        listener = self.db.listener()
+        assert listener is not None
+        conn = await asyncpg.connect(listener.dsn)
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
+            self._conn = conn
+            return True
+        await conn.close()
+        return False
+
+    async def release(self) -> None:
+        """Give up leadership (closing the session releases the lock)."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+class Worker:
+    """Keeps asynchronous projections caught up in the background, while this process leads them."""
+
+    def __init__(
+        self, db: Database, projections: Sequence[Projection], *, batch: int = 500, idle: float = 5.0
+    ) -> None:
+        self.db = db
+        self.projections = list(projections)
+        self.batch = batch
+        self.idle = idle
+        self.leaders = {p.name: Leadership(db, p.name) for p in self.projections}
+
+    async def run(self) -> None:
+        """Loop until cancelled: lead what can be led, apply batches, sleep until the log grows."""
+        try:
+            while True:
+                generation = self.db.notifier.generation
+                busy = False
+                for projection in self.projections:
+                    try:
+                        if await self.leaders[projection.name].acquire():
+                            busy |= await run_batch(self.db, projection, size=self.batch) == self.batch
+                    except (OSError, asyncpg.PostgresError, sa.exc.DBAPIError):
+                        _log.exception("projection %s failed; retrying", projection.name)
+                        await self.leaders[projection.name].release()
+                if not busy:
+                    await self.db.notifier.wait(generation, self.idle)
+        finally:
+            for leader in self.leaders.values():
+                await leader.release()
