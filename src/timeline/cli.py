@@ -126,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="migrate, seed an empty database, serve HTTP")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes (PostgreSQL only: they share it and its notifications)",
+    )
     imp = commands.add_parser("import", help="import fixture files, all or nothing")
     imp.add_argument("files", nargs="+", type=Path)
     commands.add_parser("rebuild", help="drop the views and rebuild them from the log")
@@ -189,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 sys.stdout.write(document)
         elif args.command == "serve":
-            _serve(url, args.host, args.port)
+            return _serve(url, args.host, args.port, args.workers)
     except FixtureError as exc:
         print(f"error: {exc}\nnothing was imported", file=sys.stderr)
         return 1
@@ -287,12 +293,20 @@ async def _tokens(url: str, args: argparse.Namespace) -> int:
         await db.dispose()
 
 
-def _serve(url: str, host: str, port: int) -> None:
+def _serve(url: str, host: str, port: int, workers: int) -> int:
     import uvicorn
 
-    from timeline.api.app import create_app
-    from timeline.api.settings import Settings
+    from timeline.store.database import normalize_url
 
+    if workers > 1 and normalize_url(url).startswith("sqlite"):
+        print(
+            "error: --workers needs PostgreSQL; SQLite is served by one process",
+            file=sys.stderr,
+        )
+        return 1
     _report(asyncio.run(_prepare_for_serving(url)))
-    print(f"serving {url} on http://{host}:{port}")
-    uvicorn.run(create_app(Database(url), Settings.from_env()), host=host, port=port)
+    print(f"serving {url} on http://{host}:{port} with {workers} worker(s)")
+    # Workers import the app by name and read the database URL from the environment.
+    os.environ["TIMELINE_DATABASE_URL"] = url
+    uvicorn.run("timeline.api.asgi:create", factory=True, host=host, port=port, workers=workers)
+    return 0

@@ -58,7 +58,10 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             await listener.start()
         # Asynchronous projections run in whichever process leads them (an advisory lock on PostgreSQL).
         worker = asyncio.create_task(
-            projector.Worker(db, [activity], batch=settings.projection_batch).run(), name="projections"
+            projector.Worker(
+                db, [activity], batch=settings.projection_batch, idle=settings.keepalive_seconds
+            ).run(),
+            name="projections",
         )
         try:
             yield

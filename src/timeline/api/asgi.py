@@ -1,0 +1,17 @@
+"""The application for ASGI servers that import it by name (``timeline serve --workers N`` runs one per
+worker process), configured from the environment."""
+
+from __future__ import annotations
+
+import os
+
+from litestar import Litestar
+
+from timeline.api.app import create_app
+from timeline.api.settings import Settings
+from timeline.store.database import DEFAULT_URL, Database
+
+
+def create() -> Litestar:
+    """An app on TIMELINE_DATABASE_URL with settings from the environment."""
+    return create_app(Database(os.environ.get("TIMELINE_DATABASE_URL", DEFAULT_URL)), Settings.from_env())

@@ -1,0 +1,120 @@
+"""Live updates and caching, in process on both databases: the event stream, conditional GETs, CORS and
+compression. (tests/test_processes.py runs real server processes.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from timeline.api.app import create_app
+from timeline.api.live import Filter, follow
+from timeline.api.settings import Settings
+from timeline.domain.events import ClaimConfirmed, StatedDate
+from timeline.importer import LoadedFixture, import_fixtures
+from timeline.service import Recorder
+from timeline.store.database import Database
+
+from .conftest import SEED
+
+NIS = "nis-1500-soldiers-sent-for-training"
+
+
+@pytest.fixture
+async def seeded(db: Database) -> AsyncIterator[Database]:
+    await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    yield db  # noqa: PT022 - the db fixture disposes it
+
+
+async def _confirm(db: Database, confirmation_id: str) -> int:
+    async with db.write() as conn:
+        recorder = Recorder(conn, recorded_by="test", label="test")
+        [recorded] = await recorder.record(
+            ClaimConfirmed(
+                claim_id=NIS,
+                confirmation_id=confirmation_id,
+                confirmed_by="france",
+                statement="confirmed",
+                stated_on=StatedDate(date="2024-10-25", precision="day"),
+                document_ids=("000-16630df2654ec508",),
+            ),
+            origin="",
+        )
+        await recorder.finish()
+    return recorded.position
+
+
+async def test_stream_replays_then_follows_live_commits(seeded: Database) -> None:
+    stream = follow(seeded, 27, Filter(), keepalive=0.2)
+    replayed = [await anext(stream), await anext(stream)]
+    assert [m.id for m in replayed] == [28, 29]
+    assert json.loads(str(replayed[0].data))["type"] == "EvidenceAttached"
+    idle = await anext(stream)
+    assert idle.comment == "keep-alive"
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    position = await _confirm(seeded, "live-1")
+    live = await asyncio.wait_for(waiting, 5)
+    assert live.id == position == 30
+    assert live.event == "ClaimConfirmed"
+    await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (Filter(claim=NIS), [13, 23]),
+        (Filter(subject="dprk-russia-military-cooperation"), [3, 16, 20, 21, 22]),
+        (Filter(source="cnn"), [8, 18, 27, 29]),
+        (Filter(source="kremlin"), [12, 23, 24, 25, 26, 27]),
+    ],
+)
+async def test_stream_filters(seeded: Database, where: Filter, expected: list[int]) -> None:
+    stream = follow(seeded, 0, where, keepalive=0.1)
+    got = []
+    while (message := await anext(stream)).comment is None:
+        got.append(message.id)
+    await stream.aclose()
+    assert got == expected
+
+
+async def test_conditional_get_cors_and_compression(seeded: Database, database_url: str) -> None:
+    settings = Settings(cors_origins="https://newsroom.example")
+    async with AsyncTestClient(app=create_app(Database(database_url), settings)) as client:
+        url = "/subjects/dprk-troops-to-russia/timeline"
+        first = await client.get(url)
+        tag, modified = first.headers["etag"], first.headers["last-modified"]
+        assert tag == 'W/"29"'
+        assert (await client.get(url, headers={"If-None-Match": tag})).status_code == 304
+        assert (await client.get(url, headers={"If-Modified-Since": modified})).status_code == 304
+        estimates = "/subjects/dprk-troops-to-russia/estimates"
+        assert (await client.get(estimates, headers={"If-None-Match": tag})).status_code == 304
+        await _confirm(seeded, "cache-buster")
+        changed = await client.get(url, headers={"If-None-Match": tag})
+        assert changed.status_code == 200
+        assert changed.headers["etag"] == 'W/"30"'
+
+        preflight = await client.options(
+            "/claims",
+            headers={
+                "Origin": "https://newsroom.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, idempotency-key",
+            },
+        )
+        assert preflight.status_code in (200, 204)
+        assert preflight.headers["access-control-allow-origin"] == "https://newsroom.example"
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        other = await client.get(url, headers={"Origin": "https://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+        for encoding in ("br", "gzip"):
+            compressed = await client.get(
+                "/events", params={"limit": 29}, headers={"Accept-Encoding": encoding}
+            )
+            assert compressed.headers["content-encoding"] == encoding
+            assert len(compressed.json()["events"]) == 29  # the client decodes it
