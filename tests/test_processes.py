@@ -1,0 +1,300 @@
+"""Real server processes on one PostgreSQL: live events cross processes, a killed process loses nothing,
+and the asynchronous projection's leadership moves on when its leader dies. (Plus one SQLite server.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from timeline.domain.events import ClaimConfirmed, ClaimDenied, StatedDate
+from timeline.importer import LoadedFixture, import_fixtures
+from timeline.service import Recorder
+from timeline.store import activity, projector
+from timeline.store.database import Database
+from timeline.store.schema import source_activity
+
+from .conftest import SEED, PostgresTemplate, _pg_admin, _pg_dsn
+
+NIS = "nis-1500-soldiers-sent-for-training"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One `timeline serve` process."""
+
+    def __init__(self, url: str, log: Path, **env: str) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "timeline", "--database-url", url, "serve", "--port", str(self.port)],
+            env={**os.environ, "TIMELINE_KEEPALIVE_SECONDS": "0.3", **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def ready(self) -> None:
+        async with httpx.AsyncClient() as client:
+            for _ in range(150):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.base}/health")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"server on {self.port} did not start; see {self.log.name}")
+
+    async def health(self) -> dict[str, Any]:
+        async with httpx.AsyncClient() as client:
+            return dict((await client.get(f"{self.base}/health")).json())
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+@contextlib.contextmanager
+def servers(url: str, tmp: Path, count: int, **env: str) -> Iterator[list[Server]]:
+    started: list[Server] = []
+    try:
+        for i in range(count):
+            started.append(Server(url, tmp / f"server{i}.log", **env))
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+class Listener:
+    """Reads an event stream in the background, collecting (id, type) pairs."""
+
+    def __init__(self, url: str, last_event_id: int) -> None:
+        self.events: list[tuple[int, str]] = []
+        self.task = asyncio.create_task(self._read(url, last_event_id))
+
+    async def _read(self, url: str, last_event_id: int) -> None:
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last_event_id)}
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(5, read=None)) as client,
+            client.stream("GET", url, headers=headers) as response,
+        ):
+            current: int | None = None
+            async for line in response.aiter_lines():
+                if line.startswith("id: "):
+                    current = int(line[4:])
+                elif line.startswith("event: ") and current is not None:
+                    self.events.append((current, line[7:]))
+                    current = None
+
+    async def until(self, count: int, seconds: float = 15) -> list[tuple[int, str]]:
+        for _ in range(int(seconds * 20)):
+            if len(self.events) >= count or self.task.done():
+                break
+            await asyncio.sleep(0.05)
+        return self.events
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            await self.task
+
+
+@pytest.fixture
+async def pg_url(pg_template: PostgresTemplate | None) -> AsyncIterator[str]:
+    """A fresh migrated PostgreSQL database (these tests are about several processes on PostgreSQL)."""
+    if pg_template is None:
+        pytest.skip("PostgreSQL is unreachable (set TIMELINE_TEST_REQUIRE_POSTGRES=1 to fail instead)")
+    name = f"timeline_p_{uuid.uuid4().hex[:12]}"
+    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template.name}"')
+    try:
+        yield _pg_dsn(name)
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _token(url: str) -> str:
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    command = [
+        sys.executable,
+        "-m",
+        "timeline",
+        "--database-url",
+        url,
+        "tokens",
+        "create",
+        name,
+        "--scope",
+        "write",
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    out, _ = await proc.communicate()
+    return out.decode().strip()
+
+
+async def _revise(base: str, token: str, n: int) -> int:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{base}/claims/{NIS}/revisions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "statement": f"update {n}",
+                "stated_on": "2024-10-25",
+                "document_ids": ["000-16630df2654ec508"],
+                "revision_id": f"e2e-{n}",
+            },
+        )
+        assert response.status_code == 201, response.text
+        return int(response.json()["events"][0]["position"])
+
+
+async def test_a_write_through_one_process_reaches_the_stream_of_another(pg_url: str, tmp_path: Path) -> None:
+    with servers(pg_url, tmp_path, 2) as (a, b):
+        await a.ready()  # a seeds the empty database with the fixtures
+        await b.ready()
+        token = await _token(pg_url)
+        on_a = Listener(f"{a.base}/events/stream", 29)
+        on_b = Listener(f"{b.base}/events/stream?claim={NIS}", 29)
+        await asyncio.sleep(0.5)
+        written = [await _revise(b.base if n % 2 else a.base, token, n) for n in range(6)]
+        assert written == list(range(30, 36))
+        assert [p for p, _ in await on_a.until(6)] == written
+        assert {t for _, t in on_a.events} == {"ClaimRevised"}
+        assert [p for p, _ in await on_b.until(6)] == written
+        await on_a.close()
+        await on_b.close()
+        async with httpx.AsyncClient() as client:
+            claim = (await client.get(f"{a.base}/claims/{NIS}")).json()
+        assert claim["version"] == 8
+        assert claim["statement"] == "update 5"
+
+
+async def test_killing_the_streaming_process_loses_nothing(pg_url: str, tmp_path: Path) -> None:
+    with servers(pg_url, tmp_path, 2) as (a, b):
+        await a.ready()
+        await b.ready()
+        token = await _token(pg_url)
+        on_a = Listener(f"{a.base}/events/stream", 29)
+        await asyncio.sleep(0.5)
+        first = [await _revise(b.base, token, n) for n in range(3)]
+        seen = await on_a.until(3)
+        assert [p for p, _ in seen] == first
+        a.kill()  # SIGKILL mid-stream
+        await on_a.close()
+        later = [await _revise(b.base, token, n) for n in range(3, 6)]
+        resumed = Listener(f"{b.base}/events/stream", seen[-1][0])
+        got = await resumed.until(3)
+        await resumed.close()
+        assert [p for p, _ in got] == later  # no gap, no duplicate
+
+
+async def _bulk(url: str, count: int) -> int:
+    db = Database(url)
+    try:
+        await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+        async with db.write() as conn:
+            recorder = Recorder(conn, recorded_by="test", label="bulk")
+            day = StatedDate(date="2024-10-25", precision="day")
+            for i in range(count):
+                kind = ClaimConfirmed if i % 2 else ClaimDenied
+                fields = (
+                    {"confirmation_id": f"k{i}", "confirmed_by": "france"}
+                    if i % 2
+                    else {"denial_id": f"k{i}", "denied_by": "kremlin"}
+                )
+                await recorder.record(
+                    kind(
+                        claim_id=NIS,
+                        statement="s",
+                        stated_on=day,
+                        document_ids=("000-16630df2654ec508",),
+                        **fields,
+                    ),  # type: ignore[arg-type]
+                    origin="",
+                )
+            await recorder.finish()
+            return len(recorder.appended) + 29
+    finally:
+        await db.dispose()
+
+
+async def _activity_rows(url: str) -> list[tuple[Any, ...]]:
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            rows = await conn.execute(sa.select(source_activity).order_by(source_activity.c.source_id))
+            return [tuple(r) for r in rows]
+    finally:
+        await db.dispose()
+
+
+async def test_projection_leadership_moves_when_the_leader_dies(pg_url: str, tmp_path: Path) -> None:
+    head = await _bulk(pg_url, 400)
+    with servers(pg_url, tmp_path, 2, TIMELINE_PROJECTION_BATCH="1") as (a, b):
+        await a.ready()
+        for _ in range(200):
+            if 0 < (await a.health())["projections"]["source_activity"] < head:
+                break
+            await asyncio.sleep(0.02)
+        await b.ready()
+        reached = (await b.health())["projections"]["source_activity"]
+        assert reached < head, "the leader finished before it could be killed; the test proves nothing"
+        a.kill()  # the leader dies mid catch-up
+        for _ in range(400):
+            if (await b.health())["projections"]["source_activity"] == head:
+                break
+            await asyncio.sleep(0.05)
+        assert (await b.health())["projections"]["source_activity"] == head
+    caught_up = await _activity_rows(pg_url)
+    db = Database(pg_url)
+    try:
+        async with db.write() as conn:
+            await projector.reset(conn, activity)
+        await projector.catch_up(db, activity)
+    finally:
+        await db.dispose()
+    assert await _activity_rows(pg_url) == caught_up  # equal to a rebuild: nothing applied twice or skipped
+    counts = {row[0]: row[1:5] for row in caught_up}
+    assert counts["kremlin"] == (0, 5 + 200, 0, 0)
+    assert counts["france"] == (1, 0, 200, 0)
+
+
+async def test_one_sqlite_server_streams_its_own_writes(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'one.db'}"
+    with servers(url, tmp_path, 1) as (a,):
+        await a.ready()
+        token = await _token(url)
+        listener = Listener(f"{a.base}/events/stream?source=south-korea-nis", 0)
+        await asyncio.sleep(0.3)
+        written = await _revise(a.base, token, 1)
+        events = await listener.until(4)
+        await listener.close()
+        assert [p for p, _ in events] == [4, 13, 23, written]
