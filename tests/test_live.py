@@ -118,3 +118,40 @@ async def test_conditional_get_cors_and_compression(seeded: Database, database_u
             )
             assert compressed.headers["content-encoding"] == encoding
             assert len(compressed.json()["events"]) == 29  # the client decodes it
+
+
+async def test_rebuild_serves_the_old_views_and_lets_writers_in_until_the_swap(seeded: Database) -> None:
+    from timeline.store import queries, views
+
+    seen_during: list[tuple[int, int]] = []
+
+    async def progress(done: int, total: int) -> None:
+        # Called while the new views are folded: a writer gets through, readers see the live views.
+        position = await asyncio.wait_for(_confirm(seeded, "during-rebuild"), 5)
+        async with seeded.read() as conn:
+            record = await queries.claim(conn, NIS)
+        assert record is not None
+        seen_during.append((position, record.claim.version))
+
+    replayed = await views.rebuild_online(seeded, progress)
+    assert seen_during == [(30, 3)]  # written and visible while the rebuild was folding
+    assert replayed == 30  # the swap folded the event written meanwhile
+    async with seeded.read() as conn:
+        record = await queries.claim(conn, NIS)
+        assert await views.checkpoint(conn) == 30
+    assert record is not None
+    assert record.claim.confirmed_by == ("france",)
+
+
+async def test_cli_rebuild_shows_progress(
+    seeded: Database, database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from timeline import cli
+
+    monkeypatch.setattr(cli, "_FORCE_PROGRESS", True)
+    assert await asyncio.to_thread(cli.main, ["--database-url", database_url, "rebuild"]) == 0
+    captured = capsys.readouterr()
+    assert "rebuilt the views from 29 events" in captured.out
+    assert "29/29 events" in captured.err
+    assert "events/s" in captured.err
+    assert "s left" in captured.err

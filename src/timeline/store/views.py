@@ -7,7 +7,7 @@ path (``project``) and ``rebuild`` share every decision.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 import sqlalchemy as sa
@@ -214,7 +214,9 @@ async def catch_up(db: Database) -> int:
         return len(behind)
 
 
-async def rebuild_online(db: Database, progress: Callable[[int, int], None] | None = None) -> int:
+async def rebuild_online(
+    db: Database, progress: Callable[[int, int], Awaitable[None] | None] | None = None
+) -> int:
     """Refold the views while the old ones keep serving: fold a snapshot of the log without blocking
     writers, then briefly take the write lock to fold what arrived meanwhile and swap the rows in."""
     views = Views()
@@ -227,8 +229,8 @@ async def rebuild_online(db: Database, progress: Callable[[int, int], None] | No
                 apply(views, r.position, r.event)
             after = chunk[-1].position
             done += len(chunk)
-            if progress is not None:
-                progress(done, head)
+            if progress is not None and (waiting := progress(done, head)) is not None:
+                await waiting
     async with db.write() as conn:
         for r in await read_all(conn, after=after, limit=2**31):
             apply(views, r.position, r.event)
