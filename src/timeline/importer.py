@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 
 from timeline.domain.claims import entry_id
-from timeline.domain.events import ClaimDenied, RecordCorrected
+from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected, stream_of
 from timeline.fixtures import CorrectionRef, FixtureError, ParsedFixture, parse, to_events
 from timeline.service import Recorder, Rejected
 from timeline.store.database import Database
@@ -55,7 +55,9 @@ async def import_fixtures(
         for fixture, item in zip(fixtures, parsed, strict=True):
             import_id = hashlib.sha256(fixture.text).hexdigest()[:16]
             recorder = Recorder(conn, recorded_by=recorded_by, label=item.file, import_id=import_id)
-            for origin, proposed in to_events(item):
+            proposals = list(to_events(item))
+            await recorder.preload(_streams_of(proposals))
+            for origin, proposed in proposals:
                 event = (
                     await _resolve(recorder, item, origin, proposed)
                     if isinstance(proposed, CorrectionRef)
@@ -78,6 +80,22 @@ async def import_fixtures(
                 )
             )
     return results
+
+
+def _streams_of(proposals: list[tuple[str, DomainEvent | CorrectionRef]]) -> set[str]:
+    """Every stream an import will read: those it writes to and those its events refer to."""
+    streams: set[str] = set()
+    for _, proposed in proposals:
+        if isinstance(proposed, CorrectionRef):
+            streams.add(f"claim-{proposed.claim_id}")
+            continue
+        streams.add(stream_of(proposed))
+        for kind, attr in (("subject", "subject_id"), ("source", "source_id"), ("source", "denied_by"),
+                           ("source", "confirmed_by"), ("source", "produced_by")):  # fmt: skip
+            if (ident := getattr(proposed, attr, None)) is not None:
+                streams.add(f"{kind}-{ident}")
+        streams.update(f"document-{d}" for d in getattr(proposed, "document_ids", ()))
+    return streams
 
 
 async def _resolve(

@@ -8,6 +8,7 @@ domain's ``decide_*`` rules what to append, and appends with the version it read
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -146,6 +147,7 @@ class Recorder:
             idempotency_key=idempotency_key,
         )
         self._streams: dict[str, _Stream] = {}
+        self._batch: eventlog.Batch | None = None
         self.appended: list[RecordedEvent] = []
         self.unchanged = 0
 
@@ -153,6 +155,12 @@ class Recorder:
         if stream_id not in self._streams:
             self._streams[stream_id] = _Stream(await eventlog.read_stream(self.conn, stream_id))
         return self._streams[stream_id]
+
+    async def preload(self, stream_ids: Iterable[str]) -> None:
+        """Read many streams in a few queries ahead of recording (an import knows all it will touch)."""
+        missing = [s for s in set(stream_ids) if s not in self._streams]
+        for stream_id, stored in (await eventlog.read_streams(self.conn, missing)).items():
+            self._streams[stream_id] = _Stream(stored)
 
     async def version(self, stream_id: str) -> int:
         """The stream's version as this transaction sees it."""
@@ -196,13 +204,14 @@ class Recorder:
             request_id=self._base.request_id,
             idempotency_key=self._base.idempotency_key,
         )
-        recorded = await eventlog.append(
-            self.conn,
-            stream_id,
-            stream.version,
-            [NewEvent(event=e, valid_from=_valid_from(e), metadata=metadata) for e in decided],
-            recorded_at=self.recorded_at,
-        )
+        if self._batch is None:
+            self._batch = await eventlog.Batch.start(self.conn, self.recorded_at)
+        recorded = [
+            self._batch.add(
+                stream_id, stream.version + i, NewEvent(event=e, valid_from=_valid_from(e), metadata=metadata)
+            )
+            for i, e in enumerate(decided, start=1)
+        ]
         stream.events.extend(recorded)
         self.appended.extend(recorded)
         return recorded
@@ -286,7 +295,9 @@ class Recorder:
         return f"{conflict.message}; first recorded at position {earlier.position} from {where}"
 
     async def finish(self) -> list[RecordedEvent]:
-        """Update the views with everything appended; call once, before the transaction commits."""
+        """Insert everything recorded and update the views; call once, before the transaction commits."""
+        if self._batch is not None:
+            await self._batch.flush(self.conn)
         await views.project(self.conn, self.appended)
         return self.appended
 

@@ -103,6 +103,86 @@ async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
     return int(result.scalar_one() or 0)
 
 
+class Batch:
+    """Events being appended in one write transaction: positions and hashes are assigned as they are
+    added (the caller holds the write lock, so the head cannot move), and ``flush`` inserts them all with
+    one statement. Streams are checked by the caller; the unique (stream, version) key backs it up."""
+
+    def __init__(self, head: int, head_hash: str, recorded_at: dt.datetime) -> None:
+        self.head = head
+        self.head_hash = head_hash
+        self.recorded_at = recorded_at
+        self.rows: list[dict[str, object]] = []
+
+    @classmethod
+    async def start(cls, conn: AsyncConnection, recorded_at: dt.datetime) -> Batch:
+        """A batch continuing the log from its current head."""
+        head, head_hash = await head_link(conn)
+        return cls(head, head_hash, recorded_at)
+
+    def add(self, stream_id: str, version: int, item: NewEvent) -> RecordedEvent:
+        """Give the event the next position, chain it, and queue its row."""
+        self.head += 1
+        name = type(item.event).__name__
+        event_id = uuid.uuid4()
+        data = encode_event(item.event).decode()
+        meta = _meta_encoder.encode(item.metadata).decode()
+        prev_hash = self.head_hash
+        self.head_hash = chain.link(
+            prev_hash,
+            chain.canonical(
+                position=self.head,
+                event_id=event_id,
+                stream_id=stream_id,
+                stream_version=version,
+                type=name,
+                schema_version=SCHEMA_VERSION[name],
+                data=data,
+                metadata=meta,
+                valid_from=item.valid_from,
+                recorded_at=self.recorded_at,
+            ),
+        )
+        self.rows.append(
+            {
+                "position": self.head,
+                "event_id": event_id,
+                "stream_id": stream_id,
+                "stream_version": version,
+                "type": name,
+                "schema_version": SCHEMA_VERSION[name],
+                "data": data,
+                "metadata": meta,
+                "valid_from": item.valid_from,
+                "recorded_at": self.recorded_at,
+                "prev_hash": prev_hash,
+                "hash": self.head_hash,
+            }
+        )
+        return RecordedEvent(
+            position=self.head,
+            event_id=event_id,
+            stream_id=stream_id,
+            stream_version=version,
+            type=name,
+            schema_version=SCHEMA_VERSION[name],
+            event=item.event,
+            metadata=item.metadata,
+            valid_from=item.valid_from,
+            recorded_at=self.recorded_at,
+            prev_hash=prev_hash,
+            hash=self.head_hash,
+        )
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Insert the queued rows (in chunks of a few thousand) and mark the transaction as appending."""
+        for start in range(0, len(self.rows), 2000):
+            await conn.execute(sa.insert(events), self.rows[start : start + 2000])
+        if self.rows:
+            conn.info[APPENDED] = True
+        self.rows = []
+
+
 async def append(
     conn: AsyncConnection,
     stream_id: str,
@@ -111,72 +191,33 @@ async def append(
     *,
     recorded_at: dt.datetime,
 ) -> list[RecordedEvent]:
-    """Append events to one stream if it is at ``expected_version``; raise ``WrongExpectedVersion`` if not."""
+    """Append events to one stream if it is at ``expected_version``; raise ``WrongExpectedVersion`` if not.
+    The caller holds the log's write lock (``Database.write``)."""
     actual = await stream_version(conn, stream_id)
     if actual != expected_version:
         raise WrongExpectedVersion(stream_id, expected_version, actual)
     if not new_events:
         return []
-    # Callers hold the log's write lock (Database.write), so the head cannot move under us: positions
-    # are assigned here, dense and in commit order, and each event chains to the one before it.
-    head, prev_hash = await head_link(conn)
-    rows: list[dict[str, object]] = []
-    recorded: list[RecordedEvent] = []
-    for offset, item in enumerate(new_events, start=1):
-        name = type(item.event).__name__
-        envelope = RecordedEvent(
-            position=head + offset,
-            event_id=uuid.uuid4(),
-            stream_id=stream_id,
-            stream_version=expected_version + offset,
-            type=name,
-            schema_version=SCHEMA_VERSION[name],
-            event=item.event,
-            metadata=item.metadata,
-            valid_from=item.valid_from,
-            recorded_at=recorded_at,
-            prev_hash=prev_hash,
-            hash="",
-        )
-        data = encode_event(item.event).decode()
-        meta = _meta_encoder.encode(item.metadata).decode()
-        digest = chain.link(
-            prev_hash,
-            chain.canonical(
-                position=envelope.position,
-                event_id=envelope.event_id,
-                stream_id=stream_id,
-                stream_version=envelope.stream_version,
-                type=name,
-                schema_version=envelope.schema_version,
-                data=data,
-                metadata=meta,
-                valid_from=item.valid_from,
-                recorded_at=recorded_at,
-            ),
-        )
-        envelope = msgspec.structs.replace(envelope, hash=digest)
-        rows.append(
-            {
-                "position": envelope.position,
-                "event_id": envelope.event_id,
-                "stream_id": stream_id,
-                "stream_version": envelope.stream_version,
-                "type": name,
-                "schema_version": envelope.schema_version,
-                "data": data,
-                "metadata": meta,
-                "valid_from": item.valid_from,
-                "recorded_at": recorded_at,
-                "prev_hash": prev_hash,
-                "hash": digest,
-            }
-        )
-        recorded.append(envelope)
-        prev_hash = digest
-    await conn.execute(sa.insert(events), rows)
-    conn.info[APPENDED] = True
+    batch = await Batch.start(conn, recorded_at)
+    recorded = [batch.add(stream_id, expected_version + i, e) for i, e in enumerate(new_events, start=1)]
+    await batch.flush(conn)
     return recorded
+
+
+async def read_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> dict[str, list[RecordedEvent]]:
+    """Several streams at once (one query per thousand ids), each in version order."""
+    found: dict[str, list[RecordedEvent]] = {s: [] for s in stream_ids}
+    unique = sorted(found)
+    for start in range(0, len(unique), 1000):
+        result = await conn.execute(
+            sa.select(events)
+            .where(events.c.stream_id.in_(unique[start : start + 1000]))
+            .order_by(events.c.stream_id, events.c.stream_version)
+        )
+        for row in result:
+            recorded = _to_recorded(row)
+            found[recorded.stream_id].append(recorded)
+    return found
 
 
 async def head_link(conn: AsyncConnection) -> tuple[int, str]:
