@@ -58,4 +58,5 @@ async def test_the_app_serves_the_same_document(tmp_path: object) -> None:
         "verifyLog",
         "exportLog",
         "streamEvents",
+        "ping",
     }

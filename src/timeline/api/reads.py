@@ -140,6 +140,18 @@ async def _subject_name(db: Database, subject_id: str) -> str:
     return found[1].name
 
 
+class Pong(msgspec.Struct, kw_only=True):
+    """A constant answer."""
+
+    ok: bool
+
+
+@get("/ping", operation_id="ping", tags=["service"], responses=problems())
+async def ping() -> Pong:
+    """A constant small answer without touching the database: liveness, and the benchmarks' HTTP ceiling."""
+    return Pong(ok=True)
+
+
 @get("/health", operation_id="getHealth", tags=["service"], responses=problems())
 async def health(db: Db) -> HealthOut:
     """Whether the database answers, the log's head, and the position each projection has reached (the
@@ -550,6 +562,7 @@ async def list_documents(db: Db, limit: Limit = 100, cursor: Cursor = None) -> D
 
 
 ROUTES = [
+    ping,
     health,
     estimates,
     subject_timeline,

@@ -1,0 +1,737 @@
+"""The benchmarks: timeline beside the raw database and the `eventsourcing` library, in one run.
+
+Each benchmark measures a rate (events/s or requests/s) several times and keeps median, min and max; the
+target is a ratio to a baseline measured in the same run, so it holds on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import resource
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+import yaml
+from eventsourcing import postgres as es_postgres
+from eventsourcing import sqlite as es_sqlite
+from eventsourcing.persistence import StoredEvent
+from sqlalchemy.engine import make_url
+
+from timeline.bench.generator import generate
+from timeline.domain.events import ClaimMade, DomainEvent, Quantity, StatedDate, encode_event, stream_of
+from timeline.importer import LoadedFixture, import_fixtures
+from timeline.service import Recorder
+from timeline.store import audit, migrate, tokens, views
+from timeline.store.database import Database
+
+
+class Stats(msgspec.Struct):
+    """A rate measured several times."""
+
+    median: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stats:
+        return cls(median=statistics.median(values), min=min(values), max=max(values))
+
+
+class Result(msgspec.Struct, kw_only=True):
+    """One row of the table."""
+
+    benchmark: str
+    database: str
+    unit: str
+    timeline: Stats
+    baselines: dict[str, Stats]
+    target: str
+    ratio: float | None
+    met: bool | None
+    note: str = ""
+
+
+class Config(msgspec.Struct, kw_only=True):
+    """How big the runs are."""
+
+    events: int = 20_000
+    imports: int = 10_000
+    singles: int = 300
+    batches: int = 20
+    repeats: int = 3
+    http_seconds: float = 4.0
+    connections: int = 32
+    postgres: str = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def _timed(work: Callable[[], Awaitable[int]]) -> float:
+    start = time.perf_counter()
+    count = await work()
+    return count / (time.perf_counter() - start)
+
+
+async def _repeat(config: Config, work: Callable[[], Awaitable[Callable[[], Awaitable[int]]]]) -> Stats:
+    """Prepare (untimed) and run ``work`` ``repeats`` times; the rates of the timed parts."""
+    rates = []
+    for _ in range(config.repeats):
+        timed = await work()
+        rates.append(await _timed(timed))
+    return Stats.of(rates)
+
+
+# Databases ---------------------------------------------------------------------------------------------
+
+
+class Databases:
+    """Creates fresh databases for each measurement and removes them at the end."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tmp = Path(tempfile.mkdtemp(prefix="timeline-bench-"))
+        self.pg_names: list[str] = []
+
+    def _pg_dsn(self, name: str | None = None) -> str:
+        url = make_url(self.config.postgres)
+        if name:
+            url = url.set(database=name)
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def fresh(self, dialect: str, *, migrated: bool = True) -> str:
+        """The URL of a new empty database (with timeline's schema unless ``migrated`` is false)."""
+        name = f"timeline_bench_{uuid.uuid4().hex[:10]}"
+        if dialect == "sqlite":
+            url = f"sqlite+aiosqlite:///{self.tmp / (name + '.db')}"
+        else:
+            admin = await asyncpg.connect(self._pg_dsn())
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await admin.close()
+            self.pg_names.append(name)
+            url = self._pg_dsn(name)
+        if migrated:
+            db = Database(url)
+            try:
+                await migrate.upgrade(db)
+            finally:
+                await db.dispose()
+        return url
+
+    async def drop_all(self) -> None:
+        if self.pg_names:
+            admin = await asyncpg.connect(self._pg_dsn())
+            try:
+                for name in self.pg_names:
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+
+def _claim(i: int, tag: str) -> ClaimMade:
+    return ClaimMade(
+        claim_id=f"{tag}-{i}",
+        subject_id="subject-0",
+        source_id="source-0",
+        statement="Some figure was given.",
+        modality="asserted",
+        stated_on=StatedDate(date="2024-10-21", precision="day"),
+        document_ids=("bench-doc",),
+        metric="soldiers",
+        quantity=Quantity(comparator="about", value=i, unit="soldiers"),
+    )
+
+
+async def _seed(url: str, count: int) -> int:
+    """Fill a timeline database with ``count`` generated events through the write path (untimed setup)."""
+    db = Database(url)
+    try:
+        events = list(generate(count))
+        for start in range(0, len(events), 5000):
+            async with db.write() as conn:
+                recorder = Recorder(conn, recorded_by="bench", label="seed")
+                chunk = events[start : start + 5000]
+                await recorder.preload(
+                    {_stream(e) for e in chunk}
+                    | {"subject-subject-0", "source-source-0", "document-bench-doc"}
+                )
+                for event in chunk:
+                    await recorder.record(event, origin="")
+                await recorder.finish()
+        return len(events)
+    finally:
+        await db.dispose()
+
+
+def _stream(event: DomainEvent) -> str:
+    return stream_of(event)
+
+
+# Raw and peer baselines ----------------------------------------------------------------------------------
+
+RAW_TABLE = (
+    "CREATE TABLE raw_events (position BIGINT PRIMARY KEY, stream_id TEXT NOT NULL, "
+    "version INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, "
+    "recorded_at TEXT NOT NULL)"
+)
+
+
+def _raw_rows(count: int, tag: str) -> list[tuple[Any, ...]]:
+    now = dt.datetime.now(dt.UTC).isoformat()
+    return [
+        (
+            i,
+            f"claim-{tag}-{i}",
+            1,
+            "ClaimMade",
+            encode_event(_claim(i, tag)).decode(),
+            '{"recorded_by":"bench"}',
+            now,
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+async def _raw(
+    dialect: str, url: str, rows: list[tuple[Any, ...]], per_transaction: int, copy: bool = False
+) -> int:
+    if dialect == "sqlite":
+        path = make_url(url).database
+        assert path is not None
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(RAW_TABLE.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY"))
+            for start in range(0, len(rows), per_transaction):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO raw_events VALUES (?,?,?,?,?,?,?)", rows[start : start + per_transaction]
+                )
+                conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return len(rows)
+    pg = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        await pg.execute(RAW_TABLE.replace("recorded_at TEXT", "recorded_at TIMESTAMPTZ"))
+        records = [(*r[:6], dt.datetime.fromisoformat(r[6])) for r in rows]
+        if copy:
+            await pg.copy_records_to_table("raw_events", records=records)
+        else:
+            for start in range(0, len(records), per_transaction):
+                async with pg.transaction():
+                    await pg.executemany(
+                        "INSERT INTO raw_events VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                        records[start : start + per_transaction],
+                    )
+    finally:
+        await pg.close()
+    return len(rows)
+
+
+def _peer_recorder(dialect: str, url: str) -> Any:
+    """The peer's application recorder on the same database (SQLite: a file beside ours)."""
+    recorder: Any
+    if dialect == "sqlite":
+        path = make_url(url).database
+        assert path is not None
+        recorder = es_sqlite.SQLiteApplicationRecorder(es_sqlite.SQLiteDatastore(path + ".peer"))
+    else:
+        u = make_url(url)
+        datastore = es_postgres.PostgresDatastore(
+            dbname=str(u.database),
+            host=str(u.host),
+            port=u.port or 5432,
+            user=str(u.username),
+            password=u.password or "",
+        )
+        recorder = es_postgres.PostgresApplicationRecorder(datastore)
+    recorder.create_table()
+    return recorder
+
+
+def _peer_events(count: int, tag: str) -> list[Any]:
+    return [
+        StoredEvent(
+            originator_id=uuid.uuid5(uuid.NAMESPACE_OID, f"{tag}-{i}"),
+            originator_version=1,
+            topic="ClaimMade",
+            state=encode_event(_claim(i, tag)),
+        )
+        for i in range(count)
+    ]
+
+
+def _peer_insert(recorder: Any, stored: list[Any], per_call: int) -> int:
+    for start in range(0, len(stored), per_call):
+        recorder.insert_events(stored[start : start + per_call])
+    return len(stored)
+
+
+def _peer_replay(recorder: Any) -> int:
+    decoder = msgspec.json.Decoder()
+    count, start = 0, 1
+    while notifications := recorder.select_notifications(start=start, limit=1000):
+        for n in notifications:
+            decoder.decode(n.state)
+        count += len(notifications)
+        start = notifications[-1].id + 1
+    return count
+
+
+# The benchmarks --------------------------------------------------------------------------------------------
+
+
+async def _timeline_writes(url: str, count: int, per_call: int, tag: str) -> int:
+    db = Database(url)
+    try:
+        async with db.write() as conn:  # the references every claim needs
+            recorder = Recorder(conn, recorded_by="bench", label="setup")
+            for event in list(generate(1 + 1 + 1, subjects=1, sources=1)):
+                await recorder.record(event, origin="")
+            await recorder.finish()
+        start = time.perf_counter()
+        for first in range(0, count, per_call):
+            async with db.write() as conn:
+                recorder = Recorder(conn, recorded_by="bench", label="bench")
+                for i in range(first, min(first + per_call, count)):
+                    await recorder.record(_claim(i, tag), origin="")
+                await recorder.finish()
+        return int(count / (time.perf_counter() - start))
+    finally:
+        await db.dispose()
+
+
+async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int) -> Result:
+    """Appends through the write path (rules, log, views) in calls of ``per_call`` events."""
+    config = dbs.config
+    ours, peer, raw = [], [], []
+    for _ in range(config.repeats):
+        url = await dbs.fresh(dialect)
+        ours.append(float(await _timeline_writes(url, count, per_call, "t")))
+        recorder = _peer_recorder(dialect, url)
+        stored = _peer_events(count, "p")
+        start = time.perf_counter()
+        _peer_insert(recorder, stored, per_call)
+        peer.append(count / (time.perf_counter() - start))
+        rows = _raw_rows(count, "r")
+        raw_url = await dbs.fresh(dialect, migrated=False)
+        start = time.perf_counter()
+        await _raw(dialect, raw_url, rows, per_call)
+        raw.append(count / (time.perf_counter() - start))
+    mine, theirs, floor = Stats.of(ours), Stats.of(peer), Stats.of(raw)
+    if per_call == 1:
+        ratio = mine.median / theirs.median
+        return Result(
+            benchmark="append, 1 event per call",
+            database=dialect,
+            unit="events/s",
+            timeline=mine,
+            baselines={"eventsourcing": theirs, "raw INSERT": floor},
+            target=">= 1.5x eventsourcing",
+            ratio=ratio,
+            met=ratio >= 1.5,
+        )
+    ratio = mine.median / theirs.median
+    raw_ratio = mine.median / floor.median
+    return Result(
+        benchmark="append, batches of 100",
+        database=dialect,
+        unit="events/s",
+        timeline=mine,
+        baselines={"eventsourcing": theirs, "raw batched INSERT": floor},
+        target=">= 1x eventsourcing and >= 0.5x raw",
+        ratio=ratio,
+        met=ratio >= 1 and raw_ratio >= 0.5,
+        note=f"{raw_ratio:.2f}x raw",
+    )
+
+
+async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 10) -> Result:
+    """32 writers appending single events to different claims at once (PostgreSQL)."""
+    rates, single = [], []
+    for _ in range(dbs.config.repeats):
+        url = await dbs.fresh("postgresql")
+        single.append(float(await _timeline_writes(url, writers * each // 4, 1, "s")))
+        db = Database(url, pool_size=writers)
+
+        async def writer(w: int, db: Database = db) -> None:
+            for i in range(each):
+                async with db.write() as conn:
+                    recorder = Recorder(conn, recorded_by="bench", label="bench")
+                    await recorder.record(_claim(i, f"w{w}"), origin="")
+                    await recorder.finish()
+
+        try:
+            start = time.perf_counter()
+            await asyncio.gather(*(writer(w) for w in range(writers)))
+            rates.append(writers * each / (time.perf_counter() - start))
+        finally:
+            await db.dispose()
+    mine, base = Stats.of(rates), Stats.of(single)
+    ratio = mine.median / base.median
+    return Result(
+        benchmark=f"append, {writers} concurrent writers",
+        database="postgresql",
+        unit="events/s",
+        timeline=mine,
+        baselines={"1 writer": base},
+        target=">= 5x one writer",
+        ratio=ratio,
+        met=ratio >= 5,
+        note="appends are serialized by a table lock; no group commit yet",
+    )
+
+
+def _fixture_text(count: int) -> bytes:
+    """A fixture file with ``count`` entries (claims, revisions, denials...)."""
+    entries: list[dict[str, Any]] = []
+    subjects = [{"id": f"subject-{s}", "name": f"Subject {s}"} for s in range(50)]
+    sources = [{"id": f"source-{s}", "name": f"Source {s}", "kind": "agency"} for s in range(50)]
+    made: list[tuple[str, str]] = []
+    for i in range(count):
+        if i % 3 or not made:
+            source = sources[i % 50]["id"]
+            entries.append(
+                {
+                    "type": "claim",
+                    "id": f"c{i}",
+                    "subject": subjects[i % 50]["id"],
+                    "source": source,
+                    "statement": "A figure.",
+                    "metric": "soldiers",
+                    "quantity": {"comparator": "about", "value": i, "unit": "soldiers"},
+                }
+            )
+            made.append((f"c{i}", source))
+        else:
+            claim, source = made[i % len(made)]
+            other = sources[(int(source.split("-")[1]) + 1) % 50]["id"]
+            entries.append(
+                {"type": "denial", "id": f"d{i}", "source": other, "claims": [claim], "statement": "No."}
+            )
+    fixture = {
+        "document": {"id": "bench", "title": "Bench", "published_on": "2024-10-21"},
+        "subjects": subjects,
+        "sources": sources,
+        "events": entries,
+    }
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(fixture, Dumper=dumper, sort_keys=False).encode()
+
+
+async def bench_import(dbs: Databases, dialect: str) -> Result:
+    """Importing one big fixture file, against loading the same number of rows raw."""
+    count = dbs.config.imports
+    text = _fixture_text(count)
+    ours, raw = [], []
+    for _ in range(dbs.config.repeats):
+        url = await dbs.fresh(dialect)
+        db = Database(url)
+        try:
+            start = time.perf_counter()
+            [result] = await import_fixtures(db, [LoadedFixture("bench.yaml", text)], recorded_by="bench")
+            ours.append(result.appended / (time.perf_counter() - start))
+        finally:
+            await db.dispose()
+        raw_url = await dbs.fresh(dialect, migrated=False)
+        rows = _raw_rows(result.appended, "r")
+        start = time.perf_counter()
+        await _raw(dialect, raw_url, rows, 1000, copy=dialect == "postgresql")
+        raw.append(len(rows) / (time.perf_counter() - start))
+    mine, floor = Stats.of(ours), Stats.of(raw)
+    ratio = mine.median / floor.median
+    name = "raw COPY" if dialect == "postgresql" else "raw batched INSERT"
+    return Result(
+        benchmark=f"import a fixture of {count:,} events",
+        database=dialect,
+        unit="events/s",
+        timeline=mine,
+        baselines={name: floor},
+        target=f">= 0.5x {name}",
+        ratio=ratio,
+        met=ratio >= 0.5,
+        note="includes parsing the YAML, the rules, the hash chain and the views",
+    )
+
+
+def _rss_of_rebuild(url: str) -> float:
+    """Peak RSS (MB) of `timeline rebuild` as its own process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(
+        [sys.executable, "-m", "timeline", "--database-url", url, "rebuild"], check=True, capture_output=True
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(after, before) / 1024
+
+
+async def bench_rebuild(dbs: Databases, dialect: str, url: str, count: int) -> Result:
+    """Refolding every view from the log, against the peer reading back (and decoding) the same events."""
+    ours, peer = [], []
+    recorder = _peer_recorder(dialect, url)
+    _peer_insert(recorder, _peer_events(count, "replay"), 1000)
+    for _ in range(dbs.config.repeats):
+        db = Database(url)
+        try:
+            start = time.perf_counter()
+            replayed = await views.rebuild_online(db)
+            ours.append(replayed / (time.perf_counter() - start))
+        finally:
+            await db.dispose()
+        start = time.perf_counter()
+        peer.append(_peer_replay(recorder) / (time.perf_counter() - start))
+    rss = _rss_of_rebuild(url)
+    mine, theirs = Stats.of(ours), Stats.of(peer)
+    ratio = mine.median / theirs.median
+    return Result(
+        benchmark=f"rebuild all views from {count:,} events",
+        database=dialect,
+        unit="events/s",
+        timeline=mine,
+        baselines={"eventsourcing replay": theirs},
+        target=">= 4x eventsourcing replay",
+        ratio=ratio,
+        met=ratio >= 4,
+        note=f"peak RSS of `timeline rebuild` {rss:.0f} MB",
+    )
+
+
+async def bench_archive(dbs: Databases, dialect: str, url: str) -> list[Result]:
+    """Export the log (streamed) and restore it into an empty database."""
+    exports, restores = [], []
+    for _ in range(dbs.config.repeats):
+        db = Database(url)
+        try:
+            start = time.perf_counter()
+            lines: list[bytes] = []
+            async with db.read() as conn:
+                async for line in audit.export(conn):
+                    lines.append(line)
+            exports.append(len(lines) / (time.perf_counter() - start))
+        finally:
+            await db.dispose()
+        target = Database(await dbs.fresh(dialect))
+        try:
+            start = time.perf_counter()
+            async with target.write() as conn:
+                count = await audit.restore(conn, lines)
+            restores.append(count / (time.perf_counter() - start))
+        finally:
+            await target.dispose()
+    exported = Stats.of(exports)
+    return [
+        Result(
+            benchmark="export the log",
+            database=dialect,
+            unit="events/s",
+            timeline=exported,
+            baselines={},
+            target=">= 100,000 events/s",
+            ratio=exported.median / 100_000,
+            met=exported.median >= 100_000,
+        ),
+        Result(
+            benchmark="restore an export (chain checked)",
+            database=dialect,
+            unit="events/s",
+            timeline=Stats.of(restores),
+            baselines={},
+            target="-",
+            ratio=None,
+            met=None,
+        ),
+    ]
+
+
+# HTTP ----------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server:
+    def __init__(self, url: str) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "timeline", "--database-url", url, "serve", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "TIMELINE_PROJECTION_BATCH": "2000"},
+        )
+
+    async def ready(self) -> None:
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                try:
+                    if (await client.get(f"{self.base}/ping")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+        raise TimeoutError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+async def _load(
+    base: str,
+    connections: int,
+    seconds: float,
+    request: Callable[[httpx.AsyncClient, int, int], Awaitable[httpx.Response]],
+) -> tuple[float, float, float, int]:
+    """Requests/s, p50 and p99 latency (ms) and errors, for ``connections`` loops during ``seconds``."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def loop(worker: int) -> None:
+            nonlocal errors
+            n = 0
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                response = await request(client, worker, n)
+                latencies.append((time.perf_counter() - start) * 1000)
+                if response.status_code >= 400:
+                    errors += 1
+                n += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop(w) for w in range(connections)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return (
+        len(latencies) / elapsed,
+        latencies[len(latencies) // 2],
+        latencies[int(len(latencies) * 0.99)],
+        errors,
+    )
+
+
+async def bench_http(dbs: Databases, dialect: str, url: str, token: str) -> list[Result]:
+    """Reads against the app's constant route; on PostgreSQL, concurrent writes."""
+    config = dbs.config
+    server = _Server(url)
+    results = []
+    try:
+        await server.ready()
+
+        def get(path: str) -> Callable[[httpx.AsyncClient, int, int], Awaitable[httpx.Response]]:
+            return lambda client, w, n: client.get(path)
+
+        ceiling = await _load(server.base, config.connections, config.http_seconds, get("/ping"))
+        routes = {
+            "timeline page of 50": "/subjects/subject-0/timeline?limit=50",
+            "estimates view": "/subjects/subject-0/estimates",
+            "claim history": "/claims/c1/history",
+            "estimates as_of a date": "/subjects/subject-0/estimates?as_of=2024-06",
+            "estimates known_at a position": f"/subjects/subject-0/estimates?known_at={config.events // 2}",
+        }
+        for name, path in routes.items():
+            rate, p50, p99, errors = await _load(
+                server.base, config.connections, config.http_seconds, get(path)
+            )
+            timed_travel = "as_of" in path or "known_at" in path
+            ratio = rate / ceiling[0]
+            results.append(
+                Result(
+                    benchmark=f"HTTP {name}",
+                    database=dialect,
+                    unit="requests/s",
+                    timeline=Stats(rate, rate, rate),
+                    baselines={"constant route": Stats(ceiling[0], ceiling[0], ceiling[0])},
+                    target="p50 < 50 ms" if timed_travel else ">= 0.5x constant route, p99 < 25 ms",
+                    ratio=None if timed_travel else ratio,
+                    met=p50 < 50 if timed_travel else (ratio >= 0.5 and p99 < 25),
+                    note=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors} errors, "
+                    f"{config.connections} connections",
+                )
+            )
+        if dialect == "postgresql":
+            headers = {"Authorization": f"Bearer {token}"}
+
+            def revise(client: httpx.AsyncClient, w: int, n: int) -> Awaitable[httpx.Response]:
+                body = {
+                    "statement": "new",
+                    "stated_on": "2024-10-25",
+                    "document_ids": ["bench-doc"],
+                    "revision_id": f"http-{w}-{n}-{uuid.uuid4().hex[:6]}",
+                }
+                return client.post(f"/claims/c{w + 1}/revisions", json=body, headers=headers)
+
+            rate, p50, p99, errors = await _load(server.base, config.connections, config.http_seconds, revise)
+            results.append(
+                Result(
+                    benchmark="HTTP writes (POST a revision)",
+                    database=dialect,
+                    unit="events/s",
+                    timeline=Stats(rate, rate, rate),
+                    baselines={},
+                    target=">= 2,000 events/s, no errors",
+                    ratio=rate / 2000,
+                    met=rate >= 2000 and errors == 0,
+                    note=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors} errors",
+                )
+            )
+    finally:
+        server.stop()
+    return results
+
+
+async def _token(url: str) -> str:
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            return await tokens.create(conn, f"bench-{uuid.uuid4().hex[:6]}", ("write",))
+    finally:
+        await db.dispose()
+
+
+async def run(config: Config, dialects: list[str], log: Callable[[str], None]) -> list[Result]:
+    """Every benchmark on every database."""
+    dbs = Databases(config)
+    results: list[Result] = []
+    try:
+        for dialect in dialects:
+            log(f"{dialect}: appends")
+            results.append(await bench_appends(dbs, dialect, 1, config.singles))
+            results.append(await bench_appends(dbs, dialect, 100, config.batches * 100))
+            if dialect == "postgresql":
+                log(f"{dialect}: concurrent appends")
+                results.append(await bench_concurrent(dbs))
+            log(f"{dialect}: import")
+            results.append(await bench_import(dbs, dialect))
+            log(f"{dialect}: building a log of {config.events:,} events")
+            url = await dbs.fresh(dialect)
+            count = await _seed(url, config.events)
+            log(f"{dialect}: rebuild")
+            results.append(await bench_rebuild(dbs, dialect, url, count))
+            log(f"{dialect}: export and restore")
+            results.extend(await bench_archive(dbs, dialect, url))
+            log(f"{dialect}: HTTP")
+            results.extend(await bench_http(dbs, dialect, url, await _token(url)))
+    finally:
+        await dbs.drop_all()
+    return results
