@@ -70,6 +70,15 @@ corrections = st.builds(
     ),
 )
 
+retractions = st.builds(
+    lambda c, r, d: ClaimRetracted(
+        claim_id=c, retraction_id=r, statement="withdrawn", stated_on=d, document_ids=("d",)
+    ),
+    st.sampled_from(CLAIMS),
+    ids,
+    dates,
+)
+
 commands = st.lists(
     st.one_of(
         made(),

@@ -29,7 +29,7 @@ from timeline.store.database import Database
 from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
 
 from .helpers import document, source, subject
-from .strategies import SOURCES, SUBJECTS, commands
+from .strategies import SOURCES, SUBJECTS, commands, corrections, made, retractions
 
 
 async def _snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:
@@ -59,17 +59,24 @@ async def _record(db: Database, batch: list[DomainEvent]) -> None:
 
 
 @settings(
-    max_examples=30,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(batches=st.lists(commands, min_size=1, max_size=4))
-async def test_incremental_views_equal_a_rebuild(db: Database, batches: list[list[DomainEvent]]) -> None:
+@given(
+    opening=st.lists(made(), min_size=3, max_size=8),
+    batches=st.lists(
+        st.one_of(commands, st.lists(corrections | retractions, max_size=4)), min_size=1, max_size=4
+    ),
+)
+async def test_incremental_views_equal_a_rebuild(
+    db: Database, opening: list[DomainEvent], batches: list[list[DomainEvent]]
+) -> None:
     # The database keeps what earlier examples recorded: the invariant must hold for any log prefix.
     # Fresh claim ids per example, so each example makes new claims rather than colliding with old ones.
     prefix = uuid.uuid4().hex[:8]
     await _record(db, [subject(s) for s in SUBJECTS] + [source(s) for s in SOURCES] + [document("d")])
-    for batch in batches:
+    for batch in [opening, *batches]:
         await _record(
             db,
             [msgspec.structs.replace(e, claim_id=f"{prefix}-{e.claim_id}") for e in batch],  # type: ignore[type-var,call-arg]
@@ -144,3 +151,28 @@ async def test_rebuild_of_the_seed_matches_and_reports_count(db: Database) -> No
         head = await eventlog.head_position(conn)
     assert replayed == head == 29
     assert await _snapshot(db) == before
+
+
+async def test_retracting_the_chosen_estimate_falls_back_to_the_sources_previous_figure(db: Database) -> None:
+    from timeline.domain.events import ClaimMade, ClaimRetracted, Quantity, StatedDate
+    from timeline.store import queries
+
+    def figure(claim_id: str, value: int, day: str) -> ClaimMade:
+        return ClaimMade(
+            claim_id=claim_id, subject_id="s1", source_id="a", statement="said", modality="asserted",
+            stated_on=StatedDate(date=day, precision="day"), document_ids=("d",), metric="m1",
+            quantity=Quantity(comparator="exactly", value=value, unit="soldiers"),
+        )  # fmt: skip
+
+    await _record(db, [subject("s1"), source("a"), document("d")])
+    await _record(db, [figure("old", 1000, "2024-10-01")])
+    await _record(db, [figure("new", 2000, "2024-10-20")])
+    async with db.read() as conn:
+        assert [r.claim.claim_id for r in await queries.estimates_for(conn, "s1", "m1")] == ["new"]
+    on = StatedDate(date="2024-10-21", precision="day")
+    withdrawn = ClaimRetracted(
+        claim_id="new", retraction_id="r", statement="no", stated_on=on, document_ids=("d",)
+    )
+    await _record(db, [withdrawn])
+    async with db.read() as conn:
+        assert [r.claim.claim_id for r in await queries.estimates_for(conn, "s1", "m1")] == ["old"]

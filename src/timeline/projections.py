@@ -74,8 +74,9 @@ EstimateKey = tuple[str, str, str]  # (subject_id, metric, source_id)
 class Views(msgspec.Struct, kw_only=True):
     """The rows of every view that a batch of events may touch (all of them, during a rebuild).
 
-    ``claims`` must hold every claim sharing an estimate key with a claim being changed, because the
-    latest estimate of a source is chosen among all its claims on that subject and metric.
+    ``claims`` must hold, for each estimate key the events touch, every claim that can be its latest
+    estimate afterwards: the claim chosen now and the changed claims when no claim's rank can drop, all
+    claims under the key when one can (see ``store.views.load_for``).
     """
 
     claims: dict[str, ClaimRecord] = msgspec.field(default_factory=dict)

@@ -14,9 +14,18 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import Claim, ClaimEvent, Registration, evolve
-from timeline.domain.events import DocumentAmended, DomainEvent, SourceAmended, SubjectAmended
+from timeline.domain.events import (
+    ClaimRetracted,
+    ClaimRevised,
+    DocumentAmended,
+    DomainEvent,
+    RecordCorrected,
+    SourceAmended,
+    SubjectAmended,
+)
 from timeline.projections import (
     ClaimRecord,
+    EstimateKey,
     TimelineEntry,
     Views,
     apply,
@@ -73,18 +82,32 @@ async def load_for(conn: AsyncConnection, new_events: Sequence[DomainEvent]) -> 
     )
     for row in result.mappings():
         views.claims[row["claim_id"]] = claim_from_row(row)
-    # Fold the batch ahead to learn every (subject, metric, source) it touches, corrections included.
+    # Fold the batch ahead to learn every (subject, metric, source) it touches, corrections included. An
+    # event that can only raise a claim's rank needs just the claim currently chosen for its key; one that
+    # can lower it (a revision's new date, a retraction, a correction) needs every claim under the key.
     states: dict[str, Claim] = {cid: r.claim for cid, r in views.claims.items()}
-    keys = {estimate_key(c) for c in states.values()}
+    light = {estimate_key(c) for c in states.values()}
+    full: set[EstimateKey | None] = set()
     for event in claim_events:
+        before = estimate_key(states[event.claim_id]) if event.claim_id in states else None
         states[event.claim_id] = evolve(states.get(event.claim_id), event)
-        keys.add(estimate_key(states[event.claim_id]))
-    wanted = sorted(k for k in keys if k is not None)
-    if wanted:
+        touched = {before, estimate_key(states[event.claim_id])}
+        can_drop = isinstance(event, ClaimRevised | ClaimRetracted | RecordCorrected)
+        (full if can_drop else light).update(touched)
+    full.discard(None)
+    light -= full
+    light.discard(None)
+    key_columns = sa.tuple_(claims.c.subject_id, claims.c.metric, claims.c.source_id)
+    if full:
+        result = await conn.execute(sa.select(claims).where(key_columns.in_(sorted(full))))
+        for row in result.mappings():
+            views.claims.setdefault(row["claim_id"], claim_from_row(row))
+    if light:
+        chosen = sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id)
         result = await conn.execute(
-            sa.select(claims).where(
-                sa.tuple_(claims.c.subject_id, claims.c.metric, claims.c.source_id).in_(wanted)
-            )
+            sa.select(claims)
+            .join(estimates, estimates.c.claim_id == claims.c.claim_id)
+            .where(chosen.in_(sorted(light)))
         )
         for row in result.mappings():
             views.claims.setdefault(row["claim_id"], claim_from_row(row))
