@@ -11,7 +11,7 @@ import msgspec
 from timeline.domain.claims import entry_id
 from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected, stream_of
 from timeline.fixtures import CorrectionRef, FixtureError, ParsedFixture, parse, to_events
-from timeline.service import Recorder, Rejected
+from timeline.service import Recorder, Rejected, references
 from timeline.store.database import Database
 
 
@@ -88,13 +88,9 @@ def _streams_of(proposals: list[tuple[str, DomainEvent | CorrectionRef]]) -> set
     for _, proposed in proposals:
         if isinstance(proposed, CorrectionRef):
             streams.add(f"claim-{proposed.claim_id}")
-            continue
-        streams.add(stream_of(proposed))
-        for kind, attr in (("subject", "subject_id"), ("source", "source_id"), ("source", "denied_by"),
-                           ("source", "confirmed_by"), ("source", "produced_by")):  # fmt: skip
-            if (ident := getattr(proposed, attr, None)) is not None:
-                streams.add(f"{kind}-{ident}")
-        streams.update(f"document-{d}" for d in getattr(proposed, "document_ids", ()))
+        else:
+            streams.add(stream_of(proposed))
+            streams |= references(proposed)
     return streams
 
 

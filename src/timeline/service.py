@@ -80,6 +80,14 @@ class _Stream:
 
 
 _REGISTERED = SubjectRegistered | SourceRegistered | DocumentRegistered
+# Fields of claim events that name a registered subject or source.
+_REFERENCES = (
+    ("subject", "subject_id"),
+    ("source", "source_id"),
+    ("source", "denied_by"),
+    ("source", "confirmed_by"),
+    ("source", "produced_by"),
+)
 _AMENDED = SubjectAmended | SourceAmended | DocumentAmended
 
 
@@ -97,6 +105,20 @@ def _ident_of(event: DomainEvent) -> str:
     if isinstance(event, ClaimEvent):
         return rules.entry_id(event)
     return rules.registration_id(event)
+
+
+def references(event: DomainEvent) -> set[str]:
+    """The streams of the subjects, sources and documents an event names."""
+    wanted = {f"document-{d}" for d in getattr(event, "document_ids", ())}
+    for kind, attr in _REFERENCES:
+        if (ident := getattr(event, attr, None)) is not None:
+            wanted.add(f"{kind}-{ident}")
+    if isinstance(event, RecordCorrected):
+        if event.changes.source_id is not None:
+            wanted.add(f"source-{event.changes.source_id}")
+        if event.changes.subject_id is not None:
+            wanted.add(f"subject-{event.changes.subject_id}")
+    return wanted
 
 
 def registration_state(events: list[RecordedEvent]) -> Registration | None:
@@ -148,6 +170,8 @@ class Recorder:
         )
         self._streams: dict[str, _Stream] = {}
         self._batch: eventlog.Batch | None = None
+        # Whether referenced streams exist; a stream recorded to here is known from ``_streams`` instead.
+        self._exists: dict[str, bool] = {}
         self.appended: list[RecordedEvent] = []
         self.unchanged = 0
 
@@ -171,8 +195,18 @@ class Recorder:
         return claim_state((await self._stream(f"claim-{claim_id}")).events)
 
     async def _require(self, kind: str, ident: str, where: str) -> None:
-        if (await self._stream(f"{kind}-{ident}")).version == 0:
+        if not self._exists.get(f"{kind}-{ident}", False):
             raise UnknownReference(kind, ident, field=where)
+
+    async def _learn_existence(self, stream_ids: set[str]) -> None:
+        """Find out in one query which of these streams exist (streams loaded here already are known)."""
+        for stream_id in stream_ids:
+            if stream_id in self._streams:
+                self._exists[stream_id] = self._streams[stream_id].version > 0
+        unknown = sorted(s for s in stream_ids if s not in self._exists)
+        if unknown:
+            found = await eventlog.existing_streams(self.conn, unknown)
+            self._exists.update((s, s in found) for s in unknown)
 
     async def record(
         self, event: DomainEvent, *, origin: str, expected_version: int | None = None
@@ -236,6 +270,7 @@ class Recorder:
 
     async def _check_references(self, event: DomainEvent) -> None:
         documents: tuple[str, ...] = getattr(event, "document_ids", ())
+        await self._learn_existence(references(event))
         match event:
             case ClaimMade():
                 await self._require("subject", event.subject_id, "subject")

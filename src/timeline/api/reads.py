@@ -99,8 +99,18 @@ def _moment(text: str) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
-async def _views_at(conn: AsyncConnection, cut: Cut, stream_id: str | None = None) -> Views:
-    recorded = await eventlog.read_until(conn, position=cut.known_position, stream_id=stream_id)
+async def _views_at(
+    conn: AsyncConnection, cut: Cut, stream_id: str | None = None, subject_id: str | None = None
+) -> Views:
+    streams = None
+    if subject_id is not None:
+        # Only the subject's claims (and the sources and subject they name) are needed for its views.
+        claim_streams = await queries.claim_streams_of_subject(conn, subject_id)
+        registered = await queries.registration_streams(conn)
+        streams = [*claim_streams, *registered]
+    recorded = await eventlog.read_until(
+        conn, position=cut.known_position, stream_id=stream_id, streams=streams
+    )
     logged = (
         timetravel.Logged(
             position=r.position, stream_id=r.stream_id, stream_version=r.stream_version, event=r.event
@@ -198,7 +208,7 @@ async def estimates(
             records = await queries.estimates_for(conn, subject_id, metric)
             sources: dict[str, SourceRef] = await present.source_names(conn, present.sources_of(records))
         else:
-            views = await _views_at(conn, cut)
+            views = await _views_at(conn, cut, subject_id=subject_id)
             chosen = sorted(
                 (key, claim_id)
                 for key, claim_id in views.estimates.items()
@@ -278,7 +288,7 @@ async def subject_timeline(
             entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit + 1, where=where)
             sources: dict[str, SourceRef] = await present.source_names(conn, (e.source_id for e in entries))
         else:
-            views = await _views_at(conn, cut)
+            views = await _views_at(conn, cut, subject_id=subject_id)
             entries = _timeline_at(views, subject_id, where, after)[: limit + 1]
             sources = _Names(_names(views))
     page = entries[:limit]

@@ -254,12 +254,18 @@ async def head_position(conn: AsyncConnection) -> int:
 
 
 async def read_until(
-    conn: AsyncConnection, *, position: int, stream_id: str | None = None
+    conn: AsyncConnection,
+    *,
+    position: int,
+    stream_id: str | None = None,
+    streams: Sequence[str] | None = None,
 ) -> list[RecordedEvent]:
-    """Every event up to and including ``position`` (of one stream, if given), in log order."""
+    """Every event up to and including ``position`` (of one stream, or of some streams), in log order."""
     query = sa.select(events).where(events.c.position <= position)
     if stream_id is not None:
         query = query.where(events.c.stream_id == stream_id)
+    if streams is not None:
+        query = query.where(events.c.stream_id.in_(sorted(set(streams))))
     result = await conn.execute(query.order_by(events.c.position))
     return [_to_recorded(row) for row in result]
 
@@ -271,3 +277,11 @@ async def position_at(conn: AsyncConnection, moment: dt.datetime) -> int:
         sa.select(sa.func.max(events.c.position)).where(events.c.recorded_at <= moment.astimezone(dt.UTC))
     )
     return int(result.scalar_one() or 0)
+
+
+async def existing_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> set[str]:
+    """Which of these streams have at least one event."""
+    result = await conn.execute(
+        sa.select(events.c.stream_id).where(events.c.stream_id.in_(stream_ids), events.c.stream_version == 1)
+    )
+    return {row[0] for row in result}

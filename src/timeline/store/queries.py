@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import Registration
 from timeline.projections import ClaimRecord, TimelineEntry
-from timeline.store.schema import claims, estimates, registrations, timeline
+from timeline.store.schema import claims, estimates, events, registrations, timeline
 from timeline.store.views import claim_from_row, entry_from_row, registration_from_row
 
 
@@ -110,3 +110,22 @@ async def claims_by_source(
         .limit(limit)
     )
     return [claim_from_row(row) for row in result.mappings()]
+
+
+async def claim_streams_of_subject(conn: AsyncConnection, subject_id: str) -> list[str]:
+    """The streams of every claim that is, or was before a correction moved it, about the subject."""
+    result = await conn.execute(sa.select(claims.c.claim_id).where(claims.c.subject_id == subject_id))
+    streams = {f"claim-{row[0]}" for row in result}
+    # A correction can move a claim between subjects; time travel must see it on its old subject too.
+    moved = await conn.execute(
+        sa.select(events.c.stream_id, events.c.data).where(events.c.type == "RecordCorrected")
+    )
+    # Any claim a correction moved is read whole; folding it shows which subject it had at the cut.
+    streams.update(stream_id for stream_id, data in moved if '"subject_id"' in data)
+    return sorted(streams)
+
+
+async def registration_streams(conn: AsyncConnection) -> list[str]:
+    """The stream ids of every registered subject, source and document."""
+    result = await conn.execute(sa.select(registrations.c.stream_id))
+    return [row[0] for row in result]
