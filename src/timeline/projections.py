@@ -80,7 +80,9 @@ class Views(msgspec.Struct, kw_only=True):
     """
 
     claims: dict[str, ClaimRecord] = msgspec.field(default_factory=dict)
+    # The chosen claim per key (None: no live figure under it); a key missing here is not known yet.
     estimates: dict[EstimateKey, str | None] = msgspec.field(default_factory=dict)
+    by_key: dict[EstimateKey, set[str]] = msgspec.field(default_factory=dict)
     registrations: dict[str, tuple[int, Registration]] = msgspec.field(default_factory=dict)
     timeline: dict[int, TimelineEntry | None] = msgspec.field(default_factory=dict)
     changed_claims: set[str] = msgspec.field(default_factory=set)
@@ -158,10 +160,33 @@ def registration_stream(event: Registration | Amendment) -> str:
     raise AssertionError(event)  # pragma: no cover
 
 
-def _refresh_estimate(views: Views, key: EstimateKey | None) -> None:
+def _members(views: Views, key: EstimateKey) -> set[str]:
+    """The claims under an estimate key, indexed on first use so a rebuild never scans every claim."""
+    if key not in views.by_key:
+        views.by_key[key] = {cid for cid, r in views.claims.items() if estimate_key(r.claim) == key}
+    return views.by_key[key]
+
+
+def _rescan(views: Views, key: EstimateKey | None) -> None:
     if key is None:
         return
-    chosen = latest_estimate(r for r in views.claims.values() if estimate_key(r.claim) == key)
+    chosen = latest_estimate(views.claims[cid] for cid in _members(views, key))
+    views.estimates[key] = chosen.claim.claim_id if chosen else None
+    views.changed_estimates.add(key)
+
+
+def _promote(views: Views, key: EstimateKey | None, record: ClaimRecord) -> None:
+    """The claim's rank can only have risen: it beats the current estimate or leaves it in place."""
+    if key is None:
+        return
+    if key not in views.estimates:
+        _rescan(views, key)
+        return
+    current = views.estimates[key]
+    candidates = (
+        [record] if current is None or current == record.claim.claim_id else [views.claims[current], record]
+    )
+    chosen = latest_estimate(candidates)
     views.estimates[key] = chosen.claim.claim_id if chosen else None
     views.changed_estimates.add(key)
 
@@ -184,11 +209,21 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
     before = estimate_key(record.claim) if record else None
     claim = rules.evolve(record.claim if record else None, event)
     positions = (*record.positions, position) if record else (position,)
-    views.claims[claim.claim_id] = ClaimRecord(claim=claim, positions=positions)
+    updated = ClaimRecord(claim=claim, positions=positions)
+    views.claims[claim.claim_id] = updated
     views.changed_claims.add(claim.claim_id)
-    _refresh_estimate(views, before)
-    if estimate_key(claim) != before:
-        _refresh_estimate(views, estimate_key(claim))
+    after = estimate_key(claim)
+    if before != after:
+        if before in views.by_key:
+            views.by_key[before].discard(claim.claim_id)
+        if after in views.by_key:
+            views.by_key[after].add(claim.claim_id)
+    if isinstance(event, ClaimRevised | ClaimRetracted | RecordCorrected) or before not in (None, after):
+        _rescan(views, before)
+        if after != before:
+            _rescan(views, after)
+    else:
+        _promote(views, after, updated)
     if isinstance(event, RecordCorrected):
         # A correction can change any earlier entry of the claim (its date, figure, even its subject).
         fixed = {c.corrects_version for c in claim.corrections}

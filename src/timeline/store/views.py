@@ -109,8 +109,13 @@ async def load_for(conn: AsyncConnection, new_events: Sequence[DomainEvent]) -> 
             .join(estimates, estimates.c.claim_id == claims.c.claim_id)
             .where(chosen.in_(sorted(light)))
         )
+        # No estimate row under a key means no live figure under it: a new one simply wins.
+        views.estimates.update({key: None for key in light if key is not None})
         for row in result.mappings():
-            views.claims.setdefault(row["claim_id"], claim_from_row(row))
+            record = views.claims.setdefault(row["claim_id"], claim_from_row(row))
+            key = estimate_key(record.claim)
+            if key is not None:
+                views.estimates[key] = record.claim.claim_id
     return views
 
 
