@@ -32,7 +32,7 @@ from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import make_url
 
 from timeline.bench.generator import generate
-from timeline.domain.events import ClaimMade, DomainEvent, Quantity, StatedDate, encode_event, stream_of
+from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.service import Recorder
 from timeline.store import audit, migrate, tokens, views
@@ -163,21 +163,11 @@ async def _seed(url: str, count: int) -> int:
         for start in range(0, len(events), 5000):
             async with db.write() as conn:
                 recorder = Recorder(conn, recorded_by="bench", label="seed")
-                chunk = events[start : start + 5000]
-                await recorder.preload(
-                    {_stream(e) for e in chunk}
-                    | {"subject-subject-0", "source-source-0", "document-bench-doc"}
-                )
-                for event in chunk:
-                    await recorder.record(event, origin="")
+                await recorder.record_all(events[start : start + 5000], origin="")
                 await recorder.finish()
         return len(events)
     finally:
         await db.dispose()
-
-
-def _stream(event: DomainEvent) -> str:
-    return stream_of(event)
 
 
 # Raw and peer baselines ----------------------------------------------------------------------------------
@@ -310,8 +300,9 @@ async def _timeline_writes(url: str, count: int, per_call: int, tag: str) -> int
         for first in range(0, count, per_call):
             async with db.write() as conn:
                 recorder = Recorder(conn, recorded_by="bench", label="bench")
-                for i in range(first, min(first + per_call, count)):
-                    await recorder.record(_claim(i, tag), origin="")
+                await recorder.record_all(
+                    [_claim(i, tag) for i in range(first, min(first + per_call, count))], origin=""
+                )
                 await recorder.finish()
         return int(count / (time.perf_counter() - start))
     finally:
