@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store import eventlog
@@ -46,9 +48,13 @@ async def checkpoint(conn: AsyncConnection, name: str, *, lock: bool = False) ->
 
 async def save_checkpoint(conn: AsyncConnection, name: str, position: int) -> None:
     """Record the processed position, in the transaction that made the projection's changes."""
-    await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == name))
+    now = dt.datetime.now(dt.UTC)
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(checkpoints).values(name=name, position=position, updated_at=now)
     await conn.execute(
-        sa.insert(checkpoints).values(name=name, position=position, updated_at=dt.datetime.now(dt.UTC))
+        statement.on_conflict_do_update(
+            index_elements=["name"], set_={"position": position, "updated_at": now}
+        )
     )
 
 

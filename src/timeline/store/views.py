@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import Claim, ClaimEvent, Registration, evolve
@@ -122,8 +124,7 @@ async def load_for(conn: AsyncConnection, new_events: Sequence[DomainEvent]) -> 
 async def save(conn: AsyncConnection, views: Views) -> None:
     """Write back the rows ``apply`` changed, and the position the views now reflect."""
     if views.changed_claims:
-        await conn.execute(sa.delete(claims).where(claims.c.claim_id.in_(views.changed_claims)))
-        await _insert(
+        await _upsert(
             conn,
             claims,
             [
@@ -143,12 +144,14 @@ async def save(conn: AsyncConnection, views: Views) -> None:
         )
     if views.changed_estimates:
         keys = sorted(views.changed_estimates)
-        await conn.execute(
-            sa.delete(estimates).where(
-                sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id).in_(keys)
+        gone = [k for k in keys if views.estimates[k] is None]
+        if gone:
+            await conn.execute(
+                sa.delete(estimates).where(
+                    sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id).in_(gone)
+                )
             )
-        )
-        await _insert(
+        await _upsert(
             conn,
             estimates,
             [
@@ -159,8 +162,7 @@ async def save(conn: AsyncConnection, views: Views) -> None:
         )
     if views.changed_registrations:
         streams = sorted(views.changed_registrations)
-        await conn.execute(sa.delete(registrations).where(registrations.c.stream_id.in_(streams)))
-        await _insert(
+        await _upsert(
             conn,
             registrations,
             [
@@ -177,10 +179,27 @@ async def save(conn: AsyncConnection, views: Views) -> None:
     await projector.save_checkpoint(conn, CHECKPOINT, views.position)
 
 
+async def _upsert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, object]]) -> None:
+    """Insert rows, replacing those with the same primary key: one statement per chunk on both databases."""
+    if not rows:
+        return
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    keys = [c.name for c in table.primary_key.columns]
+    for start in range(0, len(rows), 500):
+        statement = dialect_insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
+        )
+        await conn.execute(statement, rows[start : start + 500])
+
+
 async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
     if not views.timeline:
         return
-    await conn.execute(sa.delete(timeline).where(timeline.c.position.in_(sorted(views.timeline))))
+    gone = [p for p, e in views.timeline.items() if e is None]
+    if gone:
+        await conn.execute(sa.delete(timeline).where(timeline.c.position.in_(sorted(gone))))
     rows: list[dict[str, object]] = [
         {
             "position": e.position,
@@ -193,12 +212,7 @@ async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
         for e in views.timeline.values()
         if e is not None
     ]
-    await _insert(conn, timeline, rows)
-
-
-async def _insert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, object]]) -> None:
-    for start in range(0, len(rows), 500):
-        await conn.execute(sa.insert(table), rows[start : start + 500])
+    await _upsert(conn, timeline, rows)
 
 
 async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> None:
