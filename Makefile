@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help install serve test lint pytest openapi schema lock clean
+.PHONY: help install serve test lint pytest bench openapi schema lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,6 +34,9 @@ pytest: install  ## every test, on SQLite and PostgreSQL (127.0.0.1:5432, databa
 	$(BIN)/pytest
 
 test: lint pytest  ## everything CI runs
+
+bench: install  ## the benchmark suite on SQLite and PostgreSQL (quick; ARGS=--full for 1,000,000 events)
+	$(BIN)/python -m timeline.bench $(ARGS)
 
 openapi: install  ## regenerate openapi/openapi.json from the app
 	$(BIN)/timeline openapi --output openapi/openapi.json
