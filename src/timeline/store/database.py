@@ -95,6 +95,16 @@ class Database:
         if appended:
             self.notifier.notify()
 
+    @asynccontextmanager
+    async def serial(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that writes projection tables, not the log: on SQLite it takes the write lock up
+        front (two processes must not both apply one batch); on PostgreSQL row locks suffice."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                yield conn
+
     def listener(self) -> Listener | None:
         """On PostgreSQL, a listener relaying other processes' commits to this process's notifier."""
         if self.dialect != "postgresql":

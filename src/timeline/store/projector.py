@@ -66,7 +66,7 @@ async def all_checkpoints(conn: AsyncConnection) -> dict[str, int]:
 
 async def run_batch(db: Database, projection: Projection, *, size: int = 500) -> int:
     """Apply the next batch after the projection's checkpoint, with the new checkpoint; returns its size."""
-    async with db.engine.begin() as conn:
+    async with db.serial() as conn:
         after = await checkpoint(conn, projection.name, lock=True)
         batch = await eventlog.read_all(conn, after=after, limit=size)
         if batch:
