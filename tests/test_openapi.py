@@ -59,4 +59,8 @@ async def test_the_app_serves_the_same_document(tmp_path: object) -> None:
         "exportLog",
         "streamEvents",
         "ping",
+        "getTimelineJS",
+        "getClaimsJsonLd",
+        "getEstimatesCsv",
+        "getTimelineCsv",
     }

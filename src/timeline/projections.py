@@ -66,6 +66,8 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
     statement: str
     quantity: Quantity | None = None
     corrected: bool = False
+    # For evidence: where the material is, when the source gave a link.
+    url: str | None = None
 
 
 EstimateKey = tuple[str, str, str]  # (subject_id, metric, source_id)
@@ -145,6 +147,7 @@ def timeline_entry(
         statement=event.description if isinstance(event, EvidenceAttached) else event.statement,
         quantity=quantity,
         corrected=corrected,
+        url=event.url if isinstance(event, EvidenceAttached) else None,
     )
 
 

@@ -169,6 +169,7 @@ def entry_out(entry: TimelineEntry, sources: dict[str, SourceRef]) -> TimelineEn
         statement=entry.statement,
         quantity=entry.quantity,
         corrected=entry.corrected,
+        url=entry.url,
     )
 
 

@@ -201,6 +201,14 @@ async def estimates(
         headers, current = await _fresh(db, request)
         if current:
             return _not_modified(headers)
+    body = await estimates_body(db, subject_id, metric, as_of, known_at)
+    return Response(body, headers=headers)
+
+
+async def estimates_body(
+    db: Database, subject_id: str, metric: str | None, as_of: str | None, known_at: str | None
+) -> EstimatesOut:
+    """The estimates view of a subject, now or at a cut (shared by the JSON route and the exports)."""
     name = await _subject_name(db, subject_id)
     async with db.read() as conn:
         cut = await _cut(conn, as_of, known_at)
@@ -216,7 +224,7 @@ async def estimates(
             )
             records = [views.claims[claim_id] for _, claim_id in chosen]
             sources = _Names(_names(views))
-    body = EstimatesOut(
+    return EstimatesOut(
         subject_id=subject_id,
         subject_name=name,
         metric=metric,
@@ -224,7 +232,6 @@ async def estimates(
         as_of=as_of,
         known_at_position=cut.known_position if cut else None,
     )
-    return Response(body, headers=headers)
 
 
 def _parse_cursor(cursor: str) -> tuple[dt.date, int]:
@@ -279,18 +286,11 @@ async def subject_timeline(
             return _not_modified(headers)
     if since is not None and until is not None and since > until:
         raise BadRequest("since", f"since ({since}) is after until ({until})")
-    name = await _subject_name(db, subject_id)
     where = TimelineFilter(source_id=source, kinds=_parse_kinds(kind), since=since, until=until)
     after = _parse_cursor(cursor) if cursor else None
-    async with db.read() as conn:
-        cut = await _cut(conn, as_of, known_at)
-        if cut is None:
-            entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit + 1, where=where)
-            sources: dict[str, SourceRef] = await present.source_names(conn, (e.source_id for e in entries))
-        else:
-            views = await _views_at(conn, cut, subject_id=subject_id)
-            entries = _timeline_at(views, subject_id, where, after)[: limit + 1]
-            sources = _Names(_names(views))
+    name, entries, sources, cut = await timeline_entries(
+        db, subject_id, where, after, limit + 1, as_of, known_at
+    )
     page = entries[:limit]
     next_link = None
     if len(entries) > limit:
@@ -307,6 +307,29 @@ async def subject_timeline(
         known_at_position=cut.known_position if cut else None,
     )
     return Response(body, headers=headers)
+
+
+async def timeline_entries(
+    db: Database,
+    subject_id: str,
+    where: TimelineFilter,
+    after: tuple[dt.date, int] | None,
+    limit: int,
+    as_of: str | None,
+    known_at: str | None,
+) -> tuple[str, list[TimelineEntry], dict[str, SourceRef], Cut | None]:
+    """A subject's name and timeline entries (now or at a cut) with their sources' names."""
+    name = await _subject_name(db, subject_id)
+    async with db.read() as conn:
+        cut = await _cut(conn, as_of, known_at)
+        if cut is None:
+            entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit, where=where)
+            sources: dict[str, SourceRef] = await present.source_names(conn, (e.source_id for e in entries))
+        else:
+            views = await _views_at(conn, cut, subject_id=subject_id)
+            entries = _timeline_at(views, subject_id, where, after)[:limit]
+            sources = _Names(_names(views))
+    return name, entries, sources, cut
 
 
 def _timeline_at(

@@ -142,6 +142,7 @@ class TimelineEntryOut(msgspec.Struct, kw_only=True):
     statement: str
     quantity: Quantity | None
     corrected: bool
+    url: str | None = None
 
 
 class TimelineOut(msgspec.Struct, kw_only=True):

@@ -1,0 +1,236 @@
+"""Exports for people who never write a client: TimelineJS3 JSON, schema.org JSON-LD, and CSV.
+
+Each is a view of the same data as the JSON routes (``as_of`` and ``known_at`` apply), in another shape.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from typing import Annotated, Any
+
+from litestar import Response, get
+from litestar.params import FromPath, QueryParameter
+
+from timeline.api.auth import requires
+from timeline.api.common import Db, problems
+from timeline.api.reads import AsOf, KnownAt, estimates_body, timeline_entries
+from timeline.api.schemas import SourceRef
+from timeline.domain.events import DocumentRegistered, Quantity, SourceRegistered, StatedDate
+from timeline.projections import TimelineEntry
+from timeline.store import queries
+from timeline.store.database import Database
+from timeline.store.queries import TimelineFilter
+
+READ = [requires("read")]
+EVERYTHING = 100_000
+CSV = "text/csv; charset=utf-8"
+KIND_VERB = {
+    "made": "says",
+    "revised": "revises its figure",
+    "denied": "denies",
+    "confirmed": "confirms",
+    "retracted": "retracts",
+    "evidence": "produced evidence",
+}
+
+
+def figure(quantity: Quantity | None) -> str:
+    """A figure as a person writes it: "about 3,000", "up to 12,000", "1,000 to 2,000"."""
+    if quantity is None:
+        return ""
+    q = quantity
+    if q.comparator in ("exactly", "about"):
+        amount = f"{q.value:,}" if q.comparator == "exactly" else f"about {q.value:,}"
+    elif q.comparator == "at_least":
+        amount = f"at least {q.lower:,}"
+    elif q.comparator == "up_to":
+        amount = f"up to {q.upper:,}"
+    else:
+        amount = f"{q.lower:,} to {q.upper:,}"
+    return f"{amount} {q.unit}"
+
+
+def _date(stated: StatedDate) -> dict[str, int]:
+    # Only the parts the source's precision supports, as TimelineJS expects.
+    parts = [int(p) for p in stated.date.split("-")]
+    return dict(zip(("year", "month", "day"), parts, strict=False))
+
+
+def _slide(entry: TimelineEntry, sources: dict[str, SourceRef]) -> dict[str, Any]:
+    source = sources[entry.source_id].name
+    headline = f"{source} {KIND_VERB[entry.kind]}" + (f" {figure(entry.quantity)}" if entry.quantity else "")
+    text = html.escape(entry.statement)
+    if entry.corrected:
+        text += " <em>(our record of this was corrected)</em>"
+    slide: dict[str, Any] = {
+        # Positions never change, so deep links survive new events.
+        "unique_id": f"event-{entry.position}",
+        "start_date": _date(entry.occurred_on),
+        "text": {"headline": html.escape(headline), "text": text},
+        "group": html.escape(source),
+    }
+    if entry.url:
+        slide["media"] = {"url": entry.url, "caption": text, "credit": html.escape(source)}
+    return slide
+
+
+@get(
+    "/subjects/{subject_id:str}/timelinejs",
+    operation_id="getTimelineJS",
+    tags=["exports"],
+    guards=READ,
+    responses=problems(400, 401, 403, 404),
+)
+async def timelinejs(
+    db: Db, subject_id: FromPath[str], as_of: AsOf = None, known_at: KnownAt = None
+) -> dict[str, Any]:
+    """The subject's timeline in TimelineJS3's JSON format: a title slide and one slide per event, grouped by
+    source, dated to the precision the source gave, text HTML-escaped. Load it with
+    ``new TL.Timeline('id', '<this URL>')``; other origins need TIMELINE_CORS_ORIGINS."""
+    name, entries, sources, _ = await timeline_entries(
+        db, subject_id, TimelineFilter(), None, EVERYTHING, as_of, known_at
+    )
+    return {
+        "title": {"text": {"headline": html.escape(name), "text": "Claims recorded by timeline, by source."}},
+        "events": [_slide(e, sources) for e in entries],
+    }
+
+
+async def _documents(db: Database) -> dict[str, DocumentRegistered]:
+    async with db.read() as conn:
+        found = await queries.registrations_by_kind(conn, "document")
+    return {d.document_id: d for _, d in found if isinstance(d, DocumentRegistered)}
+
+
+@get(
+    "/subjects/{subject_id:str}/claims.jsonld",
+    operation_id="getClaimsJsonLd",
+    tags=["exports"],
+    guards=READ,
+    media_type="application/ld+json",
+    responses=problems(400, 401, 403, 404),
+)
+async def claims_jsonld(
+    db: Db, subject_id: FromPath[str], as_of: AsOf = None, known_at: KnownAt = None
+) -> dict[str, Any]:
+    """The subject's claims (each source's latest figure, and every claim made on it) as schema.org
+    ``Claim`` items: the statement, its author (the source), when it was said, and the documents it
+    appeared in."""
+    name, entries, sources, _ = await timeline_entries(
+        db, subject_id, TimelineFilter(kinds=("made",)), None, EVERYTHING, as_of, known_at
+    )
+    documents = await _documents(db)
+    async with db.read() as conn:
+        records = {e.claim_id: await queries.claim(conn, e.claim_id) for e in entries}
+        kinds = await queries.registrations_among(conn, (f"source-{e.source_id}" for e in entries))
+
+    def author(source_id: str) -> dict[str, str]:
+        definition = kinds.get(f"source-{source_id}")
+        person = isinstance(definition, SourceRegistered) and definition.kind == "person"
+        return {"@type": "Person" if person else "Organization", "name": sources[source_id].name}
+
+    def appearance(document_id: str) -> dict[str, Any]:
+        doc = documents.get(document_id)
+        work: dict[str, Any] = {"@type": "NewsArticle", "identifier": document_id}
+        if doc is not None:
+            work.update(headline=doc.title, datePublished=doc.published_on.date)
+            if doc.author:
+                work["author"] = {"@type": "Person", "name": doc.author}
+            if doc.url:
+                work["url"] = doc.url
+        return work
+
+    items = []
+    for e in entries:
+        record = records.get(e.claim_id)
+        document_ids = record.claim.document_ids if record else ()
+        items.append(
+            {
+                "@type": "Claim",
+                "identifier": e.claim_id,
+                "text": e.statement,
+                "author": author(e.source_id),
+                "datePublished": e.occurred_on.date,
+                "about": {"@type": "Thing", "name": name},
+                "appearance": [appearance(d) for d in document_ids],
+                **({"firstAppearance": appearance(document_ids[0])} if document_ids else {}),
+            }
+        )
+    return {"@context": "https://schema.org", "@type": "ItemList", "name": name, "itemListElement": items}
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def _quantity_cells(q: Quantity | None) -> list[Any]:
+    if q is None:
+        return ["", "", "", "", ""]
+    return [q.comparator, q.value if q.value is not None else "", q.lower if q.lower is not None else "",
+            q.upper if q.upper is not None else "", q.unit]  # fmt: skip
+
+
+QUANTITY_COLUMNS = ["comparator", "value", "lower", "upper", "unit"]
+
+
+@get(
+    "/subjects/{subject_id:str}/estimates.csv",
+    operation_id="getEstimatesCsv",
+    tags=["exports"],
+    guards=READ,
+    media_type=CSV,
+    responses=problems(400, 401, 403, 404),
+)
+async def estimates_csv(
+    db: Db,
+    subject_id: FromPath[str],
+    metric: Annotated[str | None, QueryParameter(description="Only this metric")] = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+) -> Response[bytes]:
+    """The estimates view as CSV (RFC 4180, UTF-8, a header row), one row per source and metric."""
+    body = await estimates_body(db, subject_id, metric, as_of, known_at)
+    rows = [
+        [e.metric, e.source.id, e.source.name, *_quantity_cells(e.quantity), e.modality, e.stated_on.date,
+         e.stated_on.precision, e.status, ";".join(s.id for s in e.disputed_by),
+         ";".join(s.id for s in e.confirmed_by), e.claim_id, e.statement]
+        for e in body.estimates
+    ]  # fmt: skip
+    header = ["metric", "source_id", "source_name", *QUANTITY_COLUMNS, "modality", "stated_on", "precision",
+              "status", "disputed_by", "confirmed_by", "claim_id", "statement"]  # fmt: skip
+    return Response(_csv(header, rows), media_type=CSV)
+
+
+@get(
+    "/subjects/{subject_id:str}/timeline.csv",
+    operation_id="getTimelineCsv",
+    tags=["exports"],
+    guards=READ,
+    media_type=CSV,
+    responses=problems(400, 401, 403, 404),
+)
+async def timeline_csv(
+    db: Db, subject_id: FromPath[str], as_of: AsOf = None, known_at: KnownAt = None
+) -> Response[bytes]:
+    """The subject's whole timeline as CSV (RFC 4180, UTF-8, a header row), in the order it was stated."""
+    _, entries, sources, _ = await timeline_entries(
+        db, subject_id, TimelineFilter(), None, EVERYTHING, as_of, known_at
+    )
+    rows = [
+        [e.position, e.occurred_on.date, e.occurred_on.precision, e.kind, e.claim_id, e.source_id,
+         sources[e.source_id].name, *_quantity_cells(e.quantity), "yes" if e.corrected else "no", e.url or "",
+         e.statement]
+        for e in entries
+    ]  # fmt: skip
+    header = ["position", "occurred_on", "precision", "kind", "claim_id", "source_id", "source_name",
+              *QUANTITY_COLUMNS, "corrected", "url", "statement"]  # fmt: skip
+    return Response(_csv(header, rows), media_type=CSV)
+
+
+ROUTES = [timelinejs, claims_jsonld, estimates_csv, timeline_csv]
