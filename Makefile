@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help install serve test lint pytest bench openapi schema lock clean
+.PHONY: help install serve test lint pytest browser bench openapi schema lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,8 +30,15 @@ lint: install  ## ruff and mypy --strict
 	$(BIN)/ruff format --check src tests migrations
 	$(BIN)/mypy src
 
-pytest: install  ## every test, on SQLite and PostgreSQL (127.0.0.1:5432, database test)
+pytest: install browser  ## every test, on SQLite and PostgreSQL (127.0.0.1:5432, database test)
 	$(BIN)/pytest
+
+# Browser tests drive Debian's chromium; install it (as root, from Debian) when it is missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) || \
+	  echo "note: could not install chromium; browser tests will be skipped unless required"
 
 test: lint pytest  ## everything CI runs
 

@@ -63,4 +63,5 @@ async def test_the_app_serves_the_same_document(tmp_path: object) -> None:
         "getClaimsJsonLd",
         "getEstimatesCsv",
         "getTimelineCsv",
+        "viewer",
     }

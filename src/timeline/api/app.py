@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, exports, live, reads, writes
+from timeline.api import audit, exports, live, reads, viewer, writes
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.store import activity, projector
@@ -74,7 +74,14 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             await db.dispose()
 
     return Litestar(
-        route_handlers=[*reads.ROUTES, *exports.ROUTES, *writes.ROUTES, *audit.ROUTES, *live.ROUTES],
+        route_handlers=[
+            *reads.ROUTES,
+            *exports.ROUTES,
+            *writes.ROUTES,
+            *audit.ROUTES,
+            *live.ROUTES,
+            *viewer.ROUTES,
+        ],
         dependencies={"db": Provide(provide_db)},
         state=State({"db": db, "settings": settings}),
         exception_handlers=HANDLERS,
@@ -99,6 +106,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 Tag(name="log", description="The event log itself, and imports"),
                 Tag(name="exports", description="TimelineJS, schema.org JSON-LD and CSV"),
                 Tag(name="audit", description="The hash chain: head and verification"),
+                Tag(name="viewer", description="The built-in page"),
                 Tag(name="service", description="Health and maintenance"),
             ],
         ),

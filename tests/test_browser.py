@@ -1,0 +1,117 @@
+"""The viewer in a real headless Chromium (Debian's chromium and chromedriver), against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .test_processes import Server, _token
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+REQUIRED = os.environ.get("TIMELINE_TEST_REQUIRE_BROWSER", "") not in ("", "0")
+NIS = "nis-1500-soldiers-sent-for-training"
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        if REQUIRED:
+            pytest.fail(
+                "chromium and chromedriver are required (TIMELINE_TEST_REQUIRE_BROWSER) but not installed"
+            )
+        pytest.skip("chromium/chromedriver not installed (make test installs them where it can)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1400"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver: object, condition: str, seconds: float = 15) -> None:
+    """Wait until a JavaScript expression is true in the page."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if driver.execute_script(f"return Boolean({condition})"):  # type: ignore[attr-defined]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {condition}")
+
+
+def _text(driver: object, selector: str) -> str:
+    return str(driver.execute_script(f"return document.querySelector({selector!r}).innerText"))  # type: ignore[attr-defined]
+
+
+async def test_a_reader_sees_the_seed_as_table_chart_and_timeline(browser: object, tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'viewer.db'}"
+    server = Server(url, tmp_path / "server.log")
+    try:
+        await server.ready()
+        token = await _token(url)
+        driver = browser
+        page = f"{server.base}/ui?subject=dprk-troops-to-russia"
+        await asyncio.to_thread(driver.get, page)  # type: ignore[attr-defined]
+        _wait(driver, "document.querySelectorAll('#estimates tbody tr[data-source]').length === 3")
+        nis = _text(driver, "#estimates tr[data-source='south-korea-nis']")
+        assert "1,500 soldiers" in nis
+        assert "DISPUTED" in nis.upper()
+        assert "The Kremlin" in nis
+        run = driver.execute_script  # type: ignore[attr-defined]
+        assert run("return document.querySelectorAll('#chart g.series').length") == 3
+        assert run("return document.querySelectorAll('#chart line.bounds').length") == 2  # the two "up to"
+        label = run("return document.getElementById('chart').getAttribute('aria-label')")
+        assert "Estimates of soldiers-sent by source over time" in label
+        assert "up to 12,000 soldiers" in label
+        assert run("return document.querySelectorAll('#timeline li').length") == 13
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "viewer-now.png"))  # type: ignore[attr-defined]
+
+        # The date control replays the page: nothing had been said by 20 October 2024.
+        driver.execute_script(  # type: ignore[attr-defined]
+            "const i = document.getElementById('as-of'); i.value = '2024-10-20';"
+            "i.dispatchEvent(new Event('change'))"
+        )
+        _wait(
+            driver,
+            "document.querySelector('#estimates tbody').innerText.includes('No estimates at that moment')",
+        )
+        driver.save_screenshot(str(ARTIFACTS / "viewer-as-of-2024-10-20.png"))  # type: ignore[attr-defined]
+
+        # Live: back to now, an editor writes, the figure changes without a reload.
+        driver.execute_script("document.getElementById('now').click()")  # type: ignore[attr-defined]
+        _wait(driver, "document.querySelectorAll('#estimates tbody tr[data-source]').length === 3")
+        _wait(driver, "document.getElementById('live').innerText.startsWith('Live')")
+        async with httpx.AsyncClient() as client:
+            revised = await client.post(
+                f"{server.base}/claims/{NIS}/revisions",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"statement": "About 3,000 now.", "stated_on": "2024-11-01",
+                      "document_ids": ["000-16630df2654ec508"],
+                      "quantity": {"comparator": "about", "value": 3000, "unit": "soldiers"}},
+            )  # fmt: skip
+            assert revised.status_code == 201
+        nis_row = "document.querySelector(\"#estimates tr[data-source='south-korea-nis']\")"
+        _wait(driver, f"{nis_row}.innerText.includes('about 3,000')")
+        driver.save_screenshot(str(ARTIFACTS / "viewer-live.png"))  # type: ignore[attr-defined]
+        # Readable without colour: every series has its name written next to it.
+        names = driver.execute_script(
+            "return [...document.querySelectorAll('#chart g.series > text')].map(t => t.textContent)"
+        )  # type: ignore[attr-defined]
+        assert set(names) == {"National Intelligence Service (South Korea)", "Unnamed sources",
+                              "Volodymyr Zelenskyy, President of Ukraine"}  # fmt: skip
+    finally:
+        server.stop()
