@@ -77,6 +77,9 @@ async def test_a_reader_sees_the_seed_as_table_chart_and_timeline(browser: objec
         assert "Estimates of soldiers-sent by source over time" in label
         assert "up to 12,000 soldiers" in label
         assert run("return document.querySelectorAll('#timeline li').length") == 13
+        first = _text(driver, "#timeline li")
+        assert "CLAIM DISPUTED" in first.upper()
+        assert "A new ally for Russia? Why Pyongyang is sending soldiers to Ukraine, Tural Heybatov" in first
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "viewer-now.png"))  # type: ignore[attr-defined]
 

@@ -89,7 +89,7 @@ async def timelinejs(
     """The subject's timeline in TimelineJS3's JSON format: a title slide and one slide per event, grouped by
     source, dated to the precision the source gave, text HTML-escaped. Load it with
     ``new TL.Timeline('id', '<this URL>')``; other origins need TIMELINE_CORS_ORIGINS."""
-    name, entries, sources, _ = await timeline_entries(
+    name, entries, sources, _, _ = await timeline_entries(
         db, subject_id, TimelineFilter(), None, EVERYTHING, as_of, known_at
     )
     return {
@@ -118,7 +118,7 @@ async def claims_jsonld(
     """The subject's claims (each source's latest figure, and every claim made on it) as schema.org
     ``Claim`` items: the statement, its author (the source), when it was said, and the documents it
     appeared in."""
-    name, entries, sources, _ = await timeline_entries(
+    name, entries, sources, _, _ = await timeline_entries(
         db, subject_id, TimelineFilter(kinds=("made",)), None, EVERYTHING, as_of, known_at
     )
     documents = await _documents(db)
@@ -219,7 +219,7 @@ async def timeline_csv(
     db: Db, subject_id: FromPath[str], as_of: AsOf = None, known_at: KnownAt = None
 ) -> Response[bytes]:
     """The subject's whole timeline as CSV (RFC 4180, UTF-8, a header row), in the order it was stated."""
-    _, entries, sources, _ = await timeline_entries(
+    _, entries, sources, _, _ = await timeline_entries(
         db, subject_id, TimelineFilter(), None, EVERYTHING, as_of, known_at
     )
     rows = [

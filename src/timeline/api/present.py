@@ -158,8 +158,11 @@ def estimate_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> Estimate
     )
 
 
-def entry_out(entry: TimelineEntry, sources: dict[str, SourceRef]) -> TimelineEntryOut:
-    """One timeline entry."""
+def entry_out(
+    entry: TimelineEntry, sources: dict[str, SourceRef], claims: dict[str, ClaimRecord] | None = None
+) -> TimelineEntryOut:
+    """One timeline entry, with its claim's status and documents when the claims are given."""
+    record = (claims or {}).get(entry.claim_id)
     return TimelineEntryOut(
         position=entry.position,
         occurred_on=entry.occurred_on,
@@ -170,6 +173,8 @@ def entry_out(entry: TimelineEntry, sources: dict[str, SourceRef]) -> TimelineEn
         quantity=entry.quantity,
         corrected=entry.corrected,
         url=entry.url,
+        claim_status=record.claim.status if record else None,
+        document_ids=list(record.claim.document_ids) if record else [],
     )
 
 

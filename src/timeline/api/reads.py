@@ -35,7 +35,7 @@ from timeline.api.schemas import (
     TimelineOut,
 )
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
-from timeline.projections import TimelineEntry, Views, occurred_on
+from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
 from timeline.store import activity, eventlog, projector, queries, views
 from timeline.store.database import Database
 from timeline.store.queries import TimelineFilter
@@ -288,7 +288,7 @@ async def subject_timeline(
         raise BadRequest("since", f"since ({since}) is after until ({until})")
     where = TimelineFilter(source_id=source, kinds=_parse_kinds(kind), since=since, until=until)
     after = _parse_cursor(cursor) if cursor else None
-    name, entries, sources, cut = await timeline_entries(
+    name, entries, sources, cut, claim_records = await timeline_entries(
         db, subject_id, where, after, limit + 1, as_of, known_at
     )
     page = entries[:limit]
@@ -301,7 +301,7 @@ async def subject_timeline(
     body = TimelineOut(
         subject_id=subject_id,
         subject_name=name,
-        entries=[present.entry_out(e, sources) for e in page],
+        entries=[present.entry_out(e, sources, claim_records) for e in page],
         next=next_link,
         as_of=as_of,
         known_at_position=cut.known_position if cut else None,
@@ -317,19 +317,21 @@ async def timeline_entries(
     limit: int,
     as_of: str | None,
     known_at: str | None,
-) -> tuple[str, list[TimelineEntry], dict[str, SourceRef], Cut | None]:
-    """A subject's name and timeline entries (now or at a cut) with their sources' names."""
+) -> tuple[str, list[TimelineEntry], dict[str, SourceRef], Cut | None, dict[str, ClaimRecord]]:
+    """A subject's name and timeline entries (now or at a cut) with their sources' names and claims."""
     name = await _subject_name(db, subject_id)
     async with db.read() as conn:
         cut = await _cut(conn, as_of, known_at)
         if cut is None:
             entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit, where=where)
             sources: dict[str, SourceRef] = await present.source_names(conn, (e.source_id for e in entries))
+            claim_records = await queries.claims_among(conn, (e.claim_id for e in entries))
         else:
             views = await _views_at(conn, cut, subject_id=subject_id)
             entries = _timeline_at(views, subject_id, where, after)[:limit]
             sources = _Names(_names(views))
-    return name, entries, sources, cut
+            claim_records = views.claims
+    return name, entries, sources, cut, claim_records
 
 
 def _timeline_at(

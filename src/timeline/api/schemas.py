@@ -143,6 +143,8 @@ class TimelineEntryOut(msgspec.Struct, kw_only=True):
     quantity: Quantity | None
     corrected: bool
     url: str | None = None
+    claim_status: str | None = None
+    document_ids: list[str] = []
 
 
 class TimelineOut(msgspec.Struct, kw_only=True):

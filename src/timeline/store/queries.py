@@ -129,3 +129,12 @@ async def registration_streams(conn: AsyncConnection) -> list[str]:
     """The stream ids of every registered subject, source and document."""
     result = await conn.execute(sa.select(registrations.c.stream_id))
     return [row[0] for row in result]
+
+
+async def claims_among(conn: AsyncConnection, claim_ids: Iterable[str]) -> dict[str, ClaimRecord]:
+    """The current state of the given claims, by id (unknown ids are left out)."""
+    wanted = sorted(set(claim_ids))
+    if not wanted:
+        return {}
+    result = await conn.execute(sa.select(claims).where(claims.c.claim_id.in_(wanted)))
+    return {row["claim_id"]: claim_from_row(row) for row in result.mappings()}
