@@ -33,12 +33,16 @@ lint: install  ## ruff and mypy --strict
 pytest: install browser  ## every test, on SQLite and PostgreSQL (127.0.0.1:5432, database test)
 	$(BIN)/pytest
 
-# Browser tests drive Debian's chromium; install it (as root, from Debian) when it is missing.
+# Browser tests drive Debian's chromium (installed as root from Debian when missing) and load TimelineJS3
+# (from npm, into .cache/) to check that it reads our export.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) || \
 	  echo "note: could not install chromium; browser tests will be skipped unless required"
+	@test -f .cache/timelinejs/node_modules/@knight-lab/timelinejs/dist/js/timeline.js || \
+	  npm install --no-save --no-audit --no-fund --prefix .cache/timelinejs @knight-lab/timelinejs@3.9.11 >/dev/null 2>&1 || \
+	  echo "note: could not fetch TimelineJS from npm; its browser test will be skipped unless required"
 
 test: lint pytest  ## everything CI runs
 

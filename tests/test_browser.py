@@ -118,3 +118,57 @@ async def test_a_reader_sees_the_seed_as_table_chart_and_timeline(browser: objec
                               "Volodymyr Zelenskyy, President of Ukraine"}  # fmt: skip
     finally:
         server.stop()
+
+
+TIMELINEJS = (
+    Path(__file__).resolve().parents[1] / ".cache/timelinejs/node_modules/@knight-lab/timelinejs/dist"
+)
+
+
+async def test_timelinejs_itself_loads_our_export_from_another_origin(
+    browser: object, tmp_path: Path
+) -> None:
+    """An embed page on another origin loads TimelineJS3 (from npm) and points it at our export."""
+    import functools
+    import http.server
+    import threading
+
+    if not (TIMELINEJS / "js" / "timeline.js").is_file():
+        if REQUIRED:
+            pytest.fail(f"TimelineJS is required but missing at {TIMELINEJS} (make test fetches it from npm)")
+        pytest.skip("TimelineJS not fetched from npm")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'embed.db'}"
+    server = Server(url, tmp_path / "server.log", TIMELINE_CORS_ORIGINS="*")
+    site = tmp_path / "site"
+    shutil.copytree(TIMELINEJS, site / "timelinejs")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        await server.ready()
+        source = f"{server.base}/subjects/dprk-troops-to-russia/timelinejs"
+        (site / "embed.html").write_text(
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            "<link rel='stylesheet' href='timelinejs/css/timeline.css'>"
+            "<script src='timelinejs/js/timeline.js'></script></head><body>"
+            "<div id='timeline-embed' style='width:1000px;height:600px'></div>"
+            f"<script>window.tl = new TL.Timeline('timeline-embed', {source!r});</script>"
+            "</body></html>"
+        )
+        driver = browser
+        page = f"http://127.0.0.1:{httpd.server_address[1]}/embed.html"
+        await asyncio.to_thread(driver.get, page)  # type: ignore[attr-defined]
+        _wait(driver, "document.querySelectorAll('.tl-slide').length >= 14", seconds=30)
+        slides = driver.execute_script("return document.querySelectorAll('.tl-slide').length")  # type: ignore[attr-defined]
+        assert slides == 14  # the title and the 13 events of the seed's subject
+        text = _text(driver, "#timeline-embed")
+        assert "North Korean troops sent to Russia" in text
+        assert "National Intelligence Service (South Korea) says 1,500 soldiers" in text
+        errors = driver.execute_script("return document.querySelectorAll('.tl-message-full').length")  # type: ignore[attr-defined]
+        assert errors == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "timelinejs-embed.png"))  # type: ignore[attr-defined]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        server.stop()
