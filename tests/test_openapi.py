@@ -64,4 +64,5 @@ async def test_the_app_serves_the_same_document(tmp_path: object) -> None:
         "getEstimatesCsv",
         "getTimelineCsv",
         "viewer",
+        "draftFixture",
     }

@@ -11,10 +11,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from timeline import drafting
 from timeline.fixtures import FixtureError
 from timeline.importer import ImportResult, LoadedFixture, import_fixtures, read_files
 from timeline.store import activity, audit, eventlog, migrate, projector, tokens, views
 from timeline.store.database import DEFAULT_URL, Database
+from timeline.store.queries import drafting_context
 from timeline.store.tokens import SCOPES
 
 # Tests see the progress bar without a terminal.
@@ -163,12 +165,20 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--output", type=Path, help="write to this file instead of standard output")
     res = commands.add_parser("restore", help="load a whole-log export into an empty database")
     res.add_argument("file", type=Path)
+    dra = commands.add_parser("draft", help="propose a fixture from an article's text, for review")
+    dra.add_argument("article", type=Path, help="plain text or HTML")
+    dra.add_argument(
+        "--date", help="the article's date, YYYY-MM-DD (default: a 'date YYYY-MM-DD' in the text)"
+    )
+    dra.add_argument("--subject", help="the subject's id, if it is registered already")
+    dra.add_argument("--title", help="the article's title (default: its first line)")
+    dra.add_argument("--output", type=Path, help="write the draft here instead of standard output")
     api = commands.add_parser("openapi", help="print the OpenAPI document")
     api.add_argument("--output", type=Path, help="write it to this file instead")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0912 - one branch per command
     """Entry point of the ``timeline`` console script."""
     args = _parser().parse_args(argv)
     url = _url(args)
@@ -186,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_export(url, args.subject, args.output))
         elif args.command == "restore":
             return asyncio.run(_restore(url, args.file))
+        elif args.command == "draft":
+            return asyncio.run(_draft(url, args))
         elif args.command == "tokens":
             return asyncio.run(_tokens(url, args))
         elif args.command == "openapi":
@@ -260,6 +272,34 @@ async def _restore(url: str, file: Path) -> int:
         return 0
     finally:
         await db.dispose()
+
+
+async def _draft(url: str, args: argparse.Namespace) -> int:
+    try:
+        raw = args.article.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"error: {args.article}: cannot read file: {exc.strerror}", file=sys.stderr)
+        return 1
+    published, raw = drafting.article_date(raw, args.date)
+    if published is None:
+        print(f"error: {args.article}: no date found; give --date YYYY-MM-DD", file=sys.stderr)
+        return 1
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+        async with db.read() as conn:
+            known_sources, known_claims = await drafting_context(conn)
+    finally:
+        await db.dispose()
+    document = drafting.to_yaml(
+        drafting.draft(raw, published=published, title=args.title, subject=args.subject,
+                       known_sources=known_sources, known_claims=known_claims)
+    )  # fmt: skip
+    if args.output:
+        args.output.write_text(document, encoding="utf-8")
+    else:
+        sys.stdout.write(document)
+    return 0
 
 
 async def _tokens(url: str, args: argparse.Namespace) -> int:

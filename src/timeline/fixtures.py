@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
-from timeline.domain.errors import DomainError
+from timeline.domain.errors import DomainError, InvalidValue
 from timeline.domain.events import (
     ClaimConfirmed,
     ClaimDenied,
@@ -88,11 +88,20 @@ class FixtureSource(_Strict, frozen=True):
     aliases: list[Text] = []
 
 
+class DraftNote(_Strict, frozen=True):
+    """Where a drafted entry came from; an entry still marked ``review: true`` is refused on import."""
+
+    sentence: str
+    span: Annotated[list[int], msgspec.Meta(min_length=2, max_length=2)]
+    review: bool = True
+    notes: str = ""
+
+
 class _Entry(_Strict, frozen=True, tag_field="type"):
-    pass
+    draft: DraftNote | None = None
 
 
-class ClaimEntry(_Entry, frozen=True, tag="claim"):
+class ClaimEntry(_Entry, frozen=True, kw_only=True, tag="claim"):
     """A source's claim about a subject, with its figure if it gives one."""
 
     id: Ident
@@ -105,7 +114,7 @@ class ClaimEntry(_Entry, frozen=True, tag="claim"):
     quantity: Quantity | None = None
 
 
-class RevisionEntry(_Entry, frozen=True, tag="revision"):
+class RevisionEntry(_Entry, frozen=True, kw_only=True, tag="revision"):
     """The claim's own source updates its figure or wording."""
 
     id: Ident
@@ -116,7 +125,7 @@ class RevisionEntry(_Entry, frozen=True, tag="revision"):
     modality: Modality | None = None
 
 
-class DenialEntry(_Entry, frozen=True, tag="denial"):
+class DenialEntry(_Entry, frozen=True, kw_only=True, tag="denial"):
     """Another source denies one or several claims."""
 
     id: Ident
@@ -126,7 +135,7 @@ class DenialEntry(_Entry, frozen=True, tag="denial"):
     stated_on: DateText | None = None
 
 
-class RetractionEntry(_Entry, frozen=True, tag="retraction"):
+class RetractionEntry(_Entry, frozen=True, kw_only=True, tag="retraction"):
     """The claim's own source withdraws it."""
 
     id: Ident
@@ -135,7 +144,7 @@ class RetractionEntry(_Entry, frozen=True, tag="retraction"):
     stated_on: DateText | None = None
 
 
-class ConfirmationEntry(_Entry, frozen=True, tag="confirmation"):
+class ConfirmationEntry(_Entry, frozen=True, kw_only=True, tag="confirmation"):
     """Another source corroborates a claim."""
 
     id: Ident
@@ -145,7 +154,7 @@ class ConfirmationEntry(_Entry, frozen=True, tag="confirmation"):
     stated_on: DateText | None = None
 
 
-class EvidenceEntry(_Entry, frozen=True, tag="evidence"):
+class EvidenceEntry(_Entry, frozen=True, kw_only=True, tag="evidence"):
     """A video, image, document or geolocation bearing on a claim, and who produced it."""
 
     id: Ident
@@ -169,7 +178,7 @@ class FixtureCorrectedFields(_Strict, frozen=True):
     metric: Ident | None = None
 
 
-class CorrectionEntry(_Entry, frozen=True, tag="correction"):
+class CorrectionEntry(_Entry, frozen=True, kw_only=True, tag="correction"):
     """Our record of an earlier entry was wrong: ``corrects`` is that entry's id (the claim's id for the
     claim itself, or the id of one of its revisions, denials, confirmations, evidence or retraction)."""
 
@@ -180,7 +189,7 @@ class CorrectionEntry(_Entry, frozen=True, tag="correction"):
     reason: Text
 
 
-class SubjectAmendmentEntry(_Entry, frozen=True, tag="subject-amendment"):
+class SubjectAmendmentEntry(_Entry, frozen=True, kw_only=True, tag="subject-amendment"):
     """A subject's name or description changes."""
 
     subject: Ident
@@ -188,7 +197,7 @@ class SubjectAmendmentEntry(_Entry, frozen=True, tag="subject-amendment"):
     description: str | None = None
 
 
-class SourceAmendmentEntry(_Entry, frozen=True, tag="source-amendment"):
+class SourceAmendmentEntry(_Entry, frozen=True, kw_only=True, tag="source-amendment"):
     """A source's name, kind, country, description or aliases change."""
 
     source: Ident
@@ -372,6 +381,12 @@ def _to_events(fx: Fixture) -> Iterator[tuple[str, DomainEvent | CorrectionRef]]
         )
     for i, entry in enumerate(fx.events):
         at = f"events[{i}]"
+        if entry.draft is not None and entry.draft.review:
+            raise InvalidValue(
+                "this entry was drafted from the article and not reviewed yet: check it against its "
+                "sentence, then set draft.review to false (or remove draft)",
+                field=f"{at}.draft.review",
+            )
         if isinstance(entry, SubjectAmendmentEntry | SourceAmendmentEntry | CorrectionEntry):
             yield at, _other(entry, at)
             continue

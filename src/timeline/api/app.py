@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, exports, live, reads, viewer, writes
+from timeline.api import audit, drafts, exports, live, reads, viewer, writes
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.store import activity, projector
@@ -81,6 +81,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             *audit.ROUTES,
             *live.ROUTES,
             *viewer.ROUTES,
+            *drafts.ROUTES,
         ],
         dependencies={"db": Provide(provide_db)},
         state=State({"db": db, "settings": settings}),

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import Registration
+from timeline.domain.events import SourceRegistered
 from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store.schema import claims, estimates, events, registrations, timeline
 from timeline.store.views import claim_from_row, entry_from_row, registration_from_row
@@ -138,3 +139,20 @@ async def claims_among(conn: AsyncConnection, claim_ids: Iterable[str]) -> dict[
         return {}
     result = await conn.execute(sa.select(claims).where(claims.c.claim_id.in_(wanted)))
     return {row["claim_id"]: claim_from_row(row) for row in result.mappings()}
+
+
+async def drafting_context(
+    conn: AsyncConnection,
+) -> tuple[list[tuple[str, tuple[str, ...], str]], list[tuple[str, str, str, str]]]:
+    """What drafting needs to know: sources (id, names and aliases, kind) and claims with figures
+    (claim id, subject, source, metric)."""
+    sources: list[tuple[str, tuple[str, ...], str]] = []
+    for _, reg in await registrations_by_kind(conn, "source"):
+        if isinstance(reg, SourceRegistered):
+            sources.append((reg.source_id, (reg.name, *reg.aliases), reg.kind))
+    result = await conn.execute(
+        sa.select(claims.c.claim_id, claims.c.subject_id, claims.c.source_id, claims.c.metric).where(
+            claims.c.metric.is_not(None), claims.c.status != "retracted"
+        )
+    )
+    return sources, [(r[0], r[1], r[2], r[3]) for r in result]

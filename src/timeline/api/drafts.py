@@ -1,0 +1,72 @@
+"""POST /drafts: a fixture proposed from an article's text, for an editor to review (never imported)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from litestar import Request, Response, post
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import QueryParameter
+from litestar.status_codes import HTTP_200_OK
+
+from timeline import drafting
+from timeline.api.auth import requires
+from timeline.api.common import Db, problems
+from timeline.api.problems import BadRequest
+from timeline.store.queries import drafting_context
+
+
+@dataclass
+class _DraftOperation(Operation):
+    """Documents the raw article body, read by the handler itself."""
+
+    def __post_init__(self) -> None:
+        text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+        self.request_body = RequestBody(
+            content={"text/plain": text, "text/html": text},
+            description="The article: plain text, or HTML (only its <article> body, or body, is read).",
+            required=True,
+        )
+
+
+@post(
+    "/drafts",
+    operation_id="draftFixture",
+    tags=["log"],
+    status_code=HTTP_200_OK,
+    guards=[requires("write")],
+    operation_class=_DraftOperation,
+    media_type="application/yaml",
+    responses=problems(400, 401, 403, 413),
+)
+async def create_draft(
+    db: Db,
+    request: Request[Any, Any, Any],
+    date: Annotated[
+        str | None, QueryParameter(pattern=r"^\d{4}-\d{2}-\d{2}$", description="The article's date")
+    ] = None,
+    subject: Annotated[str | None, QueryParameter(description="The subject's id, if registered")] = None,
+    title: Annotated[str | None, QueryParameter(description="The article's title")] = None,
+) -> Response[str]:
+    """Propose a fixture (YAML) from an article: attributed claims with figures and modality, denials,
+    confirmations, evidence and dates, each with its sentence and span and marked for review. Nothing is
+    recorded; import the draft once it is checked."""
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    published, raw = drafting.article_date(raw, date)
+    if published is None:
+        raise BadRequest("date", "no date in the article; give ?date=YYYY-MM-DD")
+    async with db.read() as conn:
+        known_sources, known_claims = await drafting_context(conn)
+    fixture = drafting.draft(
+        raw,
+        published=published,
+        title=title,
+        subject=subject,
+        known_sources=known_sources,
+        known_claims=known_claims,
+    )
+    return Response(drafting.to_yaml(fixture), media_type="application/yaml")
+
+
+ROUTES = [create_draft]
