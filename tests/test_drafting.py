@@ -188,3 +188,24 @@ async def test_cli_and_http_drafts(
             assert await queries.claim(conn, claim["id"]) is None
     finally:
         await check.dispose()
+
+
+def test_revisions_and_retractions_are_proposed_for_a_sources_earlier_claims() -> None:
+    text = (
+        "The National Intelligence Service said on Friday that about 3,000 soldiers are now in Russia. "
+        "The National Intelligence Service later withdrew its earlier estimate."
+    )
+    known = [("south-korea-nis", ("National Intelligence Service (South Korea)",), "agency")]
+    existing = [("nis-1500", "dprk-troops-to-russia", "south-korea-nis", "soldiers")]
+    draft = drafting.draft(
+        text, published=MONDAY, subject="dprk-troops-to-russia", known_sources=known, known_claims=existing
+    )
+    revision, retraction = draft["events"]
+    assert revision["type"] == "revision"
+    assert revision["claim"] == "nis-1500"
+    assert revision["quantity"] == {"comparator": "about", "value": 3000, "unit": "soldiers"}
+    assert revision["stated_on"] == "2024-10-18"
+    assert retraction["type"] == "retraction"
+    assert retraction["claim"] == "nis-1500"
+    assert "guess" in retraction["draft"]["notes"]
+    assert draft["sources"] == []  # the source was known

@@ -30,6 +30,7 @@ REPORTING = (
 )
 DENYING = r"denied|denies|deny|rejected|rejects|dismissed|dismisses"
 CONFIRMING = r"confirmed|confirms|corroborated"
+RETRACTING = r"retracted|retracts|withdrew|withdrawn|walked back"
 WORD_NUMBERS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40,
@@ -254,6 +255,7 @@ def draft(  # noqa: PLR0915 - one pass over the sentences; the rules read best i
     claims_so_far: list[str] = []
     used: set[str] = set()
     last_source: str | None = None
+    claim_sources: dict[str, str] = {}  # drafted claim -> its source
 
     def unique(ident: str) -> str:
         base, n = ident, 2
@@ -274,6 +276,21 @@ def draft(  # noqa: PLR0915 - one pass over the sentences; the rules read best i
         on = stated_on(sentence, published)
         dated = {"stated_on": on} if on else {}
         if source is None:
+            continue
+        own = [c for c, by in claim_sources.items() if by == source] + [
+            c for (by, _), c in existing.items() if by == source
+        ]
+        if re.search(rf"\b(?:{RETRACTING})\b", sentence, re.I) and own:
+            events.append(
+                {
+                    "type": "retraction",
+                    "id": unique(f"{source}-retraction"),
+                    "claim": own[-1],
+                    "statement": sentence,
+                    **dated,
+                    "draft": {**note, "notes": "the retracted claim is a guess: the source's latest one"},
+                }
+            )
             continue
         if re.search(rf"\b(?:{DENYING})\b", sentence, re.I) and claims_so_far:
             events.append(
@@ -341,6 +358,7 @@ def draft(  # noqa: PLR0915 - one pass over the sentences; the rules read best i
                 }
             )
             claims_so_far.append(claim_id)
+            claim_sources[claim_id] = source
             continue
         claim_id = unique(slug(f"{source} {sentence}", 60))
         events.append(
@@ -354,6 +372,7 @@ def draft(  # noqa: PLR0915 - one pass over the sentences; the rules read best i
             }
         )
         claims_so_far.append(claim_id)
+        claim_sources[claim_id] = source
         kind = EVIDENCE.search(sentence)
         if kind is not None:
             word = "geolocated" if re.search(r"\bgeolocated\b", sentence, re.I) else kind.group(1).lower()
