@@ -142,9 +142,8 @@ Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Items per
 Cursor = Annotated[str | None, QueryParameter(description="The 'next' cursor of the previous page")]
 
 
-async def _subject_name(db: Database, subject_id: str) -> str:
-    async with db.read() as conn:
-        found = await queries.registration(conn, f"subject-{subject_id}")
+async def _subject_name(conn: AsyncConnection, subject_id: str) -> str:
+    found = await queries.registration(conn, f"subject-{subject_id}")
     if found is None or not isinstance(found[1], SubjectRegistered):
         raise NotFound("subject", subject_id)
     return found[1].name
@@ -209,8 +208,8 @@ async def estimates_body(
     db: Database, subject_id: str, metric: str | None, as_of: str | None, known_at: str | None
 ) -> EstimatesOut:
     """The estimates view of a subject, now or at a cut (shared by the JSON route and the exports)."""
-    name = await _subject_name(db, subject_id)
     async with db.read() as conn:
+        name = await _subject_name(conn, subject_id)  # in the same snapshot as the view it names
         cut = await _cut(conn, as_of, known_at)
         if cut is None:
             records = await queries.estimates_for(conn, subject_id, metric)
@@ -319,8 +318,8 @@ async def timeline_entries(
     known_at: str | None,
 ) -> tuple[str, list[TimelineEntry], dict[str, SourceRef], Cut | None, dict[str, ClaimRecord]]:
     """A subject's name and timeline entries (now or at a cut) with their sources' names and claims."""
-    name = await _subject_name(db, subject_id)
     async with db.read() as conn:
+        name = await _subject_name(conn, subject_id)  # in the same snapshot as the view it names
         cut = await _cut(conn, as_of, known_at)
         if cut is None:
             entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit, where=where)
