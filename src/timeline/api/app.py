@@ -21,6 +21,7 @@ from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.store import activity, projector
 from timeline.store.database import Database
+from timeline.store.groupcommit import Committer
 
 
 def _cors(settings: Settings) -> CORSConfig | None:
@@ -50,6 +51,8 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
     async def provide_db() -> Database:
         return db
 
+    committer = Committer(db)
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         # On PostgreSQL, commits made by other processes wake this process's event streams too.
@@ -66,6 +69,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            await committer.close()
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
@@ -84,7 +88,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             *drafts.ROUTES,
         ],
         dependencies={"db": Provide(provide_db)},
-        state=State({"db": db, "settings": settings}),
+        state=State({"db": db, "settings": settings, "committer": committer}),
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

@@ -21,6 +21,7 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.api import present
 from timeline.api.auth import principal, requires
@@ -49,6 +50,7 @@ from timeline.importer import LoadedFixture, import_fixtures
 from timeline.service import Recorder, Rejected
 from timeline.store import idempotency, views
 from timeline.store.database import Database
+from timeline.store.groupcommit import Committer
 from timeline.store.idempotency import StoredResponse
 
 WRITE = [requires("write")]
@@ -85,7 +87,8 @@ async def _write(
     fingerprint = hashlib.sha256(
         b"\n".join([request.method.encode(), str(request.url.path).encode(), body])
     ).hexdigest()
-    async with db.write() as conn:
+
+    async def unit(conn: AsyncConnection) -> Response[bytes]:
         if key is not None:
             earlier = await idempotency.lookup(conn, token.name, key)
             if earlier is not None:
@@ -115,10 +118,15 @@ async def _write(
         )
         status = HTTP_201_CREATED if appended else HTTP_200_OK
         if key is not None:
-            await idempotency.store(
-                conn, token.name, key, StoredResponse(request_hash=fingerprint, status_code=status, body=out)
-            )
-    return Response(out, status_code=status, media_type="application/json", headers={"ETag": f'"{version}"'})
+            stored = StoredResponse(request_hash=fingerprint, status_code=status, body=out)
+            await idempotency.store(conn, token.name, key, stored)
+        return Response(
+            out, status_code=status, media_type="application/json", headers={"ETag": f'"{version}"'}
+        )
+
+    # Concurrent writes share one transaction and one commit (group commit); each keeps its own savepoint.
+    committer: Committer = request.app.state.committer
+    return await committer.run(unit)
 
 
 def _route(
