@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from timeline.groupcommit import Committer
 from timeline.service import Recorder
 from timeline.store import audit, eventlog
 from timeline.store.database import Database
-from timeline.store.groupcommit import Committer
 
 from .helpers import claim_made, document, source, subject
 
 
 def _unit(event: object, fail: bool = False):  # type: ignore[no-untyped-def]
-    async def unit(conn: AsyncConnection) -> int:
-        recorder = Recorder(conn, recorded_by="test", label="test")
+    async def unit(recorder: Recorder) -> int:
+        recorder.act_as(recorded_by="test", label="test")
         [recorded] = await recorder.record(event, origin="")  # type: ignore[arg-type]
-        await recorder.finish()
         if fail:
             raise RuntimeError("this unit fails after writing")
         return recorded.position

@@ -175,6 +175,35 @@ class Recorder:
         self.appended: list[RecordedEvent] = []
         self.unchanged = 0
 
+    def act_as(
+        self,
+        *,
+        recorded_by: str,
+        label: str,
+        request_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Record what follows on behalf of another request (group commit shares one Recorder)."""
+        self.label = label
+        self._base = Metadata(recorded_by=recorded_by, request_id=request_id, idempotency_key=idempotency_key)
+
+    def mark(self) -> int:
+        """A point to rewind to if what follows fails."""
+        return len(self.appended)
+
+    def rewind(self, mark: int) -> None:
+        """Forget everything recorded since ``mark`` (nothing of it reached the database yet)."""
+        dropped = self.appended[mark:]
+        if not dropped:
+            return
+        del self.appended[mark:]
+        for recorded in reversed(dropped):
+            self._streams[recorded.stream_id].events.pop()
+        assert self._batch is not None
+        del self._batch.rows[len(self._batch.rows) - len(dropped) :]
+        self._batch.head = dropped[0].position - 1
+        self._batch.head_hash = dropped[0].prev_hash
+
     async def _stream(self, stream_id: str) -> _Stream:
         if stream_id not in self._streams:
             self._streams[stream_id] = _Stream(await eventlog.read_stream(self.conn, stream_id))

@@ -19,9 +19,9 @@ from timeline import __version__
 from timeline.api import audit, drafts, exports, live, reads, viewer, writes
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
+from timeline.groupcommit import Committer
 from timeline.store import activity, projector
 from timeline.store.database import Database
-from timeline.store.groupcommit import Committer
 
 
 def _cors(settings: Settings) -> CORSConfig | None:
@@ -51,7 +51,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
     async def provide_db() -> Database:
         return db
 
-    committer = Committer(db)
+    committer = Committer(db, future_slack=settings.future_slack)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

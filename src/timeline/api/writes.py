@@ -21,7 +21,6 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.api import present
 from timeline.api.auth import principal, requires
@@ -43,14 +42,13 @@ from timeline.api.inputs import (
 )
 from timeline.api.problems import BadRequest, IdempotencyKeyReused
 from timeline.api.schemas import ImportOut, RebuildOut, WriteOut
-from timeline.api.settings import Settings
 from timeline.domain.errors import DomainError
 from timeline.domain.events import DomainEvent, stream_of
+from timeline.groupcommit import Committer
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.service import Recorder, Rejected
 from timeline.store import idempotency, views
 from timeline.store.database import Database
-from timeline.store.groupcommit import Committer
 from timeline.store.idempotency import StoredResponse
 
 WRITE = [requires("write")]
@@ -75,7 +73,6 @@ def _if_match(request: Request[Any, Any, Any]) -> int | None:
 async def _write(
     request: Request[Any, Any, Any], db: Database, build: Callable[[], DomainEvent]
 ) -> Response[bytes]:
-    settings: Settings = request.app.state.settings
     token = principal(request)
     key = request.headers.get("idempotency-key")
     expected = _if_match(request)
@@ -88,7 +85,8 @@ async def _write(
         b"\n".join([request.method.encode(), str(request.url.path).encode(), body])
     ).hexdigest()
 
-    async def unit(conn: AsyncConnection) -> Response[bytes]:
+    async def unit(recorder: Recorder) -> Response[bytes]:
+        conn = recorder.conn
         if key is not None:
             earlier = await idempotency.lookup(conn, token.name, key)
             if earlier is not None:
@@ -101,17 +99,15 @@ async def _write(
                     media_type="application/json",
                     headers={"ETag": f'"{version}"', "Idempotent-Replayed": "true"},
                 )
-        recorder = Recorder(
-            conn,
+        recorder.act_as(
             recorded_by=token.name,
             label=f"{request.method} {request.url.path}",
             request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
             idempotency_key=key,
-            future_slack=settings.future_slack,
         )
         stream_id = stream_of(event)
+        # Inserted and projected with the rest of its batch, before the batch commits.
         appended = await recorder.record(event, origin="", expected_version=expected)
-        await recorder.finish()
         version = await recorder.version(stream_id)
         out = _encoder.encode(
             WriteOut(stream_id=stream_id, version=version, events=[present.event_out(e) for e in appended])

@@ -30,15 +30,14 @@ from eventsourcing import postgres as es_postgres
 from eventsourcing import sqlite as es_sqlite
 from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.bench.generator import generate
 from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event
+from timeline.groupcommit import Committer
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.service import Recorder
 from timeline.store import audit, migrate, tokens, views
 from timeline.store.database import Database
-from timeline.store.groupcommit import Committer
 
 
 class Stats(msgspec.Struct):
@@ -365,11 +364,10 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 10) ->
         db = Database(url, pool_size=writers)
         committer = Committer(db)
 
-        def write_one(w: int, i: int) -> Callable[[AsyncConnection], Awaitable[int]]:
-            async def unit(conn: AsyncConnection) -> int:
-                recorder = Recorder(conn, recorded_by="bench", label="bench")
+        def write_one(w: int, i: int) -> Callable[[Recorder], Awaitable[int]]:
+            async def unit(recorder: Recorder) -> int:
+                recorder.act_as(recorded_by="bench", label="bench")
                 await recorder.record(_claim(i, f"w{w}"), origin="")
-                await recorder.finish()
                 return 1
 
             return unit

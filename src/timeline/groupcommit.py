@@ -11,27 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from timeline.service import Recorder
 from timeline.store.database import Database
 
 T = TypeVar("T")
-Unit = Callable[[AsyncConnection], Awaitable[Any]]
+Unit = Callable[["Recorder"], Awaitable[Any]]
 
 
 class Committer:
     """Runs write units for one database on one event loop, batching those that arrive together."""
 
-    def __init__(self, db: Database, *, max_batch: int = 64) -> None:
+    def __init__(
+        self, db: Database, *, max_batch: int = 64, future_slack: dt.timedelta | None = None
+    ) -> None:
         self.db = db
         self.max_batch = max_batch
+        self.future_slack = future_slack
         self._queue: asyncio.Queue[tuple[Unit, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
-    async def run(self, unit: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def run(self, unit: Callable[[Recorder], Awaitable[T]]) -> T:
         """Run ``unit`` in a write transaction (shared with other waiting units) and return its result once
         the transaction has committed; raise what it raised, having rolled back only its own changes."""
         if self._task is None or self._task.done():
@@ -51,12 +54,18 @@ class Committer:
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             async with self.db.write() as conn:
+                # One Recorder for the whole batch: its events go in with one INSERT and one save of the
+                # views. A unit that fails is rewound in memory and rolled back to its savepoint.
+                recorder = Recorder(conn, recorded_by="", label="", future_slack=self.future_slack)
                 for unit, future in batch:
+                    mark = recorder.mark()
                     try:
                         async with conn.begin_nested():
-                            outcomes.append((future, True, await unit(conn)))
-                    except Exception as exc:
+                            outcomes.append((future, True, await unit(recorder)))
+                    except Exception as exc:  # the unit's own error goes back to its caller
+                        recorder.rewind(mark)
                         outcomes.append((future, False, exc))
+                await recorder.finish()
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
