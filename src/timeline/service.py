@@ -47,7 +47,7 @@ class Rejected(Exception):
         self.error = error
         self.field = error.field
         self.message = detail or error.message
-        super().__init__(f"{self.place}: {self.message}")
+        super().__init__(f"{self.place}: {self.message}" if self.place else self.message)
 
     @property
     def place(self) -> str:

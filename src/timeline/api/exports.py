@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from litestar import Response, get
 from litestar.params import FromPath, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
@@ -20,7 +21,6 @@ from timeline.api.schemas import SourceRef
 from timeline.domain.events import DocumentRegistered, Quantity, SourceRegistered, StatedDate
 from timeline.projections import TimelineEntry
 from timeline.store import queries
-from timeline.store.database import Database
 from timeline.store.queries import TimelineFilter
 
 READ = [requires("read")]
@@ -98,9 +98,8 @@ async def timelinejs(
     }
 
 
-async def _documents(db: Database) -> dict[str, DocumentRegistered]:
-    async with db.read() as conn:
-        found = await queries.registrations_by_kind(conn, "document")
+async def _documents(conn: AsyncConnection) -> dict[str, DocumentRegistered]:
+    found = await queries.registrations_by_kind(conn, "document")
     return {d.document_id: d for _, d in found if isinstance(d, DocumentRegistered)}
 
 
@@ -115,15 +114,13 @@ async def _documents(db: Database) -> dict[str, DocumentRegistered]:
 async def claims_jsonld(
     db: Db, subject_id: FromPath[str], as_of: AsOf = None, known_at: KnownAt = None
 ) -> dict[str, Any]:
-    """The subject's claims (each source's latest figure, and every claim made on it) as schema.org
-    ``Claim`` items: the statement, its author (the source), when it was said, and the documents it
-    appeared in."""
-    name, entries, sources, _, _ = await timeline_entries(
+    """Every claim made on the subject as a schema.org ``Claim``: the statement, its author (the source),
+    when it was said, and the documents it appeared in."""
+    name, entries, sources, _, records = await timeline_entries(
         db, subject_id, TimelineFilter(kinds=("made",)), None, EVERYTHING, as_of, known_at
     )
-    documents = await _documents(db)
     async with db.read() as conn:
-        records = {e.claim_id: await queries.claim(conn, e.claim_id) for e in entries}
+        documents = await _documents(conn)
         kinds = await queries.registrations_among(conn, (f"source-{e.source_id}" for e in entries))
 
     def author(source_id: str) -> dict[str, str]:

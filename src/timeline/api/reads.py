@@ -34,6 +34,7 @@ from timeline.api.schemas import (
     SubjectsOut,
     TimelineOut,
 )
+from timeline.domain.claims import Registration, registration_id
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
 from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
 from timeline.store import activity, eventlog, projector, queries, views
@@ -494,6 +495,12 @@ async def _ndjson(db: Database, after: int, limit: int) -> AsyncIterator[bytes]:
         after = batch[-1].position
 
 
+async def _registered(db: Database, kind: str) -> dict[str, Registration]:
+    """Every registered subject, source or document (``kind``), by its id."""
+    async with db.read() as conn:
+        return {registration_id(r): r for _, r in await queries.registrations_by_kind(conn, kind)}
+
+
 def _page(ids: list[str], cursor: str | None, limit: int) -> tuple[list[str], str | None]:
     """A page of ids after ``cursor`` (the last id of the previous page), and the next cursor."""
     start = [i for i in ids if cursor is None or i > cursor]
@@ -510,8 +517,7 @@ def _page(ids: list[str], cursor: str | None, limit: int) -> tuple[list[str], st
 )
 async def list_subjects(db: Db, limit: Limit = 100, cursor: Cursor = None) -> SubjectsOut:
     """Every subject, by id, a page at a time."""
-    async with db.read() as conn:
-        found = {r.subject_id: r for _, r in await queries.registrations_by_kind(conn, "subject")}  # type: ignore[union-attr]
+    found = await _registered(db, "subject")
     page, nxt = _page(sorted(found), cursor, limit)
     return SubjectsOut(
         subjects=[present.subject_out(found[i]) for i in page],
@@ -528,11 +534,9 @@ async def list_sources(
     country: Annotated[str | None, QueryParameter(description="Only sources of this country code")] = None,
 ) -> SourcesOut:
     """Every source, by id, optionally of one kind or country, a page at a time."""
-    async with db.read() as conn:
-        regs = [r for _, r in await queries.registrations_by_kind(conn, "source")]
     found = {
-        r.source_id: r
-        for r in regs
+        ident: r
+        for ident, r in (await _registered(db, "source")).items()
         if isinstance(r, SourceRegistered)
         and (kind is None or r.kind == kind)
         and (country is None or r.country == country)
@@ -586,8 +590,7 @@ async def source_detail(
 )
 async def list_documents(db: Db, limit: Limit = 100, cursor: Cursor = None) -> DocumentsOut:
     """Every document, by id, a page at a time."""
-    async with db.read() as conn:
-        found = {r.document_id: r for _, r in await queries.registrations_by_kind(conn, "document")}  # type: ignore[union-attr]
+    found = await _registered(db, "document")
     page, nxt = _page(sorted(found), cursor, limit)
     return DocumentsOut(
         documents=[present.document_out(found[i]) for i in page],

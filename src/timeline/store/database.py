@@ -105,12 +105,14 @@ class Database:
             async with conn.begin():
                 yield conn
 
+    @property
+    def dsn(self) -> str:
+        """The URL without SQLAlchemy's driver name, for connections made with asyncpg directly."""
+        return make_url(self.url).set(drivername=self.dialect).render_as_string(hide_password=False)
+
     def listener(self) -> Listener | None:
         """On PostgreSQL, a listener relaying other processes' commits to this process's notifier."""
-        if self.dialect != "postgresql":
-            return None
-        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
-        return Listener(dsn, self.notifier)
+        return Listener(self.dsn, self.notifier) if self.dialect == "postgresql" else None
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

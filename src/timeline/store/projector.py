@@ -113,9 +113,7 @@ class Leadership:
         """Try to become leader; True if this process leads now."""
         if self.held:
             return True
-        listener = self.db.listener()
-        assert listener is not None
-        conn = await asyncpg.connect(listener.dsn)
+        conn = await asyncpg.connect(self.db.dsn)
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
             self._conn = conn
             return True

@@ -249,11 +249,14 @@ async def catch_up(db: Database) -> int:
     """Apply whatever the log holds beyond the views' checkpoint (after a crash or a migration)."""
     async with db.write() as conn:
         after = await checkpoint(conn)
-        behind = await read_all(conn, after=after, limit=2**31)
-        if after == 0 and behind:
+        if after == 0:
             return await rebuild(conn)
-        await project(conn, behind)
-        return len(behind)
+        applied = 0
+        while behind := await read_all(conn, after=after, limit=1000):
+            await project(conn, behind)
+            applied += len(behind)
+            after = behind[-1].position
+        return applied
 
 
 async def rebuild_online(
@@ -279,10 +282,7 @@ async def rebuild_online(
             done += 1
         for table in TABLES:
             await conn.execute(sa.delete(table))
-        views.changed_claims = set(views.claims)
-        views.changed_estimates = set(views.estimates)
-        views.changed_registrations = set(views.registrations)
-        await save(conn, views)
+        await save(conn, views)  # apply marked every row it folded as changed
     return done
 
 
