@@ -142,3 +142,26 @@ async def test_tailing_reader_sees_every_event_once_in_order_under_concurrent_wr
     assert len(stored) == expected_total
     assert positions == sorted(set(positions)), "the tailer saw an event twice or out of order"
     assert {e.event_id for e in seen} == {e.event_id for e in stored}, "the tailer missed events"
+
+
+async def test_read_for_write_reads_streams_existence_and_head_together(db: Database) -> None:
+    async with db.write() as conn:
+        empty = await eventlog.read_for_write(conn, ["claim-x"], probe=["source-a"], head=True)
+        await eventlog.append(conn, "source-a", 0, [new(source("a"))], recorded_at=NOW)
+        await eventlog.append(
+            conn, "claim-x", 0, [new(claim_made("x", "a", 1)), new(claim_made("x", "a", 2))], recorded_at=NOW
+        )
+        reading = await eventlog.read_for_write(
+            conn, ["claim-x", "claim-y"], probe=["source-a", "source-b", "claim-x"], head=True
+        )
+        head = await eventlog.head_link(conn)
+        without_head = await eventlog.read_for_write(conn, [], probe=["source-a"])
+    assert empty.streams == {"claim-x": []}
+    assert empty.existing == set()
+    assert empty.head == (0, "0" * 64)
+    assert [e.stream_version for e in reading.streams["claim-x"]] == [1, 2]
+    assert reading.streams["claim-y"] == []
+    assert reading.existing == {"source-a", "claim-x"}
+    assert reading.head == head == (3, reading.streams["claim-x"][-1].hash)
+    assert without_head.existing == {"source-a"}
+    assert without_head.head is None

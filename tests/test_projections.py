@@ -18,6 +18,7 @@ from timeline.domain.events import (
     DomainEvent,
     EvidenceAttached,
     RecordCorrected,
+    StatedDate,
     decode_event,
     encode_event,
 )
@@ -28,7 +29,7 @@ from timeline.store import eventlog, views
 from timeline.store.database import Database
 from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
 
-from .helpers import document, source, subject
+from .helpers import claim_made, document, source, subject
 from .strategies import SOURCES, SUBJECTS, commands, corrections, made, retractions
 
 
@@ -176,3 +177,30 @@ async def test_retracting_the_chosen_estimate_falls_back_to_the_sources_previous
     await _record(db, [withdrawn])
     async with db.read() as conn:
         assert [r.claim.claim_id for r in await queries.estimates_for(conn, "s1", "m1")] == ["old"]
+
+
+async def test_a_wrong_guess_of_the_claims_loads_the_same_rows(db: Database) -> None:
+    # load_for reads every claim row in one query when the writer's fold is right; when it is not (a claim
+    # guessed absent, or under another key), it must still load every row the fold needs.
+    await _record(db, [subject("s"), source("a"), source("b"), document("d")])
+    await _record(db, [claim_made(f"g{i}", "a", i) for i in range(3)] + [claim_made("h", "b", 5)])
+    retract = ClaimRetracted(
+        claim_id="g2",
+        retraction_id="r",
+        statement="Withdrawn.",
+        stated_on=StatedDate(date="2024-05-01", precision="day"),
+        document_ids=("d",),
+    )
+    batch = [retract, claim_made("n", "b", 6)]  # every claim under one key, the chosen one under another
+    async with db.read() as conn:
+        right = await views.load_for(conn, batch)
+        state = right.claims["g2"].claim
+        guessed = await views.load_for(conn, batch, before={"g2": state, "n": None})
+        elsewhere = msgspec.structs.replace(state, subject_id="elsewhere")
+        mistaken = await views.load_for(conn, batch, before={"g2": elsewhere, "n": None})
+        absent = await views.load_for(conn, batch, before={"g2": None, "n": None})
+    assert set(right.claims) == {"g0", "g1", "g2", "h"}
+    assert right.estimates == {("s", "soldiers", "b"): "h"}
+    for loaded in (guessed, mistaken, absent):
+        assert loaded.claims == right.claims
+        assert loaded.estimates == right.estimates

@@ -170,6 +170,8 @@ class Recorder:
         )
         self._streams: dict[str, _Stream] = {}
         self._batch: eventlog.Batch | None = None
+        # The log's head link, read with the first streams (under the write lock it cannot move).
+        self._head: tuple[int, str] | None = None
         # Whether referenced streams exist; a stream recorded to here is known from ``_streams`` instead.
         self._exists: dict[str, bool] = {}
         self.appended: list[RecordedEvent] = []
@@ -204,16 +206,28 @@ class Recorder:
         self._batch.head = dropped[0].position - 1
         self._batch.head_hash = dropped[0].prev_hash
 
+    async def _load(self, stream_ids: Iterable[str], probe: Iterable[str] = ()) -> None:
+        """Read the streams not read yet, whether the ``probe`` streams exist, and (the first time) the
+        head link, all in one query."""
+        missing = {s for s in stream_ids if s not in self._streams}
+        unknown = {s for s in probe if s not in self._streams and s not in self._exists} - missing
+        if not missing and not unknown:
+            return
+        head = self._head is None and self._batch is None
+        reading = await eventlog.read_for_write(self.conn, missing, probe=unknown, head=head)
+        for stream_id, stored in reading.streams.items():
+            self._streams[stream_id] = _Stream(stored)
+        self._exists.update((s, s in reading.existing) for s in unknown)
+        if head:
+            self._head = reading.head
+
     async def _stream(self, stream_id: str) -> _Stream:
-        if stream_id not in self._streams:
-            self._streams[stream_id] = _Stream(await eventlog.read_stream(self.conn, stream_id))
+        await self._load([stream_id])
         return self._streams[stream_id]
 
     async def preload(self, stream_ids: Iterable[str]) -> None:
         """Read many streams in a few queries ahead of recording (an import knows all it will touch)."""
-        missing = [s for s in set(stream_ids) if s not in self._streams]
-        for stream_id, stored in (await eventlog.read_streams(self.conn, missing)).items():
-            self._streams[stream_id] = _Stream(stored)
+        await self._load(stream_ids)
 
     async def version(self, stream_id: str) -> int:
         """The stream's version as this transaction sees it."""
@@ -232,10 +246,7 @@ class Recorder:
         for stream_id in stream_ids:
             if stream_id in self._streams:
                 self._exists[stream_id] = self._streams[stream_id].version > 0
-        unknown = sorted(s for s in stream_ids if s not in self._exists)
-        if unknown:
-            found = await eventlog.existing_streams(self.conn, unknown)
-            self._exists.update((s, s in found) for s in unknown)
+        await self._load((), probe=stream_ids)
 
     async def record_all(self, events: Sequence[DomainEvent], *, origin: str) -> list[RecordedEvent]:
         """Record several events, reading every stream they touch in a few queries first."""
@@ -253,7 +264,9 @@ class Recorder:
         With ``expected_version`` (a client's If-Match), the stream must still be at that version.
         """
         stream_id = stream_of(event)
-        stream = await self._stream(stream_id)
+        # The stream and whether the streams it names exist, in one round trip.
+        await self._load([stream_id], probe=references(event))
+        stream = self._streams[stream_id]
         if expected_version is not None and expected_version != stream.version:
             raise PreconditionFailed(stream_id, expected_version, stream.version)
         try:
@@ -276,7 +289,10 @@ class Recorder:
             idempotency_key=self._base.idempotency_key,
         )
         if self._batch is None:
-            self._batch = await eventlog.Batch.start(self.conn, self.recorded_at)
+            if self._head is None:
+                self._batch = await eventlog.Batch.start(self.conn, self.recorded_at)
+            else:
+                self._batch = eventlog.Batch(*self._head, self.recorded_at)
         recorded = [
             self._batch.add(
                 stream_id, stream.version + i, NewEvent(event=e, valid_from=_valid_from(e), metadata=metadata)
@@ -370,8 +386,21 @@ class Recorder:
         """Insert everything recorded and update the views; call once, before the transaction commits."""
         if self._batch is not None:
             await self._batch.flush(self.conn)
-        await views.project(self.conn, self.appended)
+        await views.project(self.conn, self.appended, before=self._claims_before())
         return self.appended
+
+    def _claims_before(self) -> dict[str, Claim | None]:
+        """The state of each claim this transaction appended to, as it was before: lets the views find
+        every row they need in one query (they check it against the rows they read)."""
+        first: dict[str, RecordedEvent] = {}
+        for recorded in self.appended:
+            if isinstance(recorded.event, ClaimEvent):
+                first.setdefault(recorded.event.claim_id, recorded)
+        # A stream's appended events are its last ones: the state before is the fold of those ahead.
+        return {
+            claim_id: claim_state(self._streams[r.stream_id].events[: r.stream_version - 1])
+            for claim_id, r in first.items()
+        }
 
 
 __all__ = ["Amendment", "PreconditionFailed", "Recorder", "Rejected", "claim_state", "registration_state"]

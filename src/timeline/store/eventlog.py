@@ -8,8 +8,9 @@ allocated, and a reader tailing ``read_all`` can never skip an event that commit
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import sqlalchemy as sa
@@ -204,20 +205,79 @@ async def append(
     return recorded
 
 
-async def read_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> dict[str, list[RecordedEvent]]:
-    """Several streams at once (one query per thousand ids), each in version order."""
-    found: dict[str, list[RecordedEvent]] = {s: [] for s in stream_ids}
-    unique = sorted(found)
-    for start in range(0, len(unique), 1000):
+class Reading(msgspec.Struct, kw_only=True):
+    """What a writer reads before appending: whole streams, which other streams exist, and the head link."""
+
+    streams: dict[str, list[RecordedEvent]]
+    existing: set[str]
+    head: tuple[int, str] | None
+
+
+# The parts of ``read_for_write``'s one query, told apart by a ``part`` column.
+_WHOLE, _PROBE, _HEAD = 0, 1, 2
+
+
+@functools.cache
+def _for_write(whole: bool, probe: bool, head: bool) -> sa.Executable:
+    parts: list[sa.Select[tuple[object, ...]]] = []
+    if whole:
+        parts.append(
+            sa.select(events, sa.literal_column(str(_WHOLE)).label("part")).where(
+                events.c.stream_id.in_(sa.bindparam("whole", expanding=True))
+            )
+        )
+    if probe:
+        # A stream exists when it has a first event; only that row is read.
+        parts.append(
+            sa.select(events, sa.literal_column(str(_PROBE)).label("part")).where(
+                events.c.stream_id.in_(sa.bindparam("probe", expanding=True)), events.c.stream_version == 1
+            )
+        )
+    if head:
+        # Wrapped in a subquery: SQLite allows ORDER BY and LIMIT only on a whole compound select.
+        last = (
+            sa.select(events, sa.literal_column(str(_HEAD)).label("part"))
+            .order_by(events.c.position.desc())
+            .limit(1)
+            .subquery()
+        )
+        parts.append(sa.select(last))
+    if len(parts) == 1:
+        return parts[0]
+    union = sa.union_all(*parts)
+    columns = union.selected_columns
+    return union.order_by(columns.part, columns.stream_id, columns.stream_version)
+
+
+async def read_for_write(
+    conn: AsyncConnection, stream_ids: Iterable[str], *, probe: Iterable[str] = (), head: bool = False
+) -> Reading:
+    """In one query (per thousand ids): the streams in version order, which of the ``probe`` streams exist,
+    and, with ``head``, the log's head link. The caller holds the write lock, so the head stays put."""
+    reading = Reading(streams={s: [] for s in stream_ids}, existing=set(), head=None)
+    whole = sorted(reading.streams)
+    probes = sorted(set(probe).difference(reading.streams))
+    for start in range(0, max(len(whole), len(probes), 1), 1000):
+        chunk, probing = whole[start : start + 1000], probes[start : start + 1000]
+        with_head = head and start == 0
+        if not chunk and not probing and not with_head:
+            break
         result = await conn.execute(
-            sa.select(events)
-            .where(events.c.stream_id.in_(unique[start : start + 1000]))
-            .order_by(events.c.stream_id, events.c.stream_version)
+            _for_write(bool(chunk), bool(probing), with_head), {"whole": chunk, "probe": probing}
         )
         for row in result:
-            recorded = _to_recorded(row)
-            found[recorded.stream_id].append(recorded)
-    return found
+            part = row._mapping["part"]
+            if part == _WHOLE:
+                recorded = _to_recorded(row)
+                reading.streams[recorded.stream_id].append(recorded)
+            elif part == _PROBE:
+                reading.existing.add(row._mapping["stream_id"])
+            else:
+                reading.head = (int(row._mapping["position"]), str(row._mapping["hash"]))
+    if head and reading.head is None:
+        reading.head = (0, chain.GENESIS)
+    reading.existing.update(s for s, stored in reading.streams.items() if stored)
+    return reading
 
 
 async def head_link(conn: AsyncConnection) -> tuple[int, str]:
@@ -277,11 +337,3 @@ async def position_at(conn: AsyncConnection, moment: dt.datetime) -> int:
         sa.select(sa.func.max(events.c.position)).where(events.c.recorded_at <= moment.astimezone(dt.UTC))
     )
     return int(result.scalar_one() or 0)
-
-
-async def existing_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> set[str]:
-    """Which of these streams have at least one event."""
-    result = await conn.execute(
-        sa.select(events.c.stream_id).where(events.c.stream_id.in_(stream_ids), events.c.stream_version == 1)
-    )
-    return {row[0] for row in result}

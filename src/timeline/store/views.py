@@ -7,7 +7,8 @@ path (``project``) and ``rebuild`` share every decision.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import msgspec
 import sqlalchemy as sa
@@ -63,9 +64,18 @@ def registration_from_row(row: sa.RowMapping) -> tuple[int, Registration]:
     return row["position"], _registration_decoder.decode(row["definition"])
 
 
-async def load_for(conn: AsyncConnection, new_events: Sequence[DomainEvent]) -> Views:
+async def load_for(
+    conn: AsyncConnection,
+    new_events: Sequence[DomainEvent],
+    *,
+    before: Mapping[str, Claim | None] | None = None,
+) -> Views:
     """Load every row the given events can change: their claims and those claims' estimate neighbours
-    (under every key the claims pass through), and the definitions being amended."""
+    (under every key the claims pass through), and the definitions being amended.
+
+    ``before``, the writer's own fold of each claim the events touch (None: not made yet), lets every claim
+    row come in one query; the rows read are checked against it, and a wrong guess costs another query.
+    """
     views = Views()
     amended = [
         registration_stream(e)
@@ -79,16 +89,35 @@ async def load_for(conn: AsyncConnection, new_events: Sequence[DomainEvent]) -> 
     claim_events = [e for e in new_events if isinstance(e, ClaimEvent)]
     if not claim_events:
         return views
-    result = await conn.execute(
-        sa.select(claims).where(claims.c.claim_id.in_({e.claim_id for e in claim_events}))
-    )
-    for row in result.mappings():
-        views.claims[row["claim_id"]] = claim_from_row(row)
+    ids = {e.claim_id for e in claim_events}
+    if before is not None and ids <= before.keys():
+        guessed = {cid: state for cid, state in before.items() if cid in ids and state is not None}
+        try:
+            full, light = _keys_touched(guessed, claim_events)
+        except ValueError:  # the guess cannot even be folded (a claim event before its ClaimMade)
+            pass
+        else:
+            await _load_claims(conn, views, ids, full, light)
+            if {cid: r.claim for cid, r in views.claims.items() if cid in ids} == guessed:
+                return views
+            views = Views(registrations=views.registrations)  # the guess was wrong: read them again
+    await _load_claims(conn, views, ids, set(), set())
+    states = {cid: r.claim for cid, r in views.claims.items()}
+    full, light = _keys_touched(states, claim_events)
+    await _load_claims(conn, views, set(), full, light)
+    return views
+
+
+def _keys_touched(
+    states: dict[str, Claim], claim_events: Sequence[ClaimEvent]
+) -> tuple[set[EstimateKey], set[EstimateKey]]:
+    """The estimate keys whose claims must all be loaded (full) and those needing only the chosen claim
+    (light), given the claims' states before the events."""
     # Fold the batch ahead to learn every (subject, metric, source) it touches, corrections included. An
     # event that can only raise a claim's rank needs just the claim currently chosen for its key; one that
     # can lower it (a revision's new date, a retraction, a correction) needs every claim under the key.
-    states: dict[str, Claim] = {cid: r.claim for cid, r in views.claims.items()}
-    light = {estimate_key(c) for c in states.values()}
+    states = dict(states)
+    light: set[EstimateKey | None] = {estimate_key(c) for c in states.values()}
     full: set[EstimateKey | None] = set()
     for event in claim_events:
         before = estimate_key(states[event.claim_id]) if event.claim_id in states else None
@@ -99,26 +128,45 @@ async def load_for(conn: AsyncConnection, new_events: Sequence[DomainEvent]) -> 
     full.discard(None)
     light -= full
     light.discard(None)
+    return {k for k in full if k is not None}, {k for k in light if k is not None}
+
+
+_BY_ID, _BY_KEY, _CHOSEN = 0, 1, 2
+
+
+async def _load_claims(
+    conn: AsyncConnection, views: Views, ids: set[str], full: set[EstimateKey], light: set[EstimateKey]
+) -> None:
+    """Read, in one query, the claims by id, every claim under the ``full`` keys and the chosen claim
+    under the ``light`` keys (recording which one is chosen)."""
     key_columns = sa.tuple_(claims.c.subject_id, claims.c.metric, claims.c.source_id)
+    parts: list[sa.Select[tuple[object, ...]]] = []
+    if ids:
+        parts.append(
+            sa.select(claims, sa.literal_column(str(_BY_ID)).label("part")).where(claims.c.claim_id.in_(ids))
+        )
     if full:
-        result = await conn.execute(sa.select(claims).where(key_columns.in_(sorted(full))))
-        for row in result.mappings():
-            views.claims.setdefault(row["claim_id"], claim_from_row(row))
+        parts.append(
+            sa.select(claims, sa.literal_column(str(_BY_KEY)).label("part")).where(
+                key_columns.in_(sorted(full))
+            )
+        )
     if light:
         chosen = sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id)
-        result = await conn.execute(
-            sa.select(claims)
+        parts.append(
+            sa.select(claims, sa.literal_column(str(_CHOSEN)).label("part"))
             .join(estimates, estimates.c.claim_id == claims.c.claim_id)
             .where(chosen.in_(sorted(light)))
         )
         # No estimate row under a key means no live figure under it: a new one simply wins.
-        views.estimates.update({key: None for key in light if key is not None})
-        for row in result.mappings():
-            record = views.claims.setdefault(row["claim_id"], claim_from_row(row))
-            key = estimate_key(record.claim)
-            if key is not None:
-                views.estimates[key] = record.claim.claim_id
-    return views
+        views.estimates.update(dict.fromkeys(light))
+    if not parts:
+        return
+    query = parts[0] if len(parts) == 1 else sa.union_all(*parts)
+    for row in (await conn.execute(query)).mappings():
+        record = views.claims.setdefault(row["claim_id"], claim_from_row(row))
+        if row["part"] == _CHOSEN and (key := estimate_key(record.claim)) is not None:
+            views.estimates[key] = record.claim.claim_id
 
 
 async def save(conn: AsyncConnection, views: Views) -> None:
@@ -183,15 +231,21 @@ async def _upsert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, o
     """Insert rows, replacing those with the same primary key: one statement per chunk on both databases."""
     if not rows:
         return
-    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    keys = [c.name for c in table.primary_key.columns]
+    statement = _upsert_statement(conn.dialect.name, table)
     for start in range(0, len(rows), 500):
-        statement = dialect_insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=keys,
-            set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
-        )
         await conn.execute(statement, rows[start : start + 500])
+
+
+@functools.cache
+def _upsert_statement(dialect: str, table: sa.Table) -> sa.Insert:
+    # Built once: making ``excluded`` costs more than the database's work for a row or two.
+    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    keys = [c.name for c in table.primary_key.columns]
+    statement = dialect_insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
+    )
 
 
 async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
@@ -215,11 +269,17 @@ async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
     await _upsert(conn, timeline, rows)
 
 
-async def project(conn: AsyncConnection, recorded: Sequence[RecordedEvent]) -> None:
-    """Bring the views up to date with events just appended in this transaction."""
+async def project(
+    conn: AsyncConnection,
+    recorded: Sequence[RecordedEvent],
+    *,
+    before: Mapping[str, Claim | None] | None = None,
+) -> None:
+    """Bring the views up to date with events just appended in this transaction (``before``: see
+    ``load_for``)."""
     if not recorded:
         return
-    views = await load_for(conn, [r.event for r in recorded])
+    views = await load_for(conn, [r.event for r in recorded], before=before)
     for r in recorded:
         apply(views, r.position, r.event)
     await save(conn, views)
