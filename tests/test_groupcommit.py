@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from timeline.groupcommit import Committer
+import sqlalchemy as sa
+
+from timeline.groupcommit import Committer, Unit
 from timeline.service import Recorder
-from timeline.store import audit, eventlog
+from timeline.store import audit, eventlog, idempotency
 from timeline.store.database import Database
+from timeline.store.idempotency import StoredResponse
 
 from .helpers import claim_made, document, source, subject
 
@@ -58,3 +61,74 @@ async def test_units_share_a_commit_and_fail_alone(db: Database) -> None:
     assert len(streams) == 7
     assert report.ok
     assert max(sizes) > 1, "concurrent units should have shared a transaction"
+
+
+async def test_a_unit_failing_after_writing_to_the_database_rolls_back_alone(db: Database) -> None:
+    # Without a savepoint per unit, a unit that changed the database before failing makes the batch run
+    # again with savepoints: its row must not survive, the other units must commit once each.
+    committer = Committer(db)
+    stored = StoredResponse(request_hash="h", status_code=201, body=b"{}")
+
+    def keyed(name: str, event: object, fail: bool) -> Unit:
+        async def unit(recorder: Recorder) -> int:
+            recorder.act_as(recorded_by="test", label="test")
+            [recorded] = await recorder.record(event, origin="")  # type: ignore[arg-type]
+            await idempotency.store(recorder.conn, "test", name, stored)
+            if fail:
+                raise RuntimeError("failed after storing its key")
+            return recorded.position
+
+        return unit
+
+    try:
+        await committer.run(_unit(subject("s")))
+        await committer.run(_unit(source("a")))
+        await committer.run(_unit(document("d")))
+        results = await asyncio.gather(
+            *(
+                committer.run(keyed(f"k{i}", claim_made(f"c{i}", "a", i, subject_id="s"), fail=i == 1))
+                for i in range(4)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await committer.close()
+    assert [str(r) if isinstance(r, BaseException) else "ok" for r in results] == [
+        "ok",
+        "failed after storing its key",
+        "ok",
+        "ok",
+    ]
+    async with db.read() as conn:
+        streams = [e.stream_id for e in await eventlog.read_all(conn, after=3)]
+        keys = {k for k in ("k0", "k1", "k2", "k3") if await idempotency.lookup(conn, "test", k)}
+        report = await audit.verify(conn)
+    assert sorted(streams) == ["claim-c0", "claim-c2", "claim-c3"]
+    assert keys == {"k0", "k2", "k3"}
+    assert report.ok
+
+
+async def test_a_unit_whose_statement_fails_does_not_sink_the_others(db: Database) -> None:
+    # On PostgreSQL a failed statement aborts the whole transaction; the batch is retried with savepoints.
+    committer = Committer(db)
+
+    async def broken(recorder: Recorder) -> int:
+        await recorder.conn.execute(sa.text("SELECT * FROM no_such_table"))
+        return 0
+
+    try:
+        await committer.run(_unit(subject("s")))
+        await committer.run(_unit(source("a")))
+        await committer.run(_unit(document("d")))
+        results = await asyncio.gather(
+            committer.run(_unit(claim_made("c0", "a", 0, subject_id="s"))),
+            committer.run(broken),
+            committer.run(_unit(claim_made("c1", "a", 1, subject_id="s"))),
+            return_exceptions=True,
+        )
+    finally:
+        await committer.close()
+    assert isinstance(results[1], sa.exc.DBAPIError)
+    assert [r for r in results if not isinstance(r, BaseException)] == [4, 5]
+    async with db.read() as conn:
+        assert [e.stream_id for e in await eventlog.read_all(conn, after=3)] == ["claim-c0", "claim-c1"]

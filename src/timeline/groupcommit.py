@@ -1,10 +1,13 @@
 """Group commit: many concurrent writes share one transaction, one lock and one commit.
 
 Appends are serialized (one writer holds the log's lock at a time), so under concurrency the lock, not the
-work, is the bottleneck. A ``Committer`` takes the write units waiting when the lock frees, runs each inside
-a SAVEPOINT of one write transaction (a unit that fails rolls back alone and gets its own error), commits
-once, and then answers every caller. Each unit still sees the log exactly as if it had run alone after the
-ones before it, so positions, versions and the hash chain are the same as with one transaction each.
+work, is the bottleneck. A ``Committer`` takes the write units waiting when the lock frees, runs them in
+one write transaction, commits once, and then answers every caller. A unit that fails gets its own error
+and leaves no trace: the Recorder forgets what it recorded, and since the Recorder writes nothing before
+``finish``, that is usually all there is to undo. A unit that failed after changing the database (or with a
+database error) makes the batch roll back and run again with a SAVEPOINT around each unit, so it rolls back
+alone. Each unit still sees the log exactly as if it had run alone after the ones before it, so positions,
+versions and the hash chain are the same as with one transaction each.
 """
 
 from __future__ import annotations
@@ -15,11 +18,41 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
+
 from timeline.service import Recorder
 from timeline.store.database import Database
 
 T = TypeVar("T")
 Unit = Callable[["Recorder"], Awaitable[Any]]
+
+
+class _Unclean(Exception):
+    """A unit failed after changing the database: only a savepoint could have undone its part alone."""
+
+
+class _Watch:
+    """Counts the statements sent on a connection that may change something (all but SELECTs)."""
+
+    def __init__(self) -> None:
+        self.changes = 0
+
+    def seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip()[:6].upper() != "SELECT":
+            self.changes += 1
+
+
+def _from_database(exc: BaseException) -> bool:
+    # A failed statement can leave the transaction unusable (PostgreSQL aborts it), so any database error
+    # in the chain counts, even one the unit wrapped in its own exception.
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        if isinstance(seen, sa.exc.SQLAlchemyError):
+            return True
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class Committer:
@@ -35,8 +68,8 @@ class Committer:
         self._task: asyncio.Task[None] | None = None
 
     async def run(self, unit: Callable[[Recorder], Awaitable[T]]) -> T:
-        """Run ``unit`` in a write transaction (shared with other waiting units) and return its result once
-        the transaction has committed; raise what it raised, having rolled back only its own changes."""
+        """Run ``unit`` in a write transaction shared with other units; return its result once that commits,
+        or raise what it raised with only its changes undone. It may run twice, so it acts only in there."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="group-commit")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -51,21 +84,13 @@ class Committer:
             await self._commit(batch)
 
     async def _commit(self, batch: list[tuple[Unit, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
-            async with self.db.write() as conn:
-                # One Recorder for the whole batch: its events go in with one INSERT and one save of the
-                # views. A unit that fails is rewound in memory and rolled back to its savepoint.
-                recorder = Recorder(conn, recorded_by="", label="", future_slack=self.future_slack)
-                for unit, future in batch:
-                    mark = recorder.mark()
-                    try:
-                        async with conn.begin_nested():
-                            outcomes.append((future, True, await unit(recorder)))
-                    except Exception as exc:  # the unit's own error goes back to its caller
-                        recorder.rewind(mark)
-                        outcomes.append((future, False, exc))
-                await recorder.finish()
+            try:
+                outcomes = await self._transaction(batch, savepoints=False)
+            except _Unclean:
+                # A unit failed after changing the database (or with a database error); nothing was
+                # committed, so run the batch again with a savepoint around each unit.
+                outcomes = await self._transaction(batch, savepoints=True)
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
@@ -78,6 +103,43 @@ class Committer:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    async def _transaction(
+        self, batch: list[tuple[Unit, asyncio.Future[Any]]], *, savepoints: bool
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        """Run the batch in one write transaction and commit it; each unit's outcome, in order.
+
+        Without ``savepoints``, a failing unit is only rewound in memory. That is enough when it failed
+        before changing anything in the database (the usual case: the rules, If-Match or an idempotency
+        key refused it; the Recorder writes nothing until ``finish``); otherwise this raises ``_Unclean``
+        and the transaction rolls back.
+        """
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        async with self.db.write() as conn:
+            # One Recorder for the whole batch: its events go in with one INSERT and one save of the views.
+            recorder = Recorder(conn, recorded_by="", label="", future_slack=self.future_slack)
+            watch = _Watch()
+            sa.event.listen(conn.sync_connection, "before_cursor_execute", watch.seen)
+            try:
+                for unit, future in batch:
+                    mark, changes = recorder.mark(), watch.changes
+                    try:
+                        if savepoints:
+                            async with conn.begin_nested():
+                                result = await unit(recorder)
+                        else:
+                            result = await unit(recorder)
+                    except Exception as exc:  # the unit's own error goes back to its caller
+                        recorder.rewind(mark)
+                        if not savepoints and (watch.changes > changes or _from_database(exc)):
+                            raise _Unclean from exc
+                        outcomes.append((future, False, exc))
+                    else:
+                        outcomes.append((future, True, result))
+            finally:
+                sa.event.remove(conn.sync_connection, "before_cursor_execute", watch.seen)
+            await recorder.finish()
+        return outcomes
 
     async def close(self) -> None:
         """Stop the batching task (waiting units are answered first by their batch)."""
