@@ -114,17 +114,26 @@ class Leadership:
         if self.held:
             return True
         conn = await asyncpg.connect(self.db.dsn)
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
+        try:
+            locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key)
+        except BaseException:
+            conn.terminate()  # cancelled at shutdown, say: the connection must not outlive this call
+            raise
+        if locked:
             self._conn = conn
             return True
-        await conn.close()
+        conn.terminate()  # synchronous, so no cancellation can leave it open
         return False
 
     async def release(self) -> None:
         """Give up leadership (closing the session releases the lock)."""
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except BaseException:
+                conn.terminate()
+                raise
 
 
 class Worker:
