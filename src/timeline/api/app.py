@@ -17,10 +17,11 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
 from timeline.api import audit, drafts, exports, live, reads, viewer, writes
+from timeline.api.cache import ResponseCache
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.groupcommit import Committer
-from timeline.store import activity, projector
+from timeline.store import activity, clock, projector
 from timeline.store.database import Database
 
 
@@ -52,6 +53,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
         return db
 
     committer = Committer(db, future_slack=settings.future_slack)
+    responses = ResponseCache(clock.for_database(db), settings.response_cache_bytes)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -70,6 +72,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await committer.close()
+            await responses.clock.close()
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
@@ -88,7 +91,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             *drafts.ROUTES,
         ],
         dependencies={"db": Provide(provide_db)},
-        state=State({"db": db, "settings": settings, "committer": committer}),
+        state=State({"db": db, "settings": settings, "committer": committer, "response_cache": responses}),
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

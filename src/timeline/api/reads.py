@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from email.utils import formatdate, parsedate_to_datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -12,11 +11,10 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
-from litestar.status_codes import HTTP_304_NOT_MODIFIED
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import timetravel
-from timeline.api import present
+from timeline.api import cache, present
 from timeline.api.auth import requires
 from timeline.api.common import MAX_LIMIT, Db, problems
 from timeline.api.problems import BadRequest, NotFound
@@ -163,7 +161,7 @@ async def ping() -> Pong:
 
 
 @get("/health", operation_id="getHealth", tags=["service"], responses=problems())
-async def health(db: Db) -> HealthOut:
+async def health(db: Db, request: Request[Any, Any, Any]) -> HealthOut:
     """Whether the database answers, the log's head, and the position each projection has reached (the
     views follow the log in the same transaction; asynchronous projections may lag a moment)."""
     async with db.read() as conn:
@@ -175,6 +173,7 @@ async def health(db: Db) -> HealthOut:
         head_position=head,
         views_position=seen.get(views.CHECKPOINT, 0),
         projections={name: seen.get(name, 0) for name in (views.CHECKPOINT, activity.name)},
+        response_cache=cache.stats(request),
     )
 
 
@@ -196,13 +195,11 @@ async def estimates(
     """The latest estimate of each source on a subject, with its status and who disputes or confirms it;
     at any moment with ``as_of`` and ``known_at``. The current view carries ETag and Last-Modified from the
     log position it reflects; a conditional GET that is still current gets 304."""
-    headers: dict[str, str] = {}
-    if as_of is None and known_at is None:
-        headers, current = await _fresh(db, request)
-        if current:
-            return _not_modified(headers)
-    body = await estimates_body(db, subject_id, metric, as_of, known_at)
-    return Response(body, headers=headers)
+
+    async def build(conn: AsyncConnection) -> tuple[EstimatesOut, dict[str, str]]:
+        return await _estimates_in(conn, subject_id, metric, as_of, known_at), {}
+
+    return await cache.respond(request, db, build, conditional=as_of is None and known_at is None)
 
 
 async def estimates_body(
@@ -210,20 +207,26 @@ async def estimates_body(
 ) -> EstimatesOut:
     """The estimates view of a subject, now or at a cut (shared by the JSON route and the exports)."""
     async with db.read() as conn:
-        name = await _subject_name(conn, subject_id)  # in the same snapshot as the view it names
-        cut = await _cut(conn, as_of, known_at)
-        if cut is None:
-            records = await queries.estimates_for(conn, subject_id, metric)
-            sources: dict[str, SourceRef] = await present.source_names(conn, present.sources_of(records))
-        else:
-            views = await _views_at(conn, cut, subject_id=subject_id)
-            chosen = sorted(
-                (key, claim_id)
-                for key, claim_id in views.estimates.items()
-                if claim_id is not None and key[0] == subject_id and metric in (None, key[1])
-            )
-            records = [views.claims[claim_id] for _, claim_id in chosen]
-            sources = _Names(_names(views))
+        return await _estimates_in(conn, subject_id, metric, as_of, known_at)
+
+
+async def _estimates_in(
+    conn: AsyncConnection, subject_id: str, metric: str | None, as_of: str | None, known_at: str | None
+) -> EstimatesOut:
+    name = await _subject_name(conn, subject_id)  # in the same snapshot as the view it names
+    cut = await _cut(conn, as_of, known_at)
+    if cut is None:
+        records = await queries.estimates_for(conn, subject_id, metric)
+        sources: dict[str, SourceRef] = await present.source_names(conn, present.sources_of(records))
+    else:
+        views = await _views_at(conn, cut, subject_id=subject_id)
+        chosen = sorted(
+            (key, claim_id)
+            for key, claim_id in views.estimates.items()
+            if claim_id is not None and key[0] == subject_id and metric in (None, key[1])
+        )
+        records = [views.claims[claim_id] for _, claim_id in chosen]
+        sources = _Names(_names(views))
     return EstimatesOut(
         subject_id=subject_id,
         subject_name=name,
@@ -279,34 +282,33 @@ async def subject_timeline(
 ) -> Response[TimelineOut]:
     """The subject's claims, revisions, denials, confirmations, evidence and retractions, in the order they
     were stated (log order breaks ties), a page at a time. ETag, Last-Modified and 304 as for estimates."""
-    headers: dict[str, str] = {}
-    if as_of is None and known_at is None:
-        headers, current = await _fresh(db, request)
-        if current:
-            return _not_modified(headers)
     if since is not None and until is not None and since > until:
         raise BadRequest("since", f"since ({since}) is after until ({until})")
     where = TimelineFilter(source_id=source, kinds=_parse_kinds(kind), since=since, until=until)
     after = _parse_cursor(cursor) if cursor else None
-    name, entries, sources, cut, claim_records = await timeline_entries(
-        db, subject_id, where, after, limit + 1, as_of, known_at
-    )
-    page = entries[:limit]
-    next_link = None
-    if len(entries) > limit:
-        last = page[-1]
-        params = dict(request.query_params)
-        params.update(limit=str(limit), cursor=f"{occurred_on(last).isoformat()}~{last.position}")
-        next_link = f"{request.url.path}?{urlencode(params)}"
-    body = TimelineOut(
-        subject_id=subject_id,
-        subject_name=name,
-        entries=[present.entry_out(e, sources, claim_records) for e in page],
-        next=next_link,
-        as_of=as_of,
-        known_at_position=cut.known_position if cut else None,
-    )
-    return Response(body, headers=headers)
+
+    async def build(conn: AsyncConnection) -> tuple[TimelineOut, dict[str, str]]:
+        name, entries, sources, cut, claim_records = await _timeline_in(
+            conn, subject_id, where, after, limit + 1, as_of, known_at
+        )
+        page = entries[:limit]
+        next_link = None
+        if len(entries) > limit:
+            last = page[-1]
+            params = dict(request.query_params)
+            params.update(limit=str(limit), cursor=f"{occurred_on(last).isoformat()}~{last.position}")
+            next_link = f"{request.url.path}?{urlencode(params)}"
+        body = TimelineOut(
+            subject_id=subject_id,
+            subject_name=name,
+            entries=[present.entry_out(e, sources, claim_records) for e in page],
+            next=next_link,
+            as_of=as_of,
+            known_at_position=cut.known_position if cut else None,
+        )
+        return body, {}
+
+    return await cache.respond(request, db, build, conditional=as_of is None and known_at is None)
 
 
 async def timeline_entries(
@@ -320,17 +322,29 @@ async def timeline_entries(
 ) -> tuple[str, list[TimelineEntry], dict[str, SourceRef], Cut | None, dict[str, ClaimRecord]]:
     """A subject's name and timeline entries (now or at a cut) with their sources' names and claims."""
     async with db.read() as conn:
-        name = await _subject_name(conn, subject_id)  # in the same snapshot as the view it names
-        cut = await _cut(conn, as_of, known_at)
-        if cut is None:
-            entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit, where=where)
-            sources: dict[str, SourceRef] = await present.source_names(conn, (e.source_id for e in entries))
-            claim_records = await queries.claims_among(conn, (e.claim_id for e in entries))
-        else:
-            views = await _views_at(conn, cut, subject_id=subject_id)
-            entries = _timeline_at(views, subject_id, where, after)[:limit]
-            sources = _Names(_names(views))
-            claim_records = views.claims
+        return await _timeline_in(conn, subject_id, where, after, limit, as_of, known_at)
+
+
+async def _timeline_in(
+    conn: AsyncConnection,
+    subject_id: str,
+    where: TimelineFilter,
+    after: tuple[dt.date, int] | None,
+    limit: int,
+    as_of: str | None,
+    known_at: str | None,
+) -> tuple[str, list[TimelineEntry], dict[str, SourceRef], Cut | None, dict[str, ClaimRecord]]:
+    name = await _subject_name(conn, subject_id)  # in the same snapshot as the view it names
+    cut = await _cut(conn, as_of, known_at)
+    if cut is None:
+        entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit, where=where)
+        sources: dict[str, SourceRef] = await present.source_names(conn, (e.source_id for e in entries))
+        claim_records = await queries.claims_among(conn, (e.claim_id for e in entries))
+    else:
+        views = await _views_at(conn, cut, subject_id=subject_id)
+        entries = _timeline_at(views, subject_id, where, after)[:limit]
+        sources = _Names(_names(views))
+        claim_records = views.claims
     return name, entries, sources, cut, claim_records
 
 
@@ -351,30 +365,6 @@ def _timeline_at(
         key=lambda e: (occurred_on(e), e.position),
     )
     return [e for e in entries if after is None or (occurred_on(e), e.position) > after]
-
-
-async def _fresh(db: Database, request: Request[Any, Any, Any]) -> tuple[dict[str, str], bool]:
-    """Validators for a current view (the views' log position and when they last changed), and whether the
-    request's If-None-Match / If-Modified-Since says the client already has it. Reads no event rows."""
-    async with db.read() as conn:
-        position, updated = await views.freshness(conn)
-    tag = f'W/"{position}"'
-    headers = {"ETag": tag, "Cache-Control": "no-cache"}
-    if updated is not None:
-        headers["Last-Modified"] = formatdate(updated.timestamp(), usegmt=True)
-    if (match := request.headers.get("if-none-match")) is not None:
-        return headers, tag in [m.strip() for m in match.split(",")] or match.strip() == "*"
-    since = request.headers.get("if-modified-since")
-    if since is not None and updated is not None:
-        try:
-            return headers, updated.replace(microsecond=0) <= parsedate_to_datetime(since)
-        except (TypeError, ValueError):
-            return headers, False
-    return headers, False
-
-
-def _not_modified(headers: dict[str, str]) -> Response[Any]:
-    return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=headers)
 
 
 def _when(cut: Cut) -> str:
@@ -404,7 +394,8 @@ async def claim(
     """A claim's current figure, wording and status, and who disputes or confirms it. The ETag is its
     version; send it in If-Match when writing to the claim, or in If-None-Match to revalidate a cache.
     With ``as_of`` / ``known_at``, the claim as it stood then (folded from the log; no ETag)."""
-    async with db.read() as conn:
+
+    async def build(conn: AsyncConnection) -> tuple[ClaimOut, dict[str, str]]:
         cut = await _cut(conn, as_of, known_at)
         if cut is not None:
             views = await _views_at(conn, cut, stream_id=f"claim-{claim_id}")
@@ -415,16 +406,15 @@ async def claim(
             out = msgspec.structs.replace(
                 present.claim_out(at, names), as_of=as_of, known_at_position=cut.known_position
             )
-            return Response(out, headers={"Cache-Control": "no-cache"})
+            return out, {"Cache-Control": "no-cache"}
         record = await queries.claim(conn, claim_id)
         if record is None:
             raise NotFound("claim", claim_id)
         sources = await present.source_names(conn, present.sources_of([record]))
-    tag = etag(record.claim.version)
-    headers = {"ETag": tag, "Cache-Control": "no-cache"}
-    if request.headers.get("if-none-match") == tag:
-        return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=headers)  # type: ignore[arg-type]
-    return Response(present.claim_out(record, sources), headers=headers)
+        headers = {"ETag": etag(record.claim.version), "Cache-Control": "no-cache"}
+        return present.claim_out(record, sources), headers
+
+    return await cache.respond(request, db, build, conditional=False)
 
 
 @get(
@@ -434,17 +424,23 @@ async def claim(
     guards=READ,
     responses=problems(401, 403, 404),
 )
-async def claim_history(db: Db, claim_id: FromPath[str]) -> HistoryOut:
+async def claim_history(
+    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str]
+) -> Response[HistoryOut]:
     """Every event of a claim in order, as first recorded: its version and position, who recorded it from
-    which document, what it changed in the claim as shown at the time, and its later corrections."""
-    async with db.read() as conn:
+    which document, what it changed in the claim as shown at the time, and its later corrections. ETag,
+    Last-Modified and 304 as for estimates."""
+
+    async def build(conn: AsyncConnection) -> tuple[HistoryOut, dict[str, str]]:
         recorded = await eventlog.read_stream(conn, f"claim-{claim_id}")
         if not recorded:
             raise NotFound("claim", claim_id)
         ids = {d for r in recorded for d in getattr(r.event, "document_ids", ())}
         found = await queries.registrations_among(conn, (f"document-{d}" for d in ids))
-    titles = {reg.document_id: reg.title for reg in found.values() if isinstance(reg, DocumentRegistered)}
-    return HistoryOut(claim_id=claim_id, events=present.history(recorded, titles))
+        titles = {reg.document_id: reg.title for reg in found.values() if isinstance(reg, DocumentRegistered)}
+        return HistoryOut(claim_id=claim_id, events=present.history(recorded, titles)), {}
+
+    return await cache.respond(request, db, build)
 
 
 @get(
@@ -495,10 +491,9 @@ async def _ndjson(db: Database, after: int, limit: int) -> AsyncIterator[bytes]:
         after = batch[-1].position
 
 
-async def _registered(db: Database, kind: str) -> dict[str, Registration]:
+async def _registered(conn: AsyncConnection, kind: str) -> dict[str, Registration]:
     """Every registered subject, source or document (``kind``), by its id."""
-    async with db.read() as conn:
-        return {registration_id(r): r for _, r in await queries.registrations_by_kind(conn, kind)}
+    return {registration_id(r): r for _, r in await queries.registrations_by_kind(conn, kind)}
 
 
 def _page(ids: list[str], cursor: str | None, limit: int) -> tuple[list[str], str | None]:
@@ -515,38 +510,49 @@ def _page(ids: list[str], cursor: str | None, limit: int) -> tuple[list[str], st
     guards=READ,
     responses=problems(400, 401, 403),
 )
-async def list_subjects(db: Db, limit: Limit = 100, cursor: Cursor = None) -> SubjectsOut:
+async def list_subjects(
+    db: Db, request: Request[Any, Any, Any], limit: Limit = 100, cursor: Cursor = None
+) -> Response[SubjectsOut]:
     """Every subject, by id, a page at a time."""
-    found = await _registered(db, "subject")
-    page, nxt = _page(sorted(found), cursor, limit)
-    return SubjectsOut(
-        subjects=[present.subject_out(found[i]) for i in page],
-        next=f"/subjects?limit={limit}&cursor={nxt}" if nxt else None,
-    )
+
+    async def build(conn: AsyncConnection) -> tuple[SubjectsOut, dict[str, str]]:
+        found = await _registered(conn, "subject")
+        page, nxt = _page(sorted(found), cursor, limit)
+        return SubjectsOut(
+            subjects=[present.subject_out(found[i]) for i in page],
+            next=f"/subjects?limit={limit}&cursor={nxt}" if nxt else None,
+        ), {}
+
+    return await cache.respond(request, db, build)
 
 
 @get("/sources", operation_id="listSources", tags=["sources"], guards=READ, responses=problems(400, 401, 403))
 async def list_sources(
     db: Db,
+    request: Request[Any, Any, Any],
     limit: Limit = 100,
     cursor: Cursor = None,
     kind: Annotated[str | None, QueryParameter(description="Only sources of this kind")] = None,
     country: Annotated[str | None, QueryParameter(description="Only sources of this country code")] = None,
-) -> SourcesOut:
+) -> Response[SourcesOut]:
     """Every source, by id, optionally of one kind or country, a page at a time."""
-    found = {
-        ident: r
-        for ident, r in (await _registered(db, "source")).items()
-        if isinstance(r, SourceRegistered)
-        and (kind is None or r.kind == kind)
-        and (country is None or r.country == country)
-    }
-    page, nxt = _page(sorted(found), cursor, limit)
-    params = {k: v for k, v in (("limit", str(limit)), ("kind", kind), ("country", country)) if v}
-    return SourcesOut(
-        sources=[present.source_out(found[i]) for i in page],
-        next=f"/sources?{urlencode({**params, 'cursor': nxt})}" if nxt else None,
-    )
+
+    async def build(conn: AsyncConnection) -> tuple[SourcesOut, dict[str, str]]:
+        found = {
+            ident: r
+            for ident, r in (await _registered(conn, "source")).items()
+            if isinstance(r, SourceRegistered)
+            and (kind is None or r.kind == kind)
+            and (country is None or r.country == country)
+        }
+        page, nxt = _page(sorted(found), cursor, limit)
+        params = {k: v for k, v in (("limit", str(limit)), ("kind", kind), ("country", country)) if v}
+        return SourcesOut(
+            sources=[present.source_out(found[i]) for i in page],
+            next=f"/sources?{urlencode({**params, 'cursor': nxt})}" if nxt else None,
+        ), {}
+
+    return await cache.respond(request, db, build)
 
 
 @get(
@@ -588,14 +594,20 @@ async def source_detail(
     guards=READ,
     responses=problems(400, 401, 403),
 )
-async def list_documents(db: Db, limit: Limit = 100, cursor: Cursor = None) -> DocumentsOut:
+async def list_documents(
+    db: Db, request: Request[Any, Any, Any], limit: Limit = 100, cursor: Cursor = None
+) -> Response[DocumentsOut]:
     """Every document, by id, a page at a time."""
-    found = await _registered(db, "document")
-    page, nxt = _page(sorted(found), cursor, limit)
-    return DocumentsOut(
-        documents=[present.document_out(found[i]) for i in page],
-        next=f"/documents?limit={limit}&cursor={nxt}" if nxt else None,
-    )
+
+    async def build(conn: AsyncConnection) -> tuple[DocumentsOut, dict[str, str]]:
+        found = await _registered(conn, "document")
+        page, nxt = _page(sorted(found), cursor, limit)
+        return DocumentsOut(
+            documents=[present.document_out(found[i]) for i in page],
+            next=f"/documents?limit={limit}&cursor={nxt}" if nxt else None,
+        ), {}
+
+    return await cache.respond(request, db, build)
 
 
 ROUTES = [

@@ -234,6 +234,16 @@ class ImportOut(msgspec.Struct, kw_only=True):
     last_position: int | None
 
 
+class ResponseCacheOut(msgspec.Struct, kw_only=True):
+    """This process's cache of read responses (each valid while the views stay where it was built)."""
+
+    entries: int
+    bytes: int
+    limit_bytes: int
+    hits: int
+    misses: int
+
+
 class HealthOut(msgspec.Struct, kw_only=True):
     """Whether the service can reach its database, and how far the views are behind the log."""
 
@@ -242,6 +252,7 @@ class HealthOut(msgspec.Struct, kw_only=True):
     head_position: int
     views_position: int
     projections: dict[str, int]
+    response_cache: ResponseCacheOut | None = None
 
 
 class WriteOut(msgspec.Struct, kw_only=True):

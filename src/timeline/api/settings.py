@@ -23,6 +23,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: str = ""
     # Events an asynchronous projection applies per transaction.
     projection_batch: int = 500
+    # Bytes of encoded read responses kept in memory, each valid while the views stay where it was built;
+    # 0 turns the cache off.
+    response_cache_bytes: int = 64 * 1024 * 1024
 
     @property
     def future_slack(self) -> dt.timedelta:
@@ -31,8 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Settings from TIMELINE_PUBLIC_READS, TIMELINE_MAX_BODY_BYTES, TIMELINE_FUTURE_SLACK_DAYS,
-        TIMELINE_KEEPALIVE_SECONDS and TIMELINE_CORS_ORIGINS."""
+        """Settings from the environment: TIMELINE_PUBLIC_READS, TIMELINE_MAX_BODY_BYTES and so on."""
         values: dict[str, str] = {}
         for name in cls.__struct_fields__:
             raw = os.environ.get(f"TIMELINE_{name.upper()}")
