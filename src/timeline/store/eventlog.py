@@ -242,8 +242,11 @@ def _for_write(whole: bool, probe: bool, head: bool) -> sa.Executable:
             .subquery()
         )
         parts.append(sa.select(last))
+    # Without ORDER BY PostgreSQL may return a stream's events in any order (it does, once the table is
+    # large enough for another plan), and folding them out of order is wrong.
     if len(parts) == 1:
-        return parts[0]
+        columns = parts[0].selected_columns
+        return parts[0].order_by(columns.stream_id, columns.stream_version)
     union = sa.union_all(*parts)
     columns = union.selected_columns
     return union.order_by(columns.part, columns.stream_id, columns.stream_version)
