@@ -14,4 +14,6 @@ from timeline.store.database import DEFAULT_URL, Database
 
 def create() -> Litestar:
     """An app on TIMELINE_DATABASE_URL with settings from the environment."""
-    return create_app(Database(os.environ.get("TIMELINE_DATABASE_URL", DEFAULT_URL)), Settings.from_env())
+    settings = Settings.from_env()
+    url = os.environ.get("TIMELINE_DATABASE_URL", DEFAULT_URL)
+    return create_app(Database(url, pool_size=settings.database_pool), settings)

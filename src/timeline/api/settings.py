@@ -21,6 +21,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     keepalive_seconds: float = 15.0
     # Origins allowed to call the API from a browser (CORS), comma-separated; empty: none, "*": any.
     cors_origins: str = ""
+    # Database connections each server process keeps (requests beyond it wait for one).
+    database_pool: int = 20
     # Events an asynchronous projection applies per transaction.
     projection_batch: int = 500
     # Bytes of encoded read responses kept in memory, each valid while the views stay where it was built;
