@@ -46,7 +46,11 @@ browser:
 
 test: lint pytest  ## everything CI runs
 
+# The HTTP benchmarks load the server with wrk (Debian's package, installed as root when missing): a Python
+# load generator on the same cores would measure itself.
 bench: install  ## the benchmark suite on SQLite and PostgreSQL (quick; ARGS=--full for 1,000,000 events)
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1)
 	$(BIN)/python -m timeline.bench $(ARGS)
 
 openapi: install  ## regenerate openapi/openapi.json from the app

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from timeline.bench.suite import Config, Result, run
+from timeline.bench.suite import GROUPS, Config, Result, run
 
 
 def _fmt(value: float) -> str:
@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, help="events in the log for rebuild, export and HTTP reads")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--repeats", type=int)
+    parser.add_argument("--only", default=",".join(GROUPS), help=f"some of {', '.join(GROUPS)}")
     parser.add_argument("--json", type=Path, default=Path("bench/results.json"))
     parser.add_argument(
         "--postgres",
@@ -68,7 +69,12 @@ def main() -> int:
     if args.repeats:
         config.repeats = args.repeats
     dialects = [d.strip() for d in args.databases.split(",") if d.strip()]
-    results = asyncio.run(run(config, dialects, lambda m: print(f"... {m}", file=sys.stderr, flush=True)))
+    only = tuple(g.strip() for g in args.only.split(",") if g.strip())
+    if unknown := set(only) - set(GROUPS):
+        parser.error(f"--only: expected some of {', '.join(GROUPS)}, got {', '.join(sorted(unknown))}")
+    results = asyncio.run(
+        run(config, dialects, lambda m: print(f"... {m}", file=sys.stderr, flush=True), only)
+    )
     machine = {
         "cores": os.cpu_count(),
         "python": platform.python_version(),

@@ -1,0 +1,47 @@
+"""The benchmark suite's own arithmetic: what it reads out of wrk decides the table's verdicts."""
+
+from __future__ import annotations
+
+from timeline.bench.generator import generate
+from timeline.bench.suite import parse_wrk
+
+WRK_OUTPUT = """\
+Running 4s test @ http://127.0.0.1:8123/subjects/subject-0/estimates
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    64.04ms  172.81ms   1.35s    91.99%
+    Req/Sec     2.14k   596.45     2.94k    62.50%
+  Latency Distribution
+     50%  812.00us
+     75%   13.61ms
+     90%   30.20ms
+     99%    1.35s
+  8519 requests in 4.00s, 21.33MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 7
+Requests/sec:   2129.70
+Transfer/sec:      5.33MB
+"""
+
+
+def test_wrk_rates_percentiles_in_every_unit_and_errors_are_read() -> None:
+    load = parse_wrk(WRK_OUTPUT)
+    assert load.rate == 2129.70
+    assert load.p50 == 0.812
+    assert load.p99 == 1350.0
+    assert load.errors == 12  # 7 error answers, 2 read errors, 3 timeouts
+
+
+def test_a_clean_run_has_no_errors() -> None:
+    clean = "\n".join(
+        line for line in WRK_OUTPUT.splitlines() if "errors" not in line and "Non-2xx" not in line
+    )
+    assert parse_wrk(clean).errors == 0
+
+
+def test_the_generated_log_has_one_hot_subject() -> None:
+    claims = [e for e in generate(20_000) if type(e).__name__ == "ClaimMade"]
+    hot = sum(1 for c in claims if c.subject_id == "subject-0")  # type: ignore[attr-defined]
+    others = sum(1 for c in claims if c.subject_id == "subject-1")  # type: ignore[attr-defined]
+    assert 0.005 < hot / len(claims) < 0.02
+    assert hot > others
