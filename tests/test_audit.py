@@ -4,10 +4,12 @@ export and restore."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -160,6 +162,111 @@ async def test_export_restore_export_is_byte_identical(seeded: Database, empty_d
             assert await audit.restore(conn, first.splitlines(keepends=True)) == 29
         assert await _export(target) == first
         assert (await _verify(target)).ok
+    finally:
+        await target.dispose()
+
+
+async def test_export_streams_in_batches_and_can_stop_early(
+    seeded: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = await _export(seeded)
+    for batch in (4, 29):  # seven full batches and a short one; one full batch and an empty one
+        monkeypatch.setattr(audit, "EXPORT_BATCH", batch)
+        assert await _export(seeded) == whole
+    monkeypatch.setattr(audit, "EXPORT_BATCH", 4)
+    async with seeded.read() as conn:
+        first: list[bytes] = []
+        async for line in audit.export(conn):
+            first.append(line)
+            if len(first) == 6:  # into the second batch
+                break
+        assert first == whole.splitlines(keepends=True)[:6]
+        # The reader stopped early without closing the export; its transaction goes on, even to export again.
+        assert await eventlog.head_position(conn) == 29
+        assert b"".join([line async for line in audit.export(conn)]) == whole
+
+
+def _as_sqlalchemy_reads_it(row: audit.StoredRow) -> bytes:
+    """An export line built from SQLAlchemy's typed values, as export did before it read the driver's."""
+    line = audit.ExportedEvent(
+        position=row.position,
+        event_id=row.event_id,
+        stream_id=row.stream_id,
+        stream_version=row.stream_version,
+        type=row.type,
+        schema_version=row.schema_version,
+        valid_from=row.valid_from,
+        recorded_at=chain.timestamp(row.recorded_at),
+        data=row.data,
+        metadata=row.metadata,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+    return msgspec.json.encode(line) + b"\n"
+
+
+async def test_export_of_unusual_rows_matches_their_typed_values(db: Database) -> None:
+    odd = '{"text":"na\u00efve \\"quoted\\" \\\\ \u2028 \U0001f600 \x7f","tab":"\\t"}'
+    times = [
+        dt.datetime(2024, 10, 22, 8, 0, tzinfo=dt.UTC),  # no microseconds
+        dt.datetime(2024, 10, 22, 8, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+        dt.datetime(2000, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC),
+    ]
+    rows = [
+        {
+            "position": position,
+            "event_id": uuid.uuid4(),
+            "stream_id": f'subject-\u00e9-"{position}"\\\u2028',
+            "stream_version": 1,
+            "type": "Odd\x01Type",
+            "schema_version": 7,
+            "data": odd,
+            "metadata": '{"recorded_by":"\u00e9diteur"}',
+            "valid_from": [None, dt.date(1, 1, 1), dt.date(2024, 2, 29)][position % 3],
+            "recorded_at": times[position % 3],
+            "prev_hash": "0" * 64,
+            "hash": f"{position:064x}",
+        }
+        for position in range(1, 7)
+    ]
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.insert(audit.events), rows)
+        if db.dialect == "sqlite":
+            # Shapes SQLAlchemy does not write but reads: a hyphenated upper-case UUID, a time without
+            # microseconds or with an offset.
+            for position, event_id, recorded_at in [
+                (7, str(uuid.uuid4()).upper(), "2024-10-22 08:00:00"),
+                (8, uuid.uuid4().hex, "2024-10-22T10:00:00.5+02:00"),
+            ]:
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO events VALUES (:p, :e, :s, 1, 'Odd', 1, :d, '{}', NULL, :r, :h, :h2)"
+                    ),
+                    {"p": position, "e": event_id, "s": f"odd-{position}", "d": odd, "r": recorded_at,
+                     "h": "0" * 64, "h2": f"{position:064x}"},
+                )  # fmt: skip
+    async with db.read() as conn:
+        expected = b"".join([_as_sqlalchemy_reads_it(row) async for row in audit.rows(conn)])
+    assert expected.count(b"\n") == (8 if db.dialect == "sqlite" else 6)
+    assert await _export(db) == expected
+
+
+async def test_restore_refuses_a_time_not_in_export_form(seeded: Database, empty_database_url: str) -> None:
+    from timeline.store import migrate
+
+    lines = (await _export(seeded)).splitlines(keepends=True)
+    target = Database(empty_database_url)
+    try:
+        await migrate.upgrade(target)
+        for old, new in [("Z", "+00:00"), ("T", " "), ("Z", "+01:00Z")]:
+            altered = json.loads(lines[4])
+            altered["recorded_at"] = altered["recorded_at"].replace(old, new)
+            changed = [*lines[:4], json.dumps(altered).encode() + b"\n", *lines[5:]]
+            with pytest.raises(audit.RestoreError, match="line 5: not an exported event: recorded_at"):
+                async with target.write() as conn:
+                    await audit.restore(conn, changed)
+        async with target.read() as conn:
+            assert await eventlog.head_position(conn) == 0
     finally:
         await target.dispose()
 
