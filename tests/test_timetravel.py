@@ -308,6 +308,74 @@ async def test_as_of_valid_time(client: AsyncTestClient) -> None:  # type: ignor
     assert (await client.get(url, params={"known_at": "yesterday"})).status_code == 400
 
 
+async def test_a_claim_moved_to_another_subject_is_on_each_while_it_was(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    """Time travel on a subject also finds the claims a correction moved off it or onto it, and names a
+    source that only a correction brought in."""
+    other = "dprk-russia-military-cooperation"
+    before = (await client.get("/audit/head")).json()["position"]
+    for changes in ({"subject_id": other}, {"source_id": "cnn"}):
+        fixed = await client.post(
+            f"/claims/{NIS}/corrections",
+            json={"corrects_version": 1, "changes": changes, "reason": "recorded under the wrong subject"},
+        )
+        assert fixed.status_code == 201, fixed.text
+    moved = fixed.json()["events"][0]["position"] - 1
+
+    async def figures(subject: str, known_at: int) -> dict[str, tuple[str, object]]:
+        body = (await client.get(f"/subjects/{subject}/estimates", params={"known_at": known_at})).json()
+        return {e["claim_id"]: (e["source"]["name"], e["quantity"].get("value")) for e in body["estimates"]}
+
+    assert (await figures(SUBJECT, before))[NIS] == ("National Intelligence Service (South Korea)", 1500)
+    assert NIS not in await figures(SUBJECT, moved)
+    assert NIS not in await figures(other, before)
+    assert (await figures(other, moved))[NIS] == ("National Intelligence Service (South Korea)", 1500)
+    assert (await figures(other, moved + 1))[NIS] == ("CNN", 1500)
+    # Valid time keeps the move: the correction counts whenever the claim it corrects does.
+    now = (await client.get(f"/subjects/{other}/estimates", params={"as_of": "2024-10"})).json()
+    assert [e["source"]["id"] for e in now["estimates"] if e["claim_id"] == NIS] == ["cnn"]
+    entries = (
+        await client.get(f"/subjects/{SUBJECT}/timeline", params={"known_at": before, "limit": 100})
+    ).json()["entries"]
+    assert NIS in {e["claim_id"] for e in entries}
+    entries = (
+        await client.get(f"/subjects/{SUBJECT}/timeline", params={"as_of": "2024-10", "limit": 100})
+    ).json()["entries"]
+    assert NIS not in {e["claim_id"] for e in entries}
+
+
+async def test_a_correction_that_moves_a_date_before_as_of_brings_the_event_in(
+    client: AsyncTestClient,
+) -> None:  # type: ignore[type-arg]
+    """An event stated after ``as_of`` counts once a correction known at the cut dates it before, and only
+    then: the stored date alone does not decide."""
+    revised = await client.post(
+        f"/claims/{NIS}/revisions",
+        json={
+            "statement": "About 3,000 now.",
+            "stated_on": "2024-12",
+            "document_ids": ["000-16630df2654ec508"],
+            "quantity": {"comparator": "about", "value": 3000, "unit": "soldiers"},
+        },
+    )
+    assert revised.status_code == 201, revised.text
+    fixed = await client.post(
+        f"/claims/{NIS}/corrections",
+        json={"corrects_version": 3, "changes": {"stated_on": "2024-10-25"}, "reason": "said in October"},
+    )
+    assert fixed.status_code == 201, fixed.text
+    corrected_at = fixed.json()["events"][0]["position"]
+
+    async def nis(**params: object) -> object:
+        body = (await client.get(f"/subjects/{SUBJECT}/estimates", params=params)).json()
+        return next(e for e in body["estimates"] if e["claim_id"] == NIS)["quantity"]["value"]
+
+    assert await nis(as_of="2024-10") == 3000
+    assert await nis(as_of="2024-10", known_at=corrected_at - 1) == 1500
+    assert await nis(as_of="2024-12", known_at=corrected_at - 1) == 3000
+    claim = (await client.get(f"/claims/{NIS}", params={"as_of": "2024-10"})).json()
+    assert claim["quantity"]["value"] == 3000
+
+
 async def test_rebuild_is_unaffected_by_time_travel(db: Database) -> None:
     await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
     before = await _live(db)

@@ -101,21 +101,21 @@ def _moment(text: str) -> dt.datetime:
 async def _views_at(
     conn: AsyncConnection, cut: Cut, stream_id: str | None = None, subject_id: str | None = None
 ) -> Views:
-    streams = None
-    if subject_id is not None:
-        # Only the subject's claims (and the sources and subject they name) are needed for its views.
-        claim_streams = await queries.claim_streams_of_subject(conn, subject_id)
-        registered = await queries.registration_streams(conn)
-        streams = [*claim_streams, *registered]
-    recorded = await eventlog.read_until(
-        conn, position=cut.known_position, stream_id=stream_id, streams=streams
-    )
-    logged = (
-        timetravel.Logged(
-            position=r.position, stream_id=r.stream_id, stream_version=r.stream_version, event=r.event
+    if subject_id is None:
+        assert stream_id is not None
+        logged = await queries.logged_until(
+            conn, [stream_id], position=cut.known_position, valid_until=cut.valid_until
         )
-        for r in recorded
+        return timetravel.views_at(logged, cut.valid_until)
+    # Only the subject's claims, and the sources they name (whose names the answer shows), are needed for
+    # its views: what a claim names is in its own events, so those are read first.
+    claim_streams = await queries.claim_streams_of_subject(conn, subject_id)
+    claimed = await queries.logged_until(
+        conn, claim_streams, position=cut.known_position, valid_until=cut.valid_until
     )
+    named = {f"source-{source}" for e in claimed for source in timetravel.sources_named(e.event)}
+    registered = await queries.logged_until(conn, named, position=cut.known_position)
+    logged = sorted([*claimed, *registered], key=lambda e: e.position)
     return timetravel.views_at(logged, cut.valid_until)
 
 

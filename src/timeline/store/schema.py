@@ -37,6 +37,14 @@ events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# The corrections that may move a claim to another subject (a superset: "_" matches any character, and
+# SQLite's LIKE ignores case). Time travel on a subject reads them through this partial index instead of
+# scanning the log; the predicate is spelled out literally so both planners can match a query to it.
+MOVES_SUBJECT = sa.text("type = 'RecordCorrected' AND data LIKE '%\"subject_id\"%'")
+sa.Index(
+    "ix_events_moves_subject", events.c.stream_id, sqlite_where=MOVES_SUBJECT, postgresql_where=MOVES_SUBJECT
+)
+
 claims = sa.Table(
     "claims",
     metadata,
@@ -51,6 +59,8 @@ claims = sa.Table(
     # The whole folded claim state, so a rebuild and an incremental update can be compared exactly.
     sa.Column("state", sa.Text(), nullable=False),
     sa.Index(None, "subject_id", "metric", "source_id"),
+    # Covers "the claims of a subject" (time travel), which would otherwise read each claim's whole row.
+    sa.Index(None, "subject_id", "claim_id"),
 )
 
 estimates = sa.Table(
