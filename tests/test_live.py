@@ -155,3 +155,29 @@ async def test_cli_rebuild_shows_progress(
     assert "29/29 events" in captured.err
     assert "events/s" in captured.err
     assert "s left" in captured.err
+
+
+async def test_a_rebuild_that_fails_midway_leaves_the_live_views_serving(
+    seeded: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild folds into temporary tables that hide the live ones on its connection; a failure, even
+    after they were filled and committed, must not let that connection reach anyone else through the pool."""
+    from timeline.store import queries, views
+
+    async with seeded.read() as conn:
+        before = await queries.estimates_for(conn, "dprk-troops-to-russia", None)
+
+    async def fail(_: object) -> None:
+        raise RuntimeError("stopped at the swap")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(views, "_swap_in_shadows", fail)
+        with pytest.raises(RuntimeError, match="stopped at the swap"):
+            await views.rebuild_online(seeded, batch=5)
+    for _ in range(6):  # more reads than the pool holds, so every pooled connection is used
+        async with seeded.read() as conn:
+            assert await queries.estimates_for(conn, "dprk-troops-to-russia", None) == before
+            assert await views.checkpoint(conn) == 29
+    assert await views.rebuild_online(seeded, batch=5) == 29
+    async with seeded.read() as conn:
+        assert await queries.estimates_for(conn, "dprk-troops-to-russia", None) == before

@@ -82,21 +82,37 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction that holds the log's write lock; commits on success, else rolls back.
         When it appended events, readers waiting for the log to grow are woken after the commit."""
+        async with self.engine.connect() as conn, self._locked(conn):
+            yield conn
+
+    @asynccontextmanager
+    async def _locked(self, conn: AsyncConnection) -> AsyncIterator[None]:
         appended = False
-        async with self.engine.connect() as conn:
-            await conn.execution_options(**{_WRITE: True})
-            async with conn.begin():
-                if self.dialect == "postgresql":
-                    # EXCLUSIVE blocks other writers but not readers; positions commit in order.
-                    await conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
-                    await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
-                yield conn
-                appended = bool(conn.info.pop(APPENDED, False))
-                if appended and self.dialect == "postgresql":
-                    # Delivered to every listening process when (and only if) this transaction commits.
-                    await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        await conn.execution_options(**{_WRITE: True})
+        async with conn.begin():
+            if self.dialect == "postgresql":
+                # EXCLUSIVE blocks other writers but not readers; positions commit in order.
+                await conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+                await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+            yield
+            appended = bool(conn.info.pop(APPENDED, False))
+            if appended and self.dialect == "postgresql":
+                # Delivered to every listening process when (and only if) this transaction commits.
+                await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
         if appended:
             self.notifier.notify()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        """One connection kept across several transactions, for work whose temporary tables must outlive
+        one of them (a rebuild)."""
+        async with self.engine.connect() as conn:
+            try:
+                yield Session(self, conn)
+            finally:
+                # What the session made on its connection (temporary tables that hide shared ones) must
+                # never reach the pool's next user, even after a failure: the connection is discarded.
+                await conn.invalidate()
 
     @asynccontextmanager
     async def serial(self) -> AsyncIterator[AsyncConnection]:
@@ -120,3 +136,28 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+class Session:
+    """Transactions one after another on one connection (see ``Database.session``)."""
+
+    def __init__(self, db: Database, conn: AsyncConnection) -> None:
+        self.db = db
+        self.conn = conn
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that reads one consistent snapshot of the log without blocking writers, and commits
+        what it wrote (to temporary tables: it takes no lock on the shared ones)."""
+        if self.db.dialect == "postgresql":
+            await self.conn.execution_options(isolation_level="REPEATABLE READ")
+        async with self.conn.begin():
+            yield self.conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction holding the log's write lock, as ``Database.write``."""
+        if self.db.dialect == "postgresql":
+            await self.conn.execution_options(isolation_level="READ COMMITTED")
+        async with self.db._locked(self.conn):
+            yield self.conn

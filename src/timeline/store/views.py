@@ -320,30 +320,69 @@ async def catch_up(db: Database) -> int:
 
 
 async def rebuild_online(
-    db: Database, progress: Callable[[int, int], Awaitable[None] | None] | None = None
+    db: Database, progress: Callable[[int, int], Awaitable[None] | None] | None = None, *, batch: int = 2000
 ) -> int:
-    """Refold the views while the old ones keep serving: fold a snapshot of the log without blocking
-    writers, then briefly take the write lock to fold what arrived meanwhile and swap the rows in."""
-    views = Views()
+    """Refold the views while the old ones keep serving, in memory bounded by one batch: fold a snapshot of
+    the log into temporary copies of the view tables without blocking writers, then briefly take the write
+    lock to fold what arrived meanwhile and copy the new rows over the old."""
     done = 0
-    async with db.read() as conn:
-        head = await eventlog_head(conn)
-        after = 0
-        while chunk := await read_all(conn, after=after, limit=2000):
-            for r in chunk:
-                apply(views, r.position, r.event)
-            after = chunk[-1].position
-            done += len(chunk)
-            if progress is not None and (waiting := progress(done, head)) is not None:
-                await waiting
-    async with db.write() as conn:
-        for r in await read_all(conn, after=after, limit=2**31):
-            apply(views, r.position, r.event)
-            done += 1
-        for table in TABLES:
-            await conn.execute(sa.delete(table))
-        await save(conn, views)  # apply marked every row it folded as changed
+    async with db.session() as session:
+        async with session.snapshot() as conn:
+            await _create_shadows(conn)
+            head = await eventlog_head(conn)
+            after = 0
+            while chunk := await read_all(conn, after=after, limit=batch):
+                await project(conn, chunk)  # into the shadows, which hide the live tables on this connection
+                after = chunk[-1].position
+                done += len(chunk)
+                if progress is not None and (waiting := progress(done, head)) is not None:
+                    await waiting
+        async with session.write() as conn:
+            while chunk := await read_all(conn, after=after, limit=batch):
+                await project(conn, chunk)
+                after = chunk[-1].position
+                done += len(chunk)
+            position = await checkpoint(conn)
+            await _swap_in_shadows(conn)
+            await projector.save_checkpoint(conn, CHECKPOINT, position)
     return done
+
+
+# A temporary table is private to its connection and, on both databases, found before a shared table of the
+# same name; so on the rebuild's connection the same queries that maintain the views fill the shadows.
+_SHADOWED = (claims, estimates, registrations, timeline, checkpoints)
+
+
+async def _create_shadows(conn: AsyncConnection) -> None:
+    if conn.dialect.name == "sqlite":
+        # On disk, not in memory: the shadows grow to the size of the views; the connection dies after.
+        await conn.execute(sa.text("PRAGMA temp_store = FILE"))
+    for table in _SHADOWED:
+        create = str(sa.schema.CreateTable(table).compile(dialect=conn.dialect))
+        await conn.execute(sa.text(create.replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)))
+        for index in table.indexes:
+            columns = ", ".join(c.name for c in index.columns)
+            await conn.execute(sa.text(f"CREATE INDEX shadow_{index.name} ON {table.name} ({columns})"))
+
+
+async def _swap_in_shadows(conn: AsyncConnection) -> None:
+    """Put the shadows' rows in place of the live views' and drop the shadows (not the checkpoint)."""
+    live = (
+        "main"
+        if conn.dialect.name == "sqlite"
+        else str((await conn.execute(sa.text("SELECT current_schema()"))).scalar_one())
+    )
+    shadow = "temp" if conn.dialect.name == "sqlite" else "pg_temp"
+    for table in TABLES:
+        columns = ", ".join(c.name for c in table.columns)
+        await conn.execute(sa.text(f"DELETE FROM {live}.{table.name}"))
+        await conn.execute(
+            sa.text(
+                f"INSERT INTO {live}.{table.name} ({columns}) SELECT {columns} FROM {shadow}.{table.name}"
+            )
+        )
+    for table in _SHADOWED:
+        await conn.execute(sa.text(f"DROP TABLE {shadow}.{table.name}"))
 
 
 async def rebuild(conn: AsyncConnection, *, batch: int = 1000) -> int:
