@@ -10,6 +10,7 @@ position it reflects, so the ETag never names a position other than the body's.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,16 @@ class _Entry(msgspec.Struct, frozen=True):
     position: int
     body: bytes
     headers: dict[str, str]
+    # When the views last changed as the body saw them: a rebuild changes rows but not the position.
+    updated: dt.datetime | None = None
+
+    def serves(self, position: int, updated: dt.datetime | None) -> bool:
+        """Whether this answer is at least as fresh as the views at ``position``, changed at ``updated``."""
+        if self.position != position:
+            return self.position > position  # built after that reading was taken
+        if updated is None or self.updated is None:
+            return updated is self.updated
+        return self.updated >= updated
 
 
 class ResponseCache:
@@ -52,11 +63,10 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str, position: int) -> _Entry | None:
-        """The entry for ``key`` if it was built at ``position`` or later (a later one was built after the
-        reading of ``position`` was taken, so it is fresher still)."""
+    def get(self, key: str, position: int, updated: dt.datetime | None = None) -> _Entry | None:
+        """The entry for ``key`` if it is at least as fresh as the views at ``position`` (see ``serves``)."""
         entry = self._entries.get(key)
-        if entry is None or entry.position < position:
+        if entry is None or not entry.serves(position, updated):
             return None
         self._entries.move_to_end(key)
         return entry
@@ -138,11 +148,11 @@ async def respond(
         return _send(request, await _build(db, build, conditional))
     if conditional and still_current(request, current := validators(position, updated)):
         return _not_modified(current)
-    entry = cache.get(key, position)
+    entry = cache.get(key, position, updated)
     if entry is None and (flight := cache.flights.get(key)) is not None:
         # The same request is being built: its answer will do if its snapshot is no older than ours.
         entry = await asyncio.shield(flight)
-        entry = entry if entry is not None and entry.position >= position else None
+        entry = entry if entry is not None and entry.serves(position, updated) else None
     if entry is not None:
         cache.hits += 1
         return _send(request, entry)
@@ -168,7 +178,7 @@ async def _build(db: Database, build: Build[T], conditional: bool) -> _Entry:
         position, updated = await views.freshness(conn)
         body, extra = await build(conn)
     headers = {**(validators(position, updated) if conditional else {}), **extra}
-    return _Entry(position, _encoder.encode(body), headers)
+    return _Entry(position, _encoder.encode(body), headers, updated)
 
 
 def _send(request: Request[Any, Any, Any], entry: _Entry) -> Response[Any]:
