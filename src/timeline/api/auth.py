@@ -27,7 +27,7 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Token
     if scheme.lower() != "bearer" or not secret.strip():
         raise NotAuthorizedException("expected 'Authorization: Bearer <token>'", headers=_CHALLENGE)
     db: Database = connection.app.state.db
-    async with db.read() as conn:
+    async with db.lookup() as conn:
         token = await tokens.verify(conn, secret.strip())
     if token is None:
         raise NotAuthorizedException("unknown token", headers=_CHALLENGE)

@@ -79,6 +79,18 @@ class Database:
             yield conn  # closing the connection rolls the read transaction back
 
     @asynccontextmanager
+    async def lookup(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one read statement, which needs no snapshot beyond its own: on PostgreSQL it
+        runs without BEGIN and ROLLBACK, one round trip instead of three (a token check on every write)."""
+        if self.dialect != "postgresql":
+            async with self.read() as conn:
+                yield conn
+            return
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction that holds the log's write lock; commits on success, else rolls back.
         When it appended events, readers waiting for the log to grow are woken after the commit."""
