@@ -168,6 +168,10 @@ async def _seed(url: str, count: int) -> int:
                 recorder = Recorder(conn, recorded_by="bench", label="seed")
                 await recorder.record_all(events[start : start + 5000], origin="")
                 await recorder.finish()
+        if db.dialect == "postgresql":
+            # Statistics, as autovacuum would have gathered by now on a live server (it may be off here).
+            async with db.engine.connect() as conn:
+                await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(sa.text("ANALYZE"))
         return len(events)
     finally:
         await db.dispose()
