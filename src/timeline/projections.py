@@ -84,7 +84,9 @@ class Views(msgspec.Struct, kw_only=True):
     claims: dict[str, ClaimRecord] = msgspec.field(default_factory=dict)
     # The chosen claim per key (None: no live figure under it); a key missing here is not known yet.
     estimates: dict[EstimateKey, str | None] = msgspec.field(default_factory=dict)
+    # The claims under each estimate key; complete once ``indexed`` (built on first use, then kept).
     by_key: dict[EstimateKey, set[str]] = msgspec.field(default_factory=dict)
+    indexed: bool = False
     registrations: dict[str, tuple[int, Registration]] = msgspec.field(default_factory=dict)
     timeline: dict[int, TimelineEntry | None] = msgspec.field(default_factory=dict)
     changed_claims: set[str] = msgspec.field(default_factory=set)
@@ -164,10 +166,14 @@ def registration_stream(event: Registration | Amendment) -> str:
 
 
 def _members(views: Views, key: EstimateKey) -> set[str]:
-    """The claims under an estimate key, indexed on first use so a rebuild never scans every claim."""
-    if key not in views.by_key:
-        views.by_key[key] = {cid for cid, r in views.claims.items() if estimate_key(r.claim) == key}
-    return views.by_key[key]
+    """The claims under an estimate key. The first call indexes every claim held, in one pass (one pass
+    per key instead made a batch quadratic in its claims); ``apply`` keeps the index current after."""
+    if not views.indexed:
+        for cid, r in views.claims.items():
+            if (k := estimate_key(r.claim)) is not None:
+                views.by_key.setdefault(k, set()).add(cid)
+        views.indexed = True
+    return views.by_key.setdefault(key, set())
 
 
 def _rescan(views: Views, key: EstimateKey | None) -> None:
@@ -216,11 +222,11 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
     views.claims[claim.claim_id] = updated
     views.changed_claims.add(claim.claim_id)
     after = estimate_key(claim)
-    if before != after:
-        if before in views.by_key:
-            views.by_key[before].discard(claim.claim_id)
-        if after in views.by_key:
-            views.by_key[after].add(claim.claim_id)
+    if before != after and views.indexed:
+        if before is not None:
+            views.by_key.setdefault(before, set()).discard(claim.claim_id)
+        if after is not None:
+            views.by_key.setdefault(after, set()).add(claim.claim_id)
     if isinstance(event, ClaimRevised | ClaimRetracted | RecordCorrected) or before not in (None, after):
         _rescan(views, before)
         if after != before:

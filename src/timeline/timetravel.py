@@ -26,7 +26,7 @@ from timeline.domain.events import (
     StatedDate,
 )
 from timeline.domain.values import period_start
-from timeline.projections import EstimateKey, Views, apply
+from timeline.projections import Views, apply
 
 
 class Logged(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,42 +103,11 @@ def visible(events: Sequence[Logged], valid_until: dt.date | None) -> Iterator[t
         yield e.position, event
 
 
-def _estimate_keys(events: Sequence[Logged]) -> set[EstimateKey]:
-    """Every estimate key a claim among the events can have: its made subject, metric and source, or any
-    value a correction gives them (a superset is harmless)."""
-    named: dict[str, tuple[set[str], set[str], set[str]]] = {}
-    for e in events:
-        event = e.event
-        if isinstance(event, ClaimMade):
-            subjects, metrics, sources = named.setdefault(event.claim_id, (set(), set(), set()))
-            subjects.add(event.subject_id)
-            sources.add(event.source_id)
-            if event.metric is not None:
-                metrics.add(event.metric)
-        elif isinstance(event, RecordCorrected):
-            subjects, metrics, sources = named.setdefault(event.claim_id, (set(), set(), set()))
-            changes = event.changes
-            if changes.subject_id is not None:
-                subjects.add(changes.subject_id)
-            if changes.source_id is not None:
-                sources.add(changes.source_id)
-            if changes.metric is not None:
-                metrics.add(changes.metric)
-    return {
-        (subject, metric, source)
-        for subjects, metrics, sources in named.values()
-        for subject in subjects
-        for metric in metrics
-        for source in sources
-    }
-
-
 def views_at(events: Iterable[Logged], valid_until: dt.date | None) -> Views:
     """Every view as the given events (already cut at a log position) show it as of ``valid_until``."""
     logged = list(events)
-    # The views start with no claims, so every key's set of claims starts empty and ``apply`` keeps it
-    # current; left unset, each key's first use would scan every claim folded so far.
-    views = Views(by_key={key: set() for key in _estimate_keys(logged)})
+    # The views start with no claims, so the (empty) estimate index is complete and ``apply`` keeps it.
+    views = Views(indexed=True)
     for position, event in visible(logged, valid_until):
         apply(views, position, event)
     return views

@@ -320,7 +320,7 @@ async def catch_up(db: Database) -> int:
 
 
 async def rebuild_online(
-    db: Database, progress: Callable[[int, int], Awaitable[None] | None] | None = None, *, batch: int = 2000
+    db: Database, progress: Callable[[int, int], Awaitable[None] | None] | None = None, *, batch: int = 10_000
 ) -> int:
     """Refold the views while the old ones keep serving, in memory bounded by one batch: fold a snapshot of
     the log into temporary copies of the view tables without blocking writers, then briefly take the write
