@@ -776,11 +776,13 @@ async def bench_http(dbs: Databases, dialect: str, url: str, token: str) -> list
                     unit="requests/s",
                     timeline=Stats(load.rate, load.rate, load.rate),
                     baselines={},
-                    target="p50 < 50 ms",
+                    target="p50 < 50 ms (subject of 10,000 events)",
                     ratio=None,
-                    met=load.p50 < 50 and load.errors == 0,
+                    # The target is for a subject of 10,000 events; a smaller run's subject proves nothing.
+                    met=load.p50 < 50 and load.errors == 0 if events >= 10_000 else None,
                     note=f"{load.note}; one connection, a different moment each request (none cached), "
-                    f"subject of {events:,} timeline entries",
+                    f"subject of {events:,} timeline entries"
+                    + ("" if events >= 10_000 else " (too few to judge; `--full` has 10,000)"),
                 )
             )
         if dialect == "postgresql":
