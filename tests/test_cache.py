@@ -4,6 +4,7 @@ process moved them; and the clocks that tell where the views stand."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -211,11 +212,20 @@ async def test_without_a_clock_reads_still_answer(database_url: str, seeded: str
 
     app = create_app(Database(database_url))
     app.state.response_cache = ResponseCache(Broken(), 1_000_000)
-    async with AsyncTestClient(app=app) as client:
-        for _ in range(2):
-            response = await client.get(ESTIMATES)
-            assert response.status_code == 200
-            assert _nis(response)["quantity"]["value"] == 1500
+    # On the module's own logger: the app's logging configuration replaces the root logger's handlers.
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("timeline.api.cache").addHandler(handler)
+    try:
+        async with AsyncTestClient(app=app) as client:
+            for _ in range(3):
+                response = await client.get(ESTIMATES)
+                assert response.status_code == 200
+                assert _nis(response)["quantity"]["value"] == 1500
+    finally:
+        logging.getLogger("timeline.api.cache").removeHandler(handler)
+    assert [m for m in said if "views clock unavailable" in m] == [said[0]]  # once, not on every request
 
 
 def test_least_recently_used_entries_go_first() -> None:

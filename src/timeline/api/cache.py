@@ -62,6 +62,7 @@ class ResponseCache:
         self.flights: dict[str, asyncio.Future[_Entry | None]] = {}
         self.hits = 0
         self.misses = 0
+        self.clock_failing = False
 
     def get(self, key: str, position: int, updated: dt.datetime | None = None) -> _Entry | None:
         """The entry for ``key`` if it is at least as fresh as the views at ``position`` (see ``serves``)."""
@@ -144,8 +145,13 @@ async def respond(
     try:
         position, updated = await cache.clock.now()
     except Exception:  # a clock that cannot answer only costs the cache
-        _log.warning("views clock unavailable; answering without the response cache", exc_info=True)
+        if not cache.clock_failing:  # once per outage, not once per request
+            _log.warning("views clock unavailable; answering without the response cache", exc_info=True)
+            cache.clock_failing = True
         return _send(request, await _build(db, build, conditional))
+    if cache.clock_failing:
+        _log.warning("views clock answers again; the response cache is back")
+        cache.clock_failing = False
     if conditional and still_current(request, current := validators(position, updated)):
         return _not_modified(current)
     entry = cache.get(key, position, updated)
