@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -31,3 +32,14 @@ async def test_a_burst_beyond_the_pool_waits_for_pooled_connections(database_url
         await db.dispose()
     assert answers == [1] * 20
     assert opened == 2
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_writer_waits_for_the_log_lock_at_most_30_seconds(database_url: str) -> None:
+    """PostgreSQL: set on every pooled connection, so no write transaction spends a round trip on it."""
+    db = Database(database_url)
+    try:
+        async with db.write() as conn:
+            assert (await conn.execute(sa.text("SHOW lock_timeout"))).scalar_one() == "30s"
+    finally:
+        await db.dispose()

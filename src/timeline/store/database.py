@@ -64,6 +64,10 @@ class Database:
             else:
                 kwargs = {}  # one shared in-memory connection; there is no pool to size
             kwargs["connect_args"] = {"timeout": 30}
+        else:
+            # A writer waiting longer than this for the log's lock fails instead of hanging; set once per
+            # connection rather than with a SET LOCAL round trip in every write transaction.
+            kwargs["connect_args"] = {"server_settings": {"lock_timeout": "30s"}}
         self.engine = create_async_engine(self.url, **kwargs)
         self.notifier = Notifier()
         if self.dialect == "sqlite":
@@ -104,7 +108,6 @@ class Database:
         async with conn.begin():
             if self.dialect == "postgresql":
                 # EXCLUSIVE blocks other writers but not readers; positions commit in order.
-                await conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
                 await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
             yield
             appended = bool(conn.info.pop(APPENDED, False))
