@@ -96,7 +96,8 @@ def _stated(event: DomainEvent) -> StatedDate | None:
     return stated if isinstance(stated, StatedDate) else None
 
 
-def _valid_from(event: DomainEvent) -> dt.date | None:
+def valid_from(event: DomainEvent) -> dt.date | None:
+    """The date an event is about (its valid time): the start of its stated date's period, if it has one."""
     stated = _stated(event)
     return period_start(stated) if stated is not None else None
 
@@ -295,7 +296,7 @@ class Recorder:
                 self._batch = eventlog.Batch(*self._head, self.recorded_at)
         recorded = [
             self._batch.add(
-                stream_id, stream.version + i, NewEvent(event=e, valid_from=_valid_from(e), metadata=metadata)
+                stream_id, stream.version + i, NewEvent(event=e, valid_from=valid_from(e), metadata=metadata)
             )
             for i, e in enumerate(decided, start=1)
         ]
