@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
+from timeline.store import inline
 from timeline.store.database import Database
 
 
@@ -43,3 +47,54 @@ async def test_a_writer_waits_for_the_log_lock_at_most_30_seconds(database_url: 
             assert (await conn.execute(sa.text("SHOW lock_timeout"))).scalar_one() == "30s"
     finally:
         await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_sqlite_writer_waiting_for_another_process_leaves_the_loop_free(database_url: str) -> None:
+    """SQLite statements run on the event loop's thread: waiting for another connection's write lock must
+    not stall the loop (reads and other requests go on), and the write goes through once the lock is free."""
+    path = make_url(database_url).database
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)  # as another process would hold the lock
+    other.execute("BEGIN IMMEDIATE")
+    db = Database(database_url)
+    insert = sa.text("INSERT INTO projection_checkpoints (name, position) VALUES ('waiting', 1)")
+    count = sa.text("SELECT count(*) FROM projection_checkpoints WHERE name = 'waiting'")
+
+    async def write() -> None:
+        async with db.write() as conn:
+            await conn.execute(insert)
+
+    try:
+        writing = asyncio.create_task(write())
+        started = time.monotonic()
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+        async with db.read() as conn:
+            assert (await conn.execute(count)).scalar_one() == 0
+        assert time.monotonic() - started < 1  # ten ticks and a read, not a wait for the lock
+        assert not writing.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(writing, 5)
+        async with db.read() as conn:
+            assert (await conn.execute(count)).scalar_one() == 1
+    finally:
+        other.close()
+        await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_sqlite_lock_held_past_the_timeout_fails_the_statement(database_url: str) -> None:
+    path = make_url(database_url).database
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    conn = await inline.creator(path, timeout=0.2)()
+    try:
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await conn.execute("BEGIN IMMEDIATE")
+        assert time.monotonic() - started >= 0.2
+    finally:
+        await conn.close()
+        other.close()

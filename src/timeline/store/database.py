@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from timeline.store import inline
 from timeline.store.notify import CHANNEL, Listener, Notifier
 
 DEFAULT_URL = "sqlite+aiosqlite:///var/timeline.db"
@@ -61,15 +64,18 @@ class Database:
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                # Statements run on the loop's thread, not through aiosqlite's (see store.inline).
+                kwargs["async_creator"] = inline.creator(parsed.database, timeout=30)
             else:
-                kwargs = {}  # one shared in-memory connection; there is no pool to size
-            kwargs["connect_args"] = {"timeout": 30}
+                kwargs = {"connect_args": {"timeout": 30}}  # one shared in-memory connection, no pool
         else:
             # A writer waiting longer than this for the log's lock fails instead of hanging; set once per
             # connection rather than with a SET LOCAL round trip in every write transaction.
             kwargs["connect_args"] = {"server_settings": {"lock_timeout": "30s"}}
         self.engine = create_async_engine(self.url, **kwargs)
         self.notifier = Notifier()
+        # SQLite writers in this process queue here, in order, rather than polling for the file's lock.
+        self._sqlite_writers = asyncio.Lock() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
 
@@ -105,7 +111,7 @@ class Database:
     async def _locked(self, conn: AsyncConnection) -> AsyncIterator[None]:
         appended = False
         await conn.execution_options(**{_WRITE: True})
-        async with conn.begin():
+        async with self._queue(), conn.begin():
             if self.dialect == "postgresql":
                 # EXCLUSIVE blocks other writers but not readers; positions commit in order.
                 await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
@@ -136,8 +142,11 @@ class Database:
         async with self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 await conn.execution_options(**{_WRITE: True})
-            async with conn.begin():
+            async with self._queue(), conn.begin():
                 yield conn
+
+    def _queue(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self._sqlite_writers if self._sqlite_writers is not None else contextlib.nullcontext()
 
     @property
     def dsn(self) -> str:
