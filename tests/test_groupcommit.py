@@ -6,8 +6,9 @@ import asyncio
 
 import sqlalchemy as sa
 
+from timeline.domain.events import stream_of
 from timeline.groupcommit import Committer, Unit
-from timeline.service import Recorder
+from timeline.service import Recorder, Rejected, references
 from timeline.store import audit, eventlog, idempotency
 from timeline.store.database import Database
 from timeline.store.idempotency import StoredResponse
@@ -132,3 +133,41 @@ async def test_a_unit_whose_statement_fails_does_not_sink_the_others(db: Databas
     assert [r for r in results if not isinstance(r, BaseException)] == [4, 5]
     async with db.read() as conn:
         assert [e.stream_id for e in await eventlog.read_all(conn, after=3)] == ["claim-c0", "claim-c1"]
+
+
+async def test_a_batch_reads_its_streams_in_one_query_and_sees_its_own_registrations(db: Database) -> None:
+    # The units' streams are read for the whole batch at once: a unit still sees what a unit before it in
+    # the batch recorded (a new source exists for the claim after it), and not what a failed unit recorded.
+    committer = Committer(db)
+    await committer.run(_unit(subject("s")))
+    await committer.run(_unit(document("d")))
+    reads: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM events" in statement:
+            reads.append(statement)
+
+    plan = [
+        (source("a"), False),
+        (claim_made("c1", "a", 1, subject_id="s"), False),  # needs the source registered just before
+        (source("b"), True),  # fails: source b must not exist for the next unit
+        (claim_made("c2", "b", 2, subject_id="s"), False),
+        *((claim_made(f"c{i}", "a", i, subject_id="s"), False) for i in range(3, 9)),
+    ]
+    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        results = await asyncio.gather(
+            *(
+                committer.run(_unit(event, fail=fail), reads=[stream_of(event)], probes=references(event))
+                for event, fail in plan
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        await committer.close()
+    assert isinstance(results[2], RuntimeError)
+    assert isinstance(results[3], Rejected)
+    assert "source 'b'" in str(results[3])
+    assert [r for i, r in enumerate(results) if i not in (2, 3)] == list(range(3, 11))
+    assert len(reads) == 1, reads

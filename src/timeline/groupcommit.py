@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 
@@ -25,6 +25,13 @@ from timeline.store.database import Database
 
 T = TypeVar("T")
 Unit = Callable[["Recorder"], Awaitable[Any]]
+
+
+class _Queued(NamedTuple):
+    unit: Unit
+    future: asyncio.Future[Any]
+    reads: tuple[str, ...]  # streams the unit will read, and those whose existence it will check
+    probes: tuple[str, ...]
 
 
 class _Unclean(Exception):
@@ -64,16 +71,23 @@ class Committer:
         self.db = db
         self.max_batch = max_batch
         self.future_slack = future_slack
-        self._queue: asyncio.Queue[tuple[Unit, asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
-    async def run(self, unit: Callable[[Recorder], Awaitable[T]]) -> T:
+    async def run(
+        self,
+        unit: Callable[[Recorder], Awaitable[T]],
+        *,
+        reads: Iterable[str] = (),
+        probes: Iterable[str] = (),
+    ) -> T:
         """Run ``unit`` in a write transaction shared with other units; return its result once that commits,
-        or raise what it raised with only its changes undone. It may run twice, so it acts only in there."""
+        or raise what it raised with only its changes undone. It may run twice, so it acts only in there.
+        The streams it will ``reads`` and ``probes`` are read for the whole batch in one query."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="group-commit")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((unit, future))
+        await self._queue.put(_Queued(unit, future, tuple(reads), tuple(probes)))
         return await future
 
     async def _loop(self) -> None:
@@ -83,7 +97,7 @@ class Committer:
                 batch.append(self._queue.get_nowait())
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[Unit, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[_Queued]) -> None:
         try:
             try:
                 outcomes = await self._transaction(batch, savepoints=False)
@@ -92,9 +106,9 @@ class Committer:
                 # committed, so run the batch again with a savepoint around each unit.
                 outcomes = await self._transaction(batch, savepoints=True)
         except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for queued in batch:
+                if not queued.future.done():
+                    queued.future.set_exception(exc)
             return
         for future, ok, value in outcomes:
             if future.done():
@@ -105,7 +119,7 @@ class Committer:
                 future.set_exception(value)
 
     async def _transaction(
-        self, batch: list[tuple[Unit, asyncio.Future[Any]]], *, savepoints: bool
+        self, batch: list[_Queued], *, savepoints: bool
     ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         """Run the batch in one write transaction and commit it; each unit's outcome, in order.
 
@@ -118,10 +132,15 @@ class Committer:
         async with self.db.write() as conn:
             # One Recorder for the whole batch: its events go in with one INSERT and one save of the views.
             recorder = Recorder(conn, recorded_by="", label="", future_slack=self.future_slack)
+            # Every stream the batch will read, in one query rather than one per unit.
+            await recorder.preload(
+                (s for queued in batch for s in queued.reads),
+                probe=(s for queued in batch for s in queued.probes),
+            )
             watch = _Watch()
             sa.event.listen(conn.sync_connection, "before_cursor_execute", watch.seen)
             try:
-                for unit, future in batch:
+                for unit, future, *_hints in batch:
                     mark, changes = recorder.mark(), watch.changes
                     try:
                         if savepoints:

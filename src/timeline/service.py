@@ -226,9 +226,10 @@ class Recorder:
         await self._load([stream_id])
         return self._streams[stream_id]
 
-    async def preload(self, stream_ids: Iterable[str]) -> None:
-        """Read many streams in a few queries ahead of recording (an import knows all it will touch)."""
-        await self._load(stream_ids)
+    async def preload(self, stream_ids: Iterable[str], *, probe: Iterable[str] = ()) -> None:
+        """Read many streams, and whether the ``probe`` streams exist, in one query ahead of recording (an
+        import, or a batch of writes, knows what it will touch)."""
+        await self._load(stream_ids, probe)
 
     async def version(self, stream_id: str) -> int:
         """The stream's version as this transaction sees it."""

@@ -46,7 +46,7 @@ from timeline.domain.errors import DomainError
 from timeline.domain.events import DomainEvent, stream_of
 from timeline.groupcommit import Committer
 from timeline.importer import LoadedFixture, import_fixtures
-from timeline.service import Recorder, Rejected
+from timeline.service import Recorder, Rejected, references
 from timeline.store import idempotency, views
 from timeline.store.database import Database
 from timeline.store.idempotency import StoredResponse
@@ -122,7 +122,7 @@ async def _write(
 
     # Concurrent writes share one transaction and one commit (group commit); each keeps its own savepoint.
     committer: Committer = request.app.state.committer
-    return await committer.run(unit)
+    return await committer.run(unit, reads=[stream_of(event)], probes=references(event))
 
 
 def _route(
