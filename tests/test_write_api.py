@@ -481,3 +481,24 @@ async def test_future_date_slack_is_configurable(editor: Editor) -> None:
     tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
     ok = await editor.post(f"/claims/{NIS}/revisions", statement("tomorrow in UTC+14", tomorrow))
     assert ok.status_code == 201
+
+
+async def test_a_token_revoked_elsewhere_is_refused_from_the_next_request_on(
+    editor: Editor, database_url: str
+) -> None:
+    # Token checks are shared between concurrent requests, never cached: a revocation by the CLI or another
+    # process counts at once.
+    elsewhere = Database(database_url)
+    first = await editor.post(
+        "/sources", {"source_id": "early", "name": "E", "kind": "agency"}, "other-editor"
+    )
+    assert first.status_code == 201
+    try:
+        async with elsewhere.write() as conn:
+            assert await tokens.revoke(conn, "other-editor")
+    finally:
+        await elsewhere.dispose()
+    refused = await editor.post(
+        "/sources", {"source_id": "late", "name": "L", "kind": "agency"}, "other-editor"
+    )
+    assert "was revoked" in problem(refused, 401)["detail"]

@@ -21,7 +21,7 @@ from timeline.api.cache import ResponseCache
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.groupcommit import Committer
-from timeline.store import activity, clock, projector
+from timeline.store import activity, clock, projector, tokens
 from timeline.store.database import Database
 
 
@@ -91,7 +91,15 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             *drafts.ROUTES,
         ],
         dependencies={"db": Provide(provide_db)},
-        state=State({"db": db, "settings": settings, "committer": committer, "response_cache": responses}),
+        state=State(
+            {
+                "db": db,
+                "settings": settings,
+                "committer": committer,
+                "response_cache": responses,
+                "tokens": tokens.Verifier(db),
+            }
+        ),
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

@@ -11,7 +11,6 @@ from litestar.types import Guard
 
 from timeline.api.settings import Settings
 from timeline.store import tokens
-from timeline.store.database import Database
 from timeline.store.tokens import Token
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="timeline"'}
@@ -26,9 +25,8 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Token
         )
     if scheme.lower() != "bearer" or not secret.strip():
         raise NotAuthorizedException("expected 'Authorization: Bearer <token>'", headers=_CHALLENGE)
-    db: Database = connection.app.state.db
-    async with db.lookup() as conn:
-        token = await tokens.verify(conn, secret.strip())
+    verifier: tokens.Verifier = connection.app.state.tokens
+    token = await verifier.verify(secret.strip())
     if token is None:
         raise NotAuthorizedException("unknown token", headers=_CHALLENGE)
     if token.revoked_at is not None:
