@@ -8,6 +8,7 @@ never applies an event twice or skips one: the next run starts from the checkpoi
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import zlib
@@ -140,12 +141,21 @@ class Worker:
     """Keeps asynchronous projections caught up in the background, while this process leads them."""
 
     def __init__(
-        self, db: Database, projections: Sequence[Projection], *, batch: int = 500, idle: float = 5.0
+        self,
+        db: Database,
+        projections: Sequence[Projection],
+        *,
+        batch: int = 500,
+        idle: float = 5.0,
+        settle: float = 0.05,
     ) -> None:
         self.db = db
         self.projections = list(projections)
         self.batch = batch
         self.idle = idle
+        # After waking, wait this long for more commits: a batch costs a transaction, a checkpoint and a read
+        # however few events it holds, and under steady writes each commit would otherwise get its own.
+        self.settle = settle
         self.leaders = {p.name: Leadership(db, p.name) for p in self.projections}
 
     async def run(self) -> None:
@@ -163,6 +173,7 @@ class Worker:
                         await self.leaders[projection.name].release()
                 if not busy:
                     await self.db.notifier.wait(generation, self.idle)
+                    await asyncio.sleep(self.settle)
         finally:
             for leader in self.leaders.values():
                 await leader.release()
