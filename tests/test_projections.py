@@ -204,3 +204,40 @@ async def test_a_wrong_guess_of_the_claims_loads_the_same_rows(db: Database) -> 
     for loaded in (guessed, mistaken, absent):
         assert loaded.claims == right.claims
         assert loaded.estimates == right.estimates
+
+
+async def test_views_read_and_delete_more_rows_than_a_statement_takes_parameters(db: Database) -> None:
+    # One import of a big fixture touches tens of thousands of claims at once; both drivers refuse a
+    # statement of more than 32,767 parameters, so the views read and delete them a thousand at a time.
+    async with db.write() as conn:
+        recorder = Recorder(conn, recorded_by="test", label="test")
+        await recorder.record_all(
+            [
+                subject(),
+                source("a"),
+                source("b"),
+                document(),
+                claim_made("c1", "a", 1),
+                claim_made("c2", "b", 2),
+            ],
+            origin="",
+        )
+        await recorder.finish()
+    known = {("s", "soldiers", "a"), ("s", "soldiers", "b")}
+    ids = {f"missing-{i}" for i in range(40_000)} | {"c1", "c2"}
+    full = {("s", "soldiers", f"other-{i}") for i in range(12_000)} | {("s", "soldiers", "a")}
+    light = {("s", "soldiers", f"more-{i}") for i in range(12_000)} | {("s", "soldiers", "b")}
+    async with db.write() as conn:
+        loaded = Views()
+        await views._load_claims(conn, loaded, ids, full, light)
+        assert set(loaded.claims) == {"c1", "c2"}
+        assert loaded.estimates[("s", "soldiers", "b")] == "c2"  # the chosen claim, found past 12,000 keys
+        assert sum(1 for chosen in loaded.estimates.values() if chosen is None) == 12_000
+        # Saving deletes every estimate gone and every timeline entry gone, however many.
+        loaded.estimates.update(dict.fromkeys(known | full | light))
+        loaded.changed_estimates.update(known | full | light)
+        loaded.timeline.update(dict.fromkeys(range(1, 40_001)))
+        loaded.position = await views.checkpoint(conn)
+        await views.save(conn, loaded)
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(estimates))).scalar_one() == 0
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(timeline))).scalar_one() == 0

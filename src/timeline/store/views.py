@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import msgspec
 import sqlalchemy as sa
@@ -82,8 +83,8 @@ async def load_for(
         for e in new_events
         if isinstance(e, SubjectAmended | SourceAmended | DocumentAmended)
     ]
-    if amended:
-        result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id.in_(amended)))
+    for chunk in _chunks(set(amended)):
+        result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id.in_(chunk)))
         for row in result.mappings():
             views.registrations[row["stream_id"]] = registration_from_row(row)
     claim_events = [e for e in new_events if isinstance(e, ClaimEvent)]
@@ -132,13 +133,44 @@ def _keys_touched(
 
 
 _BY_ID, _BY_KEY, _CHOSEN = 0, 1, 2
+# Ids or keys a statement: both drivers refuse a statement of more than 32,767 parameters (a key takes three),
+# which one import of a big fixture reaches.
+_CHUNK = 1000
+
+
+_Item = TypeVar("_Item", str, int, EstimateKey)
+
+
+def _chunks(items: Iterable[_Item]) -> list[list[_Item]]:
+    ordered = sorted(items)
+    return [ordered[start : start + _CHUNK] for start in range(0, len(ordered), _CHUNK)]
 
 
 async def _load_claims(
     conn: AsyncConnection, views: Views, ids: set[str], full: set[EstimateKey], light: set[EstimateKey]
 ) -> None:
-    """Read, in one query, the claims by id, every claim under the ``full`` keys and the chosen claim
-    under the ``light`` keys (recording which one is chosen)."""
+    """Read the claims by id, every claim under the ``full`` keys and the chosen claim under the ``light``
+    keys (recording which one is chosen): in one query, or one per thousand ids or keys."""
+    # No estimate row under a key means no live figure under it: a new one simply wins.
+    views.estimates.update(dict.fromkeys(light))
+    id_chunks, full_chunks, light_chunks = _chunks(ids), _chunks(full), _chunks(light)
+    for i in range(max(len(id_chunks), len(full_chunks), len(light_chunks))):
+        await _load_claims_once(
+            conn,
+            views,
+            id_chunks[i] if i < len(id_chunks) else [],
+            full_chunks[i] if i < len(full_chunks) else [],
+            light_chunks[i] if i < len(light_chunks) else [],
+        )
+
+
+async def _load_claims_once(
+    conn: AsyncConnection,
+    views: Views,
+    ids: list[str],
+    full: list[EstimateKey],
+    light: list[EstimateKey],
+) -> None:
     key_columns = sa.tuple_(claims.c.subject_id, claims.c.metric, claims.c.source_id)
     parts: list[sa.Select[tuple[object, ...]]] = []
     if ids:
@@ -147,19 +179,15 @@ async def _load_claims(
         )
     if full:
         parts.append(
-            sa.select(claims, sa.literal_column(str(_BY_KEY)).label("part")).where(
-                key_columns.in_(sorted(full))
-            )
+            sa.select(claims, sa.literal_column(str(_BY_KEY)).label("part")).where(key_columns.in_(full))
         )
     if light:
         chosen = sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id)
         parts.append(
             sa.select(claims, sa.literal_column(str(_CHOSEN)).label("part"))
             .join(estimates, estimates.c.claim_id == claims.c.claim_id)
-            .where(chosen.in_(sorted(light)))
+            .where(chosen.in_(light))
         )
-        # No estimate row under a key means no live figure under it: a new one simply wins.
-        views.estimates.update(dict.fromkeys(light))
     if not parts:
         return
     query = parts[0] if len(parts) == 1 else sa.union_all(*parts)
@@ -192,8 +220,7 @@ async def save(conn: AsyncConnection, views: Views) -> None:
         )
     if views.changed_estimates:
         keys = sorted(views.changed_estimates)
-        gone = [k for k in keys if views.estimates[k] is None]
-        if gone:
+        for gone in _chunks(k for k in keys if views.estimates[k] is None):
             await conn.execute(
                 sa.delete(estimates).where(
                     sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id).in_(gone)
@@ -251,9 +278,8 @@ def _upsert_statement(dialect: str, table: sa.Table) -> sa.Insert:
 async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
     if not views.timeline:
         return
-    gone = [p for p, e in views.timeline.items() if e is None]
-    if gone:
-        await conn.execute(sa.delete(timeline).where(timeline.c.position.in_(sorted(gone))))
+    for gone in _chunks(p for p, e in views.timeline.items() if e is None):
+        await conn.execute(sa.delete(timeline).where(timeline.c.position.in_(gone)))
     rows: list[dict[str, object]] = [
         {
             "position": e.position,
