@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from timeline.store import inline
+from timeline.store import database, inline
 from timeline.store.database import Database
 
 
@@ -66,6 +66,9 @@ async def test_a_sqlite_writer_waiting_for_another_process_leaves_the_loop_free(
             await conn.execute(insert)
 
     try:
+        async with db.read() as conn:  # statements run inline, where the busy handler would stall the loop
+            raw = await conn.get_raw_connection()
+            assert isinstance(raw.driver_connection, inline.InlineConnection)
         writing = asyncio.create_task(write())
         started = time.monotonic()
         for _ in range(10):
@@ -98,3 +101,22 @@ async def test_a_sqlite_lock_held_past_the_timeout_fails_the_statement(database_
     finally:
         await conn.close()
         other.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_sqlite_writer_behind_another_in_this_process_fails_clearly_after_the_timeout(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "LOCK_TIMEOUT", 0.2)
+    db = Database(database_url, pool_size=2)
+    try:
+        async with db.write():
+            started = time.monotonic()
+            with pytest.raises(TimeoutError, match=r"waited 0\.2 s for the SQLite write lock"):
+                async with db.write():
+                    pass
+            assert time.monotonic() - started >= 0.2
+        async with db.write() as conn:  # the lock was given back both times
+            await conn.execute(sa.text("SELECT 1"))
+    finally:
+        await db.dispose()

@@ -53,6 +53,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
         return db
 
     committer = Committer(db, future_slack=settings.future_slack)
+    verifier = tokens.Verifier(db)
     responses = ResponseCache(clock.for_database(db), settings.response_cache_bytes)
 
     @asynccontextmanager
@@ -72,6 +73,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await committer.close()
+            await verifier.close()
             await responses.clock.close()
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -97,7 +99,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 "settings": settings,
                 "committer": committer,
                 "response_cache": responses,
-                "tokens": tokens.Verifier(db),
+                "tokens": verifier,
             }
         ),
         exception_handlers=HANDLERS,

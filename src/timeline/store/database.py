@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from timeline.store import inline
 from timeline.store.notify import CHANNEL, Listener, Notifier
@@ -21,6 +21,8 @@ DEFAULT_URL = "sqlite+aiosqlite:///var/timeline.db"
 # Set on a connection's info by eventlog.append, so the write transaction knows to notify readers.
 APPENDED = "timeline_appended"
 _WRITE = "timeline_write"
+# Seconds a writer waits for the log's write lock before failing (on both databases).
+LOCK_TIMEOUT = 30.0
 
 
 def normalize_url(url: str) -> str:
@@ -65,19 +67,29 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 # Statements run on the loop's thread, not through aiosqlite's (see store.inline).
-                kwargs["async_creator"] = inline.creator(parsed.database, timeout=30)
+                kwargs["async_creator"] = inline.creator(parsed.database, timeout=LOCK_TIMEOUT)
             else:
-                kwargs = {"connect_args": {"timeout": 30}}  # one shared in-memory connection, no pool
+                kwargs = {
+                    "connect_args": {"timeout": LOCK_TIMEOUT}
+                }  # one shared in-memory connection, no pool
         else:
             # A writer waiting longer than this for the log's lock fails instead of hanging; set once per
             # connection rather than with a SET LOCAL round trip in every write transaction.
-            kwargs["connect_args"] = {"server_settings": {"lock_timeout": "30s"}}
+            kwargs["connect_args"] = {"server_settings": {"lock_timeout": f"{LOCK_TIMEOUT:.0f}s"}}
         self.engine = create_async_engine(self.url, **kwargs)
         self.notifier = Notifier()
         # SQLite writers in this process queue here, in order, rather than polling for the file's lock.
         self._sqlite_writers = asyncio.Lock() if self.dialect == "sqlite" else None
+        # Sessions run long statements (a rebuild reads the log a batch at a time and copies whole views):
+        # on an SQLite file they go through aiosqlite's thread, not inline, so the loop keeps serving.
+        self._threaded: AsyncEngine | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+            if "async_creator" in kwargs:
+                self._threaded = create_async_engine(
+                    self.url, poolclass=NullPool, connect_args={"timeout": LOCK_TIMEOUT}
+                )
+                _configure_sqlite(self._threaded)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -104,14 +116,14 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction that holds the log's write lock; commits on success, else rolls back.
         When it appended events, readers waiting for the log to grow are woken after the commit."""
-        async with self.engine.connect() as conn, self._locked(conn):
+        async with self._turn(), self.engine.connect() as conn, self._locked(conn):
             yield conn
 
     @asynccontextmanager
     async def _locked(self, conn: AsyncConnection) -> AsyncIterator[None]:
         appended = False
         await conn.execution_options(**{_WRITE: True})
-        async with self._queue(), conn.begin():
+        async with conn.begin():
             if self.dialect == "postgresql":
                 # EXCLUSIVE blocks other writers but not readers; positions commit in order.
                 await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
@@ -127,7 +139,7 @@ class Database:
     async def session(self) -> AsyncIterator[Session]:
         """One connection kept across several transactions, for work whose temporary tables must outlive
         one of them (a rebuild)."""
-        async with self.engine.connect() as conn:
+        async with (self._threaded or self.engine).connect() as conn:
             try:
                 yield Session(self, conn)
             finally:
@@ -139,14 +151,30 @@ class Database:
     async def serial(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that writes projection tables, not the log: on SQLite it takes the write lock up
         front (two processes must not both apply one batch); on PostgreSQL row locks suffice."""
-        async with self.engine.connect() as conn:
+        async with self._turn(), self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 await conn.execution_options(**{_WRITE: True})
-            async with self._queue(), conn.begin():
+            async with conn.begin():
                 yield conn
 
-    def _queue(self) -> contextlib.AbstractAsyncContextManager[object]:
-        return self._sqlite_writers if self._sqlite_writers is not None else contextlib.nullcontext()
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """On SQLite, this process's turn to write, before taking a pooled connection (writers waiting
+        must not hold connections readers need); given up after the 30 s another process would wait."""
+        if self._sqlite_writers is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout(LOCK_TIMEOUT):
+                await self._sqlite_writers.acquire()
+        except TimeoutError:
+            raise TimeoutError(
+                f"waited {LOCK_TIMEOUT:g} s for the SQLite write lock (held by another write in this process)"
+            ) from None
+        try:
+            yield
+        finally:
+            self._sqlite_writers.release()
 
     @property
     def dsn(self) -> str:
@@ -160,6 +188,8 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        if self._threaded is not None:
+            await self._threaded.dispose()
 
 
 class Session:
@@ -183,5 +213,5 @@ class Session:
         """A write transaction holding the log's write lock, as ``Database.write``."""
         if self.db.dialect == "postgresql":
             await self.conn.execution_options(isolation_level="READ COMMITTED")
-        async with self.db._locked(self.conn):
+        async with self.db._turn(), self.db._locked(self.conn):
             yield self.conn

@@ -26,9 +26,11 @@ _LONGEST_WAIT = 0.05
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:
-    # Any kind of busy or locked but a stale snapshot, which no wait can cure (the transaction must restart).
+    # Another connection holds the lock: the one case SQLite's busy handler would have waited for. Not a
+    # stale snapshot (the transaction must restart), nor a table locked by this same connection
+    # (SQLITE_LOCKED): no wait cures those.
     code = getattr(error, "sqlite_errorcode", 0)
-    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and code != _BUSY_SNAPSHOT
+    return code & 0xFF == sqlite3.SQLITE_BUSY and code != _BUSY_SNAPSHOT
 
 
 _BUSY_SNAPSHOT = getattr(sqlite3, "SQLITE_BUSY_SNAPSHOT", 517)
@@ -72,8 +74,7 @@ class InlineCursor:
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
-        # A retried executemany starts over: SQLite reports a lock before the first row is written.
-        rows = list(parameters)
+        rows = list(parameters)  # a retry must see them all again
         await self._owner.attempt(self._cursor.executemany, sql, rows)
         return self
 
@@ -135,10 +136,13 @@ class InlineConnection:
         deadline: float | None = None
         wait = _FIRST_WAIT
         while True:
+            changes = self.sqlite.total_changes
             try:
                 return call(*args)
             except sqlite3.OperationalError as error:
-                if not _busy(error):
+                # Retried only if it changed nothing: an executemany outside a write transaction may have
+                # written some rows before it met the lock, and must not write them twice.
+                if not _busy(error) or self.sqlite.total_changes != changes:
                     raise
                 now = time.monotonic()
                 deadline = deadline if deadline is not None else now + self.timeout

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
@@ -117,12 +118,28 @@ class Verifier:
                     )
                     found = {row["token_hash"]: _token(row) for row in result.mappings()}
             except Exception as error:  # every check in the round fails with it
-                for future in round_.values():
-                    future.set_exception(error)
-                    future.exception()  # retrieved here, so a round nobody awaits anymore logs nothing
+                _fail(round_.values(), error)
             else:
                 for digest, future in round_.items():
                     future.set_result(found.get(digest))
+            finally:
+                # Cancelled mid-lookup (the server stopping): nobody may be left waiting for an answer.
+                _fail(round_.values(), ConnectionError("the token check was stopped"))
+
+    async def close(self) -> None:
+        """Stop checking: a check under way fails rather than outliving the database's connections."""
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        _fail(self._round.values(), ConnectionError("the token check was stopped"))
+        self._round = {}
+
+
+def _fail(futures: Iterable[asyncio.Future[Token | None]], error: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
+            future.exception()  # retrieved here, so an answer nobody awaits anymore logs nothing
 
 
 async def revoke(conn: AsyncConnection, name: str) -> bool:
