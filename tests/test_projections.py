@@ -25,7 +25,7 @@ from timeline.domain.events import (
 from timeline.domain.values import period_start
 from timeline.projections import Views, apply, latest_estimate
 from timeline.service import Recorder, Rejected
-from timeline.store import eventlog, views
+from timeline.store import eventlog, queries, views
 from timeline.store.database import Database
 from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
 
@@ -228,6 +228,10 @@ async def test_views_read_and_delete_more_rows_than_a_statement_takes_parameters
     full = {("s", "soldiers", f"other-{i}") for i in range(12_000)} | {("s", "soldiers", "a")}
     light = {("s", "soldiers", f"more-{i}") for i in range(12_000)} | {("s", "soldiers", "b")}
     async with db.write() as conn:
+        # So do the reads a whole subject's export makes.
+        assert set(await queries.claims_among(conn, ids)) == {"c1", "c2"}
+        registered = await queries.registrations_among(conn, {f"source-{i}" for i in ids} | {"source-a"})
+        assert set(registered) == {"source-a"}
         loaded = Views()
         await views._load_claims(conn, loaded, ids, full, light)
         assert set(loaded.claims) == {"c1", "c2"}

@@ -34,10 +34,17 @@ async def registration(conn: AsyncConnection, stream_id: str) -> tuple[int, Regi
 
 async def registrations_among(conn: AsyncConnection, stream_ids: Iterable[str]) -> dict[str, Registration]:
     """The definitions among the given stream ids that are registered, by stream id."""
-    result = await conn.execute(
-        sa.select(registrations).where(registrations.c.stream_id.in_(sorted(set(stream_ids))))
-    )
-    return {row["stream_id"]: registration_from_row(row)[1] for row in result.mappings()}
+    found: dict[str, Registration] = {}
+    for chunk in _chunks(stream_ids):
+        result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id.in_(chunk)))
+        found.update((row["stream_id"], registration_from_row(row)[1]) for row in result.mappings())
+    return found
+
+
+def _chunks(ids: Iterable[str]) -> list[list[str]]:
+    # Both drivers refuse a statement of more than 32,767 parameters; a whole subject's export can name more.
+    wanted = sorted(set(ids))
+    return [wanted[start : start + 5_000] for start in range(0, len(wanted), 5_000)]
 
 
 async def registrations_by_kind(conn: AsyncConnection, kind: str) -> list[tuple[int, Registration]]:
@@ -204,11 +211,11 @@ async def _logged(
 
 async def claims_among(conn: AsyncConnection, claim_ids: Iterable[str]) -> dict[str, ClaimRecord]:
     """The current state of the given claims, by id (unknown ids are left out)."""
-    wanted = sorted(set(claim_ids))
-    if not wanted:
-        return {}
-    result = await conn.execute(sa.select(claims).where(claims.c.claim_id.in_(wanted)))
-    return {row["claim_id"]: claim_from_row(row) for row in result.mappings()}
+    found: dict[str, ClaimRecord] = {}
+    for chunk in _chunks(claim_ids):
+        result = await conn.execute(sa.select(claims).where(claims.c.claim_id.in_(chunk)))
+        found.update((row["claim_id"], claim_from_row(row)) for row in result.mappings())
+    return found
 
 
 async def drafting_context(
