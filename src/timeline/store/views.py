@@ -346,11 +346,13 @@ async def catch_up(db: Database) -> int:
 
 
 async def rebuild_online(
-    db: Database, progress: Callable[[int, int], Awaitable[None] | None] | None = None, *, batch: int = 10_000
+    db: Database, progress: Callable[[int, int], Awaitable[None] | None] | None = None, *, batch: int = 2_000
 ) -> int:
     """Refold the views while the old ones keep serving, in memory bounded by one batch: fold a snapshot of
     the log into temporary copies of the view tables without blocking writers, then briefly take the write
     lock to fold what arrived meanwhile and copy the new rows over the old."""
+    # A batch loads every claim under each estimate key its revisions touch, a set that grows with the log:
+    # 10,000 events a batch peaked at ~1 GB at 1,000,000 events; 2,000 costs ~7% more time.
     done = 0
     async with db.session() as session:
         async with session.snapshot() as conn:
