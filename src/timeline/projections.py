@@ -102,9 +102,24 @@ def estimate_key(claim: Claim) -> EstimateKey | None:
     return (claim.subject_id, claim.metric, claim.source_id)
 
 
+def rank_can_drop(before: Claim | None, after: Claim) -> bool:
+    """Whether an event that turned ``before`` into ``after`` can have lowered the claim's rank as an
+    estimate (then every claim under its key must be looked at again, not just the one chosen)."""
+    if before is None or not _live(before):
+        return False  # it was no candidate: whatever it is now, it can only have risen
+    if not _live(after):
+        return True  # retracted, or its figure withdrawn
+    # Its position only grows, so only an earlier stated date can rank it lower.
+    return period_start(after.stated_on) < period_start(before.stated_on)
+
+
+def _live(claim: Claim) -> bool:
+    return claim.status != "retracted" and claim.quantity is not None
+
+
 def latest_estimate(records: Iterable[ClaimRecord]) -> ClaimRecord | None:
     """A source's current estimate: its most recently stated figure that it has not retracted."""
-    live = [r for r in records if r.claim.status != "retracted" and r.claim.quantity is not None]
+    live = [r for r in records if _live(r.claim)]
     if not live:
         return None
     return max(live, key=lambda r: (period_start(r.claim.stated_on), r.updated_position))
@@ -227,7 +242,7 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
             views.by_key.setdefault(before, set()).discard(claim.claim_id)
         if after is not None:
             views.by_key.setdefault(after, set()).add(claim.claim_id)
-    if isinstance(event, ClaimRevised | ClaimRetracted | RecordCorrected) or before not in (None, after):
+    if rank_can_drop(record.claim if record else None, claim) or before not in (None, after):
         _rescan(views, before)
         if after != before:
             _rescan(views, after)

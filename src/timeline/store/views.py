@@ -19,11 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import Claim, ClaimEvent, Registration, evolve
 from timeline.domain.events import (
-    ClaimRetracted,
-    ClaimRevised,
     DocumentAmended,
     DomainEvent,
-    RecordCorrected,
     SourceAmended,
     SubjectAmended,
 )
@@ -35,6 +32,7 @@ from timeline.projections import (
     apply,
     estimate_key,
     occurred_on,
+    rank_can_drop,
     registration_stream,
 )
 from timeline.store import projector
@@ -116,16 +114,17 @@ def _keys_touched(
     (light), given the claims' states before the events."""
     # Fold the batch ahead to learn every (subject, metric, source) it touches, corrections included. An
     # event that can only raise a claim's rank needs just the claim currently chosen for its key; one that
-    # can lower it (a revision's new date, a retraction, a correction) needs every claim under the key.
+    # can lower it (an earlier date, a retraction) or move it to another key needs every claim under both.
     states = dict(states)
     light: set[EstimateKey | None] = {estimate_key(c) for c in states.values()}
     full: set[EstimateKey | None] = set()
     for event in claim_events:
-        before = estimate_key(states[event.claim_id]) if event.claim_id in states else None
-        states[event.claim_id] = evolve(states.get(event.claim_id), event)
-        touched = {before, estimate_key(states[event.claim_id])}
-        can_drop = isinstance(event, ClaimRevised | ClaimRetracted | RecordCorrected)
-        (full if can_drop else light).update(touched)
+        earlier = states.get(event.claim_id)
+        before = estimate_key(earlier) if earlier is not None else None
+        states[event.claim_id] = now = evolve(earlier, event)
+        after = estimate_key(now)
+        can_drop = rank_can_drop(earlier, now) or before not in (None, after)
+        (full if can_drop else light).update({before, after})
     full.discard(None)
     light -= full
     light.discard(None)
