@@ -14,7 +14,7 @@ from timeline.domain.claims import Registration
 from timeline.domain.events import RecordCorrected, SourceRegistered, decode_event
 from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store.schema import MOVES_SUBJECT, claims, estimates, events, registrations, timeline
-from timeline.store.views import claim_from_row, entry_from_row, registration_from_row
+from timeline.store.views import chunked, claim_from_row, entry_from_row, registration_from_row
 from timeline.timetravel import Logged
 
 
@@ -35,16 +35,10 @@ async def registration(conn: AsyncConnection, stream_id: str) -> tuple[int, Regi
 async def registrations_among(conn: AsyncConnection, stream_ids: Iterable[str]) -> dict[str, Registration]:
     """The definitions among the given stream ids that are registered, by stream id."""
     found: dict[str, Registration] = {}
-    for chunk in _chunks(stream_ids):
+    for chunk in chunked(stream_ids):
         result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id.in_(chunk)))
         found.update((row["stream_id"], registration_from_row(row)[1]) for row in result.mappings())
     return found
-
-
-def _chunks(ids: Iterable[str]) -> list[list[str]]:
-    # Both drivers refuse a statement of more than 32,767 parameters; a whole subject's export can name more.
-    wanted = sorted(set(ids))
-    return [wanted[start : start + 5_000] for start in range(0, len(wanted), 5_000)]
 
 
 async def registrations_by_kind(conn: AsyncConnection, kind: str) -> list[tuple[int, Registration]]:
@@ -212,7 +206,7 @@ async def _logged(
 async def claims_among(conn: AsyncConnection, claim_ids: Iterable[str]) -> dict[str, ClaimRecord]:
     """The current state of the given claims, by id (unknown ids are left out)."""
     found: dict[str, ClaimRecord] = {}
-    for chunk in _chunks(claim_ids):
+    for chunk in chunked(claim_ids):
         result = await conn.execute(sa.select(claims).where(claims.c.claim_id.in_(chunk)))
         found.update((row["claim_id"], claim_from_row(row)) for row in result.mappings())
     return found

@@ -81,7 +81,7 @@ async def load_for(
         for e in new_events
         if isinstance(e, SubjectAmended | SourceAmended | DocumentAmended)
     ]
-    for chunk in _chunks(set(amended)):
+    for chunk in chunked(set(amended)):
         result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id.in_(chunk)))
         for row in result.mappings():
             views.registrations[row["stream_id"]] = registration_from_row(row)
@@ -140,8 +140,9 @@ _CHUNK = 1000
 _Item = TypeVar("_Item", str, int, EstimateKey)
 
 
-def _chunks(items: Iterable[_Item]) -> list[list[_Item]]:
-    ordered = sorted(items)
+def chunked(items: Iterable[_Item]) -> list[list[_Item]]:
+    """The distinct items, sorted, a thousand to a list: what one statement can take as parameters."""
+    ordered = sorted(set(items))
     return [ordered[start : start + _CHUNK] for start in range(0, len(ordered), _CHUNK)]
 
 
@@ -152,7 +153,7 @@ async def _load_claims(
     keys (recording which one is chosen): in one query, or one per thousand ids or keys."""
     # No estimate row under a key means no live figure under it: a new one simply wins.
     views.estimates.update(dict.fromkeys(light))
-    id_chunks, full_chunks, light_chunks = _chunks(ids), _chunks(full), _chunks(light)
+    id_chunks, full_chunks, light_chunks = chunked(ids), chunked(full), chunked(light)
     for i in range(max(len(id_chunks), len(full_chunks), len(light_chunks))):
         await _load_claims_once(
             conn,
@@ -219,7 +220,7 @@ async def save(conn: AsyncConnection, views: Views) -> None:
         )
     if views.changed_estimates:
         keys = sorted(views.changed_estimates)
-        for gone in _chunks(k for k in keys if views.estimates[k] is None):
+        for gone in chunked(k for k in keys if views.estimates[k] is None):
             await conn.execute(
                 sa.delete(estimates).where(
                     sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id).in_(gone)
@@ -277,7 +278,7 @@ def _upsert_statement(dialect: str, table: sa.Table) -> sa.Insert:
 async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
     if not views.timeline:
         return
-    for gone in _chunks(p for p, e in views.timeline.items() if e is None):
+    for gone in chunked(p for p, e in views.timeline.items() if e is None):
         await conn.execute(sa.delete(timeline).where(timeline.c.position.in_(gone)))
     rows: list[dict[str, object]] = [
         {
