@@ -30,7 +30,8 @@ Unit = Callable[["Recorder"], Awaitable[Any]]
 class _Queued(NamedTuple):
     unit: Unit
     future: asyncio.Future[Any]
-    reads: tuple[str, ...]  # streams the unit will read, and those whose existence it will check
+    # The streams the unit will read, and those whose existence it will check: read for the whole batch.
+    reads: tuple[str, ...]
     probes: tuple[str, ...]
 
 
@@ -140,7 +141,8 @@ class Committer:
             watch = _Watch()
             sa.event.listen(conn.sync_connection, "before_cursor_execute", watch.seen)
             try:
-                for unit, future, *_hints in batch:
+                for queued in batch:
+                    unit, future = queued.unit, queued.future
                     mark, changes = recorder.mark(), watch.changes
                     try:
                         if savepoints:

@@ -120,7 +120,7 @@ async def _write(
             out, status_code=status, media_type="application/json", headers={"ETag": f'"{version}"'}
         )
 
-    # Concurrent writes share one transaction and one commit (group commit); each keeps its own savepoint.
+    # Concurrent writes share one transaction and one commit (group commit); one that fails is undone alone.
     committer: Committer = request.app.state.committer
     return await committer.run(unit, reads=[stream_of(event)], probes=references(event))
 
