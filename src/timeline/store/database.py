@@ -69,9 +69,8 @@ class Database:
                 # Statements run on the loop's thread, not through aiosqlite's (see store.inline).
                 kwargs["async_creator"] = inline.creator(parsed.database, timeout=LOCK_TIMEOUT)
             else:
-                kwargs = {
-                    "connect_args": {"timeout": LOCK_TIMEOUT}
-                }  # one shared in-memory connection, no pool
+                # One shared in-memory connection: there is no pool to size.
+                kwargs = {"connect_args": {"timeout": LOCK_TIMEOUT}}
         else:
             # A writer waiting longer than this for the log's lock fails instead of hanging; set once per
             # connection rather than with a SET LOCAL round trip in every write transaction.
