@@ -113,6 +113,7 @@ class InlineConnection:
         self.sqlite = connection
         self.timeout = timeout
         self._tx = _Immediately()
+        self._closed = False
 
     @property
     def _conn(self) -> sqlite3.Connection:  # where SQLAlchemy's adapter sets the isolation level
@@ -120,7 +121,7 @@ class InlineConnection:
 
     @property
     def _connection(self) -> sqlite3.Connection | None:  # the adapter commits only while this is set
-        return self.sqlite
+        return None if self._closed else self.sqlite
 
     @property
     def isolation_level(self) -> str | None:
@@ -174,9 +175,10 @@ class InlineConnection:
         self.sqlite.create_function(*args, **kwargs)
 
     async def close(self) -> None:
-        self.sqlite.close()
+        self.stop()
 
     def stop(self) -> None:
+        self._closed = True
         self.sqlite.close()
 
 
