@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import msgspec
 
+from timeline.domain import claims as rules
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import (
     ClaimConfirmed,
@@ -26,7 +27,15 @@ from timeline.domain.events import (
     StatedDate,
 )
 from timeline.domain.values import period_start
-from timeline.projections import Views, apply
+from timeline.projections import (
+    ClaimRecord,
+    Views,
+    apply,
+    effective_events,
+    estimate_key,
+    latest_estimate,
+    timeline_entry,
+)
 
 
 class Logged(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,10 +113,33 @@ def visible(events: Sequence[Logged], valid_until: dt.date | None) -> Iterator[t
 
 
 def views_at(events: Iterable[Logged], valid_until: dt.date | None) -> Views:
-    """Every view as the given events (already cut at a log position) show it as of ``valid_until``."""
-    logged = list(events)
-    # The views start with no claims, so the (empty) estimate index is complete and ``apply`` keeps it.
+    """Every view as the given events (already cut at a log position) show it as of ``valid_until``.
+
+    The same views as ``apply`` on each event in turn (tests hold them equal), folded a claim at a time:
+    with every event of a claim at hand, its state is one replay and its estimate key is ranked once,
+    not once per event (which was most of the cost on a subject of 10,000 events).
+    """
     views = Views(indexed=True)
-    for position, event in visible(logged, valid_until):
-        apply(views, position, event)
+    streams: dict[str, tuple[list[int], list[ClaimEvent]]] = {}
+    for position, event in visible(list(events), valid_until):
+        if isinstance(event, ClaimEvent):
+            positions, recorded = streams.setdefault(event.claim_id, ([], []))
+            positions.append(position)
+            recorded.append(event)
+        else:
+            apply(views, position, event)
+        views.position = position
+    for claim_id, (positions, recorded) in streams.items():
+        claim = rules.replay(recorded)
+        views.claims[claim_id] = ClaimRecord(claim=claim, positions=tuple(positions))
+        if (key := estimate_key(claim)) is not None:
+            views.by_key.setdefault(key, set()).add(claim_id)
+        # The entries ``apply`` leaves: each event's, from the claim as it ends (only a correction changes
+        # what an entry shows of its claim, and a correction redoes every entry of the claim).
+        fixed = {c.corrects_version for c in claim.corrections}
+        for version, (at, effective) in enumerate(zip(positions, effective_events(claim), strict=True), 1):
+            views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
+    for key, members in views.by_key.items():
+        chosen = latest_estimate(views.claims[claim_id] for claim_id in members)
+        views.estimates[key] = chosen.claim.claim_id if chosen else None
     return views
