@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any, Literal
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import Registration
@@ -161,44 +161,58 @@ async def logged_until(
     to that valid time would skip them anyway (``timetravel.visible``)."""
     wanted = sorted(set(stream_ids))
     if valid_until is None:
-        return await _logged(conn, wanted, position, sa.true())
+        return await _logged(conn, wanted, position, "all")
     # Corrections have no date of their own (valid_from is null), so every one known at the cut is read.
-    stated_by_then = sa.or_(events.c.valid_from.is_(None), events.c.valid_from <= valid_until)
-    found = await _logged(conn, wanted, position, stated_by_then)
+    found = await _logged(conn, wanted, position, "stated", valid_until)
     redated = {
         e.stream_id
         for e in found
         if isinstance(e.event, RecordCorrected) and e.event.changes.stated_on is not None
     }
     if redated:
-        found.extend(await _logged(conn, sorted(redated), position, sa.not_(stated_by_then)))
+        found.extend(await _logged(conn, sorted(redated), position, "later", valid_until))
         found.sort(key=lambda e: e.position)
     return found
 
 
+# Time travel on a subject of 10,000 events reads them all: these go to the driver directly, as SQLAlchemy's
+# statement compilation (a parameter per stream on SQLite) and per-row processing cost more than the reading.
+_LOGGED = "SELECT position, stream_id, stream_version, data FROM events WHERE {streams} AND position <= {at}"
+_STATED = {
+    "all": "",
+    "stated": " AND (valid_from IS NULL OR valid_from <= {until})",
+    "later": " AND valid_from > {until}",
+}
+# SQLite takes at most 32,766 parameters in a statement.
+_SQLITE_CHUNK = 10_000
+
+
 async def _logged(
-    conn: AsyncConnection, stream_ids: list[str], position: int, where: sa.ColumnElement[bool]
+    conn: AsyncConnection,
+    stream_ids: list[str],
+    position: int,
+    stated: Literal["all", "stated", "later"],
+    valid_until: dt.date | None = None,
 ) -> list[Logged]:
-    columns = (events.c.position, events.c.stream_id, events.c.stream_version, events.c.data)
+    if not stream_ids:
+        return []
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    rows: list[Any] = []
     if conn.dialect.name == "postgresql":
-        # One array parameter: with a parameter per stream, each length of the list is a statement to plan
-        # afresh, and the query takes twice as long.
-        ids = sa.literal(stream_ids, postgresql.ARRAY(sa.String))
-        chunks = [sa.select(*columns).where(events.c.stream_id == sa.any_(ids))]
+        if not driver.is_in_transaction():
+            # SQLAlchemy's asyncpg adapter begins the caller's transaction at its first statement.
+            await conn.execute(sa.select(sa.literal(1)))
+        # One array parameter: with a parameter per stream, each length of the list is a statement to plan.
+        query = (_LOGGED + _STATED[stated]).format(streams="stream_id = ANY($1::text[])", at="$2", until="$3")
+        rows = await driver.fetch(query, stream_ids, position, *([valid_until] if stated != "all" else []))
     else:
-        # In chunks: SQLite takes at most 32,766 parameters in a statement.
-        chunks = [
-            sa.select(*columns).where(events.c.stream_id.in_(stream_ids[start : start + 10_000]))
-            for start in range(0, len(stream_ids), 10_000)
-        ]
-    found: list[Logged] = []
-    for query in chunks:
-        result = await conn.execute(query.where(events.c.position <= position, where))
-        # Fetched at once: row by row, the async driver's per-row overhead outweighs the decoding.
-        found.extend(
-            Logged(position=p, stream_id=s, stream_version=v, event=decode_event(d))
-            for p, s, v, d in result.all()
-        )
+        until = [valid_until.isoformat()] if valid_until is not None and stated != "all" else []
+        for start in range(0, len(stream_ids), _SQLITE_CHUNK):
+            chunk = stream_ids[start : start + _SQLITE_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            query = (_LOGGED + _STATED[stated]).format(streams=f"stream_id IN ({marks})", at="?", until="?")
+            rows.extend(await driver.execute_fetchall(query, (*chunk, position, *until)))
+    found = [Logged(position=p, stream_id=s, stream_version=v, event=decode_event(d)) for p, s, v, d in rows]
     found.sort(key=lambda e: e.position)
     return found
 
