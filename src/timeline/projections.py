@@ -36,7 +36,7 @@ from timeline.domain.events import (
 from timeline.domain.values import period_start
 
 
-class ClaimRecord(msgspec.Struct, frozen=True, kw_only=True):
+class ClaimRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A claim's folded state and the log position of each of its events (index 0 is version 1)."""
 
     claim: Claim
@@ -53,7 +53,7 @@ class ClaimRecord(msgspec.Struct, frozen=True, kw_only=True):
         return self.positions[-1]
 
 
-class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
+class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One dated happening on a subject's timeline: a claim made, revised, denied, confirmed, retracted,
     or evidence attached. ``corrected`` is true when our record of it was corrected later."""
 

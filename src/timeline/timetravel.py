@@ -38,7 +38,7 @@ from timeline.projections import (
 )
 
 
-class Logged(msgspec.Struct, frozen=True, kw_only=True):
+class Logged(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An event with the two facts time travel needs: its position and its stream version."""
 
     position: int

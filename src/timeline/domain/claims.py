@@ -53,7 +53,7 @@ Registration = SubjectRegistered | SourceRegistered | DocumentRegistered
 Amendment = SubjectAmended | SourceAmended | DocumentAmended
 
 
-class Claim(msgspec.Struct, frozen=True, kw_only=True):
+class Claim(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A claim as it stands after all its events (corrections applied): figure, wording, status, by whom."""
 
     claim_id: str
