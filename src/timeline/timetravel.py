@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
+from typing import cast
 
 import msgspec
 
@@ -120,22 +121,31 @@ def views_at(events: Iterable[Logged], valid_until: dt.date | None) -> Views:
     not once per event (which was most of the cost on a subject of 10,000 events).
     """
     views = Views(indexed=True)
-    streams: dict[str, tuple[list[int], list[ClaimEvent]]] = {}
-    for position, event in visible(list(events), valid_until):
+    # Each claim's (position, event) pairs as ``visible`` yields them; no list or tuple is made per event.
+    streams: dict[str, list[tuple[int, DomainEvent]]] = {}
+    for pair in visible(list(events), valid_until):
+        position, event = pair
         if isinstance(event, ClaimEvent):
-            positions, recorded = streams.setdefault(event.claim_id, ([], []))
-            positions.append(position)
-            recorded.append(event)
+            pairs = streams.get(event.claim_id)
+            if pairs is None:
+                streams[event.claim_id] = [pair]
+            else:
+                pairs.append(pair)
         else:
             apply(views, position, event)
         views.position = position
-    for claim_id, (positions, recorded) in streams.items():
-        claim = rules.replay(recorded)
-        views.claims[claim_id] = ClaimRecord(claim=claim, positions=tuple(positions))
+    for claim_id, pairs in streams.items():
+        claim = rules.replay([cast(ClaimEvent, event) for _, event in pairs])
+        positions = tuple(position for position, _ in pairs)
+        views.claims[claim_id] = ClaimRecord(claim=claim, positions=positions)
         if (key := estimate_key(claim)) is not None:
             views.by_key.setdefault(key, set()).add(claim_id)
         # The entries ``apply`` leaves: each event's, from the claim as it ends (only a correction changes
         # what an entry shows of its claim, and a correction redoes every entry of the claim).
+        if not claim.corrections:
+            for at, event in pairs:
+                views.timeline[at] = timeline_entry(at, cast(ClaimEvent, event), claim)
+            continue
         fixed = {c.corrects_version for c in claim.corrections}
         for version, (at, effective) in enumerate(zip(positions, effective_events(claim), strict=True), 1):
             views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
