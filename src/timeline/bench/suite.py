@@ -189,9 +189,11 @@ async def _seed(url: str, count: int) -> int:
                 break
         await views.rebuild_online(db)
         if db.dialect == "postgresql":
-            # Statistics, as autovacuum would have gathered by now on a live server (it may be off here).
+            # Statistics and the visibility map, as autovacuum would have by now on a live server (it may be
+            # off here); without the map, PostgreSQL cannot answer from an index alone.
             async with db.engine.connect() as conn:
-                await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(sa.text("ANALYZE"))
+                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await autocommit.execute(sa.text("VACUUM ANALYZE"))
         return appended
     finally:
         await db.dispose()
