@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -91,3 +95,22 @@ async def test_the_fast_seed_records_what_the_write_path_would(
         seeded = await _rows(database_url, table)
         assert seeded, table.name
         assert seeded == await _rows(empty_database_url, table), table.name
+
+
+def test_peak_rss_is_the_commands_own_not_the_largest_earlier_childs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild's memory figure must be its own: not a server's (or any child's) that ran before it, nor
+    the benchmark process's own memory."""
+    (tmp_path / "big.py").write_text("b = b'x' * (300 * 1024 * 1024)\n")
+    (tmp_path / "small.py").write_text("pass\n")
+    (tmp_path / "fails.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    ballast = b"y" * (200 * 1024 * 1024)  # this process is large, as the benchmark's can be
+    try:
+        assert suite.peak_rss_mb("big", []) > 300
+        assert suite.peak_rss_mb("small", []) < 100
+        with pytest.raises(subprocess.CalledProcessError):
+            suite.peak_rss_mb("fails", [])
+    finally:
+        del ballast

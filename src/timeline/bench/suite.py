@@ -11,7 +11,6 @@ import datetime as dt
 import itertools
 import json
 import os
-import resource
 import socket
 import sqlite3
 import statistics
@@ -503,12 +502,36 @@ async def bench_import(dbs: Databases, dialect: str) -> Result:
 
 def _rss_of_rebuild(url: str) -> float:
     """Peak RSS (MB) of `timeline rebuild` as its own process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(
-        [sys.executable, "-m", "timeline", "--database-url", url, "rebuild"], check=True, capture_output=True
+    return peak_rss_mb("timeline", ["--database-url", url, "rebuild"])
+
+
+# Runs a module as ``python -m`` would, then reports the process's own peak RSS: the kernel's high-water mark
+# of its memory since exec (VmHWM). Peak RSS from getrusage would not do: for children it is the largest of
+# every child waited for so far (servers included), and even a single child's counts the parent's memory it
+# shared between fork and exec.
+_PEAK_OF_MODULE = """
+import runpy, sys
+module, sys.argv = sys.argv[1], sys.argv[1:]
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+with open("/proc/self/status") as status:
+    peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+print(f"peak-rss-kb {peak}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def peak_rss_mb(module: str, args: list[str]) -> float:
+    """Run ``python -m module args`` to completion (raising if it fails) and return its own peak RSS (MB)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_OF_MODULE, module, *args], capture_output=True, text=True, check=True
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024
+    reported = [line for line in done.stderr.splitlines() if line.startswith("peak-rss-kb ")]
+    return int(reported[-1].split()[1]) / 1024
 
 
 async def bench_rebuild(dbs: Databases, dialect: str, url: str, count: int) -> Result:
