@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.events import ClaimMade, decode_event
 from timeline.store import chain
+from timeline.store.database import driver_of
 from timeline.store.schema import events
 
 BATCH = 1000
@@ -249,7 +250,7 @@ async def _reader(
 ) -> tuple[Callable[[], Awaitable[list[_Line]]], Callable[[], Awaitable[object]]]:
     """How to read the next batch of export lines straight from the driver behind ``conn`` (in its
     transaction), and how to finish: SQLAlchemy's per-row processing would cost more than all the rest."""
-    driver: Any = (await conn.get_raw_connection()).driver_connection
+    driver = await driver_of(conn)
     if conn.dialect.name != "postgresql":
         after = 0
 
@@ -263,9 +264,6 @@ async def _reader(
 
         return fetch_rows, _nothing
 
-    if not driver.is_in_transaction():
-        # SQLAlchemy's asyncpg adapter begins the caller's transaction at its first statement.
-        await conn.execute(sa.select(sa.literal(1)))
     # A declared cursor is planned for a fast start (an index scan in position order) even when the table
     # was never analyzed, where a LIMIT query may sort the whole table for every batch. Each export names
     # its own, as one stopped early leaves its cursor open until the transaction ends; so its statements

@@ -34,6 +34,16 @@ def normalize_url(url: str) -> str:
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
+async def driver_of(conn: AsyncConnection) -> Any:
+    """The driver connection behind ``conn`` (sqlite3-like or asyncpg), inside the caller's transaction, for
+    hot reads where SQLAlchemy's statement and row processing would cost more than the query."""
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    if conn.dialect.name == "postgresql" and not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter begins the caller's transaction at its first statement.
+        await conn.execute(sa.select(sa.literal(1)))
+    return driver
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     # pysqlite's own transaction handling would defer BEGIN and cannot take the write lock up front,
     # so SQLAlchemy emits BEGIN itself: IMMEDIATE for writes (allocation order = commit order).

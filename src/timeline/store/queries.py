@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.domain.claims import Registration
 from timeline.domain.events import RecordCorrected, SourceRegistered, decode_event
 from timeline.projections import ClaimRecord, TimelineEntry
+from timeline.store.database import driver_of
 from timeline.store.schema import MOVES_SUBJECT, claims, estimates, events, registrations, timeline
 from timeline.store.views import chunked, claim_from_row, entry_from_row, registration_from_row
 from timeline.timetravel import Logged
@@ -196,12 +197,9 @@ async def _logged(
 ) -> list[Logged]:
     if not stream_ids:
         return []
-    driver: Any = (await conn.get_raw_connection()).driver_connection
+    driver = await driver_of(conn)
     rows: list[Any] = []
     if conn.dialect.name == "postgresql":
-        if not driver.is_in_transaction():
-            # SQLAlchemy's asyncpg adapter begins the caller's transaction at its first statement.
-            await conn.execute(sa.select(sa.literal(1)))
         # One array parameter: with a parameter per stream, each length of the list is a statement to plan.
         query = (_LOGGED + _STATED[stated]).format(streams="stream_id = ANY($1::text[])", at="$2", until="$3")
         rows = await driver.fetch(query, stream_ids, position, *([valid_until] if stated != "all" else []))
