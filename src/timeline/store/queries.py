@@ -184,8 +184,6 @@ _STATED = {
     "stated": " AND (valid_from IS NULL OR valid_from <= {until})",
     "later": " AND valid_from > {until}",
 }
-# SQLite takes at most 32,766 parameters in a statement.
-_SQLITE_CHUNK = 10_000
 
 
 async def _logged(
@@ -198,18 +196,17 @@ async def _logged(
     if not stream_ids:
         return []
     driver = await driver_of(conn)
+    until = () if stated == "all" else (valid_until,)
     rows: list[Any] = []
     if conn.dialect.name == "postgresql":
         # One array parameter: with a parameter per stream, each length of the list is a statement to plan.
         query = (_LOGGED + _STATED[stated]).format(streams="stream_id = ANY($1::text[])", at="$2", until="$3")
-        rows = await driver.fetch(query, stream_ids, position, *([valid_until] if stated != "all" else []))
+        rows = await driver.fetch(query, stream_ids, position, *until)
     else:
-        until = [valid_until.isoformat()] if valid_until is not None and stated != "all" else []
-        for start in range(0, len(stream_ids), _SQLITE_CHUNK):
-            chunk = stream_ids[start : start + _SQLITE_CHUNK]
+        for chunk in chunked(stream_ids):  # SQLite takes at most 32,766 parameters in a statement
             marks = ", ".join("?" * len(chunk))
             query = (_LOGGED + _STATED[stated]).format(streams=f"stream_id IN ({marks})", at="?", until="?")
-            rows.extend(await driver.execute_fetchall(query, (*chunk, position, *until)))
+            rows.extend(await driver.execute_fetchall(query, (*chunk, position, *map(str, until))))
     found = [Logged(position=p, stream_id=s, stream_version=v, event=decode_event(d)) for p, s, v, d in rows]
     found.sort(key=lambda e: e.position)
     return found
