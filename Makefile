@@ -1,28 +1,54 @@
-# Two commands set everything up on a fresh machine with Python 3.11+:
-#   make serve   install, migrate, load fixtures/ into an empty SQLite database, serve on :8000
-#   make test    install, then lint, type-check and run every test on SQLite and PostgreSQL
+# Two commands set everything up on a fresh machine with Python 3.11+ and make:
+#   make serve   install the runtime, migrate, import new fixtures from fixtures/, serve on :8000
+#   make test    install the runtime and the development tools, then lint, type-check and run every test on
+#                SQLite and PostgreSQL
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
-.PHONY: help install serve test lint pytest browser bench openapi schema lock clean
+# uv installs from the hashed locks in requirements/ (and re-resolves them in `make lock`); it is itself
+# installed from PyPI with pip, by hash, into .cache/tools.
+TOOLS := .cache/tools
+UV := $(TOOLS)/bin/uv
+# No Python is ever downloaded: the one running make is used. pip.conf's index settings do not apply to uv.
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_CONFIG := 1
+UV_PIP = $(UV) pip install --quiet --python $(1)/bin/python
+UV_LOCK := $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes
+# The lower bounds are tested on a throwaway environment of their own.
+LOWEST := .cache/venv-lowest
+LOWEST_TESTS ?= tests/test_cli.py tests/test_api.py tests/test_write_api.py tests/test_eventlog.py \
+  tests/test_migrations.py tests/test_fixtures.py tests/test_audit.py
+
+.PHONY: help install install-runtime serve test lint pytest browser bench test-lowest openapi schema lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-# The exact versions CI tested (requirements.lock), then the project itself, editable.
-$(VENV)/.installed: requirements.lock pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -r requirements.lock
-	$(PIP) install --no-deps --no-build-isolation -e .
+$(UV): requirements/tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/tools.txt
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv with the locked dependencies
+# The runtime only (what `make serve` and the container need), then the project itself, editable.
+$(VENV)/.runtime: requirements/runtime.txt requirements/build.txt pyproject.toml | $(UV)
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	$(call UV_PIP,$(VENV)) --require-hashes -r requirements/runtime.txt
+	$(call UV_PIP,$(VENV)) --no-deps --build-constraints requirements/build.txt -e .
+	touch $@
 
-serve: install  ## run the server on SQLite (var/timeline.db) with the fixtures loaded
+# The development tools on top: tests, linters, the benchmark suite's peers, selenium.
+$(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
+	$(call UV_PIP,$(VENV)) --require-hashes -r requirements/dev.txt
+	touch $@
+
+install-runtime: $(VENV)/.runtime  ## create .venv with the locked runtime dependencies only
+
+install: $(VENV)/.dev  ## create .venv with the locked runtime and development dependencies
+
+serve: install-runtime  ## serve on SQLite (var/timeline.db), importing any fixture in fixtures/ not yet recorded
 	$(BIN)/timeline serve --host $(HOST) --port $(PORT)
 
 lint: install  ## ruff and mypy --strict
@@ -37,30 +63,52 @@ pytest: install browser  ## every test, on SQLite and PostgreSQL (127.0.0.1:5432
 # (from npm, into .cache/) to check that it reads our export.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  (echo "make: installing Debian's chromium and chromium-driver with apt-get, as root, for the browser tests"; \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) || \
 	  echo "note: could not install chromium; browser tests will be skipped unless required"
 	@test -f .cache/timelinejs/node_modules/@knight-lab/timelinejs/dist/js/timeline.js || \
-	  npm install --no-save --no-audit --no-fund --prefix .cache/timelinejs @knight-lab/timelinejs@3.9.11 >/dev/null 2>&1 || \
+	  (echo "make: fetching TimelineJS3 from npm into .cache/timelinejs for its browser test"; \
+	   npm install --no-save --no-audit --no-fund --prefix .cache/timelinejs @knight-lab/timelinejs@3.9.11 >/dev/null 2>&1) || \
 	  echo "note: could not fetch TimelineJS from npm; its browser test will be skipped unless required"
 
 test: lint pytest  ## everything CI runs
 
+# The oldest versions pyproject.toml allows (requirements/lowest.txt), in a throwaway environment: the tests
+# of the command line, the API, the store and the migrations, on SQLite and PostgreSQL. fixtures/schema.json is
+# generated by the locked msgspec (older releases list a union's members in another order), so its drift test
+# is left to `make test`.
+test-lowest: | $(UV)  ## the tests that hold the lower bounds of the dependencies, on those versions
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv --without-pip $(LOWEST)
+	$(call UV_PIP,$(LOWEST)) --require-hashes -r requirements/lowest.txt
+	$(call UV_PIP,$(LOWEST)) --no-deps --build-constraints requirements/build.txt -e .
+	$(LOWEST)/bin/pytest -p no:cacheprovider -q $(LOWEST_TESTS) \
+	  --deselect tests/test_fixtures.py::test_schema_json_is_committed_and_current
+
 # The HTTP benchmarks load the server with wrk (Debian's package, installed as root when missing): a Python
 # load generator on the same cores would measure itself.
 bench: install  ## the benchmark suite on SQLite and PostgreSQL (quick; ARGS=--full for 1,000,000 events)
-	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 || \
-	  (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1)
-	$(BIN)/python -m timeline.bench $(ARGS)
+	@command -v wrk >/dev/null || \
+	  (echo "make: installing Debian's wrk with apt-get, as root, for the HTTP benchmarks"; \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1))
+	$(BIN)/python -m timeline_bench $(ARGS)
 
-openapi: install  ## regenerate openapi/openapi.json from the app
+openapi: install-runtime  ## regenerate openapi/openapi.json from the app
 	$(BIN)/timeline openapi --output openapi/openapi.json
 
-schema: install  ## regenerate fixtures/schema.json from the fixture types
+schema: install-runtime  ## regenerate fixtures/schema.json from the fixture types
 	$(BIN)/python -c 'import json; from timeline.fixtures import json_schema; print(json.dumps(json_schema(), indent=2, sort_keys=True))' > fixtures/schema.json
 
-lock: install  ## re-pin requirements.lock to what is installed in .venv
-	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check > requirements.lock
+# Versions already pinned are kept unless pyproject.toml no longer allows them; new dependencies are resolved
+# against PyPI. The development lock is constrained by the runtime lock, so both install the same runtime.
+lock: | $(UV)  ## re-resolve requirements/*.txt (with hashes) from pyproject.toml and requirements/*.in
+	$(UV_LOCK) pyproject.toml -o requirements/runtime.txt
+	$(UV_LOCK) pyproject.toml --extra dev -c requirements/runtime.txt -o requirements/dev.txt
+	$(UV_LOCK) pyproject.toml --extra test --resolution lowest-direct -o requirements/lowest.txt
+	$(UV_LOCK) requirements/build.in -o requirements/build.txt
+	$(UV_LOCK) requirements/tools.in -o requirements/tools.txt
 
-clean:  ## remove the virtualenv and the local database
-	rm -rf $(VENV) var
+clean:  ## remove the virtualenvs, the tools and the local database
+	rm -rf $(VENV) $(TOOLS) $(LOWEST) var

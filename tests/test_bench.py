@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from timeline.bench import suite
-from timeline.bench.generator import generate
-from timeline.bench.suite import parse_wrk
 from timeline.service import Recorder
 from timeline.store import migrate, schema
 from timeline.store.database import Database
+from timeline_bench import suite
+from timeline_bench.generator import generate
+from timeline_bench.suite import parse_wrk
 
 WRK_OUTPUT = """\
 Running 4s test @ http://127.0.0.1:8123/subjects/subject-0/estimates

@@ -9,11 +9,11 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from timeline.bench.generator import generate
 from timeline.service import Recorder
 from timeline.store import eventlog
 from timeline.store.database import Database
 from timeline.store.eventlog import WrongExpectedVersion
+from timeline_bench.generator import generate
 
 from .helpers import NOW, claim_made, new, source
 

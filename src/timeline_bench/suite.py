@@ -33,7 +33,6 @@ from eventsourcing import sqlite as es_sqlite
 from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import make_url
 
-from timeline.bench.generator import generate
 from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event, stream_of
 from timeline.groupcommit import Committer
 from timeline.importer import LoadedFixture, import_fixtures
@@ -41,6 +40,7 @@ from timeline.service import Recorder, valid_from
 from timeline.store import audit, eventlog, migrate, schema, tokens, views
 from timeline.store.database import Database
 from timeline.store.eventlog import Metadata, NewEvent
+from timeline_bench.generator import generate
 
 
 class Stats(msgspec.Struct):

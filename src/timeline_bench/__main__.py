@@ -1,4 +1,4 @@
-"""``python -m timeline.bench``: run the suite, print the table, write the JSON."""
+"""``python -m timeline_bench``: run the suite, print the table, write the JSON."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from timeline.bench.suite import GROUPS, Config, Result, run
+from timeline_bench.suite import GROUPS, Config, Result, run
 
 
 def _fmt(value: float) -> str:
@@ -40,7 +40,7 @@ def table(results: list[Result]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m timeline.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m timeline_bench", description=__doc__)
     parser.add_argument("--full", action="store_true", help="the big run: 1,000,000 events (takes long)")
     parser.add_argument("--events", type=int, help="events in the log for rebuild, export and HTTP reads")
     parser.add_argument("--databases", default="sqlite,postgresql")

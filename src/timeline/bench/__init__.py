@@ -1,1 +1,0 @@
-"""The benchmark suite: ``python -m timeline.bench`` (see bench/README in the project README)."""
