@@ -14,6 +14,21 @@ from timeline.store.database import Database
 
 from .conftest import SEED
 
+# A second article's fixture: one new source and a claim on the seed's subject (3 events).
+LATER = """\
+document: {id: later-article, title: A later article, published_on: "2024-10-25"}
+sources:
+  - {id: pentagon, name: US Department of Defense, kind: government, country: US}
+events:
+  - type: claim
+    id: pentagon-says-3000
+    subject: dprk-troops-to-russia
+    source: pentagon
+    statement: About 3,000 soldiers were sent.
+    metric: soldiers-sent
+    quantity: {comparator: about, value: 3000, unit: soldiers}
+"""
+
 
 async def run(*argv: str) -> int:
     # The command runs its own event loop, so it goes on a thread of its own.
@@ -49,6 +64,7 @@ async def test_bad_fixture_exits_non_zero_says_where_and_writes_nothing(
     err = capsys.readouterr().err
     assert f"{bad}:1: document.published_on: '2024-13-01' is not a calendar date" in err
     assert "nothing was imported" in err
+    assert len(err.splitlines()) == 1
     missing = tmp_path / "missing.yaml"
     assert await run("--database-url", database_url, "import", str(missing)) == 1
     assert f"{missing}: cannot read file" in capsys.readouterr().err
@@ -69,13 +85,20 @@ async def test_db_upgrade_reports_the_revision(
     assert f"database at revision {head}" in capsys.readouterr().out
 
 
-async def test_serve_seeds_an_empty_database_once(database_url: str) -> None:
-    from timeline.cli import _prepare_for_serving
+async def test_serve_imports_the_fixtures_not_yet_recorded(database_url: str, tmp_path: Path) -> None:
+    from timeline.cli import _fixtures_dir, _prepare_for_serving
 
-    [seeded] = await _prepare_for_serving(database_url)
+    [seeded] = await _prepare_for_serving(database_url, _fixtures_dir())
     assert seeded.file == "fixtures/000_16630df2654ec508.yaml"
     assert seeded.appended == 29
-    assert await _prepare_for_serving(database_url) == []  # not empty any more: left alone
+    [again] = await _prepare_for_serving(database_url, _fixtures_dir())
+    assert (again.appended, again.unchanged) == (0, 29)
+    # A fixture added to the directory later is imported on the next start, and only it.
+    (tmp_path / "000_seed.yaml").write_bytes(SEED.read_bytes())
+    (tmp_path / "001_later.yaml").write_text(LATER)
+    first, later = await _prepare_for_serving(database_url, tmp_path)
+    assert (first.appended, later.appended) == (0, 3)
+    assert [r.appended for r in await _prepare_for_serving(database_url, tmp_path)] == [0, 0]
 
 
 async def test_tokens_create_list_revoke(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:

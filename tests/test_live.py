@@ -148,7 +148,7 @@ async def test_cli_rebuild_shows_progress(
 ) -> None:
     from timeline import cli
 
-    monkeypatch.setattr(cli, "_FORCE_PROGRESS", True)
+    monkeypatch.setenv("TIMELINE_PROGRESS", "1")
     assert await asyncio.to_thread(cli.main, ["--database-url", database_url, "rebuild"]) == 0
     captured = capsys.readouterr()
     assert "rebuilt the views from 29 events" in captured.out

@@ -1,17 +1,25 @@
-"""The ``timeline`` command: serve, import, rebuild, db upgrade, openapi."""
+"""The ``timeline`` command: serve, import, rebuild, verify, export, restore, draft, tokens, db, openapi.
+
+Each command parses its arguments, calls the library and prints the outcome; errors are one line on standard
+error with an exit code from ``console.Exit``, never a traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
+import re
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
 
 from timeline import drafting
+from timeline.console import CommandError, Exit, database_error, error, open_database, progress, redact
 from timeline.fixtures import FixtureError
 from timeline.importer import ImportResult, LoadedFixture, import_fixtures, read_files
 from timeline.store import activity, audit, eventlog, migrate, projector, tokens, views
@@ -19,8 +27,7 @@ from timeline.store.database import DEFAULT_URL, Database
 from timeline.store.queries import drafting_context
 from timeline.store.tokens import SCOPES
 
-# Tests see the progress bar without a terminal.
-_FORCE_PROGRESS = os.environ.get("TIMELINE_PROGRESS") == "1"
+T = TypeVar("T")
 
 
 def _fixtures_dir() -> Path:
@@ -28,86 +35,458 @@ def _fixtures_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "fixtures"
 
 
-def _url(args: argparse.Namespace) -> str:
-    return str(args.database_url or os.environ.get("TIMELINE_DATABASE_URL") or DEFAULT_URL)
-
-
 def _report(results: Sequence[ImportResult]) -> None:
     for r in results:
         span = f" (positions {r.first_position}-{r.last_position})" if r.appended else ""
-        print(f"{r.file}: {r.appended} events appended, {r.unchanged} already recorded{span}")
+        click.echo(f"{r.file}: {r.appended} events appended, {r.unchanged} already recorded{span}")
 
 
-async def _import(url: str, files: Sequence[Path]) -> list[ImportResult]:
-    db = Database(url)
+def _run(url: str, command: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's coroutine, turning any error of the database or the way to it into one line."""
     try:
-        await migrate.upgrade(db)
-        return await import_fixtures(db, read_files(files), recorded_by="cli")
+        return asyncio.run(command())
+    except CommandError:
+        raise
+    except Exception as exc:
+        problem = database_error(exc, url)
+        if problem is None:
+            raise
+        raise problem from None
+
+
+async def _disposing(db: Database, work: Coroutine[Any, Any, T]) -> T:
+    try:
+        return await work
     finally:
         await db.dispose()
 
 
-async def _rebuild(url: str) -> int:
-    db = Database(url)
-    started = time.monotonic()
+def fixture_files(paths: Sequence[Path]) -> list[Path]:
+    """The fixture files named, a directory standing for its ``*.yaml`` and ``*.yml`` files in name order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise CommandError(f"{path}: no fixtures (*.yaml) in this directory")
+            files += found
+        else:
+            files.append(path)
+    return files
 
-    def progress(done: int, total: int) -> None:
-        elapsed = max(time.monotonic() - started, 1e-6)
-        rate = done / elapsed
-        left = (total - done) / rate if rate else 0.0
-        width = 30
-        filled = width * done // total if total else width
-        bar = "#" * filled + "." * (width - filled)
-        print(
-            f"\r[{bar}] {done}/{total} events  {rate:,.0f} events/s  {left:,.0f} s left",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
 
+# Commands ------------------------------------------------------------------------------------------------
+
+
+class _Group(click.Group):
+    """Lists commands in the order they are defined, the way a reader meets them."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+def _version() -> str:
     try:
-        replayed = await views.rebuild_online(
-            db, progress if sys.stderr.isatty() or _FORCE_PROGRESS else None
+        return importlib.metadata.version("timeline")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar="TIMELINE_DATABASE_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    metavar="URL",
+    help="sqlite:///PATH or postgresql://USER@HOST/DB (or $TIMELINE_DATABASE_URL)",
+)
+@click.version_option(_version(), "--version", prog_name="timeline", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str) -> None:
+    """An event-sourced ledger of attributed claims, served over HTTP."""
+    ctx.obj = database_url
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="API processes (PostgreSQL only: they share it and its notifications)",
+)
+@click.option(
+    "--fixtures",
+    "fixtures_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="import the fixtures in this directory not yet recorded  [default: the project's fixtures/]",
+)
+@click.option("--no-fixtures", is_flag=True, help="import no fixtures on start")
+@click.pass_obj
+def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | None, no_fixtures: bool) -> None:
+    """Migrate, import new fixtures, bring the views up to date, serve HTTP."""
+    import uvicorn
+
+    db = open_database(url, must_exist=False)
+    if workers > 1 and db.dialect == "sqlite":
+        raise CommandError("--workers needs PostgreSQL; SQLite is served by one process")
+    directory = None if no_fixtures else fixtures_dir or _fixtures_dir()
+    fixtures = None if directory is None else _load_fixtures(directory)
+    results = _run(url, lambda: _disposing(db, _prepare_for_serving_db(db, fixtures)))
+    if directory is not None:
+        _report_fixtures(directory, results)
+    click.echo(f"serving {redact(url)} on http://{host}:{port} with {workers} worker(s)")
+    # Workers import the app by name and read the database URL from the environment.
+    os.environ["TIMELINE_DATABASE_URL"] = url
+    uvicorn.run("timeline.api.asgi:create", factory=True, host=host, port=port, workers=workers)
+
+
+def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
+    new = [r for r in results if r.appended]
+    for r in new:
+        click.echo(
+            f"{r.file}: imported, {r.appended} events (positions {r.first_position}-{r.last_position})"
         )
-        if sys.stderr.isatty() or _FORCE_PROGRESS:
-            print(file=sys.stderr)
+    recorded = len(results) - len(new)
+    click.echo(f"fixtures in {directory}: {len(new)} imported, {recorded} already recorded")
+
+
+async def _prepare_for_serving(url: str, fixtures_dir: Path | None = None) -> list[ImportResult]:
+    """Migrate, bring the views up to date and import the fixtures in ``fixtures_dir`` not yet recorded."""
+    fixtures = None if fixtures_dir is None else await asyncio.to_thread(_load_fixtures, fixtures_dir)
+    db = Database(url)
+    return await _disposing(db, _prepare_for_serving_db(db, fixtures))
+
+
+def _load_fixtures(directory: Path) -> list[LoadedFixture]:
+    # The project's fixtures are named as in the repository, so event metadata does not depend on where it
+    # is checked out.
+    named = directory.resolve() == _fixtures_dir()
+    return [
+        LoadedFixture(f"fixtures/{Path(f.name).name}" if named else f.name, f.text)
+        for f in read_files(sorted(directory.glob("*.yaml")))
+    ]
+
+
+async def _prepare_for_serving_db(db: Database, fixtures: list[LoadedFixture] | None) -> list[ImportResult]:
+    await migrate.upgrade(db)
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+    if head:
+        # After a crash or a migration that emptied them, the views resume from their checkpoint.
+        caught_up = await views.catch_up(db)
+        if caught_up:
+            click.echo(f"brought the views up to date with {caught_up} events")
+    if not fixtures:
+        return []
+    # Importing is idempotent: events recorded already are found and left alone.
+    with progress("importing fixtures") as advance:
+        return await import_fixtures(db, fixtures, recorded_by="serve", progress=advance)
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="FILE|DIR...")
+@click.pass_obj
+def import_(url: str, paths: tuple[Path, ...]) -> None:
+    """Import fixture files (a directory: its *.yaml), all or nothing."""
+    fixtures = read_files(fixture_files(paths))
+    db = open_database(url, must_exist=False)
+
+    async def run() -> list[ImportResult]:
+        await migrate.upgrade(db)
+        with progress("importing") as advance:
+            return await import_fixtures(db, fixtures, recorded_by="cli", progress=advance)
+
+    _report(_run(url, lambda: _disposing(db, run())))
+
+
+@cli.command()
+@click.pass_obj
+def rebuild(url: str) -> None:
+    """Rebuild the views from the log while the old ones keep serving."""
+    db = open_database(url, must_exist=True)
+
+    async def run() -> int:
+        with progress("rebuilding the views") as advance:
+            replayed = await views.rebuild_online(db, advance)
         async with db.write() as conn:
             await projector.reset(conn, activity)
         await projector.catch_up(db, activity)
         return replayed
-    finally:
-        await db.dispose()
+
+    click.echo(f"rebuilt the views from {_run(url, lambda: _disposing(db, run()))} events")
 
 
-async def _prepare_for_serving(url: str) -> list[ImportResult]:
-    db = Database(url)
-    try:
-        await migrate.upgrade(db)
+_HEAD = re.compile(r"([0-9]+):([0-9a-f]{64})", re.ASCII)
+
+
+@cli.command()
+@click.option(
+    "--since", metavar="POSITION:HASH", help="a head noted earlier (GET /audit/head): prove the log only grew"
+)
+@click.pass_obj
+def verify(url: str, since: str | None) -> int:
+    """Recompute the hash chain; exit 2 where it breaks."""
+    remembered = None
+    if since is not None:
+        found = _HEAD.fullmatch(since)
+        if found is None:
+            raise CommandError(f"--since expects POSITION:HASH (from GET /audit/head), got {since!r}")
+        remembered = (int(found.group(1)), found.group(2))
+    db = open_database(url, must_exist=True)
+
+    async def run() -> audit.Verification:
         async with db.read() as conn:
-            head = await eventlog.head_position(conn)
-        if head:
-            # After a crash or a migration that emptied them, the views resume from their checkpoint.
-            caught_up = await views.catch_up(db)
-            if caught_up:
-                print(f"brought the views up to date with {caught_up} events")
-            return []
-        # Named as in the repository, so event metadata does not depend on where it is checked out.
-        fixtures = [
-            LoadedFixture(f"fixtures/{Path(f.name).name}", f.text)
-            for f in read_files(sorted(_fixtures_dir().glob("*.yaml")))
-        ]
-        return await import_fixtures(db, fixtures, recorded_by="serve")
-    finally:
-        await db.dispose()
+            with progress("verifying") as advance:
+                return await audit.verify(conn, since=remembered, progress=advance)
+
+    report = _run(url, lambda: _disposing(db, run()))
+    if report.first_break is not None:
+        click.echo(f"BROKEN at position {report.first_break.position}: {report.first_break.problem}")
+        click.echo(f"intact up to position {report.head_position} ({report.checked} events checked)")
+        return Exit.BROKEN
+    click.echo(
+        f"ok: {report.checked} events checked from position {report.from_position + 1}; "
+        f"head {report.head_position} {report.head_hash}"
+    )
+    return Exit.OK
 
 
-async def _upgrade(url: str) -> str | None:
-    db = Database(url)
+@cli.command()
+@click.option("--subject", help="only this subject's streams (not restorable on its own)")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write to this file, not standard output",
+)
+@click.pass_obj
+def export(url: str, subject: str | None, output: Path | None) -> None:
+    """Write the log as JSON Lines (constant memory)."""
+    db = open_database(url, must_exist=True)
+
+    async def run() -> None:
+        async with db.read() as conn:
+            total = None if subject else await eventlog.head_position(conn)
+            with _output(output) as out, progress("exporting") as advance:
+                written = 0
+                async for line in audit.export(conn, subject_id=subject):
+                    out.write(line)
+                    written += 1
+                    if written % 1000 == 0:
+                        advance(written, total)
+                advance(written, total or written)
+
+    _run(url, lambda: _disposing(db, run()))
+
+
+class _Opened:
+    """Opens ``--output`` (or a duplicate of standard output) with a one-line error when it cannot."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        try:
+            self.file = self.path.open("wb") if self.path else os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+        except OSError as exc:
+            raise CommandError(f"{self.path}: cannot write file: {exc.strerror}") from None
+        return self.file
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _output(path: Path | None) -> _Opened:
+    return _Opened(path)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.pass_obj
+def restore(url: str, file: Path) -> None:
+    """Load a whole-log export into an empty database."""
     try:
+        lines = file.open("rb")
+    except OSError as exc:
+        raise CommandError(f"{file}: cannot read file: {exc.strerror}") from None
+    with lines:
+        size = os.fstat(lines.fileno()).st_size
+        db = open_database(url, must_exist=False)
+
+        async def run() -> int:
+            await migrate.upgrade(db)
+            try:
+                async with db.write() as conn:
+                    with progress("restoring", unit="bytes") as advance:
+                        count = await audit.restore(conn, _reading(lines, size, advance))
+                    await views.rebuild(conn)
+            except audit.RestoreError as exc:
+                raise CommandError(f"{file}: {exc}; nothing was restored") from None
+            return count
+
+        count = _run(url, lambda: _disposing(db, run()))
+    click.echo(f"restored {count} events from {file}; the hash chain holds and the views are rebuilt")
+
+
+def _reading(lines: IO[bytes], size: int, advance: Callable[[int, int | None], None]) -> Iterator[bytes]:
+    read = 0
+    for number, line in enumerate(lines, start=1):
+        read += len(line)
+        if number % 1000 == 0:
+            advance(read, size)
+        yield line
+    advance(read, size)
+
+
+@cli.command()
+@click.argument("article", type=click.Path(path_type=Path))
+@click.option("--date", help="the article's date, YYYY-MM-DD (default: a 'date YYYY-MM-DD' in the text)")
+@click.option("--subject", help="the subject's id, if it is registered already")
+@click.option("--title", help="the article's title (default: its first line)")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the draft here instead of standard output",
+)
+@click.pass_obj
+def draft(
+    url: str, article: Path, date: str | None, subject: str | None, title: str | None, output: Path | None
+) -> None:
+    """Propose a fixture from an article's text (plain text or HTML), for review."""
+    raw = _article_text(article)
+    try:
+        published, raw = drafting.article_date(raw, date)
+    except ValueError:
+        raise CommandError(f"--date expects a calendar date YYYY-MM-DD, got {date!r}") from None
+    if published is None:
+        raise CommandError(f"{article}: no date found; give --date YYYY-MM-DD")
+    db = open_database(url, must_exist=True)
+
+    async def context() -> tuple[Any, Any]:
+        async with db.read() as conn:
+            return await drafting_context(conn)
+
+    known_sources, known_claims = _run(url, lambda: _disposing(db, context()))
+    document = drafting.to_yaml(
+        drafting.draft(raw, published=published, title=title, subject=subject,
+                       known_sources=known_sources, known_claims=known_claims)
+    )  # fmt: skip
+    if output:
+        try:
+            output.write_text(document, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"{output}: cannot write file: {exc.strerror}") from None
+    else:
+        click.echo(document, nl=False)
+
+
+def _article_text(article: Path) -> str:
+    try:
+        data = article.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"{article}: cannot read file: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"{article}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the article as UTF-8"
+        ) from None
+    if not text.strip():
+        raise CommandError(f"{article}: the file is empty; expected the article's text")
+    return text
+
+
+@cli.group("tokens", cls=_Group)
+def tokens_group() -> None:
+    """Bearer tokens for the write API."""
+
+
+@tokens_group.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(SCOPES),
+    help="write: record claims; admin: also imports, rebuilds; read: only reads (repeatable)",
+)
+@click.pass_obj
+def tokens_create(url: str, name: str, scopes: tuple[tokens.Scope, ...]) -> None:
+    """Create a token and print its secret once; NAME is recorded in every event it writes."""
+    db = open_database(url, must_exist=False)
+
+    async def run() -> str:
         await migrate.upgrade(db)
-        return await migrate.current_revision(db)
-    finally:
-        await db.dispose()
+        async with db.write() as conn:
+            try:
+                return await tokens.create(conn, name, scopes)
+            except tokens.TokenExists as exc:
+                raise CommandError(str(exc)) from None
+
+    secret = _run(url, lambda: _disposing(db, run()))
+    click.echo(secret)
+    click.echo(
+        f"token {name!r} created with scopes {', '.join(scopes)}; the secret above is shown only once",
+        err=True,
+    )
+
+
+@tokens_group.command("revoke")
+@click.argument("name")
+@click.pass_obj
+def tokens_revoke(url: str, name: str) -> None:
+    """Revoke a token by name."""
+    db = open_database(url, must_exist=True)
+
+    async def run() -> bool:
+        await migrate.upgrade(db)
+        async with db.write() as conn:
+            return await tokens.revoke(conn, name)
+
+    if not _run(url, lambda: _disposing(db, run())):
+        raise CommandError(f"no live token named {name!r}")
+    click.echo(f"token {name!r} revoked")
+
+
+@tokens_group.command("list")
+@click.pass_obj
+def tokens_list(url: str) -> None:
+    """List tokens (never their secrets)."""
+    db = open_database(url, must_exist=True)
+
+    async def run() -> list[tokens.Token]:
+        async with db.read() as conn:
+            return list(await tokens.all_tokens(conn))
+
+    for t in _run(url, lambda: _disposing(db, run())):
+        state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "live"
+        click.echo(f"{t.name}\t{' '.join(t.scopes)}\t{state}\tcreated {t.created_at:%Y-%m-%d %H:%M}")
+
+
+@cli.group("db", cls=_Group)
+def db_group() -> None:
+    """The database schema."""
+
+
+@db_group.command()
+@click.pass_obj
+def upgrade(url: str) -> None:
+    """Migrate the schema to the latest revision."""
+    database = open_database(url, must_exist=False)
+
+    async def run() -> str | None:
+        await migrate.upgrade(database)
+        return await migrate.current_revision(database)
+
+    click.echo(f"database at revision {_run(url, lambda: _disposing(database, run()))}")
 
 
 def openapi_document() -> str:
@@ -118,235 +497,77 @@ def openapi_document() -> str:
     return json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True) + "\n"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="timeline", description=__doc__)
-    parser.add_argument(
-        "--database-url",
-        help=f"SQLAlchemy URL (default: $TIMELINE_DATABASE_URL or {DEFAULT_URL})",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="migrate, seed an empty database, serve HTTP")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="API processes (PostgreSQL only: they share it and its notifications)",
-    )
-    imp = commands.add_parser("import", help="import fixture files, all or nothing")
-    imp.add_argument("files", nargs="+", type=Path)
-    commands.add_parser("rebuild", help="drop the views and rebuild them from the log")
-    db = commands.add_parser("db", help="database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser("upgrade", help="migrate the schema to the latest revision")
-    tok = commands.add_parser("tokens", help="bearer tokens for the write API")
-    tok_commands = tok.add_subparsers(dest="tokens_command", required=True)
-    create = tok_commands.add_parser("create", help="create a token and print its secret once")
-    create.add_argument("name", help="who holds it; recorded in every event it writes")
-    create.add_argument(
-        "--scope",
-        action="append",
-        choices=SCOPES,
-        required=True,
-        help="write: record claims; admin: also imports, rebuilds; read: only reads (repeatable)",
-    )
-    revoke = tok_commands.add_parser("revoke", help="revoke a token by name")
-    revoke.add_argument("name")
-    tok_commands.add_parser("list", help="list tokens (never their secrets)")
-    ver = commands.add_parser("verify", help="recompute the hash chain; exit 2 where it breaks")
-    ver.add_argument(
-        "--since",
-        metavar="POSITION:HASH",
-        help="a head noted earlier (GET /audit/head): prove the log only grew",
-    )
-    exp = commands.add_parser("export", help="write the log as JSON Lines (constant memory)")
-    exp.add_argument("--subject", help="only this subject's streams (not restorable on its own)")
-    exp.add_argument("--output", type=Path, help="write to this file instead of standard output")
-    res = commands.add_parser("restore", help="load a whole-log export into an empty database")
-    res.add_argument("file", type=Path)
-    dra = commands.add_parser("draft", help="propose a fixture from an article's text, for review")
-    dra.add_argument("article", type=Path, help="plain text or HTML")
-    dra.add_argument(
-        "--date", help="the article's date, YYYY-MM-DD (default: a 'date YYYY-MM-DD' in the text)"
-    )
-    dra.add_argument("--subject", help="the subject's id, if it is registered already")
-    dra.add_argument("--title", help="the article's title (default: its first line)")
-    dra.add_argument("--output", type=Path, help="write the draft here instead of standard output")
-    api = commands.add_parser("openapi", help="print the OpenAPI document")
-    api.add_argument("--output", type=Path, help="write it to this file instead")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0912 - one branch per command
-    """Entry point of the ``timeline`` console script."""
-    args = _parser().parse_args(argv)
-    url = _url(args)
-
-    try:
-        if args.command == "import":
-            _report(asyncio.run(_import(url, args.files)))
-        elif args.command == "rebuild":
-            print(f"rebuilt the views from {asyncio.run(_rebuild(url))} events")
-        elif args.command == "db":
-            print(f"database at revision {asyncio.run(_upgrade(url))}")
-        elif args.command == "verify":
-            return asyncio.run(_verify(url, args.since))
-        elif args.command == "export":
-            asyncio.run(_export(url, args.subject, args.output))
-        elif args.command == "restore":
-            return asyncio.run(_restore(url, args.file))
-        elif args.command == "draft":
-            return asyncio.run(_draft(url, args))
-        elif args.command == "tokens":
-            return asyncio.run(_tokens(url, args))
-        elif args.command == "openapi":
-            document = openapi_document()
-            if args.output:
-                args.output.write_text(document)
-            else:
-                sys.stdout.write(document)
-        elif args.command == "serve":
-            return _serve(url, args.host, args.port, args.workers)
-    except FixtureError as exc:
-        print(f"error: {exc}\nnothing was imported", file=sys.stderr)
-        return 1
-    return 0
-
-
-async def _verify(url: str, since_text: str | None) -> int:
-    since = None
-    if since_text is not None:
-        position, _, digest = since_text.partition(":")
-        if not position.isdigit() or len(digest) != 64:
-            print(
-                f"error: --since expects POSITION:HASH (from GET /audit/head), got {since_text!r}",
-                file=sys.stderr,
-            )
-            return 1
-        since = (int(position), digest)
-    db = Database(url)
-    try:
-        async with db.read() as conn:
-            report = await audit.verify(conn, since=since)
-    finally:
-        await db.dispose()
-    if report.first_break is not None:
-        print(f"BROKEN at position {report.first_break.position}: {report.first_break.problem}")
-        print(f"intact up to position {report.head_position} ({report.checked} events checked)")
-        return 2
-    print(
-        f"ok: {report.checked} events checked from position {report.from_position + 1}; "
-        f"head {report.head_position} {report.head_hash}"
-    )
-    return 0
-
-
-async def _export(url: str, subject: str | None, output: Path | None) -> None:
-    db = Database(url)
-    try:
-        async with db.read() as conn:
-            with output.open("wb") if output else os.fdopen(os.dup(sys.stdout.fileno()), "wb") as out:
-                async for line in audit.export(conn, subject_id=subject):
-                    out.write(line)
-    finally:
-        await db.dispose()
-
-
-async def _restore(url: str, file: Path) -> int:
-    db = Database(url)
-    try:
-        await migrate.upgrade(db)
+@cli.command()
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), help="write it to this file instead"
+)
+def openapi(output: Path | None) -> None:
+    """Print the OpenAPI document."""
+    document = openapi_document()
+    if output:
         try:
-            with file.open("rb") as lines:
-                async with db.write() as conn:
-                    count = await audit.restore(conn, lines)
-                    await views.rebuild(conn)
-        except audit.RestoreError as exc:
-            print(f"error: {file}: {exc}\nnothing was restored", file=sys.stderr)
-            return 1
+            output.write_text(document)
         except OSError as exc:
-            print(f"error: {file}: cannot read file: {exc.strerror}", file=sys.stderr)
-            return 1
-        print(f"restored {count} events from {file}; the hash chain holds and the views are rebuilt")
-        return 0
-    finally:
-        await db.dispose()
-
-
-async def _draft(url: str, args: argparse.Namespace) -> int:
-    try:
-        raw = args.article.read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"error: {args.article}: cannot read file: {exc.strerror}", file=sys.stderr)
-        return 1
-    published, raw = drafting.article_date(raw, args.date)
-    if published is None:
-        print(f"error: {args.article}: no date found; give --date YYYY-MM-DD", file=sys.stderr)
-        return 1
-    db = Database(url)
-    try:
-        await migrate.upgrade(db)
-        async with db.read() as conn:
-            known_sources, known_claims = await drafting_context(conn)
-    finally:
-        await db.dispose()
-    document = drafting.to_yaml(
-        drafting.draft(raw, published=published, title=args.title, subject=args.subject,
-                       known_sources=known_sources, known_claims=known_claims)
-    )  # fmt: skip
-    if args.output:
-        args.output.write_text(document, encoding="utf-8")
+            raise CommandError(f"{output}: cannot write file: {exc.strerror}") from None
     else:
         sys.stdout.write(document)
-    return 0
 
 
-async def _tokens(url: str, args: argparse.Namespace) -> int:
-    db = Database(url)
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script, e.g. eval "$(timeline completion bash)"."""
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # every choice has one
+    click.echo(complete(cli, {}, "timeline", "_TIMELINE_COMPLETE").source())
+
+
+# Entry point ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``timeline`` console script: run a command and return its exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    url = _url_of(args)
     try:
-        await migrate.upgrade(db)
-        async with db.write() as conn:
-            if args.tokens_command == "create":
-                try:
-                    secret = await tokens.create(conn, args.name, tuple(args.scope))
-                except tokens.TokenExists as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-                    return 1
-                print(secret)
-                print(
-                    f"token {args.name!r} created with scopes {', '.join(args.scope)}; "
-                    "the secret above is shown only once",
-                    file=sys.stderr,
-                )
-            elif args.tokens_command == "revoke":
-                if not await tokens.revoke(conn, args.name):
-                    print(f"error: no live token named {args.name!r}", file=sys.stderr)
-                    return 1
-                print(f"token {args.name!r} revoked")
-            else:
-                for t in await tokens.all_tokens(conn):
-                    state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "live"
-                    print(f"{t.name}\t{' '.join(t.scopes)}\t{state}\tcreated {t.created_at:%Y-%m-%d %H:%M}")
-        return 0
-    finally:
-        await db.dispose()
+        result = cli.main(args=args, prog_name="timeline", standalone_mode=False)
+    except click.exceptions.Exit as done:  # --help, --version
+        return done.exit_code
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "timeline"
+        error(f"{exc.format_message()} (see {command} --help)")
+        return Exit.USAGE
+    except (click.Abort, KeyboardInterrupt):
+        error("interrupted")
+        return Exit.INTERRUPTED
+    except click.ClickException as exc:
+        error(exc.format_message())
+        return Exit.INPUT
+    except FixtureError as exc:
+        error(f"{exc}; nothing was imported")
+        return Exit.INPUT
+    except CommandError as exc:
+        error(exc.message)
+        return exc.code
+    except Exception as exc:
+        problem = database_error(exc, url)
+        if problem is not None:
+            error(problem.message)
+            return problem.code
+        if os.environ.get("TIMELINE_DEBUG") == "1":
+            raise
+        error(f"internal error: {type(exc).__name__}: {exc} (TIMELINE_DEBUG=1 shows where)")
+        return Exit.INTERNAL
+    return int(result) if isinstance(result, int) else Exit.OK
 
 
-def _serve(url: str, host: str, port: int, workers: int) -> int:
-    import uvicorn
-
-    from timeline.store.database import normalize_url
-
-    if workers > 1 and normalize_url(url).startswith("sqlite"):
-        print(
-            "error: --workers needs PostgreSQL; SQLite is served by one process",
-            file=sys.stderr,
-        )
-        return 1
-    _report(asyncio.run(_prepare_for_serving(url)))
-    print(f"serving {url} on http://{host}:{port} with {workers} worker(s)")
-    # Workers import the app by name and read the database URL from the environment.
-    os.environ["TIMELINE_DATABASE_URL"] = url
-    uvicorn.run("timeline.api.asgi:create", factory=True, host=host, port=port, workers=workers)
-    return 0
+def _url_of(args: Sequence[str]) -> str:
+    # For messages about errors raised before a command has its URL (which click parses).
+    for i, arg in enumerate(args):
+        if arg == "--database-url" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--database-url="):
+            return arg.partition("=")[2]
+    return os.environ.get("TIMELINE_DATABASE_URL") or DEFAULT_URL

@@ -319,6 +319,10 @@ def parse(text: str | bytes, file: str) -> ParsedFixture:
         raise FixtureError(
             file, "", mark.line + 1 if mark else None, f"not valid YAML: {exc.problem}"
         ) from None
+    except yaml.reader.ReaderError as exc:
+        # Raised before any parsing, for bytes that are not UTF-8 or characters YAML forbids (NUL, ...).
+        line = _reader_line(text, exc)
+        raise FixtureError(file, "", line, f"not valid YAML: {_reader_problem(exc)}") from None
     if root is None or not isinstance(data, dict):
         raise FixtureError(file, "", 1, "expected a mapping with 'document', 'sources', 'events'")
     try:
@@ -330,6 +334,21 @@ def parse(text: str | bytes, file: str) -> ParsedFixture:
             message, path = str(exc), ""
         raise FixtureError(file, path, _line_of(root, path), message) from None
     return ParsedFixture(file=file, fixture=fixture, root=root)
+
+
+def _reader_line(text: str | bytes, exc: yaml.reader.ReaderError) -> int:
+    # The reader counts characters once it has decoded, bytes when it could not.
+    before = text[: exc.position]
+    return (before.count(b"\n") if isinstance(before, bytes) else before.count("\n")) + 1
+
+
+def _reader_problem(exc: yaml.reader.ReaderError) -> str:
+    # The C reader gives the character as a number, the Python one as text or, undecodable, as bytes.
+    char: Any = exc.character
+    code = char[0] if isinstance(char, bytes) else char if isinstance(char, int) else ord(char)
+    if isinstance(char, bytes) or "UTF-8" in exc.reason:
+        return f"byte 0x{code:02x} at offset {exc.position} is not UTF-8 text ({exc.reason})"
+    return f"character U+{code:04X} at offset {exc.position} is not allowed in YAML ({exc.reason})"
 
 
 def _date(text: str | None, default: StatedDate, path: str) -> StatedDate:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -46,16 +46,23 @@ def read_files(paths: Sequence[Path]) -> list[LoadedFixture]:
 
 
 async def import_fixtures(
-    db: Database, fixtures: Sequence[LoadedFixture], *, recorded_by: str
+    db: Database,
+    fixtures: Sequence[LoadedFixture],
+    *,
+    recorded_by: str,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[ImportResult]:
-    """Import fixtures in order, in one transaction: any error in any of them records nothing."""
+    """Import fixtures in order, in one transaction: any error in any of them records nothing.
+    ``progress(done, total)`` is told of each proposed event as it is recorded or found recorded already."""
     parsed = [parse(f.text, f.name) for f in fixtures]
+    proposed_by_fixture = [list(to_events(item)) for item in parsed]
+    total = sum(len(proposals) for proposals in proposed_by_fixture)
+    done = 0
     results = []
     async with db.write() as conn:
-        for fixture, item in zip(fixtures, parsed, strict=True):
+        for fixture, item, proposals in zip(fixtures, parsed, proposed_by_fixture, strict=True):
             import_id = hashlib.sha256(fixture.text).hexdigest()[:16]
             recorder = Recorder(conn, recorded_by=recorded_by, label=item.file, import_id=import_id)
-            proposals = list(to_events(item))
             await recorder.preload(_streams_of(proposals))
             for origin, proposed in proposals:
                 event = (
@@ -67,6 +74,9 @@ async def import_fixtures(
                     await recorder.record(event, origin=origin)
                 except Rejected as rejected:
                     raise _located(item, rejected, event) from None
+                done += 1
+                if progress is not None:
+                    progress(done, total)
             appended = await recorder.finish()
             results.append(
                 ImportResult(

@@ -626,7 +626,17 @@ class _Server:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "timeline", "--database-url", url, "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "timeline",
+                "--database-url",
+                url,
+                "serve",
+                "--no-fixtures",
+                "--port",
+                str(self.port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "TIMELINE_PROJECTION_BATCH": "2000", **env},

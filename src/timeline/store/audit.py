@@ -117,8 +117,14 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True):
     first_break: Break | None = None
 
 
-async def verify(conn: AsyncConnection, *, since: tuple[int, str] | None = None) -> Verification:
-    """Recompute the chain over the whole log, or from a remembered (position, hash) head on."""
+async def verify(
+    conn: AsyncConnection,
+    *,
+    since: tuple[int, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Verification:
+    """Recompute the chain over the whole log, or from a remembered (position, hash) head on;
+    ``progress(checked, to_check)`` is told every thousand events."""
     expected, prev, start = 1, chain.GENESIS, 0
     checked = 0
 
@@ -149,6 +155,10 @@ async def verify(conn: AsyncConnection, *, since: tuple[int, str] | None = None)
                     start, "the event at the remembered head does not match its hash: it was altered"
                 )
             expected, prev = start + 1, remembered
+    to_check = 0
+    if progress is not None:
+        head = await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)))
+        to_check = max(int(head.scalar_one()) - (expected - 1), 0)
     async for row in rows(conn, after=expected - 1):
         if row.position != expected:
             return broken(expected, f"event {expected} is missing (the next stored event is {row.position})")
@@ -162,6 +172,10 @@ async def verify(conn: AsyncConnection, *, since: tuple[int, str] | None = None)
             return broken(row.position, "its contents do not match its hash: it was altered")
         expected, prev = expected + 1, row.hash
         checked += 1
+        if progress is not None and checked % 1000 == 0:
+            progress(checked, to_check)
+    if progress is not None:
+        progress(checked, max(to_check, checked))
     return Verification(
         ok=True, checked=checked, from_position=start, head_position=expected - 1, head_hash=prev
     )
