@@ -179,10 +179,10 @@ async def test_serve_imports_new_fixtures_says_so_and_hides_the_password(
     assert await run(*serve) == 0
     out = capsys.readouterr().out
     assert "000_seed.yaml: imported, 29 events (positions 1-29)" in out
-    assert f"fixtures in {tmp_path}: 1 imported, 0 already recorded" in out
+    assert f"1 new fixtures imported from {tmp_path}/, 0 already recorded" in out
     assert await run(*serve) == 0
     out = capsys.readouterr().out
-    assert f"fixtures in {tmp_path}: 0 imported, 1 already recorded" in out
+    assert f"0 new fixtures imported from {tmp_path}/, 1 already recorded" in out
     assert SECRET not in out
     assert f"serving {console.redact(url)} on http://127.0.0.1:8123" in out
     assert len(served) == 2

@@ -92,7 +92,7 @@ def _version() -> str:
         return "unknown"
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
     "--database-url",
     envvar="TIMELINE_DATABASE_URL",
@@ -128,7 +128,7 @@ def cli(ctx: click.Context, database_url: str) -> None:
 @click.option("--no-fixtures", is_flag=True, help="import no fixtures on start")
 @click.pass_obj
 def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | None, no_fixtures: bool) -> None:
-    """Migrate, import new fixtures, bring the views up to date, serve HTTP."""
+    """Migrate, import the fixtures not yet recorded, serve HTTP."""
     import uvicorn
 
     db = open_database(url, must_exist=False)
@@ -152,7 +152,11 @@ def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
             f"{r.file}: imported, {r.appended} events (positions {r.first_position}-{r.last_position})"
         )
     recorded = len(results) - len(new)
-    click.echo(f"fixtures in {directory}: {len(new)} imported, {recorded} already recorded")
+    try:
+        shown = directory.resolve().relative_to(Path.cwd())
+    except ValueError:
+        shown = directory
+    click.echo(f"{len(new)} new fixtures imported from {shown}/, {recorded} already recorded")
 
 
 async def _prepare_for_serving(url: str, fixtures_dir: Path | None = None) -> list[ImportResult]:
@@ -192,7 +196,7 @@ async def _prepare_for_serving_db(db: Database, fixtures: list[LoadedFixture] | 
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="FILE|DIR...")
 @click.pass_obj
 def import_(url: str, paths: tuple[Path, ...]) -> None:
-    """Import fixture files (a directory: its *.yaml), all or nothing."""
+    """Import fixtures (files, or directories of *.yaml), all or nothing."""
     fixtures = read_files(fixture_files(paths))
     db = open_database(url, must_exist=False)
 
@@ -207,7 +211,7 @@ def import_(url: str, paths: tuple[Path, ...]) -> None:
 @cli.command()
 @click.pass_obj
 def rebuild(url: str) -> None:
-    """Rebuild the views from the log while the old ones keep serving."""
+    """Refold the views from the log while they keep serving."""
     db = open_database(url, must_exist=True)
 
     async def run() -> int:
@@ -358,7 +362,7 @@ def _reading(lines: IO[bytes], size: int, advance: Callable[[int, int | None], N
 def draft(
     url: str, article: Path, date: str | None, subject: str | None, title: str | None, output: Path | None
 ) -> None:
-    """Propose a fixture from an article's text (plain text or HTML), for review."""
+    """Propose a fixture from an article (text or HTML), for review."""
     raw = _article_text(article)
     try:
         published, raw = drafting.article_date(raw, date)
@@ -516,7 +520,7 @@ def openapi(output: Path | None) -> None:
 @cli.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
-    """Print the shell completion script, e.g. eval "$(timeline completion bash)"."""
+    """Print a shell completion script: eval "$(timeline completion bash)"."""
     from click.shell_completion import get_completion_class
 
     complete = get_completion_class(shell)
