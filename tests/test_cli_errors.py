@@ -179,7 +179,7 @@ async def test_serve_imports_new_fixtures_says_so_and_hides_the_password(
     assert await run(*serve) == 0
     out = capsys.readouterr().out
     assert "000_seed.yaml: imported, 29 events (positions 1-29)" in out
-    assert f"1 new fixtures imported from {tmp_path}/, 0 already recorded" in out
+    assert f"1 new fixture imported from {tmp_path}/, 0 already recorded" in out
     assert await run(*serve) == 0
     out = capsys.readouterr().out
     assert f"0 new fixtures imported from {tmp_path}/, 1 already recorded" in out

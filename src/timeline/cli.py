@@ -156,7 +156,8 @@ def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
         shown = directory.resolve().relative_to(Path.cwd())
     except ValueError:
         shown = directory
-    click.echo(f"{len(new)} new fixtures imported from {shown}/, {recorded} already recorded")
+    fixtures = "fixture" if len(new) == 1 else "fixtures"
+    click.echo(f"{len(new)} new {fixtures} imported from {shown}/, {recorded} already recorded")
 
 
 async def _prepare_for_serving(url: str, fixtures_dir: Path | None = None) -> list[ImportResult]:
