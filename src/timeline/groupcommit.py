@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple, TypeVar
 
+import asyncpg
 import sqlalchemy as sa
 
 from timeline.service import Recorder
@@ -73,7 +75,8 @@ def _from_database(exc: BaseException) -> bool:
     chain: list[BaseException] = []
     seen: BaseException | None = exc
     while seen is not None and seen not in chain:
-        if isinstance(seen, sa.exc.SQLAlchemyError):
+        # Statements sent to the driver itself (store.driver) raise the driver's own errors.
+        if isinstance(seen, sa.exc.SQLAlchemyError | asyncpg.PostgresError | sqlite3.Error):
             return True
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__

@@ -35,7 +35,7 @@ from timeline.domain.events import (
     stream_of,
 )
 from timeline.domain.values import period_start
-from timeline.store import eventlog, views
+from timeline.store import driver, eventlog, views
 from timeline.store.eventlog import Metadata, NewEvent, RecordedEvent
 
 
@@ -386,9 +386,11 @@ class Recorder:
 
     async def finish(self) -> list[RecordedEvent]:
         """Insert everything recorded and update the views; call once, before the transaction commits."""
+        changes = driver.Changes()
         if self._batch is not None:
-            await self._batch.flush(self.conn)
-        await views.project(self.conn, self.appended, before=self._claims_before())
+            changes.events = self._batch.take()
+        # The events and the views' rows they change go in together (one statement on PostgreSQL).
+        await views.project(self.conn, self.appended, before=self._claims_before(), changes=changes)
         return self.appended
 
     def _claims_before(self) -> dict[str, Claim | None]:

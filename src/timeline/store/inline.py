@@ -158,6 +158,9 @@ class InlineConnection:
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
         return await InlineCursor(self).execute(sql, parameters)
 
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
+        return await InlineCursor(self).executemany(sql, parameters)
+
     async def execute_fetchall(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         cursor = await self.execute(sql, parameters)
         try:
