@@ -12,6 +12,7 @@ in one statement of data-modifying CTEs: one round trip.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -143,6 +144,7 @@ ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excl
 }
 
 
+@functools.lru_cache(maxsize=16)  # every event of a write has the same time
 def sqlite_time(value: dt.datetime) -> str:
     """A UTC time as SQLAlchemy stores it in SQLite (naive, with microseconds), so both writers agree."""
     value = value.astimezone(dt.UTC)
