@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 import sqlalchemy as sa
 
 from timeline.service import Recorder
 from timeline.store import audit, eventlog
 from timeline.store.database import Database
+from timeline.store.eventlog import WrongExpectedVersion
 from timeline.store.notify import CHANNEL
 from timeline.store.schema import events
 
-from .helpers import claim_made, document, source, subject
+from .helpers import NOW, claim_made, document, new, source, subject
 
 
 async def _record(db: Database, batch: list[object]) -> list[eventlog.RecordedEvent]:
@@ -67,3 +69,26 @@ async def test_an_appending_commit_wakes_readers_once(db: Database) -> None:
     finally:
         if listening is not None:
             await listening.close()
+
+
+async def test_a_version_taken_behind_the_writers_back_is_a_version_conflict_that_writes_nothing(
+    db: Database,
+) -> None:
+    # The rules are bypassed here (a raw batch): the database's unique (stream, version) key still refuses
+    # the second version 1 of a stream, and the write says which stream, not an integrity error.
+    async with db.write() as conn:
+        await eventlog.append(conn, "claim-x", 0, [new(claim_made("x", "a", 1))], recorded_at=NOW)
+
+    async def bypassing_the_rules() -> None:
+        async with db.write() as conn:
+            batch = await eventlog.Batch.start(conn, NOW)
+            batch.add("claim-y", 1, new(claim_made("y", "a", 1)))
+            batch.add("claim-x", 1, new(claim_made("x", "a", 2)))
+            await batch.flush(conn)
+
+    with pytest.raises(WrongExpectedVersion) as caught:
+        await bypassing_the_rules()
+    assert (caught.value.stream_id, caught.value.expected, caught.value.actual) == ("claim-x", 0, None)
+    assert "already has a version 1" in str(caught.value)
+    async with db.read() as conn:
+        assert [e.stream_id for e in await eventlog.read_all(conn)] == ["claim-x"]

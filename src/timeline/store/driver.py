@@ -14,10 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store.database import APPENDED, NOTIFIED, driver_of
@@ -142,6 +144,25 @@ ON CONFLICT (position) DO UPDATE SET subject_id = excluded.subject_id, occurred_
     "checked": """INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at""",
 }
+
+
+class WrongExpectedVersion(Exception):
+    """The stream moved on since the caller read it: nothing was appended. ``actual`` is None when only the
+    database's unique (stream, version) key noticed (another write took the version first)."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int | None) -> None:
+        at = f"is at version {actual}" if actual is not None else f"already has a version {expected + 1}"
+        super().__init__(f"stream {stream_id!r} {at}, expected {expected}; read it again and retry")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+_STREAM_KEY = "uq_events_stream_id_stream_version"
+
+
+def _taken(stream_id: str, version: int) -> WrongExpectedVersion:
+    return WrongExpectedVersion(stream_id, version - 1, None)
 
 
 @functools.lru_cache(maxsize=16)  # every event of a write has the same time
@@ -274,20 +295,29 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         # The fold of a rebuild appends nothing, and must not lock the log against writers as an INSERT
         # into it would, even of no rows: it uses the statement without that part.
         appending = _SAVE_APPENDING if changes.events else _SAVE_FOLDING
-        await driver.fetchval(
-            appending,
-            *_columns(changes.claims, 9),
-            *_columns(changes.unchosen, 3),
-            *_columns(changes.chosen, 4),
-            *_columns(changes.defined, 4),
-            changes.unlisted,
-            *_columns(changes.listed, 6),
-            name,
-            position,
-            now,
-            notify,
-            *(_columns(changes.events, 12) if changes.events else ()),
-        )
+        try:
+            await driver.fetchval(
+                appending,
+                *_columns(changes.claims, 9),
+                *_columns(changes.unchosen, 3),
+                *_columns(changes.chosen, 4),
+                *_columns(changes.defined, 4),
+                changes.unlisted,
+                *_columns(changes.listed, 6),
+                name,
+                position,
+                now,
+                notify,
+                *(_columns(changes.events, 12) if changes.events else ()),
+            )
+        except asyncpg.UniqueViolationError as error:
+            # Optimistic concurrency's last word, the unique (stream, version) key; its detail names the
+            # key, as "Key (stream_id, stream_version)=(claim-x, 2) already exists."
+            if error.constraint_name != _STREAM_KEY:
+                raise
+            key = str(error.detail or "").partition("=(")[2].rpartition(")")[0]
+            stream_id, _, version = key.rpartition(", ")
+            raise _taken(stream_id, int(version)) from None
         if notify:
             conn.info[NOTIFIED] = True
         return
@@ -301,5 +331,14 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         ("listed", [(r[0], r[1], r[2].isoformat(), *r[3:]) for r in changes.listed]),
         ("checked", [(name, position, sqlite_time(now))] if name is not None else []),
     ):
-        if rows:
+        if not rows:
+            continue
+        before = driver.total_changes
+        try:
             await driver.executemany(_SQLITE[kind], rows)
+        except sqlite3.IntegrityError as error:
+            if kind != "events" or "events.stream_id, events.stream_version" not in str(error):
+                raise
+            # The rows ahead of the one refused went in (and roll back with the transaction).
+            refused = changes.events[driver.total_changes - before]
+            raise _taken(refused[2], refused[3]) from None

@@ -56,17 +56,8 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     hash: str
 
 
-class WrongExpectedVersion(Exception):
-    """The stream moved on since the caller read it: nothing was appended."""
-
-    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
-        super().__init__(
-            f"stream {stream_id!r} is at version {actual}, expected {expected}; read it again and retry"
-        )
-        self.stream_id = stream_id
-        self.expected = expected
-        self.actual = actual
-
+# Raised where the version is checked: by ``append`` before writing, by the database's key while writing.
+WrongExpectedVersion = driver.WrongExpectedVersion
 
 _meta_encoder = msgspec.json.Encoder()
 _meta_decoder = msgspec.json.Decoder(Metadata)

@@ -131,6 +131,10 @@ class InlineConnection:
     def in_transaction(self) -> bool:
         return self.sqlite.in_transaction
 
+    @property
+    def total_changes(self) -> int:
+        return self.sqlite.total_changes
+
     async def attempt(self, call: Callable[..., T], *args: Any) -> T:
         """Run ``call`` now; while the database is locked by another connection, try again after a sleep
         that lets the loop (and the lock's holder, if it is on this loop) go on."""
