@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import strategies as st
 
 from timeline.domain.events import (
@@ -14,7 +15,9 @@ from timeline.domain.events import (
     EvidenceAttached,
     Quantity,
     RecordCorrected,
+    SourceAmended,
     StatedDate,
+    SubjectAmended,
 )
 
 SOURCES = ["a", "b", "c"]
@@ -79,65 +82,107 @@ retractions = st.builds(
     dates,
 )
 
-commands = st.lists(
-    st.one_of(
-        made(),
-        st.builds(
-            lambda c, r, q, d: ClaimRevised(
-                claim_id=c, revision_id=r, statement="revised", stated_on=d, document_ids=("d",), quantity=q
-            ),
-            st.sampled_from(CLAIMS),
-            ids,
-            st.none() | quantities,
-            dates,
+# One claim command of any kind.
+command = st.one_of(
+    made(),
+    st.builds(
+        lambda c, r, q, d: ClaimRevised(
+            claim_id=c, revision_id=r, statement="revised", stated_on=d, document_ids=("d",), quantity=q
         ),
-        st.builds(
-            lambda c, r, by, d: ClaimDenied(
-                claim_id=c, denial_id=r, denied_by=by, statement="no", stated_on=d, document_ids=("d",)
-            ),
-            st.sampled_from(CLAIMS),
-            ids,
-            st.sampled_from(SOURCES),
-            dates,
-        ),
-        st.builds(
-            lambda c, r, by, d: ClaimConfirmed(
-                claim_id=c,
-                confirmation_id=r,
-                confirmed_by=by,
-                statement="yes",
-                stated_on=d,
-                document_ids=("d",),
-            ),
-            st.sampled_from(CLAIMS),
-            ids,
-            st.sampled_from(SOURCES),
-            dates,
-        ),
-        st.builds(
-            lambda c, r, by, d: EvidenceAttached(
-                claim_id=c,
-                evidence_id=r,
-                kind="video",
-                produced_by=by,
-                description="shows",
-                stated_on=d,
-                document_ids=("d",),
-            ),
-            st.sampled_from(CLAIMS),
-            ids,
-            st.sampled_from(SOURCES),
-            dates,
-        ),
-        corrections,
-        st.builds(
-            lambda c, r, d: ClaimRetracted(
-                claim_id=c, retraction_id=r, statement="withdrawn", stated_on=d, document_ids=("d",)
-            ),
-            st.sampled_from(CLAIMS),
-            ids,
-            dates,
-        ),
+        st.sampled_from(CLAIMS),
+        ids,
+        st.none() | quantities,
+        dates,
     ),
-    max_size=25,
+    st.builds(
+        lambda c, r, by, d: ClaimDenied(
+            claim_id=c, denial_id=r, denied_by=by, statement="no", stated_on=d, document_ids=("d",)
+        ),
+        st.sampled_from(CLAIMS),
+        ids,
+        st.sampled_from(SOURCES),
+        dates,
+    ),
+    st.builds(
+        lambda c, r, by, d: ClaimConfirmed(
+            claim_id=c,
+            confirmation_id=r,
+            confirmed_by=by,
+            statement="yes",
+            stated_on=d,
+            document_ids=("d",),
+        ),
+        st.sampled_from(CLAIMS),
+        ids,
+        st.sampled_from(SOURCES),
+        dates,
+    ),
+    st.builds(
+        lambda c, r, by, d: EvidenceAttached(
+            claim_id=c,
+            evidence_id=r,
+            kind="video",
+            produced_by=by,
+            description="shows",
+            stated_on=d,
+            document_ids=("d",),
+        ),
+        st.sampled_from(CLAIMS),
+        ids,
+        st.sampled_from(SOURCES),
+        dates,
+    ),
+    corrections,
+    st.builds(
+        lambda c, r, d: ClaimRetracted(
+            claim_id=c, retraction_id=r, statement="withdrawn", stated_on=d, document_ids=("d",)
+        ),
+        st.sampled_from(CLAIMS),
+        ids,
+        dates,
+    ),
+)
+commands = st.lists(command, max_size=25)
+
+
+# Wider logs: several subjects, corrections that move a claim to another subject, and amendments of the
+# subjects and sources the claims name (which change the registrations view).
+SEVERAL_SUBJECTS = ["s1", "s2", "s3"]
+
+
+@st.composite
+def made_on_any_subject(draw: st.DrawFn) -> ClaimMade:
+    event = draw(made())
+    return msgspec.structs.replace(event, subject_id=draw(st.sampled_from(SEVERAL_SUBJECTS)))
+
+
+moving_corrections = st.builds(
+    lambda c, r, v, s: RecordCorrected(
+        claim_id=c,
+        correction_id=r,
+        corrects_version=v,
+        changes=CorrectedFields(subject_id=s),
+        reason="wrong subject",
+    ),
+    st.sampled_from(CLAIMS),
+    ids,
+    st.just(1) | st.integers(1, 4),
+    st.sampled_from(SEVERAL_SUBJECTS),
+)
+
+amendments = st.one_of(
+    st.builds(
+        lambda s, n: SubjectAmended(subject_id=s, name=n),
+        st.sampled_from(SEVERAL_SUBJECTS),
+        st.sampled_from(["Renamed", "Renamed again"]),
+    ),
+    st.builds(
+        lambda s, n: SourceAmended(source_id=s, name=n),
+        st.sampled_from(SOURCES),
+        st.sampled_from(["Agency", "Ministry"]),
+    ),
+)
+
+wide_commands = st.lists(
+    st.one_of(made_on_any_subject(), moving_corrections, amendments, command), max_size=20
 )

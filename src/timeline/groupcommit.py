@@ -13,17 +13,20 @@ versions and the hash chain are the same as with one transaction each.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple, TypeVar
 
+import asyncpg
 import sqlalchemy as sa
 
 from timeline.service import Recorder
 from timeline.store.database import Database
 
 T = TypeVar("T")
+_log = logging.getLogger("timeline.groupcommit")
 Unit = Callable[["Recorder"], Awaitable[Any]]
 
 
@@ -33,6 +36,22 @@ class _Queued(NamedTuple):
     # The streams the unit will read, and those whose existence it will check: read for the whole batch.
     reads: tuple[str, ...]
     probes: tuple[str, ...]
+
+
+class Unavailable(Exception):
+    """The committer is closing (the server is shutting down): the write was not, or may not have been,
+    recorded. The API answers 503; the client retries against a running server."""
+
+
+_REFUSED = "the server is shutting down; this write was not recorded: retry shortly"
+_CUT_OFF = (
+    "the server shut down while this write was being committed; it may or may not have been recorded: "
+    "read it back, or retry with the same Idempotency-Key"
+)
+
+
+# Seconds ``close`` lets a batch already in its transaction finish before cancelling it.
+CLOSE_GRACE = 5.0
 
 
 class _Unclean(Exception):
@@ -56,7 +75,8 @@ def _from_database(exc: BaseException) -> bool:
     chain: list[BaseException] = []
     seen: BaseException | None = exc
     while seen is not None and seen not in chain:
-        if isinstance(seen, sa.exc.SQLAlchemyError):
+        # Statements sent to the driver itself (store.driver) raise the driver's own errors.
+        if isinstance(seen, sa.exc.SQLAlchemyError | asyncpg.PostgresError | sqlite3.Error):
             return True
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
@@ -74,6 +94,9 @@ class Committer:
         self.future_slack = future_slack
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        # The batch in its transaction now: answered by ``close`` if cancelled before it could answer.
+        self._running: list[_Queued] = []
 
     async def run(
         self,
@@ -84,7 +107,10 @@ class Committer:
     ) -> T:
         """Run ``unit`` in a write transaction shared with other units; return its result once that commits,
         or raise what it raised with only its changes undone. It may run twice, so it acts only in there.
-        The streams it will ``reads`` and ``probes`` are read for the whole batch in one query."""
+        The streams it will ``reads`` and ``probes`` are read for the whole batch in one query.
+        Raises ``Unavailable`` once ``close`` has begun."""
+        if self._closed:
+            raise Unavailable(_REFUSED)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="group-commit")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -96,7 +122,18 @@ class Committer:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            if self._closed:
+                _answer(batch, _REFUSED)
+                return
+            self._running = batch
+            try:
+                await self._commit(batch)
+            except BaseException:
+                # Cancelled (by ``close``) or worse: nobody else will answer this batch's callers.
+                _answer(batch, _CUT_OFF)
+                raise
+            finally:
+                self._running = []
 
     async def _commit(self, batch: list[_Queued]) -> None:
         try:
@@ -162,10 +199,31 @@ class Committer:
             await recorder.finish()
         return outcomes
 
-    async def close(self) -> None:
-        """Stop the batching task (waiting units are answered first by their batch)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def close(self, *, grace: float = CLOSE_GRACE) -> None:
+        """Stop taking writes and answer every caller: the batch in its transaction gets ``grace`` seconds to
+        commit, then is cancelled; writes still queued are refused with ``Unavailable``. Never hangs."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            # Let the batch in hand commit (its callers then get their real answers); the loop is stopped
+            # as soon as it waits for the next batch, so nothing queued behind it is started.
+            running = self._running
+            if running:
+                await asyncio.wait([q.future for q in running], timeout=grace)
+            task.cancel()
+            # A transaction stuck in the database may not even end when cancelled: answer for it regardless.
+            await asyncio.wait([task], timeout=grace)
+            _answer(running, _CUT_OFF)
+            if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+                _log.error("group commit stopped on an error", exc_info=error)
+        queued: list[_Queued] = []
+        while not self._queue.empty():
+            queued.append(self._queue.get_nowait())
+        _answer(queued, _REFUSED)
+
+
+def _answer(batch: Iterable[_Queued], message: str) -> None:
+    # A new exception for each caller: one instance raised in many tasks would gather all their tracebacks.
+    for queued in batch:
+        if not queued.future.done():
+            queued.future.set_exception(Unavailable(message))

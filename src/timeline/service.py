@@ -35,7 +35,7 @@ from timeline.domain.events import (
     stream_of,
 )
 from timeline.domain.values import period_start
-from timeline.store import eventlog, views
+from timeline.store import driver, eventlog, views
 from timeline.store.eventlog import Metadata, NewEvent, RecordedEvent
 
 
@@ -267,13 +267,14 @@ class Recorder:
         """
         stream_id = stream_of(event)
         # The stream and whether the streams it names exist, in one round trip.
-        await self._load([stream_id], probe=references(event))
+        named = references(event)
+        await self._load([stream_id], probe=named)
         stream = self._streams[stream_id]
         if expected_version is not None and expected_version != stream.version:
             raise PreconditionFailed(stream_id, expected_version, stream.version)
         try:
             self._check_dates(event)
-            await self._check_references(event)
+            await self._check_references(event, named)
             decided = self._decide(stream, event)
         except DefinitionConflict as conflict:
             detail = self._conflict_detail(stream, event, conflict)
@@ -323,9 +324,9 @@ class Recorder:
                     field=name,
                 )
 
-    async def _check_references(self, event: DomainEvent) -> None:
+    async def _check_references(self, event: DomainEvent, named: set[str]) -> None:
         documents: tuple[str, ...] = getattr(event, "document_ids", ())
-        await self._learn_existence(references(event))
+        await self._learn_existence(named)
         match event:
             case ClaimMade():
                 await self._require("subject", event.subject_id, "subject")
@@ -386,9 +387,11 @@ class Recorder:
 
     async def finish(self) -> list[RecordedEvent]:
         """Insert everything recorded and update the views; call once, before the transaction commits."""
+        changes = driver.Changes()
         if self._batch is not None:
-            await self._batch.flush(self.conn)
-        await views.project(self.conn, self.appended, before=self._claims_before())
+            changes.events = self._batch.take()
+        # The events and the views' rows they change go in together (one statement on PostgreSQL).
+        await views.project(self.conn, self.appended, before=self._claims_before(), changes=changes)
         return self.appended
 
     def _claims_before(self) -> dict[str, Claim | None]:

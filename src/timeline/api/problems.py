@@ -15,12 +15,14 @@ from litestar.status_codes import (
     HTTP_412_PRECONDITION_FAILED,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
 
 from timeline.api.schemas import Problem, ProblemItem
 from timeline.domain.errors import DefinitionConflict, RuleViolation, UnknownReference
 from timeline.fixtures import FixtureError
+from timeline.groupcommit import Unavailable
 from timeline.service import PreconditionFailed, Rejected
 from timeline.store.eventlog import WrongExpectedVersion
 
@@ -143,6 +145,14 @@ def wrong_version(request: Request[Any, Any, Any], exc: WrongExpectedVersion) ->
     return _problem(request, Problem(title="Version conflict", status=HTTP_409_CONFLICT, detail=str(exc)))
 
 
+def unavailable(request: Request[Any, Any, Any], exc: Unavailable) -> Response[bytes]:
+    return _problem(
+        request,
+        Problem(title="Service Unavailable", status=HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)),
+        headers={"Retry-After": "5"},
+    )
+
+
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     errors = None
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
@@ -194,6 +204,7 @@ HANDLERS: ExceptionHandlersMap = {
     WrongExpectedVersion: wrong_version,
     PreconditionFailed: precondition_failed,
     IdempotencyKeyReused: key_reused,
+    Unavailable: unavailable,
     HTTPException: http_error,
     Exception: internal_error,
 }

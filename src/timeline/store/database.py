@@ -20,6 +20,8 @@ from timeline.store.notify import CHANNEL, Listener, Notifier
 DEFAULT_URL = "sqlite+aiosqlite:///var/timeline.db"
 # Set on a connection's info by eventlog.append, so the write transaction knows to notify readers.
 APPENDED = "timeline_appended"
+# Set when the statement that appended also sent the NOTIFY (store.driver), which is then not sent again.
+NOTIFIED = "timeline_notified"
 _WRITE = "timeline_write"
 # Seconds a writer waits for the log's write lock before failing (on both databases).
 LOCK_TIMEOUT = 30.0
@@ -131,6 +133,9 @@ class Database:
     @asynccontextmanager
     async def _locked(self, conn: AsyncConnection) -> AsyncIterator[None]:
         appended = False
+        # Left over from a transaction on this connection that failed: they describe this one only.
+        conn.info.pop(APPENDED, None)
+        conn.info.pop(NOTIFIED, None)
         await conn.execution_options(**{_WRITE: True})
         async with conn.begin():
             if self.dialect == "postgresql":
@@ -138,7 +143,8 @@ class Database:
                 await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
             yield
             appended = bool(conn.info.pop(APPENDED, False))
-            if appended and self.dialect == "postgresql":
+            notified = bool(conn.info.pop(NOTIFIED, False))
+            if appended and not notified and self.dialect == "postgresql":
                 # Delivered to every listening process when (and only if) this transaction commits.
                 await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
         if appended:

@@ -8,17 +8,16 @@ allocated, and a reader tailing ``read_all`` can never skip an event that commit
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.events import SCHEMA_VERSION, DomainEvent, decode_event, encode_event
-from timeline.store import chain
-from timeline.store.database import APPENDED
+from timeline.store import chain, driver
 from timeline.store.schema import events
 
 
@@ -57,17 +56,8 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     hash: str
 
 
-class WrongExpectedVersion(Exception):
-    """The stream moved on since the caller read it: nothing was appended."""
-
-    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
-        super().__init__(
-            f"stream {stream_id!r} is at version {actual}, expected {expected}; read it again and retry"
-        )
-        self.stream_id = stream_id
-        self.expected = expected
-        self.actual = actual
-
+# Raised where the version is checked: by ``append`` before writing, by the database's key while writing.
+WrongExpectedVersion = driver.WrongExpectedVersion
 
 _meta_encoder = msgspec.json.Encoder()
 _meta_decoder = msgspec.json.Decoder(Metadata)
@@ -96,6 +86,24 @@ def _to_recorded(row: sa.Row[tuple[object, ...]]) -> RecordedEvent:
     )
 
 
+def _from_driver(row: Sequence[Any]) -> RecordedEvent:
+    # A row as ``driver.stored_event`` gives it, in ``driver.EVENT_COLUMNS`` order.
+    return RecordedEvent(
+        position=row[0],
+        event_id=row[1],
+        stream_id=row[2],
+        stream_version=row[3],
+        type=row[4],
+        schema_version=row[5],
+        event=decode_event(row[6]),
+        metadata=_meta_decoder.decode(row[7]),
+        valid_from=row[8],
+        recorded_at=row[9],
+        prev_hash=row[10],
+        hash=row[11],
+    )
+
+
 async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
     """The stream's current version: the number of events in it (0 if it does not exist)."""
     result = await conn.execute(
@@ -113,7 +121,8 @@ class Batch:
         self.head = head
         self.head_hash = head_hash
         self.recorded_at = recorded_at
-        self.rows: list[dict[str, object]] = []
+        # In ``driver.EVENT_COLUMNS`` order.
+        self.rows: list[driver.Row] = []
 
     @classmethod
     async def start(cls, conn: AsyncConnection, recorded_at: dt.datetime) -> Batch:
@@ -145,20 +154,20 @@ class Batch:
             ),
         )
         self.rows.append(
-            {
-                "position": self.head,
-                "event_id": event_id,
-                "stream_id": stream_id,
-                "stream_version": version,
-                "type": name,
-                "schema_version": SCHEMA_VERSION[name],
-                "data": data,
-                "metadata": meta,
-                "valid_from": item.valid_from,
-                "recorded_at": self.recorded_at,
-                "prev_hash": prev_hash,
-                "hash": self.head_hash,
-            }
+            (
+                self.head,
+                event_id,
+                stream_id,
+                version,
+                name,
+                SCHEMA_VERSION[name],
+                data,
+                meta,
+                item.valid_from,
+                self.recorded_at,
+                prev_hash,
+                self.head_hash,
+            )
         )
         return RecordedEvent(
             position=self.head,
@@ -175,13 +184,16 @@ class Batch:
             hash=self.head_hash,
         )
 
+    def take(self) -> list[driver.Row]:
+        """The queued rows, handed over to be written (``driver.write``) with the views' changes."""
+        rows, self.rows = self.rows, []
+        return rows
+
     async def flush(self, conn: AsyncConnection) -> None:
-        """Insert the queued rows (in chunks of a few thousand) and mark the transaction as appending."""
-        for start in range(0, len(self.rows), 2000):
-            await conn.execute(sa.insert(events), self.rows[start : start + 2000])
-        if self.rows:
-            conn.info[APPENDED] = True
-        self.rows = []
+        """Insert the queued rows (and mark the transaction as appending)."""
+        changes = driver.Changes()
+        changes.events = self.take()
+        await driver.write(conn, changes)
 
 
 async def append(
@@ -213,70 +225,25 @@ class Reading(msgspec.Struct, kw_only=True):
     head: tuple[int, str] | None
 
 
-# The parts of ``read_for_write``'s one query, told apart by a ``part`` column.
-_WHOLE, _PROBE, _HEAD = 0, 1, 2
-
-
-@functools.cache
-def _for_write(whole: bool, probe: bool, head: bool) -> sa.Executable:
-    parts: list[sa.Select[tuple[object, ...]]] = []
-    if whole:
-        parts.append(
-            sa.select(events, sa.literal_column(str(_WHOLE)).label("part")).where(
-                events.c.stream_id.in_(sa.bindparam("whole", expanding=True))
-            )
-        )
-    if probe:
-        # A stream exists when it has a first event; only that row is read.
-        parts.append(
-            sa.select(events, sa.literal_column(str(_PROBE)).label("part")).where(
-                events.c.stream_id.in_(sa.bindparam("probe", expanding=True)), events.c.stream_version == 1
-            )
-        )
-    if head:
-        # Wrapped in a subquery: SQLite allows ORDER BY and LIMIT only on a whole compound select.
-        last = (
-            sa.select(events, sa.literal_column(str(_HEAD)).label("part"))
-            .order_by(events.c.position.desc())
-            .limit(1)
-            .subquery()
-        )
-        parts.append(sa.select(last))
-    # Without ORDER BY PostgreSQL may return a stream's events in any order (it does, once the table is
-    # large enough for another plan), and folding them out of order is wrong.
-    if len(parts) == 1:
-        columns = parts[0].selected_columns
-        return parts[0].order_by(columns.stream_id, columns.stream_version)
-    union = sa.union_all(*parts)
-    columns = union.selected_columns
-    return union.order_by(columns.part, columns.stream_id, columns.stream_version)
+_WHOLE, _PROBE = 0, 1
 
 
 async def read_for_write(
     conn: AsyncConnection, stream_ids: Iterable[str], *, probe: Iterable[str] = (), head: bool = False
 ) -> Reading:
-    """In one query (per thousand ids): the streams in version order, which of the ``probe`` streams exist,
-    and, with ``head``, the log's head link. The caller holds the write lock, so the head stays put."""
+    """In one query: the streams in version order, which of the ``probe`` streams exist, and, with ``head``,
+    the log's head link. The caller holds the write lock, so the head stays put."""
     reading = Reading(streams={s: [] for s in stream_ids}, existing=set(), head=None)
-    whole = sorted(reading.streams)
     probes = sorted(set(probe).difference(reading.streams))
-    for start in range(0, max(len(whole), len(probes), 1), 1000):
-        chunk, probing = whole[start : start + 1000], probes[start : start + 1000]
-        with_head = head and start == 0
-        if not chunk and not probing and not with_head:
-            break
-        result = await conn.execute(
-            _for_write(bool(chunk), bool(probing), with_head), {"whole": chunk, "probe": probing}
-        )
-        for row in result:
-            part = row._mapping["part"]
+    if reading.streams or probes or head:
+        for part, *row in await driver.read_for_write(conn, sorted(reading.streams), probes, head):
             if part == _WHOLE:
-                recorded = _to_recorded(row)
+                recorded = _from_driver(row)
                 reading.streams[recorded.stream_id].append(recorded)
             elif part == _PROBE:
-                reading.existing.add(row._mapping["stream_id"])
+                reading.existing.add(row[2])
             else:
-                reading.head = (int(row._mapping["position"]), str(row._mapping["hash"]))
+                reading.head = (int(row[0]), str(row[11]))
     if head and reading.head is None:
         reading.head = (0, chain.GENESIS)
     reading.existing.update(s for s, stored in reading.streams.items() if stored)
@@ -304,10 +271,7 @@ async def read_stream(conn: AsyncConnection, stream_id: str, *, from_version: in
 
 async def read_all(conn: AsyncConnection, *, after: int = 0, limit: int = 100) -> list[RecordedEvent]:
     """The whole log after ``after``, in global order, at most ``limit`` events."""
-    result = await conn.execute(
-        sa.select(events).where(events.c.position > after).order_by(events.c.position).limit(limit)
-    )
-    return [_to_recorded(row) for row in result]
+    return [_from_driver(row) for row in await driver.read_after(conn, after, limit)]
 
 
 async def head_position(conn: AsyncConnection) -> int:

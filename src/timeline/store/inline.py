@@ -131,6 +131,10 @@ class InlineConnection:
     def in_transaction(self) -> bool:
         return self.sqlite.in_transaction
 
+    @property
+    def total_changes(self) -> int:
+        return self.sqlite.total_changes
+
     async def attempt(self, call: Callable[..., T], *args: Any) -> T:
         """Run ``call`` now; while the database is locked by another connection, try again after a sleep
         that lets the loop (and the lock's holder, if it is on this loop) go on."""
@@ -157,6 +161,9 @@ class InlineConnection:
 
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
         return await InlineCursor(self).execute(sql, parameters)
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
+        return await InlineCursor(self).executemany(sql, parameters)
 
     async def execute_fetchall(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         cursor = await self.execute(sql, parameters)

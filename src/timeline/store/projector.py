@@ -148,6 +148,8 @@ class Worker:
         batch: int = 500,
         idle: float = 5.0,
         settle: float = 0.05,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
     ) -> None:
         self.db = db
         self.projections = list(projections)
@@ -156,24 +158,50 @@ class Worker:
         # After waking, wait this long for more commits: a batch costs a transaction, a checkpoint and a read
         # however few events it holds, and under steady writes each commit would otherwise get its own.
         self.settle = settle
+        # After a failure, wait ``backoff`` s, doubling with each failure in a row up to ``max_backoff``.
+        self.backoff = backoff
+        self.max_backoff = max_backoff
         self.leaders = {p.name: Leadership(db, p.name) for p in self.projections}
 
     async def run(self) -> None:
-        """Loop until cancelled: lead what can be led, apply batches, sleep until the log grows."""
+        """Loop until cancelled: lead what can be led, apply batches, sleep until the log grows. Any error
+        is logged and the projection retried after a pause that doubles with each failure in a row."""
+        failures = dict.fromkeys(self.leaders, 0)
         try:
             while True:
                 generation = self.db.notifier.generation
                 busy = False
+                pause = 0.0
                 for projection in self.projections:
                     try:
                         if await self.leaders[projection.name].acquire():
                             busy |= await run_batch(self.db, projection, size=self.batch) == self.batch
-                    except (OSError, asyncpg.PostgresError, sa.exc.DBAPIError):
-                        _log.exception("projection %s failed; retrying", projection.name)
-                        await self.leaders[projection.name].release()
-                if not busy:
+                    except Exception:
+                        # Whatever it was (a lost connection, an event the fold cannot take, a bug), the
+                        # worker must not die silently: a stalled projection serves stale answers forever.
+                        failures[projection.name] += 1
+                        wait = min(self.backoff * 2 ** (failures[projection.name] - 1), self.max_backoff)
+                        _log.exception(
+                            "projection %s failed (%d in a row); retrying in %.1f s",
+                            projection.name,
+                            failures[projection.name],
+                            wait,
+                        )
+                        pause = max(pause, wait)
+                        await self._release_quietly(projection.name)
+                    else:
+                        failures[projection.name] = 0
+                if pause:
+                    await asyncio.sleep(pause)
+                elif not busy:
                     await self.db.notifier.wait(generation, self.idle)
                     await asyncio.sleep(self.settle)
         finally:
-            for leader in self.leaders.values():
-                await leader.release()
+            for name in self.leaders:
+                await self._release_quietly(name)
+
+    async def _release_quietly(self, name: str) -> None:
+        try:
+            await self.leaders[name].release()
+        except Exception:
+            _log.exception("releasing the lead of projection %s failed", name)

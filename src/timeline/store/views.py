@@ -7,14 +7,11 @@ path (``project``) and ``rebuild`` share every decision.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import Claim, ClaimEvent, Registration, evolve
@@ -35,7 +32,7 @@ from timeline.projections import (
     rank_can_drop,
     registration_stream,
 )
-from timeline.store import projector
+from timeline.store import driver, projector
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent, read_all
 from timeline.store.eventlog import head_position as eventlog_head
@@ -131,7 +128,7 @@ def _keys_touched(
     return {k for k in full if k is not None}, {k for k in light if k is not None}
 
 
-_BY_ID, _BY_KEY, _CHOSEN = 0, 1, 2
+_CHOSEN = 2  # the part of ``driver.claims_for``'s rows naming the claim chosen under a key
 # Ids or keys a statement: both drivers refuse a statement of more than 32,767 parameters (a key takes three),
 # which one import of a big fixture reaches.
 _CHUNK = 1000
@@ -150,149 +147,63 @@ async def _load_claims(
     conn: AsyncConnection, views: Views, ids: set[str], full: set[EstimateKey], light: set[EstimateKey]
 ) -> None:
     """Read the claims by id, every claim under the ``full`` keys and the chosen claim under the ``light``
-    keys (recording which one is chosen): in one query, or one per thousand ids or keys."""
+    keys (recording which one is chosen), in one query."""
     # No estimate row under a key means no live figure under it: a new one simply wins.
     views.estimates.update(dict.fromkeys(light))
-    id_chunks, full_chunks, light_chunks = chunked(ids), chunked(full), chunked(light)
-    for i in range(max(len(id_chunks), len(full_chunks), len(light_chunks))):
-        await _load_claims_once(
-            conn,
-            views,
-            id_chunks[i] if i < len(id_chunks) else [],
-            full_chunks[i] if i < len(full_chunks) else [],
-            light_chunks[i] if i < len(light_chunks) else [],
-        )
-
-
-async def _load_claims_once(
-    conn: AsyncConnection,
-    views: Views,
-    ids: list[str],
-    full: list[EstimateKey],
-    light: list[EstimateKey],
-) -> None:
-    key_columns = sa.tuple_(claims.c.subject_id, claims.c.metric, claims.c.source_id)
-    parts: list[sa.Select[tuple[object, ...]]] = []
-    if ids:
-        parts.append(
-            sa.select(claims, sa.literal_column(str(_BY_ID)).label("part")).where(claims.c.claim_id.in_(ids))
-        )
-    if full:
-        parts.append(
-            sa.select(claims, sa.literal_column(str(_BY_KEY)).label("part")).where(key_columns.in_(full))
-        )
-    if light:
-        chosen = sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id)
-        parts.append(
-            sa.select(claims, sa.literal_column(str(_CHOSEN)).label("part"))
-            .join(estimates, estimates.c.claim_id == claims.c.claim_id)
-            .where(chosen.in_(light))
-        )
-    if not parts:
+    if not ids and not full and not light:
         return
-    query = parts[0] if len(parts) == 1 else sa.union_all(*parts)
-    for row in (await conn.execute(query)).mappings():
-        record = views.claims.setdefault(row["claim_id"], claim_from_row(row))
-        if row["part"] == _CHOSEN and (key := estimate_key(record.claim)) is not None:
+    for part, claim_id, state in await driver.claims_for(conn, sorted(ids), sorted(full), sorted(light)):
+        record = views.claims.get(claim_id)
+        if record is None:
+            views.claims[claim_id] = record = _claim_decoder.decode(state)
+        if part == _CHOSEN and (key := estimate_key(record.claim)) is not None:
             views.estimates[key] = record.claim.claim_id
 
 
-async def save(conn: AsyncConnection, views: Views) -> None:
-    """Write back the rows ``apply`` changed, and the position the views now reflect."""
-    if views.changed_claims:
-        await _upsert(
-            conn,
-            claims,
-            [
-                {
-                    "claim_id": r.claim.claim_id,
-                    "subject_id": r.claim.subject_id,
-                    "source_id": r.claim.source_id,
-                    "metric": r.claim.metric,
-                    "status": r.claim.status,
-                    "version": r.claim.version,
-                    "made_position": r.made_position,
-                    "updated_position": r.updated_position,
-                    "state": _encoder.encode(r).decode(),
-                }
-                for r in (views.claims[c] for c in sorted(views.changed_claims))
-            ],
-        )
-    if views.changed_estimates:
-        keys = sorted(views.changed_estimates)
-        for gone in chunked(k for k in keys if views.estimates[k] is None):
-            await conn.execute(
-                sa.delete(estimates).where(
-                    sa.tuple_(estimates.c.subject_id, estimates.c.metric, estimates.c.source_id).in_(gone)
-                )
+def changes_of(views: Views, changes: driver.Changes | None = None) -> driver.Changes:
+    """The rows ``apply`` changed, and the position the views now reflect, as rows to write."""
+    changes = changes if changes is not None else driver.Changes()
+    for r in (views.claims[c] for c in sorted(views.changed_claims)):
+        claim = r.claim
+        changes.claims.append(
+            (
+                claim.claim_id,
+                claim.subject_id,
+                claim.source_id,
+                claim.metric,
+                claim.status,
+                claim.version,
+                r.made_position,
+                r.updated_position,
+                _encoder.encode(r).decode(),
             )
-        await _upsert(
-            conn,
-            estimates,
-            [
-                {"subject_id": s, "metric": m, "source_id": src, "claim_id": chosen}
-                for (s, m, src) in keys
-                if (chosen := views.estimates[(s, m, src)]) is not None
-            ],
         )
-    if views.changed_registrations:
-        streams = sorted(views.changed_registrations)
-        await _upsert(
-            conn,
-            registrations,
-            [
-                {
-                    "stream_id": stream,
-                    "kind": stream.split("-", 1)[0],
-                    "position": views.registrations[stream][0],
-                    "definition": _encoder.encode(views.registrations[stream][1]).decode(),
-                }
-                for stream in streams
-            ],
+    for key in sorted(views.changed_estimates):
+        chosen = views.estimates[key]
+        if chosen is None:
+            changes.unchosen.append(key)
+        else:
+            changes.chosen.append((*key, chosen))
+    for stream in sorted(views.changed_registrations):
+        position, definition = views.registrations[stream]
+        changes.defined.append(
+            (stream, stream.split("-", 1)[0], position, _encoder.encode(definition).decode())
         )
-    await _save_timeline(conn, views)
-    await projector.save_checkpoint(conn, CHECKPOINT, views.position)
+    for position, e in sorted(views.timeline.items()):
+        if e is None:
+            changes.unlisted.append(position)
+        else:
+            changes.listed.append(
+                (e.position, e.subject_id, occurred_on(e), e.source_id, e.kind, _encoder.encode(e).decode())
+            )
+    changes.checkpoint = (CHECKPOINT, views.position)
+    return changes
 
 
-async def _upsert(conn: AsyncConnection, table: sa.Table, rows: list[dict[str, object]]) -> None:
-    """Insert rows, replacing those with the same primary key: one statement per chunk on both databases."""
-    if not rows:
-        return
-    statement = _upsert_statement(conn.dialect.name, table)
-    for start in range(0, len(rows), 500):
-        await conn.execute(statement, rows[start : start + 500])
-
-
-@functools.cache
-def _upsert_statement(dialect: str, table: sa.Table) -> sa.Insert:
-    # Built once: making ``excluded`` costs more than the database's work for a row or two.
-    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    keys = [c.name for c in table.primary_key.columns]
-    statement = dialect_insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=keys,
-        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
-    )
-
-
-async def _save_timeline(conn: AsyncConnection, views: Views) -> None:
-    if not views.timeline:
-        return
-    for gone in chunked(p for p, e in views.timeline.items() if e is None):
-        await conn.execute(sa.delete(timeline).where(timeline.c.position.in_(gone)))
-    rows: list[dict[str, object]] = [
-        {
-            "position": e.position,
-            "subject_id": e.subject_id,
-            "occurred_on": occurred_on(e),
-            "source_id": e.source_id,
-            "kind": e.kind,
-            "entry": _encoder.encode(e).decode(),
-        }
-        for e in views.timeline.values()
-        if e is not None
-    ]
-    await _upsert(conn, timeline, rows)
+async def save(conn: AsyncConnection, views: Views, changes: driver.Changes | None = None) -> None:
+    """Write back the rows ``apply`` changed and the position the views now reflect (with ``changes``, the
+    events being appended, in the same statement where the database allows)."""
+    await driver.write(conn, changes_of(views, changes))
 
 
 async def project(
@@ -300,15 +211,18 @@ async def project(
     recorded: Sequence[RecordedEvent],
     *,
     before: Mapping[str, Claim | None] | None = None,
+    changes: driver.Changes | None = None,
 ) -> None:
-    """Bring the views up to date with events just appended in this transaction (``before``: see
-    ``load_for``)."""
+    """Bring the views up to date with events appended in this transaction (``before``: see ``load_for``;
+    ``changes``: the rows of those events, when they are not written yet, to write with the views')."""
     if not recorded:
+        if changes:
+            await driver.write(conn, changes)
         return
     views = await load_for(conn, [r.event for r in recorded], before=before)
     for r in recorded:
         apply(views, r.position, r.event)
-    await save(conn, views)
+    await save(conn, views, changes)
 
 
 async def checkpoint(conn: AsyncConnection) -> int:
@@ -329,6 +243,26 @@ async def freshness(conn: AsyncConnection) -> tuple[int, dt.datetime | None]:
 
 
 TABLES = (claims, estimates, registrations, timeline)
+# Events a batch of the fold: it loads every claim under each estimate key its revisions touch, a set that
+# grows with the log: 10,000 events a batch peaked at ~1 GB at 1,000,000 events; 2,000 costs ~7% more time.
+BATCH = 2_000
+Progress = Callable[[int, int], Awaitable[None] | None]
+
+
+async def fold(
+    conn: AsyncConnection, after: int, *, batch: int = BATCH, progress: Progress | None = None, head: int = 0
+) -> tuple[int, int]:
+    """Fold the log after position ``after`` into the views, a batch at a time, each batch's rows and the
+    checkpoint written together (the one algorithm of the live path's catch-up, ``rebuild`` and
+    ``rebuild_online``); memory is bounded by a batch. Returns (events folded, the last position)."""
+    done = 0
+    while chunk := await read_all(conn, after=after, limit=batch):
+        await project(conn, chunk)
+        after = chunk[-1].position
+        done += len(chunk)
+        if progress is not None and (waiting := progress(done, head)) is not None:
+            await waiting
+    return done, after
 
 
 async def catch_up(db: Database) -> int:
@@ -337,43 +271,25 @@ async def catch_up(db: Database) -> int:
         after = await checkpoint(conn)
         if after == 0:
             return await rebuild(conn)
-        applied = 0
-        while behind := await read_all(conn, after=after, limit=1000):
-            await project(conn, behind)
-            applied += len(behind)
-            after = behind[-1].position
-        return applied
+        done, _ = await fold(conn, after)
+        return done
 
 
-async def rebuild_online(
-    db: Database, progress: Callable[[int, int], Awaitable[None] | None] | None = None, *, batch: int = 2_000
-) -> int:
-    """Refold the views while the old ones keep serving, in memory bounded by one batch: fold a snapshot of
-    the log into temporary copies of the view tables without blocking writers, then briefly take the write
-    lock to fold what arrived meanwhile and copy the new rows over the old."""
-    # A batch loads every claim under each estimate key its revisions touch, a set that grows with the log:
-    # 10,000 events a batch peaked at ~1 GB at 1,000,000 events; 2,000 costs ~7% more time.
-    done = 0
+async def rebuild_online(db: Database, progress: Progress | None = None, *, batch: int = BATCH) -> int:
+    """Refold the views while the old ones keep serving: fold a snapshot of the log into temporary copies
+    of the view tables without blocking writers, then briefly take the write lock to fold what arrived
+    meanwhile and copy the new rows over the old. The fold is ``fold``, from position 0."""
     async with db.session() as session:
         async with session.snapshot() as conn:
             await _create_shadows(conn)
             head = await eventlog_head(conn)
-            after = 0
-            while chunk := await read_all(conn, after=after, limit=batch):
-                await project(conn, chunk)  # into the shadows, which hide the live tables on this connection
-                after = chunk[-1].position
-                done += len(chunk)
-                if progress is not None and (waiting := progress(done, head)) is not None:
-                    await waiting
+            done, after = await fold(conn, 0, batch=batch, progress=progress, head=head)
         async with session.write() as conn:
-            while chunk := await read_all(conn, after=after, limit=batch):
-                await project(conn, chunk)
-                after = chunk[-1].position
-                done += len(chunk)
+            more, _ = await fold(conn, after, batch=batch)
             position = await checkpoint(conn)
             await _swap_in_shadows(conn)
             await projector.save_checkpoint(conn, CHECKPOINT, position)
-    return done
+    return done + more
 
 
 # A temporary table is private to its connection and, on both databases, found before a shared table of the
@@ -413,20 +329,11 @@ async def _swap_in_shadows(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(f"DROP TABLE {shadow}.{table.name}"))
 
 
-async def rebuild(conn: AsyncConnection, *, batch: int = 1000) -> int:
-    """Drop every view row and fold the whole log again, in the caller's transaction; returns the number
-    of events replayed."""
+async def rebuild(conn: AsyncConnection, *, batch: int = BATCH) -> int:
+    """Drop every view row and fold the whole log again (``fold`` from 0), in the caller's transaction;
+    returns the number of events replayed."""
     for table in TABLES:
         await conn.execute(sa.delete(table))
-    views = Views()
-    after = replayed = 0
-    while chunk := await read_all(conn, after=after, limit=batch):
-        for r in chunk:
-            apply(views, r.position, r.event)
-        after = chunk[-1].position
-        replayed += len(chunk)
-        # Flush timeline rows as we go so memory holds only claims; a later correction rewrites its rows.
-        await _save_timeline(conn, views)
-        views.timeline.clear()
-    await save(conn, views)
-    return replayed
+    await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == CHECKPOINT))
+    done, _ = await fold(conn, 0, batch=batch)
+    return done
