@@ -18,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from timeline import __version__
 from timeline.api import audit, drafts, exports, live, reads, viewer, writes
 from timeline.api.cache import ResponseCache
+from timeline.api.fanout import Hub
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.groupcommit import Committer
@@ -54,6 +55,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
 
     committer = Committer(db, future_slack=settings.future_slack)
     verifier = tokens.Verifier(db)
+    hub = Hub(db, verifier)
     responses = ResponseCache(clock.for_database(db), settings.response_cache_bytes)
 
     @asynccontextmanager
@@ -72,6 +74,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            await hub.close()
             await committer.close()
             await verifier.close()
             await responses.clock.close()
@@ -100,6 +103,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 "committer": committer,
                 "response_cache": responses,
                 "tokens": verifier,
+                "hub": hub,
             }
         ),
         exception_handlers=HANDLERS,
