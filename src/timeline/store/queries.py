@@ -14,7 +14,15 @@ from timeline.domain.claims import Registration
 from timeline.domain.events import RecordCorrected, SourceRegistered, decode_event
 from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store.database import driver_of
-from timeline.store.schema import MOVES_SUBJECT, claims, estimates, events, registrations, timeline
+from timeline.store.schema import (
+    MOVES_SUBJECT,
+    SUBJECT_NAMED,
+    claims,
+    estimates,
+    events,
+    registrations,
+    timeline,
+)
 from timeline.store.views import chunked, claim_from_row, entry_from_row, registration_from_row
 from timeline.timetravel import Logged
 
@@ -127,10 +135,18 @@ class _Subjects(msgspec.Struct, frozen=True):
 _subjects_decoder = msgspec.json.Decoder(_Subjects)
 
 
+def claims_made_on(dialect: str, subject_id: str) -> sa.TextClause:
+    """The streams of the claims made about a subject, from the log (through its expression index)."""
+    return sa.text(
+        f"SELECT stream_id FROM events WHERE type = 'ClaimMade' AND {SUBJECT_NAMED[dialect]} = :subject"
+    ).bindparams(subject=subject_id)
+
+
 async def claim_streams_of_subject(conn: AsyncConnection, subject_id: str) -> list[str]:
-    """The streams of every claim that is, or was before a correction moved it, about the subject."""
-    result = await conn.execute(sa.select(claims.c.claim_id).where(claims.c.subject_id == subject_id))
-    streams = {f"claim-{row[0]}" for row in result}
+    """The streams of every claim that is, or was before a correction moved it, about the subject: read
+    from the log alone, so no view table can change what time travel finds."""
+    result = await conn.execute(claims_made_on(conn.dialect.name, subject_id))
+    streams = {row[0] for row in result}
     # A correction can move a claim between subjects; time travel must see it on its old subject too. Only
     # the corrections that name a subject are read (through their partial index), then the ClaimMade of
     # each claim they move: a claim was on this subject if either of them names it. (Two queries: in one,
