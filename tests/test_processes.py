@@ -97,16 +97,22 @@ class Listener:
 
     def __init__(self, url: str, last_event_id: int, token: str | None = None) -> None:
         self.events: list[tuple[int, str]] = []
+        self.headers = httpx.Headers()
         self.task = asyncio.create_task(self._read(url, last_event_id, token))
 
     async def _read(self, url: str, last_event_id: int, token: str | None) -> None:
-        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last_event_id)}
+        headers = {
+            "Accept": "text/event-stream",
+            "Last-Event-ID": str(last_event_id),
+            "Accept-Encoding": "br, gzip",
+        }
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         async with (
             httpx.AsyncClient(timeout=httpx.Timeout(5, read=None)) as client,
             client.stream("GET", url, headers=headers) as response,
         ):
+            self.headers = response.headers
             current: int | None = None
             async for line in response.aiter_lines():
                 if line.startswith("id: "):
@@ -337,6 +343,8 @@ async def test_sqlite_servers_stream_each_others_writes_and_end_the_streams_of_a
             await asyncio.sleep(0.5)
             written = await _revise(b.base, writer, 1)
             assert [p for p, _ in await on_a.until(1, seconds=2)] == [written]
+            # Sent as encoded once for every stream, not compressed again for each.
+            assert "content-encoding" not in on_a.headers
             await _cli(url, "tokens", "revoke", "stream-reader")
             async with asyncio.timeout(10):
                 await on_a.task  # the server ended the stream

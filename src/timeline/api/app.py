@@ -110,7 +110,13 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         cors_config=_cors(settings),
-        compression_config=CompressionConfig(backend="brotli", brotli_gzip_fallback=True, minimum_size=1024),
+        compression_config=CompressionConfig(
+            backend="brotli",
+            brotli_gzip_fallback=True,
+            minimum_size=1024,
+            # Each event is encoded once for every stream; compressing it again for each would undo that.
+            exclude="^/events/stream",
+        ),
         openapi_config=OpenAPIConfig(
             title="timeline",
             version=__version__,

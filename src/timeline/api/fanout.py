@@ -30,6 +30,9 @@ WINDOW = 5_000
 POLL_SQLITE = 0.25
 # On PostgreSQL, LISTEN wakes the reader; it looks anyway this often, in case a notification was lost.
 FALLBACK = 5.0
+# After a wake-up, the reader waits this long for more commits: under a stream of writes, each open stream
+# then gets one send per gathering rather than one per commit (a send costs the same for 1 event or 20).
+GATHER = 0.05
 # Seconds between checks that the tokens of open streams are still valid (when reads need a token).
 RECHECK = 2.0
 KEEPALIVE = b": keep-alive\n\n"
@@ -256,8 +259,8 @@ class Hub:
                 self.reads += 1
                 if items:
                     self._publish(items)
-                if len(items) < BATCH:
-                    await self.db.notifier.wait(generation, self.poll)
+                if len(items) < BATCH and await self.db.notifier.wait(generation, self.poll):
+                    await asyncio.sleep(GATHER)
             self.floor = _IDLE
             self._wake_all()
 
