@@ -170,7 +170,7 @@ class Hub:
         self._someone = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._guard: asyncio.Task[None] | None = None
-        self.reads = 0  # batches read from the log (tests count them)
+        self.batches = 0  # batches of new events read from the log (tests count them)
 
     def subscribe(self, where: Filter, secret: str | None = None) -> Subscriber:
         """Register a stream; the reader runs while there is at least one."""
@@ -256,8 +256,8 @@ class Hub:
                     _log.warning("live streams: reading the log failed; retrying in 1 s", exc_info=True)
                     await asyncio.sleep(1.0)
                     continue
-                self.reads += 1
                 if items:
+                    self.batches += 1
                     self._publish(items)
                 if len(items) < BATCH and await self.db.notifier.wait(generation, self.poll):
                     await asyncio.sleep(GATHER)

@@ -94,8 +94,8 @@ class Listener:
                 try:
                     await self._connect()
                     break
-                except (TimeoutError, OSError, asyncpg.PostgresError):
-                    _log.warning("LISTEN connection lost; reconnecting in %.1f s", delay)
+                except Exception:  # whatever stops it now, the connection is tried again
+                    _log.warning("LISTEN connection lost; reconnecting in %.1f s", delay, exc_info=True)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.most)
             # Whatever was committed while we were away was announced to nobody: look now.
