@@ -43,7 +43,7 @@ async def subject_views(
 ) -> Views:
     """The views of a subject at a cut: its claims (all that were ever about it), their events up to
     ``position`` as of ``valid_until``, and the registrations of the sources they name (for names)."""
-    claim_streams = await queries.claim_streams_of_subject(conn, subject_id)
+    claim_streams = await queries.claim_streams_of_subject(conn, subject_id, position)
     claimed = await queries.logged_until(conn, claim_streams, position=position, valid_until=valid_until)
     # What a claim names is in its own events, so those are read first.
     named = {f"source-{source}" for e in claimed for source in timetravel.sources_named(e.event)}
