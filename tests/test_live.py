@@ -7,11 +7,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
 from timeline.api.app import create_app
-from timeline.api.live import Filter, follow
+from timeline.api.fanout import Filter, Hub, follow
 from timeline.api.settings import Settings
 from timeline.domain.events import ClaimConfirmed, StatedDate
 from timeline.importer import LoadedFixture, import_fixtures
@@ -47,8 +48,34 @@ async def _confirm(db: Database, confirmation_id: str) -> int:
     return recorded.position
 
 
+class Message(msgspec.Struct, kw_only=True):
+    """One Server-Sent Event as a client parses it."""
+
+    id: int | None = None
+    event: str | None = None
+    data: str | None = None
+    comment: str | None = None
+
+
+async def messages(chunks: AsyncIterator[bytes]) -> AsyncIterator[Message]:
+    """The messages in a stream's bytes (one chunk may hold several)."""
+    async for chunk in chunks:
+        for block in chunk.decode().split("\n\n")[:-1]:
+            message = Message()
+            for line in block.split("\n"):
+                field, _, value = line.partition(": ")
+                if field == "":
+                    message.comment = value
+                elif field == "id":
+                    message.id = int(value)
+                elif field in ("event", "data"):
+                    setattr(message, field, value)
+            yield message
+
+
 async def test_stream_replays_then_follows_live_commits(seeded: Database) -> None:
-    stream = follow(seeded, 27, Filter(), keepalive=0.2)
+    hub = Hub(seeded)
+    stream = messages(follow(hub, 27, Filter(), keepalive=0.2))
     replayed = [await anext(stream), await anext(stream)]
     assert [m.id for m in replayed] == [28, 29]
     assert json.loads(str(replayed[0].data))["type"] == "EvidenceAttached"
@@ -59,9 +86,12 @@ async def test_stream_replays_then_follows_live_commits(seeded: Database) -> Non
     assert not waiting.done()
     position = await _confirm(seeded, "live-1")
     live = await asyncio.wait_for(waiting, 5)
+    while live.comment == "keep-alive":  # the stream may idle a moment while the commit is gathered
+        live = await asyncio.wait_for(anext(stream), 5)
     assert live.id == position == 30
     assert live.event == "ClaimConfirmed"
     await stream.aclose()
+    await hub.close()
 
 
 @pytest.mark.parametrize(
@@ -74,11 +104,13 @@ async def test_stream_replays_then_follows_live_commits(seeded: Database) -> Non
     ],
 )
 async def test_stream_filters(seeded: Database, where: Filter, expected: list[int]) -> None:
-    stream = follow(seeded, 0, where, keepalive=0.1)
+    hub = Hub(seeded)
+    stream = messages(follow(hub, 0, where, keepalive=0.1))
     got = []
     while (message := await anext(stream)).comment is None:
         got.append(message.id)
     await stream.aclose()
+    await hub.close()
     assert got == expected
 
 

@@ -95,16 +95,24 @@ def servers(url: str, tmp: Path, count: int, **env: str) -> Iterator[list[Server
 class Listener:
     """Reads an event stream in the background, collecting (id, type) pairs."""
 
-    def __init__(self, url: str, last_event_id: int) -> None:
+    def __init__(self, url: str, last_event_id: int, token: str | None = None) -> None:
         self.events: list[tuple[int, str]] = []
-        self.task = asyncio.create_task(self._read(url, last_event_id))
+        self.headers = httpx.Headers()
+        self.task = asyncio.create_task(self._read(url, last_event_id, token))
 
-    async def _read(self, url: str, last_event_id: int) -> None:
-        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last_event_id)}
+    async def _read(self, url: str, last_event_id: int, token: str | None) -> None:
+        headers = {
+            "Accept": "text/event-stream",
+            "Last-Event-ID": str(last_event_id),
+            "Accept-Encoding": "br, gzip",
+        }
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         async with (
             httpx.AsyncClient(timeout=httpx.Timeout(5, read=None)) as client,
             client.stream("GET", url, headers=headers) as response,
         ):
+            self.headers = response.headers
             current: int | None = None
             async for line in response.aiter_lines():
                 if line.startswith("id: "):
@@ -137,6 +145,22 @@ async def pg_url(pg_template: PostgresTemplate | None) -> AsyncIterator[str]:
         yield _pg_dsn(name)
     finally:
         await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _cli(url: str, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "timeline",
+        "--database-url",
+        url,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, args
+    return out.decode().strip()
 
 
 async def _token(url: str) -> str:
@@ -298,3 +322,30 @@ async def test_one_sqlite_server_streams_its_own_writes(tmp_path: Path) -> None:
         events = await listener.until(4)
         await listener.close()
         assert [p for p, _ in events] == [4, 13, 23, written]
+
+
+async def test_sqlite_servers_stream_each_others_writes_and_end_the_streams_of_a_revoked_token(
+    tmp_path: Path,
+) -> None:
+    """SQLite has no notifications between processes: a stream must still see another process's write
+    promptly (well before the keep-alive), and with public reads off, a revoked token's stream ends."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'two.db'}"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    env = {"TIMELINE_PUBLIC_READS": "false", "TIMELINE_KEEPALIVE_SECONDS": "60"}
+    with servers(url, tmp_path / "a", 1, **env) as (a,):
+        await a.ready()  # a migrates and seeds; b starts on the ready database
+        with servers(url, tmp_path / "b", 1, **env) as (b,):
+            await b.ready()
+            writer = await _token(url)
+            reader = await _cli(url, "tokens", "create", "stream-reader", "--scope", "read")
+            on_a = Listener(f"{a.base}/events/stream", 29, token=reader)
+            await asyncio.sleep(0.5)
+            written = await _revise(b.base, writer, 1)
+            assert [p for p, _ in await on_a.until(1, seconds=2)] == [written]
+            # Sent as encoded once for every stream, not compressed again for each.
+            assert "content-encoding" not in on_a.headers
+            await _cli(url, "tokens", "revoke", "stream-reader")
+            async with asyncio.timeout(10):
+                await on_a.task  # the server ended the stream
+            await on_a.close()

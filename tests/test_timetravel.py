@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
@@ -17,18 +18,25 @@ from timeline import timetravel
 from timeline.api.app import create_app
 from timeline.domain import claims as rules
 from timeline.domain.claims import Claim, ClaimEvent
-from timeline.domain.events import ClaimMade, DomainEvent, RecordCorrected, stream_of
+from timeline.domain.events import (
+    ClaimMade,
+    CorrectedFields,
+    DomainEvent,
+    RecordCorrected,
+    StatedDate,
+    stream_of,
+)
 from timeline.domain.values import period_start
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.projections import ClaimRecord, TimelineEntry, Views, apply
 from timeline.service import Recorder, Rejected
-from timeline.store import eventlog, tokens, views
+from timeline.store import eventlog, schema, tokens, travel, views
 from timeline.store.database import Database
 from timeline.store.views import claim_from_row, entry_from_row
 
 from .conftest import SEED
 from .helpers import document, source, subject
-from .strategies import SOURCES, SUBJECTS, commands, corrections, made
+from .strategies import CLAIMS, SOURCES, SUBJECTS, commands, corrections, dates, ids, made
 
 DECIDE: dict[type, Any] = {
     ClaimMade: rules.decide_make,
@@ -416,3 +424,97 @@ async def test_rebuild_is_unaffected_by_time_travel(db: Database) -> None:
     async with db.write() as conn:
         await views.rebuild(conn)
     assert await _live(db) == before
+
+
+# A subject read from the log alone -------------------------------------------------------------------
+
+MOVED_TO = "s2"
+subject_moves = st.builds(
+    lambda c, r, v, s: RecordCorrected(
+        claim_id=c,
+        correction_id=f"m{r}",
+        corrects_version=v,
+        changes=CorrectedFields(subject_id=s),
+        reason="x",
+    ),
+    st.sampled_from(CLAIMS),
+    ids,
+    st.integers(1, 3),
+    st.sampled_from([*SUBJECTS, MOVED_TO]),
+)
+on_second_subject = made().map(lambda m: msgspec.structs.replace(m, subject_id=MOVED_TO))
+travels = st.tuples(commands, st.lists(st.one_of(subject_moves, on_second_subject), max_size=5)).flatmap(
+    lambda both: st.permutations(both[0] + both[1])
+)
+
+
+def _on(
+    views: Views, subject_id: str
+) -> tuple[dict[str, ClaimRecord], dict[Any, str | None], dict[int, Any]]:
+    """What a subject's answers show: its claims, its estimates and its timeline."""
+    return (
+        {cid: r for cid, r in views.claims.items() if r.claim.subject_id == subject_id},
+        {k: v for k, v in views.estimates.items() if k[0] == subject_id and v is not None},
+        {p: e for p, e in views.timeline.items() if e is not None and e.subject_id == subject_id},
+    )
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(events=travels, as_of=st.none() | dates)
+async def test_a_subject_read_from_the_log_equals_the_fold_of_the_whole_log_at_every_position(
+    db: Database, events: list[DomainEvent], as_of: StatedDate | None
+) -> None:
+    """Time travel reads only a subject's claims (found through the log's own index, moves included) and
+    the sources they name; at every position and valid time that equals folding the entire log."""
+    prefix = uuid.uuid4().hex[:8]
+    async with db.write() as conn:
+        recorder = Recorder(conn, recorded_by="property", label="test")
+        for event in [*SETUP, subject(MOVED_TO), *events]:
+            if isinstance(event, ClaimEvent):
+                event = msgspec.structs.replace(event, claim_id=f"{prefix}-{event.claim_id}")  # noqa: PLW2901
+            try:
+                await recorder.record(event, origin="command")
+            except Rejected:
+                continue
+        await recorder.finish()
+    valid_until = None if as_of is None else timetravel.period_end(as_of.date)
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+        log = [
+            timetravel.Logged(
+                position=r.position, stream_id=r.stream_id, stream_version=r.stream_version, event=r.event
+            )
+            for r in await eventlog.read_until(conn, position=head)
+        ]
+        for position in range(head + 1):
+            whole = timetravel.views_at([e for e in log if e.position <= position], valid_until)
+            for subject_id in [*SUBJECTS, MOVED_TO]:
+                read = await travel.subject_views(conn, subject_id, position, valid_until)
+                assert _on(read, subject_id) == _on(whole, subject_id)
+                named = {r.claim.source_id for r in _on(read, subject_id)[0].values()}
+                assert {s: read.registrations[f"source-{s}"] for s in named} == {
+                    s: whole.registrations[f"source-{s}"] for s in named
+                }
+
+
+async def test_time_travel_ignores_the_claims_view(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    database_url: str,
+) -> None:
+    """Deleting a row of the claims view used to change a known_at answer; time travel reads the log."""
+    url = f"/subjects/{SUBJECT}/estimates"
+    before = (await client.get(url, params={"known_at": 29})).json()
+    assert any(e["claim_id"] == NIS for e in before["estimates"])
+    db = Database(database_url)
+    try:
+        async with db.write() as conn:
+            await conn.execute(sa.delete(schema.claims).where(schema.claims.c.claim_id == NIS))
+    finally:
+        await db.dispose()
+    # The same cut asked in other words (a time, not a position), so no cached answer is reused.
+    now = dt.datetime.now(dt.UTC).isoformat()
+    assert (await client.get(url, params={"known_at": now})).json() == before

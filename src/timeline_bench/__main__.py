@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from timeline_bench.live import run_live
 from timeline_bench.suite import GROUPS, Config, Result, run
 
 
@@ -72,9 +73,13 @@ def main() -> int:
     only = tuple(g.strip() for g in args.only.split(",") if g.strip())
     if unknown := set(only) - set(GROUPS):
         parser.error(f"--only: expected some of {', '.join(GROUPS)}, got {', '.join(sorted(unknown))}")
-    results = asyncio.run(
-        run(config, dialects, lambda m: print(f"... {m}", file=sys.stderr, flush=True), only)
-    )
+
+    def log(message: str) -> None:
+        print(f"... {message}", file=sys.stderr, flush=True)
+
+    results = asyncio.run(run(config, dialects, log, only))
+    if "live" in only:
+        results += asyncio.run(run_live(config, dialects, log))
     machine = {
         "cores": os.cpu_count(),
         "python": platform.python_version(),

@@ -18,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from timeline import __version__
 from timeline.api import audit, drafts, exports, live, reads, viewer, writes
 from timeline.api.cache import ResponseCache
+from timeline.api.fanout import Hub
 from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.groupcommit import Committer
@@ -54,6 +55,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
 
     committer = Committer(db, future_slack=settings.future_slack)
     verifier = tokens.Verifier(db)
+    hub = Hub(db, verifier)
     responses = ResponseCache(clock.for_database(db), settings.response_cache_bytes)
 
     @asynccontextmanager
@@ -72,6 +74,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            await hub.close()
             await committer.close()
             await verifier.close()
             await responses.clock.close()
@@ -100,13 +103,20 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 "committer": committer,
                 "response_cache": responses,
                 "tokens": verifier,
+                "hub": hub,
             }
         ),
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         cors_config=_cors(settings),
-        compression_config=CompressionConfig(backend="brotli", brotli_gzip_fallback=True, minimum_size=1024),
+        compression_config=CompressionConfig(
+            backend="brotli",
+            brotli_gzip_fallback=True,
+            minimum_size=1024,
+            # Each event is encoded once for every stream; compressing it again for each would undo that.
+            exclude="^/events/stream",
+        ),
         openapi_config=OpenAPIConfig(
             title="timeline",
             version=__version__,

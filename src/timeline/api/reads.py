@@ -35,7 +35,7 @@ from timeline.api.schemas import (
 from timeline.domain.claims import Registration, registration_id
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
 from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
-from timeline.store import activity, eventlog, projector, queries, views
+from timeline.store import activity, eventlog, projector, queries, travel, views
 from timeline.store.database import Database
 from timeline.store.queries import TimelineFilter
 
@@ -103,20 +103,8 @@ async def _views_at(
 ) -> Views:
     if subject_id is None:
         assert stream_id is not None
-        logged = await queries.logged_until(
-            conn, [stream_id], position=cut.known_position, valid_until=cut.valid_until
-        )
-        return timetravel.views_at(logged, cut.valid_until)
-    # Only the subject's claims, and the sources they name (whose names the answer shows), are needed for
-    # its views: what a claim names is in its own events, so those are read first.
-    claim_streams = await queries.claim_streams_of_subject(conn, subject_id)
-    claimed = await queries.logged_until(
-        conn, claim_streams, position=cut.known_position, valid_until=cut.valid_until
-    )
-    named = {f"source-{source}" for e in claimed for source in timetravel.sources_named(e.event)}
-    registered = await queries.logged_until(conn, named, position=cut.known_position)
-    logged = sorted([*claimed, *registered], key=lambda e: e.position)
-    return timetravel.views_at(logged, cut.valid_until)
+        return await travel.stream_views(conn, stream_id, cut.known_position, cut.valid_until)
+    return await travel.subject_views(conn, subject_id, cut.known_position, cut.valid_until)
 
 
 def _names(views: Views) -> dict[str, SourceRef]:

@@ -5,12 +5,15 @@ so a lost or duplicated notification can delay an event but never lose or repeat
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 from typing import Any
 
 import asyncpg
 
 CHANNEL = "timeline_events"
+_log = logging.getLogger(__name__)
 
 
 class Notifier:
@@ -49,23 +52,66 @@ class Notifier:
 
 
 class Listener:
-    """A dedicated PostgreSQL connection that LISTENs and relays notifications to a ``Notifier``."""
+    """A dedicated PostgreSQL connection that LISTENs and relays notifications to a ``Notifier``; when the
+    connection drops it is made again (with backoff), and readers are woken once it is back, since
+    notifications sent meanwhile are lost."""
 
-    def __init__(self, dsn: str, notifier: Notifier) -> None:
+    def __init__(self, dsn: str, notifier: Notifier, *, retry: float = 0.2, most: float = 5.0) -> None:
         self.dsn = dsn
         self.notifier = notifier
+        self.retry = retry
+        self.most = most
         self._conn: Any = None
+        self._lost = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Connect and LISTEN."""
-        self._conn = await asyncpg.connect(self.dsn)
-        await self._conn.add_listener(CHANNEL, self._relay)
+        """Connect and LISTEN (failing if the database is unreachable now), then keep the connection."""
+        await self._connect()
+        self._keeper = asyncio.create_task(self._keep(), name="listen-keeper")
+
+    @property
+    def pid(self) -> int | None:
+        """The server process of the current connection (None while reconnecting)."""
+        return None if self._conn is None or self._conn.is_closed() else int(self._conn.get_server_pid())
+
+    async def _connect(self) -> None:
+        self._lost.clear()
+        conn = await asyncpg.connect(self.dsn)
+        conn.add_termination_listener(self._dropped)
+        await conn.add_listener(CHANNEL, self._relay)
+        self._conn = conn
+
+    def _dropped(self, *_: object) -> None:
+        self._lost.set()
+
+    async def _keep(self) -> None:
+        while True:
+            await self._lost.wait()
+            self._conn = None
+            delay = self.retry
+            while True:
+                try:
+                    await self._connect()
+                    break
+                except Exception:  # whatever stops it now, the connection is tried again
+                    _log.warning("LISTEN connection lost; reconnecting in %.1f s", delay, exc_info=True)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.most)
+            # Whatever was committed while we were away was announced to nobody: look now.
+            self.notifier.notify()
 
     def _relay(self, *_: object) -> None:
         self.notifier.notify()
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
         if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            conn.remove_termination_listener(self._dropped)
+            await conn.close()

@@ -14,7 +14,15 @@ from timeline.domain.claims import Registration
 from timeline.domain.events import RecordCorrected, SourceRegistered, decode_event
 from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store.database import driver_of
-from timeline.store.schema import MOVES_SUBJECT, claims, estimates, events, registrations, timeline
+from timeline.store.schema import (
+    MOVES_SUBJECT,
+    SUBJECT_NAMED,
+    claims,
+    estimates,
+    events,
+    registrations,
+    timeline,
+)
 from timeline.store.views import chunked, claim_from_row, entry_from_row, registration_from_row
 from timeline.timetravel import Logged
 
@@ -118,7 +126,7 @@ async def claims_by_source(
 
 
 class _Subjects(msgspec.Struct, frozen=True):
-    """The subject a ClaimMade names, or a correction moves its claim to (other fields are not decoded)."""
+    """The subject a correction moves its claim to (no other field is decoded)."""
 
     subject_id: str | None = None
     changes: _Subjects | None = None
@@ -127,28 +135,29 @@ class _Subjects(msgspec.Struct, frozen=True):
 _subjects_decoder = msgspec.json.Decoder(_Subjects)
 
 
-async def claim_streams_of_subject(conn: AsyncConnection, subject_id: str) -> list[str]:
-    """The streams of every claim that is, or was before a correction moved it, about the subject."""
-    result = await conn.execute(sa.select(claims.c.claim_id).where(claims.c.subject_id == subject_id))
-    streams = {f"claim-{row[0]}" for row in result}
-    # A correction can move a claim between subjects; time travel must see it on its old subject too. Only
-    # the corrections that name a subject are read (through their partial index), then the ClaimMade of
-    # each claim they move: a claim was on this subject if either of them names it. (Two queries: in one,
-    # PostgreSQL misjudges how few the corrections are and scans the log for the ClaimMade events.)
-    moved = await conn.execute(sa.select(events.c.stream_id, events.c.data).where(MOVES_SUBJECT))
-    rows = list(moved)
-    if rows:
-        made = await conn.execute(
-            sa.select(events.c.stream_id, events.c.data).where(
-                events.c.stream_id.in_(sorted({stream_id for stream_id, _ in rows})),
-                events.c.stream_version == 1,
-            )
-        )
-        rows.extend(made)
-    for stream_id, data in rows:
+def claims_made_on(dialect: str, subject_id: str) -> sa.TextClause:
+    """Where and in which stream each claim about a subject was made, from the log (through its expression
+    index; a bound on the position is left to the caller, as it could lead a planner to scan by position)."""
+    return sa.text(
+        "SELECT position, stream_id FROM events "
+        f"WHERE type = 'ClaimMade' AND {SUBJECT_NAMED[dialect]} = :subject"
+    ).bindparams(subject=subject_id)
+
+
+async def claim_streams_of_subject(conn: AsyncConnection, subject_id: str, position: int) -> list[str]:
+    """The streams of every claim that was about the subject at some moment up to ``position``: made about
+    it, or moved onto it by a correction. Read from the log alone, so no view table changes what is found.
+    A claim made after ``position`` is left out: the rest of its stream comes after its ClaimMade."""
+    result = await conn.execute(claims_made_on(conn.dialect.name, subject_id))
+    streams = {stream_id for at, stream_id in result if at <= position}
+    # Corrections that name a subject are rare: all of them are read through their partial index (a bound
+    # on the position in SQL would lead SQLite to scan the log by position instead) and decoded.
+    moved = await conn.execute(
+        sa.select(events.c.position, events.c.stream_id, events.c.data).where(MOVES_SUBJECT)
+    )
+    for at, stream_id, data in moved:
         named = _subjects_decoder.decode(data)
-        moved_to = named.changes.subject_id if named.changes is not None else None
-        if subject_id in (named.subject_id, moved_to):
+        if at <= position and named.changes is not None and named.changes.subject_id == subject_id:
             streams.add(stream_id)
     return sorted(streams)
 
