@@ -13,38 +13,18 @@ import asyncpg
 import pytest
 
 from timeline.api.fanout import Filter, Hub, follow
-from timeline.domain.events import ClaimConfirmed, StatedDate
 from timeline.importer import LoadedFixture, import_fixtures
-from timeline.service import Recorder
 from timeline.store import tokens
 from timeline.store.database import Database
 
 from .conftest import SEED, PostgresTemplate, _pg_admin, _pg_dsn
-from .test_live import NIS, Message, messages
+from .test_live import Message, confirm, messages
 
 
 @pytest.fixture
 async def seeded(db: Database) -> AsyncIterator[Database]:
     await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
     yield db  # noqa: PT022 - the db fixture disposes it
-
-
-async def _confirm(db: Database, confirmation_id: str, by: str = "france") -> int:
-    async with db.write() as conn:
-        recorder = Recorder(conn, recorded_by="test", label="test")
-        [recorded] = await recorder.record(
-            ClaimConfirmed(
-                claim_id=NIS,
-                confirmation_id=confirmation_id,
-                confirmed_by=by,
-                statement="confirmed",
-                stated_on=StatedDate(date="2024-10-25", precision="day"),
-                document_ids=("000-16630df2654ec508",),
-            ),
-            origin="",
-        )
-        await recorder.finish()
-    return recorded.position
 
 
 class Reader:
@@ -83,7 +63,7 @@ async def test_many_streams_share_one_read_per_batch_and_each_gets_its_events(se
     quiet = [Reader(follow(hub, 29, Filter(subject="nobody-writes-here"), keepalive=30)) for _ in range(40)]
     await asyncio.sleep(0.3)
     batches_before = hub.batches
-    written = [await _confirm(seeded, f"fan-{i}", by="kremlin" if i % 2 else "france") for i in range(6)]
+    written = [await confirm(seeded, f"fan-{i}", by="kremlin" if i % 2 else "france") for i in range(6)]
     for reader in everything:
         assert await reader.until(6, 5) == written
     for reader in by_source:
@@ -100,11 +80,11 @@ async def test_a_stream_far_behind_catches_up_from_the_log_without_gaps(seeded: 
     hub = Hub(seeded)
     live = Reader(follow(hub, 29, Filter(), keepalive=30))
     await asyncio.sleep(0.2)
-    written = [await _confirm(seeded, f"behind-{i}") for i in range(5)]
+    written = [await confirm(seeded, f"behind-{i}") for i in range(5)]
     assert await live.until(5, 5) == written
     late = Reader(follow(hub, 0, Filter(), keepalive=30))  # from the start of the log: before the window
     assert await late.until(34, 5) == list(range(1, 35))
-    written.append(await _confirm(seeded, "after-catch-up"))
+    written.append(await confirm(seeded, "after-catch-up"))
     assert await late.until(35, 5) == list(range(1, 36))
     assert await live.until(6, 5) == written
     await late.close()
@@ -124,7 +104,7 @@ async def test_a_write_through_another_process_reaches_a_stream_within_a_second(
     await asyncio.sleep(0.3)
     other = Database(database_url)
     try:
-        position = await _confirm(other, "elsewhere")
+        position = await confirm(other, "elsewhere")
         assert await reader.until(1, 1.0) == [position]
     finally:
         await other.dispose()
@@ -160,7 +140,7 @@ async def test_streams_resume_after_the_listen_connection_is_killed(pg_seeded: D
     await asyncio.sleep(0.3)
     other = Database(database_url)
     try:
-        first = await _confirm(other, "before-drop")
+        first = await confirm(other, "before-drop")
         assert await reader.until(1, 5) == [first]
         killed = listener.pid
         admin = await asyncpg.connect(seeded.dsn)
@@ -169,10 +149,10 @@ async def test_streams_resume_after_the_listen_connection_is_killed(pg_seeded: D
         finally:
             await admin.close()
         # Written while the listener may still be reconnecting, and after: none skipped, none repeated.
-        more = [await _confirm(other, f"after-drop-{i}") for i in range(3)]
+        more = [await confirm(other, f"after-drop-{i}") for i in range(3)]
         assert await reader.until(4, 10) == [first, *more]
         assert listener.pid not in (None, killed)
-        last = await _confirm(other, "reconnected")
+        last = await confirm(other, "reconnected")
         assert await reader.until(5, 5) == [first, *more, last]
     finally:
         await other.dispose()
@@ -195,7 +175,7 @@ async def test_a_revoked_token_ends_its_streams_within_seconds(seeded: Database)
     async with asyncio.timeout(8):
         await asyncio.gather(*(reader.task for reader in going))
     assert not staying.task.done()
-    position = await _confirm(seeded, "still-served")
+    position = await confirm(seeded, "still-served")
     assert await staying.until(1, 5) == [position]
     await staying.close()
     await hub.close()

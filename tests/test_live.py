@@ -30,14 +30,15 @@ async def seeded(db: Database) -> AsyncIterator[Database]:
     yield db  # noqa: PT022 - the db fixture disposes it
 
 
-async def _confirm(db: Database, confirmation_id: str) -> int:
+async def confirm(db: Database, confirmation_id: str, by: str = "france") -> int:
+    """Record a confirmation of the seed's NIS claim by `by`; return its position."""
     async with db.write() as conn:
         recorder = Recorder(conn, recorded_by="test", label="test")
         [recorded] = await recorder.record(
             ClaimConfirmed(
                 claim_id=NIS,
                 confirmation_id=confirmation_id,
-                confirmed_by="france",
+                confirmed_by=by,
                 statement="confirmed",
                 stated_on=StatedDate(date="2024-10-25", precision="day"),
                 document_ids=("000-16630df2654ec508",),
@@ -84,7 +85,7 @@ async def test_stream_replays_then_follows_live_commits(seeded: Database) -> Non
     waiting = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0.05)
     assert not waiting.done()
-    position = await _confirm(seeded, "live-1")
+    position = await confirm(seeded, "live-1")
     live = await asyncio.wait_for(waiting, 5)
     while live.comment == "keep-alive":  # the stream may idle a moment while the commit is gathered
         live = await asyncio.wait_for(anext(stream), 5)
@@ -125,7 +126,7 @@ async def test_conditional_get_cors_and_compression(seeded: Database, database_u
         assert (await client.get(url, headers={"If-Modified-Since": modified})).status_code == 304
         estimates = "/subjects/dprk-troops-to-russia/estimates"
         assert (await client.get(estimates, headers={"If-None-Match": tag})).status_code == 304
-        await _confirm(seeded, "cache-buster")
+        await confirm(seeded, "cache-buster")
         changed = await client.get(url, headers={"If-None-Match": tag})
         assert changed.status_code == 200
         assert changed.headers["etag"] == 'W/"30"'
@@ -159,7 +160,7 @@ async def test_rebuild_serves_the_old_views_and_lets_writers_in_until_the_swap(s
 
     async def progress(done: int, total: int) -> None:
         # Called while the new views are folded: a writer gets through, readers see the live views.
-        position = await asyncio.wait_for(_confirm(seeded, "during-rebuild"), 5)
+        position = await asyncio.wait_for(confirm(seeded, "during-rebuild"), 5)
         async with seeded.read() as conn:
             record = await queries.claim(conn, NIS)
         assert record is not None
