@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.domain.events import stream_of
+from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer, Unit
-from timeline.service import Recorder, Rejected, references
+from timeline.service import Recorder, Rejected
 from timeline.store import audit, driver, eventlog, idempotency
 from timeline.store.database import Database
 from timeline.store.idempotency import StoredResponse

@@ -24,8 +24,8 @@ from timeline.domain.events import (
     DomainEvent,
     RecordCorrected,
     StatedDate,
-    stream_of,
 )
+from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.projections import ClaimRecord, TimelineEntry, Views, apply

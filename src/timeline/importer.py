@@ -9,9 +9,10 @@ from pathlib import Path
 import msgspec
 
 from timeline.domain.claims import entry_id
-from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected, stream_of
+from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected
+from timeline.domain.streams import claim_stream, references, stream_of
 from timeline.fixtures import CorrectionRef, FixtureError, ParsedFixture, parse, to_events
-from timeline.service import Recorder, Rejected, references
+from timeline.service import Recorder, Rejected
 from timeline.store.database import Database
 
 
@@ -97,7 +98,7 @@ def _streams_of(proposals: list[tuple[str, DomainEvent | CorrectionRef]]) -> set
     streams: set[str] = set()
     for _, proposed in proposals:
         if isinstance(proposed, CorrectionRef):
-            streams.add(f"claim-{proposed.claim_id}")
+            streams.add(claim_stream(proposed.claim_id))
         else:
             streams.add(stream_of(proposed))
             streams |= references(proposed)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import msgspec
 
 from timeline.domain import claims as rules
-from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration
+from timeline.domain.claims import Claim, ClaimEvent, Registration
 from timeline.domain.events import (
     ClaimConfirmed,
     ClaimDenied,
@@ -33,6 +33,7 @@ from timeline.domain.events import (
     SubjectAmended,
     SubjectRegistered,
 )
+from timeline.domain.streams import source_roles, stream_of
 from timeline.domain.values import period_start
 
 
@@ -168,18 +169,6 @@ def timeline_entry(
     )
 
 
-def registration_stream(event: Registration | Amendment) -> str:
-    """The stream id a registration lives in (also its key in the registrations view)."""
-    match event:
-        case SubjectRegistered() | SubjectAmended():
-            return f"subject-{event.subject_id}"
-        case SourceRegistered() | SourceAmended():
-            return f"source-{event.source_id}"
-        case DocumentRegistered() | DocumentAmended():
-            return f"document-{event.document_id}"
-    raise AssertionError(event)  # pragma: no cover
-
-
 def _members(views: Views, key: EstimateKey) -> set[str]:
     """The claims under an estimate key. The first call indexes every claim held, in one pass (one pass
     per key instead made a batch quadratic in its claims); ``apply`` keeps the index current after."""
@@ -219,12 +208,12 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
     """Fold one event (at its log position) into the views, noting which rows changed."""
     views.position = position
     if isinstance(event, SubjectRegistered | SourceRegistered | DocumentRegistered):
-        stream = registration_stream(event)
+        stream = stream_of(event)
         views.registrations[stream] = (position, event)
         views.changed_registrations.add(stream)
         return views
     if isinstance(event, SubjectAmended | SourceAmended | DocumentAmended):
-        stream = registration_stream(event)
+        stream = stream_of(event)
         first, current = views.registrations[stream]
         views.registrations[stream] = (first, rules.amend(current, event))
         views.changed_registrations.add(stream)
@@ -263,15 +252,15 @@ def occurred_on(entry: TimelineEntry) -> dt.date:
     return period_start(entry.occurred_on)
 
 
+# The source_activity column each role counts in (a source a correction moves a claim to counts nowhere).
+_COUNTERS = {
+    "maker": "claims_made",
+    "denier": "denials",
+    "confirmer": "confirmations",
+    "producer": "evidence",
+}
+
+
 def activity_counts(event: DomainEvent) -> list[tuple[str, str]]:
     """Which source an event counts for, and as what (the source_activity projection's fold)."""
-    match event:
-        case ClaimMade():
-            return [(event.source_id, "claims_made")]
-        case ClaimDenied():
-            return [(event.denied_by, "denials")]
-        case ClaimConfirmed():
-            return [(event.confirmed_by, "confirmations")]
-        case EvidenceAttached():
-            return [(event.produced_by, "evidence")]
-    return []
+    return [(source, _COUNTERS[role]) for source, role in source_roles(event) if role in _COUNTERS]

@@ -32,8 +32,8 @@ from timeline.domain.events import (
     StatedDate,
     SubjectAmended,
     SubjectRegistered,
-    stream_of,
 )
+from timeline.domain.streams import claim_stream, references, stream_of
 from timeline.domain.values import period_start
 from timeline.store import driver, eventlog, views
 from timeline.store.eventlog import Metadata, NewEvent, RecordedEvent
@@ -80,14 +80,6 @@ class _Stream:
 
 
 _REGISTERED = SubjectRegistered | SourceRegistered | DocumentRegistered
-# Fields of claim events that name a registered subject or source.
-_REFERENCES = (
-    ("subject", "subject_id"),
-    ("source", "source_id"),
-    ("source", "denied_by"),
-    ("source", "confirmed_by"),
-    ("source", "produced_by"),
-)
 _AMENDED = SubjectAmended | SourceAmended | DocumentAmended
 
 
@@ -106,20 +98,6 @@ def _ident_of(event: DomainEvent) -> str:
     if isinstance(event, ClaimEvent):
         return rules.entry_id(event)
     return rules.registration_id(event)
-
-
-def references(event: DomainEvent) -> set[str]:
-    """The streams of the subjects, sources and documents an event names."""
-    wanted = {f"document-{d}" for d in getattr(event, "document_ids", ())}
-    for kind, attr in _REFERENCES:
-        if (ident := getattr(event, attr, None)) is not None:
-            wanted.add(f"{kind}-{ident}")
-    if isinstance(event, RecordCorrected):
-        if event.changes.source_id is not None:
-            wanted.add(f"source-{event.changes.source_id}")
-        if event.changes.subject_id is not None:
-            wanted.add(f"subject-{event.changes.subject_id}")
-    return wanted
 
 
 def registration_state(events: list[RecordedEvent]) -> Registration | None:
@@ -237,7 +215,7 @@ class Recorder:
 
     async def claim(self, claim_id: str) -> Claim | None:
         """A claim's state as this transaction sees it."""
-        return claim_state((await self._stream(f"claim-{claim_id}")).events)
+        return claim_state((await self._stream(claim_stream(claim_id))).events)
 
     async def _require(self, kind: str, ident: str, where: str) -> None:
         if not self._exists.get(f"{kind}-{ident}", False):

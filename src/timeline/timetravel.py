@@ -19,11 +19,8 @@ import msgspec
 from timeline.domain import claims as rules
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import (
-    ClaimConfirmed,
-    ClaimDenied,
     ClaimMade,
     DomainEvent,
-    EvidenceAttached,
     RecordCorrected,
     StatedDate,
 )
@@ -58,21 +55,6 @@ def period_end(text: str) -> dt.date:
         following = dt.date(year + month // 12, month % 12 + 1, 1)
         return following - dt.timedelta(days=1)
     return dt.date.fromisoformat(text)
-
-
-def sources_named(event: DomainEvent) -> Iterator[str]:
-    """The sources a claim event names: its maker, denier, confirmer or producer, or a corrected source."""
-    match event:
-        case ClaimMade():
-            yield event.source_id
-        case ClaimDenied():
-            yield event.denied_by
-        case ClaimConfirmed():
-            yield event.confirmed_by
-        case EvidenceAttached():
-            yield event.produced_by
-        case RecordCorrected() if event.changes.source_id is not None:
-            yield event.changes.source_id
 
 
 def _stated(event: ClaimEvent) -> StatedDate | None:

@@ -33,7 +33,8 @@ from eventsourcing import sqlite as es_sqlite
 from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import make_url
 
-from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event, stream_of
+from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event
+from timeline.domain.streams import stream_of
 from timeline.groupcommit import Committer
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.service import Recorder, valid_from

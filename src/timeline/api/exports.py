@@ -19,6 +19,7 @@ from timeline.api.common import Db, problems
 from timeline.api.reads import AsOf, KnownAt, estimates_body, timeline_entries
 from timeline.api.schemas import SourceRef
 from timeline.domain.events import DocumentRegistered, Quantity, SourceRegistered, StatedDate
+from timeline.domain.streams import source_stream
 from timeline.projections import TimelineEntry
 from timeline.store import queries
 from timeline.store.queries import TimelineFilter
@@ -121,10 +122,10 @@ async def claims_jsonld(
     )
     async with db.read() as conn:
         documents = await _documents(conn)
-        kinds = await queries.registrations_among(conn, (f"source-{e.source_id}" for e in entries))
+        kinds = await queries.registrations_among(conn, (source_stream(e.source_id) for e in entries))
 
     def author(source_id: str) -> dict[str, str]:
-        definition = kinds.get(f"source-{source_id}")
+        definition = kinds.get(source_stream(source_id))
         person = isinstance(definition, SourceRegistered) and definition.kind == "person"
         return {"@type": "Person" if person else "Organization", "name": sources[source_id].name}
 

@@ -14,10 +14,11 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline import timetravel
 from timeline.api import present
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import ClaimMade
+from timeline.domain.streams import parse as parse_stream
+from timeline.domain.streams import sources_named
 from timeline.store import eventlog, tokens
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
@@ -114,7 +115,7 @@ async def _owners(conn: AsyncConnection, batch: list[RecordedEvent]) -> dict[str
 def _item(e: RecordedEvent, owners: dict[str, tuple[str, str]]) -> Item:
     event = e.event
     if not isinstance(event, ClaimEvent):
-        kind, _, name = e.stream_id.partition("-")
+        kind, name = parse_stream(e.stream_id)
         return Item(
             position=e.position,
             claim_id=None,
@@ -125,7 +126,7 @@ def _item(e: RecordedEvent, owners: dict[str, tuple[str, str]]) -> Item:
     subject, maker = owners.get(event.claim_id, (None, None))
     if isinstance(event, ClaimMade):
         subject, maker = event.subject_id, event.source_id
-    named = set(timetravel.sources_named(event))
+    named = set(sources_named(event))
     if maker is not None:
         named.add(maker)
     return Item(

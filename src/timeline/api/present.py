@@ -30,6 +30,7 @@ from timeline.api.schemas import (
 from timeline.domain import claims as rules
 from timeline.domain.claims import Claim, ClaimEvent, Registration
 from timeline.domain.events import DocumentRegistered, RecordCorrected, SourceRegistered, SubjectRegistered
+from timeline.domain.streams import source_stream
 from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store import queries
 from timeline.store.eventlog import RecordedEvent
@@ -38,10 +39,10 @@ from timeline.store.eventlog import RecordedEvent
 async def source_names(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, SourceRef]:
     """Look up the display names of the given sources."""
     wanted = set(ids)
-    found = await queries.registrations_among(conn, (f"source-{i}" for i in wanted))
+    found = await queries.registrations_among(conn, (source_stream(i) for i in wanted))
     refs = {}
     for ident in wanted:
-        definition = found.get(f"source-{ident}")
+        definition = found.get(source_stream(ident))
         name = definition.name if isinstance(definition, SourceRegistered) else ident
         refs[ident] = SourceRef(id=ident, name=name)
     return refs

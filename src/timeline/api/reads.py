@@ -34,6 +34,7 @@ from timeline.api.schemas import (
 )
 from timeline.domain.claims import Registration, registration_id
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
+from timeline.domain.streams import claim_stream, document_stream, source_stream, subject_stream
 from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
 from timeline.store import activity, eventlog, projector, queries, travel, views
 from timeline.store.database import Database
@@ -130,7 +131,7 @@ Cursor = Annotated[str | None, QueryParameter(description="The 'next' cursor of 
 
 
 async def _subject_name(conn: AsyncConnection, subject_id: str) -> str:
-    found = await queries.registration(conn, f"subject-{subject_id}")
+    found = await queries.registration(conn, subject_stream(subject_id))
     if found is None or not isinstance(found[1], SubjectRegistered):
         raise NotFound("subject", subject_id)
     return found[1].name
@@ -386,7 +387,7 @@ async def claim(
     async def build(conn: AsyncConnection) -> tuple[ClaimOut, dict[str, str]]:
         cut = await _cut(conn, as_of, known_at)
         if cut is not None:
-            views = await _views_at(conn, cut, stream_id=f"claim-{claim_id}")
+            views = await _views_at(conn, cut, stream_id=claim_stream(claim_id))
             at = views.claims.get(claim_id)
             if at is None:
                 raise NotFound("claim", claim_id, when=_when(cut))
@@ -420,11 +421,11 @@ async def claim_history(
     Last-Modified and 304 as for estimates."""
 
     async def build(conn: AsyncConnection) -> tuple[HistoryOut, dict[str, str]]:
-        recorded = await eventlog.read_stream(conn, f"claim-{claim_id}")
+        recorded = await eventlog.read_stream(conn, claim_stream(claim_id))
         if not recorded:
             raise NotFound("claim", claim_id)
         ids = {d for r in recorded for d in getattr(r.event, "document_ids", ())}
-        found = await queries.registrations_among(conn, (f"document-{d}" for d in ids))
+        found = await queries.registrations_among(conn, (document_stream(d) for d in ids))
         titles = {reg.document_id: reg.title for reg in found.values() if isinstance(reg, DocumentRegistered)}
         return HistoryOut(claim_id=claim_id, events=present.history(recorded, titles)), {}
 
@@ -560,7 +561,7 @@ async def source_detail(
 ) -> SourceDetailOut:
     """A source, and the claims it made in the order they were recorded, each with what became of it."""
     async with db.read() as conn:
-        found = await queries.registration(conn, f"source-{source_id}")
+        found = await queries.registration(conn, source_stream(source_id))
         if found is None:
             raise NotFound("source", source_id)
         records = await queries.claims_by_source(conn, source_id, after=cursor or 0, limit=limit + 1)

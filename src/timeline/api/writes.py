@@ -43,10 +43,11 @@ from timeline.api.inputs import (
 from timeline.api.problems import BadRequest, IdempotencyKeyReused
 from timeline.api.schemas import ImportOut, RebuildOut, WriteOut
 from timeline.domain.errors import DomainError
-from timeline.domain.events import DomainEvent, stream_of
+from timeline.domain.events import DomainEvent
+from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer
 from timeline.importer import LoadedFixture, import_fixtures
-from timeline.service import Recorder, Rejected, references
+from timeline.service import Recorder, Rejected
 from timeline.store import idempotency, views
 from timeline.store.database import Database
 from timeline.store.idempotency import StoredResponse

@@ -260,15 +260,3 @@ def encode_event(event: DomainEvent) -> bytes:
 def decode_event(data: bytes | str) -> DomainEvent:
     """Decode stored JSON back into its event Struct."""
     return _decoder.decode(data)
-
-
-def stream_of(event: DomainEvent) -> str:
-    """The stream an event belongs to: one stream per claim, subject, source and document."""
-    match event:
-        case SubjectRegistered(subject_id=sid) | SubjectAmended(subject_id=sid):
-            return f"subject-{sid}"
-        case SourceRegistered(source_id=sid) | SourceAmended(source_id=sid):
-            return f"source-{sid}"
-        case DocumentRegistered(document_id=did) | DocumentAmended(document_id=did):
-            return f"document-{did}"
-    return f"claim-{event.claim_id}"

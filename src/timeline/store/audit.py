@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.events import ClaimMade, decode_event
+from timeline.domain.streams import subject_stream as subject_stream_of
 from timeline.store import chain
 from timeline.store.database import driver_of
 from timeline.store.schema import events
@@ -327,7 +328,7 @@ async def export(conn: AsyncConnection, *, subject_id: str | None = None) -> Asy
     """The log as JSON Lines, in position order; with ``subject_id``, only that subject's streams (its own
     and its claims'). Streams in batches, so memory does not grow with the log."""
     claim_streams: set[str] = set()
-    subject_stream = f"subject-{subject_id}"
+    subject_stream = "" if subject_id is None else subject_stream_of(subject_id)
 
     def encode(batch: list[_Line]) -> list[bytes]:
         return [

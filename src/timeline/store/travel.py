@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import timetravel
+from timeline.domain.streams import source_stream, sources_named
 from timeline.projections import Views
 from timeline.store import queries
 
@@ -46,7 +47,7 @@ async def subject_views(
     claim_streams = await queries.claim_streams_of_subject(conn, subject_id, position)
     claimed = await queries.logged_until(conn, claim_streams, position=position, valid_until=valid_until)
     # What a claim names is in its own events, so those are read first.
-    named = {f"source-{source}" for e in claimed for source in timetravel.sources_named(e.event)}
+    named = {source_stream(source) for e in claimed for source in sources_named(e.event)}
     registered = await queries.logged_until(conn, named, position=position)
     with _no_collection():
         logged = sorted([*claimed, *registered], key=lambda e: e.position)

@@ -21,6 +21,8 @@ from timeline.domain.events import (
     SourceAmended,
     SubjectAmended,
 )
+from timeline.domain.streams import parse as parse_stream
+from timeline.domain.streams import stream_of
 from timeline.projections import (
     ClaimRecord,
     EstimateKey,
@@ -30,7 +32,6 @@ from timeline.projections import (
     estimate_key,
     occurred_on,
     rank_can_drop,
-    registration_stream,
 )
 from timeline.store import driver, projector
 from timeline.store.database import Database
@@ -74,9 +75,7 @@ async def load_for(
     """
     views = Views()
     amended = [
-        registration_stream(e)
-        for e in new_events
-        if isinstance(e, SubjectAmended | SourceAmended | DocumentAmended)
+        stream_of(e) for e in new_events if isinstance(e, SubjectAmended | SourceAmended | DocumentAmended)
     ]
     for chunk in chunked(set(amended)):
         result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id.in_(chunk)))
@@ -187,7 +186,7 @@ def changes_of(views: Views, changes: driver.Changes | None = None) -> driver.Ch
     for stream in sorted(views.changed_registrations):
         position, definition = views.registrations[stream]
         changes.defined.append(
-            (stream, stream.split("-", 1)[0], position, _encoder.encode(definition).decode())
+            (stream, parse_stream(stream)[0], position, _encoder.encode(definition).decode())
         )
     for position, e in sorted(views.timeline.items()):
         if e is None:

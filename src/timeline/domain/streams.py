@@ -1,0 +1,111 @@
+"""Stream ids and what an event names: spelled here once, for the write path, the views and the readers.
+
+Every event lives in one stream: a claim's (``claim-<id>``) or a subject's, source's or document's
+(``subject-<id>``, ``source-<id>``, ``document-<id>``). The ids are stored in the log, so their spelling
+is part of the log's format (docs/events.md) and never changes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from timeline.domain.events import (
+    ClaimConfirmed,
+    ClaimDenied,
+    ClaimMade,
+    DocumentAmended,
+    DocumentRegistered,
+    DomainEvent,
+    EvidenceAttached,
+    RecordCorrected,
+    SourceAmended,
+    SourceRegistered,
+    SubjectAmended,
+    SubjectRegistered,
+)
+
+Kind = Literal["claim", "subject", "source", "document"]
+KINDS: tuple[Kind, ...] = ("claim", "subject", "source", "document")
+# What a source does in a claim event that names it.
+Role = Literal["maker", "denier", "confirmer", "producer", "corrected_to"]
+
+
+def stream_id(kind: Kind, ident: str) -> str:
+    """The stream of a claim, subject, source or document."""
+    return f"{kind}-{ident}"
+
+
+def claim_stream(claim_id: str) -> str:
+    """The stream of a claim's events."""
+    return stream_id("claim", claim_id)
+
+
+def subject_stream(subject_id: str) -> str:
+    """The stream of a subject's registration and amendments."""
+    return stream_id("subject", subject_id)
+
+
+def source_stream(source_id: str) -> str:
+    """The stream of a source's registration and amendments."""
+    return stream_id("source", source_id)
+
+
+def document_stream(document_id: str) -> str:
+    """The stream of a document's registration and amendments."""
+    return stream_id("document", document_id)
+
+
+def parse(stream: str) -> tuple[Kind, str]:
+    """A stream id's kind and the id of what it is the stream of; ``ValueError`` if it is no stream id."""
+    kind, _, ident = stream.partition("-")
+    for known in KINDS:
+        if kind == known and ident:
+            return known, ident
+    raise ValueError(f"{stream!r} is not a stream id (expected one of {', '.join(KINDS)}, a dash, an id)")
+
+
+def stream_of(event: DomainEvent) -> str:
+    """The stream an event belongs to: one stream per claim, subject, source and document."""
+    match event:
+        case SubjectRegistered(subject_id=sid) | SubjectAmended(subject_id=sid):
+            return subject_stream(sid)
+        case SourceRegistered(source_id=sid) | SourceAmended(source_id=sid):
+            return source_stream(sid)
+        case DocumentRegistered(document_id=did) | DocumentAmended(document_id=did):
+            return document_stream(did)
+    return claim_stream(event.claim_id)
+
+
+def source_roles(event: DomainEvent) -> list[tuple[str, Role]]:
+    """The sources a claim event names and what each does in it: the maker of a claim, a denier, a
+    confirmer, a producer of evidence, or the source a correction gives the claim."""
+    match event:
+        case ClaimMade():
+            return [(event.source_id, "maker")]
+        case ClaimDenied():
+            return [(event.denied_by, "denier")]
+        case ClaimConfirmed():
+            return [(event.confirmed_by, "confirmer")]
+        case EvidenceAttached():
+            return [(event.produced_by, "producer")]
+        case RecordCorrected() if event.changes.source_id is not None:
+            return [(event.changes.source_id, "corrected_to")]
+    return []
+
+
+def sources_named(event: DomainEvent) -> list[str]:
+    """The sources a claim event names (see ``source_roles``)."""
+    return [source for source, _ in source_roles(event)]
+
+
+def references(event: DomainEvent) -> set[str]:
+    """The streams of the subjects, sources and documents an event names, other than its own stream:
+    what must be registered before it can be recorded."""
+    named = {document_stream(d) for d in getattr(event, "document_ids", ())}
+    named.update(source_stream(s) for s in sources_named(event))
+    if isinstance(event, ClaimMade):
+        named.add(subject_stream(event.subject_id))
+    elif isinstance(event, RecordCorrected) and event.changes.subject_id is not None:
+        named.add(subject_stream(event.changes.subject_id))
+    named.discard(stream_of(event))
+    return named
