@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
 
 from timeline.api.app import create_app
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.cli import main
-from timeline.importer import LoadedFixture, import_fixtures
 from timeline.store import audit, chain, eventlog
 from timeline.store.database import Database
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.api.app import create_app
 from timeline.api.cache import ResponseCache, _Entry, respond
 from timeline.api.settings import Settings
-from timeline.importer import LoadedFixture, import_fixtures
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.store import clock, schema, tokens, views
 from timeline.store.database import Database
 

@@ -14,9 +14,9 @@ from litestar.testing import AsyncTestClient
 
 from timeline import drafting
 from timeline.api.app import create_app
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.cli import main
 from timeline.fixtures import Fixture, FixtureError, parse
-from timeline.importer import LoadedFixture, import_fixtures
 from timeline.store import queries, tokens
 from timeline.store.database import Database
 

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from timeline.api.fanout import Filter, Hub, follow
-from timeline.importer import LoadedFixture, import_fixtures
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.store import tokens
 from timeline.store.database import Database
 

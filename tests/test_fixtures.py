@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.fixtures import FixtureError, json_schema, parse
-from timeline.importer import LoadedFixture, import_fixtures
 from timeline.store import eventlog, queries
 from timeline.store.database import Database
 

@@ -14,8 +14,8 @@ from litestar.testing import AsyncTestClient
 from timeline.api.app import create_app
 from timeline.api.fanout import Filter, Hub, follow
 from timeline.api.settings import Settings
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain.events import ClaimConfirmed, StatedDate
-from timeline.importer import LoadedFixture, import_fixtures
 from timeline.service import Recorder
 from timeline.store.database import Database
 

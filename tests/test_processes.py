@@ -19,8 +19,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain.events import ClaimConfirmed, ClaimDenied, StatedDate
-from timeline.importer import LoadedFixture, import_fixtures
 from timeline.service import Recorder
 from timeline.store import activity, projector
 from timeline.store.database import Database

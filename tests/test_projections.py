@@ -205,7 +205,7 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
 
 
 async def test_rebuild_of_the_seed_matches_and_reports_count(db: Database) -> None:
-    from timeline.importer import LoadedFixture, import_fixtures
+    from timeline.app.imports import LoadedFixture, import_fixtures
 
     from .conftest import SEED
 

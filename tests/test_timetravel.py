@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from timeline import timetravel
 from timeline.api.app import create_app
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain import claims as rules
 from timeline.domain.claims import Claim, ClaimEvent
 from timeline.domain.events import (
@@ -27,7 +28,6 @@ from timeline.domain.events import (
 )
 from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
-from timeline.importer import LoadedFixture, import_fixtures
 from timeline.projections import ClaimRecord, TimelineEntry, Views, apply
 from timeline.service import Recorder, Rejected
 from timeline.store import eventlog, schema, tokens, travel, views

@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from timeline.api.app import create_app
 from timeline.api.settings import Settings
-from timeline.importer import LoadedFixture, import_fixtures
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.store import tokens
 from timeline.store.database import Database
 

@@ -19,12 +19,12 @@ from typing import IO, Any, TypeVar
 import click
 
 from timeline import drafting
+from timeline.app import maintenance, queries
+from timeline.app.imports import ImportResult, LoadedFixture, import_fixtures, read_files
 from timeline.console import CommandError, Exit, database_error, error, open_database, progress, redact
 from timeline.fixtures import FixtureError
-from timeline.importer import ImportResult, LoadedFixture, import_fixtures, read_files
-from timeline.store import activity, audit, eventlog, migrate, projector, tokens, views
+from timeline.store import audit, eventlog, migrate, tokens, views
 from timeline.store.database import DEFAULT_URL, Database
-from timeline.store.queries import drafting_context
 from timeline.store.tokens import SCOPES
 
 T = TypeVar("T")
@@ -178,14 +178,9 @@ def _load_fixtures(directory: Path) -> list[LoadedFixture]:
 
 
 async def _prepare_for_serving_db(db: Database, fixtures: list[LoadedFixture] | None) -> list[ImportResult]:
-    await migrate.upgrade(db)
-    async with db.read() as conn:
-        head = await eventlog.head_position(conn)
-    if head:
-        # After a crash or a migration that emptied them, the views resume from their checkpoint.
-        caught_up = await views.catch_up(db)
-        if caught_up:
-            click.echo(f"brought the views up to date with {caught_up} events")
+    caught_up = await maintenance.start(db)
+    if caught_up:
+        click.echo(f"brought the views up to date with {caught_up} events")
     if not fixtures:
         return []
     # Importing is idempotent: events recorded already are found and left alone.
@@ -217,11 +212,7 @@ def rebuild(url: str) -> None:
 
     async def run() -> int:
         with progress("rebuilding the views") as advance:
-            replayed = await views.rebuild_online(db, advance)
-        async with db.write() as conn:
-            await projector.reset(conn, activity)
-        await projector.catch_up(db, activity)
-        return replayed
+            return await maintenance.rebuild_all(db, advance)
 
     click.echo(f"rebuilt the views from {_run(url, lambda: _disposing(db, run()))} events")
 
@@ -373,11 +364,8 @@ def draft(
         raise CommandError(f"{article}: no date found; give --date YYYY-MM-DD")
     db = open_database(url, must_exist=True)
 
-    async def context() -> tuple[Any, Any]:
-        async with db.read() as conn:
-            return await drafting_context(conn)
-
-    known_sources, known_claims = _run(url, lambda: _disposing(db, context()))
+    context = _run(url, lambda: _disposing(db, queries.read(db, queries.drafting_context)))
+    known_sources, known_claims = context
     document = drafting.to_yaml(
         drafting.draft(raw, published=published, title=title, subject=subject,
                        known_sources=known_sources, known_claims=known_claims)

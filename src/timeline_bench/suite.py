@@ -33,10 +33,10 @@ from eventsourcing import sqlite as es_sqlite
 from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import make_url
 
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event
 from timeline.domain.streams import stream_of
 from timeline.groupcommit import Committer
-from timeline.importer import LoadedFixture, import_fixtures
 from timeline.service import Recorder, valid_from
 from timeline.store import audit, eventlog, migrate, schema, tokens, views
 from timeline.store.database import Database

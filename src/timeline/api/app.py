@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, drafts, exports, live, reads, viewer, writes
+from timeline.api import audit, catalog, drafts, exports, live, reads, viewer, writes
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
 from timeline.api.problems import HANDLERS
@@ -88,6 +88,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             *reads.ROUTES,
+            *catalog.ROUTES,
             *exports.ROUTES,
             *writes.ROUTES,
             *audit.ROUTES,

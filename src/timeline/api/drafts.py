@@ -13,8 +13,8 @@ from litestar.status_codes import HTTP_200_OK
 from timeline import drafting
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
-from timeline.api.problems import BadRequest
-from timeline.store.queries import drafting_context
+from timeline.app import queries
+from timeline.app.errors import BadRequest
 
 
 @dataclass
@@ -56,8 +56,7 @@ async def create_draft(
     published, raw = drafting.article_date(raw, date)
     if published is None:
         raise BadRequest("date", "no date in the article; give ?date=YYYY-MM-DD")
-    async with db.read() as conn:
-        known_sources, known_claims = await drafting_context(conn)
+    known_sources, known_claims = await queries.read(db, queries.drafting_context)
     fixture = drafting.draft(
         raw,
         published=published,

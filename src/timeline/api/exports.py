@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from litestar import Response, get
@@ -17,11 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.reads import AsOf, KnownAt, estimates_body, timeline_entries
-from timeline.api.schemas import SourceRef
+from timeline.app import queries
 from timeline.domain.events import DocumentRegistered, Quantity, SourceRegistered, StatedDate
-from timeline.domain.streams import source_stream
 from timeline.projections import TimelineEntry
-from timeline.store import queries
 from timeline.store.queries import TimelineFilter
 
 READ = [requires("read")]
@@ -59,8 +58,8 @@ def _date(stated: StatedDate) -> dict[str, int]:
     return dict(zip(("year", "month", "day"), parts, strict=False))
 
 
-def _slide(entry: TimelineEntry, sources: dict[str, SourceRef]) -> dict[str, Any]:
-    source = sources[entry.source_id].name
+def _slide(entry: TimelineEntry, names: Mapping[str, str]) -> dict[str, Any]:
+    source = names[entry.source_id]
     headline = f"{source} {KIND_VERB[entry.kind]}" + (f" {figure(entry.quantity)}" if entry.quantity else "")
     text = html.escape(entry.statement)
     if entry.corrected:
@@ -90,18 +89,12 @@ async def timelinejs(
     """The subject's timeline in TimelineJS3's JSON format: a title slide and one slide per event, grouped by
     source, dated to the precision the source gave, text HTML-escaped. Load it with
     ``new TL.Timeline('id', '<this URL>')``; other origins need TIMELINE_CORS_ORIGINS."""
-    name, entries, sources, _, _ = await timeline_entries(
-        db, subject_id, TimelineFilter(), None, EVERYTHING, as_of, known_at
-    )
+    found = await timeline_entries(db, subject_id, TimelineFilter(), EVERYTHING, as_of, known_at)
+    headline = html.escape(found.subject_name)
     return {
-        "title": {"text": {"headline": html.escape(name), "text": "Claims recorded by timeline, by source."}},
-        "events": [_slide(e, sources) for e in entries],
+        "title": {"text": {"headline": headline, "text": "Claims recorded by timeline, by source."}},
+        "events": [_slide(e, found.names) for e in found.entries],
     }
-
-
-async def _documents(conn: AsyncConnection) -> dict[str, DocumentRegistered]:
-    found = await queries.registrations_by_kind(conn, "document")
-    return {d.document_id: d for _, d in found if isinstance(d, DocumentRegistered)}
 
 
 @get(
@@ -117,17 +110,16 @@ async def claims_jsonld(
 ) -> dict[str, Any]:
     """Every claim made on the subject as a schema.org ``Claim``: the statement, its author (the source),
     when it was said, and the documents it appeared in."""
-    name, entries, sources, _, records = await timeline_entries(
-        db, subject_id, TimelineFilter(kinds=("made",)), None, EVERYTHING, as_of, known_at
+    found = await timeline_entries(
+        db, subject_id, TimelineFilter(kinds=("made",)), EVERYTHING, as_of, known_at
     )
-    async with db.read() as conn:
-        documents = await _documents(conn)
-        kinds = await queries.registrations_among(conn, (source_stream(e.source_id) for e in entries))
+    name, entries, records = found.subject_name, found.entries, found.claims
+    documents, kinds = await queries.read(db, lambda conn: _context(conn, {e.source_id for e in entries}))
 
     def author(source_id: str) -> dict[str, str]:
-        definition = kinds.get(source_stream(source_id))
-        person = isinstance(definition, SourceRegistered) and definition.kind == "person"
-        return {"@type": "Person" if person else "Organization", "name": sources[source_id].name}
+        definition = kinds.get(source_id)
+        person = definition is not None and definition.kind == "person"
+        return {"@type": "Person" if person else "Organization", "name": found.names[source_id]}
 
     def appearance(document_id: str) -> dict[str, Any]:
         doc = documents.get(document_id)
@@ -157,6 +149,13 @@ async def claims_jsonld(
             }
         )
     return {"@context": "https://schema.org", "@type": "ItemList", "name": name, "itemListElement": items}
+
+
+async def _context(
+    conn: AsyncConnection, source_ids: set[str]
+) -> tuple[dict[str, DocumentRegistered], dict[str, SourceRegistered]]:
+    # Documents and sources as they stand now, in one snapshot.
+    return await queries.documents(conn), await queries.sources_among(conn, source_ids)
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
@@ -217,12 +216,11 @@ async def timeline_csv(
     db: Db, subject_id: FromPath[str], as_of: AsOf = None, known_at: KnownAt = None
 ) -> Response[bytes]:
     """The subject's whole timeline as CSV (RFC 4180, UTF-8, a header row), in the order it was stated."""
-    _, entries, sources, _, _ = await timeline_entries(
-        db, subject_id, TimelineFilter(), None, EVERYTHING, as_of, known_at
-    )
+    found = await timeline_entries(db, subject_id, TimelineFilter(), EVERYTHING, as_of, known_at)
+    entries, names = found.entries, found.names
     rows = [
         [e.position, e.occurred_on.date, e.occurred_on.precision, e.kind, e.claim_id, e.source_id,
-         sources[e.source_id].name, *_quantity_cells(e.quantity), "yes" if e.corrected else "no", e.url or "",
+         names[e.source_id], *_quantity_cells(e.quantity), "yes" if e.corrected else "no", e.url or "",
          e.statement]
         for e in entries
     ]  # fmt: skip

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.api.schemas import (
     Change,
@@ -19,6 +18,7 @@ from timeline.api.schemas import (
     DocumentOut,
     DocumentRef,
     EstimateOut,
+    EstimatesOut,
     EventOut,
     EvidenceOut,
     HistoryEntryOut,
@@ -27,58 +27,37 @@ from timeline.api.schemas import (
     SubjectOut,
     TimelineEntryOut,
 )
+from timeline.app import queries
 from timeline.domain import claims as rules
 from timeline.domain.claims import Claim, ClaimEvent, Registration
 from timeline.domain.events import DocumentRegistered, RecordCorrected, SourceRegistered, SubjectRegistered
-from timeline.domain.streams import source_stream
 from timeline.projections import ClaimRecord, TimelineEntry
-from timeline.store import queries
 from timeline.store.eventlog import RecordedEvent
 
 
-async def source_names(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, SourceRef]:
-    """Look up the display names of the given sources."""
-    wanted = set(ids)
-    found = await queries.registrations_among(conn, (source_stream(i) for i in wanted))
-    refs = {}
-    for ident in wanted:
-        definition = found.get(source_stream(ident))
-        name = definition.name if isinstance(definition, SourceRegistered) else ident
-        refs[ident] = SourceRef(id=ident, name=name)
-    return refs
+def _ref(names: Mapping[str, str], source_id: str) -> SourceRef:
+    return SourceRef(id=source_id, name=names[source_id])
 
 
-def sources_of(records: Iterable[ClaimRecord]) -> set[str]:
-    """Every source a set of claims names: makers, deniers, confirmers and producers of evidence."""
-    ids: set[str] = set()
-    for r in records:
-        c = r.claim
-        ids.add(c.source_id)
-        ids.update(d.denied_by for d in c.denials)
-        ids.update(x.confirmed_by for x in c.confirmations)
-        ids.update(e.produced_by for e in c.evidence)
-    return ids
-
-
-def claim_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> ClaimOut:
+def claim_out(record: ClaimRecord, sources: Mapping[str, str]) -> ClaimOut:
     """The response body of one claim."""
     c = record.claim
     return ClaimOut(
         claim_id=c.claim_id,
         subject_id=c.subject_id,
-        source=sources[c.source_id],
+        source=_ref(sources, c.source_id),
         statement=c.statement,
         modality=c.modality,
         stated_on=c.stated_on,
         metric=c.metric,
         quantity=c.quantity,
         status=c.status,
-        disputed_by=[sources[s] for s in c.disputed_by],
-        confirmed_by=[sources[s] for s in c.confirmed_by],
+        disputed_by=[_ref(sources, s) for s in c.disputed_by],
+        confirmed_by=[_ref(sources, s) for s in c.confirmed_by],
         denials=[
             DenialOut(
                 denial_id=d.denial_id,
-                source=sources[d.denied_by],
+                source=_ref(sources, d.denied_by),
                 statement=d.statement,
                 stated_on=d.stated_on,
             )
@@ -87,7 +66,7 @@ def claim_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> ClaimOut:
         confirmations=[
             ConfirmationOut(
                 confirmation_id=x.confirmation_id,
-                source=sources[x.confirmed_by],
+                source=_ref(sources, x.confirmed_by),
                 statement=x.statement,
                 stated_on=x.stated_on,
             )
@@ -97,7 +76,7 @@ def claim_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> ClaimOut:
             EvidenceOut(
                 evidence_id=e.evidence_id,
                 kind=e.kind,
-                produced_by=sources[e.produced_by],
+                produced_by=_ref(sources, e.produced_by),
                 description=e.description,
                 stated_on=e.stated_on,
                 url=e.url,
@@ -122,6 +101,20 @@ def claim_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> ClaimOut:
     )
 
 
+def estimates_out(
+    subject_id: str, metric: str | None, as_of: str | None, found: queries.Estimates
+) -> EstimatesOut:
+    """The estimates of a subject, now or at a cut."""
+    return EstimatesOut(
+        subject_id=subject_id,
+        subject_name=found.subject_name,
+        metric=metric,
+        estimates=[estimate_out(r, found.names) for r in found.records],
+        as_of=as_of,
+        known_at_position=found.cut.known_position if found.cut else None,
+    )
+
+
 def claim_summary(record: ClaimRecord) -> ClaimSummary:
     """A claim in a list."""
     c = record.claim
@@ -140,27 +133,27 @@ def claim_summary(record: ClaimRecord) -> ClaimSummary:
     )
 
 
-def estimate_out(record: ClaimRecord, sources: dict[str, SourceRef]) -> EstimateOut:
+def estimate_out(record: ClaimRecord, sources: Mapping[str, str]) -> EstimateOut:
     """One source's latest estimate."""
     c = record.claim
     assert c.metric is not None
     assert c.quantity is not None
     return EstimateOut(
         metric=c.metric,
-        source=sources[c.source_id],
+        source=_ref(sources, c.source_id),
         quantity=c.quantity,
         modality=c.modality,
         stated_on=c.stated_on,
         status=c.status,
-        disputed_by=[sources[s] for s in c.disputed_by],
-        confirmed_by=[sources[s] for s in c.confirmed_by],
+        disputed_by=[_ref(sources, s) for s in c.disputed_by],
+        confirmed_by=[_ref(sources, s) for s in c.confirmed_by],
         claim_id=c.claim_id,
         statement=c.statement,
     )
 
 
 def entry_out(
-    entry: TimelineEntry, sources: dict[str, SourceRef], claims: dict[str, ClaimRecord] | None = None
+    entry: TimelineEntry, sources: Mapping[str, str], claims: Mapping[str, ClaimRecord] | None = None
 ) -> TimelineEntryOut:
     """One timeline entry, with its claim's status and documents when the claims are given."""
     record = (claims or {}).get(entry.claim_id)
@@ -169,7 +162,7 @@ def entry_out(
         occurred_on=entry.occurred_on,
         kind=entry.kind,
         claim_id=entry.claim_id,
-        source=sources[entry.source_id],
+        source=_ref(sources, entry.source_id),
         statement=entry.statement,
         quantity=entry.quantity,
         corrected=entry.corrected,

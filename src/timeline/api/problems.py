@@ -20,6 +20,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from timeline.api.schemas import Problem, ProblemItem
+from timeline.app.errors import BadRequest, IdempotencyKeyReused, NotFound
 from timeline.domain.errors import DefinitionConflict, RuleViolation, UnknownReference
 from timeline.fixtures import FixtureError
 from timeline.groupcommit import Unavailable
@@ -28,38 +29,6 @@ from timeline.store.eventlog import WrongExpectedVersion
 
 PROBLEM_JSON = "application/problem+json"
 _log = logging.getLogger("timeline.api")
-
-
-class NotFound(Exception):
-    """A subject, claim or other resource that was never recorded."""
-
-    def __init__(self, kind: str, ident: str, *, when: str | None = None) -> None:
-        super().__init__(
-            f"no {kind} {ident!r} had been recorded {when}"
-            if when
-            else f"no {kind} {ident!r} has been recorded"
-        )
-        self.kind = kind
-        self.ident = ident
-
-
-class BadRequest(Exception):
-    """A request parameter that cannot be used, with the parameter's name."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.message = message
-
-
-class IdempotencyKeyReused(Exception):
-    """The Idempotency-Key was used before for a different request."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(
-            f"Idempotency-Key {key!r} was already used for a different request; "
-            "use a new key for a new request"
-        )
 
 
 def _problem(

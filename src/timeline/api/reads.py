@@ -17,26 +17,18 @@ from timeline import timetravel
 from timeline.api import cache, present
 from timeline.api.auth import requires
 from timeline.api.common import MAX_LIMIT, Db, problems
-from timeline.api.problems import BadRequest, NotFound
 from timeline.api.schemas import (
     ClaimOut,
-    DocumentsOut,
     EstimatesOut,
     EventsOut,
     HealthOut,
     HistoryOut,
-    SourceActivityOut,
-    SourceDetailOut,
-    SourceRef,
-    SourcesOut,
-    SubjectsOut,
     TimelineOut,
 )
-from timeline.domain.claims import Registration, registration_id
-from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
-from timeline.domain.streams import claim_stream, document_stream, source_stream, subject_stream
-from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
-from timeline.store import activity, eventlog, projector, queries, travel, views
+from timeline.app import queries
+from timeline.app.errors import BadRequest
+from timeline.app.queries import When
+from timeline.projections import occurred_on
 from timeline.store.database import Database
 from timeline.store.queries import TimelineFilter
 
@@ -61,15 +53,8 @@ KnownAt = Annotated[
 ]
 
 
-class Cut(msgspec.Struct, frozen=True, kw_only=True):
-    """A moment on both time axes; views at a cut are folded from the log, not read from view tables."""
-
-    as_of: str | None
-    valid_until: dt.date | None
-    known_position: int
-
-
-async def _cut(conn: AsyncConnection, as_of: str | None, known_at: str | None) -> Cut | None:
+def _when(as_of: str | None, known_at: str | None) -> When | None:
+    """The moment ``as_of`` and ``known_at`` name (None: now), checked before anything is read."""
     if as_of is None and known_at is None:
         return None
     valid_until = None
@@ -78,14 +63,11 @@ async def _cut(conn: AsyncConnection, as_of: str | None, known_at: str | None) -
             valid_until = timetravel.period_end(as_of)
         except ValueError:
             raise BadRequest("as_of", f"{as_of!r} is not a calendar date") from None
-    head = await eventlog.head_position(conn)
-    position = head
-    if known_at is not None:
-        if known_at.isdigit():
-            position = min(int(known_at), head)
-        else:
-            position = await eventlog.position_at(conn, _moment(known_at))
-    return Cut(as_of=as_of, valid_until=valid_until, known_position=position)
+    if known_at is None:
+        return When(as_of=as_of, valid_until=valid_until)
+    if known_at.isdigit():
+        return When(as_of=as_of, valid_until=valid_until, known_position=int(known_at))
+    return When(as_of=as_of, valid_until=valid_until, known_moment=_moment(known_at))
 
 
 def _moment(text: str) -> dt.datetime:
@@ -99,42 +81,10 @@ def _moment(text: str) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
-async def _views_at(
-    conn: AsyncConnection, cut: Cut, stream_id: str | None = None, subject_id: str | None = None
-) -> Views:
-    if subject_id is None:
-        assert stream_id is not None
-        return await travel.stream_views(conn, stream_id, cut.known_position, cut.valid_until)
-    return await travel.subject_views(conn, subject_id, cut.known_position, cut.valid_until)
-
-
-def _names(views: Views) -> dict[str, SourceRef]:
-    """Source names as registered (and amended) in folded views, for responses at a cut."""
-    return {
-        reg.source_id: SourceRef(id=reg.source_id, name=reg.name)
-        for _, reg in views.registrations.values()
-        if isinstance(reg, SourceRegistered)
-    }
-
-
-class _Names(dict[str, SourceRef]):
-    """Names at a cut; a source unknown at the cut is shown by its id."""
-
-    def __missing__(self, key: str) -> SourceRef:
-        return SourceRef(id=key, name=key)
-
-
 TIMELINE_KINDS = ("made", "revised", "denied", "confirmed", "retracted", "evidence")
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Items per page")]
 Cursor = Annotated[str | None, QueryParameter(description="The 'next' cursor of the previous page")]
-
-
-async def _subject_name(conn: AsyncConnection, subject_id: str) -> str:
-    found = await queries.registration(conn, subject_stream(subject_id))
-    if found is None or not isinstance(found[1], SubjectRegistered):
-        raise NotFound("subject", subject_id)
-    return found[1].name
 
 
 class Pong(msgspec.Struct, kw_only=True):
@@ -153,15 +103,13 @@ async def ping() -> Pong:
 async def health(db: Db, request: Request[Any, Any, Any]) -> HealthOut:
     """Whether the database answers, the log's head, and the position each projection has reached (the
     views follow the log in the same transaction; asynchronous projections may lag a moment)."""
-    async with db.read() as conn:
-        head = await eventlog.head_position(conn)
-        seen = await projector.all_checkpoints(conn)
+    found = await queries.read(db, queries.health)
     return HealthOut(
         status="ok",
         database=db.dialect,
-        head_position=head,
-        views_position=seen.get(views.CHECKPOINT, 0),
-        projections={name: seen.get(name, 0) for name in (views.CHECKPOINT, activity.name)},
+        head_position=found.head_position,
+        views_position=found.views_position,
+        projections=found.projections,
         response_cache=cache.stats(request),
     )
 
@@ -184,46 +132,22 @@ async def estimates(
     """The latest estimate of each source on a subject, with its status and who disputes or confirms it;
     at any moment with ``as_of`` and ``known_at``. The current view carries ETag and Last-Modified from the
     log position it reflects; a conditional GET that is still current gets 304."""
+    when = _when(as_of, known_at)
 
     async def build(conn: AsyncConnection) -> tuple[EstimatesOut, dict[str, str]]:
-        return await _estimates_in(conn, subject_id, metric, as_of, known_at), {}
+        found = await queries.estimates(conn, subject_id, metric, when)
+        return present.estimates_out(subject_id, metric, as_of, found), {}
 
-    return await cache.respond(request, db, build, conditional=as_of is None and known_at is None)
+    return await cache.respond(request, db, build, conditional=when is None)
 
 
 async def estimates_body(
     db: Database, subject_id: str, metric: str | None, as_of: str | None, known_at: str | None
 ) -> EstimatesOut:
     """The estimates view of a subject, now or at a cut (shared by the JSON route and the exports)."""
-    async with db.read() as conn:
-        return await _estimates_in(conn, subject_id, metric, as_of, known_at)
-
-
-async def _estimates_in(
-    conn: AsyncConnection, subject_id: str, metric: str | None, as_of: str | None, known_at: str | None
-) -> EstimatesOut:
-    name = await _subject_name(conn, subject_id)  # in the same snapshot as the view it names
-    cut = await _cut(conn, as_of, known_at)
-    if cut is None:
-        records = await queries.estimates_for(conn, subject_id, metric)
-        sources: dict[str, SourceRef] = await present.source_names(conn, present.sources_of(records))
-    else:
-        views = await _views_at(conn, cut, subject_id=subject_id)
-        chosen = sorted(
-            (key, claim_id)
-            for key, claim_id in views.estimates.items()
-            if claim_id is not None and key[0] == subject_id and metric in (None, key[1])
-        )
-        records = [views.claims[claim_id] for _, claim_id in chosen]
-        sources = _Names(_names(views))
-    return EstimatesOut(
-        subject_id=subject_id,
-        subject_name=name,
-        metric=metric,
-        estimates=[present.estimate_out(r, sources) for r in records],
-        as_of=as_of,
-        known_at_position=cut.known_position if cut else None,
-    )
+    when = _when(as_of, known_at)
+    found = await queries.read(db, lambda conn: queries.estimates(conn, subject_id, metric, when))
+    return present.estimates_out(subject_id, metric, as_of, found)
 
 
 def _parse_cursor(cursor: str) -> tuple[dt.date, int]:
@@ -275,90 +199,41 @@ async def subject_timeline(
         raise BadRequest("since", f"since ({since}) is after until ({until})")
     where = TimelineFilter(source_id=source, kinds=_parse_kinds(kind), since=since, until=until)
     after = _parse_cursor(cursor) if cursor else None
+    when = _when(as_of, known_at)
 
     async def build(conn: AsyncConnection) -> tuple[TimelineOut, dict[str, str]]:
-        name, entries, sources, cut, claim_records = await _timeline_in(
-            conn, subject_id, where, after, limit + 1, as_of, known_at
-        )
-        page = entries[:limit]
+        found = await queries.timeline(conn, subject_id, where, after, limit + 1, when)
+        page = found.entries[:limit]
         next_link = None
-        if len(entries) > limit:
+        if len(found.entries) > limit:
             last = page[-1]
             params = dict(request.query_params)
             params.update(limit=str(limit), cursor=f"{occurred_on(last).isoformat()}~{last.position}")
             next_link = f"{request.url.path}?{urlencode(params)}"
         body = TimelineOut(
             subject_id=subject_id,
-            subject_name=name,
-            entries=[present.entry_out(e, sources, claim_records) for e in page],
+            subject_name=found.subject_name,
+            entries=[present.entry_out(e, found.names, found.claims) for e in page],
             next=next_link,
             as_of=as_of,
-            known_at_position=cut.known_position if cut else None,
+            known_at_position=found.cut.known_position if found.cut else None,
         )
         return body, {}
 
-    return await cache.respond(request, db, build, conditional=as_of is None and known_at is None)
+    return await cache.respond(request, db, build, conditional=when is None)
 
 
 async def timeline_entries(
     db: Database,
     subject_id: str,
     where: TimelineFilter,
-    after: tuple[dt.date, int] | None,
     limit: int,
     as_of: str | None,
     known_at: str | None,
-) -> tuple[str, list[TimelineEntry], dict[str, SourceRef], Cut | None, dict[str, ClaimRecord]]:
-    """A subject's name and timeline entries (now or at a cut) with their sources' names and claims."""
-    async with db.read() as conn:
-        return await _timeline_in(conn, subject_id, where, after, limit, as_of, known_at)
-
-
-async def _timeline_in(
-    conn: AsyncConnection,
-    subject_id: str,
-    where: TimelineFilter,
-    after: tuple[dt.date, int] | None,
-    limit: int,
-    as_of: str | None,
-    known_at: str | None,
-) -> tuple[str, list[TimelineEntry], dict[str, SourceRef], Cut | None, dict[str, ClaimRecord]]:
-    name = await _subject_name(conn, subject_id)  # in the same snapshot as the view it names
-    cut = await _cut(conn, as_of, known_at)
-    if cut is None:
-        entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit, where=where)
-        sources: dict[str, SourceRef] = await present.source_names(conn, (e.source_id for e in entries))
-        claim_records = await queries.claims_among(conn, (e.claim_id for e in entries))
-    else:
-        views = await _views_at(conn, cut, subject_id=subject_id)
-        entries = _timeline_at(views, subject_id, where, after)[:limit]
-        sources = _Names(_names(views))
-        claim_records = views.claims
-    return name, entries, sources, cut, claim_records
-
-
-def _timeline_at(
-    views: Views, subject_id: str, where: TimelineFilter, after: tuple[dt.date, int] | None
-) -> list[TimelineEntry]:
-    entries = sorted(
-        (
-            e
-            for e in views.timeline.values()
-            if e is not None
-            and e.subject_id == subject_id
-            and (where.source_id is None or e.source_id == where.source_id)
-            and (not where.kinds or e.kind in where.kinds)
-            and (where.since is None or occurred_on(e) >= where.since)
-            and (where.until is None or occurred_on(e) <= where.until)
-        ),
-        key=lambda e: (occurred_on(e), e.position),
-    )
-    return [e for e in entries if after is None or (occurred_on(e), e.position) > after]
-
-
-def _when(cut: Cut) -> str:
-    parts = [f"as of {cut.as_of}"] if cut.as_of else []
-    return " and ".join([*parts, f"known at position {cut.known_position}"])
+) -> queries.Timeline:
+    """A subject's timeline (now or at a cut), for the exports."""
+    when = _when(as_of, known_at)
+    return await queries.read(db, lambda conn: queries.timeline(conn, subject_id, where, None, limit, when))
 
 
 def etag(version: int) -> str:
@@ -383,25 +258,15 @@ async def claim(
     """A claim's current figure, wording and status, and who disputes or confirms it. The ETag is its
     version; send it in If-Match when writing to the claim, or in If-None-Match to revalidate a cache.
     With ``as_of`` / ``known_at``, the claim as it stood then (folded from the log; no ETag)."""
+    when = _when(as_of, known_at)
 
     async def build(conn: AsyncConnection) -> tuple[ClaimOut, dict[str, str]]:
-        cut = await _cut(conn, as_of, known_at)
-        if cut is not None:
-            views = await _views_at(conn, cut, stream_id=claim_stream(claim_id))
-            at = views.claims.get(claim_id)
-            if at is None:
-                raise NotFound("claim", claim_id, when=_when(cut))
-            names = await present.source_names(conn, present.sources_of([at]))
-            out = msgspec.structs.replace(
-                present.claim_out(at, names), as_of=as_of, known_at_position=cut.known_position
-            )
+        found = await queries.claim(conn, claim_id, when)
+        out = present.claim_out(found.record, found.names)
+        if found.cut is not None:
+            out = msgspec.structs.replace(out, as_of=as_of, known_at_position=found.cut.known_position)
             return out, {"Cache-Control": "no-cache"}
-        record = await queries.claim(conn, claim_id)
-        if record is None:
-            raise NotFound("claim", claim_id)
-        sources = await present.source_names(conn, present.sources_of([record]))
-        headers = {"ETag": etag(record.claim.version), "Cache-Control": "no-cache"}
-        return present.claim_out(record, sources), headers
+        return out, {"ETag": etag(found.record.claim.version), "Cache-Control": "no-cache"}
 
     return await cache.respond(request, db, build, conditional=False)
 
@@ -421,12 +286,7 @@ async def claim_history(
     Last-Modified and 304 as for estimates."""
 
     async def build(conn: AsyncConnection) -> tuple[HistoryOut, dict[str, str]]:
-        recorded = await eventlog.read_stream(conn, claim_stream(claim_id))
-        if not recorded:
-            raise NotFound("claim", claim_id)
-        ids = {d for r in recorded for d in getattr(r.event, "document_ids", ())}
-        found = await queries.registrations_among(conn, (document_stream(d) for d in ids))
-        titles = {reg.document_id: reg.title for reg in found.values() if isinstance(reg, DocumentRegistered)}
+        recorded, titles = await queries.history(conn, claim_id)
         return HistoryOut(claim_id=claim_id, events=present.history(recorded, titles)), {}
 
     return await cache.respond(request, db, build)
@@ -455,9 +315,7 @@ async def events(
         raise BadRequest(
             "limit", f"at most {MAX_LIMIT} events a page as JSON (ask for {NDJSON} to stream more)"
         )
-    async with db.read() as conn:
-        recorded = await eventlog.read_all(conn, after=after, limit=limit)
-        head = await eventlog.head_position(conn)
+    recorded, head = await queries.read(db, lambda conn: queries.log_page(conn, after, limit))
     last = recorded[-1].position if recorded else after
     return Response(
         EventsOut(
@@ -469,134 +327,8 @@ async def events(
 
 
 async def _ndjson(db: Database, after: int, limit: int) -> AsyncIterator[bytes]:
-    sent = 0
-    while sent < limit:
-        async with db.read() as conn:
-            batch = await eventlog.read_all(conn, after=after, limit=min(MAX_LIMIT, limit - sent))
-        if not batch:
-            return
+    async for batch in queries.log_batches(db, after, limit):
         yield b"".join(_line_encoder.encode(present.event_out(e)) + b"\n" for e in batch)
-        sent += len(batch)
-        after = batch[-1].position
-
-
-async def _registered(conn: AsyncConnection, kind: str) -> dict[str, Registration]:
-    """Every registered subject, source or document (``kind``), by its id."""
-    return {registration_id(r): r for _, r in await queries.registrations_by_kind(conn, kind)}
-
-
-def _page(ids: list[str], cursor: str | None, limit: int) -> tuple[list[str], str | None]:
-    """A page of ids after ``cursor`` (the last id of the previous page), and the next cursor."""
-    start = [i for i in ids if cursor is None or i > cursor]
-    page = start[:limit]
-    return page, (page[-1] if len(start) > limit else None)
-
-
-@get(
-    "/subjects",
-    operation_id="listSubjects",
-    tags=["subjects"],
-    guards=READ,
-    responses=problems(400, 401, 403),
-)
-async def list_subjects(
-    db: Db, request: Request[Any, Any, Any], limit: Limit = 100, cursor: Cursor = None
-) -> Response[SubjectsOut]:
-    """Every subject, by id, a page at a time."""
-
-    async def build(conn: AsyncConnection) -> tuple[SubjectsOut, dict[str, str]]:
-        found = await _registered(conn, "subject")
-        page, nxt = _page(sorted(found), cursor, limit)
-        return SubjectsOut(
-            subjects=[present.subject_out(found[i]) for i in page],
-            next=f"/subjects?limit={limit}&cursor={nxt}" if nxt else None,
-        ), {}
-
-    return await cache.respond(request, db, build)
-
-
-@get("/sources", operation_id="listSources", tags=["sources"], guards=READ, responses=problems(400, 401, 403))
-async def list_sources(
-    db: Db,
-    request: Request[Any, Any, Any],
-    limit: Limit = 100,
-    cursor: Cursor = None,
-    kind: Annotated[str | None, QueryParameter(description="Only sources of this kind")] = None,
-    country: Annotated[str | None, QueryParameter(description="Only sources of this country code")] = None,
-) -> Response[SourcesOut]:
-    """Every source, by id, optionally of one kind or country, a page at a time."""
-
-    async def build(conn: AsyncConnection) -> tuple[SourcesOut, dict[str, str]]:
-        found = {
-            ident: r
-            for ident, r in (await _registered(conn, "source")).items()
-            if isinstance(r, SourceRegistered)
-            and (kind is None or r.kind == kind)
-            and (country is None or r.country == country)
-        }
-        page, nxt = _page(sorted(found), cursor, limit)
-        params = {k: v for k, v in (("limit", str(limit)), ("kind", kind), ("country", country)) if v}
-        return SourcesOut(
-            sources=[present.source_out(found[i]) for i in page],
-            next=f"/sources?{urlencode({**params, 'cursor': nxt})}" if nxt else None,
-        ), {}
-
-    return await cache.respond(request, db, build)
-
-
-@get(
-    "/sources/{source_id:str}",
-    operation_id="getSource",
-    tags=["sources"],
-    guards=READ,
-    responses=problems(400, 401, 403, 404),
-)
-async def source_detail(
-    db: Db,
-    source_id: FromPath[str],
-    limit: Limit = 100,
-    cursor: Annotated[
-        int | None, QueryParameter(ge=0, description="The 'next' cursor of the previous page")
-    ] = None,
-) -> SourceDetailOut:
-    """A source, and the claims it made in the order they were recorded, each with what became of it."""
-    async with db.read() as conn:
-        found = await queries.registration(conn, source_stream(source_id))
-        if found is None:
-            raise NotFound("source", source_id)
-        records = await queries.claims_by_source(conn, source_id, after=cursor or 0, limit=limit + 1)
-        counts = await activity.of(conn, source_id)
-    page = records[:limit]
-    nxt = page[-1].made_position if len(records) > limit else None
-    return SourceDetailOut(
-        source=present.source_out(found[1]),
-        claims=[present.claim_summary(r) for r in page],
-        next=f"/sources/{source_id}?limit={limit}&cursor={nxt}" if nxt else None,
-        activity=SourceActivityOut(**counts) if counts else None,
-    )
-
-
-@get(
-    "/documents",
-    operation_id="listDocuments",
-    tags=["documents"],
-    guards=READ,
-    responses=problems(400, 401, 403),
-)
-async def list_documents(
-    db: Db, request: Request[Any, Any, Any], limit: Limit = 100, cursor: Cursor = None
-) -> Response[DocumentsOut]:
-    """Every document, by id, a page at a time."""
-
-    async def build(conn: AsyncConnection) -> tuple[DocumentsOut, dict[str, str]]:
-        found = await _registered(conn, "document")
-        page, nxt = _page(sorted(found), cursor, limit)
-        return DocumentsOut(
-            documents=[present.document_out(found[i]) for i in page],
-            next=f"/documents?limit={limit}&cursor={nxt}" if nxt else None,
-        ), {}
-
-    return await cache.respond(request, db, build)
 
 
 ROUTES = [
@@ -607,8 +339,4 @@ ROUTES = [
     claim,
     claim_history,
     events,
-    list_subjects,
-    list_sources,
-    source_detail,
-    list_documents,
 ]

@@ -1,8 +1,8 @@
 """Write routes: every event type over HTTP, with If-Match, Idempotency-Key and token scopes.
 
-Each route decodes its body (a strict Struct), turns it into a proposed event, and hands it to ``_write``,
-which runs the service's ``Recorder`` in one write transaction together with the idempotency record, so a
-request is recorded entirely or not at all.
+Each route decodes its body (a strict Struct) into a proposed event and hands it to ``_write``, which
+calls the command (``app.commands.record``: one unit of work with the idempotency record, so a request is
+recorded entirely or not at all) and encodes its outcome.
 """
 
 from __future__ import annotations
@@ -40,17 +40,12 @@ from timeline.api.inputs import (
     SubjectIn,
     SubjectPatch,
 )
-from timeline.api.problems import BadRequest, IdempotencyKeyReused
 from timeline.api.schemas import ImportOut, RebuildOut, WriteOut
-from timeline.domain.errors import DomainError
+from timeline.app import commands, maintenance
+from timeline.app.errors import BadRequest
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain.events import DomainEvent
-from timeline.domain.streams import references, stream_of
-from timeline.groupcommit import Committer
-from timeline.importer import LoadedFixture, import_fixtures
-from timeline.service import Recorder, Rejected
-from timeline.store import idempotency, views
 from timeline.store.database import Database
-from timeline.store.idempotency import StoredResponse
 
 WRITE = [requires("write")]
 ADMIN = [requires("admin")]
@@ -71,59 +66,35 @@ def _if_match(request: Request[Any, Any, Any]) -> int | None:
     return int(match.group(1))
 
 
+def _answer(outcome: commands.Outcome) -> tuple[int, bytes]:
+    events = [present.event_out(e) for e in outcome.appended]
+    body = _encoder.encode(WriteOut(stream_id=outcome.stream_id, version=outcome.version, events=events))
+    return (HTTP_201_CREATED if outcome.appended else HTTP_200_OK), body
+
+
 async def _write(
     request: Request[Any, Any, Any], db: Database, build: Callable[[], DomainEvent]
 ) -> Response[bytes]:
-    token = principal(request)
-    key = request.headers.get("idempotency-key")
     expected = _if_match(request)
-    try:
-        event = build()
-    except DomainError as error:
-        raise Rejected("", error) from None
     body = await request.body()
-    fingerprint = hashlib.sha256(
-        b"\n".join([request.method.encode(), str(request.url.path).encode(), body])
-    ).hexdigest()
-
-    async def unit(recorder: Recorder) -> Response[bytes]:
-        conn = recorder.conn
-        if key is not None:
-            earlier = await idempotency.lookup(conn, token.name, key)
-            if earlier is not None:
-                if earlier.request_hash != fingerprint:
-                    raise IdempotencyKeyReused(key)
-                version = msgspec.json.decode(earlier.body, type=WriteOut).version
-                return Response(
-                    earlier.body,
-                    status_code=earlier.status_code,
-                    media_type="application/json",
-                    headers={"ETag": f'"{version}"', "Idempotent-Replayed": "true"},
-                )
-        recorder.act_as(
-            recorded_by=token.name,
-            label=f"{request.method} {request.url.path}",
-            request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
-            idempotency_key=key,
-        )
-        stream_id = stream_of(event)
-        # Inserted and projected with the rest of its batch, before the batch commits.
-        appended = await recorder.record(event, origin="", expected_version=expected)
-        version = await recorder.version(stream_id)
-        out = _encoder.encode(
-            WriteOut(stream_id=stream_id, version=version, events=[present.event_out(e) for e in appended])
-        )
-        status = HTTP_201_CREATED if appended else HTTP_200_OK
-        if key is not None:
-            stored = StoredResponse(request_hash=fingerprint, status_code=status, body=out)
-            await idempotency.store(conn, token.name, key, stored)
-        return Response(
-            out, status_code=status, media_type="application/json", headers={"ETag": f'"{version}"'}
-        )
-
-    # Concurrent writes share one transaction and one commit (group commit); one that fails is undone alone.
-    committer: Committer = request.app.state.committer
-    return await committer.run(unit, reads=[stream_of(event)], probes=references(event))
+    caller = commands.Caller(
+        recorded_by=principal(request).name,
+        label=f"{request.method} {request.url.path}",
+        request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+        idempotency_key=request.headers.get("idempotency-key"),
+        fingerprint=hashlib.sha256(
+            b"\n".join([request.method.encode(), str(request.url.path).encode(), body])
+        ).hexdigest(),
+    )
+    reply = await commands.record(
+        request.app.state.committer, build, caller, _answer, expected_version=expected
+    )
+    if reply.outcome is not None:
+        headers = {"ETag": f'"{reply.outcome.version}"'}
+    else:
+        version = msgspec.json.decode(reply.body, type=WriteOut).version
+        headers = {"ETag": f'"{version}"', "Idempotent-Replayed": "true"}
+    return Response(reply.body, status_code=reply.status_code, media_type="application/json", headers=headers)
 
 
 def _route(
@@ -293,9 +264,7 @@ async def create_import(
 async def rebuild_views(db: Db) -> RebuildOut:
     """Refold every view from the log while the old ones keep serving (as `timeline rebuild` does).
     Needs `admin`."""
-    replayed = await views.rebuild_online(db)
-    async with db.read() as conn:
-        position = await views.checkpoint(conn)
+    replayed, position = await maintenance.rebuild_views(db)
     return RebuildOut(replayed=replayed, views_position=position)
 
 

@@ -1,0 +1,37 @@
+"""Keeping the store ready: migrating and catching the views up on start, and rebuilding them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from timeline.store import activity, eventlog, migrate, projector, views
+from timeline.store.database import Database
+
+Progress = Callable[[int, int | None], None]
+
+
+async def start(db: Database) -> int:
+    """Migrate the schema and bring the views up to date with the log (after a crash, or a migration that
+    emptied them); returns how many events that took."""
+    await migrate.upgrade(db)
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+    return await views.catch_up(db) if head else 0
+
+
+async def rebuild_views(db: Database, progress: Progress | None = None) -> tuple[int, int]:
+    """Refold the views from the log while the old ones keep serving; the events replayed and the views'
+    position after."""
+    replayed = await views.rebuild_online(db, progress)
+    async with db.read() as conn:
+        return replayed, await views.checkpoint(conn)
+
+
+async def rebuild_all(db: Database, progress: Progress | None = None) -> int:
+    """Rebuild the views, then reset and catch up the asynchronous projections (run where no server is
+    leading them); returns the events replayed."""
+    replayed, _ = await rebuild_views(db, progress)
+    async with db.write() as conn:
+        await projector.reset(conn, activity)
+    await projector.catch_up(db, activity)
+    return replayed

@@ -1,0 +1,92 @@
+"""The import graph keeps its layers: domain <- projections <- store <- application <- API and CLI.
+
+Read from the source (no import runs): a module may import its own layer and the layers below, never one
+above, so the domain stays pure, storage knows nothing of HTTP, and the API reaches the store through the
+application layer's commands and queries (or, for plain reads, the store itself) but never the reverse.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "timeline"
+
+# Lowest first. A module belongs to the first layer one of whose prefixes it starts with.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("domain", ("timeline.domain",)),
+    # Pure folds and parsing: no I/O, only the domain beneath them.
+    (
+        "projections",
+        ("timeline.projections", "timeline.timetravel", "timeline.fixtures", "timeline.drafting"),
+    ),
+    ("store", ("timeline.store",)),
+    ("application", ("timeline.app", "timeline.service", "timeline.groupcommit")),
+    ("entry", ("timeline.api", "timeline.cli", "timeline.console", "timeline.__main__")),
+]
+
+
+def _layer(module: str) -> int | None:
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    return None
+
+
+def _module_of(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _ours(module: str | None) -> bool:
+    return module is not None and (module == "timeline" or module.startswith("timeline."))
+
+
+def _imports(path: Path) -> set[str]:
+    """The timeline modules a file imports, ``from timeline import x`` read as ``timeline.x``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("timeline."))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and _ours(node.module):
+            assert node.module is not None
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+MODULES = sorted(SRC.rglob("*.py"))
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = [
+        _module_of(p) for p in MODULES if _module_of(p) != "timeline" and _layer(_module_of(p)) is None
+    ]
+    assert unplaced == [], "add these modules to a layer in LAYERS"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_module_of)
+def test_a_module_imports_nothing_from_a_layer_above_its_own(path: Path) -> None:
+    module = _module_of(path)
+    rank = _layer(module)
+    if rank is None:
+        return
+    above = sorted(
+        f"{imported} ({LAYERS[other][0]})"
+        for imported in _imports(path)
+        if (other := _layer(imported)) is not None and other > rank
+    )
+    assert above == [], f"{module} ({LAYERS[rank][0]}) imports from a layer above it"
+
+
+def test_the_check_sees_every_spelling_of_an_import(tmp_path: Path) -> None:
+    # Were a spelling missed, an upward import written that way would pass unnoticed.
+    module = tmp_path / "example.py"
+    module.write_text(
+        "import timeline.store.views\nfrom timeline import cli\nfrom timeline.api.app import create_app\n"
+    )
+    found = _imports(module)
+    assert {"timeline.store.views", "timeline.cli", "timeline.api.app"} <= found
+    assert {_layer(m) for m in found} >= {2, 4}
