@@ -86,7 +86,7 @@ async def test_db_upgrade_reports_the_revision(
 
 
 async def test_serve_imports_the_fixtures_not_yet_recorded(database_url: str, tmp_path: Path) -> None:
-    from timeline.cli import _fixtures_dir, _prepare_for_serving
+    from timeline.cli.serving import _fixtures_dir, _prepare_for_serving
 
     [seeded] = await _prepare_for_serving(database_url, _fixtures_dir())
     assert seeded.file == "fixtures/000_16630df2654ec508.yaml"

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from timeline.cli import serve
+from timeline.cli.serving import serve
 
 from .conftest import ROOT
 

@@ -87,7 +87,7 @@ async def test_upgrade_keeps_the_log_and_serve_refolds_the_views(empty_database_
 
     import sqlalchemy as sa
 
-    from timeline.cli import _prepare_for_serving
+    from timeline.cli.serving import _prepare_for_serving
     from timeline.domain.events import encode_event
     from timeline.store import audit, eventlog, queries
 

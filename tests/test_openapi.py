@@ -7,7 +7,7 @@ import json
 from litestar.testing import AsyncTestClient
 
 from timeline.api.app import create_app
-from timeline.cli import openapi_document
+from timeline.cli.admin import openapi_document
 from timeline.store.database import Database
 
 from .conftest import ROOT

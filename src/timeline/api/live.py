@@ -12,8 +12,8 @@ from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.fanout import Filter, Hub, follow
 from timeline.api.settings import Settings
+from timeline.app import queries
 from timeline.app.errors import BadRequest
-from timeline.store import eventlog
 
 
 @get(
@@ -45,8 +45,7 @@ async def stream(
         raise BadRequest("Last-Event-ID", f"expected a log position from an earlier event's id, got {last!r}")
     start = int(last) if last is not None else after
     if start is None:
-        async with db.read() as conn:
-            start = await eventlog.head_position(conn)
+        start = await queries.read(db, queries.head_position)
     where = Filter(subject=subject, claim=claim, source=source)
     # With public reads off, the stream ends within seconds of its token being revoked.
     secret = None if settings.public_reads else request.headers.get("authorization", "").partition(" ")[2]

@@ -1,0 +1,151 @@
+"""Commands that fill and serve the store: serve, import, rebuild (through the application layer)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from timeline.app import maintenance
+from timeline.app.imports import ImportResult, LoadedFixture, import_fixtures, read_files
+from timeline.cli.common import disposing, run_command
+from timeline.console import CommandError, open_database, progress, redact
+from timeline.store import migrate
+from timeline.store.database import Database
+
+
+def _fixtures_dir() -> Path:
+    packaged = Path(__file__).resolve().parents[1] / "_fixtures"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[3] / "fixtures"
+
+
+def _report(results: Sequence[ImportResult]) -> None:
+    for r in results:
+        span = f" (positions {r.first_position}-{r.last_position})" if r.appended else ""
+        click.echo(f"{r.file}: {r.appended} events appended, {r.unchanged} already recorded{span}")
+
+
+def fixture_files(paths: Sequence[Path]) -> list[Path]:
+    """The fixture files named, a directory standing for its ``*.yaml`` and ``*.yml`` files in name order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                raise CommandError(f"{path}: no fixtures (*.yaml) in this directory")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="API processes (PostgreSQL only: they share it and its notifications)",
+)
+@click.option(
+    "--fixtures",
+    "fixtures_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="import the fixtures in this directory not yet recorded  [default: the project's fixtures/]",
+)
+@click.option("--no-fixtures", is_flag=True, help="import no fixtures on start")
+@click.pass_obj
+def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | None, no_fixtures: bool) -> None:
+    """Migrate, import the fixtures not yet recorded, serve HTTP."""
+    import uvicorn
+
+    db = open_database(url, must_exist=False)
+    if workers > 1 and db.dialect == "sqlite":
+        raise CommandError("--workers needs PostgreSQL; SQLite is served by one process")
+    directory = None if no_fixtures else fixtures_dir or _fixtures_dir()
+    fixtures = None if directory is None else _load_fixtures(directory)
+    results = run_command(url, lambda: disposing(db, _prepare_for_serving_db(db, fixtures)))
+    if directory is not None:
+        _report_fixtures(directory, results)
+    click.echo(f"serving {redact(url)} on http://{host}:{port} with {workers} worker(s)")
+    # Workers import the app by name and read the database URL from the environment.
+    os.environ["TIMELINE_DATABASE_URL"] = url
+    uvicorn.run("timeline.api.asgi:create", factory=True, host=host, port=port, workers=workers)
+
+
+def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
+    new = [r for r in results if r.appended]
+    for r in new:
+        click.echo(
+            f"{r.file}: imported, {r.appended} events (positions {r.first_position}-{r.last_position})"
+        )
+    recorded = len(results) - len(new)
+    try:
+        shown = directory.resolve().relative_to(Path.cwd())
+    except ValueError:
+        shown = directory
+    fixtures = "fixture" if len(new) == 1 else "fixtures"
+    click.echo(f"{len(new)} new {fixtures} imported from {shown}/, {recorded} already recorded")
+
+
+async def _prepare_for_serving(url: str, fixtures_dir: Path | None = None) -> list[ImportResult]:
+    """Migrate, bring the views up to date and import the fixtures in ``fixtures_dir`` not yet recorded."""
+    fixtures = None if fixtures_dir is None else await asyncio.to_thread(_load_fixtures, fixtures_dir)
+    db = Database(url)
+    return await disposing(db, _prepare_for_serving_db(db, fixtures))
+
+
+def _load_fixtures(directory: Path) -> list[LoadedFixture]:
+    # The project's fixtures are named as in the repository, so event metadata does not depend on where it
+    # is checked out.
+    named = directory.resolve() == _fixtures_dir()
+    return [
+        LoadedFixture(f"fixtures/{Path(f.name).name}" if named else f.name, f.text)
+        for f in read_files(sorted(directory.glob("*.yaml")))
+    ]
+
+
+async def _prepare_for_serving_db(db: Database, fixtures: list[LoadedFixture] | None) -> list[ImportResult]:
+    caught_up = await maintenance.start(db)
+    if caught_up:
+        click.echo(f"brought the views up to date with {caught_up} events")
+    if not fixtures:
+        return []
+    # Importing is idempotent: events recorded already are found and left alone.
+    with progress("importing fixtures") as advance:
+        return await import_fixtures(db, fixtures, recorded_by="serve", progress=advance)
+
+
+@click.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="FILE|DIR...")
+@click.pass_obj
+def import_(url: str, paths: tuple[Path, ...]) -> None:
+    """Import fixtures (files, or directories of *.yaml), all or nothing."""
+    fixtures = read_files(fixture_files(paths))
+    db = open_database(url, must_exist=False)
+
+    async def run() -> list[ImportResult]:
+        await migrate.upgrade(db)
+        with progress("importing") as advance:
+            return await import_fixtures(db, fixtures, recorded_by="cli", progress=advance)
+
+    _report(run_command(url, lambda: disposing(db, run())))
+
+
+@click.command()
+@click.pass_obj
+def rebuild(url: str) -> None:
+    """Refold the views from the log while they keep serving."""
+    db = open_database(url, must_exist=True)
+
+    async def run() -> int:
+        with progress("rebuilding the views") as advance:
+            return await maintenance.rebuild_all(db, advance)
+
+    click.echo(f"rebuilt the views from {run_command(url, lambda: disposing(db, run()))} events")
