@@ -11,8 +11,8 @@ from litestar.response import Stream
 
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
+from timeline.api.problems import BadRequest
 from timeline.api.schemas import HeadOut
-from timeline.app.errors import BadRequest
 from timeline.store import audit, eventlog
 from timeline.store.audit import Verification
 from timeline.store.database import Database

@@ -13,8 +13,8 @@ from litestar.status_codes import HTTP_200_OK
 from timeline import drafting
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
+from timeline.api.problems import BadRequest
 from timeline.app import queries
-from timeline.app.errors import BadRequest
 
 
 @dataclass

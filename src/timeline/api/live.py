@@ -11,9 +11,9 @@ from litestar.response import Stream
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.fanout import Filter, Hub, follow
+from timeline.api.problems import BadRequest
 from timeline.api.settings import Settings
 from timeline.app import queries
-from timeline.app.errors import BadRequest
 
 
 @get(

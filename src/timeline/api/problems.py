@@ -20,7 +20,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from timeline.api.schemas import Problem, ProblemItem
-from timeline.app.errors import BadRequest, IdempotencyKeyReused, NotFound
+from timeline.app.errors import IdempotencyKeyReused, NotFound
 from timeline.domain.errors import DefinitionConflict, RuleViolation, UnknownReference
 from timeline.fixtures import FixtureError
 from timeline.groupcommit import Unavailable
@@ -29,6 +29,15 @@ from timeline.store.eventlog import WrongExpectedVersion
 
 PROBLEM_JSON = "application/problem+json"
 _log = logging.getLogger("timeline.api")
+
+
+class BadRequest(Exception):
+    """A request parameter that cannot be used, with the parameter's name."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
 
 
 def _problem(

@@ -17,6 +17,7 @@ from timeline import timetravel
 from timeline.api import cache, present
 from timeline.api.auth import requires
 from timeline.api.common import MAX_LIMIT, Db, problems
+from timeline.api.problems import BadRequest
 from timeline.api.schemas import (
     ClaimOut,
     EstimatesOut,
@@ -26,7 +27,6 @@ from timeline.api.schemas import (
     TimelineOut,
 )
 from timeline.app import queries
-from timeline.app.errors import BadRequest
 from timeline.app.queries import When
 from timeline.projections import occurred_on
 from timeline.store.database import Database

@@ -40,9 +40,9 @@ from timeline.api.inputs import (
     SubjectIn,
     SubjectPatch,
 )
+from timeline.api.problems import BadRequest
 from timeline.api.schemas import ImportOut, RebuildOut, WriteOut
 from timeline.app import commands, maintenance
-from timeline.app.errors import BadRequest
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain.events import DomainEvent
 from timeline.store.database import Database

@@ -16,15 +16,6 @@ class NotFound(Exception):
         self.ident = ident
 
 
-class BadRequest(Exception):
-    """A parameter that cannot be used, with the parameter's name."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.message = message
-
-
 class IdempotencyKeyReused(Exception):
     """The Idempotency-Key was used before for a different request."""
 
