@@ -8,6 +8,7 @@ application layer's commands and queries (or, for plain reads, the store itself)
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,27 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
-def _layer(module: str) -> int | None:
+def _listed(module: str) -> int | None:
     for rank, (_, prefixes) in enumerate(LAYERS):
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return rank
+    return None
+
+
+def _layer(module: str) -> int | None:
+    """The module's layer; a module of ours that is not listed but imports nothing of ours (a helper such
+    as a log formatter or a hash function) sits at the bottom, where anything may use it."""
+    rank = _listed(module)
+    if rank is None and (path := _path_of(module)) is not None and not _imports(path):
+        return 0
+    return rank
+
+
+def _path_of(module: str) -> Path | None:
+    relative = Path(*module.split("."))
+    for candidate in (SRC.parent / relative.with_suffix(".py"), SRC.parent / relative / "__init__.py"):
+        if candidate.is_file():
+            return candidate
     return None
 
 
@@ -90,3 +108,17 @@ def test_the_check_sees_every_spelling_of_an_import(tmp_path: Path) -> None:
     found = _imports(module)
     assert {"timeline.store.views", "timeline.cli", "timeline.api.app"} <= found
     assert {_layer(m) for m in found} >= {2, 4}
+
+
+def test_an_unlisted_module_is_placed_only_when_it_imports_nothing_of_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A helper importing nothing of ours sits at the bottom; one importing ours has to be listed, so no
+    # module dodges the check by being left out of LAYERS.
+    package = tmp_path / "timeline"
+    package.mkdir()
+    (package / "helper.py").write_text("import json\n")
+    (package / "stray.py").write_text("from timeline.store import views\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", package)
+    assert _layer("timeline.helper") == 0
+    assert _layer("timeline.stray") is None
