@@ -307,6 +307,18 @@ def _line_of(root: yaml.Node, path: str) -> int | None:
 
 def parse(text: str | bytes, file: str) -> ParsedFixture:
     """Decode fixture text (YAML or JSON) into a ``Fixture``; raise ``FixtureError`` saying where and what."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Named here, by the byte itself: libyaml reports some invalid sequences as character -1.
+            line = text[: exc.start].count(b"\n") + 1
+            raise FixtureError(
+                file,
+                "",
+                line,
+                f"not valid YAML: byte 0x{text[exc.start]:02x} at offset {exc.start} is not UTF-8 text",
+            ) from None
     try:
         loader = _Loader(text)
         try:

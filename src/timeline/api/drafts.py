@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK
 from timeline import drafting
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
+from timeline.api.inputs import draft_inputs
 from timeline.api.problems import BadRequest
 from timeline.store.queries import drafting_context
 
@@ -44,7 +45,8 @@ async def create_draft(
     db: Db,
     request: Request[Any, Any, Any],
     date: Annotated[
-        str | None, QueryParameter(pattern=r"^\d{4}-\d{2}-\d{2}$", description="The article's date")
+        str | None,
+        QueryParameter(description="The article's date, YYYY-MM-DD (or a first line 'date YYYY-MM-DD')"),
     ] = None,
     subject: Annotated[str | None, QueryParameter(description="The subject's id, if registered")] = None,
     title: Annotated[str | None, QueryParameter(description="The article's title")] = None,
@@ -52,8 +54,13 @@ async def create_draft(
     """Propose a fixture (YAML) from an article: attributed claims with figures and modality, denials,
     confirmations, evidence and dates, each with its sentence and span and marked for review. Nothing is
     recorded; import the draft once it is checked."""
-    raw = (await request.body()).decode("utf-8", errors="replace")
-    published, raw = drafting.article_date(raw, date)
+    raw, given = draft_inputs(await request.body(), date)
+    try:
+        published, raw = drafting.article_date(raw, given.isoformat() if given else None)
+    except ValueError:
+        raise BadRequest(
+            "body", "the article's first line 'date ...' is not a calendar date YYYY-MM-DD"
+        ) from None
     if published is None:
         raise BadRequest("date", "no date in the article; give ?date=YYYY-MM-DD")
     async with db.read() as conn:

@@ -20,7 +20,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from timeline.api.schemas import Problem, ProblemItem
-from timeline.domain.errors import DefinitionConflict, RuleViolation, UnknownReference
+from timeline.domain.errors import DefinitionConflict, InvalidValue, RuleViolation, UnknownReference
 from timeline.fixtures import FixtureError
 from timeline.groupcommit import Unavailable
 from timeline.service import PreconditionFailed, Rejected
@@ -44,12 +44,14 @@ class NotFound(Exception):
 
 
 class BadRequest(Exception):
-    """A request parameter that cannot be used, with the parameter's name."""
+    """A request parameter, header or body that cannot be used, with its name (400 unless said otherwise:
+    415 for a body of the wrong type, 413 for one too large)."""
 
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, *, status: int = 400) -> None:
         super().__init__(message)
         self.parameter = parameter
         self.message = message
+        self.status = status
 
 
 class IdempotencyKeyReused(Exception):
@@ -82,12 +84,26 @@ def bad_request(request: Request[Any, Any, Any], exc: BadRequest) -> Response[by
     return _problem(
         request,
         Problem(
-            title="Invalid request parameter",
-            status=400,
+            title=_BAD_REQUEST_TITLES.get(exc.status, "Invalid request parameter"),
+            status=exc.status,
             detail=f"{exc.parameter}: {exc.message}",
             errors=[ProblemItem(path=exc.parameter, message=exc.message)],
         ),
     )
+
+
+_BAD_REQUEST_TITLES = {413: "Request body too large", 415: "Unsupported Media Type"}
+
+
+def invalid_value(request: Request[Any, Any, Any], exc: InvalidValue) -> Response[bytes]:
+    # Raised outside a write's rules (a parameter or header read by a domain rule): the field is its name.
+    return bad_request(request, BadRequest(exc.field or "request", exc.message))
+
+
+def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+    if "deserializing" not in str(exc):
+        return internal_error(request, exc)
+    return bad_request(request, BadRequest("body", "JSON nested too deeply to read; nothing was recorded"))
 
 
 def fixture_error(request: Request[Any, Any, Any], exc: FixtureError) -> Response[bytes]:
@@ -199,6 +215,8 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
 HANDLERS: ExceptionHandlersMap = {
     NotFound: not_found,
     BadRequest: bad_request,
+    InvalidValue: invalid_value,
+    RecursionError: too_deep,
     FixtureError: fixture_error,
     Rejected: rejected,
     WrongExpectedVersion: wrong_version,

@@ -39,6 +39,8 @@ from timeline.api.inputs import (
     SourcePatch,
     SubjectIn,
     SubjectPatch,
+    idempotency_key,
+    strict_json_body,
 )
 from timeline.api.problems import BadRequest, IdempotencyKeyReused
 from timeline.api.schemas import ImportOut, RebuildOut, WriteOut
@@ -74,7 +76,7 @@ async def _write(
     request: Request[Any, Any, Any], db: Database, build: Callable[[], DomainEvent]
 ) -> Response[bytes]:
     token = principal(request)
-    key = request.headers.get("idempotency-key")
+    key = idempotency_key(request)
     expected = _if_match(request)
     try:
         event = build()
@@ -133,6 +135,7 @@ def _route(
         operation_id=operation_id,
         tags=[tag],
         guards=WRITE,
+        before_request=strict_json_body,
         responses={**WRITE_PROBLEMS, 201: _CREATED},
         status_code=HTTP_201_CREATED,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 
 from timeline.domain.errors import InvalidValue
 from timeline.domain.events import Precision, Quantity, StatedDate
@@ -83,3 +84,58 @@ def check_quantity(quantity: Quantity, *, field: str = "quantity") -> None:
             )
     if not quantity.unit.strip():
         raise InvalidValue("expected a unit such as 'soldiers', got an empty string", field=f"{field}.unit")
+
+
+# Input rules, stated once: the HTTP bodies, the fixtures and the command line all check against these.
+IDENT_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+IDENT_MAX = 120
+NAME_MAX = 500
+TEXT_MAX = 10_000
+UNIT_MAX = 100
+URL_MAX = 2000
+COUNTRY_MAX = 10
+ALIASES_MAX = 50
+DOCUMENTS_MAX = 100
+IDEMPOTENCY_KEY_MAX = 200
+# Positions are BIGINT on PostgreSQL (a signed 64-bit integer).
+POSITION_MAX = 2**63 - 1
+_IDENT = re.compile(IDENT_PATTERN.rstrip("$").lstrip("^"))
+_POSITION = re.compile(r"[0-9]+")
+# Format and separator characters (zero-width spaces, joiners, BOMs) are not visible text.
+_INVISIBLE = {"Cf", "Zs", "Zl", "Zp", "Cc"}
+
+
+def parse_position(text: str, *, field: str) -> int:
+    """Read a log position written in ASCII digits (not '²' or '١'), at most ``POSITION_MAX``."""
+    if not _POSITION.fullmatch(text):
+        raise InvalidValue(f"expected a log position (digits 0-9), got {text!r}", field=field)
+    position = int(text)
+    if position > POSITION_MAX:
+        raise InvalidValue(f"a log position is at most {POSITION_MAX}, got {text}", field=field)
+    return position
+
+
+def check_ident(text: str, *, field: str) -> None:
+    """Raise unless the whole text is an id: lowercase letters, digits, '.', '_', '-' (no final newline)."""
+    if len(text) > IDENT_MAX or not _IDENT.fullmatch(text):
+        raise InvalidValue(
+            f"expected an id of at most {IDENT_MAX} lowercase letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit, got {text!r}",
+            field=field,
+        )
+
+
+def check_visible(text: str, *, field: str) -> None:
+    """Raise unless the text has at least one visible character (zero-width spaces alone are not text)."""
+    if not any(unicodedata.category(char) not in _INVISIBLE for char in text):
+        raise InvalidValue(f"expected visible text, got {text!r}", field=field)
+
+
+def check_calendar_day(text: str, *, field: str) -> dt.date:
+    """Read a calendar date written YYYY-MM-DD."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise InvalidValue(f"expected a calendar date as YYYY-MM-DD, got {text!r}", field=field)
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidValue(f"expected a calendar date as YYYY-MM-DD, got {text!r}", field=field) from None

@@ -1,0 +1,113 @@
+"""Hostile and malformed input over HTTP: every case is answered with problem+json naming the parameter or
+field and what is accepted, never a 500, and nothing is recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .test_write_api import DOC, NIS, SUBJECT, Editor, editor, problem
+
+__all__ = ["editor"]
+
+UNICODE_DIGIT = "%C2%B2"  # "²": str.isdigit() says yes, int() says no
+
+
+def _names(body: dict[str, Any], where: str) -> str:
+    """The problem's detail, after checking it names ``where``."""
+    paths = [item.get("path") for item in body.get("errors") or []]
+    assert where in paths or where in body["detail"], body
+    return str(body["detail"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/subjects/{SUBJECT}/estimates?known_at={UNICODE_DIGIT}",
+        f"/subjects/{SUBJECT}/timeline?known_at={UNICODE_DIGIT}",
+        f"/claims/{NIS}?known_at={UNICODE_DIGIT}",
+    ],
+)
+async def test_a_unicode_digit_in_known_at_is_a_bad_parameter(editor: Editor, url: str) -> None:
+    detail = _names(problem(await editor.client.get(url), 400), "known_at")
+    assert "log position" in detail
+
+
+async def test_known_at_past_the_head_is_refused(editor: Editor) -> None:
+    head = await editor.head()
+    body = problem(await editor.client.get(f"/subjects/{SUBJECT}/estimates?known_at={head + 1}"), 400)
+    assert f"the log ends at position {head}" in _names(body, "known_at")
+    ok = await editor.client.get(f"/subjects/{SUBJECT}/estimates?known_at={head}")
+    assert ok.status_code == 200
+
+
+async def test_a_unicode_digit_in_last_event_id_is_a_bad_header(editor: Editor) -> None:
+    response = await editor.client.get("/events/stream", headers={"Last-Event-ID": b"\xb2"})  # type: ignore[dict-item]
+    _names(problem(response, 400), "Last-Event-ID")
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("/events?after=100000000000000000000", "after"),
+        ("/events?after=1e20", "after"),
+        ("/audit/verify?since_position=100000000000000000000&since_hash=" + "0" * 64, "since_position"),
+    ],
+)
+async def test_positions_past_64_bits_are_bad_parameters(editor: Editor, url: str, parameter: str) -> None:
+    _names(problem(await editor.client.get(url), 400), parameter)
+
+
+async def test_draft_with_an_impossible_date_names_the_date(editor: Editor) -> None:
+    response = await editor.client.post(
+        "/drafts?date=2024-02-30", content=b"Seoul says 1,500 soldiers were sent.", headers=editor.auth()
+    )
+    detail = _names(problem(response, 400), "date")
+    assert "YYYY-MM-DD" in detail
+    assert "\\d" not in detail
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n\t ", b"\xff\xfe not utf-8"])
+async def test_draft_of_an_empty_blank_or_undecodable_body_says_so(editor: Editor, body: bytes) -> None:
+    response = await editor.client.post(
+        "/drafts?date=2024-10-21", content=body, headers={**editor.auth(), "Content-Type": "text/plain"}
+    )
+    detail = _names(problem(response, 400), "body")
+    assert "article" in detail or "UTF-8" in detail
+
+
+async def test_import_of_a_body_that_is_not_utf8_names_the_byte(editor: Editor) -> None:
+    head = await editor.head()
+    response = await editor.client.post(
+        "/imports", content="title: Caf\u00e9\n".encode("latin-1"), headers=editor.auth("admin")
+    )
+    body = problem(response, 422)
+    assert "UTF-8" in body["detail"]
+    assert "0xe9" in body["detail"]
+    assert await editor.head() == head
+
+
+async def test_deeply_nested_json_is_a_bad_body_not_a_crash(editor: Editor) -> None:
+    head = await editor.head()
+    deep = b"[" * 50_000 + b"]" * 50_000
+    response = await editor.client.post(
+        "/claims", content=deep, headers={**editor.auth(), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert await editor.head() == head
+
+
+async def test_a_long_idempotency_key_is_refused_with_its_limit(editor: Editor) -> None:
+    head = await editor.head()
+    body = {"subject_id": "long-key", "name": "Long key"}
+    response = await editor.post("/subjects", body, **{"Idempotency-Key": "k" * 201})
+    detail = _names(problem(response, 400), "Idempotency-Key")
+    assert "200" in detail
+    assert await editor.head() == head
+    ok = await editor.post("/subjects", body, **{"Idempotency-Key": "k" * 200})
+    assert ok.status_code == 201, ok.text
+
+
+_ = DOC
