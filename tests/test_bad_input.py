@@ -111,3 +111,98 @@ async def test_a_long_idempotency_key_is_refused_with_its_limit(editor: Editor) 
 
 
 _ = DOC
+
+
+def _claim(**more: Any) -> dict[str, Any]:
+    return {
+        "subject_id": SUBJECT,
+        "source_id": "south-korea-nis",
+        "statement": "Seoul says 12 soldiers.",
+        "stated_on": "2024-10-25",
+        "document_ids": [DOC],
+        **more,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "says"),
+    [
+        (_claim(claim_id="trailing-nl\n"), "claim_id", "expected an id"),
+        (_claim(subject_id=SUBJECT + "\n"), "subject_id", "expected an id"),
+        (_claim(document_ids=[DOC + "\r"]), "document_ids[0]", "expected an id"),
+        (
+            _claim(metric="soldiers", quantity={"comparator": "exactly", "value": "12", "unit": "soldiers"}),
+            "quantity.value",
+            "got `str`",
+        ),
+        (_claim(statement="\u200b\u200b\u200b"), "statement", "visible text"),
+        (_claim(statement="x" * 10_001), "statement", "10000"),
+        (
+            _claim(metric="soldiers", quantity={"comparator": "exactly", "value": 1, "unit": "u" * 101}),
+            "quantity.unit",
+            "100",
+        ),
+    ],
+)
+async def test_lax_claims_are_refused_naming_the_field(
+    editor: Editor, body: dict[str, Any], where: str, says: str
+) -> None:
+    head = await editor.head()
+    response = await editor.post("/claims", body)
+    assert response.status_code in (400, 422), response.text
+    found = problem(response, response.status_code)
+    assert says in _names(found, where) or says in str(found["errors"]), found
+    assert await editor.head() == head
+
+
+async def test_aliases_and_descriptions_have_limits(editor: Editor) -> None:
+    head = await editor.head()
+    source = {"source_id": "many-names", "name": "Many", "kind": "agency"}
+    too_many = await editor.post("/sources", {**source, "aliases": [f"alias {i}" for i in range(51)]})
+    assert "at most 50 aliases" in _names(problem(too_many, too_many.status_code), "aliases")
+    too_long = await editor.post("/sources", {**source, "aliases": ["a" * 501]})
+    assert too_long.status_code in (400, 422)
+    long_description = await editor.post(
+        "/subjects", {"subject_id": "s", "name": "S", "description": "d" * 10_001}
+    )
+    assert "10000" in _names(problem(long_description, long_description.status_code), "description")
+    assert await editor.head() == head
+    fifty = await editor.post("/sources", {**source, "aliases": [f"alias {i}" for i in range(50)]})
+    assert fifty.status_code == 201, fifty.text
+
+
+async def test_a_json_write_sent_as_a_form_is_unsupported(editor: Editor) -> None:
+    head = await editor.head()
+    response = await editor.client.post(
+        "/subjects",
+        content=b'{"subject_id": "formed", "name": "Formed"}',
+        headers={**editor.auth(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    detail = _names(problem(response, 415), "Content-Type")
+    assert "application/json" in detail
+    assert await editor.head() == head
+
+
+async def test_an_empty_write_body_says_so_in_words(editor: Editor) -> None:
+    response = await editor.client.post(
+        "/subjects", content=b"", headers={**editor.auth(), "Content-Type": "application/json"}
+    )
+    detail = _names(problem(response, 400), "body")
+    assert "empty body" in detail
+    assert "'data'" not in detail
+
+
+async def test_date_errors_say_the_format_not_a_pattern(editor: Editor) -> None:
+    response = await editor.post("/claims", _claim(stated_on="25/10/2024"))
+    found = problem(response, response.status_code)
+    text = found["detail"] + str(found.get("errors"))
+    assert "YYYY-MM-DD" in text
+    assert "\\d" not in text
+
+
+async def test_fixture_ids_are_checked_in_full_too(editor: Editor) -> None:
+    from .conftest import SEED
+
+    text = SEED.read_bytes().replace(b"id: south-korea-nis", b'id: "south-korea-nis\\n"', 1)
+    response = await editor.client.post("/imports", content=text, headers=editor.auth("admin"))
+    assert "expected an id" in problem(response, 422)["detail"]

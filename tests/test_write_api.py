@@ -256,7 +256,7 @@ async def test_unknown_claim_is_404(editor: Editor) -> None:
             "Expected `int | float | null`, got `str`",
         ),
         ({"colour": "red"}, None, "unknown field `colour`"),
-        ({"stated_on": "yesterday"}, "stated_on", "Expected `str` matching regex"),
+        ({"stated_on": "yesterday"}, "stated_on", "expected a date as YYYY-MM-DD"),
         ({"statement": ""}, "statement", "Expected `str` of length >= 1"),
     ],
 )

@@ -34,20 +34,20 @@ from timeline.domain.events import (
     SubjectAmended,
     SubjectRegistered,
 )
-from timeline.domain.values import parse_stated_date
+from timeline.domain.values import DATE_PATTERN, IDENT_MAX, IDENT_PATTERN, in_words, parse_stated_date
 
 Ident = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[a-z0-9][a-z0-9._-]*$",
-        max_length=120,
+        pattern=IDENT_PATTERN,
+        max_length=IDENT_MAX,
         description="A stable id: lowercase letters, digits, '.', '_' and '-'.",
     ),
 ]
 DateText = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+        pattern=DATE_PATTERN,
         description="YYYY-MM-DD, YYYY-MM or YYYY: the precision is the form it is written in.",
     ),
 ]
@@ -308,16 +308,17 @@ def _line_of(root: yaml.Node, path: str) -> int | None:
 def parse(text: str | bytes, file: str) -> ParsedFixture:
     """Decode fixture text (YAML or JSON) into a ``Fixture``; raise ``FixtureError`` saying where and what."""
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             # Named here, by the byte itself: libyaml reports some invalid sequences as character -1.
-            line = text[: exc.start].count(b"\n") + 1
+            line = raw[: exc.start].count(b"\n") + 1
             raise FixtureError(
                 file,
                 "",
                 line,
-                f"not valid YAML: byte 0x{text[exc.start]:02x} at offset {exc.start} is not UTF-8 text",
+                f"not valid YAML: byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8 text",
             ) from None
     try:
         loader = _Loader(text)
@@ -344,7 +345,7 @@ def parse(text: str | bytes, file: str) -> ParsedFixture:
         path = where.rstrip("`").lstrip(".") if where else ""
         if not message:
             message, path = str(exc), ""
-        raise FixtureError(file, path, _line_of(root, path), message) from None
+        raise FixtureError(file, path, _line_of(root, path), in_words(message)) from None
     return ParsedFixture(file=file, fixture=fixture, root=root)
 
 

@@ -36,7 +36,7 @@ from timeline.domain.events import (
     SubjectAmended,
     SubjectRegistered,
 )
-from timeline.domain.values import IDEMPOTENCY_KEY_MAX, check_calendar_day, parse_stated_date
+from timeline.domain.values import IDEMPOTENCY_KEY_MAX, check_calendar_day, in_words, parse_stated_date
 from timeline.fixtures import DateText, Ident
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
@@ -365,7 +365,7 @@ async def strict_json_body(request: Request[Any, Any, Any]) -> None:
         message, _, where = str(exc).rpartition(" - at `$")
         if not message:
             message, where = str(exc), ""
-        raise BadRequest(f"body{where.rstrip('`')}" if where else "body", message) from None
+        raise BadRequest(where.rstrip("`").lstrip(".") or "body", in_words(message)) from None
     except msgspec.DecodeError as exc:
         raise BadRequest("body", f"not valid JSON: {exc}") from None
     except RecursionError:
