@@ -3,10 +3,14 @@ field and what is accepted, never a 500, and nothing is recorded."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .test_processes import servers
 from .test_write_api import DOC, NIS, SUBJECT, Editor, editor, problem
 
 __all__ = ["editor"]
@@ -206,3 +210,25 @@ async def test_fixture_ids_are_checked_in_full_too(editor: Editor) -> None:
     text = SEED.read_bytes().replace(b"id: south-korea-nis", b'id: "south-korea-nis\\n"', 1)
     response = await editor.client.post("/imports", content=text, headers=editor.auth("admin"))
     assert "expected an id" in problem(response, 422)["detail"]
+
+
+async def _raw(port: int, request: bytes) -> tuple[bytes, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+async def test_requests_the_http_parser_refuses_get_problem_json(database_url: str, tmp_path: Path) -> None:
+    with servers(database_url, tmp_path, 1) as [server]:
+        await server.ready()
+        nul = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Note: a\x00b\r\nConnection: close\r\n\r\n"
+        long_url = b"GET /subjects/" + b"x" * 200_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        for request in (nul, long_url):
+            head, body = await _raw(server.port, request)
+            assert head.split(b"\r\n")[0].split(b" ")[1] in (b"400", b"404", b"414"), head
+            assert b"content-type: application/problem+json" in head.lower(), head
+            assert json.loads(body)["detail"]
