@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from timeline.console import Exit
+
+from .test_cli_errors import run
 from .test_processes import servers
 from .test_write_api import DOC, NIS, SUBJECT, Editor, editor, problem
 
@@ -232,3 +235,22 @@ async def test_requests_the_http_parser_refuses_get_problem_json(database_url: s
             assert head.split(b"\r\n")[0].split(b" ")[1] in (b"400", b"404", b"414"), head
             assert b"content-type: application/problem+json" in head.lower(), head
             assert json.loads(body)["detail"]
+
+
+def _alias_bomb() -> bytes:
+    """About 215 KB of YAML whose aliases expand to more nodes than any machine holds."""
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * 20_000) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 12)]
+    return "\n".join(lines).encode()
+
+
+async def test_an_alias_bomb_is_refused_before_it_expands(
+    editor: Editor, database_url: str, tmp_path: Path
+) -> None:
+    bomb = _alias_bomb()
+    assert 100_000 < len(bomb) < 300_000
+    response = await editor.client.post("/imports", content=bomb, headers=editor.auth("admin"))
+    assert "aliases expand it past" in problem(response, 422)["detail"]
+    path = tmp_path / "bomb.yaml"
+    path.write_bytes(bomb)
+    assert await run("--database-url", database_url, "import", str(path)) == Exit.INPUT

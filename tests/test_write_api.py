@@ -279,7 +279,7 @@ async def test_oversized_body_is_413(database_url: str) -> None:
             json=statement("x" * 5_000),
             headers={"Authorization": f"Bearer {secrets['editor']}"},
         )
-        problem(response, 413)
+        assert "over the limit of 2,000 bytes" in problem(response, 413)["detail"]
 
 
 async def test_if_match_stale_is_412_and_writes_nothing(editor: Editor) -> None:

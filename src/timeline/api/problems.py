@@ -13,6 +13,7 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_412_PRECONDITION_FAILED,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -186,9 +187,16 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
                 request,
                 Problem(title="Invalid request", status=exc.status_code, detail=detail, errors=errors),
             )
+    detail = exc.detail
+    if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+        limit = request.app.state.settings.max_body_bytes
+        detail = (
+            f"the request body is over the limit of {limit:,} bytes (TIMELINE_MAX_BODY_BYTES); "
+            "nothing was read"
+        )
     return _problem(
         request,
-        Problem(title=_title(exc.status_code), status=exc.status_code, detail=exc.detail),
+        Problem(title=_title(exc.status_code), status=exc.status_code, detail=detail),
         headers=exc.headers,
     )
 
