@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from litestar.testing import AsyncTestClient
 
+from timeline.api.app import create_app
+from timeline.api.settings import Settings
 from timeline.console import Exit
 
+from .conftest import SEED
 from .test_cli_errors import run
 from .test_processes import servers
-from .test_write_api import DOC, NIS, SUBJECT, Editor, editor, problem
+from .test_write_api import DOC, NIS, SUBJECT, Editor, _make, editor, problem
 
 __all__ = ["editor"]
 
@@ -208,8 +213,6 @@ async def test_date_errors_say_the_format_not_a_pattern(editor: Editor) -> None:
 
 
 async def test_fixture_ids_are_checked_in_full_too(editor: Editor) -> None:
-    from .conftest import SEED
-
     text = SEED.read_bytes().replace(b"id: south-korea-nis", b'id: "south-korea-nis\\n"', 1)
     response = await editor.client.post("/imports", content=text, headers=editor.auth("admin"))
     assert "expected an id" in problem(response, 422)["detail"]
@@ -254,3 +257,42 @@ async def test_an_alias_bomb_is_refused_before_it_expands(
     path = tmp_path / "bomb.yaml"
     path.write_bytes(bomb)
     assert await run("--database-url", database_url, "import", str(path)) == Exit.INPUT
+
+
+async def test_drafts_and_imports_have_size_and_time_limits(database_url: str) -> None:
+    db, secrets = await _make(database_url, Settings())
+    settings = Settings(draft_max_bytes=1_000, work_timeout_seconds=0)
+    auth = {"Authorization": f"Bearer {secrets['admin']}", "Content-Type": "text/plain"}
+    async with AsyncTestClient(app=create_app(db, settings)) as client:
+        big = await client.post("/drafts?date=2024-10-21", content=b"Seoul says so. " * 100, headers=auth)
+        assert "at most 1,000 bytes" in problem(big, 413)["detail"]
+        slow = await client.post(
+            "/drafts?date=2024-10-21", content=b"Seoul says 1,500 soldiers.", headers=auth
+        )
+        assert "TIMELINE_WORK_TIMEOUT_SECONDS" in problem(slow, 408)["detail"]
+        before = (await client.get("/health")).json()["head_position"]
+        slow_import = await client.post("/imports", content=SEED.read_bytes(), headers=auth)
+        assert "nothing was imported" in problem(slow_import, 408)["detail"]
+        assert (await client.get("/health")).json()["head_position"] == before
+
+
+async def test_a_draft_is_made_off_the_event_loop(editor: Editor, monkeypatch: pytest.MonkeyPatch) -> None:
+    from timeline import drafting
+
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    real = drafting.draft
+
+    def spy(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(drafting, "draft", spy)
+    response = await editor.client.post(
+        "/drafts?date=2024-10-21",
+        content=b"Seoul says 1,500 soldiers were sent.",
+        headers={**editor.auth(), "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 200, response.text
+    assert threads
+    assert loop_thread not in threads

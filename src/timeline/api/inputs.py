@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request
-from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
+from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from timeline.api.problems import BadRequest
 from timeline.domain.events import (
@@ -380,8 +380,14 @@ def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     return key
 
 
-def draft_inputs(body: bytes, date: str | None) -> tuple[str, dt.date | None]:
+def draft_inputs(body: bytes, date: str | None, *, max_bytes: int) -> tuple[str, dt.date | None]:
     """An article's text for drafting, and the date given for it; refuses what cannot be an article."""
+    if len(body) > max_bytes:
+        raise BadRequest(
+            "body",
+            f"an article is at most {max_bytes:,} bytes (TIMELINE_DRAFT_MAX_BYTES), got {len(body):,}",
+            status=HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     published = check_calendar_day(date, field="date") if date is not None else None
     try:
         text = body.decode("utf-8")

@@ -93,7 +93,7 @@ def bad_request(request: Request[Any, Any, Any], exc: BadRequest) -> Response[by
     )
 
 
-_BAD_REQUEST_TITLES = {413: "Request body too large", 415: "Unsupported Media Type"}
+_BAD_REQUEST_TITLES = {408: "Request Timeout", 413: "Request body too large", 415: "Unsupported Media Type"}
 
 
 def invalid_value(request: Request[Any, Any, Any], exc: InvalidValue) -> Response[bytes]:

@@ -20,7 +20,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_408_REQUEST_TIMEOUT
 
 from timeline.api import present
 from timeline.api.auth import principal, requires
@@ -44,10 +44,11 @@ from timeline.api.inputs import (
 )
 from timeline.api.problems import BadRequest, IdempotencyKeyReused
 from timeline.api.schemas import ImportOut, RebuildOut, WriteOut
+from timeline.api.settings import Settings
 from timeline.domain.errors import DomainError
 from timeline.domain.events import DomainEvent, stream_of
 from timeline.groupcommit import Committer
-from timeline.importer import LoadedFixture, import_fixtures
+from timeline.importer import LoadedFixture, TooSlow, import_fixtures
 from timeline.service import Recorder, Rejected, references
 from timeline.store import idempotency, views
 from timeline.store.database import Database
@@ -262,7 +263,7 @@ class _ImportOperation(Operation):
     status_code=HTTP_200_OK,
     operation_class=_ImportOperation,
     guards=ADMIN,
-    responses=problems(400, 401, 403, 409, 413, 422),
+    responses=problems(400, 401, 403, 408, 409, 413, 422),
 )
 async def create_import(
     db: Db,
@@ -273,7 +274,21 @@ async def create_import(
 ) -> ImportOut:
     """Import one fixture (YAML or JSON body), atomically; importing it again adds nothing. Needs `admin`."""
     body = await request.body()
-    [result] = await import_fixtures(db, [LoadedFixture(name, body)], recorded_by=principal(request).name)
+    settings: Settings = request.app.state.settings
+    try:
+        [result] = await import_fixtures(
+            db,
+            [LoadedFixture(name, body)],
+            recorded_by=principal(request).name,
+            parse_timeout=settings.work_timeout_seconds,
+        )
+    except TooSlow:
+        raise BadRequest(
+            "body",
+            f"reading the fixture took over {settings.work_timeout_seconds:g} s "
+            "(TIMELINE_WORK_TIMEOUT_SECONDS); nothing was imported",
+            status=HTTP_408_REQUEST_TIMEOUT,
+        ) from None
     return ImportOut(
         document_id=result.document_id,
         import_id=result.import_id,
