@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, drafts, exports, live, problems, reads, viewer, writes
+from timeline.api import audit, document, drafts, exports, live, problems, reads, viewer, writes
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
 from timeline.api.settings import Settings
@@ -84,7 +84,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 await listener.stop()
             await db.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *reads.ROUTES,
             *exports.ROUTES,
@@ -138,3 +138,5 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             ],
         ),
     )
+    document.openapi(app)
+    return app

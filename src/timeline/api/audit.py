@@ -63,7 +63,7 @@ async def verify(
     operation_id="exportLog",
     tags=["audit"],
     guards=READ,
-    responses=problems(401, 403),
+    responses=problems(400, 401, 403),
     media_type="application/x-ndjson",
 )
 async def export(

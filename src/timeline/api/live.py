@@ -21,6 +21,7 @@ from timeline.store import eventlog
     operation_id="streamEvents",
     tags=["log"],
     guards=[requires("read")],
+    media_type="text/event-stream",
     responses=problems(400, 401, 403),
 )
 async def stream(

@@ -379,7 +379,7 @@ def etag(version: int) -> str:
     operation_id="getClaim",
     tags=["claims"],
     guards=READ,
-    responses=problems(401, 403, 404),
+    responses=problems(400, 401, 403, 404),
 )
 async def claim(
     db: Db,
@@ -419,7 +419,7 @@ async def claim(
     operation_id="getClaimHistory",
     tags=["claims"],
     guards=READ,
-    responses=problems(401, 403, 404),
+    responses=problems(400, 401, 403, 404),
 )
 async def claim_history(
     db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str]
