@@ -139,10 +139,13 @@ class _Builder:
                 self._add("confirmation", f"{source}-confirms", claim=targets[0], source=source,
                           statement=sentence, **dated, draft=note)  # fmt: skip
                 return
-        first = None
-        found = figures(sentence)
+        first: str | None = None
+        # The figures of the reported statement: after its verb ("X said ..."), anywhere when the source
+        # comes after it ("..., X said", "according to X"); vague ones ("thousands of") stay words.
+        found = [f for f in figures(sentence) if f.start >= self.finder.anchor and not f.vague]
         for each in found:
-            first = first or self._figure(source, sentence, each, dated, note)
+            drafted = self._figure(source, sentence, each, dated, note)
+            first = first or drafted
         if not found:
             first = self._claim(source, sentence, None, dated, note)
         kind = cues.evidence_kind(sentence)

@@ -32,7 +32,7 @@ _WORD = "|".join([*ONES, *TENS, *SCALES, "dozen"])
 _DIGITS = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _SCALE = r"(?:\s+(?:hundred|thousand|million|billion|trillion)\b|(?:k|m|mn|bn|b)\b(?![.\w]))?"
 NUMBER = re.compile(
-    rf"(?<![\w.,$-])(\$)?(?:({_DIGITS}){_SCALE}|((?:a\s+)?(?:{_WORD})(?:(?:\s+and\s+|[\s-]+)(?:{_WORD}))*))"
+    rf"(?<![\w.,$-])(\$)?(?:({_DIGITS}){_SCALE}|((?:a\s+)?(?:{_WORD})(?:(?:\s+and\s+|[\s-]+)(?:{_WORD}))*)\b)"
     rf"(?![\w-]*-(?:year|member|level|seat|story|storey|day|week|month|hour|point|man|strong)\b)",
     re.I,
 )
@@ -48,9 +48,13 @@ _BEFORE = [
 _COMPARATOR = re.compile(
     r"(?:" + "|".join(f"(?P<{name}>\\b(?:{words}))" for name, words in _BEFORE) + r")\s+(?:\$\s*)?$", re.I
 )
-_RANGE = re.compile(r"\s*(?:and|to|-|\u2013)\s*(\$)?", re.I)
+_RANGE = re.compile(r"(?:\s*(?:%|percent|per cent))?\s*(?:and|to|-|\u2013)\s*(\$)?", re.I)
+# Spans of time are not figures when they say when ("over the past two weeks", "for five years").
+_DURATION = re.compile(r"\b(?:past|last|next|for|within|over|in|after|ago|coming)\s+(?:the\s+)?$", re.I)
+_TIME_UNITS = frozenset({"seconds", "minutes", "hours", "days", "weeks", "months", "years", "decades", "day",
+                         "week", "month", "year", "decade", "hour", "minute"})  # fmt: skip
 _NOT_BEFORE = re.compile(
-    r"(?:\b(?:magnitude|category|no|number|flight|level|phase|article|resolution|route|highway|interstate|"
+    r"(?:\b(?:magnitude|measuring|category|no|number|flight|level|phase|article|resolution|route|highway|interstate|"
     r"covid|g|tier|page|chapter|section|room|grade|class|step|stage)|"
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?)\s*[-.]?\s*$",
     re.I,
@@ -78,6 +82,7 @@ class Figure:
     end: int
     quantity: dict[str, Any]
     unit: str
+    vague: bool = False
 
 
 def number(text: str) -> float | int:
@@ -139,8 +144,10 @@ def figures(sentence: str) -> list[Figure]:
             if second and not _not_a_figure(sentence, second):
                 upper = number(second.group(0).lstrip("$"))
                 end = second.end()
-        unit = "usd" if money else _unit(sentence, end)
+        unit = "usd" if money else _unit(sentence, end) or _unit_before(sentence, match.start())
         if unit is None:
+            continue
+        if unit in _TIME_UNITS and _DURATION.search(sentence, max(0, match.start() - 16), match.start()):
             continue
         before = _COMPARATOR.search(sentence, max(0, match.start() - 30), match.start())
         if upper is not None and upper > value:
@@ -178,6 +185,17 @@ def _not_a_figure(sentence: str, match: re.Match[str]) -> bool:
     if _NOT_BEFORE.search(sentence, max(0, match.start() - 16), match.start()):
         return True
     return bool(_NOT_AFTER.search(sentence[match.end() : match.end() + 12]))
+
+
+def _unit_before(sentence: str, start: int) -> str | None:
+    """A unit named before the figure: "put the death toll at 69", "the number of valid votes ... was N"."""
+    before = sentence[max(0, start - 70) : start].lower()
+    found = re.search(r"\b(?:number|total|count) of (?:\w+\s+)?([a-z]+)\b", before)
+    if found:
+        return found.group(1)
+    if re.search(r"\b(?:death toll|toll|death tally)\b", before):
+        return "deaths"
+    return None
 
 
 def _unit(sentence: str, end: int) -> str | None:

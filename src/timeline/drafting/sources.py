@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from timeline.drafting.cues import CONFIRMING, DENYING, REPORTING
+from timeline.drafting.cues import CONFIRMING, DENYING, RELEASING, REPORTING, SPEECH
 from timeline.drafting.text import wordset
 
 # A known source: (id, names and aliases it goes by, kind).
@@ -31,13 +31,16 @@ GENERIC = {
     "group": "organisation", "party": "organisation", "organization": "organisation",
     "organisation": "organisation", "committee": "organisation", "forces": "agency", "troops": "agency",
     "center": "agency", "centre": "agency", "prosecutors": "agency", "investigators": "agency",
+    "departments": "agency", "ministries": "government", "governments": "government",
+    "institute": "organisation", "university": "organisation", "journal": "media", "spokesmen": "person",
 }  # fmt: skip
 NAME_WORDS = wordset(
     "of the for and in on de del la al da von van bin state's country's city's province's area's region's "
     "nation's agency's local senior top chief state federal provincial regional national military defense "
     "defence health foreign interior security intelligence emergency disaster refugee relief u.n. un "
     "government civil fire aid human rights unconfirmed unnamed anonymous western some many other several "
-    "two three both"
+    "two three both province district county region city country village town provinces states "
+    "national's disaster"
 ) | frozenset(GENERIC)
 _TOKEN = re.compile(r"[A-Z][\w'\u2019.-]*|[a-z][\w'\u2019.-]*|\(\w+\)|,")
 _SKIP = wordset(
@@ -49,12 +52,23 @@ _OPENERS = wordset(
     "the a an this that these those it its in on at but and however meanwhile after before as while when "
     "he she they we i you his her their our who which what"
 )
+_JOINS = frozenset({"in", "of", "for", "and", "on", "at"})
 _PRONOUN = re.compile(
     r"\b(?:he|she|they|it)\s+(?:also\s+)?(?:said|says|added|told|tells|noted|warned)\b", re.I
 )
-_VERBS = re.compile(rf"\b(?:{REPORTING}|{DENYING}|{CONFIRMING})\b", re.I)
+# Verbs are matched in lowercase only: "the United States" is not "states", "Reports" opens a name.
+_TIERS = [
+    re.compile(rf"\b(?:{SPEECH})\b"),
+    re.compile(rf"\b(?:{REPORTING}|{DENYING}|{CONFIRMING})\b|\b{RELEASING}\b"),
+]
 _INVERTED = re.compile(r"(?:,|[\"\u201d'\u2019])\s*(?:said|says|added|told|according to)\s+(?:the\s+)?", re.I)
-_ACCORDING = re.compile(r"\baccording to\s+(?:the\s+|a\s+|an\s+)?", re.I)
+_ACCORDING = re.compile(
+    r"\baccording(?: to)?\s+(?:(?:the|a|an|its|their)\s+)?(?:(?:\w+\s+)?(?:report|statement|data|figures|"
+    r"estimates?|tally|count|survey)\s+(?:compiled\s+|released\s+|published\s+)?(?:by|from|of)\s+)?(?:the\s+)?",
+    re.I,
+)
+# "The Wall Street Journal, which first reported the move, said": the name before ", which".
+_APPOSITIVE = re.compile(r",\s+(?:which|who)\b[^,]{0,80}$|,\s+(?:which|who)\s+(?:\w+\s+){0,2}$")
 _BY = re.compile(
     r"\b(?:geolocated|recorded|filmed|published|released|verified|compiled|posted|issued) by\s+(?:the\s+)?",
     re.I,
@@ -99,6 +113,7 @@ class Finder:
                     if len(variant) > 2:
                         self.known.setdefault(variant.lower(), (ident, kind))
         self._pattern: re.Pattern[str] | None = None
+        self.anchor = 0  # where the reported statement starts in the last sentence found (its verb), or 0
 
     def find(self, sentence: str) -> str | None:
         """The source a sentence attributes its statement to, if it names one."""
@@ -138,10 +153,13 @@ class Finder:
         return (self.known[found.group(0).lower()][0], found.group(0)) if found else None
 
     def _named(self, sentence: str) -> str | None:
-        for verb in _VERBS.finditer(sentence):
-            name = self._subject_before(sentence, verb.start())
-            if name:
-                return name
+        self.anchor = 0
+        for tier in _TIERS:
+            for verb in tier.finditer(sentence):
+                name = self._subject_before(sentence, verb.start())
+                if name:
+                    self.anchor = verb.start()
+                    return name
         for pattern in (_INVERTED, _ACCORDING, _BY):
             for found in pattern.finditer(sentence):
                 name = self._name_after(sentence, found.end())
@@ -151,12 +169,25 @@ class Finder:
 
     def _subject_before(self, sentence: str, at: int) -> str | None:
         """The name right before a verb: capitalised words and the words a name may hold."""
-        tokens = _TOKEN.findall(sentence[max(0, at - 120) : at])
+        before = sentence[max(0, at - 160) : at]
+        appositive = _APPOSITIVE.search(before)
+        if appositive:  # skip ", which first reported the move," back to the name
+            before = before[: appositive.start()]
+        tokens = _TOKEN.findall(before)
         while tokens and tokens[-1].lower() in _SKIP:
             tokens.pop()
         picked: list[str] = []
-        for token in reversed(tokens):
-            lower = token.lower()
+        for i in range(len(tokens) - 1, -1, -1):
+            token = tokens[i]
+            lower = token.lower().rstrip(".")
+            if lower in _JOINS and picked:
+                # "officials in Kunar province", "Treasury and State departments": a join inside a name
+                # when a name word stands before it.
+                left = tokens[i - 1] if i else ""
+                if left and left != "," and (left[0].isupper() or left[0] == "(" or left.lower() in GENERIC):
+                    picked.append(token)
+                    continue
+                break
             if token == "," or (lower in _OPENERS and picked):
                 break
             if token[0].isupper() or token.startswith("(") or lower in NAME_WORDS:
@@ -168,9 +199,10 @@ class Finder:
     def _name_after(self, sentence: str, at: int) -> str | None:
         picked: list[str] = []
         for token in _TOKEN.findall(sentence[at : at + 120]):
-            if token == "," or (picked and token.lower() in _OPENERS):
+            lower = token.lower().rstrip(".")
+            if token == "," or (picked and lower in _OPENERS):
                 break
-            if token[0].isupper() or token.lower() in NAME_WORDS:
+            if token[0].isupper() or lower in NAME_WORDS:
                 picked.append(token.rstrip("."))
                 continue
             break
