@@ -109,7 +109,10 @@ class _Builder:
         if source is None:
             return
         self.last_source = source
-        on = stated_on(sentence, self.published)
+        # The date the source spoke: near its verb ("said Monday", "on Thursday announced"), not an event's
+        # date elsewhere in the sentence ("since August 25"); anywhere when the source follows the statement.
+        anchor = self.finder.anchor
+        on = stated_on(sentence[max(0, anchor - 100) : anchor + 50] if anchor else sentence, self.published)
         dated = {"stated_on": on} if on else {}
         if cues.NO_COMMENT.search(sentence) or (
             cues.negated(sentence, cues.DENYING) and not cues.denies(sentence)

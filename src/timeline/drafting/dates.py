@@ -17,27 +17,31 @@ _WEEKDAY = re.compile(
 )
 _MONTH_DAY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}}))?")
 _DAY_MONTH = re.compile(rf"\b(\d{{1,2}})\s+{_MONTH}\b(?:,?\s+(\d{{4}}))?")
+# "will meet on Tuesday", "until Friday": a day to come, not the day it was said.
+_FUTURE = re.compile(r"\b(?:will|to|until|till|next|by|before)\b(?:\s+\w+)?\s+(?:on\s+)?$")
 _IN_MONTH = re.compile(rf"\b(?:in|since|during|by|early|late|mid-?)\s+{_MONTH}(?:,?\s+(\d{{4}}))?\b")
 
 
 def stated_on(sentence: str, published: dt.date) -> str | None:
     """A date the sentence gives (day, or month), resolved against the article's date; None if it gives none.
 
-    A weekday is the latest such day on or before publication: "on Monday" in a Monday article is that day.
+    A weekday (preferred: it is how reports date what was said) is the latest such day on or before
+    publication, "on Monday" in a Monday article being that day; a day to come ("will meet on Tuesday") is
+    none.
     A month without a year is the latest such month on or before publication."""
     lower = sentence.lower()
+    found = _WEEKDAY.search(lower)
+    if found and not _FUTURE.search(lower, max(0, found.start() - 24), found.start()):
+        back = (published.weekday() - WEEKDAYS.index(found.group(1))) % 7
+        if re.search(rf"\blast\s+{found.group(1)}\b", lower) and back == 0:
+            back = 7
+        return (published - dt.timedelta(days=back)).isoformat()
     found = _MONTH_DAY.search(lower)
     if found:
         return _day(_month(found.group(1)), int(found.group(2)), found.group(3), published)
     found = _DAY_MONTH.search(lower)
     if found:
         return _day(_month(found.group(2)), int(found.group(1)), found.group(3), published)
-    found = _WEEKDAY.search(lower)
-    if found:
-        back = (published.weekday() - WEEKDAYS.index(found.group(1))) % 7
-        if re.search(rf"\blast\s+{found.group(1)}\b", lower) and back == 0:
-            back = 7
-        return (published - dt.timedelta(days=back)).isoformat()
     if re.search(r"\byesterday\b", lower):
         return (published - dt.timedelta(days=1)).isoformat()
     if re.search(r"\btoday\b|\bearlier today\b|\bthis morning\b", lower):

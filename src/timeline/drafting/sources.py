@@ -68,7 +68,9 @@ _ACCORDING = re.compile(
     re.I,
 )
 # "The Wall Street Journal, which first reported the move, said": the name before ", which".
-_APPOSITIVE = re.compile(r",\s+(?:which|who)\b[^,]{0,80}$|,\s+(?:which|who)\s+(?:\w+\s+){0,2}$")
+_APPOSITIVE = re.compile(
+    r",\s+(?:which|who)\b[^,]{0,80}$|,\s+(?:which|who)\s+(?:\w+\s+){0,2}$|,\s+(?:one of|a|an)\s[^,A-Z]{0,60},\s*$"
+)
 _BY = re.compile(
     r"\b(?:geolocated|recorded|filmed|published|released|verified|compiled|posted|issued) by\s+(?:the\s+)?",
     re.I,
@@ -171,7 +173,8 @@ class Finder:
         """The name right before a verb: capitalised words and the words a name may hold."""
         before = sentence[max(0, at - 160) : at]
         appositive = _APPOSITIVE.search(before)
-        if appositive:  # skip ", which first reported the move," back to the name
+        if appositive and not re.search(r"(?:^|\s)(?:" + "|".join(GENERIC) + r")\W*$", appositive.group(0)):
+            # ", which first reported the move,", ", one of the staffers charged,": back to the name
             before = before[: appositive.start()]
         tokens = _TOKEN.findall(before)
         while tokens and tokens[-1].lower() in _SKIP:
@@ -200,6 +203,8 @@ class Finder:
         picked: list[str] = []
         for token in _TOKEN.findall(sentence[at : at + 120]):
             lower = token.lower().rstrip(".")
+            if not picked and lower in _SKIP:
+                continue  # "said Thursday that ...": not a name
             if token == "," or (picked and lower in _OPENERS):
                 break
             if token[0].isupper() or lower in NAME_WORDS:
