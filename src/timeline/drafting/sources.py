@@ -69,7 +69,8 @@ _ACCORDING = re.compile(
 )
 # "The Wall Street Journal, which first reported the move, said": the name before ", which".
 _APPOSITIVE = re.compile(
-    r",\s+(?:which|who)\b[^,]{0,80}$|,\s+(?:which|who)\s+(?:\w+\s+){0,2}$|,\s+(?:one of|a|an)\s[^,A-Z]{0,60},\s*$"
+    r",\s+(?:which|who)\b[^,]{0,80}$|,\s+(?:which|who)\s+(?:\w+\s+){0,2}$|"
+    r",\s+(?:one of|a|an)\s[^,A-Z]{0,60},\s*$"
 )
 _BY = re.compile(
     r"\b(?:geolocated|recorded|filmed|published|released|verified|compiled|posted|issued) by\s+(?:the\s+)?",
