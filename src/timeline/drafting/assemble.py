@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -39,6 +40,9 @@ _STOP = wordset(
     "said says say not no but or which who what than also more into about after over their they he she"
 )
 MAX_DENIED = 3
+# A denial or confirmation answers one of the latest claims: only so many are searched, keeping the pass
+# linear in the article's length.
+RECENT = 200
 
 
 class Draft(dict[str, Any]):
@@ -96,6 +100,9 @@ class _Builder:
         self.used: set[str] = set()
         self.last_source: str | None = None
         self.claims: list[tuple[str, str, frozenset[str]]] = []  # (claim, source, content words)
+        self.by_source: dict[str, list[str]] = {}
+        self.counters: dict[str, int] = {}
+        self.unit_metric: dict[str, str] = {}  # a unit -> the subject's metric it was matched to
         self.existing = {(source, metric): claim for claim, subj, source, metric in known if subj == subject}
         self.metrics = {metric for _, subj, _, metric in known if subj == subject}
 
@@ -189,26 +196,28 @@ class _Builder:
             self.metrics.add(metric)
         claim = self._add("claim", slug(ident, 60), statement=sentence, **entry, **dated, draft=note)
         self.claims.append((claim, source, _words(sentence)))
+        self.by_source.setdefault(source, []).append(claim)
         return claim
 
     def _metric(self, unit: str, source: str) -> str:
         """The subject's metric this unit counts (the source's own first, for a revision), else the unit."""
         group = _group(unit)
-        mine = [m for (s, m) in self.existing if s == source]
-        for metric in [*mine, *sorted(self.metrics)]:
-            if any(_group(part) & group for part in metric.split("-")):
+        for s, metric in self.existing:
+            if s == source and any(_group(part) & group for part in metric.split("-")):
                 return metric
-        return slug(unit, 40)
+        if unit not in self.unit_metric:
+            matching = (m for m in sorted(self.metrics) if any(_group(p) & group for p in m.split("-")))
+            self.unit_metric[unit] = next(matching, slug(unit, 40))
+        return self.unit_metric[unit]
 
     def _own(self, source: str) -> list[str]:
-        return [c for c, by, _ in self.claims if by == source] + [
-            c for (by, _), c in self.existing.items() if by == source
-        ]
+        return self.by_source.get(source, []) + [c for (by, _), c in self.existing.items() if by == source]
 
     def _targets(self, source: str, sentence: str, limit: int) -> list[str]:
         """Earlier claims by other sources that this sentence most likely answers (shared words first)."""
         words = _words(sentence)
-        others = [(c, w) for c, by, w in self.claims if by != source]
+        recent = self.claims[-RECENT:]
+        others = [(c, w) for c, by, w in recent if by != source]
         others += [(c, frozenset()) for (by, _), c in self.existing.items() if by != source]
         ranked = sorted(
             ((len(words & w), i, c) for i, (c, w) in enumerate(others) if words & w),
@@ -216,25 +225,27 @@ class _Builder:
         )
         chosen = [c for _, _, c in ranked[:limit]]
         if not chosen:  # nothing shared: the latest claim by another source, flagged as a guess anyway
-            drafted = [c for c, by, _ in self.claims if by != source]
+            drafted = [c for c, by, _ in recent if by != source]
             chosen = drafted[-1:] or [c for c, _ in others[:1]]
         return chosen
 
     def _add(self, type_: str, ident: str, **fields: Any) -> str:
-        base, n = ident, 2
+        base, n = ident, self.counters.get(ident, 2)
         while ident in self.used:
             ident, n = f"{base}-{n}", n + 1
+        self.counters[base] = n
         self.used.add(ident)
         self.events.append({"type": type_, "id": ident, **fields})
         return ident
 
 
-def _group(word: str) -> set[str]:
+@cache
+def _group(word: str) -> frozenset[str]:
     stem = re.sub(r"(?<=[a-z])(?:es|s)$", "", word.lower()) if len(word) > 3 else word.lower()
     for group in SYNONYMS:
         if stem in group or word.lower() in group:
-            return group
-    return {stem}
+            return frozenset(group)
+    return frozenset({stem})
 
 
 def _words(sentence: str) -> frozenset[str]:

@@ -5,6 +5,7 @@ act is negated or hedged ("did not deny", "has not commented", "declined to conf
 from __future__ import annotations
 
 import re
+from functools import cache, lru_cache
 
 # Reporting phrases, from the development set and wire style: "told lawmakers", "put the number at".
 REPORTING = (
@@ -77,6 +78,7 @@ EVIDENCE = [
 ]  # fmt: skip
 
 
+@lru_cache(maxsize=64)  # a sentence with several figures asks once
 def modality(sentence: str) -> str:
     """How firmly the source says it."""
     for name, pattern in MODALITY_CUES:
@@ -85,18 +87,23 @@ def modality(sentence: str) -> str:
     return "asserted"
 
 
+@cache
+def _verbs(verbs: str) -> re.Pattern[str]:
+    return re.compile(rf"\b(?:{verbs})\b", re.I)
+
+
 def acts(sentence: str, verbs: str) -> list[re.Match[str]]:
     """The occurrences of these verbs that are not negated or hedged."""
     return [
         found
-        for found in re.finditer(rf"\b(?:{verbs})\b", sentence, re.I)
+        for found in _verbs(verbs).finditer(sentence)
         if not NEGATED.search(sentence, max(0, found.start() - 40), found.start())
     ]
 
 
 def negated(sentence: str, verbs: str) -> bool:
     """Whether the sentence has these verbs only negated or hedged ("did not deny", "has yet to confirm")."""
-    return bool(re.search(rf"\b(?:{verbs})\b", sentence, re.I)) and not acts(sentence, verbs)
+    return bool(_verbs(verbs).search(sentence)) and not acts(sentence, verbs)
 
 
 def denies(sentence: str) -> bool:
@@ -107,9 +114,10 @@ def denies(sentence: str) -> bool:
     return found is not None and not NEGATED.search(sentence, max(0, found.start() - 40), found.start())
 
 
+_EVIDENCE = re.compile("|".join(f"(?P<{kind}>{pattern.pattern})" for kind, pattern in EVIDENCE), re.I)
+
+
 def evidence_kind(sentence: str) -> str | None:
-    """The kind of evidence a sentence cites, if any."""
-    for kind, pattern in EVIDENCE:
-        if pattern.search(sentence):
-            return kind
-    return None
+    """The kind of evidence a sentence cites, if any (the first in EVIDENCE's order when several)."""
+    kinds = {found.lastgroup for found in _EVIDENCE.finditer(sentence)}
+    return next((kind for kind, _ in EVIDENCE if kind in kinds), None)

@@ -28,6 +28,11 @@ VAGUE = {
     "hundreds of thousands": ("at_least", 100_000),
     "millions": ("at_least", 1_000_000),
 }
+_VAGUE = re.compile(
+    r"\b(tens\s+of\s+thousands|hundreds\s+of\s+thousands|dozens|hundreds|thousands|millions)"
+    r" of ([a-z][\w-]*)",
+    re.I,
+)
 _WORD = "|".join([*ONES, *TENS, *SCALES, "dozen"])
 _DIGITS = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _SCALE = r"(?:\s+(?:hundred|thousand|million|billion|trillion)\b|(?:k|m|mn|bn|b)\b(?![.\w]))?"
@@ -119,17 +124,17 @@ def number(text: str) -> float | int:
 def figures(sentence: str) -> list[Figure]:
     """Every figure in a sentence, in order, ranges read as one."""
     found: list[Figure] = []
-    for word, (vague, guess) in VAGUE.items():
-        for match in re.finditer(rf"\b{word} of ([a-z][\w-]*)", sentence, re.I):
-            if word == "thousands" and sentence[: match.start()].lower().endswith(
-                ("tens of ", "hundreds of ")
-            ):
-                continue
-            field = "value" if vague == "about" else "lower"
-            unit = match.group(1).lower()
-            found.append(
-                Figure(match.start(), match.end(), {"comparator": vague, field: guess, "unit": unit}, unit)
-            )
+    for match in _VAGUE.finditer(sentence):
+        word = match.group(1).lower()
+        if word == "thousands" and sentence[max(0, match.start() - 12) : match.start()].lower().endswith(
+            ("tens of ", "hundreds of ")
+        ):
+            continue
+        vague, guess = VAGUE[re.sub(r"\s+", " ", word)]
+        field = "value" if vague == "about" else "lower"
+        unit = match.group(2).lower()
+        guessed = {"comparator": vague, field: guess, "unit": unit}
+        found.append(Figure(match.start(), match.end(), guessed, unit, vague=True))
     skip_until = -1
     for match in NUMBER.finditer(sentence):
         if match.start() < skip_until or _not_a_figure(sentence, match):

@@ -61,6 +61,22 @@ _TIERS = [
     re.compile(rf"\b(?:{SPEECH})\b"),
     re.compile(rf"\b(?:{REPORTING}|{DENYING}|{CONFIRMING})\b|\b{RELEASING}\b"),
 ]
+_WORDS = re.compile(r"[a-z]+")
+# The first word of every verb phrase: a sentence without any of them skips the verb search.
+VERB_WORDS = frozenset(
+    phrase.split()[0].strip("(?:") for phrase in f"{REPORTING}|{DENYING}|{CONFIRMING}|{RELEASING}".split("|")
+) | {
+    "released",
+    "releases",
+    "published",
+    "publishes",
+    "posted",
+    "posts",
+    "shared",
+    "shares",
+    "issued",
+    "issues",
+}
 _INVERTED = re.compile(r"(?:,|[\"\u201d'\u2019])\s*(?:said|says|added|told|according to)\s+(?:the\s+)?", re.I)
 _ACCORDING = re.compile(
     r"\baccording(?: to)?\s+(?:(?:the|a|an|its|their)\s+)?(?:(?:\w+\s+)?(?:report|statement|data|figures|"
@@ -108,6 +124,7 @@ class Finder:
         self.known: dict[str, tuple[str, str]] = {}  # lowercase name -> (id, kind)
         self.names: dict[str, str] = {}  # id -> display name
         self.proposed: dict[str, dict[str, Any]] = {}
+        self.surnames: dict[str, str] = {}  # a proposed person's last name -> its id
         for ident, names, kind in known:
             self.names.setdefault(ident, names[0] if names else ident)
             for name in names:
@@ -157,7 +174,8 @@ class Finder:
 
     def _named(self, sentence: str) -> str | None:
         self.anchor = 0
-        for tier in _TIERS:
+        words = set(_WORDS.findall(sentence))
+        for tier in _TIERS if words & VERB_WORDS else ():
             for verb in tier.finditer(sentence):
                 name = self._subject_before(sentence, verb.start())
                 if name:
@@ -218,19 +236,15 @@ class Finder:
         lower = name.lower()
         if lower in self.known:
             return self.known[lower][0]
-        last = lower.split()[-1]
-        for ident, entry in self.proposed.items():
-            # "Lenku" after "Interior Minister Joseph Ole Lenku": the same person.
-            if (
-                entry["kind"] == "person"
-                and len(lower.split()) == 1
-                and entry["name"].lower().split()[-1] == last
-            ):
-                return ident
+        if len(lower.split()) == 1 and lower in self.surnames:
+            return self.surnames[lower]  # "Lenku" after "Interior Minister Joseph Ole Lenku": the same person
         ident = slug(name, 40)
         if ident not in self.proposed:
-            self.proposed[ident] = {"id": ident, "name": name, "kind": kind_of(name)}
+            kind = kind_of(name)
+            self.proposed[ident] = {"id": ident, "name": name, "kind": kind}
             self.names[ident] = name
+            if kind == "person":
+                self.surnames.setdefault(lower.split()[-1], ident)
         return ident
 
 
