@@ -73,9 +73,10 @@ _UNIT_SKIP = wordset(
     "of the a an new more additional other others further suspected mostly confirmed reported registered "
     "total daily single-day"
 )
+_MODALS = wordset("could would will may might can should must did does")
 _NOT_UNIT = wordset(
     "was were is are be been has have had and or to in on at from by for with as that this it its but who "
-    "which than per cent"
+    "which than per cent next last this ago later earlier since so far yet"
 )
 
 
@@ -195,9 +196,10 @@ def _not_a_figure(sentence: str, match: re.Match[str]) -> bool:
 def _unit_before(sentence: str, start: int) -> str | None:
     """A unit named before the figure: "put the death toll at 69", "the number of valid votes ... was N"."""
     before = sentence[max(0, start - 70) : start].lower()
-    found = re.search(r"\b(?:number|total|count) of (?:\w+\s+)?([a-z]+)\b", before)
-    if found:
-        return found.group(1)
+    found = re.search(r"\b(?:number|total|count) of ([a-z]+)(?:\s+([a-z]+))?", before)
+    if found:  # "number of valid votes", "number of cases could": the noun
+        second = found.group(2)
+        return second if second and second not in _NOT_UNIT and second not in _MODALS else found.group(1)
     if re.search(r"\b(?:death toll|toll|death tally)\b", before):
         return "deaths"
     return None
