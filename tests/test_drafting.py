@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from timeline import drafting
 from timeline.api.app import create_app
 from timeline.cli import main
+from timeline.drafting import evaluate
 from timeline.fixtures import Fixture, FixtureError, parse
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.store import queries, tokens
@@ -371,3 +372,15 @@ def test_output_grows_linearly_with_the_input() -> None:
     two = _events(paragraph * 100)
     assert len(two) == 2 * len(one)
     assert max(len(e.get("claims", [])) for e in two) <= 3
+
+
+def test_the_readme_shows_the_tables_the_evaluation_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    assert evaluate.main([]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert "Test set (10 articles)" in printed
+    assert printed in (ROOT / "README.md").read_text()
+
+
+def test_the_evaluation_lists_errors_for_the_development_set_only() -> None:
+    with pytest.raises(SystemExit):
+        evaluate.main(["--set", "test", "--errors"])
