@@ -121,34 +121,8 @@ class _Builder:
         anchor = self.finder.anchor
         on = stated_on(sentence[max(0, anchor - 100) : anchor + 50] if anchor else sentence, self.published)
         dated = {"stated_on": on} if on else {}
-        if cues.NO_COMMENT.search(sentence) or (
-            cues.negated(sentence, cues.DENYING) and not cues.denies(sentence)
-        ):
-            return  # "has not commented", "did not deny": neither a claim nor a denial
-        if cues.acts(sentence, cues.RETRACTING) and self._own(source):
-            claim = self._own(source)[-1]
-            guess = {**note, "notes": "the retracted claim is a guess: the source's latest one"}
-            self._add(
-                "retraction", f"{source}-retraction", claim=claim, statement=sentence, **dated, draft=guess
-            )
-            return
-        if cues.denies(sentence):
-            targets = self._targets(source, sentence, MAX_DENIED)
-            if targets:
-                guess = {**note, "notes": "the denied claims are a guess: keep only those it denies"}
-                self._add("denial", f"{source}-denial", source=source, claims=targets, statement=sentence,
-                          **dated, draft=guess)  # fmt: skip
-            return
-        if cues.negated(sentence, cues.CONFIRMING):
-            return  # "have not confirmed the death toll"
-        if cues.acts(sentence, cues.CONFIRMING) and re.search(
-            r"\bconfirm|\bcorroborat|\bverifi", sentence, re.I
-        ):
-            targets = self._targets(source, sentence, 1)
-            if targets:
-                self._add("confirmation", f"{source}-confirms", claim=targets[0], source=source,
-                          statement=sentence, **dated, draft=note)  # fmt: skip
-                return
+        if cues.SPECIAL.search(sentence) and self._act(source, sentence, dated, note):
+            return  # a denial, confirmation or retraction; or a negated one, which drafts nothing
         first: str | None = None
         # The figures of the reported statement: after its verb ("X said ..."), anywhere when the source
         # comes after it ("..., X said", "according to X"); vague ones ("thousands of") stay words.
@@ -162,6 +136,38 @@ class _Builder:
         if kind is not None and first is not None:
             self._add("evidence", f"{first}-evidence", claim=first, kind=kind, source=source,
                       description=sentence, **dated, draft=note)  # fmt: skip
+
+    def _act(self, source: str, sentence: str, dated: dict[str, str], note: dict[str, Any]) -> bool:
+        """Draft a retraction, denial or confirmation if the sentence is one; True if nothing else applies."""
+        if cues.NO_COMMENT.search(sentence) or (
+            cues.negated(sentence, cues.DENYING) and not cues.denies(sentence)
+        ):
+            return True  # "has not commented", "did not deny": neither a claim nor a denial
+        if cues.acts(sentence, cues.RETRACTING) and self._own(source):
+            claim = self._own(source)[-1]
+            guess = {**note, "notes": "the retracted claim is a guess: the source's latest one"}
+            self._add(
+                "retraction", f"{source}-retraction", claim=claim, statement=sentence, **dated, draft=guess
+            )
+            return True
+        if cues.denies(sentence):
+            targets = self._targets(source, sentence, MAX_DENIED)
+            if targets:
+                guess = {**note, "notes": "the denied claims are a guess: keep only those it denies"}
+                self._add("denial", f"{source}-denial", source=source, claims=targets, statement=sentence,
+                          **dated, draft=guess)  # fmt: skip
+            return True
+        if cues.negated(sentence, cues.CONFIRMING):
+            return True  # "have not confirmed the death toll"
+        if cues.acts(sentence, cues.CONFIRMING) and re.search(
+            r"\bconfirm|\bcorroborat|\bverifi", sentence, re.I
+        ):
+            targets = self._targets(source, sentence, 1)
+            if targets:
+                self._add("confirmation", f"{source}-confirms", claim=targets[0], source=source,
+                          statement=sentence, **dated, draft=note)  # fmt: skip
+                return True
+        return False
 
     def _figure(
         self, source: str, sentence: str, found: Figure, dated: dict[str, str], note: dict[str, Any]

@@ -78,6 +78,12 @@ EVIDENCE = [
 ]  # fmt: skip
 
 
+# Any word of a denial, confirmation, retraction or refusal to comment: one search rules them all out.
+SPECIAL = re.compile(
+    rf"\b(?:{DENYING}|{CONFIRMING}|{RETRACTING})\b|{DENYING_PHRASES.pattern}|{NO_COMMENT.pattern}", re.I
+)
+
+
 @lru_cache(maxsize=64)  # a sentence with several figures asks once
 def modality(sentence: str) -> str:
     """How firmly the source says it."""
