@@ -15,6 +15,7 @@ from timeline.api.reads import READ, Cursor, Limit
 from timeline.api.schemas import DocumentsOut, SourceActivityOut, SourceDetailOut, SourcesOut, SubjectsOut
 from timeline.app import queries
 from timeline.domain.events import SourceRegistered
+from timeline.domain.values import POSITION_MAX
 
 
 @get(
@@ -81,7 +82,8 @@ async def source_detail(
     source_id: FromPath[str],
     limit: Limit = 100,
     cursor: Annotated[
-        int | None, QueryParameter(ge=0, description="The 'next' cursor of the previous page")
+        int | None,
+        QueryParameter(ge=0, le=POSITION_MAX, description="The 'next' cursor of the previous page"),
     ] = None,
 ) -> SourceDetailOut:
     """A source, and the claims it made in the order they were recorded, each with what became of it."""

@@ -28,6 +28,8 @@ from timeline.api.schemas import (
 )
 from timeline.app import queries
 from timeline.app.queries import When
+from timeline.domain.errors import InvalidValue
+from timeline.domain.values import POSITION_MAX, parse_position
 from timeline.projections import occurred_on
 from timeline.store.database import Database
 from timeline.store.queries import TimelineFilter
@@ -65,8 +67,10 @@ def _when(as_of: str | None, known_at: str | None) -> When | None:
             raise BadRequest("as_of", f"{as_of!r} is not a calendar date") from None
     if known_at is None:
         return When(as_of=as_of, valid_until=valid_until)
-    if known_at.isdigit():
-        return When(as_of=as_of, valid_until=valid_until, known_position=int(known_at))
+    if known_at[:1].isdigit() and "-" not in known_at:
+        # Checked against the log's head where the cut is placed (a position not yet reached is refused).
+        position = parse_position(known_at, field="known_at")
+        return When(as_of=as_of, valid_until=valid_until, known_position=position)
     return When(as_of=as_of, valid_until=valid_until, known_moment=_moment(known_at))
 
 
@@ -77,7 +81,11 @@ def _moment(text: str) -> dt.datetime:
             return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest("known_at", f"expected a log position or an ISO 8601 time, got {text!r}") from None
+        raise BadRequest(
+            "known_at",
+            f"expected a log position (e.g. 27) or an ISO 8601 time (e.g. 2024-10-22T08:00:00Z), "
+            f"got {text!r}",
+        ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
@@ -153,8 +161,8 @@ async def estimates_body(
 def _parse_cursor(cursor: str) -> tuple[dt.date, int]:
     day, _, position = cursor.partition("~")
     try:
-        return dt.date.fromisoformat(day), int(position)
-    except ValueError:
+        return dt.date.fromisoformat(day), parse_position(position, field="cursor")
+    except (ValueError, InvalidValue):
         raise BadRequest(
             "cursor", f"expected a cursor from a previous page's 'next' link, got {cursor!r}"
         ) from None
@@ -246,7 +254,7 @@ def etag(version: int) -> str:
     operation_id="getClaim",
     tags=["claims"],
     guards=READ,
-    responses=problems(401, 403, 404),
+    responses=problems(400, 401, 403, 404),
 )
 async def claim(
     db: Db,
@@ -276,7 +284,7 @@ async def claim(
     operation_id="getClaimHistory",
     tags=["claims"],
     guards=READ,
-    responses=problems(401, 403, 404),
+    responses=problems(400, 401, 403, 404),
 )
 async def claim_history(
     db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str]
@@ -302,7 +310,9 @@ async def claim_history(
 async def events(
     db: Db,
     request: Request[Any, Any, Any],
-    after: Annotated[int, QueryParameter(ge=0, description="Return events after this position")] = 0,
+    after: Annotated[
+        int, QueryParameter(ge=0, le=POSITION_MAX, description="Return events after this position")
+    ] = 0,
     limit: Annotated[
         int, QueryParameter(ge=1, le=100_000, description="At most this many (1000 for JSON)")
     ] = 100,

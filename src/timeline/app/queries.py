@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.app.errors import NotFound
 from timeline.domain.claims import Registration, registration_id
+from timeline.domain.errors import InvalidValue
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
 from timeline.domain.streams import claim_stream, document_stream, source_stream, subject_stream
 from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
@@ -65,7 +66,12 @@ async def place(conn: AsyncConnection, when: When | None) -> Cut | None:
     head = await eventlog.head_position(conn)
     position = head
     if when.known_position is not None:
-        position = min(when.known_position, head)
+        if when.known_position > head:
+            # Not silently the head: a position not yet reached names no state anyone was shown.
+            raise InvalidValue(
+                f"the log ends at position {head}; got {when.known_position}", field="known_at"
+            )
+        position = when.known_position
     elif when.known_moment is not None:
         position = await eventlog.position_at(conn, when.known_moment)
     return Cut(as_of=when.as_of, valid_until=when.valid_until, known_position=position)

@@ -76,7 +76,16 @@ def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | Non
     click.echo(f"serving {redact(url)} on http://{host}:{port} with {workers} worker(s)")
     # Workers import the app by name and read the database URL from the environment.
     os.environ["TIMELINE_DATABASE_URL"] = url
-    uvicorn.run("timeline.api.asgi:create", factory=True, host=host, port=port, workers=workers)
+    from timeline.api.protocol import ProblemHttpToolsProtocol
+
+    uvicorn.run(
+        "timeline.api.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=ProblemHttpToolsProtocol,
+    )
 
 
 def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
