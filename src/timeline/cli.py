@@ -18,7 +18,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from timeline import drafting
+from timeline import drafting, logs
 from timeline.console import CommandError, Exit, database_error, error, open_database, progress, redact
 from timeline.fixtures import FixtureError
 from timeline.importer import ImportResult, LoadedFixture, import_fixtures, read_files
@@ -126,8 +126,33 @@ def cli(ctx: click.Context, database_url: str) -> None:
     help="import the fixtures in this directory not yet recorded  [default: the project's fixtures/]",
 )
 @click.option("--no-fixtures", is_flag=True, help="import no fixtures on start")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    envvar="TIMELINE_LOG_FORMAT",
+    help="log lines (access and application alike) as JSON or as text  [env: TIMELINE_LOG_FORMAT]",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    envvar="TIMELINE_LOG_LEVEL",
+    help="the least severe level logged  [env: TIMELINE_LOG_LEVEL]",
+)
 @click.pass_obj
-def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | None, no_fixtures: bool) -> None:
+def serve(
+    url: str,
+    host: str,
+    port: int,
+    workers: int,
+    fixtures_dir: Path | None,
+    no_fixtures: bool,
+    log_format: logs.Format,
+    log_level: str,
+) -> None:
     """Migrate, import the fixtures not yet recorded, serve HTTP."""
     import uvicorn
 
@@ -140,9 +165,22 @@ def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | Non
     if directory is not None:
         _report_fixtures(directory, results)
     click.echo(f"serving {redact(url)} on http://{host}:{port} with {workers} worker(s)")
-    # Workers import the app by name and read the database URL from the environment.
+    # Workers import the app by name and read the database URL and the log settings from the environment.
     os.environ["TIMELINE_DATABASE_URL"] = url
-    uvicorn.run("timeline.api.asgi:create", factory=True, host=host, port=port, workers=workers)
+    os.environ["TIMELINE_LOG_FORMAT"] = log_format
+    os.environ["TIMELINE_LOG_LEVEL"] = log_level
+    logs.configure(log_format, log_level)
+    uvicorn.run(
+        "timeline.api.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # timeline.logs formats uvicorn's lines too; the app writes the access lines (with request ids).
+        log_config=None,
+        log_level=log_level.lower(),
+        access_log=False,
+    )
 
 
 def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:

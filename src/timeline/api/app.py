@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
@@ -16,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, drafts, exports, live, reads, viewer, writes
+from timeline.api import audit, drafts, exports, live, observe, reads, viewer, writes
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
 from timeline.api.problems import HANDLERS
@@ -24,6 +25,22 @@ from timeline.api.settings import Settings
 from timeline.groupcommit import Committer
 from timeline.store import activity, clock, projector, tokens
 from timeline.store.database import Database
+
+if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
+
+
+class _App(Litestar):
+    """Litestar, with every HTTP request (routed or not) given an id and an access line."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await observe.handle(self._litestar, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _litestar(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def _cors(settings: Settings) -> CORSConfig | None:
@@ -46,17 +63,31 @@ def _cors(settings: Settings) -> CORSConfig | None:
     )
 
 
-def create_app(db: Database, settings: Settings | None = None) -> Litestar:
-    """Build the application around a database (which the caller has migrated)."""
+def create_app(db: Database, settings: Settings | None = None, *, tracer_provider: Any = None) -> Litestar:
+    """Build the application around a database (which the caller has migrated); ``tracer_provider`` (an
+    OpenTelemetry SDK TracerProvider) traces requests, as does ``settings.tracing``."""
     settings = settings or Settings()
 
     async def provide_db() -> Database:
         return db
 
-    committer = Committer(db, future_slack=settings.future_slack)
     verifier = tokens.Verifier(db)
     hub = Hub(db, verifier)
     responses = ResponseCache(clock.for_database(db), settings.response_cache_bytes)
+    metrics = observe.Metrics(db, hub, responses)
+    committer = Committer(db, future_slack=settings.future_slack, on_commit=metrics.committed)
+    plugins = []
+    before_request = None
+    if settings.tracing and tracer_provider is None:
+        # Imported only when asked for: its packages are the optional extra timeline[tracing].
+        from timeline.api import tracing  # noqa: PLC0415
+
+        tracer_provider = tracing.provider(settings.tracing)
+    if tracer_provider is not None:
+        from timeline.api import tracing  # noqa: PLC0415
+
+        plugins.append(tracing.plugin(tracer_provider))
+        before_request = tracing.name_span
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -84,9 +115,12 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             if listener is not None:
                 await listener.stop()
             await db.dispose()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # sends the spans still batched
 
-    return Litestar(
+    return _App(
         route_handlers=[
+            *observe.ROUTES,
             *reads.ROUTES,
             *exports.ROUTES,
             *writes.ROUTES,
@@ -104,8 +138,14 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 "response_cache": responses,
                 "tokens": verifier,
                 "hub": hub,
+                "metrics": metrics,
             }
         ),
+        middleware=[observe.HTTP_METRICS.middleware],
+        plugins=plugins,
+        before_request=before_request,
+        # Logging is set up once per process by timeline.logs (structlog), not by each app.
+        logging_config=None,
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

@@ -271,6 +271,7 @@ async def create_import(
     """Import one fixture (YAML or JSON body), atomically; importing it again adds nothing. Needs `admin`."""
     body = await request.body()
     [result] = await import_fixtures(db, [LoadedFixture(name, body)], recorded_by=principal(request).name)
+    request.app.state.metrics.events_appended.inc(result.appended)
     return ImportOut(
         document_id=result.document_id,
         import_id=result.import_id,
