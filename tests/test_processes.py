@@ -53,7 +53,7 @@ class Server:
 
     async def ready(self) -> None:
         async with httpx.AsyncClient() as client:
-            for _ in range(150):
+            for _ in range(600):  # a minute: 2 shared cores under load start a server slowly
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
                 with contextlib.suppress(httpx.HTTPError):

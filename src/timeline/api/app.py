@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
-from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, drafts, exports, live, observe, reads, viewer, writes
+from timeline.api import audit, conventions, docs, drafts, exports, live, observe, reads, viewer, writes
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
 from timeline.api.problems import HANDLERS
@@ -31,36 +30,22 @@ if TYPE_CHECKING:
 
 
 class _App(Litestar):
-    """Litestar, with every HTTP request (routed or not) given an id and an access line."""
+    """Litestar, with every HTTP request (routed or not) given an id and an access line, and the
+    conventions of ``conventions`` (CORS in two tiers, HEAD) applied before routing."""
+
+    cors = conventions.Policy.of("", public_reads=True)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            await observe.handle(self._litestar, scope, receive, send)
+            await observe.handle(self._conventions, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
+    async def _conventions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await conventions.handle(self.cors, self._litestar, scope, receive, send)  # type: ignore[arg-type]
+
     async def _litestar(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
-
-
-def _cors(settings: Settings) -> CORSConfig | None:
-    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-    if not origins:
-        return None
-    return CORSConfig(
-        allow_origins=origins,
-        allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
-        allow_headers=[
-            "Authorization",
-            "Content-Type",
-            "If-Match",
-            "If-None-Match",
-            "Idempotency-Key",
-            "Last-Event-ID",
-        ],
-        expose_headers=["ETag", "Last-Modified", "Idempotent-Replayed"],
-        max_age=600,
-    )
 
 
 def create_app(db: Database, settings: Settings | None = None, *, tracer_provider: Any = None) -> Litestar:
@@ -118,9 +103,10 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # sends the spans still batched
 
-    return _App(
+    app = _App(
         route_handlers=[
             *observe.ROUTES,
+            *docs.ROUTES,
             *reads.ROUTES,
             *exports.ROUTES,
             *writes.ROUTES,
@@ -149,7 +135,6 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
         exception_handlers=HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        cors_config=_cors(settings),
         compression_config=CompressionConfig(
             backend="brotli",
             brotli_gzip_fallback=True,
@@ -160,6 +145,7 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
         openapi_config=OpenAPIConfig(
             title="timeline",
             version=__version__,
+            render_plugins=[docs.RENDER],
             description=(
                 "An event-sourced ledger of attributed claims. Reads are public unless configured "
                 "otherwise; writes need a bearer token with the `write` scope, imports and rebuilds `admin`."
@@ -179,3 +165,5 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
             ],
         ),
     )
+    app.cors = conventions.Policy.of(settings.cors_origins, public_reads=settings.public_reads)
+    return app
