@@ -111,6 +111,11 @@ lock: | $(UV)  ## re-resolve requirements/*.txt (with hashes) from pyproject.tom
 	$(UV_LOCK) requirements/build.in -o requirements/build.txt
 	$(UV_LOCK) requirements/tools.in -o requirements/tools.txt
 
+# Every shell example in README.md runs, in order, against a real `timeline serve` on a new SQLite file, and
+# its output block is rewritten from what it printed (tests/test_readme.py checks the same on both databases).
+readme: install  ## rewrite README.md's example outputs from a real run (after changing the API or the examples)
+	$(BIN)/python -m tests.readme --update
+
 # /schema's Redoc is vendored (src/timeline/api/static/redoc/) so that the page renders offline.
 REDOC_VERSION ?= 2.5.4
 vendor-redoc:  ## replace the vendored Redoc with release REDOC_VERSION from npm (bundle and licences)
