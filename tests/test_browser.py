@@ -226,3 +226,27 @@ async def test_the_api_documentation_renders_with_the_network_off(
         driver.save_screenshot(str(ARTIFACTS / "schema-offline.png"))  # type: ignore[attr-defined]
     finally:
         server.stop()
+
+
+async def test_a_link_to_a_moment_opens_the_viewer_there(browser: object, tmp_path: Path) -> None:
+    """/?as_of= reaches the viewer with the subject filled in and the date set, and shows that moment."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'link.db'}"
+    server = Server(url, tmp_path / "server.log")
+    try:
+        await server.ready()
+        driver = browser
+        await asyncio.to_thread(driver.get, f"{server.base}/?as_of=2024-10-20")  # type: ignore[attr-defined]
+        _wait(
+            driver,
+            "document.querySelector('#estimates tbody').innerText.includes('No estimates at that moment')",
+        )
+        run = driver.execute_script  # type: ignore[attr-defined]
+        assert run("return document.getElementById('as-of').value") == "2024-10-20"
+        assert run("return document.getElementById('subject').value") == "dprk-troops-to-russia"
+        assert run("return location.search") == "?subject=dprk-troops-to-russia&as_of=2024-10-20"
+        # Back to now: the address follows, so it is a link to what the page shows.
+        run("document.getElementById('now').click()")
+        _wait(driver, "document.querySelectorAll('#estimates tbody tr[data-source]').length === 3")
+        assert run("return location.search") == "?subject=dprk-troops-to-russia"
+    finally:
+        server.stop()
