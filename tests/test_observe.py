@@ -8,8 +8,10 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 from litestar.testing import AsyncTestClient
@@ -199,3 +201,26 @@ async def test_tracing_is_off_unless_asked_for(database_url: str) -> None:
         assert not [p for p in plain.plugins if type(p).__name__ == "OpenTelemetryPlugin"]
     finally:
         await db.dispose()
+
+
+async def test_serve_writes_every_line_as_json_with_the_request_id(database_url: str, tmp_path: Path) -> None:
+    """`timeline serve --log-format json` (here through TIMELINE_LOG_FORMAT): uvicorn's lines and the access
+    lines in one format, and no second access line of uvicorn's own."""
+    from .test_processes import Server
+
+    log = tmp_path / "server.log"
+    server = Server(database_url, log, TIMELINE_LOG_FORMAT="json", TIMELINE_LOG_LEVEL="info")
+    try:
+        await server.ready()
+        async with httpx.AsyncClient() as client:
+            answered = await client.get(f"{server.base}/subjects", headers={"X-Request-ID": "from-curl"})
+        assert answered.headers["x-request-id"] == "from-curl"
+    finally:
+        server.stop()
+    lines = log.read_text().splitlines()
+    # The command's own report comes first, on standard output; every logged line after it is JSON.
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any(line["logger"] == "uvicorn.error" for line in logged)
+    access = [line for line in logged if line.get("request_id") == "from-curl"]
+    assert [(a["logger"], a["path"], a["status"]) for a in access] == [("timeline.access", "/subjects", 200)]
+    assert not [line for line in lines if '"GET /subjects HTTP/1.1"' in line]
