@@ -170,6 +170,8 @@ def serve(
     os.environ["TIMELINE_LOG_FORMAT"] = log_format
     os.environ["TIMELINE_LOG_LEVEL"] = log_level
     logs.configure(log_format, log_level)
+    from timeline.api.protocol import ProblemHttpToolsProtocol
+
     uvicorn.run(
         "timeline.api.asgi:create",
         factory=True,
@@ -180,6 +182,7 @@ def serve(
         log_config=None,
         log_level=log_level.lower(),
         access_log=False,
+        http=ProblemHttpToolsProtocol,
     )
 
 
@@ -416,10 +419,11 @@ def draft(
             return await drafting_context(conn)
 
     known_sources, known_claims = _run(url, lambda: _disposing(db, context()))
-    document = drafting.to_yaml(
-        drafting.draft(raw, published=published, title=title, subject=subject,
-                       known_sources=known_sources, known_claims=known_claims)
-    )  # fmt: skip
+    fixture = drafting.draft(raw, published=published, title=title, subject=subject,
+                             known_sources=known_sources, known_claims=known_claims)  # fmt: skip
+    for note in fixture.notes:  # also in the draft's header; said here so an empty draft is not a surprise
+        click.echo(f"{article}: {note}", err=True)
+    document = drafting.to_yaml(fixture)
     if output:
         try:
             output.write_text(document, encoding="utf-8")

@@ -16,10 +16,22 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, conventions, docs, drafts, exports, live, observe, reads, viewer, writes
+from timeline.api import (
+    audit,
+    conventions,
+    docs,
+    document,
+    drafts,
+    exports,
+    live,
+    observe,
+    problems,
+    reads,
+    viewer,
+    writes,
+)
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
-from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.groupcommit import Committer
 from timeline.store import activity, clock, projector, tokens
@@ -128,11 +140,10 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
             }
         ),
         middleware=[observe.HTTP_METRICS.middleware],
-        plugins=plugins,
+        plugins=[problems.plugin(), *plugins],
         before_request=before_request,
         # Logging is set up once per process by timeline.logs (structlog), not by each app.
         logging_config=None,
-        exception_handlers=HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         compression_config=CompressionConfig(
@@ -166,4 +177,5 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
         ),
     )
     app.cors = conventions.Policy.of(settings.cors_origins, public_reads=settings.public_reads)
+    document.openapi(app)
     return app

@@ -10,13 +10,20 @@ from litestar import MediaType, Request, Response, get
 from litestar.response import Redirect
 
 from timeline.api.auth import requires
-from timeline.api.common import Db
+from timeline.api.common import Db, problems
 from timeline.store import queries
 
 _PAGE = (files("timeline.api") / "static" / "viewer.html").read_bytes()
 
 
-@get("/ui", operation_id="viewer", tags=["viewer"], guards=[requires("read")], include_in_schema=True)
+@get(
+    "/ui",
+    operation_id="viewer",
+    tags=["viewer"],
+    guards=[requires("read")],
+    media_type=MediaType.HTML,
+    responses=problems(401, 403),
+)
 async def viewer(db: Db, request: Request[Any, Any, Any]) -> Response[bytes] | Redirect:
     """A page to read a subject's timeline and a chart of who estimated what and when, at any moment.
     Deep links: `?subject=&as_of=&known_at=`; with no subject it redirects to the one with most figures."""
