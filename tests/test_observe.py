@@ -3,6 +3,7 @@ domain's own numbers, and OpenTelemetry spans when tracing is on."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -224,3 +225,18 @@ async def test_serve_writes_every_line_as_json_with_the_request_id(database_url:
     access = [line for line in logged if line.get("request_id") == "from-curl"]
     assert [(a["logger"], a["path"], a["status"]) for a in access] == [("timeline.access", "/subjects", 200)]
     assert not [line for line in lines if '"GET /subjects HTTP/1.1"' in line]
+
+
+async def test_a_task_started_while_serving_a_request_does_not_log_its_id(captured: io.StringIO) -> None:
+    """The group commit's task, say, is started by the first write and outlives it: its lines must not
+    carry that request's id forever."""
+
+    async def background() -> None:
+        logging.getLogger("timeline.background").info("later")
+
+    with logs.request("first-write"):
+        logging.getLogger("timeline.handler").info("serving")
+        await asyncio.create_task(background())
+    by_event = {line["event"]: line for line in _lines(captured)}
+    assert by_event["serving"]["request_id"] == "first-write"
+    assert "request_id" not in by_event["later"]

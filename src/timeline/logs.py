@@ -3,9 +3,12 @@ loggers' alike, as JSON or as text, with the request id bound to whatever is log
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextvars import ContextVar
 from typing import Any, Literal
 
 import structlog
@@ -15,9 +18,42 @@ FORMATS: tuple[Format, ...] = ("json", "text")
 LEVELS = ("debug", "info", "warning", "error")
 
 
+# The request being served, and the task serving it. A task started while serving a request (the group
+# commit's, the live streams' reader) inherits this context for good, so a line is given the request's id
+# only when it is written by the task that serves it.
+_request: ContextVar[tuple[str, asyncio.Task[Any] | None] | None] = ContextVar(
+    "timeline_request", default=None
+)
+
+
+def _task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        return None
+
+
+@contextlib.contextmanager
+def request(request_id: str) -> Iterator[None]:
+    """Give the lines this task writes meanwhile the request's id."""
+    token = _request.set((request_id, _task()))
+    try:
+        yield
+    finally:
+        _request.reset(token)
+
+
+def _add_request_id(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    bound = _request.get()
+    if bound is not None and bound[1] is _task():
+        event.setdefault("request_id", bound[0])
+    return event
+
+
 # What every line carries, whichever logger wrote it.
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
+    _add_request_id,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

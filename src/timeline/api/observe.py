@@ -15,13 +15,13 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from litestar import Request, Response, get
 from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from timeline import logs
 from timeline.store import eventlog, projector
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ async def handle(app: ASGIApp, scope: HTTPScope, receive: Receive, send: Send) -
             message["headers"] = [*message.get("headers", ()), (_HEADER, rid.encode())]
         await send(message)
 
-    with structlog.contextvars.bound_contextvars(request_id=rid):
+    with logs.request(rid):
         try:
             await app(scope, receive, sending)
         finally:
