@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.events import ClaimMade, decode_event
 from timeline.store import chain
-from timeline.store.database import driver_of
+from timeline.store.database import APPENDED, driver_of
 from timeline.store.schema import events
 
 BATCH = 1000
@@ -97,6 +97,14 @@ async def rows(
         if len(batch) < BATCH:
             return
         after = batch[-1].position
+
+
+async def stream_rows(conn: AsyncConnection, stream_id: str) -> list[StoredRow]:
+    """One stream's stored rows, in order."""
+    result = await conn.execute(
+        sa.select(events).where(events.c.stream_id == stream_id).order_by(events.c.position)
+    )
+    return [_row(m) for m in result.mappings()]
 
 
 class Break(msgspec.Struct, frozen=True, kw_only=True):
@@ -425,4 +433,5 @@ async def restore(conn: AsyncConnection, lines: Iterable[bytes]) -> int:
         expected, prev = expected + 1, row.hash
     if batch:
         await conn.execute(sa.insert(events), batch)
+    conn.info[APPENDED] = True  # the write transaction then builds the Merkle tree and signs its head
     return expected - 1
