@@ -58,7 +58,7 @@ class Signer:
     @classmethod
     def parse(cls, text: str) -> Signer:
         """A signer from its private key text."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise BadKey("a private key reads PRIVATE+KEY+<name>+<key id>+<base64 key>")
         try:
@@ -126,7 +126,7 @@ class Cosignature:
 
 def parse_verifier(text: str) -> tuple[str, int, bytes]:
     """A verifier key's name, algorithm and 32-byte public key."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)
     if len(parts) != 3:
         raise BadKey("a verifier key reads <name>+<key id>+<base64 key>")
     try:

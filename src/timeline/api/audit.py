@@ -4,10 +4,11 @@ witnesses' cosignatures."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Coroutine
+from typing import Annotated, Any
 
 from litestar import Response, get, post
+from litestar.exceptions import InternalServerException
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
@@ -57,8 +58,9 @@ async def verify(
             "since_hash", "give both since_position and since_hash (from /audit/head), or neither"
         )
     since = (since_position, since_hash) if since_position is not None and since_hash else None
+    verifier = None if db.signer is None else db.signer.verifier_text()
     async with db.read() as conn:
-        return await audit.verify(conn, since=since)
+        return await audit.verify(conn, since=since, verifier=verifier)
 
 
 @get(
@@ -116,6 +118,13 @@ async def checkpoint(
     return _note_with_cosignatures(found, cosigned)
 
 
+async def _proved(proof: Coroutine[Any, Any, list[bytes]]) -> list[bytes]:
+    try:
+        return await proof
+    except LookupError as exc:  # events the tree needs are gone: say which, rather than a bare 500
+        raise InternalServerException(detail=f"cannot prove: {exc}") from None
+
+
 @get(
     "/audit/proofs/inclusion",
     operation_id="getInclusionProof",
@@ -136,7 +145,7 @@ async def inclusion_proof(
         if latest is None or size > latest.size:
             signed = 0 if latest is None else latest.size
             raise BadRequest("size", f"size {size} is beyond the latest signed checkpoint ({signed} events)")
-        hashes = await tree.inclusion(conn, position - 1, size)
+        hashes = await _proved(tree.inclusion(conn, position - 1, size))
     return InclusionOut(position=position, leaf_index=position - 1, size=size, hashes=tree.b64(hashes))
 
 
@@ -149,10 +158,12 @@ async def inclusion_proof(
 )
 async def consistency_proof(
     db: Db,
-    old: Annotated[int, QueryParameter(name="from", ge=1, description="The older tree size")],
-    new: Annotated[int, QueryParameter(name="to", ge=1, description="The newer tree size")],
+    first: Annotated[str, QueryParameter(name="from", description="The older tree size")],
+    second: Annotated[str, QueryParameter(name="to", description="The newer tree size")],
 ) -> ConsistencyOut:
     """The RFC 9162 consistency proof that the tree of ``to`` events extends the tree of ``from``."""
+    # Taken as text: `from` is no Python name, and a validation error would name the parameter otherwise.
+    old, new = _size("from", first), _size("to", second)
     if old > new:
         raise BadRequest("from", f"from ({old}) is after to ({new}): a log only grows")
     async with db.read() as conn:
@@ -160,8 +171,16 @@ async def consistency_proof(
         if latest is None or new > latest.size:
             signed = 0 if latest is None else latest.size
             raise BadRequest("to", f"to ({new}) is beyond the latest signed checkpoint ({signed} events)")
-        hashes = await tree.consistency(conn, old, new)
+        hashes = await _proved(tree.consistency(conn, old, new))
     return ConsistencyOut(from_size=old, to_size=new, hashes=tree.b64(hashes))
+
+
+def _size(parameter: str, text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise BadRequest(
+            parameter, f"{parameter} must be a tree size, a whole number from 1 on; got {text!r}"
+        )
+    return int(text)
 
 
 @post(
