@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from litestar.testing import AsyncTestClient
 
 from timeline import merkle, signing
 from timeline.api.app import create_app
+from timeline.cli import main
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.store import audit, chain, tokens, tree
 from timeline.store.database import Database
@@ -451,7 +453,7 @@ async def test_an_append_without_the_key_is_unsigned(kept: Auditor, signed: Data
             "stream_id": "document-forged",
             "stream_version": 1,
             "prev_hash": last.hash,
-            "event_id": __import__("uuid").uuid4(),
+            "event_id": uuid.uuid4(),
         }
     )
     row = {**_fields(forged), "hash": forged.computed_hash()}
@@ -478,3 +480,57 @@ async def test_a_full_rewrite_of_the_chain_is_caught(kept: Auditor, signed: Data
     assert "rewritten at or before" in report.first_break.problem
     with pytest.raises(Rejected, match="rewritten"):
         await _audit(kept)
+
+
+# The command line -----------------------------------------------------------------------------------------
+
+
+async def _cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_keys_create_and_verify_say_what_they_checked(
+    signed: Database,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    signer: signing.Signer,
+) -> None:
+    key = tmp_path / "log.key"
+    assert await _cli("keys", "create", "--name", "example.org/log", "--output", str(key)) == 0
+    verifier = capsys.readouterr().out.strip()
+    assert verifier.startswith("example.org/log+")
+    assert key.stat().st_mode & 0o077 == 0  # readable by its owner alone
+    assert await _cli("keys", "create", "--output", str(key)) == 1
+    assert "never overwritten" in capsys.readouterr().err
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY_FILE", str(key))
+    assert await _cli("keys", "show") == 0
+    assert capsys.readouterr().out.strip() == verifier
+    # The log was signed with another key: verify says the signature does not hold, at its checkpoint.
+    assert await _cli("--database-url", database_url, "verify") == 2
+    assert "BROKEN at position 29: the checkpoint of 29 events" in capsys.readouterr().out
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY", signer.private_text())
+    head = (await _rows(signed))[-1]
+    assert await _cli("--database-url", database_url, "verify", "--since", f"29:{head.hash}") == 0
+    out = capsys.readouterr().out
+    assert "ok: 29 events checked, whole chain" in out
+    assert "ok: 1 signed checkpoints, their roots recomputed and signatures" in out
+    assert "ok: event 29 still has the hash you remembered" in out
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY", "PRIVATE+KEY+x+00000000+AAAA")
+    assert await _cli("--database-url", database_url, "verify") == 1
+    assert "the signing key cannot be used: TIMELINE_SIGNING_KEY" in capsys.readouterr().err
+
+
+async def test_verify_fails_on_events_no_checkpoint_covers(
+    signed: Database, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    last = (await _rows(signed))[-1]
+    forged = audit.StoredRow(
+        **{**_fields(last), "position": 30, "stream_id": "document-forged", "stream_version": 1}
+        | {"prev_hash": last.hash, "event_id": uuid.uuid4()}
+    )
+    async with signed.engine.begin() as conn:
+        await conn.execute(sa.insert(audit.events), [{**_fields(forged), "hash": forged.computed_hash()}])
+    assert await _cli("--database-url", database_url, "verify") == 2
+    assert "UNSIGNED: events 30-30 are covered by no signed checkpoint" in capsys.readouterr().out
