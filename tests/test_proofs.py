@@ -534,3 +534,14 @@ async def test_verify_fails_on_events_no_checkpoint_covers(
         await conn.execute(sa.insert(audit.events), [{**_fields(forged), "hash": forged.computed_hash()}])
     assert await _cli("--database-url", database_url, "verify") == 2
     assert "UNSIGNED: events 30-30 are covered by no signed checkpoint" in capsys.readouterr().out
+
+
+async def test_an_altered_event_fails_its_claims_proof(kept: Auditor, signed: Database) -> None:
+    await _tamper(signed, "UPDATE events SET data = REPLACE(data, '1500', '1501') WHERE position = 13")
+
+    def run() -> list[str]:
+        checkpoint, _ = kept.checkpoint()
+        return kept.claim("nis-1500-soldiers-sent-for-training", checkpoint)
+
+    with pytest.raises(Rejected, match="event 13: its contents do not match its hash"):
+        await asyncio.to_thread(run)

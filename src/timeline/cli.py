@@ -278,7 +278,7 @@ _HEAD = re.compile(r"([0-9]+):([0-9a-f]{64})", re.ASCII)
 )
 @click.pass_obj
 def verify(url: str, since: str | None) -> int:
-    """Recompute the hash chain; exit 2 where it breaks."""
+    """Check the whole chain and every signed checkpoint; exit 2 where it breaks."""
     remembered = None
     if since is not None:
         found = _HEAD.fullmatch(since)

@@ -50,9 +50,9 @@ async def verify(
         QueryParameter(pattern=r"^[0-9a-f]{64}$", description="A head noted earlier: its hash"),
     ] = None,
 ) -> Verification:
-    """Recompute the hash chain from the stored rows: ``ok`` with the head and the number of events
-    checked, or the first position where it breaks and how. From a remembered head, also proves the log
-    only grew since."""
+    """Recompute the whole hash chain from the stored rows and every signed checkpoint's root (and its
+    signature, with the server's key): ``ok`` with what was checked and how many events no checkpoint covers,
+    or the first position where it breaks and how. A remembered head must still be there, with its hash."""
     if (since_position is None) != (since_hash is None):
         raise BadRequest(
             "since_hash", "give both since_position and since_hash (from /audit/head), or neither"
