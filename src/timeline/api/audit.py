@@ -17,6 +17,7 @@ from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.problems import BadRequest, NotFound
 from timeline.api.schemas import ConsistencyOut, CosignatureIn, CosignatureOut, HeadOut, InclusionOut
+from timeline.domain.values import POSITION_MAX
 from timeline.signing import BadKey, Cosignature
 from timeline.store import audit, eventlog, tree
 from timeline.store.audit import Verification
@@ -43,7 +44,7 @@ async def head(db: Db) -> HeadOut:
 async def verify(
     db: Db,
     since_position: Annotated[
-        int | None, QueryParameter(ge=0, description="A head noted earlier: its position")
+        int | None, QueryParameter(ge=0, le=POSITION_MAX, description="A head noted earlier: its position")
     ] = None,
     since_hash: Annotated[
         str | None,
@@ -68,7 +69,7 @@ async def verify(
     operation_id="exportLog",
     tags=["audit"],
     guards=READ,
-    responses=problems(401, 403),
+    responses=problems(400, 401, 403),
     media_type="application/x-ndjson",
 )
 async def export(
@@ -105,7 +106,9 @@ async def checkpoint(
     db: Db,
     size: Annotated[
         int | None,
-        QueryParameter(ge=1, description="An earlier checkpoint's size (default: the latest)"),
+        QueryParameter(
+            ge=1, le=POSITION_MAX, description="An earlier checkpoint's size (default: the latest)"
+        ),
     ] = None,
 ) -> str:
     """The latest signed checkpoint (or the one of ``size`` events), a C2SP signed note: origin, log size,
@@ -134,8 +137,12 @@ async def _proved(proof: Coroutine[Any, Any, list[bytes]]) -> list[bytes]:
 )
 async def inclusion_proof(
     db: Db,
-    position: Annotated[int, QueryParameter(ge=1, description="The event's position (leaf position - 1)")],
-    size: Annotated[int, QueryParameter(ge=1, description="The tree size: a signed checkpoint's size")],
+    position: Annotated[
+        int, QueryParameter(ge=1, le=POSITION_MAX, description="The event's position (leaf position - 1)")
+    ],
+    size: Annotated[
+        int, QueryParameter(ge=1, le=POSITION_MAX, description="The tree size: a signed checkpoint's size")
+    ],
 ) -> InclusionOut:
     """The RFC 9162 inclusion proof of event ``position`` in the tree of the first ``size`` events."""
     if position > size:
@@ -176,7 +183,7 @@ async def consistency_proof(
 
 
 def _size(parameter: str, text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= POSITION_MAX:
         raise BadRequest(
             parameter, f"{parameter} must be a tree size, a whole number from 1 on; got {text!r}"
         )
