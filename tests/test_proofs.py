@@ -545,3 +545,37 @@ async def test_an_altered_event_fails_its_claims_proof(kept: Auditor, signed: Da
 
     with pytest.raises(Rejected, match="event 13: its contents do not match its hash"):
         await asyncio.to_thread(run)
+
+
+async def test_a_group_commit_signs_one_checkpoint_for_its_batch(database_url: str) -> None:
+    from timeline.groupcommit import Committer
+    from timeline.service import Recorder
+
+    from .helpers import claim_made, document, source, subject
+
+    db = Database(database_url, signer=signing.Signer.generate("test.example/log"))
+    committer = Committer(db)
+
+    def unit(event: object) -> Any:
+        async def run(recorder: Recorder) -> int:
+            recorder.act_as(recorded_by="test", label="test")
+            [recorded] = await recorder.record(event, origin="")  # type: ignore[arg-type]
+            return recorded.position
+
+        return run
+
+    try:
+        for event in (subject("s"), source("a"), document("d")):
+            await committer.run(unit(event))
+        # Queued together before the committer's loop runs again: one batch, one transaction.
+        await asyncio.gather(
+            *(committer.run(unit(claim_made(f"c{i}", "a", i, subject_id="s"))) for i in range(8))
+        )
+        async with db.read() as conn:
+            sizes = [c.size for c in await tree.all_checkpoints(conn)]
+    finally:
+        await committer.close()
+        await db.dispose()
+    assert sizes[:3] == [1, 2, 3]
+    assert sizes[-1] == 11
+    assert len(sizes) < 11  # the eight concurrent writes did not each sign
