@@ -142,6 +142,9 @@ def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | Non
     click.echo(f"serving {redact(url)} on http://{host}:{port} with {workers} worker(s)")
     # Workers import the app by name and read the database URL from the environment.
     os.environ["TIMELINE_DATABASE_URL"] = url
+    if db.signer is not None and not os.environ.get("TIMELINE_SIGNING_KEY"):
+        # The key serve chose (perhaps just made), for the workers, by an absolute path.
+        os.environ.setdefault("TIMELINE_SIGNING_KEY_FILE", str(DEFAULT_KEY.resolve()))
     from timeline.api.protocol import ProblemHttpToolsProtocol
 
     uvicorn.run(
@@ -158,10 +161,10 @@ DEFAULT_KEY = Path("var/timeline.key")
 DEFAULT_KEY_NAME = "timeline.local/log"
 
 
-def _signing_key_for_serving() -> None:
+def _signing_key_for_serving() -> signing.Signer | None:
     """Without TIMELINE_SIGNING_KEY(_FILE), serve signs with var/timeline.key, made on the first start."""
     if os.environ.get("TIMELINE_SIGNING_KEY") or os.environ.get("TIMELINE_SIGNING_KEY_FILE"):
-        return
+        return signing.from_env()
     if not DEFAULT_KEY.exists():
         try:
             signer = _write_key(DEFAULT_KEY, DEFAULT_KEY_NAME)
@@ -171,10 +174,14 @@ def _signing_key_for_serving() -> None:
                 f"{exc.strerror}; checkpoints are not signed",
                 err=True,
             )
-            return
+            return None
         click.echo(f"created the signing key {DEFAULT_KEY}; auditors check checkpoints with its verifier key")
         click.echo(f"  {signer.verifier_text()}")
-    os.environ["TIMELINE_SIGNING_KEY_FILE"] = str(DEFAULT_KEY)
+        return signer
+    try:
+        return signing.from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY)})
+    except signing.BadKey as exc:
+        raise CommandError(f"the signing key cannot be used: {exc}") from None
 
 
 def _write_key(path: Path, name: str) -> signing.Signer:
@@ -225,8 +232,7 @@ async def _prepare_for_serving_db(
     await migrate.upgrade(db)
     if make_key and db.signer is None:
         # Only once the database is there: a failed start leaves no key behind.
-        _signing_key_for_serving()
-        db.signer = signing.from_env()
+        db.signer = _signing_key_for_serving()
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
     if head:
