@@ -523,8 +523,11 @@ async def test_keys_create_and_verify_say_what_they_checked(
 
 
 async def test_verify_fails_on_events_no_checkpoint_covers(
-    signed: Database, database_url: str, capsys: pytest.CaptureFixture[str]
+    signed: Database, database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No key in the environment (an in-process `serve` earlier in the run may have set one for its workers).
+    monkeypatch.delenv("TIMELINE_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("TIMELINE_SIGNING_KEY_FILE", raising=False)
     last = (await _rows(signed))[-1]
     forged = audit.StoredRow(
         **{**_fields(last), "position": 30, "stream_id": "document-forged", "stream_version": 1}
