@@ -287,15 +287,31 @@ async def claim(
     responses=problems(400, 401, 403, 404),
 )
 async def claim_history(
-    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str]
+    db: Db,
+    request: Request[Any, Any, Any],
+    claim_id: FromPath[str],
+    proof: Annotated[
+        bool, QueryParameter(description="Add each event as stored, with its inclusion proof")
+    ] = False,
 ) -> Response[HistoryOut]:
     """Every event of a claim in order, as first recorded: its version and position, who recorded it from
-    which document, what it changed in the claim as shown at the time, and its later corrections. ETag,
+    which document, what it changed in the claim as shown at the time, and its later corrections. With
+    ``proof=true``, also the latest signed checkpoint and each event's inclusion proof against it. ETag,
     Last-Modified and 304 as for estimates."""
 
     async def build(conn: AsyncConnection) -> tuple[HistoryOut, dict[str, str]]:
         recorded, titles = await queries.history(conn, claim_id)
-        return HistoryOut(claim_id=claim_id, events=present.history(recorded, titles)), {}
+        entries = present.history(recorded, titles)
+        if not proof:
+            return HistoryOut(claim_id=claim_id, events=entries), {}
+        proofs = await queries.inclusion_proofs(conn, claim_id, [e.position for e in entries])
+        if proofs is None:
+            return HistoryOut(claim_id=claim_id, events=entries), {}
+        for entry in entries:
+            if entry.position in proofs.hashes:
+                row, hashes = proofs.rows[entry.position], proofs.hashes[entry.position]
+                entry.proof = present.event_proof(row, proofs.size, hashes)
+        return HistoryOut(claim_id=claim_id, events=entries, checkpoint=proofs.note), {}
 
     return await cache.respond(request, db, build)
 

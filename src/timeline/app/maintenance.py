@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from timeline.store import activity, eventlog, migrate, projector, views
+from timeline.store import activity, eventlog, projector, tree, views
 from timeline.store.database import Database
 
 Progress = Callable[[int, int | None], None]
 
 
-async def start(db: Database) -> int:
-    """Migrate the schema and bring the views up to date with the log (after a crash, or a migration that
-    emptied them); returns how many events that took."""
-    await migrate.upgrade(db)
+async def catch_up(db: Database) -> int:
+    """Bring the views up to date with the log (after a crash, or a migration that emptied them) and, with a
+    signing key, sign a checkpoint over events recorded without one; returns the events the views took."""
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
-    return await views.catch_up(db) if head else 0
+    caught_up = await views.catch_up(db) if head else 0
+    if db.signer is not None:
+        # Events recorded without a key (or before migration 0007) get a signed checkpoint now.
+        async with db.write() as conn:
+            await tree.commit_checkpoint(conn, db.signer)
+    return caught_up
 
 
 async def rebuild_views(db: Database, progress: Progress | None = None) -> tuple[int, int]:

@@ -20,7 +20,8 @@ from timeline.domain.errors import InvalidValue
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
 from timeline.domain.streams import claim_stream, document_stream, source_stream, subject_stream
 from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
-from timeline.store import activity, eventlog, projector, queries, travel, views
+from timeline.store import activity, audit, eventlog, projector, queries, travel, tree, views
+from timeline.store.audit import StoredRow
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.queries import TimelineFilter
@@ -240,6 +241,28 @@ async def history(conn: AsyncConnection, claim_id: str) -> tuple[list[RecordedEv
     found = await queries.registrations_among(conn, (document_stream(d) for d in ids))
     titles = {reg.document_id: reg.title for reg in found.values() if isinstance(reg, DocumentRegistered)}
     return recorded, titles
+
+
+class Proofs(msgspec.Struct, frozen=True, kw_only=True):
+    """Inclusion proofs of a claim's events in the latest signed checkpoint: the checkpoint's size and note,
+    each event as stored, and each covered event's proof by position."""
+
+    size: int
+    note: str
+    rows: dict[int, StoredRow]
+    hashes: dict[int, list[str]]
+
+
+async def inclusion_proofs(conn: AsyncConnection, claim_id: str, positions: Iterable[int]) -> Proofs | None:
+    """Proofs that a claim's events at ``positions`` are in the latest signed checkpoint (None: none yet)."""
+    latest = await tree.latest_checkpoint(conn)
+    if latest is None:
+        return None
+    rows = {r.position: r for r in await audit.stream_rows(conn, claim_stream(claim_id))}
+    hashes = {
+        p: tree.b64(await tree.inclusion(conn, p - 1, latest.size)) for p in positions if p <= latest.size
+    }
+    return Proofs(size=latest.size, note=latest.note, rows=rows, hashes=hashes)
 
 
 async def log_page(conn: AsyncConnection, after: int, limit: int) -> tuple[list[RecordedEvent], int]:

@@ -53,6 +53,7 @@ for command in (
     log.restore,
     admin.draft,
     admin.tokens_group,
+    admin.keys_group,
     admin.db_group,
     admin.openapi,
 ):

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from timeline import drafting
+from timeline import drafting, signing
 from timeline.app import queries
 from timeline.cli.common import Group, disposing, run_command
+from timeline.cli.serving import DEFAULT_KEY, DEFAULT_KEY_NAME, write_key
 from timeline.console import CommandError, open_database
 from timeline.store import migrate, tokens
 from timeline.store.database import Database
@@ -140,6 +141,51 @@ def tokens_list(url: str) -> None:
     for t in run_command(url, lambda: disposing(db, run())):
         state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "live"
         click.echo(f"{t.name}\t{' '.join(t.scopes)}\t{state}\tcreated {t.created_at:%Y-%m-%d %H:%M}")
+
+
+@click.group("keys", cls=Group)
+def keys_group() -> None:
+    """The Ed25519 key that signs checkpoints (kept outside the database)."""
+
+
+@keys_group.command("create")
+@click.option(
+    "--name", default=DEFAULT_KEY_NAME, show_default=True, help="the log's origin (no spaces or '+')"
+)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_KEY, show_default=True
+)
+def keys_create(name: str, output: Path) -> None:
+    """Create a signing key in a new file (readable by you alone) and print its verifier key."""
+    if output.exists():
+        raise CommandError(f"{output} exists: a signing key is never overwritten")
+    try:
+        signer = write_key(output, name)
+    except signing.BadKey as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"{output}: cannot write the key: {exc.strerror}") from None
+    click.echo(signer.verifier_text())
+    click.echo(
+        f"signing key written to {output}; serve with TIMELINE_SIGNING_KEY_FILE={output} (the default "
+        "when it is var/timeline.key) and give auditors the verifier key above",
+        err=True,
+    )
+
+
+@keys_group.command("show")
+def keys_show() -> None:
+    """Print the verifier key of the configured signing key (TIMELINE_SIGNING_KEY(_FILE), else
+    var/timeline.key)."""
+    try:
+        signer = signing.from_env()
+        if signer is None and DEFAULT_KEY.exists():
+            signer = signing.from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY)})
+    except signing.BadKey as exc:
+        raise CommandError(str(exc)) from None
+    if signer is None:
+        raise CommandError("no signing key configured (TIMELINE_SIGNING_KEY_FILE) and no var/timeline.key")
+    click.echo(signer.verifier_text())
 
 
 @click.group("db", cls=Group)

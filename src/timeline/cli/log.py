@@ -23,7 +23,7 @@ _HEAD = re.compile(r"([0-9]+):([0-9a-f]{64})", re.ASCII)
 )
 @click.pass_obj
 def verify(url: str, since: str | None) -> int:
-    """Recompute the hash chain; exit 2 where it breaks."""
+    """Check the whole chain and every signed checkpoint; exit 2 where it breaks."""
     remembered = None
     if since is not None:
         found = _HEAD.fullmatch(since)
@@ -35,7 +35,9 @@ def verify(url: str, since: str | None) -> int:
     async def run() -> audit.Verification:
         async with db.read() as conn:
             with progress("verifying") as advance:
-                return await audit.verify(conn, since=remembered, progress=advance)
+                return await audit.verify(conn, since=remembered, verifier=verifier, progress=advance)
+
+    verifier = None if db.signer is None else db.signer.verifier_text()
 
     report = run_command(url, lambda: disposing(db, run()))
     if report.first_break is not None:
@@ -43,9 +45,23 @@ def verify(url: str, since: str | None) -> int:
         click.echo(f"intact up to position {report.head_position} ({report.checked} events checked)")
         return Exit.BROKEN
     click.echo(
-        f"ok: {report.checked} events checked from position {report.from_position + 1}; "
-        f"head {report.head_position} {report.head_hash}"
+        f"ok: {report.checked} events checked, whole chain; head {report.head_position} {report.head_hash}"
     )
+    signatures = (
+        "and signatures" if report.signatures_checked else "(signatures not checked: no key configured)"
+    )
+    click.echo(f"ok: {report.checkpoints_checked} signed checkpoints, their roots recomputed {signatures}")
+    if remembered is not None:
+        click.echo(
+            f"ok: event {remembered[0]} still has the hash you remembered, and the log only grew since"
+        )
+    if report.unsigned:
+        click.echo(
+            f"UNSIGNED: events {report.signed_size + 1}-{report.head_position} are covered by no signed "
+            "checkpoint" + (": they were appended without the key" if report.checkpoints_checked else "")
+        )
+        if report.checkpoints_checked:
+            return Exit.BROKEN
     return Exit.OK
 
 

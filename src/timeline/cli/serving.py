@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from timeline import logs, signing
 from timeline.app import maintenance
 from timeline.app.imports import ImportResult, LoadedFixture, import_fixtures, read_files
 from timeline.cli.common import disposing, run_command
@@ -60,8 +61,33 @@ def fixture_files(paths: Sequence[Path]) -> list[Path]:
     help="import the fixtures in this directory not yet recorded  [default: the project's fixtures/]",
 )
 @click.option("--no-fixtures", is_flag=True, help="import no fixtures on start")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    envvar="TIMELINE_LOG_FORMAT",
+    help="log lines (access and application alike) as JSON or as text  [env: TIMELINE_LOG_FORMAT]",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    envvar="TIMELINE_LOG_LEVEL",
+    help="the least severe level logged  [env: TIMELINE_LOG_LEVEL]",
+)
 @click.pass_obj
-def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | None, no_fixtures: bool) -> None:
+def serve(
+    url: str,
+    host: str,
+    port: int,
+    workers: int,
+    fixtures_dir: Path | None,
+    no_fixtures: bool,
+    log_format: logs.Format,
+    log_level: str,
+) -> None:
     """Migrate, import the fixtures not yet recorded, serve HTTP."""
     import uvicorn
 
@@ -70,12 +96,18 @@ def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | Non
         raise CommandError("--workers needs PostgreSQL; SQLite is served by one process")
     directory = None if no_fixtures else fixtures_dir or _fixtures_dir()
     fixtures = None if directory is None else _load_fixtures(directory)
-    results = run_command(url, lambda: disposing(db, _prepare_for_serving_db(db, fixtures)))
+    results = run_command(url, lambda: disposing(db, _prepare_for_serving_db(db, fixtures, make_key=True)))
     if directory is not None:
         _report_fixtures(directory, results)
     click.echo(f"serving {redact(url)} on http://{host}:{port} with {workers} worker(s)")
-    # Workers import the app by name and read the database URL from the environment.
+    # Workers import the app by name and read the database URL and the log settings from the environment.
     os.environ["TIMELINE_DATABASE_URL"] = url
+    os.environ["TIMELINE_LOG_FORMAT"] = log_format
+    os.environ["TIMELINE_LOG_LEVEL"] = log_level
+    logs.configure(log_format, log_level)
+    if db.signer is not None and not os.environ.get("TIMELINE_SIGNING_KEY"):
+        # The key serve chose (perhaps just made), for the workers, by an absolute path.
+        os.environ.setdefault("TIMELINE_SIGNING_KEY_FILE", str(DEFAULT_KEY.resolve()))
     from timeline.api.protocol import ProblemHttpToolsProtocol
 
     uvicorn.run(
@@ -84,8 +116,49 @@ def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | Non
         host=host,
         port=port,
         workers=workers,
+        # timeline.logs formats uvicorn's lines too; the app writes the access lines (with request ids).
+        log_config=None,
+        log_level=log_level.lower(),
+        access_log=False,
         http=ProblemHttpToolsProtocol,
     )
+
+
+DEFAULT_KEY = Path("var/timeline.key")
+DEFAULT_KEY_NAME = "timeline.local/log"
+
+
+def _signing_key_for_serving() -> signing.Signer | None:
+    """Without TIMELINE_SIGNING_KEY(_FILE), serve signs with var/timeline.key, made on the first start."""
+    if os.environ.get("TIMELINE_SIGNING_KEY") or os.environ.get("TIMELINE_SIGNING_KEY_FILE"):
+        return signing.from_env()
+    if not DEFAULT_KEY.exists():
+        try:
+            signer = write_key(DEFAULT_KEY, DEFAULT_KEY_NAME)
+        except OSError as exc:
+            click.echo(
+                f"note: no signing key (set TIMELINE_SIGNING_KEY_FILE), and cannot create {DEFAULT_KEY}: "
+                f"{exc.strerror}; checkpoints are not signed",
+                err=True,
+            )
+            return None
+        click.echo(f"created the signing key {DEFAULT_KEY}; auditors check checkpoints with its verifier key")
+        click.echo(f"  {signer.verifier_text()}")
+        return signer
+    try:
+        return signing.from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY)})
+    except signing.BadKey as exc:
+        raise CommandError(f"the signing key cannot be used: {exc}") from None
+
+
+def write_key(path: Path, name: str) -> signing.Signer:
+    """A new signing key in a new file, readable by its owner alone (never over an existing key)."""
+    signer = signing.Signer.generate(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(signer.private_text() + "\n")
+    return signer
 
 
 def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
@@ -120,8 +193,14 @@ def _load_fixtures(directory: Path) -> list[LoadedFixture]:
     ]
 
 
-async def _prepare_for_serving_db(db: Database, fixtures: list[LoadedFixture] | None) -> list[ImportResult]:
-    caught_up = await maintenance.start(db)
+async def _prepare_for_serving_db(
+    db: Database, fixtures: list[LoadedFixture] | None, *, make_key: bool = False
+) -> list[ImportResult]:
+    await migrate.upgrade(db)
+    if make_key and db.signer is None:
+        # Only once the database is there: a failed start leaves no key behind.
+        db.signer = _signing_key_for_serving()
+    caught_up = await maintenance.catch_up(db)
     if caught_up:
         click.echo(f"brought the views up to date with {caught_up} events")
     if not fixtures:
