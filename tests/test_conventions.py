@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from litestar.testing import AsyncTestClient
-from timeline.importer import LoadedFixture, import_fixtures
 
 from timeline.api.app import create_app
 from timeline.api.settings import Settings
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.store import tokens
 from timeline.store.database import Database
 

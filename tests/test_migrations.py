@@ -149,9 +149,8 @@ async def test_upgrade_keeps_the_log_and_serve_refolds_the_views(empty_database_
 async def test_0007_builds_the_tree_over_a_log_already_there(empty_database_url: str) -> None:
     """A log recorded before the Merkle tree existed gets its stored nodes from the migration, so proofs and
     the first signed checkpoint cover it."""
-    from timeline.importer import LoadedFixture, import_fixtures
-
     from timeline import merkle, signing
+    from timeline.app.imports import LoadedFixture, import_fixtures
     from timeline.store import audit, tree
 
     from .conftest import SEED

@@ -16,13 +16,13 @@ import httpx
 import pytest
 import structlog
 from litestar.testing import AsyncTestClient
-from timeline.importer import LoadedFixture, import_fixtures
 
 from timeline import logs
 from timeline.api.app import create_app
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Filter, Hub
 from timeline.api.observe import Metrics
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.store import clock, tokens
 from timeline.store.database import Database
 

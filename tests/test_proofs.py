@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
-from timeline.importer import LoadedFixture, import_fixtures
 
 from timeline import merkle, signing
 from timeline.api.app import create_app
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.cli import main
 from timeline.store import audit, chain, tokens, tree
 from timeline.store.database import Database

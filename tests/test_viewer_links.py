@@ -8,9 +8,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from litestar.testing import AsyncTestClient
-from timeline.importer import LoadedFixture, import_fixtures
 
 from timeline.api.app import create_app
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.store import tokens
 from timeline.store.database import Database
 
