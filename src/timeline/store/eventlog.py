@@ -218,35 +218,47 @@ async def append(
 
 
 class Reading(msgspec.Struct, kw_only=True):
-    """What a writer reads before appending: whole streams, which other streams exist, and the head link."""
+    """What a writer reads before appending: each stream's record (version, state) if it has one and its
+    events after the record, which other streams exist, and the head link."""
 
     streams: dict[str, list[RecordedEvent]]
+    records: dict[str, tuple[int, str]]
     existing: set[str]
     head: tuple[int, str] | None
 
 
-_WHOLE, _PROBE = 0, 1
+_WHOLE, _PROBE, _HEAD = 0, 1, 2
 
 
 async def read_for_write(
-    conn: AsyncConnection, stream_ids: Iterable[str], *, probe: Iterable[str] = (), head: bool = False
+    conn: AsyncConnection,
+    stream_ids: Iterable[str],
+    *,
+    probe: Iterable[str] = (),
+    head: bool = False,
+    record_format: int = 0,
 ) -> Reading:
-    """In one query: the streams in version order, which of the ``probe`` streams exist, and, with ``head``,
-    the log's head link. The caller holds the write lock, so the head stays put."""
-    reading = Reading(streams={s: [] for s in stream_ids}, existing=set(), head=None)
+    """In one query: the streams' records (of ``record_format``) and their events after them in version
+    order, which of the ``probe`` streams exist, and, with ``head``, the log's head link. The caller holds
+    the write lock, so the head stays put."""
+    reading = Reading(streams={s: [] for s in stream_ids}, records={}, existing=set(), head=None)
     probes = sorted(set(probe).difference(reading.streams))
     if reading.streams or probes or head:
-        for part, *row in await driver.read_for_write(conn, sorted(reading.streams), probes, head):
+        rows = await driver.read_for_write(conn, sorted(reading.streams), probes, head, record_format)
+        for part, *row in rows:
             if part == _WHOLE:
                 recorded = _from_driver(row)
                 reading.streams[recorded.stream_id].append(recorded)
             elif part == _PROBE:
                 reading.existing.add(row[2])
-            else:
+            elif part == _HEAD:
                 reading.head = (int(row[0]), str(row[11]))
+            else:
+                reading.records[row[2]] = (int(row[3]), str(row[6]))
     if head and reading.head is None:
         reading.head = (0, chain.GENESIS)
     reading.existing.update(s for s, stored in reading.streams.items() if stored)
+    reading.existing.update(s for s, (version, _) in reading.records.items() if version > 0)
     return reading
 
 

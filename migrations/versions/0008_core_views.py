@@ -1,0 +1,35 @@
+"""per-stream records for the write path
+
+Revision ID: 0008_core_views
+Revises: 0006_core_read
+Create Date: 2026-12-03 07:00:00
+
+The rules read each stream's state from one small row (its version and folded state) instead of folding the
+whole stream from the log on every write. The table starts empty: a writer catches a missing or lagging
+record up from the log, so no backfill is needed.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008_core_views"
+down_revision: str | None = "0006_core_read"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "stream_records",
+        sa.Column("stream_id", sa.String(200), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("format", sa.Integer(), nullable=False),
+        sa.Column("state", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("stream_id", name="pk_stream_records"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("stream_records")
