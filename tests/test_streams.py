@@ -25,6 +25,11 @@ def _denial(denial_id: str, by: str, statement: str = "no") -> ClaimDenied:
     )
 
 
+@pytest.fixture(autouse=True)
+def _every_write_keeps_a_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streams, "EVERY", 1)
+
+
 async def _record(db: Database, *events: object) -> int:
     async with db.write() as conn:
         recorder = Recorder(conn, recorded_by="test", label="test")
@@ -84,3 +89,18 @@ async def test_a_missing_or_foreign_record_is_refolded_from_the_log(db: Database
     async with db.read() as conn:
         assert await eventlog.stream_version(conn, "claim-c1") == 3
     assert (await _records(db))["claim-c1"] == 3
+
+
+async def test_a_record_is_renewed_only_once_enough_events_gathered_past_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streams, "EVERY", 3)
+    await _record(db, subject("s"), source("a"), source("b"), document("d"), claim_made("c1", "a", 5))
+    assert "claim-c1" not in await _records(db)  # a short stream is read from the log
+    await _record(db, _denial("n1", "b"), _denial("n2", "b", "again"))
+    assert (await _records(db))["claim-c1"] == 3
+    await _record(db, _denial("n3", "b", "thrice"))
+    assert (await _records(db))["claim-c1"] == 3
+    assert await _record(db, _denial("n1", "b")) == 0  # folded from the record and the event past it
+    await _record(db, _denial("n4", "b", "4"), _denial("n5", "b", "5"))
+    assert (await _records(db))["claim-c1"] == 6

@@ -1,4 +1,4 @@
-"""per-stream records for the write path
+"""per-stream records for the write path; claim rows hold current state only
 
 Revision ID: 0008_core_views
 Revises: 0006_core_read
@@ -7,6 +7,9 @@ Create Date: 2026-12-03 07:00:00
 The rules read each stream's state from one small row (its version and folded state) instead of folding the
 whole stream from the log on every write. The table starts empty: a writer catches a missing or lagging
 record up from the log, so no backfill is needed.
+
+A claims row no longer keeps the claim's every event and their positions (the history is in the log): the
+views are emptied, and `timeline serve` / `timeline rebuild` refold them in the new shape.
 """
 
 from collections.abc import Sequence
@@ -29,7 +32,15 @@ def upgrade() -> None:
         sa.Column("state", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("stream_id", name="pk_stream_records"),
     )
+    _empty_views()
+
+
+def _empty_views() -> None:
+    for table in ("claims", "estimates", "timeline", "registrations"):
+        op.execute(sa.text(f"DELETE FROM {table}"))
+    op.execute(sa.text("DELETE FROM projection_checkpoints WHERE name = 'views'"))
 
 
 def downgrade() -> None:
     op.drop_table("stream_records")
+    _empty_views()

@@ -76,6 +76,8 @@ class _Stream:
     """A stream as this transaction sees it: its state when read, then after each event appended here."""
 
     states: list[streams.StreamState]
+    # The version of the stream's record in the database (0: none).
+    recorded: int = 0
     appended: list[RecordedEvent] = field(default_factory=list)
 
     @property
@@ -214,7 +216,7 @@ class Recorder:
             for recorded in later:
                 state = streams.evolve(state, recorded.event)
                 assert state.version == recorded.stream_version, (stream_id, recorded.stream_version)
-            self._streams[stream_id] = _Stream([state])
+            self._streams[stream_id] = _Stream([state], record[0] if record is not None else 0)
         self._exists.update((s, s in reading.existing) for s in unknown)
         if head:
             self._head = reading.head
@@ -391,7 +393,7 @@ class Recorder:
         changes.streams = [
             (stream_id, stream.version, streams.FORMAT, streams.encode(stream.state))
             for stream_id, stream in sorted(self._streams.items())
-            if stream.appended
+            if stream.appended and stream.version - stream.recorded >= streams.EVERY
         ]
         # The events and the views' rows they change go in together (one statement on PostgreSQL).
         await views.project(self.conn, self.appended, before=self._claims_before(), changes=changes)

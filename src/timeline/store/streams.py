@@ -1,9 +1,11 @@
 """Stream records: the state the rules read, one small row per stream, kept in the write transaction.
 
 A record is a snapshot of one stream at a version. The writer reads it together with the stream's events
-after that version (normally none) and folds those on top, so a record that lags (the table starts empty after
-migration 0008; ``eventlog.append`` writes no record) is caught up from the log, never trusted blindly.
-Optimistic concurrency stays with the log's unique (stream, version) key.
+after that version and folds those on top, so a record that lags (the table starts empty after migration
+0008; ``eventlog.append`` writes none) is caught up from the log, never trusted blindly. A write renews a
+stream's record once ``EVERY`` events have gathered past it: a short stream (most claims) costs no record, a
+long one is never folded from more than ``EVERY`` events. Optimistic concurrency stays with the log's unique
+(stream, version) key.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from timeline.domain.events import (
 # Bumped whenever the fold below (or the domain's ``evolve``) changes what a state holds: a record written in
 # another format is ignored and its stream refolded from the log.
 FORMAT = 1
+# Events a stream gathers past its record before a write renews it: folding that many costs about what
+# reading one record does, and a stream shorter than this (most claims) never writes one.
+EVERY = 8
 
 _REGISTERED = SubjectRegistered | SourceRegistered | DocumentRegistered
 _AMENDED = SubjectAmended | SourceAmended | DocumentAmended
