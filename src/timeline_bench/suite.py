@@ -41,6 +41,7 @@ from timeline.store import audit, eventlog, migrate, schema, tokens, views
 from timeline.store.database import Database
 from timeline.store.eventlog import Metadata, NewEvent
 from timeline_bench.generator import generate
+from timeline_bench.travel import Cuts, time_cuts
 
 
 class Stats(msgspec.Struct):
@@ -882,7 +883,22 @@ async def _token(url: str) -> str:
 
 
 # "live" is run by timeline_bench.live (it builds on this module).
-GROUPS = ("appends", "import", "rebuild", "archive", "http", "live")
+def _travel_result(dialect: str, cuts: Cuts) -> Result:
+    p50 = statistics.median(cuts.ms)
+    return Result(
+        benchmark=f"time travel, {cuts.kind} on a subject of {cuts.size:,} events",
+        database=dialect,
+        unit="ms",
+        timeline=Stats.of(cuts.ms),
+        baselines={},
+        target="p50 < 50 ms",
+        ratio=None,
+        met=p50 < 50,
+        note=f"log of {cuts.head:,} events, {len(cuts.ms)} cuts, in process",
+    )
+
+
+GROUPS = ("appends", "import", "rebuild", "timetravel", "archive", "http", "live")
 
 
 async def run(
@@ -903,7 +919,7 @@ async def run(
             if "import" in only:
                 log(f"{dialect}: import")
                 results.append(await bench_import(dbs, dialect))
-            if not {"rebuild", "archive", "http"} & set(only):
+            if not {"rebuild", "timetravel", "archive", "http"} & set(only):
                 continue
             log(f"{dialect}: building a log of {config.events:,} events")
             url = await dbs.fresh(dialect)
@@ -911,6 +927,9 @@ async def run(
             if "rebuild" in only:
                 log(f"{dialect}: rebuild")
                 results.append(await bench_rebuild(dbs, dialect, url, count))
+            if "timetravel" in only:
+                log(f"{dialect}: time travel")
+                results.extend(_travel_result(dialect, cuts) for cuts in await time_cuts(url))
             if "archive" in only:
                 log(f"{dialect}: export and restore")
                 results.extend(await bench_archive(dbs, dialect, url))
