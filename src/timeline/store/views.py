@@ -309,7 +309,7 @@ async def rebuild_online(db: Database, progress: Progress | None = None, *, batc
     what arrived meanwhile and copy the new rows over the old. Returns the number of events folded."""
     async with db.session() as session:
         async with session.snapshot() as conn:
-            done, after = await _fold_shadows(conn, progress, batch)
+            done, after = await _fold_shadows(conn, progress, batch, on_disk=True)
         async with session.write() as conn:
             more, _ = await fold(conn, after, batch=batch)
             await _swap_in_shadows(conn)
@@ -319,15 +319,17 @@ async def rebuild_online(db: Database, progress: Progress | None = None, *, batc
 async def rebuild(conn: AsyncConnection, progress: Progress | None = None, *, batch: int = BATCH) -> int:
     """The same rebuild on one connection, in the caller's transaction (after a restore): the log folded
     into the temporary tables, then copied over the views. Returns the number of events folded."""
-    done, _ = await _fold_shadows(conn, progress, batch)
+    done, _ = await _fold_shadows(conn, progress, batch, on_disk=False)
     await _swap_in_shadows(conn)
     return done
 
 
-async def _fold_shadows(conn: AsyncConnection, progress: Progress | None, batch: int) -> tuple[int, int]:
+async def _fold_shadows(
+    conn: AsyncConnection, progress: Progress | None, batch: int, *, on_disk: bool
+) -> tuple[int, int]:
     """Create the temporary tables and fold the whole log into them (``fold`` from position 0, a batch
     and its checkpoint at a time, so memory is bounded by a batch)."""
-    await _create_shadows(conn)
+    await _create_shadows(conn, on_disk=on_disk)
     head = await eventlog_head(conn)
     return await fold(conn, 0, batch=batch, progress=progress, head=head)
 
@@ -337,9 +339,11 @@ async def _fold_shadows(conn: AsyncConnection, progress: Progress | None, batch:
 _SHADOWED = (claims, estimates, registrations, timeline, checkpoints)
 
 
-async def _create_shadows(conn: AsyncConnection) -> None:
-    if conn.dialect.name == "sqlite":
+async def _create_shadows(conn: AsyncConnection, *, on_disk: bool) -> None:
+    if on_disk and conn.dialect.name == "sqlite":
         # On disk, not in memory: the shadows grow to the size of the views; the connection dies after.
+        # (Not on a caller's connection: SQLite refuses the change in a transaction once it has used a
+        # temporary table, and its default keeps them on disk anyway.)
         await conn.execute(sa.text("PRAGMA temp_store = FILE"))
     for table in _SHADOWED:
         create = str(sa.schema.CreateTable(table).compile(dialect=conn.dialect))
