@@ -22,7 +22,8 @@ LOWEST := .cache/venv-lowest
 LOWEST_TESTS ?= tests/test_cli.py tests/test_api.py tests/test_write_api.py tests/test_eventlog.py \
   tests/test_migrations.py tests/test_fixtures.py tests/test_audit.py
 
-.PHONY: help install install-runtime serve test lint pytest browser bench test-lowest openapi schema lock clean evaluate
+.PHONY: help install install-runtime serve test lint pytest browser bench test-lowest openapi schema lock clean evaluate \
+  vendor-redoc readme
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -112,6 +113,20 @@ lock: | $(UV)  ## re-resolve requirements/*.txt (with hashes) from pyproject.tom
 	$(UV_LOCK) pyproject.toml --extra test --resolution lowest-direct -o requirements/lowest.txt
 	$(UV_LOCK) requirements/build.in -o requirements/build.txt
 	$(UV_LOCK) requirements/tools.in -o requirements/tools.txt
+
+# Every shell example in README.md runs, in order, against a real `timeline serve` on a new SQLite file, and
+# its output block is rewritten from what it printed (tests/test_readme.py checks the same on both databases).
+readme: install  ## rewrite README.md's example outputs from a real run (after changing the API or the examples)
+	$(BIN)/python -m tests.readme --update
+
+# /schema's Redoc is vendored (src/timeline/api/static/redoc/) so that the page renders offline.
+REDOC_VERSION ?= 2.5.4
+vendor-redoc:  ## replace the vendored Redoc with release REDOC_VERSION from npm (bundle and licences)
+	rm -rf .cache/redoc && mkdir -p .cache/redoc
+	cd .cache/redoc && npm pack --silent redoc@$(REDOC_VERSION) >/dev/null && tar xzf redoc-*.tgz
+	cp .cache/redoc/package/bundles/redoc.standalone.js .cache/redoc/package/bundles/redoc.standalone.js.LICENSE.txt \
+	  .cache/redoc/package/LICENSE src/timeline/api/static/redoc/
+	sed -i 's/Redoc [0-9][0-9.]* (MIT/Redoc $(REDOC_VERSION) (MIT/' src/timeline/api/static/redoc/README.md
 
 clean:  ## remove the virtualenvs, the tools and the local database
 	rm -rf $(VENV) $(TOOLS) $(LOWEST) var

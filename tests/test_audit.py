@@ -140,8 +140,8 @@ async def test_verify_from_a_remembered_head_after_growth(seeded: Database) -> N
     await import_fixtures(seeded, [LoadedFixture("later", later)], recorded_by="test")
     report = await _verify(seeded, since=remembered)
     assert report.ok
-    assert report.from_position == 29
-    assert report.checked == 1  # only the new document was new
+    assert report.remembered_head_checked
+    assert report.checked == 30  # the whole chain: an edit before the remembered head must not pass
     assert report.head_position == 30
 
 
@@ -356,7 +356,8 @@ async def test_http_head_verify_and_ndjson(seeded: Database, database_url: str) 
         assert verified["head_hash"] == head["hash"]
         since = await client.get("/audit/verify", params={"since_position": 29, "since_hash": head["hash"]})
         assert since.json()["ok"] is True
-        assert since.json()["checked"] == 0
+        assert since.json()["checked"] == 29  # the whole chain, and the remembered head in it
+        assert since.json()["remembered_head_checked"] is True
         wrong = await client.get("/audit/verify", params={"since_position": 29, "since_hash": "0" * 64})
         assert wrong.json()["first_break"]["position"] == 29
         bad = await client.get("/audit/verify", params={"since_position": 29})

@@ -22,6 +22,16 @@ NIS = "nis-1500-soldiers-sent-for-training"
 
 @pytest.fixture
 def browser() -> Iterator[object]:
+    yield from _chromium()
+
+
+@pytest.fixture
+def offline_browser() -> Iterator[object]:
+    """A browser that reaches 127.0.0.1 and nothing else: every other host fails to resolve."""
+    yield from _chromium("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1")
+
+
+def _chromium(*extra: str) -> Iterator[object]:
     if CHROMIUM is None or CHROMEDRIVER is None:
         if REQUIRED:
             pytest.fail(
@@ -33,7 +43,13 @@ def browser() -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1400"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,1400",
+        *extra,
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -128,7 +144,8 @@ TIMELINEJS = (
 async def test_timelinejs_itself_loads_our_export_from_another_origin(
     browser: object, tmp_path: Path
 ) -> None:
-    """An embed page on another origin loads TimelineJS3 (from npm) and points it at our export."""
+    """An embed page on another origin loads TimelineJS3 (from npm) and points it at our export, with no
+    CORS configuration: public reads answer any origin."""
     import functools
     import http.server
     import threading
@@ -138,7 +155,7 @@ async def test_timelinejs_itself_loads_our_export_from_another_origin(
             pytest.fail(f"TimelineJS is required but missing at {TIMELINEJS} (make test fetches it from npm)")
         pytest.skip("TimelineJS not fetched from npm")
     url = f"sqlite+aiosqlite:///{tmp_path / 'embed.db'}"
-    server = Server(url, tmp_path / "server.log", TIMELINE_CORS_ORIGINS="*")
+    server = Server(url, tmp_path / "server.log")
     site = tmp_path / "site"
     shutil.copytree(TIMELINEJS, site / "timelinejs")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
@@ -171,4 +188,65 @@ async def test_timelinejs_itself_loads_our_export_from_another_origin(
     finally:
         httpd.shutdown()
         httpd.server_close()
+        server.stop()
+
+
+async def test_the_api_documentation_renders_with_the_network_off(
+    offline_browser: object, tmp_path: Path
+) -> None:
+    """/schema draws Redoc from the app's own copy: no CDN, no web fonts."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}"
+    server = Server(url, tmp_path / "server.log")
+    try:
+        await server.ready()
+        driver = offline_browser
+        run = driver.execute_script  # type: ignore[attr-defined]
+        # The browser really is offline for every other host.
+        from selenium.common.exceptions import WebDriverException
+
+        with pytest.raises(WebDriverException, match="ERR_NAME_NOT_RESOLVED"):
+            driver.get("https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js")  # type: ignore[attr-defined]
+        await asyncio.to_thread(driver.get, f"{server.base}/schema")  # type: ignore[attr-defined]
+        _wait(driver, "document.querySelector('.api-content') !== null", seconds=30)
+        _wait(driver, "document.body.innerText.includes('An event-sourced ledger of attributed claims')")
+        text = str(run("return document.body.innerText"))
+        assert "getHealth" in text or "Health" in text
+        entries = run(
+            "return performance.getEntriesByType('resource').map(e => [e.name, e.domainLookupStart])"
+        )
+        assert [name for name, _ in entries if "redoc.standalone.js" in name] == [
+            f"{server.base}/schema/assets/redoc.standalone.js"
+        ]
+        # Redoc's bundle names one remote image (its logo); the page's policy stops it before any lookup.
+        elsewhere = [
+            name for name, lookup in entries if not str(name).startswith(server.base) and lookup != 0
+        ]
+        assert elsewhere == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "schema-offline.png"))  # type: ignore[attr-defined]
+    finally:
+        server.stop()
+
+
+async def test_a_link_to_a_moment_opens_the_viewer_there(browser: object, tmp_path: Path) -> None:
+    """/?as_of= reaches the viewer with the subject filled in and the date set, and shows that moment."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'link.db'}"
+    server = Server(url, tmp_path / "server.log")
+    try:
+        await server.ready()
+        driver = browser
+        await asyncio.to_thread(driver.get, f"{server.base}/?as_of=2024-10-20")  # type: ignore[attr-defined]
+        _wait(
+            driver,
+            "document.querySelector('#estimates tbody').innerText.includes('No estimates at that moment')",
+        )
+        run = driver.execute_script  # type: ignore[attr-defined]
+        assert run("return document.getElementById('as-of').value") == "2024-10-20"
+        assert run("return document.getElementById('subject').value") == "dprk-troops-to-russia"
+        assert run("return location.search") == "?subject=dprk-troops-to-russia&as_of=2024-10-20"
+        # Back to now: the address follows, so it is a link to what the page shows.
+        run("document.getElementById('now').click()")
+        _wait(driver, "document.querySelectorAll('#estimates tbody tr[data-source]').length === 3")
+        assert run("return location.search") == "?subject=dprk-troops-to-russia"
+    finally:
         server.stop()

@@ -142,8 +142,9 @@ async def test_conditional_get_cors_and_compression(seeded: Database, database_u
         assert preflight.status_code in (200, 204)
         assert preflight.headers["access-control-allow-origin"] == "https://newsroom.example"
         assert "POST" in preflight.headers["access-control-allow-methods"]
+        # Any other origin may read (public reads), without credentials; writing is for the listed origins.
         other = await client.get(url, headers={"Origin": "https://elsewhere.example"})
-        assert "access-control-allow-origin" not in other.headers
+        assert other.headers["access-control-allow-origin"] == "*"
 
         for encoding in ("br", "gzip"):
             compressed = await client.get(

@@ -144,3 +144,44 @@ async def test_upgrade_keeps_the_log_and_serve_refolds_the_views(empty_database_
         assert record.claim.quantity.value == 1500
     finally:
         await db.dispose()
+
+
+async def test_0007_builds_the_tree_over_a_log_already_there(empty_database_url: str) -> None:
+    """A log recorded before the Merkle tree existed gets its stored nodes from the migration, so proofs and
+    the first signed checkpoint cover it."""
+    from timeline import merkle, signing
+    from timeline.importer import LoadedFixture, import_fixtures
+    from timeline.store import audit, tree
+
+    from .conftest import SEED
+
+    db = Database(empty_database_url)
+    try:
+        await migrate.upgrade(db)
+        await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+        async with db.engine.connect() as conn:
+            expected = (await conn.execute(sa.select(tree.tree_nodes).order_by("level", "idx"))).all()
+        assert expected  # 29 events: a node of 16 leaves at least
+        await migrate.downgrade(db, "0006_core_read")
+        async with db.engine.connect() as conn:
+            assert "tree_nodes" not in await conn.run_sync(_tables)
+        await migrate.upgrade(db)
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(sa.select(tree.tree_nodes).order_by("level", "idx"))).all() == expected
+    finally:
+        await db.dispose()
+    signer = signing.Signer.generate("test.example/log")
+    db = Database(empty_database_url, signer=signer)
+    try:
+        async with db.write() as conn:
+            await tree.commit_checkpoint(conn, signer)
+        async with db.read() as conn:
+            latest = await tree.latest_checkpoint(conn)
+            leaves = [merkle.event_leaf(r.hash) async for r in audit.rows(conn)]
+        frontier = merkle.Frontier()
+        for leaf in leaves:
+            frontier.append(leaf)
+        assert latest is not None
+        assert (latest.size, latest.root_hash) == (29, frontier.root().hex())
+    finally:
+        await db.dispose()

@@ -18,11 +18,11 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from timeline import drafting
+from timeline import drafting, logs, signing
 from timeline.console import CommandError, Exit, database_error, error, open_database, progress, redact
 from timeline.fixtures import FixtureError
 from timeline.importer import ImportResult, LoadedFixture, import_fixtures, read_files
-from timeline.store import activity, audit, eventlog, migrate, projector, tokens, views
+from timeline.store import activity, audit, eventlog, migrate, projector, tokens, tree, views
 from timeline.store.database import DEFAULT_URL, Database
 from timeline.store.queries import drafting_context
 from timeline.store.tokens import SCOPES
@@ -126,8 +126,33 @@ def cli(ctx: click.Context, database_url: str) -> None:
     help="import the fixtures in this directory not yet recorded  [default: the project's fixtures/]",
 )
 @click.option("--no-fixtures", is_flag=True, help="import no fixtures on start")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    envvar="TIMELINE_LOG_FORMAT",
+    help="log lines (access and application alike) as JSON or as text  [env: TIMELINE_LOG_FORMAT]",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    envvar="TIMELINE_LOG_LEVEL",
+    help="the least severe level logged  [env: TIMELINE_LOG_LEVEL]",
+)
 @click.pass_obj
-def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | None, no_fixtures: bool) -> None:
+def serve(
+    url: str,
+    host: str,
+    port: int,
+    workers: int,
+    fixtures_dir: Path | None,
+    no_fixtures: bool,
+    log_format: logs.Format,
+    log_level: str,
+) -> None:
     """Migrate, import the fixtures not yet recorded, serve HTTP."""
     import uvicorn
 
@@ -136,12 +161,18 @@ def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | Non
         raise CommandError("--workers needs PostgreSQL; SQLite is served by one process")
     directory = None if no_fixtures else fixtures_dir or _fixtures_dir()
     fixtures = None if directory is None else _load_fixtures(directory)
-    results = _run(url, lambda: _disposing(db, _prepare_for_serving_db(db, fixtures)))
+    results = _run(url, lambda: _disposing(db, _prepare_for_serving_db(db, fixtures, make_key=True)))
     if directory is not None:
         _report_fixtures(directory, results)
     click.echo(f"serving {redact(url)} on http://{host}:{port} with {workers} worker(s)")
-    # Workers import the app by name and read the database URL from the environment.
+    # Workers import the app by name and read the database URL and the log settings from the environment.
     os.environ["TIMELINE_DATABASE_URL"] = url
+    os.environ["TIMELINE_LOG_FORMAT"] = log_format
+    os.environ["TIMELINE_LOG_LEVEL"] = log_level
+    logs.configure(log_format, log_level)
+    if db.signer is not None and not os.environ.get("TIMELINE_SIGNING_KEY"):
+        # The key serve chose (perhaps just made), for the workers, by an absolute path.
+        os.environ.setdefault("TIMELINE_SIGNING_KEY_FILE", str(DEFAULT_KEY.resolve()))
     from timeline.api.protocol import ProblemHttpToolsProtocol
 
     uvicorn.run(
@@ -150,8 +181,49 @@ def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | Non
         host=host,
         port=port,
         workers=workers,
+        # timeline.logs formats uvicorn's lines too; the app writes the access lines (with request ids).
+        log_config=None,
+        log_level=log_level.lower(),
+        access_log=False,
         http=ProblemHttpToolsProtocol,
     )
+
+
+DEFAULT_KEY = Path("var/timeline.key")
+DEFAULT_KEY_NAME = "timeline.local/log"
+
+
+def _signing_key_for_serving() -> signing.Signer | None:
+    """Without TIMELINE_SIGNING_KEY(_FILE), serve signs with var/timeline.key, made on the first start."""
+    if os.environ.get("TIMELINE_SIGNING_KEY") or os.environ.get("TIMELINE_SIGNING_KEY_FILE"):
+        return signing.from_env()
+    if not DEFAULT_KEY.exists():
+        try:
+            signer = _write_key(DEFAULT_KEY, DEFAULT_KEY_NAME)
+        except OSError as exc:
+            click.echo(
+                f"note: no signing key (set TIMELINE_SIGNING_KEY_FILE), and cannot create {DEFAULT_KEY}: "
+                f"{exc.strerror}; checkpoints are not signed",
+                err=True,
+            )
+            return None
+        click.echo(f"created the signing key {DEFAULT_KEY}; auditors check checkpoints with its verifier key")
+        click.echo(f"  {signer.verifier_text()}")
+        return signer
+    try:
+        return signing.from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY)})
+    except signing.BadKey as exc:
+        raise CommandError(f"the signing key cannot be used: {exc}") from None
+
+
+def _write_key(path: Path, name: str) -> signing.Signer:
+    signer = signing.Signer.generate(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created readable by its owner alone, and never over an existing key.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(signer.private_text() + "\n")
+    return signer
 
 
 def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
@@ -186,8 +258,13 @@ def _load_fixtures(directory: Path) -> list[LoadedFixture]:
     ]
 
 
-async def _prepare_for_serving_db(db: Database, fixtures: list[LoadedFixture] | None) -> list[ImportResult]:
+async def _prepare_for_serving_db(
+    db: Database, fixtures: list[LoadedFixture] | None, *, make_key: bool = False
+) -> list[ImportResult]:
     await migrate.upgrade(db)
+    if make_key and db.signer is None:
+        # Only once the database is there: a failed start leaves no key behind.
+        db.signer = _signing_key_for_serving()
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
     if head:
@@ -195,6 +272,10 @@ async def _prepare_for_serving_db(db: Database, fixtures: list[LoadedFixture] | 
         caught_up = await views.catch_up(db)
         if caught_up:
             click.echo(f"brought the views up to date with {caught_up} events")
+    if db.signer is not None:
+        # Events recorded without a key (or before migration 0007) get a signed checkpoint now.
+        async with db.write() as conn:
+            await tree.commit_checkpoint(conn, db.signer)
     if not fixtures:
         return []
     # Importing is idempotent: events recorded already are found and left alone.
@@ -244,7 +325,7 @@ _HEAD = re.compile(r"([0-9]+):([0-9a-f]{64})", re.ASCII)
 )
 @click.pass_obj
 def verify(url: str, since: str | None) -> int:
-    """Recompute the hash chain; exit 2 where it breaks."""
+    """Check the whole chain and every signed checkpoint; exit 2 where it breaks."""
     remembered = None
     if since is not None:
         found = _HEAD.fullmatch(since)
@@ -256,17 +337,32 @@ def verify(url: str, since: str | None) -> int:
     async def run() -> audit.Verification:
         async with db.read() as conn:
             with progress("verifying") as advance:
-                return await audit.verify(conn, since=remembered, progress=advance)
+                return await audit.verify(conn, since=remembered, verifier=verifier, progress=advance)
 
+    verifier = None if db.signer is None else db.signer.verifier_text()
     report = _run(url, lambda: _disposing(db, run()))
     if report.first_break is not None:
         click.echo(f"BROKEN at position {report.first_break.position}: {report.first_break.problem}")
         click.echo(f"intact up to position {report.head_position} ({report.checked} events checked)")
         return Exit.BROKEN
     click.echo(
-        f"ok: {report.checked} events checked from position {report.from_position + 1}; "
-        f"head {report.head_position} {report.head_hash}"
+        f"ok: {report.checked} events checked, whole chain; head {report.head_position} {report.head_hash}"
     )
+    signatures = (
+        "and signatures" if report.signatures_checked else "(signatures not checked: no key configured)"
+    )
+    click.echo(f"ok: {report.checkpoints_checked} signed checkpoints, their roots recomputed {signatures}")
+    if remembered is not None:
+        click.echo(
+            f"ok: event {remembered[0]} still has the hash you remembered, and the log only grew since"
+        )
+    if report.unsigned:
+        click.echo(
+            f"UNSIGNED: events {report.signed_size + 1}-{report.head_position} are covered by no signed "
+            "checkpoint" + (": they were appended without the key" if report.checkpoints_checked else "")
+        )
+        if report.checkpoints_checked:
+            return Exit.BROKEN
     return Exit.OK
 
 
@@ -484,6 +580,51 @@ def tokens_list(url: str) -> None:
     for t in _run(url, lambda: _disposing(db, run())):
         state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "live"
         click.echo(f"{t.name}\t{' '.join(t.scopes)}\t{state}\tcreated {t.created_at:%Y-%m-%d %H:%M}")
+
+
+@cli.group("keys", cls=_Group)
+def keys_group() -> None:
+    """The Ed25519 key that signs checkpoints (kept outside the database)."""
+
+
+@keys_group.command("create")
+@click.option(
+    "--name", default=DEFAULT_KEY_NAME, show_default=True, help="the log's origin (no spaces or '+')"
+)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_KEY, show_default=True
+)
+def keys_create(name: str, output: Path) -> None:
+    """Create a signing key in a new file (readable by you alone) and print its verifier key."""
+    if output.exists():
+        raise CommandError(f"{output} exists: a signing key is never overwritten")
+    try:
+        signer = _write_key(output, name)
+    except signing.BadKey as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"{output}: cannot write the key: {exc.strerror}") from None
+    click.echo(signer.verifier_text())
+    click.echo(
+        f"signing key written to {output}; serve with TIMELINE_SIGNING_KEY_FILE={output} (the default "
+        "when it is var/timeline.key) and give auditors the verifier key above",
+        err=True,
+    )
+
+
+@keys_group.command("show")
+def keys_show() -> None:
+    """Print the verifier key of the configured signing key (TIMELINE_SIGNING_KEY(_FILE), else
+    var/timeline.key)."""
+    try:
+        signer = signing.from_env()
+        if signer is None and DEFAULT_KEY.exists():
+            signer = signing.from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY)})
+    except signing.BadKey as exc:
+        raise CommandError(str(exc)) from None
+    if signer is None:
+        raise CommandError("no signing key configured (TIMELINE_SIGNING_KEY_FILE) and no var/timeline.key")
+    click.echo(signer.verifier_text())
 
 
 @cli.group("db", cls=_Group)

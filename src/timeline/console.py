@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.text import Text
 from sqlalchemy.engine import make_url
 
+from timeline import signing
 from timeline.store.database import Database, normalize_url
 
 
@@ -91,7 +92,11 @@ def open_database(url: str, *, must_exist: bool) -> Database:
                 Exit.DATABASE,
             )
     try:
-        return Database(url)
+        signer = signing.from_env()
+    except signing.BadKey as exc:
+        raise CommandError(f"the signing key cannot be used: {exc}") from None
+    try:
+        return Database(url, signer=signer)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
         raise CommandError(
             f"the database URL {redact(url)!r} cannot be used: {_first_line(exc)}", Exit.DATABASE_URL

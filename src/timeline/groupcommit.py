@@ -87,9 +87,16 @@ class Committer:
     """Runs write units for one database on one event loop, batching those that arrive together."""
 
     def __init__(
-        self, db: Database, *, max_batch: int = 64, future_slack: dt.timedelta | None = None
+        self,
+        db: Database,
+        *,
+        max_batch: int = 64,
+        future_slack: dt.timedelta | None = None,
+        on_commit: Callable[[int, int], None] | None = None,
     ) -> None:
         self.db = db
+        # Told (write units, events appended) after each transaction commits: the metrics count batches.
+        self.on_commit = on_commit
         self.max_batch = max_batch
         self.future_slack = future_slack
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
@@ -196,7 +203,9 @@ class Committer:
                         outcomes.append((future, True, result))
             finally:
                 sa.event.remove(conn.sync_connection, "before_cursor_execute", watch.seen)
-            await recorder.finish()
+            appended = await recorder.finish()
+        if self.on_commit is not None:
+            self.on_commit(len(batch), len(appended))
         return outcomes
 
     async def close(self, *, grace: float = CLOSE_GRACE) -> None:

@@ -33,6 +33,7 @@ from eventsourcing import sqlite as es_sqlite
 from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import make_url
 
+from timeline import signing
 from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event, stream_of
 from timeline.groupcommit import Committer
 from timeline.importer import LoadedFixture, import_fixtures
@@ -320,8 +321,10 @@ def _peer_replay(recorder: Any) -> int:
 # The benchmarks --------------------------------------------------------------------------------------------
 
 
-async def _timeline_writes(url: str, count: int, per_call: int, tag: str) -> int:
-    db = Database(url)
+async def _timeline_writes(
+    url: str, count: int, per_call: int, tag: str, signer: signing.Signer | None = None
+) -> int:
+    db = Database(url, signer=signer)
     try:
         async with db.write() as conn:  # the references every claim needs
             recorder = Recorder(conn, recorded_by="bench", label="setup")
@@ -383,6 +386,31 @@ async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int)
         ratio=ratio,
         met=ratio >= 1 and raw_ratio >= 0.5,
         note=f"{raw_ratio:.2f}x raw",
+    )
+
+
+async def bench_signing(dbs: Databases, dialect: str) -> Result:
+    """Single-event writes (one transaction, so one checkpoint each) with and without the signing key: the
+    cost of signing a checkpoint on every commit."""
+    signed, unsigned = [], []
+    key = signing.Signer.generate("bench.example/log")
+    for _ in range(dbs.config.repeats):
+        unsigned.append(float(await _timeline_writes(await dbs.fresh(dialect), dbs.config.singles, 1, "u")))
+        signed.append(
+            float(await _timeline_writes(await dbs.fresh(dialect), dbs.config.singles, 1, "s", key))
+        )
+    mine, base = Stats.of(signed), Stats.of(unsigned)
+    ratio = mine.median / base.median
+    return Result(
+        benchmark="append, 1 event per call, signed checkpoints",
+        database=dialect,
+        unit="events/s",
+        timeline=mine,
+        baselines={"no signing key": base},
+        target=">= 0.9x without signing",
+        ratio=ratio,
+        met=ratio >= 0.9,
+        note="one Ed25519 checkpoint per transaction; the Merkle tree is kept either way",
     )
 
 
@@ -913,6 +941,8 @@ async def run(
                 log(f"{dialect}: appends")
                 results.append(await bench_appends(dbs, dialect, 1, config.singles))
                 results.append(await bench_appends(dbs, dialect, 100, config.batches * 100))
+                log(f"{dialect}: signing checkpoints")
+                results.append(await bench_signing(dbs, dialect))
                 if dialect == "postgresql":
                     log(f"{dialect}: concurrent appends")
                     results.append(await bench_concurrent(dbs))

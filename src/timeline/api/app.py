@@ -6,17 +6,30 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
-from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, document, drafts, exports, live, problems, reads, viewer, writes
+from timeline.api import (
+    audit,
+    conventions,
+    docs,
+    document,
+    drafts,
+    exports,
+    live,
+    observe,
+    problems,
+    reads,
+    viewer,
+    writes,
+)
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
 from timeline.api.settings import Settings
@@ -24,38 +37,54 @@ from timeline.groupcommit import Committer
 from timeline.store import activity, clock, projector, tokens
 from timeline.store.database import Database
 
-
-def _cors(settings: Settings) -> CORSConfig | None:
-    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-    if not origins:
-        return None
-    return CORSConfig(
-        allow_origins=origins,
-        allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
-        allow_headers=[
-            "Authorization",
-            "Content-Type",
-            "If-Match",
-            "If-None-Match",
-            "Idempotency-Key",
-            "Last-Event-ID",
-        ],
-        expose_headers=["ETag", "Last-Modified", "Idempotent-Replayed"],
-        max_age=600,
-    )
+if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
 
 
-def create_app(db: Database, settings: Settings | None = None) -> Litestar:
-    """Build the application around a database (which the caller has migrated)."""
+class _App(Litestar):
+    """Litestar, with every HTTP request (routed or not) given an id and an access line, and the
+    conventions of ``conventions`` (CORS in two tiers, HEAD) applied before routing."""
+
+    cors = conventions.Policy.of("", public_reads=True)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await observe.handle(self._conventions, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _conventions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await conventions.handle(self.cors, self._litestar, scope, receive, send)  # type: ignore[arg-type]
+
+    async def _litestar(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+def create_app(db: Database, settings: Settings | None = None, *, tracer_provider: Any = None) -> Litestar:
+    """Build the application around a database (which the caller has migrated); ``tracer_provider`` (an
+    OpenTelemetry SDK TracerProvider) traces requests, as does ``settings.tracing``."""
     settings = settings or Settings()
 
     async def provide_db() -> Database:
         return db
 
-    committer = Committer(db, future_slack=settings.future_slack)
     verifier = tokens.Verifier(db)
     hub = Hub(db, verifier)
     responses = ResponseCache(clock.for_database(db), settings.response_cache_bytes)
+    metrics = observe.Metrics(db, hub, responses)
+    committer = Committer(db, future_slack=settings.future_slack, on_commit=metrics.committed)
+    plugins = []
+    before_request = None
+    if settings.tracing and tracer_provider is None:
+        # Imported only when asked for: its packages are the optional extra timeline[tracing].
+        from timeline.api import tracing  # noqa: PLC0415
+
+        tracer_provider = tracing.provider(settings.tracing)
+    if tracer_provider is not None:
+        from timeline.api import tracing  # noqa: PLC0415
+
+        plugins.append(tracing.plugin(tracer_provider))
+        before_request = tracing.name_span
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -83,9 +112,13 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             if listener is not None:
                 await listener.stop()
             await db.dispose()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # sends the spans still batched
 
-    app = Litestar(
+    app = _App(
         route_handlers=[
+            *observe.ROUTES,
+            *docs.ROUTES,
             *reads.ROUTES,
             *exports.ROUTES,
             *writes.ROUTES,
@@ -103,12 +136,16 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 "response_cache": responses,
                 "tokens": verifier,
                 "hub": hub,
+                "metrics": metrics,
             }
         ),
-        plugins=[problems.plugin()],
+        middleware=[observe.HTTP_METRICS.middleware],
+        plugins=[problems.plugin(), *plugins],
+        before_request=before_request,
+        # Logging is set up once per process by timeline.logs (structlog), not by each app.
+        logging_config=None,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        cors_config=_cors(settings),
         compression_config=CompressionConfig(
             backend="brotli",
             brotli_gzip_fallback=True,
@@ -119,6 +156,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="timeline",
             version=__version__,
+            render_plugins=[docs.RENDER],
             description=(
                 "An event-sourced ledger of attributed claims. Reads are public unless configured "
                 "otherwise; writes need a bearer token with the `write` scope, imports and rebuilds `admin`."
@@ -138,5 +176,6 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             ],
         ),
     )
+    app.cors = conventions.Policy.of(settings.cors_origins, public_reads=settings.public_reads)
     document.openapi(app)
     return app

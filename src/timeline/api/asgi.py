@@ -7,6 +7,7 @@ import os
 
 from litestar import Litestar
 
+from timeline import logs, signing
 from timeline.api.app import create_app
 from timeline.api.settings import Settings
 from timeline.store.database import DEFAULT_URL, Database
@@ -14,6 +15,11 @@ from timeline.store.database import DEFAULT_URL, Database
 
 def create() -> Litestar:
     """An app on TIMELINE_DATABASE_URL with settings from the environment."""
+    # A worker process of `serve --workers N` starts with logging unconfigured.
+    fmt = os.environ.get("TIMELINE_LOG_FORMAT", "text")
+    logs.configure("json" if fmt == "json" else "text", os.environ.get("TIMELINE_LOG_LEVEL", "info"))
     settings = Settings.from_env()
     url = os.environ.get("TIMELINE_DATABASE_URL", DEFAULT_URL)
-    return create_app(Database(url, pool_size=settings.database_pool), settings)
+    # `timeline serve` has checked the key already; a worker only reads it.
+    signer = signing.from_env()
+    return create_app(Database(url, pool_size=settings.database_pool, signer=signer), settings)

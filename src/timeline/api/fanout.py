@@ -172,6 +172,11 @@ class Hub:
         self._guard: asyncio.Task[None] | None = None
         self.batches = 0  # batches of new events read from the log (tests count them)
 
+    @property
+    def subscribers(self) -> int:
+        """Live streams open now."""
+        return len(self._subscribers)
+
     def subscribe(self, where: Filter, secret: str | None = None) -> Subscriber:
         """Register a stream; the reader runs while there is at least one."""
         subscriber = Subscriber(where, secret)

@@ -20,10 +20,13 @@ from timeline.api.schemas import (
     DocumentRef,
     EstimateOut,
     EventOut,
+    EventProofOut,
     EvidenceOut,
     HistoryEntryOut,
+    InclusionOut,
     SourceOut,
     SourceRef,
+    StoredEventOut,
     SubjectOut,
     TimelineEntryOut,
 )
@@ -31,7 +34,8 @@ from timeline.domain import claims as rules
 from timeline.domain.claims import Claim, ClaimEvent, Registration
 from timeline.domain.events import DocumentRegistered, RecordCorrected, SourceRegistered, SubjectRegistered
 from timeline.projections import ClaimRecord, TimelineEntry
-from timeline.store import queries
+from timeline.store import chain, queries
+from timeline.store.audit import StoredRow
 from timeline.store.eventlog import RecordedEvent
 
 
@@ -287,3 +291,23 @@ def history(recorded: list[RecordedEvent], titles: dict[str, str]) -> list[Histo
             )
         )
     return entries
+
+
+def event_proof(row: StoredRow, size: int, hashes: list[str]) -> EventProofOut:
+    """An event as stored (the export's form) with its inclusion proof in the tree of ``size`` events."""
+    stored = StoredEventOut(
+        position=row.position,
+        event_id=str(row.event_id),
+        stream_id=row.stream_id,
+        stream_version=row.stream_version,
+        type=row.type,
+        schema_version=row.schema_version,
+        valid_from=row.valid_from,
+        recorded_at=chain.timestamp(row.recorded_at),
+        data=row.data,
+        metadata=row.metadata,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+    inclusion = InclusionOut(position=row.position, leaf_index=row.position - 1, size=size, hashes=hashes)
+    return EventProofOut(stored=stored, inclusion=inclusion)

@@ -37,7 +37,7 @@ from timeline.domain.errors import InvalidValue
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
 from timeline.domain.values import POSITION_MAX, parse_position
 from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
-from timeline.store import activity, eventlog, projector, queries, travel, views
+from timeline.store import activity, audit, eventlog, projector, queries, travel, tree, views
 from timeline.store.database import Database
 from timeline.store.queries import TimelineFilter
 
@@ -422,10 +422,16 @@ async def claim(
     responses=problems(400, 401, 403, 404),
 )
 async def claim_history(
-    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str]
+    db: Db,
+    request: Request[Any, Any, Any],
+    claim_id: FromPath[str],
+    proof: Annotated[
+        bool, QueryParameter(description="Add each event as stored, with its inclusion proof")
+    ] = False,
 ) -> Response[HistoryOut]:
     """Every event of a claim in order, as first recorded: its version and position, who recorded it from
-    which document, what it changed in the claim as shown at the time, and its later corrections. ETag,
+    which document, what it changed in the claim as shown at the time, and its later corrections. With
+    ``proof=true``, also the latest signed checkpoint and each event's inclusion proof against it. ETag,
     Last-Modified and 304 as for estimates."""
 
     async def build(conn: AsyncConnection) -> tuple[HistoryOut, dict[str, str]]:
@@ -435,7 +441,18 @@ async def claim_history(
         ids = {d for r in recorded for d in getattr(r.event, "document_ids", ())}
         found = await queries.registrations_among(conn, (f"document-{d}" for d in ids))
         titles = {reg.document_id: reg.title for reg in found.values() if isinstance(reg, DocumentRegistered)}
-        return HistoryOut(claim_id=claim_id, events=present.history(recorded, titles)), {}
+        entries = present.history(recorded, titles)
+        if not proof:
+            return HistoryOut(claim_id=claim_id, events=entries), {}
+        latest = await tree.latest_checkpoint(conn)
+        if latest is None:
+            return HistoryOut(claim_id=claim_id, events=entries), {}
+        stored = {r.position: r for r in await audit.stream_rows(conn, f"claim-{claim_id}")}
+        for entry in entries:
+            if entry.position <= latest.size:
+                hashes = await tree.inclusion(conn, entry.position - 1, latest.size)
+                entry.proof = present.event_proof(stored[entry.position], latest.size, tree.b64(hashes))
+        return HistoryOut(claim_id=claim_id, events=entries, checkpoint=latest.note), {}
 
     return await cache.respond(request, db, build)
 

@@ -32,6 +32,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Bytes of encoded read responses kept in memory, each valid while the views stay where it was built;
     # 0 turns the cache off.
     response_cache_bytes: int = 64 * 1024 * 1024
+    # OpenTelemetry tracing: "" (off), "console" (spans on standard output) or "otlp" (to a collector named by
+    # OTEL_EXPORTER_OTLP_ENDPOINT); needs the optional extra timeline[tracing].
+    tracing: str = ""
 
     @property
     def future_slack(self) -> dt.timedelta:

@@ -289,6 +289,7 @@ async def create_import(
             "(TIMELINE_WORK_TIMEOUT_SECONDS); nothing was imported",
             status=HTTP_408_REQUEST_TIMEOUT,
         ) from None
+    request.app.state.metrics.events_appended.inc(result.appended)
     return ImportOut(
         document_id=result.document_id,
         import_id=result.import_id,

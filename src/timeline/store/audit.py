@@ -7,6 +7,7 @@ what the hashes cover and what an export must reproduce byte for byte.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import uuid
@@ -17,9 +18,10 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline import merkle, signing
 from timeline.domain.events import ClaimMade, decode_event
-from timeline.store import chain
-from timeline.store.database import driver_of
+from timeline.store import chain, tree
+from timeline.store.database import APPENDED, driver_of
 from timeline.store.schema import events
 
 BATCH = 1000
@@ -99,6 +101,14 @@ async def rows(
         after = batch[-1].position
 
 
+async def stream_rows(conn: AsyncConnection, stream_id: str) -> list[StoredRow]:
+    """One stream's stored rows, in order."""
+    result = await conn.execute(
+        sa.select(events).where(events.c.stream_id == stream_id).order_by(events.c.position)
+    )
+    return [_row(m) for m in result.mappings()]
+
+
 class Break(msgspec.Struct, frozen=True, kw_only=True):
     """Where the chain breaks, and how."""
 
@@ -107,7 +117,9 @@ class Break(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Verification(msgspec.Struct, frozen=True, kw_only=True):
-    """The result of checking the chain: intact up to the head, or the first place it breaks."""
+    """What verify checked and found: the whole chain up to the head, every signed checkpoint (its root
+    recomputed from the events, its signature when the key is known), the remembered head if one was given,
+    and the events no checkpoint covers; or the first place it breaks."""
 
     ok: bool
     checked: int
@@ -115,51 +127,64 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True):
     head_position: int
     head_hash: str
     first_break: Break | None = None
+    checkpoints_checked: int = 0
+    signatures_checked: bool = False
+    signed_size: int = 0
+    unsigned: int = 0
+    remembered_head_checked: bool = False
 
 
 async def verify(
     conn: AsyncConnection,
     *,
     since: tuple[int, str] | None = None,
+    verifier: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Verification:
-    """Recompute the chain over the whole log, or from a remembered (position, hash) head on;
-    ``progress(checked, to_check)`` is told every thousand events."""
-    expected, prev, start = 1, chain.GENESIS, 0
+    """Recompute the whole chain and the tree's root at every signed checkpoint (checking each signature
+    with ``verifier``, a verifier key, when given); with ``since`` (a remembered position and hash), also
+    check that event is still there with that hash. ``progress(checked, to_check)`` is told every thousand
+    events."""
+    expected, prev = 1, chain.GENESIS
     checked = 0
+    checkpoints = await tree.all_checkpoints(conn)
+    pending = list(reversed(checkpoints))
+    frontier = merkle.Frontier()
+    start, remembered = since if since is not None else (0, "")
 
     def broken(position: int, problem: str) -> Verification:
         return Verification(
             ok=False,
             checked=checked,
-            from_position=start,
+            from_position=0,
             head_position=expected - 1,
             head_hash=prev,
             first_break=Break(position=position, problem=problem),
+            checkpoints_checked=len(checkpoints) - len(pending),
+            signatures_checked=verifier is not None,
         )
 
-    if since is not None:
-        start, remembered = since
-        if start > 0:
-            result = await conn.execute(sa.select(events).where(events.c.position == start))
-            found = result.mappings().one_or_none()
-            if found is None:
-                return broken(start, "the remembered head is gone: the log was cut back or rewritten")
-            row = _row(found)
-            if row.hash != remembered:
-                return broken(
-                    start, "the event at the remembered head has another hash: the log was rewritten"
-                )
-            if row.computed_hash() != row.hash:
-                return broken(
-                    start, "the event at the remembered head does not match its hash: it was altered"
-                )
-            expected, prev = start + 1, remembered
+    def check_checkpoint(cp: tree.Checkpoint) -> str | None:
+        if frontier.root().hex() != cp.root_hash:
+            return (
+                f"the first {cp.size} events do not have the root the checkpoint of {cp.size} events signed: "
+                "the log was rewritten at or before this position"
+            )
+        body = cp.note.partition("\n\n")[0].splitlines()
+        if len(body) < 3 or body[1] != str(cp.size) or base64.b64decode(body[2]).hex() != cp.root_hash:
+            return f"the checkpoint of {cp.size} events says another size or root in its signed note"
+        if verifier is not None:
+            try:
+                signing.verify_note(cp.note, verifier)
+            except signing.BadKey as exc:
+                return f"the checkpoint of {cp.size} events: {exc}"
+        return None
+
     to_check = 0
     if progress is not None:
         head = await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)))
-        to_check = max(int(head.scalar_one()) - (expected - 1), 0)
-    async for row in rows(conn, after=expected - 1):
+        to_check = int(head.scalar_one())
+    async for row in rows(conn):
         if row.position != expected:
             return broken(expected, f"event {expected} is missing (the next stored event is {row.position})")
         if row.prev_hash != prev:
@@ -170,14 +195,39 @@ async def verify(
             )
         if row.computed_hash() != row.hash:
             return broken(row.position, "its contents do not match its hash: it was altered")
+        if row.position == start and row.hash != remembered:
+            return broken(start, "the event at the remembered head has another hash: the log was rewritten")
+        frontier.append(merkle.event_leaf(row.hash))
+        while pending and pending[-1].size == row.position:
+            problem = check_checkpoint(pending.pop())
+            if problem is not None:
+                return broken(row.position, problem)
         expected, prev = expected + 1, row.hash
         checked += 1
         if progress is not None and checked % 1000 == 0:
             progress(checked, to_check)
     if progress is not None:
         progress(checked, max(to_check, checked))
+    if start > checked:
+        return broken(checked + 1, f"the remembered head {start} is gone: the log ends at {checked}")
+    if pending:
+        return broken(
+            checked + 1,
+            f"the log ends at event {checked} but a checkpoint signed {pending[0].size} events: events "
+            f"{checked + 1}-{pending[0].size} were deleted",
+        )
+    signed = checkpoints[-1].size if checkpoints else 0
     return Verification(
-        ok=True, checked=checked, from_position=start, head_position=expected - 1, head_hash=prev
+        ok=True,
+        checked=checked,
+        from_position=0,
+        head_position=expected - 1,
+        head_hash=prev,
+        checkpoints_checked=len(checkpoints),
+        signatures_checked=verifier is not None,
+        signed_size=signed,
+        unsigned=checked - signed,
+        remembered_head_checked=since is not None,
     )
 
 
@@ -425,4 +475,5 @@ async def restore(conn: AsyncConnection, lines: Iterable[bytes]) -> int:
         expected, prev = expected + 1, row.hash
     if batch:
         await conn.execute(sa.insert(events), batch)
+    conn.info[APPENDED] = True  # the write transaction then builds the Merkle tree and signs its head
     return expected - 1

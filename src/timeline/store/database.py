@@ -14,7 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from timeline.store import inline
+from timeline.signing import Signer
+from timeline.store import inline, tree
 from timeline.store.notify import CHANNEL, Listener, Notifier
 
 DEFAULT_URL = "sqlite+aiosqlite:///var/timeline.db"
@@ -67,8 +68,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """One database: an async engine plus read and serialized write transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, signer: Signer | None = None) -> None:
         self.url = normalize_url(url)
+        # Signs a checkpoint at the end of every transaction that appended; kept outside the database.
+        self.signer = signer
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         # A fixed pool: under a burst, requests wait for a pooled connection rather than each opening
@@ -143,6 +146,9 @@ class Database:
                 await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
             yield
             appended = bool(conn.info.pop(APPENDED, False))
+            if appended:
+                # One tree update and one signature per transaction, however many writes it carries.
+                await tree.commit_checkpoint(conn, self.signer)
             notified = bool(conn.info.pop(NOTIFIED, False))
             if appended and not notified and self.dialect == "postgresql":
                 # Delivered to every listening process when (and only if) this transaction commits.

@@ -245,3 +245,18 @@ async def drafting_context(
         )
     )
     return sources, [(r[0], r[1], r[2], r[3]) for r in result]
+
+
+async def subject_with_most_figures(conn: AsyncConnection) -> str | None:
+    """The subject with the most claims that state a figure (ties: the first by id); None before any."""
+    figures = sa.func.count().label("figures")
+    row = (
+        await conn.execute(
+            sa.select(claims.c.subject_id, figures)
+            .where(claims.c.metric.is_not(None))
+            .group_by(claims.c.subject_id)
+            .order_by(figures.desc(), claims.c.subject_id)
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else str(row.subject_id)

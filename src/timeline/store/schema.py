@@ -158,3 +158,34 @@ idempotency_keys = sa.Table(
     sa.Column("response", sa.Text(), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The Merkle tree over the log (timeline.merkle): the complete nodes of level 4 and above (16 leaves and
+# more), kept in the transaction that appends; lower nodes are hashed from the events' own hashes on demand.
+tree_nodes = sa.Table(
+    "tree_nodes",
+    metadata,
+    sa.Column("level", sa.SmallInteger(), primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+# One signed checkpoint (a C2SP signed note) per transaction that appended, while a key is configured.
+log_checkpoints = sa.Table(
+    "log_checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("root_hash", sa.String(64), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text(), nullable=False),
+)
+
+# Witnesses' cosignatures of checkpoints, each checked against the witness key that came with it.
+cosignatures = sa.Table(
+    "cosignatures",
+    metadata,
+    sa.Column("size", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("witness", sa.String(200), primary_key=True),
+    sa.Column("verifier_key", sa.Text(), nullable=False),
+    sa.Column("signature", sa.Text(), nullable=False),
+    sa.Column("signed_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,113 @@
+"""One logging setup for the whole process: structlog renders every line, ours and uvicorn's and the stdlib
+loggers' alike, as JSON or as text, with the request id bound to whatever is logged while a request runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextvars import ContextVar
+from typing import Any, Literal
+
+import structlog
+
+Format = Literal["json", "text"]
+FORMATS: tuple[Format, ...] = ("json", "text")
+LEVELS = ("debug", "info", "warning", "error")
+
+
+# The request being served, and the task serving it. A task started while serving a request (the group
+# commit's, the live streams' reader) inherits this context for good, so a line is given the request's id
+# only when it is written by the task that serves it.
+_request: ContextVar[tuple[str, asyncio.Task[Any] | None] | None] = ContextVar(
+    "timeline_request", default=None
+)
+
+
+def _task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        return None
+
+
+@contextlib.contextmanager
+def request(request_id: str) -> Iterator[None]:
+    """Give the lines this task writes meanwhile the request's id."""
+    token = _request.set((request_id, _task()))
+    try:
+        yield
+    finally:
+        _request.reset(token)
+
+
+def _add_request_id(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    bound = _request.get()
+    if bound is not None and bound[1] is _task():
+        event.setdefault("request_id", bound[0])
+    return event
+
+
+# What every line carries, whichever logger wrote it.
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    _add_request_id,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure(fmt: Format = "text", level: str = "info", stream: Any = None) -> None:
+    """Send every logger's records to one handler on standard error (or ``stream``) in ``fmt``."""
+    shared = _SHARED
+    tail: list[Any]
+    if fmt == "json":
+        # A traceback becomes a list of frames inside the line, so one record stays one line.
+        tail = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    else:
+        tail = [
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback, sort_keys=False
+            )
+        ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        # Records of stdlib loggers (uvicorn, SQLAlchemy, ours) get the same fields as structlog's own.
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's loggers carry handlers of their own, which would print lines in another format.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
+        named = logging.getLogger(name)
+        named.handlers = []
+        named.propagate = True
+        named.setLevel(level.upper())
+    # The app writes one access line per request itself (with its id and duration): uvicorn's would repeat
+    # it. uvicorn writes access lines only while this logger has a handler to reach.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = []
+    access.propagate = False
+
+
+def _drop_color_message(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    # uvicorn passes a second, ANSI-coloured copy of some messages as an extra field.
+    event.pop("color_message", None)
+    return event
+
+
+def get(name: str) -> Any:
+    """A structlog logger named ``name`` (a stdlib logger underneath, so levels and handlers apply)."""
+    return structlog.stdlib.get_logger(name)

@@ -1,0 +1,584 @@
+"""Merkle proofs and signed checkpoints, on both databases: the tree against a second implementation written
+here from RFC 9162's definitions, the HTTP routes, and every attack on the log caught by timeline-audit
+holding only an earlier checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from litestar.testing import AsyncTestClient
+
+from timeline import merkle, signing
+from timeline.api.app import create_app
+from timeline.cli import main
+from timeline.importer import LoadedFixture, import_fixtures
+from timeline.store import audit, chain, tokens, tree
+from timeline.store.database import Database
+from timeline_audit import notes, proofs
+from timeline_audit.cli import Auditor
+from timeline_audit.notes import Rejected
+
+from .conftest import SEED
+
+# A second implementation, straight from RFC 9162 section 2.1 (recursive, over the leaves' data) ---------
+
+
+def _h(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _k(n: int) -> int:
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def mth(d: Sequence[bytes]) -> bytes:
+    if not d:
+        return _h(b"")
+    if len(d) == 1:
+        return _h(b"\x00" + d[0])
+    k = _k(len(d))
+    return _h(b"\x01" + mth(d[:k]) + mth(d[k:]))
+
+
+def path(m: int, d: Sequence[bytes]) -> list[bytes]:
+    if len(d) == 1:
+        return []
+    k = _k(len(d))
+    if m < k:
+        return [*path(m, d[:k]), mth(d[k:])]
+    return [*path(m - k, d[k:]), mth(d[:k])]
+
+
+def subproof(m: int, d: Sequence[bytes], b: bool) -> list[bytes]:
+    if m == len(d):
+        return [] if b else [mth(d)]
+    k = _k(len(d))
+    if m <= k:
+        return [*subproof(m, d[:k], b), mth(d[k:])]
+    return [*subproof(m - k, d[k:], False), mth(d[:k])]
+
+
+def _data(n: int) -> list[bytes]:
+    return [hashlib.sha256(str(i).encode()).digest() for i in range(n)]
+
+
+def _folded(leaves: list[bytes], ranges: list[tuple[int, int]]) -> list[bytes]:
+    frontier_roots = []
+    for a, b in ranges:
+        frontier = merkle.Frontier()
+        for leaf in leaves[a:b]:
+            frontier.append(leaf)
+        frontier_roots.append(frontier.root())
+    return frontier_roots
+
+
+def test_tree_roots_and_proofs_match_the_rfc_definitions() -> None:
+    data = _data(70)
+    leaves = [merkle.leaf_hash(x) for x in data]
+    for n in range(1, 71):
+        frontier = merkle.Frontier()
+        for leaf in leaves[:n]:
+            frontier.append(leaf)
+        assert frontier.root() == mth(data[:n])
+        assert proofs.Tree.__name__  # the auditor's tree is checked below
+        for m in range(n):
+            proof = _folded(leaves, merkle.inclusion_ranges(m, n))
+            assert proof == path(m, data[:n]), (m, n)
+            assert proofs.inclusion_ok(leaves[m], m, n, proof, mth(data[:n]))
+        for m in range(1, n + 1):
+            proof = _folded(leaves, merkle.consistency_ranges(m, n))
+            assert proof == (subproof(m, data[:n], True) if m < n else []), (m, n)
+            assert proofs.consistency_ok(m, n, mth(data[:m]), mth(data[:n]), proof)
+
+
+def test_the_auditor_rejects_proofs_that_do_not_hold() -> None:
+    data = _data(13)
+    leaves = [merkle.leaf_hash(x) for x in data]
+    root = mth(data)
+    proof = path(5, data)
+    assert proofs.inclusion_ok(leaves[5], 5, 13, proof, root)
+    assert not proofs.inclusion_ok(leaves[6], 5, 13, proof, root)  # another leaf
+    assert not proofs.inclusion_ok(leaves[5], 6, 13, proof, root)  # another index
+    assert not proofs.inclusion_ok(leaves[5], 5, 13, proof[:-1], root)  # cut short
+    consistency = subproof(7, data, True)
+    assert proofs.consistency_ok(7, 13, mth(data[:7]), root, consistency)
+    assert not proofs.consistency_ok(7, 13, mth(data[:6]), root, consistency)
+    forked = [*data[:3], b"x" * 32, *data[4:]]
+    assert not proofs.consistency_ok(7, 13, mth(data[:7]), mth(forked), subproof(7, forked, True))
+    tree_ = proofs.Tree()
+    for leaf in leaves:
+        tree_.add(leaf)
+    assert tree_.root() == root
+
+
+def test_signed_notes_are_c2sp_checkpoints_the_auditor_reads() -> None:
+    signer = signing.Signer.generate("example.org/log")
+    root = hashlib.sha256(b"r").digest()
+    note = signer.sign(signing.checkpoint_body("example.org/log", 7, root, dt_now()))
+    lines = note.split("\n")
+    assert lines[:3] == ["example.org/log", "7", base64.b64encode(root).decode()]
+    assert lines[3].startswith("time ")
+    assert lines[4] == ""
+    assert lines[5].startswith("\u2014 example.org/log ")
+    again = signing.Signer.parse(signer.private_text())
+    assert again.verifier_text() == signer.verifier_text()
+    opened = notes.open_checkpoint(note, signer.verifier_text())
+    assert (opened.size, opened.root) == (7, root)
+    with pytest.raises(Rejected, match="altered"):
+        notes.open_checkpoint(note.replace("\n7\n", "\n8\n"), signer.verifier_text())
+    other = signing.Signer.generate("example.org/log")
+    with pytest.raises(Rejected, match="no signature"):
+        notes.open_checkpoint(note, other.verifier_text())
+    witness, witness_key = notes.new_witness_key("witness.example")
+    line = notes.cosign(opened, witness, now=1_700_000_000)
+    assert signing.Cosignature.verify(line, opened.body, witness_key) == 1_700_000_000
+    with pytest.raises(signing.BadKey):
+        signing.Cosignature.verify(line, opened.body.replace("7", "8", 1), witness_key)
+
+
+def dt_now() -> Any:
+    import datetime as dt
+
+    return dt.datetime(2026, 12, 3, 7, 0, tzinfo=dt.UTC)
+
+
+# The stored tree, on both databases --------------------------------------------------------------------
+
+
+@pytest.fixture
+def signer() -> signing.Signer:
+    return signing.Signer.generate("test.example/log")
+
+
+@pytest.fixture
+async def signed(database_url: str, signer: signing.Signer) -> AsyncIterator[Database]:
+    db = Database(database_url, signer=signer)
+    try:
+        await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def _event_data(db: Database) -> list[bytes]:
+    async with db.read() as conn:
+        return [bytes.fromhex(r.hash) async for r in audit.rows(conn)]
+
+
+async def _record(db: Database, text: str, name: str = "later") -> None:
+    await import_fixtures(db, [LoadedFixture(name, text.encode())], recorded_by="test")
+
+
+LATER = "document: {id: later, title: Later, published_on: '2024-11'}\n"
+
+
+@pytest.mark.parametrize("stored", [1, 4])
+async def test_stored_tree_and_proofs_equal_the_rfc_definitions(
+    signed: Database, monkeypatch: pytest.MonkeyPatch, stored: int, database_url: str, signer: signing.Signer
+) -> None:
+    if stored != tree.STORED:  # the same log, its tree kept from level 1 up (many more stored nodes)
+        monkeypatch.setattr(tree, "STORED", stored)
+        async with signed.engine.begin() as conn:
+            await conn.execute(sa.delete(tree.tree_nodes))
+            await tree.extend(conn)
+    data = await _event_data(signed)
+    assert len(data) == 29
+    async with signed.read() as conn:
+        for n in (1, 2, 15, 16, 17, 29):
+            assert await tree.root(conn, n) == mth(data[:n])
+        for m, n in ((0, 29), (15, 29), (16, 29), (28, 29), (3, 17)):
+            assert await tree.inclusion(conn, m, n) == path(m, data[:n])
+        for m, n in ((1, 29), (16, 29), (17, 29), (28, 29), (29, 29), (5, 16)):
+            assert await tree.consistency(conn, m, n) == (subproof(m, data[:n], True) if m < n else [])
+        latest = await tree.latest_checkpoint(conn)
+    # One signed checkpoint for the import's one transaction, over the whole log.
+    assert latest is not None
+    assert latest.size == 29
+    assert latest.root_hash == mth(data).hex()
+    assert signing.verify_note(latest.note, signer.verifier_text()).startswith("test.example/log\n29\n")
+
+
+async def test_every_appending_transaction_signs_once(signed: Database) -> None:
+    await _record(signed, LATER)
+    await _record(signed, LATER)  # already recorded: appends nothing, signs nothing
+    async with signed.read() as conn:
+        sizes = [c.size for c in await tree.all_checkpoints(conn)]
+    assert sizes == [29, 30]
+    async with signed.read() as conn:
+        report = await audit.verify(conn, verifier=signed.signer.verifier_text() if signed.signer else None)
+    assert report.ok
+    assert (report.checkpoints_checked, report.signatures_checked, report.unsigned) == (2, True, 0)
+
+
+async def test_without_a_key_events_are_reported_unsigned(db: Database) -> None:
+    await _record(db, LATER)
+    async with db.read() as conn:
+        report = await audit.verify(conn)
+        assert await tree.latest_checkpoint(conn) is None
+        assert await tree.root(conn, 1) == mth(await _event_data(db))  # the tree is kept all the same
+    assert report.ok
+    assert (report.checkpoints_checked, report.unsigned) == (0, 1)
+
+
+# HTTP --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def client(
+    signed: Database, database_url: str, signer: signing.Signer
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    # The app runs on the client's own event loop, so it gets its own Database (and pool).
+    async with AsyncTestClient(create_app(Database(database_url, signer=signer))) as c:
+        yield c
+
+
+async def test_http_checkpoint_proofs_and_a_claims_history_with_proofs(
+    client: AsyncTestClient[Any], signed: Database, signer: signing.Signer
+) -> None:
+    data = await _event_data(signed)
+    answer = await client.get("/audit/checkpoint")
+    assert answer.status_code == 200
+    checkpoint = notes.open_checkpoint(answer.text, signer.verifier_text())
+    assert (checkpoint.size, checkpoint.root) == (29, mth(data))
+    inclusion = (await client.get("/audit/proofs/inclusion", params={"position": 13, "size": 29})).json()
+    assert [base64.b64decode(h) for h in inclusion["hashes"]] == path(12, data)
+    consistency = (await client.get("/audit/proofs/consistency", params={"from": 20, "to": 29})).json()
+    assert [base64.b64decode(h) for h in consistency["hashes"]] == subproof(20, data, True)
+    history = (await client.get("/claims/nis-1500-soldiers-sent-for-training/history?proof=true")).json()
+    assert history["checkpoint"] == answer.text
+    for entry in history["events"]:
+        stored, proof = entry["proof"]["stored"], entry["proof"]["inclusion"]
+        assert proofs.chain_hash(stored) == stored["hash"] == entry["hash"]
+        hashes = [base64.b64decode(h) for h in proof["hashes"]]
+        assert proofs.inclusion_ok(proofs.leaf(stored["hash"]), entry["position"] - 1, 29, hashes, mth(data))
+    plain = (await client.get("/claims/nis-1500-soldiers-sent-for-training/history")).json()
+    assert "checkpoint" not in plain
+    assert all("proof" not in e for e in plain["events"])
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "where", "says"),
+    [
+        ("/audit/proofs/inclusion", {"position": 30, "size": 29}, "position", "beyond the tree"),
+        ("/audit/proofs/inclusion", {"position": 1, "size": 30}, "size", "latest signed checkpoint"),
+        ("/audit/proofs/inclusion", {"position": 0, "size": 29}, "position", ""),
+        ("/audit/proofs/consistency", {"from": 20, "to": 10}, "from", "a log only grows"),
+        ("/audit/proofs/consistency", {"from": 1, "to": 31}, "to", "latest signed checkpoint"),
+        ("/audit/proofs/consistency", {"from": "x", "to": 2}, "from", ""),
+    ],
+)
+async def test_bad_proof_parameters_get_problem_json(
+    client: AsyncTestClient[Any], route: str, params: dict[str, Any], where: str, says: str
+) -> None:
+    answer = await client.get(route, params=params)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    problem = answer.json()
+    assert where in json.dumps(problem)
+    assert says in problem["detail"]
+
+
+async def test_a_witness_cosignature_is_checked_kept_and_served(
+    client: AsyncTestClient[Any], signed: Database, signer: signing.Signer
+) -> None:
+    async with signed.write() as conn:
+        secret = await tokens.create(conn, "witness", ("write",))
+    auth = {"Authorization": f"Bearer {secret}"}
+    checkpoint = notes.open_checkpoint((await client.get("/audit/checkpoint")).text, signer.verifier_text())
+    witness, witness_key = notes.new_witness_key("witness.example")
+    line = notes.cosign(checkpoint, witness)
+    body = {"size": 29, "verifier_key": witness_key, "signature": line}
+    assert (await client.post("/audit/cosignatures", json=body)).status_code == 401
+    answer = await client.post("/audit/cosignatures", json=body, headers=auth)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["witness"] == "witness.example"
+    served = (await client.get("/audit/checkpoint")).text
+    assert served.endswith(line + "\n")
+    assert notes.open_checkpoint(served, signer.verifier_text()).size == 29  # still reads as the log's
+    _, stranger = notes.new_witness_key("witness.example")
+    forged = await client.post("/audit/cosignatures", json={**body, "verifier_key": stranger}, headers=auth)
+    assert forged.status_code == 400
+    assert "not by this witness key" in forged.json()["detail"]
+
+
+# Attacks, caught by timeline-audit holding only an earlier checkpoint ----------------------------------
+
+
+def _through(client: AsyncTestClient[Any], loop: asyncio.AbstractEventLoop) -> Any:
+    """A transport for the auditor (run in a thread) that sends its requests to the app under test."""
+
+    def send(request: urllib.request.Request) -> tuple[int, bytes]:
+        url = request.full_url.removeprefix("http://timeline.test")
+        if request.data is not None:
+            call = client.post(url, content=request.data, headers=dict(request.header_items()))
+        else:
+            call = client.get(url, headers=dict(request.header_items()))
+        answer = asyncio.run_coroutine_threadsafe(call, loop).result()
+        return answer.status_code, answer.content
+
+    return send
+
+
+async def _auditor(client: AsyncTestClient[Any], state: Path, signer: signing.Signer) -> Auditor:
+    send = _through(client, asyncio.get_running_loop())
+    return Auditor("http://timeline.test", state, signer.verifier_text(), transport=send)
+
+
+async def _audit(auditor: Auditor, *, whole_log: bool = True) -> str:
+    def run() -> str:
+        checkpoint, said = auditor.checkpoint()
+        return auditor.log(checkpoint) if whole_log else said
+
+    return await asyncio.to_thread(run)
+
+
+async def _tamper(db: Database, *statements: str | tuple[str, dict[str, object]]) -> None:
+    """Change the tables behind timeline's back, as someone with database access (but not the key) could."""
+    async with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(sa.text("ALTER TABLE events DISABLE TRIGGER USER"))
+        else:
+            await conn.execute(sa.text("DROP TRIGGER IF EXISTS events_no_update"))
+            await conn.execute(sa.text("DROP TRIGGER IF EXISTS events_no_delete"))
+        for statement in statements:
+            sql, params = (statement, {}) if isinstance(statement, str) else statement
+            await conn.execute(sa.text(sql), params)
+
+
+async def _rows(db: Database) -> list[audit.StoredRow]:
+    async with db.read() as conn:
+        return [r async for r in audit.rows(conn)]
+
+
+def _rechained(rows: list[audit.StoredRow], changed: dict[int, str]) -> list[tuple[str, dict[str, object]]]:
+    """Statements that replace the data of some events and recompute every hash after the first."""
+    statements: list[tuple[str, dict[str, object]]] = []
+    prev = chain.GENESIS
+    for row in rows:
+        data = changed.get(row.position, row.data)
+        forged = audit.StoredRow(**{**_fields(row), "data": data, "prev_hash": prev})
+        digest = forged.computed_hash()
+        if digest != row.hash:
+            statements.append(
+                (
+                    "UPDATE events SET data = :d, prev_hash = :p, hash = :h WHERE position = :n",
+                    {"d": data, "p": prev, "h": digest, "n": row.position},
+                )
+            )
+        prev = digest
+    return statements
+
+
+def _fields(row: audit.StoredRow) -> dict[str, Any]:
+    return {f: getattr(row, f) for f in row.__struct_fields__}
+
+
+@pytest.fixture
+async def kept(
+    client: AsyncTestClient[Any], signed: Database, signer: signing.Signer, tmp_path: Path
+) -> Auditor:
+    """An auditor that kept the checkpoint of 29 events; the log has grown to 30 since."""
+    auditor = await _auditor(client, tmp_path / "state.json", signer)
+    assert "trusted from now on" in await _audit(auditor, whole_log=False)
+    await _record(signed, LATER)
+    assert "the whole log (30 events)" in await _audit(auditor)
+    return auditor
+
+
+async def test_the_auditor_accepts_an_honest_log_and_proves_a_claims_history(
+    kept: Auditor, signed: Database
+) -> None:
+    def run() -> list[str]:
+        checkpoint, _ = kept.checkpoint()
+        return kept.claim("nis-1500-soldiers-sent-for-training", checkpoint)
+
+    said = await asyncio.to_thread(run)
+    assert said
+    assert all("hash and inclusion proof hold" in line for line in said)
+
+
+@pytest.mark.parametrize(
+    ("attack", "says"),
+    [
+        ("edit", "event 13: its contents do not match its hash"),
+        ("delete middle", "event 5 is missing"),
+        ("swap", "event 3: its prev_hash is not event 2's hash"),
+    ],
+)
+async def test_an_edit_deletion_or_swap_is_named_at_its_position(
+    kept: Auditor, signed: Database, attack: str, says: str
+) -> None:
+    statements = {
+        "edit": ["UPDATE events SET data = REPLACE(data, '1500', '1501') WHERE position = 13"],
+        "delete middle": ["DELETE FROM events WHERE position = 5"],
+        "swap": [
+            "UPDATE events SET position = 1000 WHERE position = 3",
+            "UPDATE events SET position = 3 WHERE position = 4",
+            "UPDATE events SET position = 4 WHERE position = 1000",
+        ],
+    }[attack]
+    await _tamper(signed, *statements)
+    with pytest.raises(Rejected, match=says):
+        await _audit(kept)
+
+
+async def test_a_deleted_tail_is_found_even_with_its_checkpoint_gone(kept: Auditor, signed: Database) -> None:
+    await _tamper(signed, "DELETE FROM events WHERE position = 30")
+    with pytest.raises(Rejected, match="the checkpoint signed 30 events: events 30-30 were deleted"):
+        await _audit(kept)
+    await _tamper(signed, "DELETE FROM log_checkpoints WHERE size = 30")
+    with pytest.raises(Rejected, match=r"cut back \(events 30-30 are gone"):
+        await _audit(kept)
+
+
+async def test_an_append_without_the_key_is_unsigned(kept: Auditor, signed: Database) -> None:
+    last = (await _rows(signed))[-1]
+    forged = audit.StoredRow(
+        **{
+            **_fields(last),
+            "position": 31,
+            "stream_id": "document-forged",
+            "stream_version": 1,
+            "prev_hash": last.hash,
+            "event_id": uuid.uuid4(),
+        }
+    )
+    row = {**_fields(forged), "hash": forged.computed_hash()}
+    async with signed.engine.begin() as conn:
+        await conn.execute(sa.insert(audit.events), [row])
+    with pytest.raises(Rejected, match="events 31-31 are not covered by the signed checkpoint"):
+        await _audit(kept)
+    async with signed.read() as conn:
+        report = await audit.verify(conn)
+    assert report.ok
+    assert (report.signed_size, report.unsigned) == (30, 1)
+
+
+async def test_a_full_rewrite_of_the_chain_is_caught(kept: Auditor, signed: Database) -> None:
+    rows = await _rows(signed)
+    statements = _rechained(rows, {13: rows[12].data.replace("1500", "1501")})
+    assert len(statements) == 18  # events 13 to 30, each with a hash that fits
+    await _tamper(signed, *statements)
+    async with signed.read() as conn:
+        report = await audit.verify(conn)
+    # The chain holds; the root the checkpoint of 29 events signed does not.
+    assert report.first_break is not None
+    assert report.first_break.position == 29
+    assert "rewritten at or before" in report.first_break.problem
+    with pytest.raises(Rejected, match="rewritten"):
+        await _audit(kept)
+
+
+# The command line -----------------------------------------------------------------------------------------
+
+
+async def _cli(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_keys_create_and_verify_say_what_they_checked(
+    signed: Database,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    signer: signing.Signer,
+) -> None:
+    key = tmp_path / "log.key"
+    assert await _cli("keys", "create", "--name", "example.org/log", "--output", str(key)) == 0
+    verifier = capsys.readouterr().out.strip()
+    assert verifier.startswith("example.org/log+")
+    assert key.stat().st_mode & 0o077 == 0  # readable by its owner alone
+    assert await _cli("keys", "create", "--output", str(key)) == 1
+    assert "never overwritten" in capsys.readouterr().err
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY_FILE", str(key))
+    assert await _cli("keys", "show") == 0
+    assert capsys.readouterr().out.strip() == verifier
+    # The log was signed with another key: verify says the signature does not hold, at its checkpoint.
+    assert await _cli("--database-url", database_url, "verify") == 2
+    assert "BROKEN at position 29: the checkpoint of 29 events" in capsys.readouterr().out
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY", signer.private_text())
+    head = (await _rows(signed))[-1]
+    assert await _cli("--database-url", database_url, "verify", "--since", f"29:{head.hash}") == 0
+    out = capsys.readouterr().out
+    assert "ok: 29 events checked, whole chain" in out
+    assert "ok: 1 signed checkpoints, their roots recomputed and signatures" in out
+    assert "ok: event 29 still has the hash you remembered" in out
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY", "PRIVATE+KEY+x+00000000+AAAA")
+    assert await _cli("--database-url", database_url, "verify") == 1
+    assert "the signing key cannot be used: TIMELINE_SIGNING_KEY" in capsys.readouterr().err
+
+
+async def test_verify_fails_on_events_no_checkpoint_covers(
+    signed: Database, database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No key in the environment (an in-process `serve` earlier in the run may have set one for its workers).
+    monkeypatch.delenv("TIMELINE_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("TIMELINE_SIGNING_KEY_FILE", raising=False)
+    last = (await _rows(signed))[-1]
+    forged = audit.StoredRow(
+        **{**_fields(last), "position": 30, "stream_id": "document-forged", "stream_version": 1}
+        | {"prev_hash": last.hash, "event_id": uuid.uuid4()}
+    )
+    async with signed.engine.begin() as conn:
+        await conn.execute(sa.insert(audit.events), [{**_fields(forged), "hash": forged.computed_hash()}])
+    assert await _cli("--database-url", database_url, "verify") == 2
+    assert "UNSIGNED: events 30-30 are covered by no signed checkpoint" in capsys.readouterr().out
+
+
+async def test_an_altered_event_fails_its_claims_proof(kept: Auditor, signed: Database) -> None:
+    await _tamper(signed, "UPDATE events SET data = REPLACE(data, '1500', '1501') WHERE position = 13")
+
+    def run() -> list[str]:
+        checkpoint, _ = kept.checkpoint()
+        return kept.claim("nis-1500-soldiers-sent-for-training", checkpoint)
+
+    with pytest.raises(Rejected, match="event 13: its contents do not match its hash"):
+        await asyncio.to_thread(run)
+
+
+async def test_a_group_commit_signs_one_checkpoint_for_its_batch(database_url: str) -> None:
+    from timeline.groupcommit import Committer
+    from timeline.service import Recorder
+
+    from .helpers import claim_made, document, source, subject
+
+    db = Database(database_url, signer=signing.Signer.generate("test.example/log"))
+    committer = Committer(db)
+
+    def unit(event: object) -> Any:
+        async def run(recorder: Recorder) -> int:
+            recorder.act_as(recorded_by="test", label="test")
+            [recorded] = await recorder.record(event, origin="")  # type: ignore[arg-type]
+            return recorded.position
+
+        return run
+
+    try:
+        for event in (subject("s"), source("a"), document("d")):
+            await committer.run(unit(event))
+        # Queued together before the committer's loop runs again: one batch, one transaction.
+        await asyncio.gather(
+            *(committer.run(unit(claim_made(f"c{i}", "a", i, subject_id="s"))) for i in range(8))
+        )
+        async with db.read() as conn:
+            sizes = [c.size for c in await tree.all_checkpoints(conn)]
+    finally:
+        await committer.close()
+        await db.dispose()
+    assert sizes[:3] == [1, 2, 3]
+    assert sizes[-1] == 11
+    assert len(sizes) < 11  # the eight concurrent writes did not each sign
