@@ -1,7 +1,7 @@
 """per-stream records for the write path; claim rows hold current state only
 
 Revision ID: 0008_core_views
-Revises: 0006_core_read
+Revises: 0007_audit_proofs
 Create Date: 2026-12-03 07:00:00
 
 The rules read each stream's state from one small row (its version and folded state) instead of folding the
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_core_views"
-down_revision: str | None = "0006_core_read"
+down_revision: str | None = "0007_audit_proofs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
