@@ -53,7 +53,8 @@ class Server:
 
     async def ready(self) -> None:
         async with httpx.AsyncClient() as client:
-            for _ in range(150):
+            # Generous: on a loaded machine, start-up (imports, migrations, fixtures) takes tens of seconds.
+            for _ in range(600):
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
                 with contextlib.suppress(httpx.HTTPError):
