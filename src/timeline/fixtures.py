@@ -243,13 +243,34 @@ class Fixture(_Strict, frozen=True):
 class FixtureError(Exception):
     """A fixture could not be read or recorded; says where and what."""
 
-    def __init__(self, file: str, path: str, line: int | None, message: str) -> None:
+    def __init__(
+        self, file: str, path: str, line: int | None, message: str, *, more: list[FixtureError] | None = None
+    ) -> None:
         self.file = file
         self.path = path
         self.line = line
         self.message = message
+        # Further errors found in the same fixture (up to MAX_ERRORS in all), each with its own place.
+        self.more = more or []
         where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+        text = f"{where}: {path}: {message}" if path else f"{where}: {message}"
+        if self.more:
+            text += f" (and {len(self.more)} more: " + "; ".join(_short(e) for e in self.more) + ")"
+        super().__init__(text)
+
+    @property
+    def all(self) -> list[FixtureError]:
+        """This error and the further ones."""
+        return [self, *self.more]
+
+
+def _short(error: FixtureError) -> str:
+    where = f"line {error.line}" if error.line else "?"
+    return f"{where}: {error.path}: {error.message}" if error.path else f"{where}: {error.message}"
+
+
+# A fixture's decoding errors are reported together, up to this many.
+MAX_ERRORS = 20
 
 
 # libyaml's parser when PyYAML has it (about ten times faster); the resolver below is ours either way.
@@ -345,11 +366,8 @@ def parse(text: str | bytes, file: str) -> ParsedFixture:
     try:
         fixture = msgspec.convert(data, Fixture)
     except msgspec.ValidationError as exc:
-        message, _, where = str(exc).rpartition(" - at `$")
-        path = where.rstrip("`").lstrip(".") if where else ""
-        if not message:
-            message, path = str(exc), ""
-        raise FixtureError(file, path, _line_of(root, path), in_words(message)) from None
+        first, *more = _all_errors(data, root, file) or [_located(exc, "", root, file)]
+        raise FixtureError(first.file, first.path, first.line, first.message, more=more) from None
     return ParsedFixture(file=file, fixture=fixture, root=root)
 
 
@@ -358,6 +376,42 @@ def parse(text: str | bytes, file: str) -> ParsedFixture:
 # built from it.
 MAX_EXPANDED_NODES = 200_000
 MAX_FIXTURE_BYTES = 5_000_000
+
+
+def _located(exc: msgspec.ValidationError, prefix: str, root: yaml.Node, file: str) -> FixtureError:
+    message, _, where = str(exc).rpartition(" - at `$")
+    path = where.rstrip("`").lstrip(".") if where else ""
+    if not message:
+        message, path = str(exc), ""
+    path = f"{prefix}{'.' if prefix and path and not path.startswith('[') else ''}{path}"
+    return FixtureError(file, path, _line_of(root, path), in_words(message))
+
+
+def _all_errors(data: dict[str, Any], root: yaml.Node, file: str) -> list[FixtureError]:
+    """Every part of the fixture decoded on its own, so one mistake does not hide the next."""
+    parts: list[tuple[str, Any, Any]] = []
+    unknown = sorted(set(data) - set(Fixture.__struct_fields__))
+    if unknown:
+        parts.append(("", {k: data[k] for k in unknown}, Fixture))
+    if "document" not in data:
+        parts.append(("", {}, Fixture))
+    else:
+        parts.append(("document", data["document"], FixtureDocument))
+    for key, kind in (("subjects", FixtureSubject), ("sources", FixtureSource), ("events", Entry)):
+        items = data.get(key, [])
+        if not isinstance(items, list):
+            parts.append((key, items, list[kind]))  # type: ignore[valid-type]
+            continue
+        parts.extend((f"{key}[{i}]", item, kind) for i, item in enumerate(items))
+    errors = []
+    for prefix, value, kind in parts:
+        try:
+            msgspec.convert(value, kind)
+        except msgspec.ValidationError as exc:
+            errors.append(_located(exc, prefix, root, file))
+            if len(errors) == MAX_ERRORS:
+                break
+    return errors
 
 
 def _check_expanded_size(root: yaml.Node, file: str) -> None:

@@ -144,7 +144,9 @@ def fixture_error(exc: FixtureError) -> TimelineProblem:
             title="Invalid fixture",
             status=HTTP_422_UNPROCESSABLE_ENTITY,
             detail=f"nothing was imported: {exc}",
-            errors=[ProblemItem(file=exc.file, path=exc.path or None, line=exc.line, message=exc.message)],
+            errors=[
+                ProblemItem(file=e.file, path=e.path or None, line=e.line, message=e.message) for e in exc.all
+            ],
         ),
     )
 
