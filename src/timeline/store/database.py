@@ -25,6 +25,9 @@ NOTIFIED = "timeline_notified"
 _WRITE = "timeline_write"
 # Seconds a writer waits for the log's write lock before failing (on both databases).
 LOCK_TIMEOUT = 30.0
+# The advisory lock (PostgreSQL) held while the schema changes: "timeline" in ASCII, out of the way of the
+# projections' 32-bit keys.
+SCHEMA_LOCK = 0x74696D656C696E65
 
 
 def normalize_url(url: str) -> str:
@@ -149,6 +152,19 @@ class Database:
                 await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
         if appended:
             self.notifier.notify()
+
+    @asynccontextmanager
+    async def schema_change(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that changes the schema, one process at a time: servers started together on an
+        empty database must not both create its tables. An advisory lock on PostgreSQL (DDL takes no lock
+        on tables that do not exist yet), the write lock taken up front on SQLite."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                if self.dialect == "postgresql":
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+                yield conn
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
