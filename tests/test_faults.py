@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import json
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
+import sqlalchemy as sa
+from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 
-from .conftest import PostgresTemplate, _pg_admin, _pg_dsn
+from timeline.api.app import create_app
+from timeline.api.fanout import Filter, Hub, follow
+from timeline.importer import LoadedFixture, import_fixtures
+from timeline.store import audit, eventlog, schema
+from timeline.store.database import Database
+
+from .conftest import SEED, PostgresTemplate, _pg_admin, _pg_dsn
+from .test_audit import _tamper
+from .test_live import messages
 from .test_processes import Server, servers
 
 
@@ -70,6 +83,15 @@ for pid in children:
 """
 
 
+async def _timeline(url: str, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "timeline", "--database-url", url, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return int(proc.returncode or 0), out.decode()
+
+
 async def _fresh(blank_url: str, trial: int) -> str:
     """Another database without a schema, beside ``blank_url``."""
     url = make_url(blank_url)
@@ -115,3 +137,121 @@ async def test_two_servers_started_together_on_an_empty_database_both_serve_the_
             for server in pair:
                 body = (await client.get(f"{server.base}/health")).json()
                 assert body["head_position"] == body["views_position"] == 29
+
+
+# Events this version cannot read ---------------------------------------------------------------------------
+
+NIS = "nis-1500-soldiers-sent-for-training"
+SUBJECT = "dprk-troops-to-russia"
+# A ClaimMade of a shape this version does not know (as a newer version might write), on the seed's claim.
+FOREIGN = '{"type":"ClaimMade","claim_id":"nis-1500-soldiers-sent-for-training","estimate":"many"}'
+
+
+@pytest.fixture
+async def seeded(db: Database) -> AsyncIterator[Database]:
+    await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    yield db  # noqa: PT022 - the db fixture disposes it
+
+
+async def _append_unreadable(db: Database) -> int:
+    """Append, behind timeline's back but with its hash chain intact, an event this version cannot decode;
+    returns its position."""
+    async with db.engine.begin() as conn:
+        position, prev = await eventlog.head_link(conn)
+        version = await eventlog.stream_version(conn, f"claim-{NIS}")
+        row = audit.StoredRow(
+            position=position + 1,
+            event_id=uuid.uuid4(),
+            stream_id=f"claim-{NIS}",
+            stream_version=version + 1,
+            type="ClaimMade",
+            schema_version=2,
+            data=FOREIGN,
+            metadata='{"recorded_by":"a newer version"}',
+            valid_from=None,
+            recorded_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+            prev_hash=prev,
+            hash="",
+        )
+        row = msgspec.structs.replace(row, hash=row.computed_hash())
+        await conn.execute(sa.insert(schema.events), [msgspec.structs.asdict(row)])
+    return position + 1
+
+
+def _says_unreadable(response: httpx.Response, position: int) -> None:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["title"] == "Unreadable event"
+    assert f"position {position}" in problem["detail"]
+
+
+async def test_reads_that_meet_an_unreadable_event_answer_422_naming_its_position(
+    seeded: Database, database_url: str
+) -> None:
+    position = await _append_unreadable(seeded)
+    async with AsyncTestClient(app=create_app(Database(database_url))) as client:
+        for url in (
+            "/events?after=0",
+            f"/claims/{NIS}/history",
+            f"/subjects/{SUBJECT}/estimates?known_at=2999-01-01T00:00:00Z",
+            f"/claims/{NIS}?known_at=2999-01-01T00:00:00Z",
+            f"/audit/export?subject={SUBJECT}",
+        ):
+            _says_unreadable(await client.get(url), position)
+        _says_unreadable(
+            await client.get("/events/stream", headers={"Last-Event-ID": "0", "Accept": "text/event-stream"}),
+            position,
+        )
+        assert (await client.get(f"/claims/{NIS}")).status_code == 200  # the views do not need it
+        assert (await client.get("/audit/export")).status_code == 200  # the archive copies it as stored
+
+
+async def test_a_stream_that_reaches_an_unreadable_event_ends_with_an_error_event(seeded: Database) -> None:
+    hub = Hub(seeded)
+    stream = messages(follow(hub, 29, Filter(), keepalive=0.2))
+    assert (await anext(stream)).comment == "keep-alive"
+    position = await _append_unreadable(seeded)
+    seeded.notifier.notify()
+    last = await asyncio.wait_for(anext(stream), 10)
+    while last.comment == "keep-alive":
+        last = await asyncio.wait_for(anext(stream), 10)
+    assert last.event == "error"
+    assert last.id is None  # a reconnect resumes before it
+    assert f"position {position}" in json.loads(str(last.data))["detail"]
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    await hub.close()
+
+
+@pytest.mark.parametrize(
+    "command", [["verify"], ["rebuild"], ["export", "--subject", SUBJECT, "--output", "-"]]
+)
+async def test_commands_that_meet_an_unreadable_event_say_where_in_one_line_with_exit_5(
+    seeded: Database, database_url: str, command: list[str], tmp_path: Path
+) -> None:
+    position = await _append_unreadable(seeded)
+    if command[-1] == "-":
+        command = [*command[:-1], str(tmp_path / "out.jsonl")]
+    code, out = await _timeline(database_url, *command)
+    assert code == 5, out
+    [line] = [line for line in out.splitlines() if line.startswith("error:")]
+    assert line == (
+        f"error: the log holds an event this version cannot read: position {position} "
+        f"({line.partition('(')[2].removesuffix(')')})"
+    )
+    assert "Traceback" not in out
+
+
+async def test_a_corrupted_row_is_named_by_reads_and_verify_reports_the_break_first(
+    seeded: Database, database_url: str
+) -> None:
+    # Valid JSON (the subject index reads it) but not an event: a field renamed.
+    await _tamper(
+        seeded, "UPDATE events SET data = REPLACE(data, 'statement', 'statment') WHERE position = 13"
+    )
+    async with AsyncTestClient(app=create_app(Database(database_url))) as client:
+        _says_unreadable(await client.get("/events?after=0"), 13)
+    code, out = await _timeline(database_url, "verify")
+    assert code == 2, out
+    assert out.startswith("BROKEN at position 13")

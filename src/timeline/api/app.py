@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, drafts, exports, live, reads, viewer, writes
+from timeline.api import audit, drafts, exports, faults, live, reads, viewer, writes
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
 from timeline.api.problems import HANDLERS
@@ -106,7 +106,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 "hub": hub,
             }
         ),
-        exception_handlers=HANDLERS,
+        exception_handlers={**HANDLERS, **faults.HANDLERS},
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         cors_config=_cors(settings),

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.domain.events import ClaimMade, decode_event
 from timeline.store import chain
 from timeline.store.database import driver_of
+from timeline.store.eventlog import UnreadableEvent, decode_stored
 from timeline.store.schema import events
 
 BATCH = 1000
@@ -124,7 +125,8 @@ async def verify(
     progress: Callable[[int, int], None] | None = None,
 ) -> Verification:
     """Recompute the chain over the whole log, or from a remembered (position, hash) head on;
-    ``progress(checked, to_check)`` is told every thousand events."""
+    ``progress(checked, to_check)`` is told every thousand events. Raises ``UnreadableEvent`` when the
+    chain holds but an event cannot be decoded by this version."""
     expected, prev, start = 1, chain.GENESIS, 0
     checked = 0
 
@@ -159,6 +161,7 @@ async def verify(
     if progress is not None:
         head = await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)))
         to_check = max(int(head.scalar_one()) - (expected - 1), 0)
+    unreadable: UnreadableEvent | None = None
     async for row in rows(conn, after=expected - 1):
         if row.position != expected:
             return broken(expected, f"event {expected} is missing (the next stored event is {row.position})")
@@ -170,15 +173,34 @@ async def verify(
             )
         if row.computed_hash() != row.hash:
             return broken(row.position, "its contents do not match its hash: it was altered")
+        # Told once the whole chain is known to hold: a break matters more.
+        unreadable = unreadable or _unreadable(row)
         expected, prev = expected + 1, row.hash
         checked += 1
         if progress is not None and checked % 1000 == 0:
             progress(checked, to_check)
     if progress is not None:
         progress(checked, max(to_check, checked))
-    return Verification(
-        ok=True, checked=checked, from_position=start, head_position=expected - 1, head_hash=prev
+    return _intact(
+        unreadable,
+        Verification(
+            ok=True, checked=checked, from_position=start, head_position=expected - 1, head_hash=prev
+        ),
     )
+
+
+def _unreadable(row: StoredRow) -> UnreadableEvent | None:
+    try:
+        decode_stored(row.position, row.data)
+    except UnreadableEvent as exc:
+        return exc
+    return None
+
+
+def _intact(unreadable: UnreadableEvent | None, verification: Verification) -> Verification:
+    if unreadable is not None:
+        raise unreadable
+    return verification
 
 
 # Export and restore -----------------------------------------------------------------------------------
@@ -344,7 +366,7 @@ async def export(conn: AsyncConnection, *, subject_id: str | None = None) -> Asy
 def _in_subject(line: _Line, subject_id: str, subject_stream: str, claim_streams: set[str]) -> bool:
     # A claim's stream belongs to the subject named when the claim was made (its first event).
     if line.type == "ClaimMade":
-        made = decode_event(line.data)
+        made = decode_stored(line.position, line.data)
         assert isinstance(made, ClaimMade)
         if made.subject_id == subject_id:
             claim_streams.add(line.stream_id)
