@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from timeline.api.app import create_app
 from timeline.api.fanout import Filter, Hub, follow
+from timeline.api.settings import Settings
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.store import audit, eventlog, schema
 from timeline.store.database import Database
@@ -255,3 +256,51 @@ async def test_a_corrupted_row_is_named_by_reads_and_verify_reports_the_break_fi
     code, out = await _timeline(database_url, "verify")
     assert code == 2, out
     assert out.startswith("BROKEN at position 13")
+
+
+# Health that tells -----------------------------------------------------------------------------------------
+
+
+def _unhealthy(response: httpx.Response, name: str, *words: str) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    [finding] = [e for e in problem["errors"] if e["path"] == name]
+    for word in words:
+        assert word in finding["message"]
+
+
+async def test_health_is_503_naming_a_projection_stalled_at_an_unreadable_event(
+    seeded: Database, database_url: str
+) -> None:
+    position = await _append_unreadable(seeded)
+    async with AsyncTestClient(app=create_app(Database(database_url))) as client:
+        for _ in range(200):  # until the projection worker has met it
+            response = await client.get("/health")
+            if response.status_code != 200:
+                break
+            await asyncio.sleep(0.05)
+        _unhealthy(response, "source_activity", "is stuck after position", f"read: position {position}")
+
+
+async def test_health_is_503_when_a_projection_has_not_moved_for_the_stall_time(
+    seeded: Database, database_url: str
+) -> None:
+    """As another process sees a stalled leader: no failure of its own, only a projection that stays put."""
+    settings = Settings(stall_seconds=0.0)
+    app = create_app(Database(database_url), settings)
+    app.state.projections.run = _never  # this process's worker does nothing, as when another one leads
+    async with AsyncTestClient(app=app) as client:
+        await asyncio.sleep(0.1)
+        _unhealthy(await client.get("/health"), "source_activity", "has not moved from position 0", "at 29")
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
+
+
+async def test_health_is_503_when_the_views_are_past_the_log(seeded: Database, database_url: str) -> None:
+    async with AsyncTestClient(app=create_app(Database(database_url))) as client:
+        assert (await client.get("/health")).status_code == 200
+        await _tamper(seeded, "DELETE FROM events WHERE position = 29")
+        _unhealthy(await client.get("/health"), "views", "views are at position 29, past the log's head 28")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -57,6 +58,9 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
     verifier = tokens.Verifier(db)
     hub = Hub(db, verifier)
     responses = ResponseCache(clock.for_database(db), settings.response_cache_bytes)
+    projections = projector.Worker(
+        db, [activity], batch=settings.projection_batch, idle=settings.keepalive_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -65,12 +69,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
         if listener is not None:
             await listener.start()
         # Asynchronous projections run in whichever process leads them (an advisory lock on PostgreSQL).
-        worker = asyncio.create_task(
-            projector.Worker(
-                db, [activity], batch=settings.projection_batch, idle=settings.keepalive_seconds
-            ).run(),
-            name="projections",
-        )
+        worker = asyncio.create_task(projections.run(), name="projections")
         try:
             yield
         finally:
@@ -104,6 +103,8 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 "response_cache": responses,
                 "tokens": verifier,
                 "hub": hub,
+                "projections": projections,
+                "started": time.monotonic(),
             }
         ),
         exception_handlers={**HANDLERS, **faults.HANDLERS},

@@ -21,6 +21,8 @@ _PROBLEM_DESCRIPTIONS = {
     412: "If-Match does not match the current version; nothing was recorded",
     413: "Request body too large",
     422: "Invalid claim, fixture or reused Idempotency-Key; nothing was recorded",
+    503: "The database is busy or the server is stopping (see Retry-After), or /health found a view or a "
+    "projection unhealthy",
 }
 
 

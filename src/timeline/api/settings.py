@@ -25,6 +25,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_pool: int = 20
     # Events an asynchronous projection applies per transaction.
     projection_batch: int = 500
+    # /health calls an asynchronous projection stalled (503) when the event after its position was recorded
+    # this many seconds ago and the projection has not moved for as long.
+    stall_seconds: float = 60.0
     # Bytes of encoded read responses kept in memory, each valid while the views stay where it was built;
     # 0 turns the cache off.
     response_cache_bytes: int = 64 * 1024 * 1024
