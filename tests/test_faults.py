@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import sqlite3
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import msgspec
 import pytest
@@ -23,7 +25,7 @@ from timeline.api.app import create_app
 from timeline.api.fanout import Filter, Hub, follow
 from timeline.api.settings import Settings
 from timeline.importer import LoadedFixture, import_fixtures
-from timeline.store import audit, eventlog, schema
+from timeline.store import audit, eventlog, schema, tokens
 from timeline.store.database import Database
 
 from .conftest import SEED, PostgresTemplate, _pg_admin, _pg_dsn
@@ -304,3 +306,52 @@ async def test_health_is_503_when_the_views_are_past_the_log(seeded: Database, d
         assert (await client.get("/health")).status_code == 200
         await _tamper(seeded, "DELETE FROM events WHERE position = 29")
         _unhealthy(await client.get("/health"), "views", "views are at position 29, past the log's head 28")
+
+
+# A busy database -------------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _write_lock_held(url: str) -> AsyncIterator[None]:
+    """The log's write lock, held by another connection as another process (an import, say) would."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        other = sqlite3.connect(str(parsed.database), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.close()
+        return
+    conn = await asyncpg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+            yield
+    finally:
+        await conn.close()
+
+
+async def test_a_write_while_another_holds_the_write_lock_is_503_with_retry_after(
+    seeded: Database, database_url: str
+) -> None:
+    body = {
+        "statement": "update",
+        "stated_on": "2024-10-25",
+        "document_ids": ["000-16630df2654ec508"],
+        "revision_id": "busy-1",
+    }
+    async with AsyncTestClient(app=create_app(Database(database_url, lock_timeout=0.5))) as client:
+        async with seeded.write() as conn:
+            token = await tokens.create(conn, "busy", ("write",))
+        headers = {"Authorization": f"Bearer {token}"}
+        async with _write_lock_held(database_url), asyncio.timeout(20):  # held longer than the write waits
+            response = await client.post(f"/claims/{NIS}/revisions", json=body, headers=headers)
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert int(response.headers["retry-after"]) > 0
+        assert "busy" in response.json()["detail"]
+        # Nothing was recorded, and once the lock is free the same write goes through.
+        assert (await client.get("/health")).json()["head_position"] == 29
+        retried = await client.post(f"/claims/{NIS}/revisions", json=body, headers=headers)
+        assert retried.status_code == 201, retried.text

@@ -16,4 +16,5 @@ def create() -> Litestar:
     """An app on TIMELINE_DATABASE_URL with settings from the environment."""
     settings = Settings.from_env()
     url = os.environ.get("TIMELINE_DATABASE_URL", DEFAULT_URL)
-    return create_app(Database(url, pool_size=settings.database_pool), settings)
+    database = Database(url, pool_size=settings.database_pool, lock_timeout=settings.lock_wait_seconds)
+    return create_app(database, settings)

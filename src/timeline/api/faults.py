@@ -1,20 +1,25 @@
-"""Faults of the store answered as problem+json: a busy database, an event this version cannot read."""
+"""Faults answered as problem+json: a busy or unreachable database (503 with Retry-After), an event this
+version cannot read (422 naming it), and what /health finds wrong (503)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
 from typing import Any
 
+import asyncpg
 import msgspec
+import sqlalchemy as sa
 from litestar import Request, Response
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ExceptionHandlersMap
 
-from timeline.api.problems import _problem
+from timeline.api.problems import _problem, internal_error
 from timeline.api.schemas import Problem, ProblemItem
 from timeline.api.settings import Settings
 from timeline.store import views
+from timeline.store.database import Busy
 from timeline.store.eventlog import UnreadableEvent
 from timeline.store.projector import Worker
 
@@ -36,6 +41,61 @@ def unreadable_frame(exc: UnreadableEvent) -> bytes:
     status once open): an ``error`` event with the problem, and no id, so a reconnect resumes before it."""
     problem = Problem(title="Unreadable event", status=HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc))
     return b"event: error\ndata: %s\n\n" % msgspec.json.encode(problem)
+
+
+# Seconds a client is asked to wait before retrying a write the database was too busy for.
+RETRY_AFTER = 5
+_BUSY_SQLITE = 5  # SQLITE_BUSY
+_UNREACHABLE = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in found:
+        found.append(seen)
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return found
+
+
+def _fault(exc: BaseException) -> str | None:
+    """What kind of passing fault of the database ``exc`` is (busy, unreachable), or None."""
+    for cause in _causes(exc):
+        if isinstance(cause, Busy | asyncpg.LockNotAvailableError):
+            return "busy"
+        if isinstance(cause, sqlite3.OperationalError) and (
+            getattr(cause, "sqlite_errorcode", 0) & 0xFF == _BUSY_SQLITE or "locked" in str(cause)
+        ):
+            return "busy"
+        if isinstance(cause, _UNREACHABLE) or (
+            isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated
+        ):
+            return "unreachable"
+    return None
+
+
+def database_fault(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """503 with Retry-After for a database that is busy (another write holds the log's lock) or cannot be
+    reached for the moment; any other error is the 500 it was."""
+    fault = _fault(exc)
+    if fault is None:
+        return internal_error(request, exc)
+    detail = (
+        "the database is busy with another write (an import, say); nothing was recorded: retry shortly"
+        if fault == "busy"
+        else "the database cannot be reached for the moment; nothing was recorded: retry shortly"
+    )
+    return _problem(
+        request,
+        Problem(title="Service Unavailable", status=HTTP_503_SERVICE_UNAVAILABLE, detail=detail),
+        headers={"Retry-After": str(RETRY_AFTER)},
+    )
 
 
 class Unhealthy(Exception):
@@ -104,4 +164,14 @@ def unhealthy(request: Request[Any, Any, Any], exc: Unhealthy) -> Response[bytes
     )
 
 
-HANDLERS: ExceptionHandlersMap = {UnreadableEvent: unreadable, Unhealthy: unhealthy}
+HANDLERS: ExceptionHandlersMap = {
+    UnreadableEvent: unreadable,
+    Unhealthy: unhealthy,
+    # Errors of the database and the way to it, wherever raised; anything else stays a 500.
+    sa.exc.SQLAlchemyError: database_fault,
+    asyncpg.PostgresError: database_fault,
+    asyncpg.InterfaceError: database_fault,
+    sqlite3.Error: database_fault,
+    OSError: database_fault,
+    TimeoutError: database_fault,
+}

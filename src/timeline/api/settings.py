@@ -23,6 +23,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: str = ""
     # Database connections each server process keeps (requests beyond it wait for one).
     database_pool: int = 20
+    # Seconds a write waits for the log's write lock (held by an import, say) before answering 503 with
+    # Retry-After, rather than keeping its client and every write queued behind it waiting.
+    lock_wait_seconds: float = 5.0
     # Events an asynchronous projection applies per transaction.
     projection_batch: int = 500
     # /health calls an asynchronous projection stalled (503) when the event after its position was recorded
