@@ -7,10 +7,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -25,13 +29,13 @@ from timeline.api.app import create_app
 from timeline.api.fanout import Filter, Hub, follow
 from timeline.api.settings import Settings
 from timeline.importer import LoadedFixture, import_fixtures
-from timeline.store import audit, eventlog, schema, tokens
+from timeline.store import audit, eventlog, schema, tokens, views
 from timeline.store.database import Database
 
-from .conftest import SEED, PostgresTemplate, _pg_admin, _pg_dsn
+from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, _pg_dsn
 from .test_audit import _tamper
 from .test_live import messages
-from .test_processes import Server, servers
+from .test_processes import Server, _free_port, servers
 
 
 @pytest.fixture
@@ -355,3 +359,175 @@ async def test_a_write_while_another_holds_the_write_lock_is_503_with_retry_afte
         assert (await client.get("/health")).json()["head_position"] == 29
         retried = await client.post(f"/claims/{NIS}/revisions", json=body, headers=headers)
         assert retried.status_code == 201, retried.text
+
+
+# PostgreSQL restarted under load (a private cluster: the shared server is never touched) -------------------
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+
+
+class Cluster:
+    """A throwaway PostgreSQL cluster in a temporary folder, on a free port, run as the postgres user when
+    the tests run as root (initdb refuses root)."""
+
+    def __init__(self, root: Path) -> None:
+        assert PG_BIN is not None
+        self.data = root / "data"
+        self.port = _free_port()
+        self.log = root / "postgres.log"
+        self.options = f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(root, "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N")
+
+    def _run(self, tool: str, *args: str) -> None:
+        assert PG_BIN is not None
+        subprocess.run(
+            [*self.as_user, str(PG_BIN / tool), *args], check=True, capture_output=True, timeout=120
+        )
+
+    def pg_ctl(self, action: str, *args: str) -> None:
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", self.options, "-w", action, *args
+        )
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    if PG_BIN is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
+        if REQUIRE_PG:
+            pytest.fail("PostgreSQL's initdb and pg_ctl are required (TIMELINE_TEST_REQUIRE_POSTGRES)")
+        pytest.skip("PostgreSQL's server programs are not installed")
+    # Not under pytest's folder, which the postgres user may not enter.
+    root = Path(tempfile.mkdtemp(prefix="timeline-cluster-"))
+    try:
+        cluster = Cluster(root)
+        cluster.pg_ctl("start")
+        try:
+            yield cluster
+        finally:
+            cluster.pg_ctl("stop", "-m", "immediate")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class Tail:
+    """An event stream read as a browser would: on any break it reconnects with Last-Event-ID."""
+
+    def __init__(self, url: str) -> None:
+        self.positions: list[int] = []
+        self.connections = 0
+        self.task = asyncio.create_task(self._read(url))
+
+    async def _read(self, url: str) -> None:
+        last = 29
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                async with (
+                    httpx.AsyncClient(timeout=httpx.Timeout(5, read=30)) as client,
+                    client.stream("GET", url, headers={"Last-Event-ID": str(last)}) as response,
+                ):
+                    self.connections += 1
+                    async for line in response.aiter_lines():
+                        if line.startswith("id: "):
+                            last = int(line[4:])
+                            self.positions.append(last)
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def _write_until_acknowledged(base: str, token: str, n: int) -> int:
+    """Post revision ``n`` until the server acknowledges it (one Idempotency-Key, so at most once)."""
+    body = {"statement": f"update {n}", "stated_on": "2024-10-25", "document_ids": ["000-16630df2654ec508"]}
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"restart-{n}"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                response = await client.post(f"{base}/claims/{NIS}/revisions", json=body, headers=headers)
+                if response.status_code == 201:
+                    return int(response.json()["events"][0]["position"])
+                assert response.status_code == 503, response.text  # nothing but "retry shortly"
+                assert "retry-after" in response.headers
+            await asyncio.sleep(0.2)
+
+
+async def _views(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    async with db.read() as conn:
+        return {
+            table.name: sorted(tuple(row) for row in await conn.execute(sa.select(table)))
+            for table in (schema.claims, schema.estimates, schema.timeline, schema.registrations)
+        }
+
+
+async def _listening(db: Database) -> int:
+    async with db.read() as conn:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+        return int((await conn.execute(sa.text(query))).scalar_one())
+
+
+async def test_postgresql_restarted_under_writes_and_streams_loses_nothing_acknowledged(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    await asyncpg_admin(cluster.url("postgres"), 'CREATE DATABASE "restart"')
+    url = cluster.url("restart")
+    db = Database(url)
+    try:
+        with servers(url, tmp_path, 1) as (server,):
+            await _ready(server)
+            async with db.write() as conn:
+                token = await tokens.create(conn, "restart", ("write",))
+            tail = Tail(f"{server.base}/events/stream")
+            before = [await _write_until_acknowledged(server.base, token, n) for n in range(3)]
+            writing = asyncio.gather(
+                *(_write_until_acknowledged(server.base, token, n) for n in range(3, 13))
+            )
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(cluster.pg_ctl, "restart", "-m", "fast")  # every connection is cut
+            during = await asyncio.wait_for(writing, 120)
+            after = [await _write_until_acknowledged(server.base, token, n) for n in range(13, 16)]
+            acknowledged = [*before, *during, *after]
+            await _until(lambda: tail.positions[-1:] == [max(acknowledged)])
+            await tail.close()
+            await db.dispose()  # this test's own pooled connections were cut too
+            listening = 0
+            for _ in range(150):  # the server listens again
+                if (listening := await _listening(db)) > 0:
+                    break
+                await asyncio.sleep(0.2)
+            assert listening == 1
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(f"{server.base}/health")).status_code == 200
+                logged = (await client.get(f"{server.base}/events?after=29&limit=100")).json()["events"]
+        # Every acknowledged write is in the log, once; the stream saw each event once, in order, across
+        # its reconnects; the views are what a rebuild makes of the log.
+        assert sorted(acknowledged) == [e["position"] for e in logged] == list(range(30, 46))
+        assert sorted({e["data"]["statement"] for e in logged}) == sorted(f"update {n}" for n in range(16))
+        assert tail.positions == list(range(30, 46))
+        served = await _views(db)
+        await views.rebuild_online(db)
+        assert await _views(db) == served
+    finally:
+        await db.dispose()
+
+
+async def _until(done: Callable[[], bool], seconds: float = 60) -> None:
+    for _ in range(int(seconds * 10)):
+        if done():
+            return
+        await asyncio.sleep(0.1)
+
+
+async def asyncpg_admin(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
