@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -29,10 +30,12 @@ from timeline.api.app import create_app
 from timeline.api.fanout import Filter, Hub, follow
 from timeline.api.settings import Settings
 from timeline.importer import LoadedFixture, import_fixtures
+from timeline.service import Recorder
 from timeline.store import audit, eventlog, schema, tokens, views
 from timeline.store.database import Database
 
 from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, _pg_dsn
+from .helpers import claim_made, document, source, subject
 from .test_audit import _tamper
 from .test_live import messages
 from .test_processes import Server, _free_port, servers
@@ -531,3 +534,101 @@ async def asyncpg_admin(dsn: str, sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+# SIGKILL of import and rebuild (a killed server is in test_processes.py) -----------------------------------
+
+
+async def _holds_write_lock(url: str) -> bool:
+    """Whether another connection holds the log's write lock now."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        probe = sqlite3.connect(str(parsed.database), timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            probe.close()
+    conn = await asyncpg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        held = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'events'"
+            " AND l.mode = 'ExclusiveLock' AND l.granted AND l.pid <> pg_backend_pid()"
+        )
+        return bool(held)
+    finally:
+        await conn.close()
+
+
+async def _killed_holding_the_lock(url: str, *args: str) -> bool:
+    """Run a command and SIGKILL it the moment it holds the write lock; whether it was killed so."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "timeline", "--database-url", url, *args,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    while proc.returncode is None:
+        if await _holds_write_lock(url):
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            return True
+        await asyncio.sleep(0.002)
+    await proc.wait()
+    return False
+
+
+async def _acknowledged(db: Database) -> list[int]:
+    """Write a few events through the service (each acknowledged on commit); their positions."""
+    async with db.write() as conn:
+        recorder = Recorder(conn, recorded_by="test", label="acknowledged")
+        for event in (subject("s"), source("a"), document("d"), claim_made("c", "a", 1500)):
+            await recorder.record(event, origin="")
+        await recorder.finish()
+    return [e.position for e in recorder.appended]
+
+
+async def _log(db: Database) -> list[tuple[int, str]]:
+    async with db.read() as conn:
+        return [(e.position, e.hash) for e in await eventlog.read_all(conn, limit=10_000)]
+
+
+async def _consistent(db: Database) -> None:
+    """The chain holds and the views are what a rebuild makes of the log."""
+    async with db.read() as conn:
+        assert (await audit.verify(conn)).ok
+    served = await _views(db)
+    await views.rebuild_online(db)
+    assert await _views(db) == served
+
+
+async def test_a_killed_import_leaves_all_or_nothing_and_loses_nothing_acknowledged(db: Database) -> None:
+    acknowledged = await _acknowledged(db)
+    before = await _log(db)
+    killed = 0
+    for _ in range(3):
+        killed += await _killed_holding_the_lock(db.url, "import", str(SEED))
+        logged = await _log(db)
+        assert logged[: len(before)] == before  # nothing acknowledged lost or changed
+        assert len(logged) in (len(before), len(before) + 29)  # the import whole, or nothing of it
+        await _consistent(db)
+        if killed:
+            break
+    assert killed, "the import never held the write lock while it could be killed; the test proves nothing"
+    assert [p for p, _ in before] == acknowledged
+
+
+async def test_a_killed_rebuild_leaves_the_views_as_they_were(db: Database) -> None:
+    await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    await _acknowledged(db)
+    before, served = await _log(db), await _views(db)
+    killed = 0
+    for _ in range(3):
+        killed += await _killed_holding_the_lock(db.url, "rebuild")
+        assert await _log(db) == before
+        assert await _views(db) == served
+        if killed:
+            break
+    assert killed, "the rebuild never held the write lock while it could be killed; the test proves nothing"
+    await _consistent(db)
