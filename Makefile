@@ -22,7 +22,7 @@ LOWEST := .cache/venv-lowest
 LOWEST_TESTS ?= tests/test_cli.py tests/test_api.py tests/test_write_api.py tests/test_eventlog.py \
   tests/test_migrations.py tests/test_fixtures.py tests/test_audit.py
 
-.PHONY: help install install-runtime serve test lint pytest browser bench test-lowest openapi schema lock clean
+.PHONY: help install install-runtime serve test lint pytest browser bench test-lowest openapi schema lock clean evaluate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -103,6 +103,9 @@ schema: install-runtime  ## regenerate fixtures/schema.json from the fixture typ
 
 # Versions already pinned are kept unless pyproject.toml no longer allows them; new dependencies are resolved
 # against PyPI. The development lock is constrained by the runtime lock, so both install the same runtime.
+evaluate: install-runtime  ## score drafting against the annotated corpus (docs/drafting.md): dev and test tables
+	$(BIN)/python -m timeline.drafting.evaluate
+
 lock: | $(UV)  ## re-resolve requirements/*.txt (with hashes) from pyproject.toml and requirements/*.in
 	$(UV_LOCK) pyproject.toml -o requirements/runtime.txt
 	$(UV_LOCK) pyproject.toml --extra dev -c requirements/runtime.txt -o requirements/dev.txt

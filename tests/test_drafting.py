@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from timeline import drafting
 from timeline.api.app import create_app
 from timeline.cli import main
+from timeline.drafting import evaluate
 from timeline.fixtures import Fixture, FixtureError, parse
 from timeline.importer import LoadedFixture, import_fixtures
 from timeline.store import queries, tokens
@@ -209,3 +210,177 @@ def test_revisions_and_retractions_are_proposed_for_a_sources_earlier_claims() -
     assert retraction["claim"] == "nis-1500"
     assert "guess" in retraction["draft"]["notes"]
     assert draft["sources"] == []  # the source was known
+
+
+# The rules one by one: each case below failed before drafting became a package (issue 17).
+
+
+def test_sentences_keep_abbreviations_initials_and_decimals_whole() -> None:
+    text = (
+        "U.S. officials said 1.5 million people fled. Maj. Gen. Saeed Aleem said the toll rose. "
+        "Troops left the U.S. The army said so."
+    )
+    assert [s for _, _, s in drafting.sentences(text)] == [
+        "U.S. officials said 1.5 million people fled.",
+        "Maj. Gen. Saeed Aleem said the toll rose.",
+        "Troops left the U.S.",
+        "The army said so.",
+    ]
+
+
+def test_numbers_in_words_and_every_figure_of_a_sentence() -> None:
+    assert drafting.number("twenty-five thousand") == 25_000
+    assert drafting.number("one hundred and fifty") == 150
+    assert drafting.number("1.5 million") == 1_500_000
+    found = drafting.figures(
+        "Police said seven policemen and 22 civilians were killed, and 1.5 million fled."
+    )
+    assert [f.quantity.get("value") for f in found] == [7, 22, 1_500_000]
+    assert [f.unit for f in found[:2]] == ["policemen", "civilians"]
+    assert (
+        drafting.figures("It was the worst since 2005, in Category 3, for the 83-year-old, at 10 p.m.") == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("sentence", "quantity"),
+    [
+        ("the number of cases could reach 10 million next week", {"comparator": "up_to", "upper": 10_000_000, "unit": "cases"}),  # noqa: E501
+        ("winds could reach more than 80 kilometers", {"comparator": "at_least", "lower": 80, "unit": "kilometers"}),  # noqa: E501
+        ("nearly 54,000 deaths", {"comparator": "about", "value": 54_000, "unit": "deaths"}),
+        ("an estimated 168,000 refugees", {"comparator": "about", "value": 168_000, "unit": "refugees"}),
+        ("the Red Cross put the death toll at 69", {"comparator": "exactly", "value": 69, "unit": "deaths"}),
+        ("between 25 percent and 50 percent", {"comparator": "between", "lower": 25, "upper": 50, "unit": "percent"}),  # noqa: E501
+    ],
+)  # fmt: skip
+def test_comparators_and_units(sentence: str, quantity: dict[str, object]) -> None:
+    found = drafting.figure(sentence)
+    assert found is not None
+    assert found[0] == quantity
+
+
+def _events(text: str, **kwargs: Any) -> list[dict[str, Any]]:
+    return list(drafting.draft(text, published=MONDAY, subject="s", **kwargs)["events"])
+
+
+def test_a_known_source_matches_whole_words_only() -> None:
+    known = [("north-korea", ("North Korea",), "government")]
+    [claim] = _events("North Korean troops said 3,000 soldiers arrived.", known_sources=known)
+    assert claim["source"] != "north-korea"
+    [claim] = _events("North Korea's army said 3,000 soldiers arrived.", known_sources=known)
+    assert claim["source"] == "north-korea"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "name"),
+    [
+        ("Analysts said about 3,000 troops arrived.", "Analysts"),
+        ("Government officials in Kunar province said Sunday that 11 civilians died.",
+         "Government officials in Kunar province"),
+        ("The agency said 40 percent of refugees are in the Middle East.", "agency"),
+        ("The Wall Street Journal, which first reported the move, said 12 people were named.", "Wall Street Journal"),  # noqa: E501
+        ("Seven people died, according to a report by the national disaster council.", "national disaster council"),  # noqa: E501
+        ("The ministry told lawmakers that 500 people were injured.", "ministry"),
+        ("The Kenyan Red Cross put the number at 69 dead.", "Kenyan Red Cross"),
+        ('"We have 446 injured," said Aleem.', "Aleem"),
+    ],
+)  # fmt: skip
+def test_generic_institutional_and_reported_sources(sentence: str, name: str) -> None:
+    draft = drafting.draft(sentence, published=MONDAY, subject="s")
+    [claim, *_] = [e for e in draft["events"] if e["type"] == "claim"]
+    names = {s["id"]: s["name"] for s in draft["sources"]}
+    assert names[claim["source"]] == name
+    assert "quantity" in claim
+
+
+def test_negated_and_hedged_verbs_draft_nothing() -> None:
+    text = (
+        "Officials said 300 soldiers arrived. The Kremlin did not deny the report. "
+        "The ministry has not commented. NATO officials have not confirmed the death toll."
+    )
+    events = _events(text)
+    assert [e["type"] for e in events] == ["claim"]
+
+
+def test_confirmations_and_bounded_denials() -> None:
+    claims = " ".join(f"Officials said {n} soldiers arrived in town {n}." for n in range(1, 300))
+    events = _events(
+        claims + " The Kremlin denied that soldiers arrived in town 7. NATO confirmed the report."
+    )
+    denial = next(e for e in events if e["type"] == "denial")
+    assert 1 <= len(denial["claims"]) <= 3  # not every claim so far
+    confirmation = next(e for e in events if e["type"] == "confirmation")
+    assert confirmation["source"] == "nato"
+    assert confirmation["claim"] in {e["id"] for e in events if e["type"] == "claim"}
+
+
+def test_relative_dates_against_the_publication_date() -> None:
+    assert drafting.stated_on("Officials said on Monday that", MONDAY) == "2024-10-21"  # a Monday article
+    assert drafting.stated_on("Officials said Sunday that", MONDAY) == "2024-10-20"
+    assert drafting.stated_on("The party will meet on Tuesday", MONDAY) is None
+    assert drafting.stated_on("the report of January 6", MONDAY) == "2024-01-06"
+
+
+def test_a_figure_on_an_existing_metric_is_proposed_as_a_revision() -> None:
+    known = [("nis", ("National Intelligence Service",), "agency")]
+    existing = [("nis-1500", "dprk", "nis", "soldiers-sent")]
+    draft = drafting.draft(
+        "The National Intelligence Service said 3,000 troops are in Russia.",
+        published=MONDAY, subject="dprk", known_sources=known, known_claims=existing,
+    )  # fmt: skip
+    [revision] = draft["events"]
+    assert revision["type"] == "revision"
+    assert revision["claim"] == "nis-1500"
+
+
+@pytest.mark.parametrize(
+    ("raw", "note"),
+    [
+        ("", "no text"),
+        ("   \n  ", "no text"),
+        (b"\x00\x01\x02\xff\xfe" * 100, "binary"),
+        ("Le ministère a déclaré que 300 soldats sont arrivés à la frontière avec leurs équipements lundi.",
+         "does not look like English"),
+        ("The weather was fine and the market was calm all day long in the old town.", "nothing drafted"),
+    ],
+)  # fmt: skip
+def test_empty_binary_foreign_or_figureless_input_gives_an_empty_draft_with_a_note(
+    raw: str | bytes, note: str
+) -> None:
+    draft = drafting.draft(raw, published=MONDAY, subject="s")
+    assert draft["events"] == []
+    assert any(note in n for n in draft.notes)
+    assert f"# NOTE: {draft.notes[0]}" in drafting.to_yaml(draft)
+    msgspec.convert(draft, Fixture)
+
+
+def test_bytes_that_are_not_utf8_are_read_as_windows_1252_with_a_note() -> None:
+    draft = drafting.draft(
+        "Officials said 300 caf\xe9 owners left.".encode("cp1252"), published=MONDAY, subject="s"
+    )
+    [claim] = draft["events"]
+    assert "café" in claim["statement"]
+    assert "not UTF-8" in draft.notes[0]
+
+
+def test_output_grows_linearly_with_the_input() -> None:
+    paragraph = (
+        "Officials said 300 soldiers arrived. The Kremlin denied that soldiers arrived. "
+        "NATO confirmed the report. Analysts said about 2,000 troops could follow.\n"
+    )
+    one = _events(paragraph * 50)
+    two = _events(paragraph * 100)
+    assert len(two) == 2 * len(one)
+    assert max(len(e.get("claims", [])) for e in two) <= 3
+
+
+def test_the_readme_shows_the_tables_the_evaluation_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    assert evaluate.main([]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert "Test set (10 articles)" in printed
+    assert printed in (ROOT / "README.md").read_text()
+
+
+def test_the_evaluation_lists_errors_for_the_development_set_only() -> None:
+    with pytest.raises(SystemExit):
+        evaluate.main(["--set", "test", "--errors"])

@@ -66,3 +66,20 @@ async def test_the_app_serves_the_same_document(tmp_path: object) -> None:
         "viewer",
         "draftFixture",
     }
+
+
+def test_the_document_says_what_the_server_sends() -> None:
+    document = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    quantity = document["components"]["schemas"]["Quantity"]["properties"]
+    for name in ("value", "lower", "upper"):
+        # One type taking integers and fractions alike (a oneOf [integer, number] refuses every integer).
+        assert quantity[name] == {"type": ["number", "null"]}, quantity[name]
+    assert "oneOf" not in json.dumps(quantity)
+    assert list(document["paths"]["/ui"]["get"]["responses"]["200"]["content"]) == ["text/html"]
+    stream = document["paths"]["/events/stream"]["get"]["responses"]["200"]["content"]
+    assert list(stream) == ["text/event-stream"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                if code[0] in "45":
+                    assert list(response["content"]) == ["application/problem+json"], (path, method, code)

@@ -256,7 +256,7 @@ async def test_unknown_claim_is_404(editor: Editor) -> None:
             "Expected `int | float | null`, got `str`",
         ),
         ({"colour": "red"}, None, "unknown field `colour`"),
-        ({"stated_on": "yesterday"}, "stated_on", "Expected `str` matching regex"),
+        ({"stated_on": "yesterday"}, "stated_on", "expected a date as YYYY-MM-DD"),
         ({"statement": ""}, "statement", "Expected `str` of length >= 1"),
     ],
 )
@@ -279,7 +279,7 @@ async def test_oversized_body_is_413(database_url: str) -> None:
             json=statement("x" * 5_000),
             headers={"Authorization": f"Bearer {secrets['editor']}"},
         )
-        problem(response, 413)
+        assert "over the limit of 2,000 bytes" in problem(response, 413)["detail"]
 
 
 async def test_if_match_stale_is_412_and_writes_nothing(editor: Editor) -> None:

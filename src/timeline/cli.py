@@ -142,7 +142,16 @@ def serve(url: str, host: str, port: int, workers: int, fixtures_dir: Path | Non
     click.echo(f"serving {redact(url)} on http://{host}:{port} with {workers} worker(s)")
     # Workers import the app by name and read the database URL from the environment.
     os.environ["TIMELINE_DATABASE_URL"] = url
-    uvicorn.run("timeline.api.asgi:create", factory=True, host=host, port=port, workers=workers)
+    from timeline.api.protocol import ProblemHttpToolsProtocol
+
+    uvicorn.run(
+        "timeline.api.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=ProblemHttpToolsProtocol,
+    )
 
 
 def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
@@ -378,10 +387,11 @@ def draft(
             return await drafting_context(conn)
 
     known_sources, known_claims = _run(url, lambda: _disposing(db, context()))
-    document = drafting.to_yaml(
-        drafting.draft(raw, published=published, title=title, subject=subject,
-                       known_sources=known_sources, known_claims=known_claims)
-    )  # fmt: skip
+    fixture = drafting.draft(raw, published=published, title=title, subject=subject,
+                             known_sources=known_sources, known_claims=known_claims)  # fmt: skip
+    for note in fixture.notes:  # also in the draft's header; said here so an empty draft is not a surprise
+        click.echo(f"{article}: {note}", err=True)
+    document = drafting.to_yaml(fixture)
     if output:
         try:
             output.write_text(document, encoding="utf-8")

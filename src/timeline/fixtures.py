@@ -34,20 +34,20 @@ from timeline.domain.events import (
     SubjectAmended,
     SubjectRegistered,
 )
-from timeline.domain.values import parse_stated_date
+from timeline.domain.values import DATE_PATTERN, IDENT_MAX, IDENT_PATTERN, in_words, parse_stated_date
 
 Ident = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[a-z0-9][a-z0-9._-]*$",
-        max_length=120,
+        pattern=IDENT_PATTERN,
+        max_length=IDENT_MAX,
         description="A stable id: lowercase letters, digits, '.', '_' and '-'.",
     ),
 ]
 DateText = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+        pattern=DATE_PATTERN,
         description="YYYY-MM-DD, YYYY-MM or YYYY: the precision is the form it is written in.",
     ),
 ]
@@ -307,10 +307,27 @@ def _line_of(root: yaml.Node, path: str) -> int | None:
 
 def parse(text: str | bytes, file: str) -> ParsedFixture:
     """Decode fixture text (YAML or JSON) into a ``Fixture``; raise ``FixtureError`` saying where and what."""
+    if len(text) > MAX_FIXTURE_BYTES:
+        raise FixtureError(file, "", None, f"over the limit of {MAX_FIXTURE_BYTES:,} bytes for one fixture")
+    if isinstance(text, bytes):
+        raw = text
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # Named here, by the byte itself: libyaml reports some invalid sequences as character -1.
+            line = raw[: exc.start].count(b"\n") + 1
+            raise FixtureError(
+                file,
+                "",
+                line,
+                f"not valid YAML: byte 0x{raw[exc.start]:02x} at offset {exc.start} is not UTF-8 text",
+            ) from None
     try:
         loader = _Loader(text)
         try:
             root = loader.get_single_node()
+            if root is not None:
+                _check_expanded_size(root, file)
             data: Any = loader.construct_document(root) if root is not None else None
         finally:
             loader.dispose()
@@ -332,8 +349,41 @@ def parse(text: str | bytes, file: str) -> ParsedFixture:
         path = where.rstrip("`").lstrip(".") if where else ""
         if not message:
             message, path = str(exc), ""
-        raise FixtureError(file, path, _line_of(root, path), message) from None
+        raise FixtureError(file, path, _line_of(root, path), in_words(message)) from None
     return ParsedFixture(file=file, fixture=fixture, root=root)
+
+
+# A fixture is one article's claims: a few thousand YAML nodes. Aliases may repeat a node, but a document
+# whose aliases expand it past this many nodes (a "billion laughs" bomb) is refused before anything is
+# built from it.
+MAX_EXPANDED_NODES = 200_000
+MAX_FIXTURE_BYTES = 5_000_000
+
+
+def _check_expanded_size(root: yaml.Node, file: str) -> None:
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a node reached again through itself (a recursive alias) counts once
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        total = min(total, MAX_EXPANDED_NODES + 1)
+        sizes[id(node)] = total
+        return total
+
+    if size(root) > MAX_EXPANDED_NODES:
+        raise FixtureError(
+            file,
+            "",
+            1,
+            f"its aliases expand it past {MAX_EXPANDED_NODES:,} YAML nodes; write the entries out",
+        )
 
 
 def _reader_line(text: str | bytes, exc: yaml.reader.ReaderError) -> int:

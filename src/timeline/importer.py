@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,14 @@ class ImportResult(msgspec.Struct, frozen=True, kw_only=True):
     last_position: int | None
 
 
+class TooSlow(Exception):
+    """Reading the fixtures took longer than allowed; nothing was imported."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"reading the fixtures took over {seconds:g} s; nothing was imported")
+        self.seconds = seconds
+
+
 class LoadedFixture(msgspec.Struct, frozen=True):
     """A fixture's text with the name used for it in errors and metadata."""
 
@@ -45,17 +54,30 @@ def read_files(paths: Sequence[Path]) -> list[LoadedFixture]:
     return loaded
 
 
+def _parse_all(
+    fixtures: Sequence[LoadedFixture],
+) -> tuple[list[ParsedFixture], list[list[tuple[str, DomainEvent | CorrectionRef]]]]:
+    parsed = [parse(f.text, f.name) for f in fixtures]
+    return parsed, [list(to_events(item)) for item in parsed]
+
+
 async def import_fixtures(
     db: Database,
     fixtures: Sequence[LoadedFixture],
     *,
     recorded_by: str,
     progress: Callable[[int, int], None] | None = None,
+    parse_timeout: float | None = None,
 ) -> list[ImportResult]:
     """Import fixtures in order, in one transaction: any error in any of them records nothing.
-    ``progress(done, total)`` is told of each proposed event as it is recorded or found recorded already."""
-    parsed = [parse(f.text, f.name) for f in fixtures]
-    proposed_by_fixture = [list(to_events(item)) for item in parsed]
+    ``progress(done, total)`` is told of each proposed event as it is recorded or found recorded already.
+    Parsing runs in a worker thread (off the event loop); past ``parse_timeout`` seconds, ``TooSlow``."""
+    try:
+        parsed, proposed_by_fixture = await asyncio.wait_for(
+            asyncio.to_thread(_parse_all, fixtures), timeout=parse_timeout
+        )
+    except TimeoutError:
+        raise TooSlow(parse_timeout or 0) from None
     total = sum(len(proposals) for proposals in proposed_by_fixture)
     done = 0
     results = []

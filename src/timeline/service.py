@@ -34,7 +34,7 @@ from timeline.domain.events import (
     SubjectRegistered,
     stream_of,
 )
-from timeline.domain.values import period_start
+from timeline.domain.values import check_fields, period_start
 from timeline.store import driver, eventlog, views
 from timeline.store.eventlog import Metadata, NewEvent, RecordedEvent
 
@@ -273,6 +273,7 @@ class Recorder:
         if expected_version is not None and expected_version != stream.version:
             raise PreconditionFailed(stream_id, expected_version, stream.version)
         try:
+            check_fields(event)
             self._check_dates(event)
             await self._check_references(event, named)
             decided = self._decide(stream, event)

@@ -17,10 +17,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from timeline import __version__
-from timeline.api import audit, drafts, exports, faults, live, reads, viewer, writes
+from timeline.api import audit, document, drafts, exports, faults, live, problems, reads, viewer, writes
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
-from timeline.api.problems import HANDLERS
 from timeline.api.settings import Settings
 from timeline.groupcommit import Committer
 from timeline.store import activity, clock, projector, tokens
@@ -84,7 +83,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 await listener.stop()
             await db.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *reads.ROUTES,
             *exports.ROUTES,
@@ -107,7 +106,7 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
                 "started": time.monotonic(),
             }
         ),
-        exception_handlers={**HANDLERS, **faults.HANDLERS},
+        plugins=[problems.plugin(faults.PROBLEMS)],
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         cors_config=_cors(settings),
@@ -140,3 +139,5 @@ def create_app(db: Database, settings: Settings | None = None) -> Litestar:
             ],
         ),
     )
+    document.openapi(app)
+    return app

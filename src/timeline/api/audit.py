@@ -13,6 +13,7 @@ from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.problems import BadRequest
 from timeline.api.schemas import HeadOut
+from timeline.domain.values import POSITION_MAX
 from timeline.store import audit, eventlog
 from timeline.store.audit import Verification
 from timeline.store.database import Database
@@ -38,7 +39,7 @@ async def head(db: Db) -> HeadOut:
 async def verify(
     db: Db,
     since_position: Annotated[
-        int | None, QueryParameter(ge=0, description="A head noted earlier: its position")
+        int | None, QueryParameter(ge=0, le=POSITION_MAX, description="A head noted earlier: its position")
     ] = None,
     since_hash: Annotated[
         str | None,
@@ -62,7 +63,7 @@ async def verify(
     operation_id="exportLog",
     tags=["audit"],
     guards=READ,
-    responses=problems(401, 403),
+    responses=problems(400, 401, 403),
     media_type="application/x-ndjson",
 )
 async def export(

@@ -19,7 +19,8 @@ _PROBLEM_DESCRIPTIONS = {
     404: "Unknown subject, source, document or claim",
     409: "Conflicts with what is already recorded; nothing was recorded",
     412: "If-Match does not match the current version; nothing was recorded",
-    413: "Request body too large",
+    408: "The work took longer than TIMELINE_WORK_TIMEOUT_SECONDS; nothing was recorded",
+    413: "Request body too large (the limit is in the answer)",
     422: "Invalid claim, fixture or reused Idempotency-Key; nothing was recorded",
     503: "The database is busy or the server is stopping (see Retry-After), or /health found a view or a "
     "projection unhealthy",

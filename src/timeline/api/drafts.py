@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Request, Response, post
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import QueryParameter
-from litestar.status_codes import HTTP_200_OK
+from litestar.status_codes import HTTP_200_OK, HTTP_408_REQUEST_TIMEOUT
 
 from timeline import drafting
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
+from timeline.api.inputs import draft_inputs
 from timeline.api.problems import BadRequest
+from timeline.api.settings import Settings
 from timeline.store.queries import drafting_context
 
 
@@ -38,13 +41,14 @@ class _DraftOperation(Operation):
     guards=[requires("write")],
     operation_class=_DraftOperation,
     media_type="application/yaml",
-    responses=problems(400, 401, 403, 413),
+    responses=problems(400, 401, 403, 408, 413),
 )
 async def create_draft(
     db: Db,
     request: Request[Any, Any, Any],
     date: Annotated[
-        str | None, QueryParameter(pattern=r"^\d{4}-\d{2}-\d{2}$", description="The article's date")
+        str | None,
+        QueryParameter(description="The article's date, YYYY-MM-DD (or a first line 'date YYYY-MM-DD')"),
     ] = None,
     subject: Annotated[str | None, QueryParameter(description="The subject's id, if registered")] = None,
     title: Annotated[str | None, QueryParameter(description="The article's title")] = None,
@@ -52,21 +56,39 @@ async def create_draft(
     """Propose a fixture (YAML) from an article: attributed claims with figures and modality, denials,
     confirmations, evidence and dates, each with its sentence and span and marked for review. Nothing is
     recorded; import the draft once it is checked."""
-    raw = (await request.body()).decode("utf-8", errors="replace")
-    published, raw = drafting.article_date(raw, date)
+    settings: Settings = request.app.state.settings
+    raw, given = draft_inputs(await request.body(), date, max_bytes=settings.draft_max_bytes)
+    try:
+        published, raw = drafting.article_date(raw, given.isoformat() if given else None)
+    except ValueError:
+        raise BadRequest("body", "the article's first line 'date ...' is not a date YYYY-MM-DD") from None
     if published is None:
         raise BadRequest("date", "no date in the article; give ?date=YYYY-MM-DD")
     async with db.read() as conn:
         known_sources, known_claims = await drafting_context(conn)
-    fixture = drafting.draft(
-        raw,
-        published=published,
-        title=title,
-        subject=subject,
-        known_sources=known_sources,
-        known_claims=known_claims,
-    )
-    return Response(drafting.to_yaml(fixture), media_type="application/yaml")
+
+    def work() -> str:
+        fixture = drafting.draft(
+            raw,
+            published=published,
+            title=title,
+            subject=subject,
+            known_sources=known_sources,
+            known_claims=known_claims,
+        )
+        return drafting.to_yaml(fixture)
+
+    # Drafting is CPU work: in a worker thread, so other requests are served meanwhile.
+    try:
+        text = await asyncio.wait_for(asyncio.to_thread(work), timeout=settings.work_timeout_seconds)
+    except TimeoutError:
+        raise BadRequest(
+            "body",
+            f"drafting took over {settings.work_timeout_seconds:g} s (TIMELINE_WORK_TIMEOUT_SECONDS); "
+            "send a shorter article",
+            status=HTTP_408_REQUEST_TIMEOUT,
+        ) from None
+    return Response(text, media_type="application/yaml")
 
 
 ROUTES = [create_draft]

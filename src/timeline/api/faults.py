@@ -4,18 +4,19 @@ version cannot read (422 naming it), and what /health finds wrong (503)."""
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import msgspec
 import sqlalchemy as sa
-from litestar import Request, Response
+from litestar import Request
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
-from litestar.types import ExceptionHandlersMap
 
-from timeline.api.problems import _problem, internal_error
+from timeline.api.problems import TimelineProblem, internal_error
 from timeline.api.schemas import Problem, ProblemItem
 from timeline.api.settings import Settings
 from timeline.store import views
@@ -24,10 +25,9 @@ from timeline.store.eventlog import UnreadableEvent
 from timeline.store.projector import Worker
 
 
-def unreadable(request: Request[Any, Any, Any], exc: UnreadableEvent) -> Response[bytes]:
+def unreadable(exc: UnreadableEvent) -> TimelineProblem:
     """422 naming the position: the request is fine, but what it asks for passes through that event."""
-    return _problem(
-        request,
+    return TimelineProblem(
         Problem(
             title="Unreadable event",
             status=HTTP_422_UNPROCESSABLE_ENTITY,
@@ -47,7 +47,8 @@ def unreadable_frame(exc: UnreadableEvent) -> bytes:
 RETRY_AFTER = 5
 _BUSY_SQLITE = 5  # SQLITE_BUSY
 _UNREACHABLE = (
-    OSError,
+    ConnectionError,  # refused, reset
+    socket.gaierror,
     asyncpg.CannotConnectNowError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
@@ -80,19 +81,18 @@ def _fault(exc: BaseException) -> str | None:
     return None
 
 
-def database_fault(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def database_fault(exc: Exception) -> TimelineProblem:
     """503 with Retry-After for a database that is busy (another write holds the log's lock) or cannot be
     reached for the moment; any other error is the 500 it was."""
     fault = _fault(exc)
     if fault is None:
-        return internal_error(request, exc)
+        return internal_error(exc)
     detail = (
         "the database is busy with another write (an import, say); nothing was recorded: retry shortly"
         if fault == "busy"
         else "the database cannot be reached for the moment; nothing was recorded: retry shortly"
     )
-    return _problem(
-        request,
+    return TimelineProblem(
         Problem(title="Service Unavailable", status=HTTP_503_SERVICE_UNAVAILABLE, detail=detail),
         headers={"Retry-After": str(RETRY_AFTER)},
     )
@@ -151,10 +151,9 @@ def judge_health(
         raise Unhealthy(findings)
 
 
-def unhealthy(request: Request[Any, Any, Any], exc: Unhealthy) -> Response[bytes]:
+def unhealthy(exc: Unhealthy) -> TimelineProblem:
     """503: a load balancer stops sending requests that would be answered from stale or wrong views."""
-    return _problem(
-        request,
+    return TimelineProblem(
         Problem(
             title="Unhealthy",
             status=HTTP_503_SERVICE_UNAVAILABLE,
@@ -164,7 +163,8 @@ def unhealthy(request: Request[Any, Any, Any], exc: Unhealthy) -> Response[bytes
     )
 
 
-HANDLERS: ExceptionHandlersMap = {
+# Folded into api.problems' table by create_app.
+PROBLEMS: dict[type[Any], Callable[[Any], TimelineProblem]] = {
     UnreadableEvent: unreadable,
     Unhealthy: unhealthy,
     # Errors of the database and the way to it, wherever raised; anything else stays a 500.
@@ -172,6 +172,7 @@ HANDLERS: ExceptionHandlersMap = {
     asyncpg.PostgresError: database_fault,
     asyncpg.InterfaceError: database_fault,
     sqlite3.Error: database_fault,
-    OSError: database_fault,
-    TimeoutError: database_fault,
+    ConnectionError: database_fault,
+    socket.gaierror: database_fault,
+    Busy: database_fault,
 }

@@ -7,11 +7,15 @@ can choose one; stable ids chosen by the client make retries and references easi
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
+from litestar import Request
+from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
+from timeline.api.problems import BadRequest
 from timeline.domain.events import (
     ClaimConfirmed,
     ClaimDenied,
@@ -32,7 +36,7 @@ from timeline.domain.events import (
     SubjectAmended,
     SubjectRegistered,
 )
-from timeline.domain.values import parse_stated_date
+from timeline.domain.values import IDEMPOTENCY_KEY_MAX, check_calendar_day, in_words, parse_stated_date
 from timeline.fixtures import DateText, Ident
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
@@ -334,3 +338,63 @@ class DocumentPatch(_In, frozen=True):
             publisher=self.publisher,
             url=self.url,
         )
+
+
+_JSON_TYPES = ("application/json",)
+
+
+async def strict_json_body(request: Request[Any, Any, Any]) -> None:
+    """Refuse a write's body before the framework reads it: a wrong content type (415), an empty body, and
+    what lax decoding would let through, such as a figure sent as a string ("12")."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
+        raise BadRequest(
+            "Content-Type",
+            f"this route reads application/json, got {media_type or 'no content type'!r}",
+            status=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        )
+    body = await request.body()
+    if not body.strip():
+        raise BadRequest("body", "expected a JSON object, got an empty body")
+    field = request.route_handler.parsed_data_field
+    if field is None:
+        return
+    try:
+        msgspec.json.decode(body, type=field.annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).rpartition(" - at `$")
+        if not message:
+            message, where = str(exc), ""
+        raise BadRequest(where.rstrip("`").lstrip(".") or "body", in_words(message)) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest("body", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body", "JSON nested too deeply to read") from None
+
+
+def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    """The request's Idempotency-Key, checked against its documented limit."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX:
+        raise BadRequest("Idempotency-Key", f"expected 1 to {IDEMPOTENCY_KEY_MAX} characters, got {len(key)}")
+    return key
+
+
+def draft_inputs(body: bytes, date: str | None, *, max_bytes: int) -> tuple[str, dt.date | None]:
+    """An article's text for drafting, and the date given for it; refuses what cannot be an article."""
+    if len(body) > max_bytes:
+        raise BadRequest(
+            "body",
+            f"an article is at most {max_bytes:,} bytes (TIMELINE_DRAFT_MAX_BYTES), got {len(body):,}",
+            status=HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    published = check_calendar_day(date, field="date") if date is not None else None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            "body", f"not UTF-8 text (byte 0x{body[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    if not text.strip():
+        raise BadRequest("body", "expected the article's text (plain text or HTML), got an empty body")
+    return text, published

@@ -11,8 +11,8 @@ from litestar.response import Stream
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.fanout import Filter, Hub, follow, read_items
-from timeline.api.problems import BadRequest
 from timeline.api.settings import Settings
+from timeline.domain.values import POSITION_MAX, parse_position
 from timeline.store import eventlog
 
 
@@ -21,6 +21,7 @@ from timeline.store import eventlog
     operation_id="streamEvents",
     tags=["log"],
     guards=[requires("read")],
+    media_type="text/event-stream",
     responses=problems(400, 401, 403),
 )
 async def stream(
@@ -28,7 +29,9 @@ async def stream(
     request: Request[Any, Any, Any],
     after: Annotated[
         int | None,
-        QueryParameter(ge=0, description="Start after this position (Last-Event-ID takes precedence)"),
+        QueryParameter(
+            ge=0, le=POSITION_MAX, description="Start after this position (Last-Event-ID takes precedence)"
+        ),
     ] = None,
     subject: Annotated[str | None, QueryParameter(description="Only events about this subject")] = None,
     claim: Annotated[str | None, QueryParameter(description="Only events of this claim")] = None,
@@ -41,9 +44,7 @@ async def stream(
     Without a position, the stream starts at the current head. Idle streams get a keep-alive comment."""
     settings: Settings = request.app.state.settings
     last = request.headers.get("last-event-id")
-    if last is not None and not last.isdigit():
-        raise BadRequest("Last-Event-ID", f"expected a log position from an earlier event's id, got {last!r}")
-    start = int(last) if last is not None else after
+    start = parse_position(last, field="Last-Event-ID") if last is not None else after
     if start is None:
         async with db.read() as conn:
             start = await eventlog.head_position(conn)

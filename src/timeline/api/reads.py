@@ -33,7 +33,9 @@ from timeline.api.schemas import (
     TimelineOut,
 )
 from timeline.domain.claims import Registration, registration_id
+from timeline.domain.errors import InvalidValue
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
+from timeline.domain.values import POSITION_MAX, parse_position
 from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
 from timeline.store import activity, eventlog, projector, queries, travel, views
 from timeline.store.database import Database
@@ -80,8 +82,11 @@ async def _cut(conn: AsyncConnection, as_of: str | None, known_at: str | None) -
     head = await eventlog.head_position(conn)
     position = head
     if known_at is not None:
-        if known_at.isdigit():
-            position = min(int(known_at), head)
+        if known_at[:1].isdigit() and "-" not in known_at:
+            position = parse_position(known_at, field="known_at")
+            if position > head:
+                # Not silently the head: a position not yet reached names no state anyone was shown.
+                raise BadRequest("known_at", f"the log ends at position {head}; got {position}")
         else:
             position = await eventlog.position_at(conn, _moment(known_at))
     return Cut(as_of=as_of, valid_until=valid_until, known_position=position)
@@ -94,7 +99,11 @@ def _moment(text: str) -> dt.datetime:
             return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest("known_at", f"expected a log position or an ISO 8601 time, got {text!r}") from None
+        raise BadRequest(
+            "known_at",
+            f"expected a log position (e.g. 27) or an ISO 8601 time (e.g. 2024-10-22T08:00:00Z), "
+            f"got {text!r}",
+        ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
@@ -233,8 +242,8 @@ async def _estimates_in(
 def _parse_cursor(cursor: str) -> tuple[dt.date, int]:
     day, _, position = cursor.partition("~")
     try:
-        return dt.date.fromisoformat(day), int(position)
-    except ValueError:
+        return dt.date.fromisoformat(day), parse_position(position, field="cursor")
+    except (ValueError, InvalidValue):
         raise BadRequest(
             "cursor", f"expected a cursor from a previous page's 'next' link, got {cursor!r}"
         ) from None
@@ -375,7 +384,7 @@ def etag(version: int) -> str:
     operation_id="getClaim",
     tags=["claims"],
     guards=READ,
-    responses=problems(401, 403, 404),
+    responses=problems(400, 401, 403, 404),
 )
 async def claim(
     db: Db,
@@ -415,7 +424,7 @@ async def claim(
     operation_id="getClaimHistory",
     tags=["claims"],
     guards=READ,
-    responses=problems(401, 403, 404),
+    responses=problems(400, 401, 403, 404),
 )
 async def claim_history(
     db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str]
@@ -446,7 +455,9 @@ async def claim_history(
 async def events(
     db: Db,
     request: Request[Any, Any, Any],
-    after: Annotated[int, QueryParameter(ge=0, description="Return events after this position")] = 0,
+    after: Annotated[
+        int, QueryParameter(ge=0, le=POSITION_MAX, description="Return events after this position")
+    ] = 0,
     limit: Annotated[
         int, QueryParameter(ge=1, le=100_000, description="At most this many (1000 for JSON)")
     ] = 100,
@@ -560,7 +571,8 @@ async def source_detail(
     source_id: FromPath[str],
     limit: Limit = 100,
     cursor: Annotated[
-        int | None, QueryParameter(ge=0, description="The 'next' cursor of the previous page")
+        int | None,
+        QueryParameter(ge=0, le=POSITION_MAX, description="The 'next' cursor of the previous page"),
     ] = None,
 ) -> SourceDetailOut:
     """A source, and the claims it made in the order they were recorded, each with what became of it."""

@@ -15,6 +15,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_reads: bool = True
     # Request bodies above this many bytes get 413 and are not read.
     max_body_bytes: int = 1_000_000
+    # POST /drafts reads at most this many bytes of article (drafting's work grows with the text).
+    draft_max_bytes: int = 200_000
+    # Seconds a draft, or the parsing of an imported fixture, may take (in a worker thread) before 408.
+    work_timeout_seconds: float = 30.0
     # How far past today a stated date may be (time zones, editing late at night).
     future_slack_days: int = 1
     # Seconds between keep-alive comments on idle event streams (and re-reads of the log).

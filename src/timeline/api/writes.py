@@ -20,7 +20,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_408_REQUEST_TIMEOUT
 
 from timeline.api import present
 from timeline.api.auth import principal, requires
@@ -39,13 +39,16 @@ from timeline.api.inputs import (
     SourcePatch,
     SubjectIn,
     SubjectPatch,
+    idempotency_key,
+    strict_json_body,
 )
 from timeline.api.problems import BadRequest, IdempotencyKeyReused
 from timeline.api.schemas import ImportOut, RebuildOut, WriteOut
+from timeline.api.settings import Settings
 from timeline.domain.errors import DomainError
 from timeline.domain.events import DomainEvent, stream_of
 from timeline.groupcommit import Committer
-from timeline.importer import LoadedFixture, import_fixtures
+from timeline.importer import LoadedFixture, TooSlow, import_fixtures
 from timeline.service import Recorder, Rejected, references
 from timeline.store import idempotency, views
 from timeline.store.database import Database
@@ -74,7 +77,7 @@ async def _write(
     request: Request[Any, Any, Any], db: Database, build: Callable[[], DomainEvent]
 ) -> Response[bytes]:
     token = principal(request)
-    key = request.headers.get("idempotency-key")
+    key = idempotency_key(request)
     expected = _if_match(request)
     try:
         event = build()
@@ -133,6 +136,7 @@ def _route(
         operation_id=operation_id,
         tags=[tag],
         guards=WRITE,
+        before_request=strict_json_body,
         responses={**WRITE_PROBLEMS, 201: _CREATED},
         status_code=HTTP_201_CREATED,
     )
@@ -259,7 +263,7 @@ class _ImportOperation(Operation):
     status_code=HTTP_200_OK,
     operation_class=_ImportOperation,
     guards=ADMIN,
-    responses=problems(400, 401, 403, 409, 413, 422),
+    responses=problems(400, 401, 403, 408, 409, 413, 422),
 )
 async def create_import(
     db: Db,
@@ -270,7 +274,21 @@ async def create_import(
 ) -> ImportOut:
     """Import one fixture (YAML or JSON body), atomically; importing it again adds nothing. Needs `admin`."""
     body = await request.body()
-    [result] = await import_fixtures(db, [LoadedFixture(name, body)], recorded_by=principal(request).name)
+    settings: Settings = request.app.state.settings
+    try:
+        [result] = await import_fixtures(
+            db,
+            [LoadedFixture(name, body)],
+            recorded_by=principal(request).name,
+            parse_timeout=settings.work_timeout_seconds,
+        )
+    except TooSlow:
+        raise BadRequest(
+            "body",
+            f"reading the fixture took over {settings.work_timeout_seconds:g} s "
+            "(TIMELINE_WORK_TIMEOUT_SECONDS); nothing was imported",
+            status=HTTP_408_REQUEST_TIMEOUT,
+        ) from None
     return ImportOut(
         document_id=result.document_id,
         import_id=result.import_id,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
+
+import msgspec
 
 from timeline.domain.errors import InvalidValue
 from timeline.domain.events import Precision, Quantity, StatedDate
@@ -81,5 +84,123 @@ def check_quantity(quantity: Quantity, *, field: str = "quantity") -> None:
                 f"lower bound {quantity.lower} is above upper bound {quantity.upper}",
                 field=f"{field}.lower",
             )
-    if not quantity.unit.strip():
-        raise InvalidValue("expected a unit such as 'soldiers', got an empty string", field=f"{field}.unit")
+    if not quantity.unit.strip() or len(quantity.unit) > UNIT_MAX:
+        raise InvalidValue(
+            f"expected a unit such as 'soldiers' (at most {UNIT_MAX} characters), got {quantity.unit!r}",
+            field=f"{field}.unit",
+        )
+
+
+# Input rules, stated once: the HTTP bodies, the fixtures and the command line all check against these.
+IDENT_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2})?)?$"
+IDENT_WORDS = "an id: lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+DATE_WORDS = "a date as YYYY-MM-DD, YYYY-MM or YYYY"
+IDENT_MAX = 120
+NAME_MAX = 500
+TEXT_MAX = 10_000
+UNIT_MAX = 100
+URL_MAX = 2000
+COUNTRY_MAX = 10
+ALIASES_MAX = 50
+DOCUMENTS_MAX = 100
+IDEMPOTENCY_KEY_MAX = 200
+# Positions are BIGINT on PostgreSQL (a signed 64-bit integer).
+POSITION_MAX = 2**63 - 1
+_IDENT = re.compile(IDENT_PATTERN.rstrip("$").lstrip("^"))
+_POSITION = re.compile(r"[0-9]+")
+# Format and separator characters (zero-width spaces, joiners, BOMs) are not visible text.
+_INVISIBLE = {"Cf", "Zs", "Zl", "Zp", "Cc"}
+
+
+def parse_position(text: str, *, field: str) -> int:
+    """Read a log position in ASCII digits (not a superscript '2'), at most ``POSITION_MAX``."""
+    if not _POSITION.fullmatch(text):
+        raise InvalidValue(f"expected a log position (digits 0-9), got {text!r}", field=field)
+    position = int(text)
+    if position > POSITION_MAX:
+        raise InvalidValue(f"a log position is at most {POSITION_MAX}, got {text}", field=field)
+    return position
+
+
+def check_ident(text: str, *, field: str) -> None:
+    """Raise unless the whole text is an id: lowercase letters, digits, '.', '_', '-' (no final newline)."""
+    if len(text) > IDENT_MAX or not _IDENT.fullmatch(text):
+        raise InvalidValue(
+            f"expected an id of at most {IDENT_MAX} lowercase letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit, got {text!r}",
+            field=field,
+        )
+
+
+def check_visible(text: str, *, field: str) -> None:
+    """Raise unless the text has at least one visible character (zero-width spaces alone are not text)."""
+    if not any(unicodedata.category(char) not in _INVISIBLE for char in text):
+        name = field.rpartition(".")[2].partition("[")[0]
+        got = f"an empty {name}" if not text.strip() else f"{text!r}, which has no visible character"
+        raise InvalidValue(f"expected visible text, got {got}", field=field)
+
+
+def check_calendar_day(text: str, *, field: str) -> dt.date:
+    """Read a calendar date written YYYY-MM-DD."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise InvalidValue(f"expected a calendar date as YYYY-MM-DD, got {text!r}", field=field)
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidValue(f"expected a calendar date as YYYY-MM-DD, got {text!r}", field=field) from None
+
+
+_ID_FIELDS = {"denied_by", "confirmed_by", "produced_by", "metric"}
+_VISIBLE = {"statement", "reason", "description", "name", "title", "author", "publisher"}
+_LIMITS = {
+    **dict.fromkeys(("statement", "reason", "description"), TEXT_MAX),
+    **dict.fromkeys(("name", "title", "author", "publisher"), NAME_MAX),
+    "url": URL_MAX,
+    "country": COUNTRY_MAX,
+}
+# A description may be left empty; every other text must say something visible.
+_MAY_BE_EMPTY = {"description"}
+
+
+def check_fields(event: msgspec.Struct, *, prefix: str = "") -> None:
+    """Raise unless every id, text, name, alias, unit and URL of a proposed event keeps the input rules."""
+    for name in event.__struct_fields__:
+        value = getattr(event, name)
+        if value is not None:
+            _check_field(name, value, f"{prefix}{name}")
+
+
+def _check_field(name: str, value: object, field: str) -> None:
+    if isinstance(value, Quantity):
+        _check_length(value.unit, UNIT_MAX, field=f"{field}.unit")
+    elif isinstance(value, msgspec.Struct):
+        if not isinstance(value, StatedDate):
+            check_fields(value, prefix=f"{field}.")
+    elif name.endswith("_id") or name in _ID_FIELDS:
+        check_ident(str(value), field=field)
+    elif name.endswith("_ids") and isinstance(value, tuple | list):
+        for i, ident in enumerate(value):
+            check_ident(ident, field=f"{field}[{i}]")
+    elif name == "aliases" and isinstance(value, tuple | list):
+        if len(value) > ALIASES_MAX:
+            raise InvalidValue(f"at most {ALIASES_MAX} aliases, got {len(value)}", field=field)
+        for i, alias in enumerate(value):
+            _check_length(alias, NAME_MAX, field=f"{field}[{i}]")
+            check_visible(alias, field=f"{field}[{i}]")
+    elif isinstance(value, str) and name in _LIMITS:
+        _check_length(value, _LIMITS[name], field=field)
+        if name in _VISIBLE and (value or name not in _MAY_BE_EMPTY):
+            check_visible(value, field=field)
+
+
+def _check_length(text: str, limit: int, *, field: str) -> None:
+    if len(text) > limit:
+        raise InvalidValue(f"at most {limit} characters, got {len(text)}", field=field)
+
+
+def in_words(message: str) -> str:
+    """A decoder's message with the id and date patterns said in words ("expected a date as YYYY-MM-DD")."""
+    for pattern, words in ((IDENT_PATTERN, IDENT_WORDS), (DATE_PATTERN, DATE_WORDS)):
+        message = message.replace(f"Expected `str` matching regex {pattern!r}", f"expected {words}")
+    return message
