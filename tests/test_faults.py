@@ -38,7 +38,7 @@ from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, _pg_dsn
 from .helpers import claim_made, document, source, subject
 from .test_audit import _tamper
 from .test_live import messages
-from .test_processes import Server, _free_port, servers
+from .test_processes import _free_port, servers
 
 
 @pytest.fixture
@@ -129,20 +129,11 @@ async def test_processes_migrating_an_empty_database_at_once_all_succeed(blank_u
     assert outcomes == sorted(f"{url} 0006_core_read" for url in urls for _ in range(3))
 
 
-async def _ready(server: Server) -> None:
-    # Two interpreters starting on a loaded machine can take longer than test_processes allows.
-    async with asyncio.timeout(120):
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await server.ready()
-                return
-
-
 async def test_two_servers_started_together_on_an_empty_database_both_serve_the_fixture_once(
     blank_url: str, tmp_path: Path
 ) -> None:
     with servers(blank_url, tmp_path, 2) as pair:
-        await asyncio.gather(*(_ready(s) for s in pair))
+        await asyncio.gather(*(s.ready() for s in pair))
         async with httpx.AsyncClient() as client:
             for server in pair:
                 body = (await client.get(f"{server.base}/health")).json()
@@ -484,7 +475,7 @@ async def test_postgresql_restarted_under_writes_and_streams_loses_nothing_ackno
     db = Database(url)
     try:
         with servers(url, tmp_path, 1) as (server,):
-            await _ready(server)
+            await server.ready()
             async with db.write() as conn:
                 token = await tokens.create(conn, "restart", ("write",))
             tail = Tail(f"{server.base}/events/stream")
