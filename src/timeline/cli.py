@@ -707,6 +707,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         error(exc.message)
         return exc.code
+    except eventlog.UnreadableEvent as exc:
+        error(str(exc))
+        return Exit.UNREADABLE
     except Exception as exc:
         problem = database_error(exc, url)
         if problem is not None:

@@ -256,6 +256,9 @@ PROBLEMS: dict[type[Any], Callable[[Any], TimelineProblem]] = {
 }
 
 
-def plugin() -> ProblemDetailsPlugin:
-    """Litestar's problem-details plugin, converting through ``PROBLEMS``."""
-    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=PROBLEMS))
+def plugin(*more: dict[type[Any], Callable[[Any], TimelineProblem]]) -> ProblemDetailsPlugin:
+    """Litestar's problem-details plugin, converting through ``PROBLEMS`` and then ``more`` tables."""
+    table = dict(PROBLEMS)
+    for extra in more:
+        table.update(extra)
+    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=table))

@@ -14,7 +14,7 @@ from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import timetravel
-from timeline.api import cache, present
+from timeline.api import cache, faults, present
 from timeline.api.auth import requires
 from timeline.api.common import MAX_LIMIT, Db, problems
 from timeline.api.problems import BadRequest, NotFound
@@ -157,13 +157,18 @@ async def ping() -> Pong:
     return Pong(ok=True)
 
 
-@get("/health", operation_id="getHealth", tags=["service"], responses=problems())
+@get("/health", operation_id="getHealth", tags=["service"], responses=problems(503))
 async def health(db: Db, request: Request[Any, Any, Any]) -> HealthOut:
     """Whether the database answers, the log's head, and the position each projection has reached (the
-    views follow the log in the same transaction; asynchronous projections may lag a moment)."""
+    views follow the log in the same transaction; asynchronous projections may lag a moment). 503 when
+    the views are past the log's head or an asynchronous projection has stalled, saying which."""
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
-        seen = await projector.all_checkpoints(conn)
+        standing = await projector.standing(conn)
+        behind = standing.get(activity.name, (0, None))[0]
+        next_recorded = await projector.recorded_after(conn, behind) if behind < head else None
+    seen = {name: position for name, (position, _) in standing.items()}
+    faults.judge_health(request, head, standing, {activity.name: next_recorded})
     return HealthOut(
         status="ok",
         database=db.dialect,

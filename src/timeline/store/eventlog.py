@@ -56,6 +56,30 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     hash: str
 
 
+class UnreadableEvent(Exception):
+    """A stored event this version cannot decode: a corrupted row, or one written by a newer version."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"the log holds an event this version cannot read: position {position} ({reason})")
+        self.position = position
+        self.reason = reason
+
+
+def decode_stored(position: int, data: str | bytes) -> DomainEvent:
+    """The event stored at ``position``, or ``UnreadableEvent`` naming the position."""
+    try:
+        return decode_event(data)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise UnreadableEvent(position, str(exc)) from None
+
+
+def _metadata(position: int, data: str | bytes) -> Metadata:
+    try:
+        return _meta_decoder.decode(data)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise UnreadableEvent(position, f"metadata: {exc}") from None
+
+
 # Raised where the version is checked: by ``append`` before writing, by the database's key while writing.
 WrongExpectedVersion = driver.WrongExpectedVersion
 
@@ -77,8 +101,8 @@ def _to_recorded(row: sa.Row[tuple[object, ...]]) -> RecordedEvent:
         stream_version=m["stream_version"],
         type=m["type"],
         schema_version=m["schema_version"],
-        event=decode_event(m["data"]),
-        metadata=_meta_decoder.decode(m["metadata"]),
+        event=decode_stored(m["position"], m["data"]),
+        metadata=_metadata(m["position"], m["metadata"]),
         valid_from=m["valid_from"],
         recorded_at=_utc(m["recorded_at"]),
         prev_hash=m["prev_hash"],
@@ -95,8 +119,8 @@ def _from_driver(row: Sequence[Any]) -> RecordedEvent:
         stream_version=row[3],
         type=row[4],
         schema_version=row[5],
-        event=decode_event(row[6]),
-        metadata=_meta_decoder.decode(row[7]),
+        event=decode_stored(row[0], row[6]),
+        metadata=_metadata(row[0], row[7]),
         valid_from=row[8],
         recorded_at=row[9],
         prev_hash=row[10],
