@@ -296,3 +296,25 @@ async def test_a_draft_is_made_off_the_event_loop(editor: Editor, monkeypatch: p
     assert response.status_code == 200, response.text
     assert threads
     assert loop_thread not in threads
+
+
+async def test_a_fixtures_errors_are_reported_together(
+    editor: Editor, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        SEED.read_bytes()
+        .replace(b"id: south-korea-nis", b"id: South Korea NIS", 1)
+        .replace(b"kind: claim", b"kind: claim\n  bogus: 1", 1)
+    )
+    text = text.replace(b"type: claim", b"type: claim\n    bogus: 1", 1)
+    response = await editor.client.post("/imports", content=text, headers=editor.auth("admin"))
+    errors = problem(response, 422)["errors"]
+    assert len(errors) >= 2, errors
+    assert all(e["line"] and e["path"] for e in errors), errors
+    assert any(e["path"].startswith("sources[") for e in errors)
+    assert any(e["path"].startswith("events[") for e in errors)
+    path = tmp_path / "two-mistakes.yaml"
+    path.write_bytes(text)
+    assert await run("--database-url", database_url, "import", str(path)) == Exit.INPUT
+    line = capsys.readouterr().err.strip()
+    assert "and 1 more" in line, line

@@ -150,9 +150,11 @@ async def test_a_batch_reads_its_streams_in_one_query_and_sees_its_own_registrat
     # Every read of the log a writer makes goes through this one query, sent to the driver.
     read_for_write = driver.read_for_write
 
-    async def counting(conn: AsyncConnection, whole: list[str], probe: list[str], head: bool) -> list[Any]:
+    async def counting(
+        conn: AsyncConnection, whole: list[str], probe: list[str], head: bool, record_format: int
+    ) -> list[Any]:
         reads.append((whole, probe))
-        return await read_for_write(conn, whole, probe, head)
+        return await read_for_write(conn, whole, probe, head, record_format)
 
     monkeypatch.setattr(driver, "read_for_write", counting)
 

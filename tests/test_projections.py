@@ -118,8 +118,7 @@ async def test_incremental_views_equal_a_rebuild(
             [msgspec.structs.replace(e, claim_id=f"{prefix}-{e.claim_id}") for e in batch],  # type: ignore[type-var,call-arg]
         )
     incremental = await _snapshot(db)
-    async with db.write() as conn:
-        await views.rebuild(conn)
+    await views.rebuild_online(db, batch=7)  # what `timeline rebuild` runs, in several batches
     rebuilt = await _snapshot(db)
     assert rebuilt == incremental
 

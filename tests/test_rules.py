@@ -77,8 +77,8 @@ def test_revision_supersedes_the_figure_and_keeps_the_old_one_in_history() -> No
     claim = _state(made, _revision(3000))
     assert claim.quantity == Quantity(comparator="about", value=3000, unit="soldiers")
     assert claim.stated_on == LATER
-    assert claim.made.quantity == made.quantity
-    assert claim.revisions[0].revision_id == "rev"
+    assert claim.recorded[0].quantity == made.quantity  # type: ignore[union-attr]
+    assert claim.revisions == ("rev",)
     assert claim.document_ids == ("d", "d2")
     assert claim.status == "standing"
 

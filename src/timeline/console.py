@@ -41,6 +41,7 @@ class Exit(enum.IntEnum):
     BROKEN = 2  # verify: the hash chain breaks
     DATABASE_URL = 3  # the database URL is not one timeline can use
     DATABASE = 4  # the database cannot be reached, does not exist, or failed
+    UNREADABLE = 5  # the log holds an event this version cannot read (corrupted, or from a newer version)
     USAGE = 64  # an unknown command or option, a missing argument
     INTERNAL = 70  # a bug, told in one line (TIMELINE_DEBUG=1 shows the traceback)
     INTERRUPTED = 130

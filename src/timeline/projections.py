@@ -37,21 +37,48 @@ from timeline.domain.streams import source_roles, stream_of
 from timeline.domain.values import period_start
 
 
-class ClaimRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A claim's folded state and the log position of each of its events (index 0 is version 1)."""
+class ClaimRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """A claim's state, where it was made and where it last changed.
+
+    A fold that holds the claim's history (``has_history``) also has every event in ``claim.recorded`` and
+    its log position in ``positions`` (index 0 is version 1); a view row keeps neither (``current``): the
+    history is in the log, and a fold reads it from there when a correction needs it.
+    """
 
     claim: Claim
-    positions: tuple[int, ...]
+    made_position: int
+    updated_position: int
+    positions: tuple[int, ...] = ()
 
     @property
-    def made_position(self) -> int:
-        """Where the claim was made."""
-        return self.positions[0]
+    def has_history(self) -> bool:
+        """Whether every event of the claim, and its position, is at hand."""
+        return len(self.positions) == self.claim.version == len(self.claim.recorded)
 
-    @property
-    def updated_position(self) -> int:
-        """Where the claim last changed."""
-        return self.positions[-1]
+
+def current(record: ClaimRecord) -> ClaimRecord:
+    """The record as its view row keeps it: the claim's current state, no history."""
+    if not record.positions and not record.claim.recorded:
+        return record
+    return ClaimRecord(
+        claim=msgspec.structs.replace(record.claim, recorded=()),
+        made_position=record.made_position,
+        updated_position=record.updated_position,
+    )
+
+
+def with_history(claim_events: Iterable[tuple[int, ClaimEvent]]) -> ClaimRecord:
+    """A claim's record folded from its (position, event) pairs in stream order: history included."""
+    claim: Claim | None = None
+    positions = []
+    for position, event in claim_events:
+        claim = rules.evolve(claim, event)
+        positions.append(position)
+    if claim is None:
+        raise ValueError("a claim needs at least its ClaimMade")
+    return ClaimRecord(
+        claim=claim, made_position=positions[0], updated_position=positions[-1], positions=tuple(positions)
+    )
 
 
 class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -204,6 +231,24 @@ def _promote(views: Views, key: EstimateKey | None, record: ClaimRecord) -> None
     views.changed_estimates.add(key)
 
 
+def _next_record(record: ClaimRecord | None, position: int, event: ClaimEvent) -> ClaimRecord:
+    """The claim's record after one more event (its history kept only if it had all of it)."""
+    if isinstance(event, RecordCorrected) and (record is None or not record.has_history):
+        # A correction refolds the claim and redoes its entries: it needs every earlier event.
+        raise ValueError(f"correcting claim {event.claim_id!r} needs its history (read it from the log)")
+    claim = rules.evolve(record.claim if record else None, event)
+    if record is None:
+        return ClaimRecord(
+            claim=claim, made_position=position, updated_position=position, positions=(position,)
+        )
+    return ClaimRecord(
+        claim=claim,
+        made_position=record.made_position,
+        updated_position=position,
+        positions=(*record.positions, position) if record.has_history else (),
+    )
+
+
 def apply(views: Views, position: int, event: DomainEvent) -> Views:
     """Fold one event (at its log position) into the views, noting which rows changed."""
     views.position = position
@@ -214,15 +259,14 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
         return views
     if isinstance(event, SubjectAmended | SourceAmended | DocumentAmended):
         stream = stream_of(event)
-        first, current = views.registrations[stream]
-        views.registrations[stream] = (first, rules.amend(current, event))
+        first, definition = views.registrations[stream]
+        views.registrations[stream] = (first, rules.amend(definition, event))
         views.changed_registrations.add(stream)
         return views
     record = views.claims.get(event.claim_id)
     before = estimate_key(record.claim) if record else None
-    claim = rules.evolve(record.claim if record else None, event)
-    positions = (*record.positions, position) if record else (position,)
-    updated = ClaimRecord(claim=claim, positions=positions)
+    updated = _next_record(record, position, event)
+    claim = updated.claim
     views.claims[claim.claim_id] = updated
     views.changed_claims.add(claim.claim_id)
     after = estimate_key(claim)
@@ -240,7 +284,8 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
     if isinstance(event, RecordCorrected):
         # A correction can change any earlier entry of the claim (its date, figure, even its subject).
         fixed = {c.corrects_version for c in claim.corrections}
-        for version, (at, effective) in enumerate(zip(positions, effective_events(claim), strict=True), 1):
+        pairs = zip(updated.positions, effective_events(claim), strict=True)
+        for version, (at, effective) in enumerate(pairs, 1):
             views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
     else:
         views.timeline[position] = timeline_entry(position, event, claim)

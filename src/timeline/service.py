@@ -1,8 +1,9 @@
 """The write path: check each proposed event against the rules, append it, and update the views.
 
 A ``Recorder`` lives inside one write transaction, so a batch (an import, a request) is all or nothing.
-It reads each stream it touches from the log itself, folds it with the domain's ``evolve``, asks the
-domain's ``decide_*`` rules what to append, and appends with the version it read as the expected version.
+It reads each stream it touches as one record (``store.streams``: the version and folded state, checked
+against the log), asks the domain's ``decide_*`` rules what to append, appends with the version it read as the
+expected version, and writes the streams' new records with the events.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain import claims as rules
-from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration
+from timeline.domain.claims import Amendment, Claim, ClaimEvent
 from timeline.domain.errors import DefinitionConflict, DomainError, InvalidValue, UnknownReference
 from timeline.domain.events import (
     ClaimConfirmed,
@@ -35,7 +36,7 @@ from timeline.domain.events import (
 )
 from timeline.domain.streams import claim_stream, references, stream_of
 from timeline.domain.values import check_fields, period_start
-from timeline.store import driver, eventlog, views
+from timeline.store import driver, eventlog, streams, views
 from timeline.store.eventlog import Metadata, NewEvent, RecordedEvent
 
 
@@ -72,11 +73,20 @@ class PreconditionFailed(Exception):
 
 @dataclass
 class _Stream:
-    events: list[RecordedEvent] = field(default_factory=list)
+    """A stream as this transaction sees it: its state when read, then after each event appended here."""
+
+    states: list[streams.StreamState]
+    # The version of the stream's record in the database (0: none).
+    recorded: int = 0
+    appended: list[RecordedEvent] = field(default_factory=list)
+
+    @property
+    def state(self) -> streams.StreamState:
+        return self.states[-1]
 
     @property
     def version(self) -> int:
-        return len(self.events)
+        return self.states[-1].version
 
 
 _REGISTERED = SubjectRegistered | SourceRegistered | DocumentRegistered
@@ -98,27 +108,6 @@ def _ident_of(event: DomainEvent) -> str:
     if isinstance(event, ClaimEvent):
         return rules.entry_id(event)
     return rules.registration_id(event)
-
-
-def registration_state(events: list[RecordedEvent]) -> Registration | None:
-    """The current definition of a subject, source or document: its registration with amendments."""
-    current: Registration | None = None
-    for recorded in events:
-        event = recorded.event
-        if isinstance(event, _REGISTERED):
-            current = event
-        elif isinstance(event, _AMENDED) and current is not None:
-            current = rules.amend(current, event)
-    return current
-
-
-def claim_state(events: list[RecordedEvent]) -> Claim | None:
-    """Fold a claim stream's events into its state."""
-    claim: Claim | None = None
-    for recorded in events:
-        assert isinstance(recorded.event, ClaimEvent)
-        claim = rules.evolve(claim, recorded.event)
-    return claim
 
 
 class Recorder:
@@ -179,7 +168,9 @@ class Recorder:
             return
         del self.appended[mark:]
         for recorded in reversed(dropped):
-            self._streams[recorded.stream_id].events.pop()
+            stream = self._streams[recorded.stream_id]
+            stream.appended.pop()
+            stream.states.pop()
         assert self._batch is not None
         del self._batch.rows[len(self._batch.rows) - len(dropped) :]
         self._batch.head = dropped[0].position - 1
@@ -193,9 +184,17 @@ class Recorder:
         if not missing and not unknown:
             return
         head = self._head is None and self._batch is None
-        reading = await eventlog.read_for_write(self.conn, missing, probe=unknown, head=head)
-        for stream_id, stored in reading.streams.items():
-            self._streams[stream_id] = _Stream(stored)
+        reading = await eventlog.read_for_write(
+            self.conn, missing, probe=unknown, head=head, record_format=streams.FORMAT
+        )
+        for stream_id, later in reading.streams.items():
+            record = reading.records.get(stream_id)
+            state = streams.decode(record[1]) if record is not None else streams.EMPTY
+            # The log's events past the record (none, unless something appended without one) go on top.
+            for recorded in later:
+                state = streams.evolve(state, recorded.event)
+                assert state.version == recorded.stream_version, (stream_id, recorded.stream_version)
+            self._streams[stream_id] = _Stream([state], record[0] if record is not None else 0)
         self._exists.update((s, s in reading.existing) for s in unknown)
         if head:
             self._head = reading.head
@@ -215,7 +214,7 @@ class Recorder:
 
     async def claim(self, claim_id: str) -> Claim | None:
         """A claim's state as this transaction sees it."""
-        return claim_state((await self._stream(claim_stream(claim_id))).events)
+        return (await self._stream(claim_stream(claim_id))).state.claim
 
     async def _require(self, kind: str, ident: str, where: str) -> None:
         if not self._exists.get(f"{kind}-{ident}", False):
@@ -256,7 +255,7 @@ class Recorder:
             await self._check_references(event, named)
             decided = self._decide(stream, event)
         except DefinitionConflict as conflict:
-            detail = self._conflict_detail(stream, event, conflict)
+            detail = await self._conflict_detail(stream, stream_id, event, conflict)
             raise Rejected(origin, conflict, detail=detail) from None
         except DomainError as error:
             raise Rejected(origin, error) from None
@@ -275,13 +274,12 @@ class Recorder:
                 self._batch = await eventlog.Batch.start(self.conn, self.recorded_at)
             else:
                 self._batch = eventlog.Batch(*self._head, self.recorded_at)
-        recorded = [
-            self._batch.add(
-                stream_id, stream.version + i, NewEvent(event=e, valid_from=valid_from(e), metadata=metadata)
-            )
-            for i, e in enumerate(decided, start=1)
-        ]
-        stream.events.extend(recorded)
+        recorded = []
+        for e in decided:
+            item = NewEvent(event=e, valid_from=valid_from(e), metadata=metadata)
+            recorded.append(self._batch.add(stream_id, stream.version + 1, item))
+            stream.states.append(streams.evolve(stream.state, e))
+        stream.appended.extend(recorded)
         self.appended.extend(recorded)
         return recorded
 
@@ -326,12 +324,10 @@ class Recorder:
 
     def _decide(self, stream: _Stream, event: DomainEvent) -> list[DomainEvent]:
         if isinstance(event, _REGISTERED):
-            first = stream.events[0].event if stream.events else None
-            assert first is None or isinstance(first, _REGISTERED)
-            return rules.decide_registration(first, event)
+            return rules.decide_registration(stream.state.first, event)
         if isinstance(event, _AMENDED):
-            return rules.decide_amend(registration_state(stream.events), event)
-        claim = claim_state(stream.events)
+            return rules.decide_amend(stream.state.current, event)
+        claim = stream.state.claim
         match event:
             case ClaimMade():
                 return rules.decide_make(claim, event)
@@ -349,12 +345,16 @@ class Recorder:
                 return rules.decide_correct(claim, event)
         raise AssertionError(event)  # pragma: no cover
 
-    @staticmethod
-    def _conflict_detail(stream: _Stream, event: DomainEvent, conflict: DefinitionConflict) -> str:
-        # Name the place the first definition came from, so an editor can see both sides.
+    async def _conflict_detail(
+        self, stream: _Stream, stream_id: str, event: DomainEvent, conflict: DefinitionConflict
+    ) -> str:
+        # Name the place the first definition came from, so an editor can see both sides. The record keeps
+        # no metadata: a refusal reads the stream's events from the log (and those appended here).
         ident = _ident_of(event)
+        logged = await eventlog.read_stream(self.conn, stream_id)
+        history = [r for r in logged if r.stream_version <= stream.states[0].version] + stream.appended
         earlier = next(
-            (r for r in stream.events if _ident_of(r.event) == ident and type(r.event) is type(event)),
+            (r for r in history if _ident_of(r.event) == ident and type(r.event) is type(event)),
             None,
         )
         if earlier is None:
@@ -369,6 +369,11 @@ class Recorder:
         changes = driver.Changes()
         if self._batch is not None:
             changes.events = self._batch.take()
+        changes.streams = [
+            (stream_id, stream.version, streams.FORMAT, streams.encode(stream.state))
+            for stream_id, stream in sorted(self._streams.items())
+            if stream.appended and stream.version - stream.recorded >= streams.EVERY
+        ]
         # The events and the views' rows they change go in together (one statement on PostgreSQL).
         await views.project(self.conn, self.appended, before=self._claims_before(), changes=changes)
         return self.appended
@@ -380,11 +385,8 @@ class Recorder:
         for recorded in self.appended:
             if isinstance(recorded.event, ClaimEvent):
                 first.setdefault(recorded.event.claim_id, recorded)
-        # A stream's appended events are its last ones: the state before is the fold of those ahead.
-        return {
-            claim_id: claim_state(self._streams[r.stream_id].events[: r.stream_version - 1])
-            for claim_id, r in first.items()
-        }
+        # A stream's appended events are its last ones: the state before is the one it was read in.
+        return {claim_id: self._streams[r.stream_id].states[0].claim for claim_id, r in first.items()}
 
 
-__all__ = ["Amendment", "PreconditionFailed", "Recorder", "Rejected", "claim_state", "registration_state"]
+__all__ = ["Amendment", "PreconditionFailed", "Recorder", "Rejected"]

@@ -114,7 +114,9 @@ def views_at(events: Iterable[Logged], valid_until: dt.date | None) -> Views:
     for claim_id, pairs in streams.items():
         claim = rules.replay([cast(ClaimEvent, event) for _, event in pairs])
         positions = tuple(position for position, _ in pairs)
-        views.claims[claim_id] = ClaimRecord(claim=claim, positions=positions)
+        views.claims[claim_id] = ClaimRecord(
+            claim=claim, made_position=positions[0], updated_position=positions[-1], positions=positions
+        )
         if (key := estimate_key(claim)) is not None:
             views.by_key.setdefault(key, set()).add(claim_id)
         # The entries ``apply`` leaves: each event's, from the claim as it ends (only a correction changes

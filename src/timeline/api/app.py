@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from timeline.api import (
     document,
     drafts,
     exports,
+    faults,
     live,
     observe,
     problems,
@@ -86,6 +88,9 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
 
         plugins.append(tracing.plugin(tracer_provider))
         before_request = tracing.name_span
+    projections = projector.Worker(
+        db, [activity], batch=settings.projection_batch, idle=settings.keepalive_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -94,12 +99,7 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
         if listener is not None:
             await listener.start()
         # Asynchronous projections run in whichever process leads them (an advisory lock on PostgreSQL).
-        worker = asyncio.create_task(
-            projector.Worker(
-                db, [activity], batch=settings.projection_batch, idle=settings.keepalive_seconds
-            ).run(),
-            name="projections",
-        )
+        worker = asyncio.create_task(projections.run(), name="projections")
         try:
             yield
         finally:
@@ -139,10 +139,12 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
                 "tokens": verifier,
                 "hub": hub,
                 "metrics": metrics,
+                "projections": projections,
+                "started": time.monotonic(),
             }
         ),
         middleware=[observe.HTTP_METRICS.middleware],
-        plugins=[problems.plugin(), *plugins],
+        plugins=[problems.plugin(faults.PROBLEMS), *plugins],
         before_request=before_request,
         # Logging is set up once per process by timeline.logs (structlog), not by each app.
         logging_config=None,

@@ -22,4 +22,7 @@ def create() -> Litestar:
     url = os.environ.get("TIMELINE_DATABASE_URL", DEFAULT_URL)
     # `timeline serve` has checked the key already; a worker only reads it.
     signer = signing.from_env()
-    return create_app(Database(url, pool_size=settings.database_pool, signer=signer), settings)
+    database = Database(
+        url, pool_size=settings.database_pool, signer=signer, lock_timeout=settings.lock_wait_seconds
+    )
+    return create_app(database, settings)

@@ -4,7 +4,7 @@ witnesses' cosignatures."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Annotated, Any
 
 from litestar import Response, get, post
@@ -81,10 +81,23 @@ async def export(
 ) -> Stream:
     """The log as JSON Lines, exactly as stored and hashed (the format of `timeline export`), streamed.
     Check it with the recipe in docs/audit.md, or load it with `timeline restore`."""
-    return Stream(_export(db, subject), media_type="application/x-ndjson")
+    lines = _export(db, subject)
+    # The first batch is read before the answer starts, so what fails there gets its own status.
+    try:
+        first = await anext(lines, b"")
+    except BaseException:
+        await lines.aclose()  # gives its connection back now
+        raise
+    return Stream(_then(first, lines), media_type="application/x-ndjson")
 
 
-async def _export(db: Database, subject: str | None) -> AsyncIterator[bytes]:
+async def _then(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for line in rest:
+        yield line
+
+
+async def _export(db: Database, subject: str | None) -> AsyncGenerator[bytes]:
     async with db.read() as conn:
         async for line in audit.export(conn, subject_id=subject):
             yield line

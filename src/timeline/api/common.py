@@ -22,6 +22,8 @@ _PROBLEM_DESCRIPTIONS = {
     408: "The work took longer than TIMELINE_WORK_TIMEOUT_SECONDS; nothing was recorded",
     413: "Request body too large (the limit is in the answer)",
     422: "Invalid claim, fixture or reused Idempotency-Key; nothing was recorded",
+    503: "The database is busy or the server is stopping (see Retry-After), or /health found a view or a "
+    "projection unhealthy",
 }
 
 

@@ -14,7 +14,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.api import present
+from timeline.api import faults, present
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import ClaimMade
 from timeline.domain.streams import parse as parse_stream
@@ -172,6 +172,8 @@ class Hub:
         self._runner: asyncio.Task[None] | None = None
         self._guard: asyncio.Task[None] | None = None
         self.batches = 0  # batches of new events read from the log (tests count them)
+        # The event the reader cannot get past, while it cannot: streams that reach it are ended.
+        self.unreadable: eventlog.UnreadableEvent | None = None
 
     @property
     def subscribers(self) -> int:
@@ -257,6 +259,13 @@ class Hub:
                 generation = self.db.notifier.generation
                 try:
                     items = await read_items(self.db, self.tail)
+                    self.unreadable = None
+                except eventlog.UnreadableEvent as exc:
+                    _log.error("live streams: %s; retrying in 1 s", exc)
+                    self.unreadable = exc
+                    self._wake_all()
+                    await asyncio.sleep(1.0)
+                    continue
                 except Exception:
                     # The database went away: streams keep waiting, and reading resumes from the tail.
                     _log.warning("live streams: reading the log failed; retrying in 1 s", exc_info=True)
@@ -305,7 +314,8 @@ async def follow(
     hub: Hub, after: int, where: Filter, keepalive: float, secret: str | None = None
 ) -> AsyncIterator[bytes]:
     """Every event after ``after`` that matches, then each new one as it commits, as SSE bytes; a comment
-    when idle. Ends when the stream's token is revoked."""
+    when idle. Ends when the stream's token is revoked, or with an ``error`` event at an event this version
+    cannot read."""
     subscriber = hub.subscribe(where, secret)
     key = where.key
     position = after
@@ -313,10 +323,16 @@ async def follow(
         while not subscriber.ended:
             signal = hub.signal(key)
             items = hub.after(position, key)
-            if items is None:  # behind the window (or the reader is not reading yet): read the log
-                items = await read_items(hub.db, position)
-            elif not items:
-                position = max(position, hub.tail)  # nothing since touched this stream
+            try:
+                if items is None:  # behind the window (or the reader is not reading yet): read the log
+                    items = await read_items(hub.db, position)
+                elif not items:
+                    position = max(position, hub.tail)  # nothing since touched this stream
+                    if hub.unreadable is not None and position < hub.unreadable.position:
+                        raise hub.unreadable
+            except eventlog.UnreadableEvent as exc:
+                yield faults.unreadable_frame(exc)
+                return
             if not items:
                 try:
                     async with asyncio.timeout(keepalive):

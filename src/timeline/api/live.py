@@ -10,7 +10,7 @@ from litestar.response import Stream
 
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
-from timeline.api.fanout import Filter, Hub, follow
+from timeline.api.fanout import Filter, Hub, follow, read_items
 from timeline.api.settings import Settings
 from timeline.app import queries
 from timeline.domain.values import POSITION_MAX, parse_position
@@ -51,6 +51,12 @@ async def stream(
     # With public reads off, the stream ends within seconds of its token being revoked.
     secret = None if settings.public_reads else request.headers.get("authorization", "").partition(" ")[2]
     hub: Hub = request.app.state.hub
+    if hub.unreadable is not None and start < hub.unreadable.position:
+        raise hub.unreadable
+    if hub.after(start, where.key) is None:
+        # Behind the live window: what the stream sends first is read here, so an event this version cannot
+        # read is a 422 naming it rather than a stream that ends at once.
+        await read_items(db, start)
     # Each event arrives already encoded (once, for every stream): sent as it is, not re-wrapped.
     return Stream(
         follow(hub, start, where, settings.keepalive_seconds, secret.strip() if secret else None),

@@ -122,7 +122,9 @@ def fixture_error(exc: FixtureError) -> TimelineProblem:
             title="Invalid fixture",
             status=HTTP_422_UNPROCESSABLE_ENTITY,
             detail=f"nothing was imported: {exc}",
-            errors=[ProblemItem(file=exc.file, path=exc.path or None, line=exc.line, message=exc.message)],
+            errors=[
+                ProblemItem(file=e.file, path=e.path or None, line=e.line, message=e.message) for e in exc.all
+            ],
         ),
     )
 
@@ -232,6 +234,9 @@ PROBLEMS: dict[type[Any], Callable[[Any], TimelineProblem]] = {
 }
 
 
-def plugin() -> ProblemDetailsPlugin:
-    """Litestar's problem-details plugin, converting through ``PROBLEMS``."""
-    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=PROBLEMS))
+def plugin(*more: dict[type[Any], Callable[[Any], TimelineProblem]]) -> ProblemDetailsPlugin:
+    """Litestar's problem-details plugin, converting through ``PROBLEMS`` and then ``more`` tables."""
+    table = dict(PROBLEMS)
+    for extra in more:
+        table.update(extra)
+    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=table))

@@ -14,7 +14,7 @@ from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import timetravel
-from timeline.api import cache, present
+from timeline.api import cache, faults, present
 from timeline.api.auth import requires
 from timeline.api.common import MAX_LIMIT, Db, problems
 from timeline.api.problems import BadRequest
@@ -107,11 +107,13 @@ async def ping() -> Pong:
     return Pong(ok=True)
 
 
-@get("/health", operation_id="getHealth", tags=["service"], responses=problems())
+@get("/health", operation_id="getHealth", tags=["service"], responses=problems(503))
 async def health(db: Db, request: Request[Any, Any, Any]) -> HealthOut:
     """Whether the database answers, the log's head, and the position each projection has reached (the
-    views follow the log in the same transaction; asynchronous projections may lag a moment)."""
+    views follow the log in the same transaction; asynchronous projections may lag a moment). 503 when
+    the views are past the log's head or an asynchronous projection has stalled, saying which."""
     found = await queries.read(db, queries.health)
+    faults.judge_health(request, found.head_position, found.standing, found.waiting_since)
     return HealthOut(
         status="ok",
         database=db.dialect,

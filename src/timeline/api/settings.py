@@ -27,8 +27,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_origins: str = ""
     # Database connections each server process keeps (requests beyond it wait for one).
     database_pool: int = 20
+    # Seconds a write waits for the log's write lock (held by an import, say) before answering 503 with
+    # Retry-After, rather than keeping its client and every write queued behind it waiting.
+    lock_wait_seconds: float = 5.0
     # Events an asynchronous projection applies per transaction.
     projection_batch: int = 500
+    # /health calls an asynchronous projection stalled (503) when the event after its position was recorded
+    # this many seconds ago and the projection has not moved for as long.
+    stall_seconds: float = 60.0
     # Bytes of encoded read responses kept in memory, each valid while the views stay where it was built;
     # 0 turns the cache off.
     response_cache_bytes: int = 64 * 1024 * 1024

@@ -52,8 +52,9 @@ from timeline.store.database import Database
 
 WRITE = [requires("write")]
 ADMIN = [requires("admin")]
-_CREATED = ResponseSpec(
-    data_container=WriteOut, description="Recorded; 200 when it was already recorded", generate_examples=False
+_CREATED = ResponseSpec(data_container=WriteOut, description="Recorded", generate_examples=False)
+_UNCHANGED = ResponseSpec(
+    data_container=WriteOut, description="Already recorded: nothing was appended", generate_examples=False
 )
 _ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
 _encoder = msgspec.json.Encoder()
@@ -110,7 +111,7 @@ def _route(
         tags=[tag],
         guards=WRITE,
         before_request=strict_json_body,
-        responses={**WRITE_PROBLEMS, 201: _CREATED},
+        responses={**WRITE_PROBLEMS, 200: _UNCHANGED, 201: _CREATED},
         status_code=HTTP_201_CREATED,
     )
 

@@ -334,19 +334,31 @@ async def sources_among(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, 
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
-    """The log's head and the position each projection has reached."""
+    """The log's head, the position each projection has reached and when it last moved, and when the
+    event an asynchronous projection waits for was recorded (how a stall is told)."""
 
     head_position: int
     views_position: int
     projections: dict[str, int]
+    standing: dict[str, tuple[int, dt.datetime | None]]
+    waiting_since: dict[str, dt.datetime | None]
 
 
 async def health(conn: AsyncConnection) -> Health:
     """Where the log and every projection stand (the views first)."""
     head = await eventlog.head_position(conn)
-    seen = await projector.all_checkpoints(conn)
+    standing = await projector.standing(conn)
+    behind = standing.get(activity.name, (0, None))[0]
+    next_recorded = await projector.recorded_after(conn, behind) if behind < head else None
+    seen = {name: position for name, (position, _) in standing.items()}
     projections = {name: seen.get(name, 0) for name in (views.CHECKPOINT, activity.name)}
-    return Health(head_position=head, views_position=projections[views.CHECKPOINT], projections=projections)
+    return Health(
+        head_position=head,
+        views_position=projections[views.CHECKPOINT],
+        projections=projections,
+        standing=standing,
+        waiting_since={activity.name: next_recorded},
+    )
 
 
 async def head_position(conn: AsyncConnection) -> int:

@@ -18,6 +18,7 @@ from timeline.cli import admin, log, serving
 from timeline.cli.common import Group
 from timeline.console import CommandError, Exit, database_error, error
 from timeline.fixtures import FixtureError
+from timeline.store import eventlog
 from timeline.store.database import DEFAULT_URL
 
 
@@ -98,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         error(exc.message)
         return exc.code
+    except eventlog.UnreadableEvent as exc:
+        error(str(exc))
+        return Exit.UNREADABLE
     except Exception as exc:
         problem = database_error(exc, url)
         if problem is not None:

@@ -68,8 +68,8 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     status: Status
     disputed_by: tuple[str, ...]
     confirmed_by: tuple[str, ...]
-    made: ClaimMade
-    revisions: tuple[ClaimRevised, ...]
+    # The ids of its revisions (the revisions themselves are in the log: the claim shows their result).
+    revisions: tuple[str, ...]
     denials: tuple[ClaimDenied, ...]
     confirmations: tuple[ClaimConfirmed, ...]
     evidence: tuple[EvidenceAttached, ...]
@@ -116,7 +116,6 @@ def _step(claim: Claim | None, event: ClaimEvent) -> Claim:
             status="standing",
             disputed_by=(),
             confirmed_by=(),
-            made=event,
             revisions=(),
             denials=(),
             confirmations=(),
@@ -138,7 +137,7 @@ def _step(claim: Claim | None, event: ClaimEvent) -> Claim:
                 quantity=event.quantity if event.quantity is not None else claim.quantity,
                 modality=event.modality or claim.modality,
                 document_ids=_merge_documents(claim.document_ids, event.document_ids),
-                revisions=(*claim.revisions, event),
+                revisions=(*claim.revisions, event.revision_id),
             )
         case ClaimDenied():
             claim = msgspec.structs.replace(

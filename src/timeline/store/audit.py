@@ -23,6 +23,7 @@ from timeline.domain.events import ClaimMade, decode_event
 from timeline.domain.streams import subject_stream as subject_stream_of
 from timeline.store import chain, tree
 from timeline.store.database import APPENDED, driver_of
+from timeline.store.eventlog import UnreadableEvent, decode_stored
 from timeline.store.schema import events
 
 BATCH = 1000
@@ -145,7 +146,7 @@ async def verify(
     """Recompute the whole chain and the tree's root at every signed checkpoint (checking each signature
     with ``verifier``, a verifier key, when given); with ``since`` (a remembered position and hash), also
     check that event is still there with that hash. ``progress(checked, to_check)`` is told every thousand
-    events."""
+    events. Raises ``UnreadableEvent`` when the chain holds but an event cannot be decoded by this version."""
     expected, prev = 1, chain.GENESIS
     checked = 0
     checkpoints = await tree.all_checkpoints(conn)
@@ -185,6 +186,7 @@ async def verify(
     if progress is not None:
         head = await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)))
         to_check = int(head.scalar_one())
+    unreadable: UnreadableEvent | None = None
     async for row in rows(conn):
         if row.position != expected:
             return broken(expected, f"event {expected} is missing (the next stored event is {row.position})")
@@ -203,6 +205,8 @@ async def verify(
             problem = check_checkpoint(pending.pop())
             if problem is not None:
                 return broken(row.position, problem)
+        # Told once the whole chain is known to hold: a break matters more.
+        unreadable = unreadable or _unreadable(row)
         expected, prev = expected + 1, row.hash
         checked += 1
         if progress is not None and checked % 1000 == 0:
@@ -218,18 +222,35 @@ async def verify(
             f"{checked + 1}-{pending[0].size} were deleted",
         )
     signed = checkpoints[-1].size if checkpoints else 0
-    return Verification(
-        ok=True,
-        checked=checked,
-        from_position=0,
-        head_position=expected - 1,
-        head_hash=prev,
-        checkpoints_checked=len(checkpoints),
-        signatures_checked=verifier is not None,
-        signed_size=signed,
-        unsigned=checked - signed,
-        remembered_head_checked=since is not None,
+    return _intact(
+        unreadable,
+        Verification(
+            ok=True,
+            checked=checked,
+            from_position=0,
+            head_position=expected - 1,
+            head_hash=prev,
+            checkpoints_checked=len(checkpoints),
+            signatures_checked=verifier is not None,
+            signed_size=signed,
+            unsigned=checked - signed,
+            remembered_head_checked=since is not None,
+        ),
     )
+
+
+def _unreadable(row: StoredRow) -> UnreadableEvent | None:
+    try:
+        decode_stored(row.position, row.data)
+    except UnreadableEvent as exc:
+        return exc
+    return None
+
+
+def _intact(unreadable: UnreadableEvent | None, verification: Verification) -> Verification:
+    if unreadable is not None:
+        raise unreadable
+    return verification
 
 
 # Export and restore -----------------------------------------------------------------------------------
@@ -395,7 +416,7 @@ async def export(conn: AsyncConnection, *, subject_id: str | None = None) -> Asy
 def _in_subject(line: _Line, subject_id: str, subject_stream: str, claim_streams: set[str]) -> bool:
     # A claim's stream belongs to the subject named when the claim was made (its first event).
     if line.type == "ClaimMade":
-        made = decode_event(line.data)
+        made = decode_stored(line.position, line.data)
         assert isinstance(made, ClaimMade)
         if made.subject_id == subject_id:
             claim_streams.add(line.stream_id)

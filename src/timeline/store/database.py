@@ -26,6 +26,9 @@ NOTIFIED = "timeline_notified"
 _WRITE = "timeline_write"
 # Seconds a writer waits for the log's write lock before failing (on both databases).
 LOCK_TIMEOUT = 30.0
+# The advisory lock (PostgreSQL) held while the schema changes: "timeline" in ASCII, out of the way of the
+# projections' 32-bit keys.
+SCHEMA_LOCK = 0x74696D656C696E65
 
 
 def normalize_url(url: str) -> str:
@@ -65,10 +68,19 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-class Database:
-    """One database: an async engine plus read and serialized write transactions."""
+class Busy(TimeoutError):
+    """A write waited its longest for the log's write lock, held by another write."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, signer: Signer | None = None) -> None:
+
+class Database:
+    """One database: an async engine plus read and serialized write transactions. A writer waits at most
+    ``lock_timeout`` seconds (30 unless given) for the log's write lock."""
+
+    def __init__(
+        self, url: str, *, pool_size: int = 5, lock_timeout: float | None = None, signer: Signer | None = None
+    ) -> None:
+        self.lock_timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        timeout = self.lock_timeout
         self.url = normalize_url(url)
         # Signs a checkpoint at the end of every transaction that appended; kept outside the database.
         self.signer = signer
@@ -82,14 +94,14 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 # Statements run on the loop's thread, not through aiosqlite's (see store.inline).
-                kwargs["async_creator"] = inline.creator(parsed.database, timeout=LOCK_TIMEOUT)
+                kwargs["async_creator"] = inline.creator(parsed.database, timeout=timeout)
             else:
                 # One shared in-memory connection: there is no pool to size.
-                kwargs = {"connect_args": {"timeout": LOCK_TIMEOUT}}
+                kwargs = {"connect_args": {"timeout": timeout}}
         else:
             # A writer waiting longer than this for the log's lock fails instead of hanging; set once per
             # connection rather than with a SET LOCAL round trip in every write transaction.
-            kwargs["connect_args"] = {"server_settings": {"lock_timeout": f"{LOCK_TIMEOUT:.0f}s"}}
+            kwargs["connect_args"] = {"server_settings": {"lock_timeout": f"{timeout * 1000:.0f}ms"}}
         self.engine = create_async_engine(self.url, **kwargs)
         self.notifier = Notifier()
         # SQLite writers in this process queue here, in order, rather than polling for the file's lock.
@@ -101,7 +113,7 @@ class Database:
             _configure_sqlite(self.engine)
             if "async_creator" in kwargs:
                 self._threaded = create_async_engine(
-                    self.url, poolclass=NullPool, connect_args={"timeout": LOCK_TIMEOUT}
+                    self.url, poolclass=NullPool, connect_args={"timeout": timeout}
                 )
                 _configure_sqlite(self._threaded)
 
@@ -157,6 +169,19 @@ class Database:
             self.notifier.notify()
 
     @asynccontextmanager
+    async def schema_change(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that changes the schema, one process at a time: servers started together on an
+        empty database must not both create its tables. An advisory lock on PostgreSQL (DDL takes no lock
+        on tables that do not exist yet), the write lock taken up front on SQLite."""
+        async with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                if self.dialect == "postgresql":
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+                yield conn
+
+    @asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
         """One connection kept across several transactions, for work whose temporary tables must outlive
         one of them (a rebuild)."""
@@ -181,16 +206,17 @@ class Database:
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
         """On SQLite, this process's turn to write, before taking a pooled connection (writers waiting
-        must not hold connections readers need); given up after the 30 s another process would wait."""
+        must not hold connections readers need); given up after the time another process would wait."""
         if self._sqlite_writers is None:
             yield
             return
         try:
-            async with asyncio.timeout(LOCK_TIMEOUT):
+            async with asyncio.timeout(self.lock_timeout):
                 await self._sqlite_writers.acquire()
         except TimeoutError:
-            raise TimeoutError(
-                f"waited {LOCK_TIMEOUT:g} s for the SQLite write lock (held by another write in this process)"
+            raise Busy(
+                f"waited {self.lock_timeout:g} s for the SQLite write lock (held by another write in this "
+                "process)"
             ) from None
         try:
             yield

@@ -31,21 +31,35 @@ EVENT_COLUMNS = (
 )
 Row = tuple[Any, ...]
 
-# What a writer reads: whole streams (part 0), the first event of streams whose existence it checks (1), the
-# log's head (2), ordered so each stream's events come in version order.
+# What a writer reads: each stream's record (part 3) and its events after the record's version (part 0, most
+# often none), the first event of streams whose existence it checks (1), the log's head (2), ordered so each
+# stream's events come in version order. A record of another format counts as none.
+_RECORD = "NULL, NULL, r.stream_id, r.version, NULL, NULL, r.state, NULL, NULL, NULL, NULL, NULL"
 _READ_FOR_WRITE = {
     "postgresql": f"""
-SELECT 0, {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1::text[])
+SELECT 0, e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
+  e.metadata, e.valid_from, e.recorded_at, e.prev_hash, e.hash
+FROM unnest($1::text[]) AS w(s) JOIN events e ON e.stream_id = w.s
+  LEFT JOIN stream_records r ON r.stream_id = w.s AND r.format = $4
+WHERE e.stream_version > coalesce(r.version, 0)
 UNION ALL SELECT 1, {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($2::text[]) AND stream_version = 1
 UNION ALL (SELECT 2, {EVENT_COLUMNS} FROM events WHERE $3::boolean ORDER BY position DESC LIMIT 1)
+UNION ALL SELECT 3, {_RECORD} FROM stream_records r WHERE r.stream_id = ANY($1::text[]) AND r.format = $4
 ORDER BY 1, 4, 5""",
     "sqlite": f"""
-SELECT 0, {EVENT_COLUMNS} FROM events WHERE stream_id IN (SELECT value FROM json_each(?1))
+SELECT 0, e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
+  e.metadata, e.valid_from, e.recorded_at, e.prev_hash, e.hash
+FROM json_each(?1) AS w JOIN events e ON e.stream_id = w.value
+  LEFT JOIN stream_records r ON r.stream_id = w.value AND r.format = ?4
+WHERE e.stream_version > coalesce(r.version, 0)
 UNION ALL SELECT 1, {EVENT_COLUMNS} FROM events
   WHERE stream_id IN (SELECT value FROM json_each(?2)) AND stream_version = 1
 UNION ALL SELECT * FROM (SELECT 2, {EVENT_COLUMNS} FROM events WHERE ?3 ORDER BY position DESC LIMIT 1)
+UNION ALL SELECT 3, {_RECORD} FROM stream_records r
+  WHERE r.stream_id IN (SELECT value FROM json_each(?1)) AND r.format = ?4
 ORDER BY 1, 4, 5""",
 }
+RECORD_PART = 3
 
 _READ_AFTER = {
     "postgresql": f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
@@ -85,6 +99,11 @@ _APPEND_CTE = f"""appended AS (
   INSERT INTO events ({EVENT_COLUMNS})
   SELECT * FROM unnest($32::bigint[], $33::uuid[], $34::text[], $35::int[], $36::text[], $37::int[],
                        $38::text[], $39::text[], $40::date[], $41::timestamptz[], $42::text[], $43::text[])
+), kept AS (
+  INSERT INTO stream_records (stream_id, version, format, state)
+  SELECT * FROM unnest($44::text[], $45::int[], $46::int[], $47::text[])
+  ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
+    state = excluded.state
 ), """
 _SAVE_POSTGRES = f"""
 WITH {{appending}}claimed AS (
@@ -141,6 +160,9 @@ ON CONFLICT (stream_id) DO UPDATE SET kind = excluded.kind, position = excluded.
     "listed": f"""INSERT INTO timeline ({_TIMELINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (position) DO UPDATE SET subject_id = excluded.subject_id, occurred_on = excluded.occurred_on,
   source_id = excluded.source_id, kind = excluded.kind, entry = excluded.entry""",
+    "kept": """INSERT INTO stream_records (stream_id, version, format, state) VALUES (?, ?, ?, ?)
+ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
+  state = excluded.state""",
     "checked": """INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at""",
 }
@@ -207,17 +229,20 @@ def stored_event(row: Sequence[Any], dialect: str) -> Row:
     )
 
 
-async def read_for_write(conn: AsyncConnection, whole: list[str], probe: list[str], head: bool) -> list[Row]:
-    """Rows of ``_READ_FOR_WRITE``: (part, *event columns), events typed as ``stored_event`` gives them."""
+async def read_for_write(
+    conn: AsyncConnection, whole: list[str], probe: list[str], head: bool, record_format: int
+) -> list[Row]:
+    """Rows of ``_READ_FOR_WRITE``: (part, *event columns), events typed as ``stored_event`` gives them
+    (a record's row is (3, None, None, stream_id, version, None, None, state, ...))."""
     driver = await driver_of(conn)
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        rows = await driver.fetch(_READ_FOR_WRITE[dialect], whole, probe, head)
+        rows = await driver.fetch(_READ_FOR_WRITE[dialect], whole, probe, head, record_format)
     else:
         rows = await driver.execute_fetchall(
-            _READ_FOR_WRITE[dialect], (json.dumps(whole), json.dumps(probe), int(head))
+            _READ_FOR_WRITE[dialect], (json.dumps(whole), json.dumps(probe), int(head), record_format)
         )
-    return [(r[0], *stored_event(r[1:], dialect)) for r in rows]
+    return [tuple(r) if r[0] == RECORD_PART else (r[0], *stored_event(r[1:], dialect)) for r in rows]
 
 
 async def read_after(conn: AsyncConnection, after: int, limit: int) -> list[Row]:
@@ -259,6 +284,8 @@ class Changes:
 
     def __init__(self) -> None:
         self.events: list[Row] = []
+        # Stream records (stream_id, version, format, state), written only with events.
+        self.streams: list[Row] = []
         self.claims: list[Row] = []
         self.unchosen: list[Row] = []
         self.chosen: list[Row] = []
@@ -309,6 +336,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
                 now,
                 notify,
                 *(_columns(changes.events, 12) if changes.events else ()),
+                *(_columns(changes.streams, 4) if changes.events else ()),
             )
         except asyncpg.UniqueViolationError as error:
             # Optimistic concurrency's last word, the unique (stream, version) key; its detail names the
@@ -323,6 +351,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         return
     for kind, rows in (
         ("events", [event_row(r, "sqlite") for r in changes.events]),
+        ("kept", changes.streams),
         ("claims", changes.claims),
         ("unchosen", changes.unchosen),
         ("chosen", changes.chosen),

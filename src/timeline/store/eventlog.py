@@ -56,6 +56,30 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     hash: str
 
 
+class UnreadableEvent(Exception):
+    """A stored event this version cannot decode: a corrupted row, or one written by a newer version."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"the log holds an event this version cannot read: position {position} ({reason})")
+        self.position = position
+        self.reason = reason
+
+
+def decode_stored(position: int, data: str | bytes) -> DomainEvent:
+    """The event stored at ``position``, or ``UnreadableEvent`` naming the position."""
+    try:
+        return decode_event(data)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise UnreadableEvent(position, str(exc)) from None
+
+
+def _metadata(position: int, data: str | bytes) -> Metadata:
+    try:
+        return _meta_decoder.decode(data)
+    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise UnreadableEvent(position, f"metadata: {exc}") from None
+
+
 # Raised where the version is checked: by ``append`` before writing, by the database's key while writing.
 WrongExpectedVersion = driver.WrongExpectedVersion
 
@@ -77,8 +101,8 @@ def _to_recorded(row: sa.Row[tuple[object, ...]]) -> RecordedEvent:
         stream_version=m["stream_version"],
         type=m["type"],
         schema_version=m["schema_version"],
-        event=decode_event(m["data"]),
-        metadata=_meta_decoder.decode(m["metadata"]),
+        event=decode_stored(m["position"], m["data"]),
+        metadata=_metadata(m["position"], m["metadata"]),
         valid_from=m["valid_from"],
         recorded_at=_utc(m["recorded_at"]),
         prev_hash=m["prev_hash"],
@@ -95,8 +119,8 @@ def _from_driver(row: Sequence[Any]) -> RecordedEvent:
         stream_version=row[3],
         type=row[4],
         schema_version=row[5],
-        event=decode_event(row[6]),
-        metadata=_meta_decoder.decode(row[7]),
+        event=decode_stored(row[0], row[6]),
+        metadata=_metadata(row[0], row[7]),
         valid_from=row[8],
         recorded_at=row[9],
         prev_hash=row[10],
@@ -218,35 +242,47 @@ async def append(
 
 
 class Reading(msgspec.Struct, kw_only=True):
-    """What a writer reads before appending: whole streams, which other streams exist, and the head link."""
+    """What a writer reads before appending: each stream's record (version, state) if it has one and its
+    events after the record, which other streams exist, and the head link."""
 
     streams: dict[str, list[RecordedEvent]]
+    records: dict[str, tuple[int, str]]
     existing: set[str]
     head: tuple[int, str] | None
 
 
-_WHOLE, _PROBE = 0, 1
+_WHOLE, _PROBE, _HEAD = 0, 1, 2
 
 
 async def read_for_write(
-    conn: AsyncConnection, stream_ids: Iterable[str], *, probe: Iterable[str] = (), head: bool = False
+    conn: AsyncConnection,
+    stream_ids: Iterable[str],
+    *,
+    probe: Iterable[str] = (),
+    head: bool = False,
+    record_format: int = 0,
 ) -> Reading:
-    """In one query: the streams in version order, which of the ``probe`` streams exist, and, with ``head``,
-    the log's head link. The caller holds the write lock, so the head stays put."""
-    reading = Reading(streams={s: [] for s in stream_ids}, existing=set(), head=None)
+    """In one query: the streams' records (of ``record_format``) and their events after them in version
+    order, which of the ``probe`` streams exist, and, with ``head``, the log's head link. The caller holds
+    the write lock, so the head stays put."""
+    reading = Reading(streams={s: [] for s in stream_ids}, records={}, existing=set(), head=None)
     probes = sorted(set(probe).difference(reading.streams))
     if reading.streams or probes or head:
-        for part, *row in await driver.read_for_write(conn, sorted(reading.streams), probes, head):
+        rows = await driver.read_for_write(conn, sorted(reading.streams), probes, head, record_format)
+        for part, *row in rows:
             if part == _WHOLE:
                 recorded = _from_driver(row)
                 reading.streams[recorded.stream_id].append(recorded)
             elif part == _PROBE:
                 reading.existing.add(row[2])
-            else:
+            elif part == _HEAD:
                 reading.head = (int(row[0]), str(row[11]))
+            else:
+                reading.records[row[2]] = (int(row[3]), str(row[6]))
     if head and reading.head is None:
         reading.head = (0, chain.GENESIS)
     reading.existing.update(s for s, stored in reading.streams.items() if stored)
+    reading.existing.update(s for s, (version, _) in reading.records.items() if version > 0)
     return reading
 
 

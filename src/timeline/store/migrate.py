@@ -34,7 +34,8 @@ async def _run(db: Database, step: Callable[[Config, str], None], revision: str)
         config.attributes["connection"] = connection
         step(config, revision)
 
-    async with db.engine.begin() as conn:
+    # The version table is read under the lock, so a process that waited finds the schema at head.
+    async with db.schema_change() as conn:
         await conn.run_sync(run)
 
 

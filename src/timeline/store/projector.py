@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.store import eventlog
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
-from timeline.store.schema import checkpoints
+from timeline.store.schema import checkpoints, events
 
 _log = logging.getLogger("timeline.projector")
 
@@ -63,6 +63,25 @@ async def all_checkpoints(conn: AsyncConnection) -> dict[str, int]:
     """Every projection's processed position, by name."""
     result = await conn.execute(sa.select(checkpoints.c.name, checkpoints.c.position))
     return {row[0]: int(row[1]) for row in result}
+
+
+async def standing(conn: AsyncConnection) -> dict[str, tuple[int, dt.datetime | None]]:
+    """Every projection's processed position and when it last moved, by name."""
+    result = await conn.execute(
+        sa.select(checkpoints.c.name, checkpoints.c.position, checkpoints.c.updated_at)
+    )
+    return {row[0]: (int(row[1]), _utc(row[2])) for row in result}
+
+
+async def recorded_after(conn: AsyncConnection, position: int) -> dt.datetime | None:
+    """When the event after ``position`` was recorded (None if there is none)."""
+    result = await conn.execute(sa.select(events.c.recorded_at).where(events.c.position == position + 1))
+    return _utc(result.scalar_one_or_none())
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    # SQLite keeps no time zone; what it stores is UTC.
+    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 async def run_batch(db: Database, projection: Projection, *, size: int = 500) -> int:
@@ -162,6 +181,8 @@ class Worker:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.leaders = {p.name: Leadership(db, p.name) for p in self.projections}
+        # The last error of each projection failing now (every try since its last success failed).
+        self.failing: dict[str, str] = {}
 
     async def run(self) -> None:
         """Loop until cancelled: lead what can be led, apply batches, sleep until the log grows. Any error
@@ -176,7 +197,7 @@ class Worker:
                     try:
                         if await self.leaders[projection.name].acquire():
                             busy |= await run_batch(self.db, projection, size=self.batch) == self.batch
-                    except Exception:
+                    except Exception as exc:
                         # Whatever it was (a lost connection, an event the fold cannot take, a bug), the
                         # worker must not die silently: a stalled projection serves stale answers forever.
                         failures[projection.name] += 1
@@ -188,9 +209,11 @@ class Worker:
                             wait,
                         )
                         pause = max(pause, wait)
+                        self.failing[projection.name] = str(exc) or type(exc).__name__
                         await self._release_quietly(projection.name)
                     else:
                         failures[projection.name] = 0
+                        self.failing.pop(projection.name, None)
                 if pause:
                     await asyncio.sleep(pause)
                 elif not busy:

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import Registration
-from timeline.domain.events import RecordCorrected, SourceRegistered, decode_event
+from timeline.domain.events import RecordCorrected, SourceRegistered
 from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store.database import driver_of
+from timeline.store.eventlog import decode_stored
 from timeline.store.schema import (
     MOVES_SUBJECT,
     SUBJECT_NAMED,
@@ -216,7 +217,9 @@ async def _logged(
             marks = ", ".join("?" * len(chunk))
             query = (_LOGGED + _STATED[stated]).format(streams=f"stream_id IN ({marks})", at="?", until="?")
             rows.extend(await driver.execute_fetchall(query, (*chunk, position, *map(str, until))))
-    found = [Logged(position=p, stream_id=s, stream_version=v, event=decode_event(d)) for p, s, v, d in rows]
+    found = [
+        Logged(position=p, stream_id=s, stream_version=v, event=decode_stored(p, d)) for p, s, v, d in rows
+    ]
     found.sort(key=lambda e: e.position)
     return found
 

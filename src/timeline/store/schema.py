@@ -55,6 +55,18 @@ SUBJECT_NAMED = {
     "postgresql": "(data::jsonb ->> 'subject_id')",
 }
 
+# The write path's record of each stream (timeline.store.streams): its version and the state the rules read,
+# a snapshot the writer checks against the log (events after ``version`` are folded on top).
+stream_records = sa.Table(
+    "stream_records",
+    metadata,
+    sa.Column("stream_id", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer(), nullable=False),
+    # The fold's format: a record of another format is ignored and the stream refolded from the log.
+    sa.Column("format", sa.Integer(), nullable=False),
+    sa.Column("state", sa.Text(), nullable=False),
+)
+
 claims = sa.Table(
     "claims",
     metadata,

@@ -18,24 +18,27 @@ from timeline.domain.claims import Claim, ClaimEvent, Registration, evolve
 from timeline.domain.events import (
     DocumentAmended,
     DomainEvent,
+    RecordCorrected,
     SourceAmended,
     SubjectAmended,
 )
+from timeline.domain.streams import claim_stream, stream_of
 from timeline.domain.streams import parse as parse_stream
-from timeline.domain.streams import stream_of
 from timeline.projections import (
     ClaimRecord,
     EstimateKey,
     TimelineEntry,
     Views,
     apply,
+    current,
     estimate_key,
     occurred_on,
     rank_can_drop,
+    with_history,
 )
 from timeline.store import driver, projector
 from timeline.store.database import Database
-from timeline.store.eventlog import RecordedEvent, read_all
+from timeline.store.eventlog import RecordedEvent, read_all, read_until
 from timeline.store.eventlog import head_position as eventlog_head
 from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
 
@@ -66,9 +69,11 @@ async def load_for(
     new_events: Sequence[DomainEvent],
     *,
     before: Mapping[str, Claim | None] | None = None,
+    until: int | None = None,
 ) -> Views:
     """Load every row the given events can change: their claims and those claims' estimate neighbours
-    (under every key the claims pass through), and the definitions being amended.
+    (under every key the claims pass through), and the definitions being amended; a claim being corrected
+    also gets its history, its events up to position ``until`` (the log's, before these events).
 
     ``before``, the writer's own fold of each claim the events touch (None: not made yet), lets every claim
     row come in one query; the rows read are checked against it, and a wrong guess costs another query.
@@ -84,6 +89,9 @@ async def load_for(
     claim_events = [e for e in new_events if isinstance(e, ClaimEvent)]
     if not claim_events:
         return views
+    corrected = {e.claim_id for e in claim_events if isinstance(e, RecordCorrected)}
+    if corrected:
+        assert until is not None, "a correction is folded with the claim's history, read up to ``until``"
     ids = {e.claim_id for e in claim_events}
     if before is not None and ids <= before.keys():
         guessed = {cid: state for cid, state in before.items() if cid in ids and state is not None}
@@ -93,14 +101,34 @@ async def load_for(
             pass
         else:
             await _load_claims(conn, views, ids, full, light)
-            if {cid: r.claim for cid, r in views.claims.items() if cid in ids} == guessed:
+            # A row keeps no history: the guess is compared as its row would be.
+            rows = {cid: r.claim for cid, r in views.claims.items() if cid in ids}
+            if rows == {cid: msgspec.structs.replace(c, recorded=()) for cid, c in guessed.items()}:
+                await _load_histories(conn, views, corrected, until)
                 return views
             views = Views(registrations=views.registrations)  # the guess was wrong: read them again
     await _load_claims(conn, views, ids, set(), set())
+    await _load_histories(conn, views, corrected, until)  # folding a correction ahead needs them
     states = {cid: r.claim for cid, r in views.claims.items()}
     full, light = _keys_touched(states, claim_events)
     await _load_claims(conn, views, set(), full, light)
     return views
+
+
+async def _load_histories(
+    conn: AsyncConnection, views: Views, claim_ids: set[str], until: int | None
+) -> None:
+    """Put in place of the rows of these claims their records folded from the log, history included (the
+    log's word stands over a row's)."""
+    if not claim_ids or until is None:
+        return
+    logged: dict[str, list[tuple[int, ClaimEvent]]] = {}
+    for chunk in chunked(claim_stream(c) for c in claim_ids):
+        for r in await read_until(conn, position=until, streams=chunk):
+            assert isinstance(r.event, ClaimEvent)
+            logged.setdefault(r.event.claim_id, []).append((r.position, r.event))
+    for claim_id, pairs in logged.items():
+        views.claims[claim_id] = with_history(pairs)
 
 
 def _keys_touched(
@@ -162,7 +190,7 @@ async def _load_claims(
 def changes_of(views: Views, changes: driver.Changes | None = None) -> driver.Changes:
     """The rows ``apply`` changed, and the position the views now reflect, as rows to write."""
     changes = changes if changes is not None else driver.Changes()
-    for r in (views.claims[c] for c in sorted(views.changed_claims)):
+    for r in (current(views.claims[c]) for c in sorted(views.changed_claims)):
         claim = r.claim
         changes.claims.append(
             (
@@ -218,7 +246,7 @@ async def project(
         if changes:
             await driver.write(conn, changes)
         return
-    views = await load_for(conn, [r.event for r in recorded], before=before)
+    views = await load_for(conn, [r.event for r in recorded], before=before, until=recorded[0].position - 1)
     for r in recorded:
         apply(views, r.position, r.event)
     await save(conn, views, changes)
@@ -275,20 +303,34 @@ async def catch_up(db: Database) -> int:
 
 
 async def rebuild_online(db: Database, progress: Progress | None = None, *, batch: int = BATCH) -> int:
-    """Refold the views while the old ones keep serving: fold a snapshot of the log into temporary copies
-    of the view tables without blocking writers, then briefly take the write lock to fold what arrived
-    meanwhile and copy the new rows over the old. The fold is ``fold``, from position 0."""
+    """The rebuild: refold the views while the old ones keep serving. Folds a snapshot of the log into
+    temporary copies of the view tables without blocking writers, then briefly takes the write lock to fold
+    what arrived meanwhile and copy the new rows over the old. Returns the number of events folded."""
     async with db.session() as session:
         async with session.snapshot() as conn:
-            await _create_shadows(conn)
-            head = await eventlog_head(conn)
-            done, after = await fold(conn, 0, batch=batch, progress=progress, head=head)
+            done, after = await _fold_shadows(conn, progress, batch, on_disk=True)
         async with session.write() as conn:
             more, _ = await fold(conn, after, batch=batch)
-            position = await checkpoint(conn)
             await _swap_in_shadows(conn)
-            await projector.save_checkpoint(conn, CHECKPOINT, position)
     return done + more
+
+
+async def rebuild(conn: AsyncConnection, progress: Progress | None = None, *, batch: int = BATCH) -> int:
+    """The same rebuild on one connection, in the caller's transaction (after a restore): the log folded
+    into the temporary tables, then copied over the views. Returns the number of events folded."""
+    done, _ = await _fold_shadows(conn, progress, batch, on_disk=False)
+    await _swap_in_shadows(conn)
+    return done
+
+
+async def _fold_shadows(
+    conn: AsyncConnection, progress: Progress | None, batch: int, *, on_disk: bool
+) -> tuple[int, int]:
+    """Create the temporary tables and fold the whole log into them (``fold`` from position 0, a batch
+    and its checkpoint at a time, so memory is bounded by a batch)."""
+    await _create_shadows(conn, on_disk=on_disk)
+    head = await eventlog_head(conn)
+    return await fold(conn, 0, batch=batch, progress=progress, head=head)
 
 
 # A temporary table is private to its connection and, on both databases, found before a shared table of the
@@ -296,9 +338,11 @@ async def rebuild_online(db: Database, progress: Progress | None = None, *, batc
 _SHADOWED = (claims, estimates, registrations, timeline, checkpoints)
 
 
-async def _create_shadows(conn: AsyncConnection) -> None:
-    if conn.dialect.name == "sqlite":
+async def _create_shadows(conn: AsyncConnection, *, on_disk: bool) -> None:
+    if on_disk and conn.dialect.name == "sqlite":
         # On disk, not in memory: the shadows grow to the size of the views; the connection dies after.
+        # (Not on a caller's connection: SQLite refuses the change in a transaction once it has used a
+        # temporary table, and its default keeps them on disk anyway.)
         await conn.execute(sa.text("PRAGMA temp_store = FILE"))
     for table in _SHADOWED:
         create = str(sa.schema.CreateTable(table).compile(dialect=conn.dialect))
@@ -309,7 +353,9 @@ async def _create_shadows(conn: AsyncConnection) -> None:
 
 
 async def _swap_in_shadows(conn: AsyncConnection) -> None:
-    """Put the shadows' rows in place of the live views' and drop the shadows (not the checkpoint)."""
+    """Put the shadows' rows, and the position they reflect, in place of the live views' and drop the
+    shadows."""
+    position = await checkpoint(conn)  # the shadow checkpoint, on this connection
     live = (
         "main"
         if conn.dialect.name == "sqlite"
@@ -326,13 +372,5 @@ async def _swap_in_shadows(conn: AsyncConnection) -> None:
         )
     for table in _SHADOWED:
         await conn.execute(sa.text(f"DROP TABLE {shadow}.{table.name}"))
-
-
-async def rebuild(conn: AsyncConnection, *, batch: int = BATCH) -> int:
-    """Drop every view row and fold the whole log again (``fold`` from 0), in the caller's transaction;
-    returns the number of events replayed."""
-    for table in TABLES:
-        await conn.execute(sa.delete(table))
-    await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == CHECKPOINT))
-    done, _ = await fold(conn, 0, batch=batch)
-    return done
+    if position:  # an empty log leaves the views without a checkpoint, as before any event
+        await projector.save_checkpoint(conn, CHECKPOINT, position)

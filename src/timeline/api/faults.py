@@ -1,0 +1,178 @@
+"""Faults answered as problem+json: a busy or unreachable database (503 with Retry-After), an event this
+version cannot read (422 naming it), and what /health finds wrong (503)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import msgspec
+import sqlalchemy as sa
+from litestar import Request
+from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
+
+from timeline.api.problems import TimelineProblem, internal_error
+from timeline.api.schemas import Problem, ProblemItem
+from timeline.api.settings import Settings
+from timeline.store import views
+from timeline.store.database import Busy
+from timeline.store.eventlog import UnreadableEvent
+from timeline.store.projector import Worker
+
+
+def unreadable(exc: UnreadableEvent) -> TimelineProblem:
+    """422 naming the position: the request is fine, but what it asks for passes through that event."""
+    return TimelineProblem(
+        Problem(
+            title="Unreadable event",
+            status=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"{exc}; `timeline verify` tells whether the row was altered",
+        ),
+    )
+
+
+def unreadable_frame(exc: UnreadableEvent) -> bytes:
+    """The last frame of an event stream that reached an event it cannot send (a stream cannot change its
+    status once open): an ``error`` event with the problem, and no id, so a reconnect resumes before it."""
+    problem = Problem(title="Unreadable event", status=HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc))
+    return b"event: error\ndata: %s\n\n" % msgspec.json.encode(problem)
+
+
+# Seconds a client is asked to wait before retrying a write the database was too busy for.
+RETRY_AFTER = 5
+_BUSY_SQLITE = 5  # SQLITE_BUSY
+_UNREACHABLE = (
+    ConnectionError,  # refused, reset
+    socket.gaierror,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in found:
+        found.append(seen)
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return found
+
+
+def _fault(exc: BaseException) -> str | None:
+    """What kind of passing fault of the database ``exc`` is (busy, unreachable), or None."""
+    for cause in _causes(exc):
+        if isinstance(cause, Busy | asyncpg.LockNotAvailableError):
+            return "busy"
+        if isinstance(cause, sqlite3.OperationalError) and (
+            getattr(cause, "sqlite_errorcode", 0) & 0xFF == _BUSY_SQLITE or "locked" in str(cause)
+        ):
+            return "busy"
+        if isinstance(cause, _UNREACHABLE) or (
+            isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated
+        ):
+            return "unreachable"
+    return None
+
+
+def database_fault(exc: Exception) -> TimelineProblem:
+    """503 with Retry-After for a database that is busy (another write holds the log's lock) or cannot be
+    reached for the moment; any other error is the 500 it was."""
+    fault = _fault(exc)
+    if fault is None:
+        return internal_error(exc)
+    detail = (
+        "the database is busy with another write (an import, say); nothing was recorded: retry shortly"
+        if fault == "busy"
+        else "the database cannot be reached for the moment; nothing was recorded: retry shortly"
+    )
+    return TimelineProblem(
+        Problem(title="Service Unavailable", status=HTTP_503_SERVICE_UNAVAILABLE, detail=detail),
+        headers={"Retry-After": str(RETRY_AFTER)},
+    )
+
+
+class Unhealthy(Exception):
+    """What /health found wrong: one line per view or projection, naming it."""
+
+    def __init__(self, findings: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(message for _, message in findings))
+        self.findings = findings
+
+
+def judge_health(
+    request: Request[Any, Any, Any],
+    head: int,
+    standing: dict[str, tuple[int, dt.datetime | None]],
+    next_recorded: dict[str, dt.datetime | None],
+) -> None:
+    """Raise ``Unhealthy`` when the views are past the log's head (events removed behind timeline's back)
+    or an asynchronous projection has stalled: failing in this process, or not moved for the stall time
+    while the event after it waits."""
+    settings: Settings = request.app.state.settings
+    worker: Worker = request.app.state.projections
+    findings: list[tuple[str, str]] = []
+    views_at = standing.get(views.CHECKPOINT, (0, None))[0]
+    if views_at > head:
+        findings.append(
+            (
+                views.CHECKPOINT,
+                f"the views are at position {views_at}, past the log's head {head}: events were removed "
+                "behind timeline's back (`timeline verify` says where)",
+            )
+        )
+    now = dt.datetime.now(dt.UTC)
+    # A process that has just started has not had the stall time to move anything.
+    started = now - dt.timedelta(seconds=time.monotonic() - request.app.state.started)
+    for name, waiting in next_recorded.items():
+        position, moved = standing.get(name, (0, None))
+        if name in worker.failing:
+            findings.append(
+                (name, f"projection {name} is stuck after position {position}: {worker.failing[name]}")
+            )
+        elif waiting is not None:
+            since = max(waiting, moved or waiting, started)
+            idle = (now - since).total_seconds()
+            if idle > settings.stall_seconds:
+                findings.append(
+                    (
+                        name,
+                        f"projection {name} has not moved from position {position} for {idle:.0f} s "
+                        f"while the log is at {head}",
+                    )
+                )
+    if findings:
+        raise Unhealthy(findings)
+
+
+def unhealthy(exc: Unhealthy) -> TimelineProblem:
+    """503: a load balancer stops sending requests that would be answered from stale or wrong views."""
+    return TimelineProblem(
+        Problem(
+            title="Unhealthy",
+            status=HTTP_503_SERVICE_UNAVAILABLE,
+            detail=str(exc),
+            errors=[ProblemItem(path=name, message=message) for name, message in exc.findings],
+        ),
+    )
+
+
+# Folded into api.problems' table by create_app.
+PROBLEMS: dict[type[Any], Callable[[Any], TimelineProblem]] = {
+    UnreadableEvent: unreadable,
+    Unhealthy: unhealthy,
+    # Errors of the database and the way to it, wherever raised; anything else stays a 500.
+    sa.exc.SQLAlchemyError: database_fault,
+    asyncpg.PostgresError: database_fault,
+    asyncpg.InterfaceError: database_fault,
+    sqlite3.Error: database_fault,
+    ConnectionError: database_fault,
+    socket.gaierror: database_fault,
+    Busy: database_fault,
+}
