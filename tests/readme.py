@@ -1,8 +1,12 @@
 """Runs the README's shell examples, in order, against a real ``timeline serve``, and compares (or rewrites)
 the output shown after each one.
 
-An example is a ```sh block; the fenced block right after it (only blank lines between) is its output. Each
-block runs in bash in one scratch directory (the repository's top-level entries linked into it, so
+An example is a ```sh block; the fenced block right after it (only blank lines between) is its output. An
+unlabelled block whose lines start with ``$ `` is a terminal transcript: each ``$ COMMAND`` line is an example
+whose output (standard output and error, as a terminal shows them) is the lines up to the next ``$``; one that
+exits non-zero ends its output with ``[exit N]``. Every example must exit 0 unless its output shows the
+``[exit N]`` it ends with. Each block runs in bash in one scratch directory (the repository's top-level
+entries linked into it, so
 ``.venv/bin/timeline`` and ``fixtures/...`` work and files the examples write stay there); variables a block
 sets (``TOKEN=...``) are seen by the blocks after it. ``localhost:8000`` is the served instance.
 ``<!-- readme: skip -->`` on the line before a block leaves it out (``make serve``, ``make test``, ``docker
@@ -50,6 +54,7 @@ class Example:
     lang: str | None = None
     output_lines: tuple[int, int] | None = None  # [start, end) of the output's body, 0-based
     expected: str | None = None
+    transcript: bool = False  # a ``$ COMMAND`` line: stderr shown with stdout, a failure as ``[exit N]``
 
 
 def parse(text: str) -> list[Example]:
@@ -69,10 +74,13 @@ def parse(text: str) -> list[Example]:
             i += 1
     examples: list[Example] = []
     for n, (lang, start, end) in enumerate(blocks):
-        if lang != "sh":
-            continue
         before = [line for line in lines[: start - 1] if line.strip()]
         if before and before[-1].strip() == SKIP:
+            continue
+        if lang == "" and start < end and lines[start].startswith("$ "):
+            examples.extend(_transcript(lines, start, end))
+            continue
+        if lang != "sh":
             continue
         example = Example(line=start, command="\n".join(lines[start:end]))
         if n + 1 < len(blocks):
@@ -84,6 +92,21 @@ def parse(text: str) -> list[Example]:
                 example.expected = "\n".join(lines[next_start:next_end])
         examples.append(example)
     return examples
+
+
+def _transcript(lines: list[str], start: int, end: int) -> Iterator[Example]:
+    """The ``$ COMMAND`` examples of the unlabelled block whose body is ``lines[start:end]``."""
+    starts = [i for i in range(start, end) if lines[i].startswith("$ ")]
+    for k, i in enumerate(starts):
+        stop = starts[k + 1] if k + 1 < len(starts) else end
+        yield Example(
+            line=i + 1,
+            command=lines[i][2:],
+            lang="",
+            output_lines=(i + 1, stop),
+            expected="\n".join(lines[i + 1 : stop]),
+            transcript=True,
+        )
 
 
 def _pretty_json(text: str) -> str | None:
@@ -136,13 +159,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(url: str, workdir: Path) -> Iterator[int]:
-    """A real ``timeline serve`` on ``url``, from the repository's .venv; yields its port."""
+def served(url: str, workdir: Path, cwd: Path) -> Iterator[int]:
+    """A real ``timeline serve`` on ``url``, from the repository's .venv, in ``cwd``; yields its port."""
     port = _free_port()
     log = (workdir / "server.log").open("w")
     proc = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "timeline"), "--database-url", url, "serve", "--port", str(port)],
-        cwd=ROOT,
+        cwd=cwd,  # its var/timeline.key (made on start) is the one `timeline keys show` reads there
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -187,10 +210,14 @@ class Outcome:
     example: Example
     actual: str
     stderr: str
+    returncode: int = 0
 
     @property
     def matches(self) -> bool:
-        """Whether it equals the README's output, volatile values masked (no output block: always)."""
+        """Whether it exited 0 (or is a transcript, showing its exit code) and printed the README's output,
+        volatile values masked."""
+        if self.returncode != 0 and not self.example.transcript:
+            return False
         if self.example.expected is None:
             return True
         return mask(self.actual) == mask(self.example.expected.rstrip("\n"))
@@ -202,6 +229,8 @@ class Outcome:
             expected, mask(self.actual).splitlines(), "README.md", "actual", lineterm="", n=2
         )
         told = "\n".join(lines)
+        if self.returncode != 0 and not self.example.transcript:
+            told = f"exited {self.returncode}\n{told}"
         return f"README.md:{self.example.line}: {self.example.command.splitlines()[0]}\n{told}" + (
             f"\n(stderr: {self.stderr.strip()})" if self.stderr.strip() else ""
         )
@@ -220,24 +249,34 @@ def run(url: str, text: str | None = None) -> list[Outcome]:
             **os.environ,
             "TIMELINE_DATABASE_URL": url,
             "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
+            "COLUMNS": "110",  # the README's width, which `--help` wraps to
         }
         env.pop("TOKEN", None)
         env.pop("ADMIN", None)
-        with served(url, workdir) as port:
+        with served(url, workdir, cwd) as port:
             for example in examples:
                 command = example.command.replace("localhost:8000", f"localhost:{port}")
-                script = f"set -a\n. {state}\n{command}\nexport -p > {state}\n"
+                # Any line of the block that fails (a pipe's first command too) fails the example; the block
+                # still runs to its end, as pasted into a terminal, and its variables are kept for the next.
+                script = (
+                    f"set -a -o pipefail\n. {state}\n__failed=0\ntrap '__failed=$?' ERR\n{command}\n"
+                    f"trap - ERR\nexport -p | grep -v ' __failed=' > {state}\nexit $__failed\n"
+                )
                 done = subprocess.run(
                     ["bash", "-c", script],
                     cwd=cwd,
                     env=env,
-                    capture_output=True,
+                    stdout=subprocess.PIPE,
+                    # A transcript shows what a terminal would: errors interleaved with the output.
+                    stderr=subprocess.STDOUT if example.transcript else subprocess.PIPE,
                     text=True,
                     timeout=TIMEOUT,
-                    check=False,  # an example may fail on purpose (the errors section); its output says so
+                    check=False,  # a failure is told, not raised: Outcome.matches judges it
                 )
                 actual = render(example.lang, done.stdout).replace(f"localhost:{port}", "localhost:8000")
-                outcomes.append(Outcome(example, actual, done.stderr))
+                if example.transcript and done.returncode != 0:
+                    actual = f"{actual}\n[exit {done.returncode}]" if actual else f"[exit {done.returncode}]"
+                outcomes.append(Outcome(example, actual, done.stderr or "", done.returncode))
     return outcomes
 
 

@@ -17,6 +17,29 @@ def test_the_runner_finds_every_example_and_its_output() -> None:
     assert '"status": "ok"' in health.expected
 
 
+def test_terminal_transcripts_are_examples_too() -> None:
+    text = "```\n$ timeline --help\nUsage: timeline\n$ timeline verify --since x\nerror: no\n[exit 1]\n```\n"
+    examples = readme.parse(text)
+    assert [(e.command, e.expected, e.transcript) for e in examples] == [
+        ("timeline --help", "Usage: timeline", True),
+        ("timeline verify --since x", "error: no\n[exit 1]", True),
+    ]
+    # The README's own: the help and every error example of the exit-code table.
+    commands = [e.command for e in readme.parse(readme.README.read_text()) if e.transcript]
+    assert "timeline --help" in commands
+    assert "timeline verify --since ²" in commands
+
+
+def test_an_example_that_fails_differs_unless_its_output_shows_the_exit_code() -> None:
+    silent = readme.Example(line=1, command="curl localhost:1/health")
+    assert not readme.Outcome(silent, "", "", returncode=7).matches
+    assert "exited 7" in readme.Outcome(silent, "", "", returncode=7).diff()
+    assert readme.Outcome(silent, "", "", returncode=0).matches
+    shown = readme.Example(1, "timeline x", lang="", expected="error: x\n[exit 1]", transcript=True)
+    assert readme.Outcome(shown, "error: x\n[exit 1]", "", returncode=1).matches
+    assert not readme.Outcome(shown, "error: x\n[exit 4]", "", returncode=4).matches
+
+
 def test_masking_hides_only_what_changes_from_run_to_run() -> None:
     a = '{"recorded_at": "2026-11-25T21:39:00.081411Z", "hash": "' + "a" * 64 + '", "position": 31}'
     b = '{"recorded_at": "2026-12-03T07:10:27.849479Z", "hash": "' + "b" * 64 + '", "position": 31}'
@@ -30,6 +53,6 @@ async def test_every_readme_example_prints_what_the_readme_shows(database_url: s
     outcomes = await asyncio.to_thread(readme.run, database_url)
     wrong = [o.diff() for o in outcomes if not o.matches]
     assert not wrong, "\n\n".join(wrong) + "\n\n(run `make readme` if the change is intended)"
-    # The examples that show no output still ran without an error.
-    for outcome in outcomes:
-        assert "curl: (" not in outcome.stderr, outcome.stderr
+    # Those that show no output ran too, and exited 0 (a failure is a difference above).
+    assert all(o.returncode == 0 for o in outcomes if not o.example.transcript)
+    assert any(o.example.transcript and o.returncode == 4 for o in outcomes)
