@@ -239,3 +239,50 @@ def test_version_and_completion(capsys: pytest.CaptureFixture[str]) -> None:
         script = capsys.readouterr().out
         assert marker in script, shell
         assert "_TIMELINE_COMPLETE" in script
+
+
+async def test_db_upgrade_and_serves_catch_up_of_emptied_views_show_progress_on_a_terminal(
+    database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alembic.script import ScriptDirectory
+
+    from timeline.cli import serving
+    from timeline.store import migrate
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("TIMELINE_PROGRESS", "1")
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    every = len(list(script.walk_revisions()))
+    db_args = ("--database-url", database_url)
+    db = Database(database_url)
+    try:
+        await migrate.downgrade(db, "base")
+    finally:
+        await db.dispose()
+    assert await run(*db_args, "db", "upgrade") == 0
+    err = capsys.readouterr().err
+    assert "upgrading the schema" in err
+    assert f"{every}/{every} migrations" in err
+    # At head already: nothing to show but the revision.
+    assert await run(*db_args, "db", "upgrade") == 0
+    assert "upgrading the schema" not in capsys.readouterr().err
+    assert await run(*db_args, "import", str(SEED)) == 0
+    capsys.readouterr()
+    # The last migration empties the views; going down and up again leaves them for serve to catch up.
+    head = script.get_current_head()
+    assert head is not None
+    db = Database(database_url)
+    try:
+        await migrate.downgrade(db, script.get_revision(head).down_revision)  # type: ignore[arg-type,union-attr]
+    finally:
+        await db.dispose()
+    assert await run(*db_args, "db", "upgrade") == 0
+    assert "1/1 migrations" in capsys.readouterr().err
+    await serving._prepare_for_serving(database_url)
+    captured = capsys.readouterr()
+    assert "bringing the views up to date" in captured.err
+    assert "29/29 events" in captured.err
+    assert "brought the views up to date with 29 events" in captured.out
+    # Up to date: no bar.
+    await serving._prepare_for_serving(database_url)
+    assert "bringing the views" not in capsys.readouterr().err

@@ -184,9 +184,21 @@ Advance = Callable[[int, int | None], None]
 
 
 @contextlib.contextmanager
-def progress(label: str, unit: str = "events") -> Iterator[Advance]:
+def progress(label: str, unit: str = "events", *, lazy: bool = False) -> Iterator[Advance]:
     """Yield ``advance(done, total)`` for a task's progress: a bar with rate and time left on a terminal,
-    an occasional plain line on standard error otherwise. ``unit="bytes"`` shows sizes."""
+    an occasional plain line on standard error otherwise. ``unit="bytes"`` shows sizes; ``lazy`` shows
+    nothing until the first call (for a step that usually has nothing to do)."""
+    if lazy:
+        with contextlib.ExitStack() as shown:
+            opened: list[Advance] = []
+
+            def first(done: int, total: int | None) -> None:
+                if not opened:
+                    opened.append(shown.enter_context(progress(label, unit)))
+                opened[0](done, total)
+
+            yield first
+        return
     if _shows_bars():
         with _bar(label, unit) as advance:
             yield advance

@@ -10,12 +10,12 @@ from timeline.store.database import Database
 Progress = Callable[[int, int | None], None]
 
 
-async def catch_up(db: Database) -> int:
+async def catch_up(db: Database, progress: Progress | None = None) -> int:
     """Bring the views up to date with the log (after a crash, or a migration that emptied them) and, with a
     signing key, sign a checkpoint over events recorded without one; returns the events the views took."""
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
-    caught_up = await views.catch_up(db) if head else 0
+    caught_up = await views.catch_up(db, progress) if head else 0
     if db.signer is not None:
         # Events recorded without a key (or before migration 0007) get a signed checkpoint now.
         async with db.write() as conn:

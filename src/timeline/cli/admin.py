@@ -12,7 +12,7 @@ from timeline import drafting, signing
 from timeline.app import queries
 from timeline.cli.common import Group, disposing, run_command
 from timeline.cli.serving import DEFAULT_KEY, DEFAULT_KEY_NAME, write_key
-from timeline.console import CommandError, open_database
+from timeline.console import CommandError, open_database, progress
 from timeline.store import migrate, tokens
 from timeline.store.database import Database
 from timeline.store.tokens import SCOPES
@@ -200,7 +200,8 @@ def upgrade(url: str) -> None:
     database = open_database(url, must_exist=False)
 
     async def run() -> str | None:
-        await migrate.upgrade(database)
+        with progress("upgrading the schema", unit="migrations", lazy=True) as advance:
+            await migrate.upgrade(database, progress=advance)
         return await migrate.current_revision(database)
 
     click.echo(f"database at revision {run_command(url, lambda: disposing(database, run()))}")

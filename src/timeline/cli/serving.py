@@ -200,7 +200,8 @@ async def _prepare_for_serving_db(
     if make_key and db.signer is None:
         # Only once the database is there: a failed start leaves no key behind.
         db.signer = _signing_key_for_serving()
-    caught_up = await maintenance.catch_up(db)
+    with progress("bringing the views up to date", lazy=True) as advance:
+        caught_up = await maintenance.catch_up(db, advance)
     if caught_up:
         click.echo(f"brought the views up to date with {caught_up} events")
     if not fixtures:

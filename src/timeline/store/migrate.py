@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from timeline.store.database import Database
@@ -39,9 +40,30 @@ async def _run(db: Database, step: Callable[[Config, str], None], revision: str)
         await conn.run_sync(run)
 
 
-async def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the database's schema up to ``revision`` (head by default)."""
-    await _run(db, command.upgrade, revision)
+Progress = Callable[[int, int | None], None]
+
+
+async def upgrade(db: Database, revision: str = "head", progress: Progress | None = None) -> None:
+    """Bring the database's schema up to ``revision`` (head by default); ``progress(done, total)`` is told
+    before the first migration to apply and after each one (never when there is none)."""
+
+    def step(config: Config, revision: str) -> None:
+        if progress is not None:
+            current = MigrationContext.configure(config.attributes["connection"]).get_current_revision()
+            total = len(list(ScriptDirectory.from_config(config).iterate_revisions(revision, current)))
+            applied = 0
+
+            def told(**_: object) -> None:
+                nonlocal applied
+                applied += 1
+                progress(applied, total)
+
+            if total:
+                progress(0, total)
+            config.attributes["on_version_apply"] = told
+        command.upgrade(config, revision)
+
+    await _run(db, step, revision)
 
 
 async def downgrade(db: Database, revision: str) -> None:

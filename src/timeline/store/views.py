@@ -292,13 +292,14 @@ async def fold(
     return done, after
 
 
-async def catch_up(db: Database) -> int:
+async def catch_up(db: Database, progress: Progress | None = None) -> int:
     """Apply whatever the log holds beyond the views' checkpoint (after a crash or a migration)."""
     async with db.write() as conn:
         after = await checkpoint(conn)
         if after == 0:
-            return await rebuild(conn)
-        done, _ = await fold(conn, after)
+            return await rebuild(conn, progress)
+        head = await eventlog_head(conn)
+        done, _ = await fold(conn, after, progress=progress, head=head - after)
         return done
 
 
