@@ -56,3 +56,15 @@ async def test_every_readme_example_prints_what_the_readme_shows(database_url: s
     # Those that show no output ran too, and exited 0 (a failure is a difference above).
     assert all(o.returncode == 0 for o in outcomes if not o.example.transcript)
     assert any(o.example.transcript and o.returncode == 4 for o in outcomes)
+
+
+def test_the_readme_lists_every_option_of_serve() -> None:
+    import re
+
+    from timeline.cli.serving import serve
+
+    listed = re.search(r"`serve ([^`]*)`", " ".join(readme.README.read_text().split()))
+    assert listed is not None
+    options = {opt for param in serve.params for opt in param.opts if opt.startswith("--")}
+    assert options
+    assert options <= set(re.findall(r"--[a-z-]+", listed.group(1))), listed.group(1)
