@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -20,6 +21,7 @@ from litestar.testing import AsyncTestClient
 
 from timeline import merkle, signing
 from timeline.api.app import create_app
+from timeline.app import maintenance
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.cli import main
 from timeline.store import audit, chain, tokens, tree
@@ -444,27 +446,92 @@ async def test_a_deleted_tail_is_found_even_with_its_checkpoint_gone(kept: Audit
         await _audit(kept)
 
 
-async def test_an_append_without_the_key_is_unsigned(kept: Auditor, signed: Database) -> None:
-    last = (await _rows(signed))[-1]
+async def _forge_append(db: Database, stream_id: str = "document-forged") -> int:
+    """Append an event with a correct chain link straight into the table, as someone without the key
+    could; returns its position."""
+    last = (await _rows(db))[-1]
     forged = audit.StoredRow(
         **{
             **_fields(last),
-            "position": 31,
-            "stream_id": "document-forged",
+            "position": last.position + 1,
+            "stream_id": stream_id,
             "stream_version": 1,
             "prev_hash": last.hash,
             "event_id": uuid.uuid4(),
         }
     )
-    row = {**_fields(forged), "hash": forged.computed_hash()}
-    async with signed.engine.begin() as conn:
-        await conn.execute(sa.insert(audit.events), [row])
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.insert(audit.events), [{**_fields(forged), "hash": forged.computed_hash()}])
+    return forged.position
+
+
+async def test_an_append_without_the_key_is_unsigned(kept: Auditor, signed: Database) -> None:
+    assert await _forge_append(signed) == 31
     with pytest.raises(Rejected, match="events 31-31 are not covered by the signed checkpoint"):
         await _audit(kept)
     async with signed.read() as conn:
         report = await audit.verify(conn)
     assert report.ok
     assert (report.signed_size, report.unsigned) == (30, 1)
+
+
+async def test_a_forged_append_is_not_laundered_by_later_writes_or_a_restart(
+    kept: Auditor,
+    signed: Database,
+    client: AsyncTestClient[Any],
+    database_url: str,
+    signer: signing.Signer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await _forge_append(signed)
+    # A legitimate write after it: recorded, but its transaction signs nothing over the forged event.
+    with caplog.at_level(logging.WARNING, logger="timeline.store"):
+        await _record(signed, "document: {id: after, title: After, published_on: '2024-12'}\n", "after")
+    assert "events 31-32 are left unsigned: those before 32 were not appended by timeline" in caplog.text
+    # A restart (what `serve` runs before it listens) signs nothing either.
+    restarted = Database(database_url, signer=signer)
+    try:
+        await maintenance.catch_up(restarted)
+    finally:
+        await restarted.dispose()
+    async with signed.read() as conn:
+        assert [c.size for c in await tree.all_checkpoints(conn)] == [29, 30]
+    health = (await client.get("/health")).json()
+    assert (health["signed_position"], health["unsigned_events"], health["unsigned_from"]) == (30, 2, 31)
+    with pytest.raises(Rejected, match="events 31-32 are not covered by the signed checkpoint"):
+        await _audit(kept)
+    async with signed.read() as conn:
+        report = await audit.verify(conn, verifier=signer.verifier_text())
+    assert (report.signed_size, report.unsigned) == (30, 2)
+
+
+async def test_an_operator_signs_the_head_once_they_have_checked_it(
+    kept: Auditor,
+    signed: Database,
+    database_url: str,
+    signer: signing.Signer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY", signer.private_text())
+    await _forge_append(signed)
+    assert await _cli("--database-url", database_url, "verify") == 2
+    assert "UNSIGNED: events 31-31" in capsys.readouterr().out
+    # Signing a size other than the one checked (the log may have grown since) signs nothing.
+    assert await _cli("--database-url", database_url, "keys", "sign-head", "--size", "30") == 1
+    assert "the log holds 31 events, not the 30 you checked" in capsys.readouterr().err
+    assert await _cli("--database-url", database_url, "keys", "sign-head", "--size", "31") == 0
+    assert "signed the checkpoint of 31 events" in capsys.readouterr().out
+    # Signing is back: the next write extends the signed head and signs its own checkpoint.
+    await _record(signed, "document: {id: after, title: After, published_on: '2024-12'}\n", "after")
+    async with signed.read() as conn:
+        assert [c.size for c in await tree.all_checkpoints(conn)] == [29, 30, 31, 32]
+    assert "the whole log (32 events)" in await _audit(kept)
+    # A broken log is never signed over.
+    await _tamper(signed, "UPDATE events SET data = REPLACE(data, '1500', '1501') WHERE position = 13")
+    await _forge_append(signed, "document-forged-again")
+    assert await _cli("--database-url", database_url, "keys", "sign-head", "--size", "33") == 1
+    assert "nothing signed: the log is broken at position 13" in capsys.readouterr().err
 
 
 async def test_a_full_rewrite_of_the_chain_is_caught(kept: Auditor, signed: Database) -> None:
