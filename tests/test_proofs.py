@@ -157,6 +157,116 @@ def dt_now() -> Any:
     return dt.datetime(2026, 12, 3, 7, 0, tzinfo=dt.UTC)
 
 
+# Known answers from another implementation: transparency-dev/merkle (Go, the Trillian and Sigsum logs'
+# library), proof/verify_test.go at commit 02194e9afb6c1d95b5381350007963aa70fff472, whose roots came from
+# Certificate Transparency's C++ merkle_tree_test.cc. Eight leaves of raw data (not chain hashes); proofs
+# are numbered there by 1-based leaf, here by 0-based index.
+CT_LEAVES = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657")] + [
+    bytes.fromhex("606162636465666768696a6b6c6d6e6f")
+]
+CT_ROOTS = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+CT_INCLUSION = [
+    (0, 1, []),
+    (
+        0,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        5,
+        8,
+        [
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (2, 3, ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
+    (
+        1,
+        5,
+        [
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+]
+CT_CONSISTENCY = [
+    (1, 1, []),
+    (
+        1,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        6,
+        8,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        5,
+        [
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+    (
+        6,
+        7,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+]
+
+
+def test_roots_and_proofs_match_certificate_transparencys_known_answers() -> None:
+    leaves = [merkle.leaf_hash(d) for d in CT_LEAVES]
+    for size in range(1, 9):
+        frontier = merkle.Frontier()
+        for leaf in leaves[:size]:
+            frontier.append(leaf)
+        assert frontier.root().hex() == CT_ROOTS[size - 1], size
+    for index, size, want in CT_INCLUSION:
+        made = _folded(leaves, merkle.inclusion_ranges(index, size))
+        assert [h.hex() for h in made] == want, (index, size)
+        # timeline-audit, which trusts nothing the server says, accepts it, and not for a neighbour.
+        root = bytes.fromhex(CT_ROOTS[size - 1])
+        assert proofs.inclusion_ok(leaves[index], index, size, made, root)
+        if size > 1:
+            assert not proofs.inclusion_ok(leaves[index], index ^ 1, size, made, root)
+    for old, new, want in CT_CONSISTENCY:
+        made = _folded(leaves, merkle.consistency_ranges(old, new))
+        assert [h.hex() for h in made] == want, (old, new)
+        roots = bytes.fromhex(CT_ROOTS[old - 1]), bytes.fromhex(CT_ROOTS[new - 1])
+        assert proofs.consistency_ok(old, new, *roots, made)
+
+
 # The stored tree, on both databases --------------------------------------------------------------------
 
 
