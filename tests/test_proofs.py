@@ -24,7 +24,7 @@ from timeline.api.app import create_app
 from timeline.app import maintenance
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.cli import main
-from timeline.store import audit, chain, tokens, tree
+from timeline.store import audit, chain, eventlog, tokens, tree
 from timeline.store.database import Database
 from timeline_audit import notes, proofs
 from timeline_audit.cli import Auditor
@@ -625,7 +625,7 @@ async def test_a_forged_append_is_not_laundered_by_later_writes_or_a_restart(
     # A legitimate write after it: recorded, but its transaction signs nothing over the forged event.
     with caplog.at_level(logging.WARNING, logger="timeline.store"):
         await _record(signed, "document: {id: after, title: After, published_on: '2024-12'}\n", "after")
-    assert "events 31-32 are left unsigned: those before 32 were not appended by timeline" in caplog.text
+    assert "events 31-32 are left unsigned: the log before this transaction's events (from 32)" in caplog.text
     # A restart (what `serve` runs before it listens) signs nothing either.
     restarted = Database(database_url, signer=signer)
     try:
@@ -641,6 +641,32 @@ async def test_a_forged_append_is_not_laundered_by_later_writes_or_a_restart(
     async with signed.read() as conn:
         report = await audit.verify(conn, verifier=signer.verifier_text())
     assert (report.signed_size, report.unsigned) == (30, 2)
+
+
+async def test_a_checkpoint_row_written_without_the_key_extends_nothing(
+    kept: Auditor, signed: Database, signer: signing.Signer
+) -> None:
+    # The forger also adds a checkpoint of 31 events: signed by another key, or a genuine note given a
+    # size it does not sign. Neither makes the next write sign over the forged event.
+    await _forge_append(signed)
+    async with signed.read() as conn:
+        genuine = await tree.checkpoint_at(conn, 30)
+        root = await tree.root(conn, 31)
+    assert genuine is not None
+    other = signing.Signer.generate(signer.name)
+    for n, note in enumerate(
+        (other.sign(signing.checkpoint_body(signer.name, 31, root, dt_now())), genuine.note)
+    ):
+        async with signed.engine.begin() as conn:
+            await conn.execute(sa.delete(tree.log_checkpoints).where(tree.log_checkpoints.c.size == 31))
+            row = {"size": 31, "root_hash": root.hex(), "recorded_at": dt_now(), "note": note}
+            await conn.execute(sa.insert(tree.log_checkpoints), [row])
+        await _record(signed, f"document: {{id: d{n}, title: D, published_on: '2024-12'}}\n", f"d{n}")
+        async with signed.read() as conn:
+            assert await eventlog.head_position(conn) == 32 + n  # the write was recorded
+            assert (await tree.latest_checkpoint(conn)) == (await tree.checkpoint_at(conn, 31))
+    with pytest.raises(Rejected, match="checkpoint"):
+        await _audit(kept)
 
 
 async def test_an_operator_signs_the_head_once_they_have_checked_it(

@@ -167,9 +167,10 @@ class Database:
                 left = await tree.commit_checkpoint(conn, self.signer, appended)
                 if left is not None:
                     _log.warning(
-                        "events %d-%d are left unsigned: those before %d were not appended by timeline "
-                        "(a forged append?), and nothing is signed over them until an operator has checked "
-                        "them (timeline verify) and signs the head (timeline keys sign-head)",
+                        "events %d-%d are left unsigned: the log before this transaction's events (from %d) "
+                        "does not end at a checkpoint signed with this key (events or a checkpoint written "
+                        "without it?), and nothing is signed over it until an operator has checked the log "
+                        "(timeline verify) and signs its head (timeline keys sign-head)",
                         *left,
                         appended,
                     )

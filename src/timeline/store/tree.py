@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 
 import msgspec
@@ -142,10 +143,24 @@ async def commit_checkpoint(
     signed = 0 if latest is None else latest.size
     if signed >= size:
         return None
-    if signed == appended_from - 1:
+    # A checkpoint row written without the key (its note not signed by it for its size) extends nothing.
+    genuine = latest is None or _signs(latest.note, signer.verifier_text(), latest.size)
+    if genuine and signed == appended_from - 1:
         await sign(conn, signer, size, root_hash, dt.datetime.now(dt.UTC))
         return None
     return signed + 1, size
+
+
+@functools.lru_cache(maxsize=8)
+def _signs(note: str, verifier: str, size: int) -> bool:
+    """Whether ``note`` is a checkpoint of ``size`` events signed by ``verifier`` (cached: every write
+    transaction asks about the same latest checkpoint)."""
+    try:
+        body = signing.verify_note(note, verifier)
+    except (signing.BadKey, ValueError):
+        return False
+    lines = body.split("\n")
+    return len(lines) > 1 and lines[1] == str(size)
 
 
 async def sign_head(conn: AsyncConnection, signer: signing.Signer, size: int) -> Checkpoint:
