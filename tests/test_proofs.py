@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -20,9 +21,10 @@ from litestar.testing import AsyncTestClient
 
 from timeline import merkle, signing
 from timeline.api.app import create_app
+from timeline.app import maintenance
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.cli import main
-from timeline.store import audit, chain, tokens, tree
+from timeline.store import audit, chain, eventlog, tokens, tree
 from timeline.store.database import Database
 from timeline_audit import notes, proofs
 from timeline_audit.cli import Auditor
@@ -153,6 +155,144 @@ def dt_now() -> Any:
     import datetime as dt
 
     return dt.datetime(2026, 12, 3, 7, 0, tzinfo=dt.UTC)
+
+
+# Known answers from another implementation: transparency-dev/merkle (Go, the Trillian and Sigsum logs'
+# library), proof/verify_test.go at commit 02194e9afb6c1d95b5381350007963aa70fff472, whose roots came from
+# Certificate Transparency's C++ merkle_tree_test.cc. Eight leaves of raw data (not chain hashes); proofs
+# are numbered there by 1-based leaf, here by 0-based index.
+CT_LEAVES = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657")] + [
+    bytes.fromhex("606162636465666768696a6b6c6d6e6f")
+]
+CT_ROOTS = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+CT_INCLUSION = [
+    (0, 1, []),
+    (
+        0,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        5,
+        8,
+        [
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (2, 3, ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
+    (
+        1,
+        5,
+        [
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+]
+CT_CONSISTENCY = [
+    (1, 1, []),
+    (
+        1,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        6,
+        8,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        5,
+        [
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+    (
+        6,
+        7,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+]
+
+
+def test_roots_and_proofs_match_certificate_transparencys_known_answers() -> None:
+    leaves = [merkle.leaf_hash(d) for d in CT_LEAVES]
+    for size in range(1, 9):
+        frontier = merkle.Frontier()
+        for leaf in leaves[:size]:
+            frontier.append(leaf)
+        assert frontier.root().hex() == CT_ROOTS[size - 1], size
+    for index, size, want in CT_INCLUSION:
+        made = _folded(leaves, merkle.inclusion_ranges(index, size))
+        assert [h.hex() for h in made] == want, (index, size)
+        # timeline-audit, which trusts nothing the server says, accepts it, and not for a neighbour.
+        root = bytes.fromhex(CT_ROOTS[size - 1])
+        assert proofs.inclusion_ok(leaves[index], index, size, made, root)
+        if size > 1:
+            assert not proofs.inclusion_ok(leaves[index], index ^ 1, size, made, root)
+    for old, new, want in CT_CONSISTENCY:
+        made = _folded(leaves, merkle.consistency_ranges(old, new))
+        assert [h.hex() for h in made] == want, (old, new)
+        roots = bytes.fromhex(CT_ROOTS[old - 1]), bytes.fromhex(CT_ROOTS[new - 1])
+        assert proofs.consistency_ok(old, new, *roots, made)
+
+
+def test_roots_and_proofs_match_pymerkle_for_every_size_up_to_70() -> None:
+    """pymerkle (PyPI), an RFC 9162 tree with SHA-256 and the 0x00/0x01 prefixes, written by others: the same
+    roots, the same inclusion paths (its path starts with the leaf itself), and our consistency proofs
+    verified by timeline-audit between the roots pymerkle computed."""
+    from pymerkle import InmemoryTree
+
+    data = _data(70)
+    theirs = InmemoryTree(algorithm="sha256")
+    for item in data:
+        theirs.append_entry(item)
+    leaves = [merkle.leaf_hash(d) for d in data]
+    frontier = merkle.Frontier()
+    roots = []
+    for size in range(1, 71):
+        frontier.append(leaves[size - 1])
+        roots.append(theirs.get_root(size))
+        assert frontier.root() == roots[-1], size
+    for size in range(1, 71):
+        for index in range(size):
+            ours = _folded(leaves, merkle.inclusion_ranges(index, size))
+            assert theirs.prove_inclusion(index + 1, size).path[1:] == ours, (index, size)
+        for old in range(1, size + 1):
+            ours = _folded(leaves, merkle.consistency_ranges(old, size))
+            assert proofs.consistency_ok(old, size, roots[old - 1], roots[size - 1], ours), (old, size)
+            if old < size:
+                assert not proofs.consistency_ok(old, size, roots[old - 1], roots[size - 2], ours)
 
 
 # The stored tree, on both databases --------------------------------------------------------------------
@@ -444,27 +584,118 @@ async def test_a_deleted_tail_is_found_even_with_its_checkpoint_gone(kept: Audit
         await _audit(kept)
 
 
-async def test_an_append_without_the_key_is_unsigned(kept: Auditor, signed: Database) -> None:
-    last = (await _rows(signed))[-1]
+async def _forge_append(db: Database, stream_id: str = "document-forged") -> int:
+    """Append an event with a correct chain link straight into the table, as someone without the key
+    could; returns its position."""
+    last = (await _rows(db))[-1]
     forged = audit.StoredRow(
         **{
             **_fields(last),
-            "position": 31,
-            "stream_id": "document-forged",
+            "position": last.position + 1,
+            "stream_id": stream_id,
             "stream_version": 1,
             "prev_hash": last.hash,
             "event_id": uuid.uuid4(),
         }
     )
-    row = {**_fields(forged), "hash": forged.computed_hash()}
-    async with signed.engine.begin() as conn:
-        await conn.execute(sa.insert(audit.events), [row])
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.insert(audit.events), [{**_fields(forged), "hash": forged.computed_hash()}])
+    return forged.position
+
+
+async def test_an_append_without_the_key_is_unsigned(kept: Auditor, signed: Database) -> None:
+    assert await _forge_append(signed) == 31
     with pytest.raises(Rejected, match="events 31-31 are not covered by the signed checkpoint"):
         await _audit(kept)
     async with signed.read() as conn:
         report = await audit.verify(conn)
     assert report.ok
     assert (report.signed_size, report.unsigned) == (30, 1)
+
+
+async def test_a_forged_append_is_not_laundered_by_later_writes_or_a_restart(
+    kept: Auditor,
+    signed: Database,
+    client: AsyncTestClient[Any],
+    database_url: str,
+    signer: signing.Signer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await _forge_append(signed)
+    # A legitimate write after it: recorded, but its transaction signs nothing over the forged event.
+    with caplog.at_level(logging.WARNING, logger="timeline.store"):
+        await _record(signed, "document: {id: after, title: After, published_on: '2024-12'}\n", "after")
+    assert "events 31-32 are left unsigned: the log before this transaction's events (from 32)" in caplog.text
+    # A restart (what `serve` runs before it listens) signs nothing either.
+    restarted = Database(database_url, signer=signer)
+    try:
+        await maintenance.catch_up(restarted)
+    finally:
+        await restarted.dispose()
+    async with signed.read() as conn:
+        assert [c.size for c in await tree.all_checkpoints(conn)] == [29, 30]
+    health = (await client.get("/health")).json()
+    assert (health["signed_position"], health["unsigned_events"], health["unsigned_from"]) == (30, 2, 31)
+    with pytest.raises(Rejected, match="events 31-32 are not covered by the signed checkpoint"):
+        await _audit(kept)
+    async with signed.read() as conn:
+        report = await audit.verify(conn, verifier=signer.verifier_text())
+    assert (report.signed_size, report.unsigned) == (30, 2)
+
+
+async def test_a_checkpoint_row_written_without_the_key_extends_nothing(
+    kept: Auditor, signed: Database, signer: signing.Signer
+) -> None:
+    # The forger also adds a checkpoint of 31 events: signed by another key, or a genuine note given a
+    # size it does not sign. Neither makes the next write sign over the forged event.
+    await _forge_append(signed)
+    async with signed.read() as conn:
+        genuine = await tree.checkpoint_at(conn, 30)
+        root = await tree.root(conn, 31)
+    assert genuine is not None
+    other = signing.Signer.generate(signer.name)
+    for n, note in enumerate(
+        (other.sign(signing.checkpoint_body(signer.name, 31, root, dt_now())), genuine.note)
+    ):
+        async with signed.engine.begin() as conn:
+            await conn.execute(sa.delete(tree.log_checkpoints).where(tree.log_checkpoints.c.size == 31))
+            row = {"size": 31, "root_hash": root.hex(), "recorded_at": dt_now(), "note": note}
+            await conn.execute(sa.insert(tree.log_checkpoints), [row])
+        await _record(signed, f"document: {{id: d{n}, title: D, published_on: '2024-12'}}\n", f"d{n}")
+        async with signed.read() as conn:
+            assert await eventlog.head_position(conn) == 32 + n  # the write was recorded
+            assert (await tree.latest_checkpoint(conn)) == (await tree.checkpoint_at(conn, 31))
+    with pytest.raises(Rejected, match="checkpoint"):
+        await _audit(kept)
+
+
+async def test_an_operator_signs_the_head_once_they_have_checked_it(
+    kept: Auditor,
+    signed: Database,
+    database_url: str,
+    signer: signing.Signer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY", signer.private_text())
+    await _forge_append(signed)
+    assert await _cli("--database-url", database_url, "verify") == 2
+    assert "UNSIGNED: events 31-31" in capsys.readouterr().out
+    # Signing a size other than the one checked (the log may have grown since) signs nothing.
+    assert await _cli("--database-url", database_url, "keys", "sign-head", "--size", "30") == 1
+    assert "the log holds 31 events, not the 30 you checked" in capsys.readouterr().err
+    assert await _cli("--database-url", database_url, "keys", "sign-head", "--size", "31") == 0
+    assert "signed the checkpoint of 31 events" in capsys.readouterr().out
+    # Signing is back: the next write extends the signed head and signs its own checkpoint.
+    await _record(signed, "document: {id: after, title: After, published_on: '2024-12'}\n", "after")
+    async with signed.read() as conn:
+        assert [c.size for c in await tree.all_checkpoints(conn)] == [29, 30, 31, 32]
+    assert "the whole log (32 events)" in await _audit(kept)
+    # A broken log is never signed over.
+    await _tamper(signed, "UPDATE events SET data = REPLACE(data, '1500', '1501') WHERE position = 13")
+    await _forge_append(signed, "document-forged-again")
+    assert await _cli("--database-url", database_url, "keys", "sign-head", "--size", "33") == 1
+    assert "nothing signed: the log is broken at position 13" in capsys.readouterr().err
 
 
 async def test_a_full_rewrite_of_the_chain_is_caught(kept: Auditor, signed: Database) -> None:

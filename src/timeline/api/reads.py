@@ -120,6 +120,9 @@ async def health(db: Db, request: Request[Any, Any, Any]) -> HealthOut:
         head_position=found.head_position,
         views_position=found.views_position,
         projections=found.projections,
+        signed_position=found.signed_position,
+        unsigned_events=0 if found.unsigned is None else found.unsigned[1] - found.unsigned[0] + 1,
+        unsigned_from=None if found.unsigned is None else found.unsigned[0],
         response_cache=cache.stats(request),
     )
 

@@ -249,13 +249,19 @@ class ResponseCacheOut(msgspec.Struct, kw_only=True):
 
 
 class HealthOut(msgspec.Struct, kw_only=True):
-    """Whether the service can reach its database, and how far the views are behind the log."""
+    """Whether the service can reach its database, how far the views are behind the log, and which events
+    no signed checkpoint covers."""
 
     status: str
     database: str
     head_position: int
     views_position: int
     projections: dict[str, int]
+    # The size of the latest signed checkpoint, and the events past it that no signature covers (from
+    # unsigned_from to the head): all of them without a key; with one, events timeline did not append.
+    signed_position: int = 0
+    unsigned_events: int = 0
+    unsigned_from: int | None = None
     response_cache: ResponseCacheOut | None = None
 
 

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from timeline.store import activity, eventlog, projector, tree, views
 from timeline.store.database import Database
 
+_log = logging.getLogger("timeline.store")
+
 Progress = Callable[[int, int | None], None]
 
 
 async def catch_up(db: Database, progress: Progress | None = None) -> int:
-    """Bring the views up to date with the log (after a crash, or a migration that emptied them) and, with a
-    signing key, sign a checkpoint over events recorded without one; returns the events the views took."""
+    """Bring the views up to date with the log (after a crash, or a migration that emptied them), and with a
+    signing key warn of events no signed checkpoint covers; returns the events the views took."""
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
+        # Start-up signs nothing: it did not append these, and they may be someone's forged rows.
+        left = await tree.unsigned(conn) if db.signer is not None else None
     caught_up = await views.catch_up(db, progress) if head else 0
-    if db.signer is not None:
-        # Events recorded without a key (or before migration 0007) get a signed checkpoint now.
-        async with db.write() as conn:
-            await tree.commit_checkpoint(conn, db.signer)
+    if left is not None:
+        _log.warning(
+            "events %d-%d are covered by no signed checkpoint: check them (timeline verify), then sign the "
+            "head (timeline keys sign-head --size %d)",
+            *left,
+            left[1],
+        )
     return caught_up
 
 

@@ -342,6 +342,8 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     projections: dict[str, int]
     standing: dict[str, tuple[int, dt.datetime | None]]
     waiting_since: dict[str, dt.datetime | None]
+    signed_position: int
+    unsigned: tuple[int, int] | None
 
 
 async def health(conn: AsyncConnection) -> Health:
@@ -352,12 +354,15 @@ async def health(conn: AsyncConnection) -> Health:
     next_recorded = await projector.recorded_after(conn, behind) if behind < head else None
     seen = {name: position for name, (position, _) in standing.items()}
     projections = {name: seen.get(name, 0) for name in (views.CHECKPOINT, activity.name)}
+    latest = await tree.latest_checkpoint(conn)
     return Health(
         head_position=head,
         views_position=projections[views.CHECKPOINT],
         projections=projections,
         standing=standing,
         waiting_since={activity.name: next_recorded},
+        signed_position=0 if latest is None else latest.size,
+        unsigned=await tree.unsigned(conn),
     )
 
 

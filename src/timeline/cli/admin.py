@@ -13,7 +13,7 @@ from timeline.app import queries
 from timeline.cli.common import Group, disposing, run_command
 from timeline.cli.serving import DEFAULT_KEY, DEFAULT_KEY_NAME, write_key
 from timeline.console import CommandError, open_database, progress
-from timeline.store import migrate, tokens
+from timeline.store import audit, migrate, tokens, tree
 from timeline.store.database import Database
 from timeline.store.tokens import SCOPES
 
@@ -173,10 +173,7 @@ def keys_create(name: str, output: Path) -> None:
     )
 
 
-@keys_group.command("show")
-def keys_show() -> None:
-    """Print the verifier key of the configured signing key (TIMELINE_SIGNING_KEY(_FILE), else
-    var/timeline.key)."""
+def _configured_signer() -> signing.Signer:
     try:
         signer = signing.from_env()
         if signer is None and DEFAULT_KEY.exists():
@@ -185,7 +182,46 @@ def keys_show() -> None:
         raise CommandError(str(exc)) from None
     if signer is None:
         raise CommandError("no signing key configured (TIMELINE_SIGNING_KEY_FILE) and no var/timeline.key")
-    click.echo(signer.verifier_text())
+    return signer
+
+
+@keys_group.command("show")
+def keys_show() -> None:
+    """Print the verifier key of the configured signing key (TIMELINE_SIGNING_KEY(_FILE), else
+    var/timeline.key)."""
+    click.echo(_configured_signer().verifier_text())
+
+
+@keys_group.command("sign-head")
+@click.option(
+    "--size",
+    type=click.IntRange(min=1),
+    required=True,
+    help="the log's size you checked (the head position `timeline verify` printed)",
+)
+@click.pass_obj
+def keys_sign_head(url: str, size: int) -> None:
+    """Sign a checkpoint over events no checkpoint covers, once you have checked them: timeline itself signs
+    only what it appended, so events written without the key (or before it) stay unsigned until then."""
+    signer = _configured_signer()
+    db = open_database(url, must_exist=True)
+
+    async def run() -> tree.Checkpoint:
+        async with db.read() as conn:
+            report = await audit.verify(conn, verifier=signer.verifier_text())
+        if report.first_break is not None:
+            raise CommandError(
+                f"nothing signed: the log is broken at position {report.first_break.position}: "
+                f"{report.first_break.problem}"
+            )
+        async with db.write() as conn:
+            try:
+                return await tree.sign_head(conn, signer, size)
+            except ValueError as exc:
+                raise CommandError(f"nothing signed: {exc}") from None
+
+    checkpoint = run_command(url, lambda: disposing(db, run()))
+    click.echo(f"signed the checkpoint of {checkpoint.size} events, root {checkpoint.root_hash}")
 
 
 @click.group("db", cls=Group)

@@ -497,5 +497,5 @@ async def restore(conn: AsyncConnection, lines: Iterable[bytes]) -> int:
         expected, prev = expected + 1, row.hash
     if batch:
         await conn.execute(sa.insert(events), batch)
-    conn.info[APPENDED] = True  # the write transaction then builds the Merkle tree and signs its head
+    conn.info[APPENDED] = 1  # the write transaction then builds the Merkle tree and signs its head
     return expected - 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,8 +19,11 @@ from timeline.signing import Signer
 from timeline.store import inline, tree
 from timeline.store.notify import CHANNEL, Listener, Notifier
 
+_log = logging.getLogger("timeline.store")
+
 DEFAULT_URL = "sqlite+aiosqlite:///var/timeline.db"
-# Set on a connection's info by eventlog.append, so the write transaction knows to notify readers.
+# Set on a connection's info by the first append of a write transaction, to the first position it appended:
+# the transaction then knows to notify readers, and which events are its own to sign.
 APPENDED = "timeline_appended"
 # Set when the statement that appended also sent the NOTIFY (store.driver), which is then not sent again.
 NOTIFIED = "timeline_notified"
@@ -147,7 +151,7 @@ class Database:
 
     @asynccontextmanager
     async def _locked(self, conn: AsyncConnection) -> AsyncIterator[None]:
-        appended = False
+        appended: int | None = None
         # Left over from a transaction on this connection that failed: they describe this one only.
         conn.info.pop(APPENDED, None)
         conn.info.pop(NOTIFIED, None)
@@ -157,15 +161,24 @@ class Database:
                 # EXCLUSIVE blocks other writers but not readers; positions commit in order.
                 await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
             yield
-            appended = bool(conn.info.pop(APPENDED, False))
-            if appended:
+            appended = conn.info.pop(APPENDED, None)
+            if appended is not None:
                 # One tree update and one signature per transaction, however many writes it carries.
-                await tree.commit_checkpoint(conn, self.signer)
+                left = await tree.commit_checkpoint(conn, self.signer, appended)
+                if left is not None:
+                    _log.warning(
+                        "events %d-%d are left unsigned: the log before this transaction's events (from %d) "
+                        "does not end at a checkpoint signed with this key (events or a checkpoint written "
+                        "without it?), and nothing is signed over it until an operator has checked the log "
+                        "(timeline verify) and signs its head (timeline keys sign-head)",
+                        *left,
+                        appended,
+                    )
             notified = bool(conn.info.pop(NOTIFIED, False))
-            if appended and not notified and self.dialect == "postgresql":
+            if appended is not None and not notified and self.dialect == "postgresql":
                 # Delivered to every listening process when (and only if) this transaction commits.
                 await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
-        if appended:
+        if appended is not None:
             self.notifier.notify()
 
     @asynccontextmanager

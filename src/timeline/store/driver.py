@@ -315,7 +315,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
     driver = await driver_of(conn)
     now = dt.datetime.now(dt.UTC)
     if changes.events:
-        conn.info[APPENDED] = True
+        conn.info.setdefault(APPENDED, int(changes.events[0][0]))
     name, position = changes.checkpoint if changes.checkpoint is not None else (None, 0)
     if conn.dialect.name == "postgresql":
         notify = bool(changes.events)

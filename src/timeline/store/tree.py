@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 
 import msgspec
@@ -127,14 +128,60 @@ async def sign(
     return checkpoint
 
 
-async def commit_checkpoint(conn: AsyncConnection, signer: signing.Signer | None) -> None:
+async def commit_checkpoint(
+    conn: AsyncConnection, signer: signing.Signer | None, appended_from: int | None = None
+) -> tuple[int, int] | None:
     """What every appending transaction does before it commits: extend the tree, and sign its new head
-    (once per transaction, however many writes a group commit gathered)."""
+    (once per transaction, however many writes a group commit gathered); ``appended_from`` is the first
+    position this transaction appended. It signs only when its own appends extend the last signed
+    checkpoint: events before them that no checkpoint covers were written by someone else (with database
+    access but not the key), and signing over them would launder them. Returns the range left unsigned."""
     size, root_hash = await extend(conn)
-    if signer is not None and size:
-        latest = await latest_checkpoint(conn)
-        if latest is None or latest.size < size:
-            await sign(conn, signer, size, root_hash, dt.datetime.now(dt.UTC))
+    if signer is None or appended_from is None:
+        return None
+    latest = await latest_checkpoint(conn)
+    signed = 0 if latest is None else latest.size
+    if signed >= size:
+        return None
+    # A checkpoint row written without the key (its note not signed by it for its size) extends nothing.
+    genuine = latest is None or _signs(latest.note, signer.verifier_text(), latest.size)
+    if genuine and signed == appended_from - 1:
+        await sign(conn, signer, size, root_hash, dt.datetime.now(dt.UTC))
+        return None
+    return signed + 1, size
+
+
+@functools.lru_cache(maxsize=8)
+def _signs(note: str, verifier: str, size: int) -> bool:
+    """Whether ``note`` is a checkpoint of ``size`` events signed by ``verifier`` (cached: every write
+    transaction asks about the same latest checkpoint)."""
+    try:
+        body = signing.verify_note(note, verifier)
+    except (signing.BadKey, ValueError):
+        return False
+    lines = body.split("\n")
+    return len(lines) > 1 and lines[1] == str(size)
+
+
+async def sign_head(conn: AsyncConnection, signer: signing.Signer, size: int) -> Checkpoint:
+    """Sign the head of a log of ``size`` events an operator has checked (``timeline keys sign-head``), the
+    one way events no checkpoint covers get signed; ``ValueError`` when the log is not that size."""
+    head, root_hash = await extend(conn)
+    if head != size:
+        raise ValueError(f"the log holds {head} events, not the {size} you checked: verify it again")
+    latest = await latest_checkpoint(conn)
+    if latest is not None and latest.size >= size:
+        raise ValueError(f"a checkpoint of {latest.size} events is signed already: nothing to sign")
+    return await sign(conn, signer, size, root_hash, dt.datetime.now(dt.UTC))
+
+
+async def unsigned(conn: AsyncConnection) -> tuple[int, int] | None:
+    """The events no signed checkpoint covers, as (first, last) positions, or None."""
+    result = await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)))
+    head = int(result.scalar_one())
+    latest = await latest_checkpoint(conn)
+    signed = 0 if latest is None else latest.size
+    return (signed + 1, head) if head > signed else None
 
 
 def _checkpoint(m: sa.RowMapping) -> Checkpoint:
