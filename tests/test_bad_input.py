@@ -212,6 +212,21 @@ async def test_date_errors_say_the_format_not_a_pattern(editor: Editor) -> None:
     assert "\\d" not in text
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/subjects/{SUBJECT}/estimates?as_of=25/10/2024",
+        f"/subjects/{SUBJECT}/timeline?as_of=25/10/2024",
+        f"/claims/{NIS}?as_of=25/10/2024",
+    ],
+)
+async def test_a_bad_as_of_says_the_formats_not_a_pattern(editor: Editor, url: str) -> None:
+    detail = _names(problem(await editor.client.get(url), 400), "as_of")
+    assert "YYYY-MM-DD, YYYY-MM or YYYY" in detail
+    assert "\\d" not in detail
+    assert "regex" not in detail
+
+
 async def test_fixture_ids_are_checked_in_full_too(editor: Editor) -> None:
     text = SEED.read_bytes().replace(b"id: south-korea-nis", b'id: "south-korea-nis\\n"', 1)
     response = await editor.client.post("/imports", content=text, headers=editor.auth("admin"))
