@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from timeline.api.app import create_app
 from timeline.api.settings import Settings
 from timeline.console import Exit
+from timeline.fixtures.reading import MAX_FIXTURE_BYTES
 
 from .conftest import SEED
 from .test_cli_errors import run
@@ -288,6 +289,27 @@ async def test_drafts_and_imports_have_size_and_time_limits(database_url: str) -
         before = (await client.get("/health")).json()["head_position"]
         slow_import = await client.post("/imports", content=SEED.read_bytes(), headers=auth)
         assert "nothing was imported" in problem(slow_import, 408)["detail"]
+        assert (await client.get("/health")).json()["head_position"] == before
+
+
+async def test_a_fixture_over_the_size_cap_is_refused_by_the_cli_and_the_api(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A valid fixture padded with a YAML comment to one byte past the cap: it would import without the cap.
+    seed = SEED.read_bytes()
+    padded = seed + b"\n#" + b"x" * (MAX_FIXTURE_BYTES - len(seed) - 1)
+    assert len(padded) == MAX_FIXTURE_BYTES + 1
+    path = tmp_path / "padded.yaml"
+    path.write_bytes(padded)
+    assert await run("--database-url", database_url, "import", str(path)) == Exit.INPUT
+    assert "over the limit of 5,000,000 bytes" in capsys.readouterr().err
+    # The HTTP body cap (1 MB by default) would refuse it first; raised here so the fixture cap is reached.
+    db, secrets = await _make(database_url, Settings())
+    auth = {"Authorization": f"Bearer {secrets['admin']}"}
+    async with AsyncTestClient(app=create_app(db, Settings(max_body_bytes=2 * MAX_FIXTURE_BYTES))) as client:
+        before = (await client.get("/health")).json()["head_position"]
+        response = await client.post("/imports", content=padded, headers=auth)
+        assert "over the limit of 5,000,000 bytes" in problem(response, 422)["detail"]
         assert (await client.get("/health")).json()["head_position"] == before
 
 
