@@ -9,7 +9,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from litestar.testing import AsyncTestClient
 
 from timeline.api.app import create_app
@@ -19,7 +21,7 @@ from timeline.fixtures.reading import MAX_FIXTURE_BYTES
 
 from .conftest import SEED
 from .test_cli_errors import run
-from .test_processes import servers
+from .test_processes import _free_port, servers
 from .test_write_api import DOC, NIS, SUBJECT, Editor, _make, editor, problem
 
 __all__ = ["editor"]
@@ -290,6 +292,8 @@ async def test_drafts_and_imports_have_size_and_time_limits(database_url: str) -
         slow_import = await client.post("/imports", content=SEED.read_bytes(), headers=auth)
         assert "nothing was imported" in problem(slow_import, 408)["detail"]
         assert (await client.get("/health")).json()["head_position"] == before
+        slow_rebuild = await client.post("/admin/rebuild", headers=auth)
+        assert "TIMELINE_WORK_TIMEOUT_SECONDS" in problem(slow_rebuild, 408)["detail"]
 
 
 async def test_a_fixture_over_the_size_cap_is_refused_by_the_cli_and_the_api(
@@ -333,6 +337,47 @@ async def test_a_draft_is_made_off_the_event_loop(editor: Editor, monkeypatch: p
     assert response.status_code == 200, response.text
     assert threads
     assert loop_thread not in threads
+
+
+async def test_a_request_made_during_a_rebuild_is_answered(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from timeline.app import maintenance
+
+    started, answered = threading.Event(), threading.Event()
+    seen: list[bool] = []
+    real = maintenance.rebuild_views
+
+    async def held(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        # Blocks its thread until the other request is answered (on the serving loop, it blocks that too).
+        started.set()
+        seen.append(answered.wait(10))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(maintenance, "rebuild_views", held)
+    db, secrets = await _make(database_url, Settings())
+    # Served on this test's loop (the test client would answer one request at a time).
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(db, Settings()), host="127.0.0.1", port=_free_port(), log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        base = f"http://127.0.0.1:{server.config.port}"
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event for it)
+                await asyncio.sleep(0.05)
+            auth = {"Authorization": f"Bearer {secrets['admin']}"}
+            rebuild = asyncio.create_task(client.post("/admin/rebuild", headers=auth))
+            await asyncio.to_thread(started.wait, 30)
+            health = await client.get("/health")
+            answered.set()
+            assert health.status_code == 200
+            assert (await rebuild).status_code == 200, (await rebuild).text
+    finally:
+        answered.set()
+        server.should_exit = True
+        await serving
+    assert seen == [True], "the health request waited for the rebuild"
 
 
 async def test_a_fixtures_errors_are_reported_together(
