@@ -9,16 +9,19 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from litestar.testing import AsyncTestClient
 
 from timeline.api.app import create_app
 from timeline.api.settings import Settings
 from timeline.console import Exit
+from timeline.fixtures.reading import MAX_FIXTURE_BYTES
 
 from .conftest import SEED
 from .test_cli_errors import run
-from .test_processes import servers
+from .test_processes import _free_port, servers
 from .test_write_api import DOC, NIS, SUBJECT, Editor, _make, editor, problem
 
 __all__ = ["editor"]
@@ -212,6 +215,21 @@ async def test_date_errors_say_the_format_not_a_pattern(editor: Editor) -> None:
     assert "\\d" not in text
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/subjects/{SUBJECT}/estimates?as_of=25/10/2024",
+        f"/subjects/{SUBJECT}/timeline?as_of=25/10/2024",
+        f"/claims/{NIS}?as_of=25/10/2024",
+    ],
+)
+async def test_a_bad_as_of_says_the_formats_not_a_pattern(editor: Editor, url: str) -> None:
+    detail = _names(problem(await editor.client.get(url), 400), "as_of")
+    assert "YYYY-MM-DD, YYYY-MM or YYYY" in detail
+    assert "\\d" not in detail
+    assert "regex" not in detail
+
+
 async def test_fixture_ids_are_checked_in_full_too(editor: Editor) -> None:
     text = SEED.read_bytes().replace(b"id: south-korea-nis", b'id: "south-korea-nis\\n"', 1)
     response = await editor.client.post("/imports", content=text, headers=editor.auth("admin"))
@@ -274,6 +292,29 @@ async def test_drafts_and_imports_have_size_and_time_limits(database_url: str) -
         slow_import = await client.post("/imports", content=SEED.read_bytes(), headers=auth)
         assert "nothing was imported" in problem(slow_import, 408)["detail"]
         assert (await client.get("/health")).json()["head_position"] == before
+        slow_rebuild = await client.post("/admin/rebuild", headers=auth)
+        assert "TIMELINE_WORK_TIMEOUT_SECONDS" in problem(slow_rebuild, 408)["detail"]
+
+
+async def test_a_fixture_over_the_size_cap_is_refused_by_the_cli_and_the_api(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A valid fixture padded with a YAML comment to one byte past the cap: it would import without the cap.
+    seed = SEED.read_bytes()
+    padded = seed + b"\n#" + b"x" * (MAX_FIXTURE_BYTES - len(seed) - 1)
+    assert len(padded) == MAX_FIXTURE_BYTES + 1
+    path = tmp_path / "padded.yaml"
+    path.write_bytes(padded)
+    assert await run("--database-url", database_url, "import", str(path)) == Exit.INPUT
+    assert "over the limit of 5,000,000 bytes" in capsys.readouterr().err
+    # The HTTP body cap (1 MB by default) would refuse it first; raised here so the fixture cap is reached.
+    db, secrets = await _make(database_url, Settings())
+    auth = {"Authorization": f"Bearer {secrets['admin']}"}
+    async with AsyncTestClient(app=create_app(db, Settings(max_body_bytes=2 * MAX_FIXTURE_BYTES))) as client:
+        before = (await client.get("/health")).json()["head_position"]
+        response = await client.post("/imports", content=padded, headers=auth)
+        assert "over the limit of 5,000,000 bytes" in problem(response, 422)["detail"]
+        assert (await client.get("/health")).json()["head_position"] == before
 
 
 async def test_a_draft_is_made_off_the_event_loop(editor: Editor, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -296,6 +337,47 @@ async def test_a_draft_is_made_off_the_event_loop(editor: Editor, monkeypatch: p
     assert response.status_code == 200, response.text
     assert threads
     assert loop_thread not in threads
+
+
+async def test_a_request_made_during_a_rebuild_is_answered(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from timeline.app import maintenance
+
+    started, answered = threading.Event(), threading.Event()
+    seen: list[bool] = []
+    real = maintenance.rebuild_views
+
+    async def held(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        # Blocks its thread until the other request is answered (on the serving loop, it blocks that too).
+        started.set()
+        seen.append(answered.wait(10))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(maintenance, "rebuild_views", held)
+    db, secrets = await _make(database_url, Settings())
+    # Served on this test's loop (the test client would answer one request at a time).
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(db, Settings()), host="127.0.0.1", port=_free_port(), log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        base = f"http://127.0.0.1:{server.config.port}"
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event for it)
+                await asyncio.sleep(0.05)
+            auth = {"Authorization": f"Bearer {secrets['admin']}"}
+            rebuild = asyncio.create_task(client.post("/admin/rebuild", headers=auth))
+            await asyncio.to_thread(started.wait, 30)
+            health = await client.get("/health")
+            answered.set()
+            assert health.status_code == 200
+            assert (await rebuild).status_code == 200, (await rebuild).text
+    finally:
+        answered.set()
+        server.should_exit = True
+        await serving
+    assert seen == [True], "the health request waited for the rebuild"
 
 
 async def test_a_fixtures_errors_are_reported_together(

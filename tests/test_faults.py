@@ -529,7 +529,7 @@ async def asyncpg_admin(dsn: str, sql: str) -> None:
         await conn.close()
 
 
-# SIGKILL of import and rebuild (a killed server is in test_processes.py) -----------------------------------
+# SIGKILL of server, import and rebuild -----------------------------------
 
 
 async def _holds_write_lock(url: str) -> bool:
@@ -624,4 +624,56 @@ async def test_a_killed_rebuild_leaves_the_views_as_they_were(db: Database) -> N
         if killed:
             break
     assert killed, "the rebuild never held the write lock while it could be killed; the test proves nothing"
+    await _consistent(db)
+
+
+DOCUMENT = "000-16630df2654ec508"
+
+
+async def _write_until_killed(base: str, token: str, writer: int, acknowledged: dict[str, int]) -> None:
+    """Post revisions one after another until the server is gone, noting each acknowledged one."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(10_000):
+            statement = f"killed {writer}-{i}"
+            body = {"statement": statement, "stated_on": "2024-10-25", "document_ids": [DOCUMENT]}
+            try:
+                response = await client.post(f"{base}/claims/{NIS}/revisions", json=body, headers=headers)
+            except httpx.HTTPError:
+                return  # the server died with this write in flight: it may or may not be in the log
+            if response.status_code == 201:
+                acknowledged[statement] = int(response.json()["events"][0]["position"])
+            else:
+                assert response.status_code == 503, response.text
+
+
+async def test_a_server_killed_under_concurrent_writes_loses_nothing_acknowledged(
+    db: Database, tmp_path: Path
+) -> None:
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    acknowledged: dict[str, int] = {}
+    with servers(db.url, tmp_path / "first", 1) as (server,):
+        await server.ready()  # seeds the empty database with the fixtures
+        async with db.write() as conn:
+            token = await tokens.create(conn, "killed", ("write",))
+        writers = asyncio.gather(
+            *(_write_until_killed(server.base, token, w, acknowledged) for w in range(6))
+        )
+        await _until(lambda: len(acknowledged) >= 12)
+        assert len(acknowledged) >= 12, "no write was acknowledged before the kill; the test proves nothing"
+        server.kill()  # SIGKILL, with writes in flight
+        await asyncio.wait_for(writers, 60)
+    await db.dispose()
+    with servers(db.url, tmp_path / "second", 1) as (server,):
+        await server.ready()
+        after = await _write_until_acknowledged(server.base, token, 0)
+    async with db.read() as conn:
+        logged = await eventlog.read_all(conn, limit=100_000)
+    statements = [s for e in logged if (s := getattr(e.event, "statement", "")).startswith("killed ")]
+    # Every acknowledged write is in the log once, where it was acknowledged; none is there twice.
+    assert len(statements) == len(set(statements))
+    at = {getattr(e.event, "statement", None): e.position for e in logged}
+    assert {s: at.get(s) for s in acknowledged} == acknowledged
+    assert logged[-1].position == after
     await _consistent(db)

@@ -332,7 +332,16 @@ async def test_sqlite_servers_stream_each_others_writes_and_end_the_streams_of_a
 ) -> None:
     """SQLite has no notifications between processes: a stream must still see another process's write
     promptly (well before the keep-alive), and with public reads off, a revoked token's stream ends."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'two.db'}"
+    await _streams_across_servers_end_on_revocation(f"sqlite+aiosqlite:///{tmp_path / 'two.db'}", tmp_path)
+
+
+async def test_postgresql_servers_end_the_streams_of_a_revoked_token_too(pg_url: str, tmp_path: Path) -> None:
+    await _streams_across_servers_end_on_revocation(pg_url, tmp_path)
+
+
+async def _streams_across_servers_end_on_revocation(url: str, tmp_path: Path) -> None:
+    """With public reads off, a stream on one server sees a write made through another promptly, and ends
+    once its read token is revoked."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     env = {"TIMELINE_PUBLIC_READS": "false", "TIMELINE_KEEPALIVE_SECONDS": "60"}

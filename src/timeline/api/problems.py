@@ -28,6 +28,7 @@ from litestar.status_codes import (
 from timeline.api.schemas import Problem, ProblemItem
 from timeline.app.errors import IdempotencyKeyReused, NotFound
 from timeline.domain.errors import DefinitionConflict, InvalidValue, RuleViolation, UnknownReference
+from timeline.domain.values import in_words
 from timeline.fixtures import FixtureError
 from timeline.groupcommit import Unavailable
 from timeline.service import PreconditionFailed, Rejected
@@ -182,7 +183,7 @@ def http_error(exc: HTTPException) -> TimelineProblem:
         errors = [
             ProblemItem(
                 path=str(item.get("key")) if item.get("key") else None,
-                message=str(item.get("message", "")),
+                message=in_words(str(item.get("message", ""))),
             )
             for item in exc.extra
             if isinstance(item, dict)

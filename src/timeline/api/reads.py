@@ -29,7 +29,7 @@ from timeline.api.schemas import (
 from timeline.app import queries
 from timeline.app.queries import When
 from timeline.domain.errors import InvalidValue
-from timeline.domain.values import POSITION_MAX, parse_position
+from timeline.domain.values import DATE_PATTERN, POSITION_MAX, parse_position
 from timeline.projections import occurred_on
 from timeline.store.database import Database
 from timeline.store.queries import TimelineFilter
@@ -41,7 +41,7 @@ _line_encoder = msgspec.json.Encoder()
 AsOf = Annotated[
     str | None,
     QueryParameter(
-        pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+        pattern=DATE_PATTERN,
         description="Valid time: only what sources had said by this date (YYYY, YYYY-MM or YYYY-MM-DD; "
         "a partial date means the end of that period)",
     ),

@@ -17,7 +17,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1_000_000
     # POST /drafts reads at most this many bytes of article (drafting's work grows with the text).
     draft_max_bytes: int = 200_000
-    # Seconds a draft, or the parsing of an imported fixture, may take (in a worker thread) before 408.
+    # Seconds a draft, the parsing of an imported fixture or a rebuild may take (off the loop) before 408.
     work_timeout_seconds: float = 30.0
     # How far past today a stated date may be (time zones, editing late at night).
     future_slack_days: int = 1

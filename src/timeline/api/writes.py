@@ -7,8 +7,10 @@ recorded entirely or not at all) and encodes its outcome.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -280,12 +282,27 @@ async def create_import(
     tags=["service"],
     status_code=HTTP_200_OK,
     guards=ADMIN,
-    responses=problems(401, 403),
+    responses=problems(401, 403, 408),
 )
-async def rebuild_views(db: Db) -> RebuildOut:
+async def rebuild_views(db: Db, request: Request[Any, Any, Any]) -> RebuildOut:
     """Refold every view from the log while the old ones keep serving (as `timeline rebuild` does).
     Needs `admin`."""
-    replayed, position = await maintenance.rebuild_views(db)
+    settings: Settings = request.app.state.settings
+    give_up = threading.Event()
+    work = asyncio.ensure_future(maintenance.rebuild_views_apart(db, give_up))
+    done, _ = await asyncio.wait({work}, timeout=settings.work_timeout_seconds)
+    if not done:
+        give_up.set()
+    # Waited for even when given up, so an answer of 408 means the views are as they were.
+    result = await asyncio.shield(work)
+    if result is None:
+        raise BadRequest(
+            "rebuild",
+            f"rebuilding the views took over {settings.work_timeout_seconds:g} s "
+            "(TIMELINE_WORK_TIMEOUT_SECONDS); the views are as they were (`timeline rebuild` has no limit)",
+            status=HTTP_408_REQUEST_TIMEOUT,
+        )
+    replayed, position = result
     return RebuildOut(replayed=replayed, views_position=position)
 
 

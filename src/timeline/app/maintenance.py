@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Callable
+
+from sqlalchemy.engine import make_url
 
 from timeline.store import activity, eventlog, projector, tree, views
 from timeline.store.database import Database
@@ -37,6 +41,33 @@ async def rebuild_views(db: Database, progress: Progress | None = None) -> tuple
     replayed = await views.rebuild_online(db, progress)
     async with db.read() as conn:
         return replayed, await views.checkpoint(conn)
+
+
+async def rebuild_views_apart(db: Database, give_up: threading.Event) -> tuple[int, int] | None:
+    """``rebuild_views`` on a thread, event loop and engine of its own; None if ``give_up`` is set first
+    (the rebuild is rolled back and the old views stay)."""
+    if db.dialect == "sqlite" and make_url(db.url).database in (None, "", ":memory:"):
+        # An in-memory database exists only on this engine: no other thread can open it.
+        return await rebuild_views(db)
+    # Folding the log is CPU work, and the SQLite driver runs statements on its loop's thread: on a loop of
+    # its own, the rebuild leaves the caller's loop free to serve meanwhile.
+    return await asyncio.to_thread(_rebuild_apart, db.url, db.lock_timeout, give_up)
+
+
+def _rebuild_apart(url: str, lock_timeout: float, give_up: threading.Event) -> tuple[int, int] | None:
+    async def run() -> tuple[int, int] | None:
+        own = Database(url, pool_size=2, lock_timeout=lock_timeout)
+        try:
+            task = asyncio.ensure_future(rebuild_views(own))
+            while not task.done():
+                if give_up.is_set():
+                    task.cancel()
+                await asyncio.wait({task}, timeout=0.05)
+            return None if task.cancelled() else task.result()
+        finally:
+            await own.dispose()
+
+    return asyncio.run(run())
 
 
 async def rebuild_all(db: Database, progress: Progress | None = None) -> int:
