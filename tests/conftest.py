@@ -8,6 +8,7 @@ is not set; CI sets it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,17 @@ from sqlalchemy.engine import make_url
 
 from timeline.store import migrate
 from timeline.store.database import Database
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """A command run in-process (``serve``, ``import``) sets up logging for its process; put it back after
+    each test, so a later test's command does not print an earlier one's log lines."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers, root.level = handlers, level
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "fixtures" / "000_16630df2654ec508.yaml"

@@ -84,7 +84,7 @@ def configure(fmt: Format = "text", level: str = "info", stream: Any = None) -> 
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _StandardError()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]
@@ -100,6 +100,23 @@ def configure(fmt: Format = "text", level: str = "info", stream: Any = None) -> 
     access = logging.getLogger("uvicorn.access")
     access.handlers = []
     access.propagate = False
+
+
+class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record: a handler that kept the stream of
+    the moment it was made wrote into closed files once that stream was swapped and closed (an in-process
+    run of the CLI under a test's captured output, then any later log line)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def _drop_color_message(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
