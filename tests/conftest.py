@@ -18,7 +18,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from timeline.store import migrate
+from timeline.app.imports import LoadedFixture, import_fixtures
+from timeline.store import migrate, tokens
 from timeline.store.database import Database
 
 
@@ -143,3 +144,15 @@ async def empty_database_url(
         yield _pg_dsn(name)
     finally:
         await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def token(database_url: str) -> str:
+    """The seed imported, and a write token for it (a test module may define its own ``token``)."""
+    seeding = Database(database_url)
+    try:
+        await import_fixtures(seeding, [LoadedFixture(str(SEED), SEED.read_bytes())], recorded_by="test")
+        async with seeding.write() as conn:
+            return await tokens.create(conn, "editor", ("write",))
+    finally:
+        await seeding.dispose()

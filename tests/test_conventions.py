@@ -10,27 +10,12 @@ from litestar.testing import AsyncTestClient
 
 from timeline.api.app import create_app
 from timeline.api.settings import Settings
-from timeline.app.imports import LoadedFixture, import_fixtures
-from timeline.store import tokens
 from timeline.store.database import Database
-
-from .conftest import SEED
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 NEWSROOM = "https://newsroom.example"
 ELSEWHERE = "https://elsewhere.example"
 EXPORT = "/subjects/dprk-troops-to-russia/timelinejs"
-
-
-@pytest.fixture
-async def token(database_url: str) -> str:
-    seeding = Database(database_url)
-    try:
-        await import_fixtures(seeding, [LoadedFixture(str(SEED), SEED.read_bytes())], recorded_by="test")
-        async with seeding.write() as conn:
-            return await tokens.create(conn, "editor", ("write",))
-    finally:
-        await seeding.dispose()
 
 
 @pytest.fixture

@@ -22,27 +22,13 @@ from timeline.api.app import create_app
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Filter, Hub
 from timeline.api.observe import Metrics
-from timeline.app.imports import LoadedFixture, import_fixtures
-from timeline.store import clock, tokens
+from timeline.store import clock
 from timeline.store.database import Database
-
-from .conftest import SEED
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 NIS = "nis-1500-soldiers-sent-for-training"
 DOC = "000-16630df2654ec508"
 ESTIMATES = "/subjects/dprk-troops-to-russia/estimates"
-
-
-@pytest.fixture
-async def token(database_url: str) -> str:
-    seeding = Database(database_url)
-    try:
-        await import_fixtures(seeding, [LoadedFixture(str(SEED), SEED.read_bytes())], recorded_by="test")
-        async with seeding.write() as conn:
-            return await tokens.create(conn, "editor", ("write",))
-    finally:
-        await seeding.dispose()
 
 
 @pytest.fixture
