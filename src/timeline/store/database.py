@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from timeline.signing import Signer
 from timeline.store import inline, tree
+from timeline.store.seal import SEALED, SEALER, Sealed, Sealer
 from timeline.store.notify import CHANNEL, Listener, Notifier
 
 _log = logging.getLogger("timeline.store")
@@ -86,7 +87,7 @@ class Database:
         self.lock_timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
         timeout = self.lock_timeout
         self.url = normalize_url(url)
-        # Signs a checkpoint at the end of every transaction that appended; kept outside the database.
+        # Signs a checkpoint in every transaction that appended; kept outside the database.
         self.signer = signer
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
@@ -121,6 +122,16 @@ class Database:
                 )
                 _configure_sqlite(self._threaded)
 
+    @property
+    def signer(self) -> Signer | None:
+        """The key that signs a checkpoint in every transaction that appended, if any."""
+        return self.sealer.signer
+
+    @signer.setter
+    def signer(self, signer: Signer | None) -> None:
+        # The tree's frontier and the last checkpoint as this process's last commit left them.
+        self.sealer = Sealer(signer)
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction: one consistent snapshot of the log and the views."""
@@ -152,20 +163,29 @@ class Database:
     @asynccontextmanager
     async def _locked(self, conn: AsyncConnection) -> AsyncIterator[None]:
         appended: int | None = None
+        sealed: Sealed | None = None
         # Left over from a transaction on this connection that failed: they describe this one only.
         conn.info.pop(APPENDED, None)
         conn.info.pop(NOTIFIED, None)
+        conn.info.pop(SEALED, None)
+        # Appends in this transaction (driver.write) bring their tree nodes and checkpoint with them.
+        conn.info[SEALER] = self.sealer
         await conn.execution_options(**{_WRITE: True})
-        async with conn.begin():
-            if self.dialect == "postgresql":
-                # EXCLUSIVE blocks other writers but not readers; positions commit in order.
-                await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
-            yield
-            appended = conn.info.pop(APPENDED, None)
-            if appended is not None:
-                # One tree update and one signature per transaction, however many writes it carries.
-                left = await tree.commit_checkpoint(conn, self.signer, appended)
-                if left is not None:
+        try:
+            async with conn.begin():
+                if self.dialect == "postgresql":
+                    # EXCLUSIVE blocks other writers but not readers; positions commit in order.
+                    await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+                yield
+                appended = conn.info.pop(APPENDED, None)
+                sealed = conn.info.pop(SEALED, None)
+                left = sealed.unsigned if sealed is not None else None
+                if appended is not None and sealed is None:
+                    # Events appended around the sealer (a restore): the tree and checkpoint from the
+                    # database, and the sealer reads its state back at the next write.
+                    self.sealer.forget()
+                    left = await tree.commit_checkpoint(conn, self.signer, appended)
+                if appended is not None and left is not None:
                     _log.warning(
                         "events %d-%d are left unsigned: the log before this transaction's events (from %d) "
                         "does not end at a checkpoint signed with this key (events or a checkpoint written "
@@ -174,11 +194,16 @@ class Database:
                         *left,
                         appended,
                     )
-            notified = bool(conn.info.pop(NOTIFIED, False))
-            if appended is not None and not notified and self.dialect == "postgresql":
-                # Delivered to every listening process when (and only if) this transaction commits.
-                await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+                notified = bool(conn.info.pop(NOTIFIED, False))
+                if appended is not None and not notified and self.dialect == "postgresql":
+                    # Delivered to every listening process when (and only if) this transaction commits.
+                    await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        finally:
+            # Only write transactions seal: the connection goes back to the pool without the sealer.
+            conn.info.pop(SEALER, None)
         if appended is not None:
+            # Committed: what the transaction sealed is the log's state now.
+            self.sealer.committed(sealed)
             self.notifier.notify()
 
     @asynccontextmanager
