@@ -45,6 +45,14 @@ async def _write(db: Database, *events: DomainEvent) -> None:
         await recorder.finish()
 
 
+async def _fail_after_appending(db: Database) -> None:
+    async with db.write() as conn:
+        recorder = Recorder(conn, recorded_by="test", label="test")
+        await recorder.record(claim_made("gone", "a", 1, subject_id="s"), origin="")
+        await recorder.finish()  # the events, tree nodes and checkpoint are written...
+        raise RuntimeError("failed after appending")  # ...and rolled back
+
+
 async def _check(db: Database, signer: signing.Signer) -> list[int]:
     """Every checkpoint signed by ``signer`` over the right root, the stored tree's proofs right, the log
     fully signed; returns the checkpoints' sizes."""
@@ -89,16 +97,14 @@ async def test_two_processes_writing_in_turn_each_sign_right_checkpoints(
     assert sizes[-1] == 3 + sum(1 + i % 3 for i in range(len(turns)))
 
 
-async def test_a_rolled_back_write_leaves_nothing_remembered(database_url: str, signer: signing.Signer) -> None:
+async def test_a_rolled_back_write_leaves_nothing_remembered(
+    database_url: str, signer: signing.Signer
+) -> None:
     db = Database(database_url, signer=signer)
     try:
         await _write(db, subject("s"), source("a"), document("d"))
         with pytest.raises(RuntimeError, match="after appending"):
-            async with db.write() as conn:
-                recorder = Recorder(conn, recorded_by="test", label="test")
-                await recorder.record(claim_made("gone", "a", 1, subject_id="s"), origin="")
-                await recorder.finish()  # the events, tree nodes and checkpoint are written...
-                raise RuntimeError("failed after appending")  # ...and rolled back
+            await _fail_after_appending(db)
         await _write(db, claim_made("kept", "a", 2, subject_id="s"))
         assert await _check(db, signer) == [3, 4]
     finally:

@@ -39,7 +39,7 @@ from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event
 from timeline.domain.streams import stream_of
 from timeline.groupcommit import Committer
 from timeline.service import Recorder, valid_from
-from timeline.store import audit, eventlog, migrate, schema, tokens, views
+from timeline.store import backup, eventlog, migrate, schema, tokens, views
 from timeline.store.database import Database
 from timeline.store.eventlog import Metadata, NewEvent
 from timeline_bench.generator import generate
@@ -608,7 +608,7 @@ async def bench_archive(dbs: Databases, dialect: str, url: str) -> list[Result]:
             start = time.perf_counter()
             lines: list[bytes] = []
             async with db.read() as conn:
-                async for line in audit.export(conn):
+                async for line in backup.export(conn):
                     lines.append(line)
             exports.append(len(lines) / (time.perf_counter() - start))
         finally:
@@ -617,7 +617,7 @@ async def bench_archive(dbs: Databases, dialect: str, url: str) -> list[Result]:
         try:
             start = time.perf_counter()
             async with target.write() as conn:
-                count = await audit.restore(conn, lines)
+                count = await backup.restore(conn, lines)
             restores.append(count / (time.perf_counter() - start))
         finally:
             await target.dispose()

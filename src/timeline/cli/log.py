@@ -12,7 +12,7 @@ import click
 
 from timeline.cli.common import disposing, output_to, run_command
 from timeline.console import CommandError, Exit, open_database, progress
-from timeline.store import audit, eventlog, migrate, views
+from timeline.store import audit, backup, eventlog, migrate, views
 
 _HEAD = re.compile(r"([0-9]+):([0-9a-f]{64})", re.ASCII)
 
@@ -82,7 +82,7 @@ def export(url: str, subject: str | None, output: Path | None) -> None:
             total = None if subject else await eventlog.head_position(conn)
             with output_to(output) as out, progress("exporting") as advance:
                 written = 0
-                async for line in audit.export(conn, subject_id=subject):
+                async for line in backup.export(conn, subject_id=subject):
                     out.write(line)
                     written += 1
                     if written % 1000 == 0:
@@ -110,9 +110,9 @@ def restore(url: str, file: Path) -> None:
             try:
                 async with db.write() as conn:
                     with progress("restoring", unit="bytes") as advance:
-                        count = await audit.restore(conn, _reading(lines, size, advance))
+                        count = await backup.restore(conn, _reading(lines, size, advance))
                     await views.rebuild(conn)
-            except audit.RestoreError as exc:
+            except backup.RestoreError as exc:
                 raise CommandError(f"{file}: {exc}; nothing was restored") from None
             return count
 

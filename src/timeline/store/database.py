@@ -17,8 +17,8 @@ from sqlalchemy.pool import NullPool
 
 from timeline.signing import Signer
 from timeline.store import inline, tree
-from timeline.store.seal import SEALED, SEALER, Sealed, Sealer
 from timeline.store.notify import CHANNEL, Listener, Notifier
+from timeline.store.seal import SEALED, SEALER, Sealed, Sealer
 
 _log = logging.getLogger("timeline.store")
 

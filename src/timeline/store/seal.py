@@ -95,8 +95,11 @@ class Sealer:
         size, head_hash = int(first[0]) - 1, str(first[10])
         before: Sealed | None = conn.info.get(SEALED)
         state = before.state if before is not None else self._known
-        if state is None or state.size != size or state.head_hash != head_hash or (
-            self.signer is not None and not state.signed and before is None
+        if (
+            state is None
+            or state.size != size
+            or state.head_hash != head_hash
+            or (self.signer is not None and not state.signed and before is None)
         ):
             state = await self._read(conn, size, head_hash)
         frontier = merkle.Frontier(state.size, state.roots)
@@ -123,4 +126,3 @@ class Sealer:
         covered = frontier.size if sign else state.covered
         after = State(frontier.size, str(last[11]), tuple(frontier.roots), sign, covered)
         conn.info[SEALED] = Sealed(after, checkpoint, unsigned)
-
