@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from timeline import signing
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event
-from timeline.domain.streams import stream_of
+from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer
 from timeline.service import Recorder, valid_from
 from timeline.store import backup, eventlog, migrate, schema, tokens, views
@@ -438,7 +438,10 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 10) ->
 
         async def writer(w: int, committer: Committer = committer) -> None:
             for i in range(each):
-                await committer.run(write_one(w, i))
+                # As app.commands.record does: the stream and the streams it names are read for the
+                # whole batch in one query.
+                event = _claim(i, f"w{w}")
+                await committer.run(write_one(w, i), reads=[stream_of(event)], probes=references(event))
 
         try:
             start = time.perf_counter()

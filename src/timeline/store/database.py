@@ -94,7 +94,9 @@ class Database:
         # A fixed pool: under a burst, requests wait for a pooled connection rather than each opening
         # (and on return closing) one of its own, which on PostgreSQL costs a backend process and a TLS
         # handshake a time and was most of a write's cost under 32 connections.
-        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0}
+        # Last in, first out: the connection just returned is taken again, with its prepared statements
+        # (asyncpg prepares each per connection; a round-robin pool prepared them on each connection in turn).
+        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0, "pool_use_lifo": True}
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
