@@ -5,8 +5,9 @@ SQLAlchemy Core spent 100-300 microseconds of Python on each statement (compile-
 result processing), more than SQLite or a local PostgreSQL spent running it, and a write sent 9-11 of them.
 Here each statement is fixed text whose lists travel as one parameter (a PostgreSQL array, a JSON array for
 SQLite's ``json_each``), so asyncpg prepares it once per connection and no list length makes a new statement.
-On PostgreSQL everything a write changes (its events, every view row and the checkpoint, and the NOTIFY) goes
-in one statement of data-modifying CTEs: one round trip.
+On PostgreSQL everything a write changes (its events, every view row and the views' checkpoint, the Merkle
+tree's new nodes and the signed log checkpoint that ``store.seal`` adds, and the NOTIFY) goes in one statement
+of data-modifying CTEs: one round trip.
 """
 
 from __future__ import annotations

@@ -137,8 +137,8 @@ async def sign(
 async def commit_checkpoint(
     conn: AsyncConnection, signer: signing.Signer | None, appended_from: int | None = None
 ) -> tuple[int, int] | None:
-    """What every appending transaction does before it commits: extend the tree, and sign its new head
-    (once per transaction, however many writes a group commit gathered); ``appended_from`` is the first
+    """What a transaction that appended around the sealer (``store.seal``: a restore) does before it commits,
+    from the database: extend the tree, and sign its new head; ``appended_from`` is the first
     position this transaction appended. It signs only when its own appends extend the last signed
     checkpoint: events before them that no checkpoint covers were written by someone else (with database
     access but not the key), and signing over them would launder them. Returns the range left unsigned."""
