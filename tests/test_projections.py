@@ -159,10 +159,10 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
 ) -> None:
     """Folding the events as decoded from their stored JSON gives the views folded from the originals,
     and each estimate is the source's most recently stated, unretracted figure (pure, no database)."""
-    from timeline.domain import claims as rules
+    from timeline.domain import claims, rules
 
     # Keep only events the rules accept, as the recorder would.
-    states: dict[str, rules.Claim | None] = {}
+    states: dict[str, claims.Claim | None] = {}
     valid: list[DomainEvent] = []
     for event in batch:
         current = states.get(event.claim_id)  # type: ignore[union-attr]
@@ -180,7 +180,7 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
         except DomainError:  # refused by a rule, as the recorder would; anything else is a bug
             continue
         for e in accepted:
-            states[e.claim_id] = rules.evolve(current, e)  # type: ignore[union-attr,arg-type]
+            states[e.claim_id] = claims.evolve(current, e)  # type: ignore[union-attr,arg-type]
             valid.append(e)
     whole, replayed = Views(), Views()
     for position, e in enumerate(valid, 1):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from timeline.domain import claims as rules
+from timeline.domain import claims, rules
 from timeline.domain.errors import DefinitionConflict, InvalidValue, RuleViolation, UnknownReference
 from timeline.domain.events import (
     ClaimConfirmed,
@@ -26,10 +26,10 @@ from .helpers import DAY, claim_made, source
 LATER = StatedDate(date="2024-11", precision="month")
 
 
-def _state(*events: object) -> rules.Claim:
+def _state(*events: object) -> claims.Claim:
     claim = None
     for e in events:
-        claim = rules.evolve(claim, e)  # type: ignore[arg-type]
+        claim = claims.evolve(claim, e)  # type: ignore[arg-type]
     assert claim is not None
     return claim
 
@@ -213,7 +213,7 @@ def test_correction_changes_the_view_and_history_keeps_the_original() -> None:
     )
     before = _state(made, _denial("c", "kremlin"))
     assert rules.decide_correct(before, fix) == [fix]
-    after = rules.evolve(before, fix)
+    after = claims.evolve(before, fix)
     assert after.quantity is not None
     assert after.quantity.value == 1500
     assert after.status == "disputed"  # the denial recorded after the typo still stands
@@ -224,7 +224,7 @@ def test_correction_changes_the_view_and_history_keeps_the_original() -> None:
 
 def test_correction_of_a_source_moves_a_denial_and_is_checked() -> None:
     claim = _state(claim_made("c", "nis", 1500), _denial("c", "kremlin"))
-    moved = rules.evolve(claim, _correction(2, CorrectedFields(source_id="pentagon")))
+    moved = claims.evolve(claim, _correction(2, CorrectedFields(source_id="pentagon")))
     assert moved.disputed_by == ("pentagon",)
     with pytest.raises(RuleViolation, match="deny or confirm its own claim"):
         rules.decide_correct(claim, _correction(2, CorrectedFields(source_id="nis")))
@@ -250,7 +250,7 @@ def test_refused_corrections_say_why(
 
 def test_amendment_changes_a_definition_and_an_empty_one_is_refused() -> None:
     nis = source("nis")
-    renamed = rules.amend(nis, SourceAmended(source_id="nis", name="NIS", aliases=("국가정보원",)))
+    renamed = claims.amend(nis, SourceAmended(source_id="nis", name="NIS", aliases=("국가정보원",)))
     assert renamed == msgspec.structs.replace(nis, name="NIS", aliases=("국가정보원",))
     assert rules.decide_amend(nis, SourceAmended(source_id="nis", name="Source nis")) == []
     with pytest.raises(InvalidValue, match="at least one field"):

@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 from timeline import timetravel
 from timeline.api.app import create_app
 from timeline.app.imports import LoadedFixture, import_fixtures
-from timeline.domain import claims as rules
+from timeline.domain import claims, rules
 from timeline.domain.claims import Claim, ClaimEvent
 from timeline.domain.events import (
     ClaimMade,
@@ -76,7 +76,7 @@ class MemoryLog:
                 timetravel.Logged(position=position, stream_id=stream, stream_version=version, event=e)
             )
             if isinstance(e, ClaimEvent):
-                self.claims[e.claim_id] = rules.evolve(self.claims.get(e.claim_id), e)
+                self.claims[e.claim_id] = claims.evolve(self.claims.get(e.claim_id), e)
             apply(self.views, position, e)
         return bool(accepted)
 
@@ -123,7 +123,7 @@ def test_as_of_equals_recording_only_what_was_said_by_then(
     for e in full.log:
         event = e.event
         if isinstance(event, ClaimEvent) and not isinstance(event, RecordCorrected):
-            entry_of[(e.stream_id, e.stream_version)] = rules.entry_id(event)
+            entry_of[(e.stream_id, e.stream_version)] = claims.entry_id(event)
         if not isinstance(event, ClaimEvent):
             expected.record(event)
             continue
@@ -135,7 +135,7 @@ def test_as_of_equals_recording_only_what_was_said_by_then(
             versions = [
                 v
                 for v, x in enumerate(kept.recorded, 1)
-                if not isinstance(x, RecordCorrected) and rules.entry_id(x) == target
+                if not isinstance(x, RecordCorrected) and claims.entry_id(x) == target
             ]
             if not versions:
                 continue

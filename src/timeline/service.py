@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.domain import claims as rules
-from timeline.domain.claims import Amendment, Claim, ClaimEvent
+from timeline.domain import rules
+from timeline.domain.claims import Amendment, Claim, ClaimEvent, entry_id, registration_id
 from timeline.domain.errors import DefinitionConflict, DomainError, InvalidValue, UnknownReference
 from timeline.domain.events import (
     ClaimConfirmed,
@@ -106,8 +106,8 @@ def valid_from(event: DomainEvent) -> dt.date | None:
 
 def _ident_of(event: DomainEvent) -> str:
     if isinstance(event, ClaimEvent):
-        return rules.entry_id(event)
-    return rules.registration_id(event)
+        return entry_id(event)
+    return registration_id(event)
 
 
 class Recorder:
