@@ -21,6 +21,7 @@ from timeline.domain.events import (
     ClaimRetracted,
     ClaimRevised,
     CorrectedFields,
+    DenialWithdrawn,
     DocumentAmended,
     DocumentRegistered,
     EvidenceAttached,
@@ -43,6 +44,7 @@ ClaimEvent = (
     | ClaimConfirmed
     | EvidenceAttached
     | RecordCorrected
+    | DenialWithdrawn
 )
 Registration = SubjectRegistered | SourceRegistered | DocumentRegistered
 Amendment = SubjectAmended | SourceAmended | DocumentAmended
@@ -73,6 +75,9 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     version: int
     # Every event as recorded, in stream order: a correction refolds from these.
     recorded: tuple[ClaimEvent, ...]
+    # Denials their own sources withdrew (the denials stay in ``denials``; their sources leave
+    # ``disputed_by`` unless another denial of theirs stands).
+    withdrawals: tuple[DenialWithdrawn, ...] = ()
 
 
 def _merge_documents(current: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
@@ -81,6 +86,33 @@ def _merge_documents(current: tuple[str, ...], more: tuple[str, ...]) -> tuple[s
 
 def _add(sources: tuple[str, ...], source: str) -> tuple[str, ...]:
     return sources if source in sources else (*sources, source)
+
+
+def standing_denials(claim: Claim) -> tuple[ClaimDenied, ...]:
+    """The claim's denials that their sources have not withdrawn."""
+    withdrawn = {w.denial_id for w in claim.withdrawals}
+    return tuple(d for d in claim.denials if d.denial_id not in withdrawn)
+
+
+def _deniers(denials: tuple[ClaimDenied, ...]) -> tuple[str, ...]:
+    sources: tuple[str, ...] = ()
+    for d in denials:
+        sources = _add(sources, d.denied_by)
+    return sources
+
+
+def figure_status(claim: Claim) -> Status | None:
+    """The status of the claim's figure (None without one): a denial of the claim or of what it says
+    happened disputes the figure too, but only a confirmation of the claim or of its figure confirms it."""
+    if claim.quantity is None:
+        return None
+    if claim.retraction is not None:
+        return "retracted"
+    disputed = bool(standing_denials(claim))
+    confirmed = any(x.addresses != "proposition" for x in claim.confirmations)
+    if disputed and confirmed:
+        return "contested"
+    return "disputed" if disputed else "confirmed" if confirmed else "standing"
 
 
 def _status(claim: Claim) -> Status:
@@ -152,6 +184,9 @@ def _step(claim: Claim | None, event: ClaimEvent) -> Claim:
             claim = msgspec.structs.replace(claim, retraction=event)
         case RecordCorrected():
             claim = msgspec.structs.replace(claim, corrections=(*claim.corrections, event))
+        case DenialWithdrawn():
+            claim = msgspec.structs.replace(claim, withdrawals=(*claim.withdrawals, event))
+            claim = msgspec.structs.replace(claim, disputed_by=_deniers(standing_denials(claim)))
     claim = msgspec.structs.replace(claim, version=version)
     return msgspec.structs.replace(claim, status=_status(claim))
 
@@ -219,6 +254,8 @@ def entry_id(event: ClaimEvent) -> str:
             return event.retraction_id
         case RecordCorrected():
             return event.correction_id
+        case DenialWithdrawn():
+            return event.withdrawal_id
     raise AssertionError(event)  # pragma: no cover
 
 

@@ -27,12 +27,16 @@ from timeline.domain.events import (
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    DenialWithdrawn,
     DocumentAmended,
     DocumentRegistered,
     DomainEvent,
     EvidenceAttached,
     Quantity,
     RecordCorrected,
+    SourceAmended,
+    SourceRegistered,
+    StatementMade,
 )
 from timeline.domain.values import check_quantity, check_stated_date
 
@@ -63,6 +67,8 @@ def decide_registration(existing: Registration | None, new: Registration) -> lis
     if existing is None:
         if isinstance(new, DocumentRegistered):
             check_stated_date(new.published_on, field="published_on")
+        if isinstance(new, SourceRegistered):
+            _check_relations(new)
         return [new]
     if existing == new:
         return []
@@ -80,9 +86,36 @@ def decide_amend(current: Registration | None, amendment: Amendment) -> list[Dom
         raise InvalidValue(f"an amendment of a {kind} must change at least one field")
     if isinstance(amendment, DocumentAmended) and amendment.published_on is not None:
         check_stated_date(amendment.published_on, field="published_on")
+    if isinstance(amendment, SourceAmended):
+        _check_relations(amendment)
     if amend(current, amendment) == current:
         return []
     return [amendment]
+
+
+def _check_relations(source: SourceRegistered | SourceAmended) -> None:
+    for name in ("part_of", "speaks_for"):
+        if getattr(source, name) == source.source_id:
+            raise InvalidValue(f"source {source.source_id!r} cannot be related to itself", field=name)
+
+
+def decide_statement(
+    subject: Registration | None, earlier: tuple[StatementMade, ...], event: StatementMade
+) -> list[DomainEvent]:
+    """Record a statement on a subject (its stream); the very same statement again is a no-op."""
+    if subject is None:
+        raise UnknownReference("subject", event.subject_id, field="subject")
+    for known in earlier:
+        if known.statement_id != event.statement_id:
+            continue
+        if known == event:
+            return []
+        raise DefinitionConflict("statement", event.statement_id, differences(known, event))
+    check_statement(event.statement)
+    check_stated_date(event.stated_on)
+    if not event.document_ids:
+        raise InvalidValue("a statement needs at least one document reporting it", field="documents")
+    return [event]
 
 
 # Claims -------------------------------------------------------------------------------------------------
@@ -177,6 +210,7 @@ def decide_deny(claim: Claim | None, event: ClaimDenied) -> list[DomainEvent]:
     if _repeat(current, event, "denial_id"):
         return []
     _other_source(current, event.denied_by, "a denial", "record a retraction instead")
+    _check_addresses(current, event.addresses)
     check_statement(event.statement)
     check_stated_date(event.stated_on)
     return [event]
@@ -188,6 +222,41 @@ def decide_confirm(claim: Claim | None, event: ClaimConfirmed) -> list[DomainEve
     if _repeat(current, event, "confirmation_id"):
         return []
     _other_source(current, event.confirmed_by, "a confirmation", "record a revision if it restated it")
+    _check_addresses(current, event.addresses)
+    check_statement(event.statement)
+    check_stated_date(event.stated_on)
+    return [event]
+
+
+def _check_addresses(current: Claim, addresses: str) -> None:
+    if addresses == "figure" and current.quantity is None:
+        raise RuleViolation(
+            f"claim {current.claim_id!r} gives no figure; address the claim or its proposition",
+            field="addresses",
+        )
+
+
+def decide_withdraw_denial(claim: Claim | None, event: DenialWithdrawn) -> list[DomainEvent]:
+    """Record that a source withdrew its own earlier denial: the claim is no longer disputed by it."""
+    current = _require(claim, event.claim_id)
+    if _repeat(current, event, "withdrawal_id"):
+        return []
+    denial = next((d for d in current.denials if d.denial_id == event.denial_id), None)
+    if denial is None:
+        raise RuleViolation(
+            f"claim {event.claim_id!r} has no denial {event.denial_id!r} to withdraw", field="denial"
+        )
+    if denial.denied_by != event.withdrawn_by:
+        raise RuleViolation(
+            f"denial {event.denial_id!r} was made by {denial.denied_by!r}; only its own source withdraws it",
+            field="source",
+        )
+    earlier = next((w for w in current.withdrawals if w.denial_id == event.denial_id), None)
+    if earlier is not None:
+        raise RuleViolation(
+            f"denial {event.denial_id!r} was already withdrawn (withdrawal {earlier.withdrawal_id!r})",
+            field="denial",
+        )
     check_statement(event.statement)
     check_stated_date(event.stated_on)
     return [event]

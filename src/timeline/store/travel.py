@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import timetravel
-from timeline.domain.streams import source_stream, sources_named
+from timeline.domain.streams import source_stream, sources_named, subject_stream
 from timeline.projections import Views
 from timeline.store import queries
 
@@ -45,7 +45,9 @@ async def subject_views(
     """The views of a subject at a cut: its claims (all that were ever about it), their events up to
     ``position`` as of ``valid_until``, and the registrations of the sources they name (for names)."""
     claim_streams = await queries.claim_streams_of_subject(conn, subject_id, position)
-    claimed = await queries.logged_until(conn, claim_streams, position=position, valid_until=valid_until)
+    # The subject's own stream holds its statements.
+    streams = {*claim_streams, subject_stream(subject_id)}
+    claimed = await queries.logged_until(conn, streams, position=position, valid_until=valid_until)
     # What a claim names is in its own events, so those are read first.
     named = {source_stream(source) for e in claimed for source in sources_named(e.event)}
     registered = await queries.logged_until(conn, named, position=position)
