@@ -17,12 +17,14 @@ from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE, HTTP_415_UN
 
 from timeline.api.problems import BadRequest
 from timeline.domain.events import (
+    Addresses,
     ClaimConfirmed,
     ClaimDenied,
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
     CorrectedFields,
+    DenialWithdrawn,
     DocumentAmended,
     DocumentRegistered,
     EvidenceAttached,
@@ -33,6 +35,7 @@ from timeline.domain.events import (
     SourceAmended,
     SourceKind,
     SourceRegistered,
+    StatementMade,
     SubjectAmended,
     SubjectRegistered,
 )
@@ -111,6 +114,8 @@ class DenialIn(_In, frozen=True):
     stated_on: DateText
     document_ids: Documents
     denial_id: Ident | None = None
+    # "claim" (as a whole), "proposition" (what it says happened, not its figure) or "figure".
+    addresses: Addresses = "claim"
 
     def event(self, claim_id: str) -> ClaimDenied:
         """The event this body proposes."""
@@ -121,6 +126,53 @@ class DenialIn(_In, frozen=True):
             statement=self.statement,
             stated_on=parse_stated_date(self.stated_on),
             document_ids=tuple(self.document_ids),
+            addresses=self.addresses,
+        )
+
+
+class DenialWithdrawalIn(_In, frozen=True):
+    """A source withdrew its own earlier denial of the claim."""
+
+    denial_id: Ident
+    source_id: Ident
+    statement: Text
+    stated_on: DateText
+    document_ids: Documents
+    withdrawal_id: Ident | None = None
+
+    def event(self, claim_id: str) -> DenialWithdrawn:
+        """The event this body proposes."""
+        return DenialWithdrawn(
+            claim_id=claim_id,
+            withdrawal_id=self.withdrawal_id or _new_id(),
+            denial_id=self.denial_id,
+            withdrawn_by=self.source_id,
+            statement=self.statement,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+        )
+
+
+class StatementIn(_In, frozen=True):
+    """A source spoke on the subject without claiming a figure, denying or confirming."""
+
+    source_id: Ident
+    statement: Text
+    stated_on: DateText
+    document_ids: Documents
+    modality: Modality = "asserted"
+    statement_id: Ident | None = None
+
+    def event(self, subject_id: str) -> StatementMade:
+        """The event this body proposes."""
+        return StatementMade(
+            subject_id=subject_id,
+            statement_id=self.statement_id or _new_id(),
+            source_id=self.source_id,
+            statement=self.statement,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+            modality=self.modality,
         )
 
 
@@ -132,6 +184,7 @@ class ConfirmationIn(_In, frozen=True):
     stated_on: DateText
     document_ids: Documents
     confirmation_id: Ident | None = None
+    addresses: Addresses = "claim"
 
     def event(self, claim_id: str) -> ClaimConfirmed:
         """The event this body proposes."""
@@ -142,6 +195,7 @@ class ConfirmationIn(_In, frozen=True):
             statement=self.statement,
             stated_on=parse_stated_date(self.stated_on),
             document_ids=tuple(self.document_ids),
+            addresses=self.addresses,
         )
 
 
@@ -199,6 +253,7 @@ class CorrectedFieldsIn(_In, frozen=True):
     source_id: Ident | None = None
     subject_id: Ident | None = None
     metric: Ident | None = None
+    addresses: Addresses | None = None
 
 
 class CorrectionIn(_In, frozen=True):
@@ -225,6 +280,7 @@ class CorrectionIn(_In, frozen=True):
                 source_id=c.source_id,
                 subject_id=c.subject_id,
                 metric=c.metric,
+                addresses=c.addresses,
             ),
         )
 
@@ -261,6 +317,9 @@ class SourceIn(_In, frozen=True):
     country: Annotated[str, msgspec.Meta(max_length=10)] | None = None
     description: str = ""
     aliases: list[Name] = []
+    # The source it is part of (a ministry of its government) and the one it speaks for (a spokesperson).
+    part_of: Ident | None = None
+    speaks_for: Ident | None = None
 
     def event(self) -> SourceRegistered:
         """The event this body proposes."""
@@ -271,6 +330,8 @@ class SourceIn(_In, frozen=True):
             country=self.country,
             description=self.description,
             aliases=tuple(self.aliases),
+            part_of=self.part_of,
+            speaks_for=self.speaks_for,
         )
 
 
@@ -282,6 +343,8 @@ class SourcePatch(_In, frozen=True):
     country: Annotated[str, msgspec.Meta(max_length=10)] | None = None
     description: str | None = None
     aliases: list[Name] | None = None
+    part_of: Ident | None = None
+    speaks_for: Ident | None = None
 
     def event(self, source_id: str) -> SourceAmended:
         """The event this body proposes."""
@@ -292,6 +355,8 @@ class SourcePatch(_In, frozen=True):
             country=self.country,
             description=self.description,
             aliases=tuple(self.aliases) if self.aliases is not None else None,
+            part_of=self.part_of,
+            speaks_for=self.speaks_for,
         )
 
 
