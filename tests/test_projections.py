@@ -17,11 +17,13 @@ from timeline.domain.events import (
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    DenialWithdrawn,
     DomainEvent,
     EvidenceAttached,
     RecordCorrected,
     SourceAmended,
     StatedDate,
+    StatementMade,
     SubjectAmended,
     decode_event,
     encode_event,
@@ -164,7 +166,16 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
     # Keep only events the rules accept, as the recorder would.
     states: dict[str, claims.Claim | None] = {}
     valid: list[DomainEvent] = []
+    said: list[StatementMade] = []
     for event in batch:
+        if isinstance(event, StatementMade):
+            try:
+                spoken = rules.decide_statement(subject(event.subject_id), tuple(said), event)
+            except DomainError:
+                continue
+            said.extend(e for e in spoken if isinstance(e, StatementMade))
+            valid.extend(spoken)
+            continue
         current = states.get(event.claim_id)  # type: ignore[union-attr]
         decide = {
             ClaimMade: rules.decide_make,
@@ -174,6 +185,7 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
             ClaimConfirmed: rules.decide_confirm,
             EvidenceAttached: rules.decide_attach,
             RecordCorrected: rules.decide_correct,
+            DenialWithdrawn: rules.decide_withdraw_denial,
         }[type(event)]
         try:
             accepted = decide(current, event)  # type: ignore[arg-type]

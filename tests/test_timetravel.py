@@ -47,6 +47,7 @@ DECIDE: dict[type, Any] = {
         rules.EvidenceAttached: rules.decide_attach,
         rules.ClaimRetracted: rules.decide_retract,
         RecordCorrected: rules.decide_correct,
+        rules.DenialWithdrawn: rules.decide_withdraw_denial,
     },
 }
 SETUP: list[DomainEvent] = [subject(s) for s in SUBJECTS] + [source(s) for s in SOURCES] + [document("d")]
