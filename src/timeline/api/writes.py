@@ -27,22 +27,24 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_408_REQUES
 from timeline.api import present
 from timeline.api.auth import principal, requires
 from timeline.api.common import WRITE_PROBLEMS, Db, problems
+from timeline.api.definitions import (
+    DocumentIn,
+    DocumentPatch,
+    SourceIn,
+    SourcePatch,
+    SubjectIn,
+    SubjectPatch,
+)
 from timeline.api.inputs import (
     ClaimIn,
     ConfirmationIn,
     CorrectionIn,
     DenialIn,
     DenialWithdrawalIn,
-    DocumentIn,
-    DocumentPatch,
     EvidenceIn,
     RetractionIn,
     RevisionIn,
-    SourceIn,
-    SourcePatch,
     StatementIn,
-    SubjectIn,
-    SubjectPatch,
     idempotency_key,
     strict_json_body,
 )
