@@ -21,7 +21,7 @@ from timeline.store.database import Database
 
 from .conftest import ROOT, SEED
 
-FOLLOW_UPS = ROOT / "fixtures" / "002_statements_and_relations.yaml"
+FOLLOW_UPS = ROOT / "fixtures" / "invented" / "002_statements_and_relations.yaml"
 SUBJECT = "dprk-troops-to-russia"
 NIS = "nis-1500-soldiers-sent-for-training"
 CNN = "cnn-geolocates-troops-at-sergeevka"

@@ -241,7 +241,7 @@ async def test_correction_of_an_unknown_entry_names_it(db: Database) -> None:
     assert "has no entry 'nis-typo'" in caught.value.message
 
 
-FOLLOW_UPS = ROOT / "fixtures" / "002_statements_and_relations.yaml"
+FOLLOW_UPS = ROOT / "fixtures" / "invented" / "002_statements_and_relations.yaml"
 
 
 async def test_the_invented_follow_ups_import_once_with_every_new_event(db: Database) -> None:
