@@ -179,7 +179,37 @@ command = st.one_of(
         dates,
     ),
 )
-commands = st.lists(command, max_size=25)
+# A denial and, later in the same list, its source withdrawing it (a withdrawal drawn alone rarely finds one).
+denied_then_withdrawn = st.builds(
+    lambda c, r, by, d, a: [
+        ClaimDenied(
+            claim_id=c,
+            denial_id=r,
+            denied_by=by,
+            statement="no",
+            stated_on=d,
+            document_ids=("d",),
+            addresses=a,
+        ),
+        DenialWithdrawn(
+            claim_id=c,
+            withdrawal_id=f"w{r}",
+            denial_id=r,
+            withdrawn_by=by,
+            statement="we withdraw",
+            stated_on=d,
+            document_ids=("d",),
+        ),
+    ],
+    st.sampled_from(CLAIMS),
+    ids,
+    st.sampled_from(SOURCES),
+    dates,
+    addresses,
+)
+commands = st.lists(command.map(lambda e: [e]) | denied_then_withdrawn, max_size=25).map(
+    lambda parts: [e for part in parts for e in part]
+)
 
 
 # Wider logs: several subjects, corrections that move a claim to another subject, and amendments of the

@@ -115,10 +115,7 @@ async def test_incremental_views_equal_a_rebuild(
     prefix = uuid.uuid4().hex[:8]
     await _record(db, [subject(s) for s in SUBJECTS] + [source(s) for s in SOURCES] + [document("d")])
     for batch in [opening, *batches]:
-        await _record(
-            db,
-            [msgspec.structs.replace(e, claim_id=f"{prefix}-{e.claim_id}") for e in batch],  # type: ignore[type-var,call-arg]
-        )
+        await _record(db, [_prefixed(e, prefix) for e in batch])
     incremental = await _snapshot(db)
     await views.rebuild_online(db, batch=7)  # what `timeline rebuild` runs, in several batches
     rebuilt = await _snapshot(db)
@@ -151,6 +148,8 @@ async def test_rebuild_equals_incremental_after_every_commit_with_subjects_moved
 def _prefixed(event: DomainEvent, prefix: str) -> DomainEvent:
     if isinstance(event, SubjectAmended | SourceAmended):
         return event
+    if isinstance(event, StatementMade):
+        return msgspec.structs.replace(event, statement_id=f"{prefix}-{event.statement_id}")
     return msgspec.structs.replace(event, claim_id=f"{prefix}-{event.claim_id}")  # type: ignore[type-var,call-arg]
 
 

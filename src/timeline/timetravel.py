@@ -23,6 +23,7 @@ from timeline.domain.events import (
     DomainEvent,
     RecordCorrected,
     StatedDate,
+    StatementMade,
 )
 from timeline.domain.values import period_start
 from timeline.projections import (
@@ -61,6 +62,10 @@ def _stated(event: ClaimEvent) -> StatedDate | None:
     return None if isinstance(event, RecordCorrected) else event.stated_on
 
 
+def _said_after(event: DomainEvent, valid_until: dt.date) -> bool:
+    return isinstance(event, StatementMade) and period_start(event.stated_on) > valid_until
+
+
 def visible(events: Sequence[Logged], valid_until: dt.date | None) -> Iterator[tuple[int, DomainEvent]]:
     """The events a valid-time cut keeps, in log order, with corrections renumbered to the kept versions."""
     if valid_until is None:
@@ -75,7 +80,8 @@ def visible(events: Sequence[Logged], valid_until: dt.date | None) -> Iterator[t
         elif isinstance(e.event, ClaimEvent) and (date := _stated(e.event)) is not None:
             stated.setdefault((e.stream_id, e.stream_version), date)
     kept: dict[str, dict[int, int]] = {}  # stream -> original version -> version among kept events
-    for e in events:
+    # A statement is on the timeline from the date it was made.
+    for e in (x for x in events if not _said_after(x.event, valid_until)):
         event = e.event
         if not isinstance(event, ClaimEvent):
             yield e.position, event
