@@ -301,6 +301,13 @@ def test_a_source_with_another_standing_denial_still_disputes() -> None:
         (_withdrawal("france", withdrawal_id="w2"), "only its own source withdraws it"),
         (_withdrawal("kremlin", "nope", withdrawal_id="w2"), "has no denial 'nope'"),
         (_withdrawal("kremlin", withdrawal_id="w2"), "already withdrawn"),
+        (
+            msgspec.structs.replace(
+                _withdrawal("kremlin", withdrawal_id="w2"),
+                stated_on=StatedDate(date="2024-10-01", precision="day"),
+            ),
+            "cannot be withdrawn before",
+        ),
     ],
 )
 def test_withdrawals_that_cannot_be(withdrawal: DenialWithdrawn, says: str) -> None:

@@ -38,7 +38,7 @@ from timeline.domain.events import (
     SourceRegistered,
     StatementMade,
 )
-from timeline.domain.values import check_quantity, check_stated_date
+from timeline.domain.values import check_quantity, check_stated_date, period_start
 
 
 def differences(old: msgspec.Struct, new: msgspec.Struct) -> list[str]:
@@ -251,6 +251,12 @@ def decide_withdraw_denial(claim: Claim | None, event: DenialWithdrawn) -> list[
             f"denial {event.denial_id!r} was made by {denial.denied_by!r}; only its own source withdraws it",
             field="source",
         )
+    check_stated_date(event.stated_on)
+    if period_start(event.stated_on) < period_start(denial.stated_on):
+        raise RuleViolation(
+            f"denial {event.denial_id!r} was made on {denial.stated_on.date}; it cannot be withdrawn before",
+            field="stated_on",
+        )
     earlier = next((w for w in current.withdrawals if w.denial_id == event.denial_id), None)
     if earlier is not None:
         raise RuleViolation(
@@ -258,7 +264,6 @@ def decide_withdraw_denial(claim: Claim | None, event: DenialWithdrawn) -> list[
             field="denial",
         )
     check_statement(event.statement)
-    check_stated_date(event.stated_on)
     return [event]
 
 
