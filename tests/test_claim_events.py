@@ -71,6 +71,12 @@ async def test_a_confirmation_by_part_of_the_denying_side_is_named_as_such(
     assert claim["confirmed_by_denying_side"] is True
     [confirmation] = claim["confirmations"]
     assert [s["id"] for s in confirmation["denying_side"]] == ["kremlin"]
+    # Time travel reads the same relations from the log.
+    then = await _get(client, f"/claims/{NIS}?as_of=2024-11-02")
+    assert then["confirmed_by_denying_side"] is True
+    before = await _get(client, f"/claims/{NIS}?as_of=2024-10-31")
+    assert before["confirmations"] == []
+    assert before["confirmed_by_denying_side"] is False
 
 
 async def test_a_withdrawn_denial_no_longer_disputes_the_claim(
