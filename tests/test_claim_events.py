@@ -72,6 +72,8 @@ async def test_a_confirmation_by_part_of_the_denying_side_is_named_as_such(
     [confirmation] = claim["confirmations"]
     assert [s["id"] for s in confirmation["denying_side"]] == ["kremlin"]
     # Time travel reads the same relations from the log.
+    mod = await _get(client, "/sources/russia-mod")
+    assert mod["source"]["part_of"] == "russia-government"
     then = await _get(client, f"/claims/{NIS}?as_of=2024-11-02")
     assert then["confirmed_by_denying_side"] is True
     before = await _get(client, f"/claims/{NIS}?as_of=2024-10-31")

@@ -244,6 +244,8 @@ def source_out(reg: Registration) -> SourceOut:
         country=reg.country,
         description=reg.description,
         aliases=list(reg.aliases),
+        part_of=reg.part_of,
+        speaks_for=reg.speaks_for,
     )
 
 

@@ -320,6 +320,9 @@ class SourceOut(msgspec.Struct, kw_only=True):
     country: str | None
     description: str
     aliases: list[str]
+    # The source it is part of and the one it speaks for (ids), if registered with them.
+    part_of: str | None = None
+    speaks_for: str | None = None
 
 
 class DocumentOut(msgspec.Struct, kw_only=True):
