@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +215,11 @@ class Database:
                 await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
                 yield conn
+
+    def writers_turn(self) -> AbstractAsyncContextManager[None]:
+        """This process's turn to write, for a write made through another engine (an import recorded on a
+        thread of its own): writers here then queue behind it as behind any write."""
+        return self._turn()
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
