@@ -93,7 +93,7 @@ def open_database(url: str, *, must_exist: bool) -> Database:
                 Exit.DATABASE,
             )
     try:
-        signer = signing.from_env()
+        signer = signing.configured()
     except signing.BadKey as exc:
         raise CommandError(f"the signing key cannot be used: {exc}") from None
     try:

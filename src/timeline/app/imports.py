@@ -113,11 +113,11 @@ def _record_apart(
     return asyncio.run(run())
 
 
-async def _parse(fixtures: Sequence[LoadedFixture], timeout: float | None) -> _Parsed:
+async def _parse(fixtures: Sequence[LoadedFixture], seconds: float | None) -> _Parsed:
     try:
-        return await asyncio.wait_for(asyncio.to_thread(_parse_all, fixtures), timeout=timeout)
+        return await asyncio.wait_for(asyncio.to_thread(_parse_all, fixtures), timeout=seconds)
     except TimeoutError:
-        raise TooSlow(timeout or 0) from None
+        raise TooSlow(seconds or 0) from None
 
 
 async def _record(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import click
 
-from timeline.cli import admin, log, serving
+from timeline.cli import admin, keys, log, serving
 from timeline.cli.common import Group
 from timeline.console import CommandError, Exit, database_error, error
 from timeline.fixtures import FixtureError
@@ -54,7 +54,7 @@ for command in (
     log.restore,
     admin.draft,
     admin.tokens_group,
-    admin.keys_group,
+    keys.keys_group,
     admin.db_group,
     admin.openapi,
 ):

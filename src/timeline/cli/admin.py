@@ -8,12 +8,11 @@ from pathlib import Path
 
 import click
 
-from timeline import drafting, signing
+from timeline import drafting
 from timeline.app import queries
 from timeline.cli.common import Group, disposing, run_command
-from timeline.cli.serving import DEFAULT_KEY, DEFAULT_KEY_NAME, write_key
 from timeline.console import CommandError, open_database, progress
-from timeline.store import audit, migrate, tokens, tree
+from timeline.store import migrate, tokens
 from timeline.store.database import Database
 from timeline.store.tokens import SCOPES
 
@@ -44,8 +43,10 @@ def draft(
 
     context = run_command(url, lambda: disposing(db, queries.read(db, queries.drafting_context)))
     known_sources, known_claims = context
-    fixture = drafting.draft(raw, published=published, title=title, subject=subject,
-                             known_sources=known_sources, known_claims=known_claims)  # fmt: skip
+    with progress("drafting", unit="characters") as advance:
+        fixture = drafting.draft(raw, published=published, title=title, subject=subject,
+                                 known_sources=known_sources, known_claims=known_claims,
+                                 progress=advance)  # fmt: skip
     for note in fixture.notes:  # also in the draft's header; said here so an empty draft is not a surprise
         click.echo(f"{article}: {note}", err=True)
     document = drafting.to_yaml(fixture)
@@ -141,87 +142,6 @@ def tokens_list(url: str) -> None:
     for t in run_command(url, lambda: disposing(db, run())):
         state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "live"
         click.echo(f"{t.name}\t{' '.join(t.scopes)}\t{state}\tcreated {t.created_at:%Y-%m-%d %H:%M}")
-
-
-@click.group("keys", cls=Group)
-def keys_group() -> None:
-    """The Ed25519 key that signs checkpoints (kept outside the database)."""
-
-
-@keys_group.command("create")
-@click.option(
-    "--name", default=DEFAULT_KEY_NAME, show_default=True, help="the log's origin (no spaces or '+')"
-)
-@click.option(
-    "--output", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_KEY, show_default=True
-)
-def keys_create(name: str, output: Path) -> None:
-    """Create a signing key in a new file (readable by you alone) and print its verifier key."""
-    if output.exists():
-        raise CommandError(f"{output} exists: a signing key is never overwritten")
-    try:
-        signer = write_key(output, name)
-    except signing.BadKey as exc:
-        raise CommandError(str(exc)) from None
-    except OSError as exc:
-        raise CommandError(f"{output}: cannot write the key: {exc.strerror}") from None
-    click.echo(signer.verifier_text())
-    click.echo(
-        f"signing key written to {output}; serve with TIMELINE_SIGNING_KEY_FILE={output} (the default "
-        "when it is var/timeline.key) and give auditors the verifier key above",
-        err=True,
-    )
-
-
-def _configured_signer() -> signing.Signer:
-    try:
-        signer = signing.from_env()
-        if signer is None and DEFAULT_KEY.exists():
-            signer = signing.from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY)})
-    except signing.BadKey as exc:
-        raise CommandError(str(exc)) from None
-    if signer is None:
-        raise CommandError("no signing key configured (TIMELINE_SIGNING_KEY_FILE) and no var/timeline.key")
-    return signer
-
-
-@keys_group.command("show")
-def keys_show() -> None:
-    """Print the verifier key of the configured signing key (TIMELINE_SIGNING_KEY(_FILE), else
-    var/timeline.key)."""
-    click.echo(_configured_signer().verifier_text())
-
-
-@keys_group.command("sign-head")
-@click.option(
-    "--size",
-    type=click.IntRange(min=1),
-    required=True,
-    help="the log's size you checked (the head position `timeline verify` printed)",
-)
-@click.pass_obj
-def keys_sign_head(url: str, size: int) -> None:
-    """Sign a checkpoint over events no checkpoint covers, once you have checked them: timeline itself signs
-    only what it appended, so events written without the key (or before it) stay unsigned until then."""
-    signer = _configured_signer()
-    db = open_database(url, must_exist=True)
-
-    async def run() -> tree.Checkpoint:
-        async with db.read() as conn:
-            report = await audit.verify(conn, verifier=signer.verifier_text())
-        if report.first_break is not None:
-            raise CommandError(
-                f"nothing signed: the log is broken at position {report.first_break.position}: "
-                f"{report.first_break.problem}"
-            )
-        async with db.write() as conn:
-            try:
-                return await tree.sign_head(conn, signer, size)
-            except ValueError as exc:
-                raise CommandError(f"nothing signed: {exc}") from None
-
-    checkpoint = run_command(url, lambda: disposing(db, run()))
-    click.echo(f"signed the checkpoint of {checkpoint.size} events, root {checkpoint.root_hash}")
 
 
 @click.group("db", cls=Group)

@@ -37,7 +37,7 @@ def verify(url: str, since: str | None) -> int:
             with progress("verifying") as advance:
                 return await audit.verify(conn, since=remembered, verifier=verifier, progress=advance)
 
-    verifier = None if db.signer is None else db.signer.verifier_text()
+    verifier = None if db.signer is None else db.signer.keyring()
 
     report = run_command(url, lambda: disposing(db, run()))
     if report.first_break is not None:

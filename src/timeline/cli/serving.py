@@ -13,6 +13,7 @@ from timeline import logs, signing
 from timeline.app import maintenance
 from timeline.app.imports import ImportResult, LoadedFixture, import_fixtures, read_files
 from timeline.cli.common import disposing, run_command
+from timeline.cli.keys import DEFAULT_KEY_NAME, write_key
 from timeline.console import CommandError, open_database, progress, redact
 from timeline.store import migrate
 from timeline.store.database import Database
@@ -107,7 +108,7 @@ def serve(
     logs.configure(log_format, log_level)
     if db.signer is not None and not os.environ.get("TIMELINE_SIGNING_KEY"):
         # The key serve chose (perhaps just made), for the workers, by an absolute path.
-        os.environ.setdefault("TIMELINE_SIGNING_KEY_FILE", str(DEFAULT_KEY.resolve()))
+        os.environ.setdefault("TIMELINE_SIGNING_KEY_FILE", str(signing.DEFAULT_KEY_FILE.resolve()))
     from timeline.api.protocol import ProblemHttpToolsProtocol
 
     uvicorn.run(
@@ -124,40 +125,22 @@ def serve(
     )
 
 
-DEFAULT_KEY = Path("var/timeline.key")
-DEFAULT_KEY_NAME = "timeline.local/log"
-
-
-def _signing_key_for_serving() -> signing.Signer | None:
-    """Without TIMELINE_SIGNING_KEY(_FILE), serve signs with var/timeline.key, made on the first start."""
-    if os.environ.get("TIMELINE_SIGNING_KEY") or os.environ.get("TIMELINE_SIGNING_KEY_FILE"):
-        return signing.from_env()
-    if not DEFAULT_KEY.exists():
-        try:
-            signer = write_key(DEFAULT_KEY, DEFAULT_KEY_NAME)
-        except OSError as exc:
-            click.echo(
-                f"note: no signing key (set TIMELINE_SIGNING_KEY_FILE), and cannot create {DEFAULT_KEY}: "
-                f"{exc.strerror}; checkpoints are not signed",
-                err=True,
-            )
-            return None
-        click.echo(f"created the signing key {DEFAULT_KEY}; auditors check checkpoints with its verifier key")
-        click.echo(f"  {signer.verifier_text()}")
-        return signer
+def _new_key_for_serving() -> signing.Signer | None:
+    """With no key configured (the variables unset and no var/timeline.key: see ``signing.configured``),
+    serve makes var/timeline.key on its first start; every command then finds it."""
+    path = signing.DEFAULT_KEY_FILE
+    signer = signing.Signer.generate(DEFAULT_KEY_NAME)
     try:
-        return signing.from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY)})
-    except signing.BadKey as exc:
-        raise CommandError(f"the signing key cannot be used: {exc}") from None
-
-
-def write_key(path: Path, name: str) -> signing.Signer:
-    """A new signing key in a new file, readable by its owner alone (never over an existing key)."""
-    signer = signing.Signer.generate(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(signer.private_text() + "\n")
+        write_key(path, signer)
+    except OSError as exc:
+        click.echo(
+            f"note: no signing key (set TIMELINE_SIGNING_KEY_FILE), and cannot create {path}: "
+            f"{exc.strerror}; checkpoints are not signed",
+            err=True,
+        )
+        return None
+    click.echo(f"created the signing key {path}; auditors check checkpoints with its verifier key")
+    click.echo(f"  {signer.verifier_text()}")
     return signer
 
 
@@ -199,7 +182,7 @@ async def _prepare_for_serving_db(
     await migrate.upgrade(db)
     if make_key and db.signer is None:
         # Only once the database is there: a failed start leaves no key behind.
-        db.signer = _signing_key_for_serving()
+        db.signer = _new_key_for_serving()
     with progress("bringing the views up to date", lazy=True) as advance:
         caught_up = await maintenance.catch_up(db, advance)
     if caught_up:
