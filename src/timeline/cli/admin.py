@@ -8,13 +8,11 @@ from pathlib import Path
 
 import click
 
-from timeline import drafting
-from timeline.app import queries
 from timeline.cli.common import Group, disposing, run_command
 from timeline.console import CommandError, open_database, progress
-from timeline.store import migrate, tokens
-from timeline.store.database import Database
-from timeline.store.tokens import SCOPES
+from timeline.store import SCOPES, Scope
+
+# Each command imports the library it needs when it runs: `timeline --help` loads none of it.
 
 
 @click.command()
@@ -32,6 +30,9 @@ def draft(
     url: str, article: Path, date: str | None, subject: str | None, title: str | None, output: Path | None
 ) -> None:
     """Propose a fixture from an article (text or HTML), for review."""
+    from timeline import drafting
+    from timeline.app import queries
+
     raw = _article_text(article)
     try:
         published, raw = drafting.article_date(raw, date)
@@ -92,8 +93,10 @@ def tokens_group() -> None:
     help="write: record claims; admin: also imports, rebuilds; read: only reads (repeatable)",
 )
 @click.pass_obj
-def tokens_create(url: str, name: str, scopes: tuple[tokens.Scope, ...]) -> None:
+def tokens_create(url: str, name: str, scopes: tuple[Scope, ...]) -> None:
     """Create a token and print its secret once; NAME is recorded in every event it writes."""
+    from timeline.store import migrate, tokens
+
     db = open_database(url, must_exist=False)
 
     async def run() -> str:
@@ -117,6 +120,8 @@ def tokens_create(url: str, name: str, scopes: tuple[tokens.Scope, ...]) -> None
 @click.pass_obj
 def tokens_revoke(url: str, name: str) -> None:
     """Revoke a token by name."""
+    from timeline.store import migrate, tokens
+
     db = open_database(url, must_exist=True)
 
     async def run() -> bool:
@@ -133,6 +138,8 @@ def tokens_revoke(url: str, name: str) -> None:
 @click.pass_obj
 def tokens_list(url: str) -> None:
     """List tokens (never their secrets)."""
+    from timeline.store import tokens
+
     db = open_database(url, must_exist=True)
 
     async def run() -> list[tokens.Token]:
@@ -153,6 +160,8 @@ def db_group() -> None:
 @click.pass_obj
 def upgrade(url: str) -> None:
     """Migrate the schema to the latest revision."""
+    from timeline.store import migrate
+
     database = open_database(url, must_exist=False)
 
     async def run() -> str | None:
@@ -166,6 +175,7 @@ def upgrade(url: str) -> None:
 def openapi_document() -> str:
     """The OpenAPI document of the app, as committed at openapi/openapi.json."""
     from timeline.api.app import create_app
+    from timeline.store.database import Database
 
     app = create_app(Database("sqlite+aiosqlite:///:memory:"))
     return json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True) + "\n"

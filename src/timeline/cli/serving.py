@@ -6,17 +6,20 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from timeline import logs, signing
-from timeline.app import maintenance
-from timeline.app.imports import ImportResult, LoadedFixture, import_fixtures, read_files
 from timeline.cli.common import disposing, run_command
 from timeline.cli.keys import DEFAULT_KEY_NAME, write_key
 from timeline.console import CommandError, open_database, progress, redact
-from timeline.store import migrate
-from timeline.store.database import Database
+
+if TYPE_CHECKING:
+    from timeline.app.imports import ImportResult, LoadedFixture
+    from timeline.store.database import Database
+
+# The application layer is imported by the commands that run it: `timeline --help` loads none of it.
 
 
 def _fixtures_dir() -> Path:
@@ -162,6 +165,8 @@ def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
 async def _prepare_for_serving(url: str, fixtures_dir: Path | None = None) -> list[ImportResult]:
     """Migrate, bring the views up to date and import the fixtures in ``fixtures_dir`` not yet recorded."""
     fixtures = None if fixtures_dir is None else await asyncio.to_thread(_load_fixtures, fixtures_dir)
+    from timeline.store.database import Database
+
     db = Database(url)
     return await disposing(db, _prepare_for_serving_db(db, fixtures))
 
@@ -169,6 +174,8 @@ async def _prepare_for_serving(url: str, fixtures_dir: Path | None = None) -> li
 def _load_fixtures(directory: Path) -> list[LoadedFixture]:
     # The project's fixtures are named as in the repository, so event metadata does not depend on where it
     # is checked out.
+    from timeline.app.imports import LoadedFixture, read_files
+
     named = directory.resolve() == _fixtures_dir()
     return [
         LoadedFixture(f"fixtures/{Path(f.name).name}" if named else f.name, f.text)
@@ -179,6 +186,10 @@ def _load_fixtures(directory: Path) -> list[LoadedFixture]:
 async def _prepare_for_serving_db(
     db: Database, fixtures: list[LoadedFixture] | None, *, make_key: bool = False
 ) -> list[ImportResult]:
+    from timeline.app import maintenance
+    from timeline.app.imports import import_fixtures
+    from timeline.store import migrate
+
     await migrate.upgrade(db)
     if make_key and db.signer is None:
         # Only once the database is there: a failed start leaves no key behind.
@@ -199,6 +210,9 @@ async def _prepare_for_serving_db(
 @click.pass_obj
 def import_(url: str, paths: tuple[Path, ...]) -> None:
     """Import fixtures (files, or directories of *.yaml), all or nothing."""
+    from timeline.app.imports import import_fixtures, read_files
+    from timeline.store import migrate
+
     fixtures = read_files(fixture_files(paths))
     db = open_database(url, must_exist=False)
 
@@ -214,6 +228,8 @@ def import_(url: str, paths: tuple[Path, ...]) -> None:
 @click.pass_obj
 def rebuild(url: str) -> None:
     """Refold the views from the log while they keep serving."""
+    from timeline.app import maintenance
+
     db = open_database(url, must_exist=True)
 
     async def run() -> int:

@@ -21,7 +21,6 @@ from timeline.store.notify import CHANNEL, Listener, Notifier
 
 _log = logging.getLogger("timeline.store")
 
-DEFAULT_URL = "sqlite+aiosqlite:///var/timeline.db"
 # Set on a connection's info by the first append of a write transaction, to the first position it appended:
 # the transaction then knows to notify readers, and which events are its own to sign.
 APPENDED = "timeline_appended"
