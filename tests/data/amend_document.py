@@ -18,7 +18,9 @@ async def main(url: str) -> None:
     try:
         async with db.write() as conn:
             recorder = Recorder(conn, recorded_by="tests/data", label="amend_document.py")
-            amended = DocumentAmended(document_id="invented-followup-2024-11", url="https://example.org/invented")
+            amended = DocumentAmended(
+                document_id="invented-followup-2024-11", url="https://example.org/invented"
+            )
             await recorder.record(amended, origin="amend_document.py")
             await recorder.finish()
     finally:
