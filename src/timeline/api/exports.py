@@ -77,12 +77,11 @@ def _slide(
     text = html.escape(entry.statement)
     if entry.corrected:
         text += " <em>(our record of this was corrected)</em>"
-    text += _reported_in(entry, documents)
     slide: dict[str, Any] = {
         # Positions never change, so deep links survive new events.
         "unique_id": f"event-{entry.position}",
         "start_date": _date(entry.occurred_on),
-        "text": {"headline": html.escape(headline), "text": text},
+        "text": {"headline": html.escape(headline), "text": text + _reported_in(entry, documents)},
         "group": html.escape(source),
     }
     if entry.url:
