@@ -100,6 +100,8 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     corrected: bool = False
     # For evidence: where the material is, when the source gave a link.
     url: str | None = None
+    # The documents this event came from (not its claim's: a denial is reported by its own article).
+    document_ids: tuple[str, ...] = ()
     # What a figure counts (made, revised), and what a denial, confirmation or withdrawal bears on.
     metric: str | None = None
     addresses: str | None = None
@@ -206,6 +208,7 @@ def timeline_entry(
         quantity=quantity,
         corrected=corrected,
         url=event.url if isinstance(event, EvidenceAttached) else None,
+        document_ids=event.document_ids,
         metric=claim.metric if quantity is not None else None,
         addresses=addresses,
     )
@@ -221,6 +224,7 @@ def statement_entry(position: int, event: StatementMade) -> TimelineEntry:
         claim_id=None,
         source_id=event.source_id,
         statement=event.statement,
+        document_ids=event.document_ids,
         statement_id=event.statement_id,
     )
 

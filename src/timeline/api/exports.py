@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from litestar import Response, get
@@ -34,7 +35,20 @@ def _date(stated: StatedDate) -> dict[str, int]:
     return dict(zip(("year", "month", "day"), parts, strict=False))
 
 
-def _slide(entry: TimelineEntry, names: queries.Names) -> dict[str, Any]:
+def _reported_in(entry: TimelineEntry, documents: Mapping[str, DocumentRegistered]) -> str:
+    """The documents the event itself came from, linked when they have a URL, as slide HTML."""
+    cited = []
+    for document_id in entry.document_ids:
+        doc = documents.get(document_id)
+        title = html.escape(doc.title if doc is not None else document_id)
+        url = doc.url if doc is not None else None
+        cited.append(f'<a href="{html.escape(url)}">{title}</a>' if url else f"<cite>{title}</cite>")
+    return f" <p>Reported in: {'; '.join(cited)}</p>" if cited else ""
+
+
+def _slide(
+    entry: TimelineEntry, names: queries.Names, documents: Mapping[str, DocumentRegistered]
+) -> dict[str, Any]:
     source = names[entry.source_id]
     headline = headlines.headline(entry, names, names.kinds)
     text = html.escape(entry.statement)
@@ -44,7 +58,7 @@ def _slide(entry: TimelineEntry, names: queries.Names) -> dict[str, Any]:
         # Positions never change, so deep links survive new events.
         "unique_id": f"event-{entry.position}",
         "start_date": _date(entry.occurred_on),
-        "text": {"headline": html.escape(headline), "text": text},
+        "text": {"headline": html.escape(headline), "text": text + _reported_in(entry, documents)},
         "group": html.escape(source),
     }
     if entry.url:
@@ -66,10 +80,11 @@ async def timelinejs(
     source, dated to the precision the source gave, text HTML-escaped. Load it with
     ``new TL.Timeline('id', '<this URL>')``; other origins need TIMELINE_CORS_ORIGINS."""
     found = await timeline_entries(db, subject_id, TimelineFilter(), EVERYTHING, as_of, known_at)
+    documents = await queries.read(db, queries.documents)
     headline = html.escape(found.subject_name)
     return {
         "title": {"text": {"headline": headline, "text": "Claims recorded by timeline, by source."}},
-        "events": [_slide(e, found.names) for e in found.entries],
+        "events": [_slide(e, found.names, documents) for e in found.entries],
     }
 
 
@@ -111,7 +126,7 @@ async def claims_jsonld(
     items = []
     for e in entries:
         record = records.get(e.claim_id) if e.claim_id is not None else None
-        document_ids = record.claim.document_ids if record else ()
+        document_ids = record.claim.document_ids if record else e.document_ids
         items.append(
             {
                 "@type": "Claim",
@@ -121,7 +136,8 @@ async def claims_jsonld(
                 "datePublished": e.occurred_on.date,
                 "about": {"@type": "Thing", "name": name},
                 "appearance": [appearance(d) for d in document_ids],
-                **({"firstAppearance": appearance(document_ids[0])} if document_ids else {}),
+                # Where the claim was first made: the ClaimMade event's own document.
+                **({"firstAppearance": appearance(e.document_ids[0])} if e.document_ids else {}),
             }
         )
     return {"@context": "https://schema.org", "@type": "ItemList", "name": name, "itemListElement": items}
