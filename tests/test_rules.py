@@ -387,3 +387,21 @@ def test_sources_on_one_side() -> None:
     assert not same_side("kremlin", "kremlin", relations)
     with pytest.raises(InvalidValue):
         rules.decide_registration(None, SourceRegistered(source_id="a", name="A", kind="agency", part_of="a"))
+
+
+def test_a_correction_cannot_leave_a_figure_denial_without_a_figure() -> None:
+    plain = _state(
+        msgspec.structs.replace(claim_made("c", "nis", 1500), metric=None, quantity=None), _denial("c", "k")
+    )
+    fix = RecordCorrected(
+        claim_id="c",
+        correction_id="fix",
+        corrects_version=2,
+        changes=CorrectedFields(addresses="figure"),
+        reason="x",
+    )
+    with pytest.raises(RuleViolation) as caught:
+        rules.decide_correct(plain, fix)
+    assert caught.value.field == "changes.addresses"
+    fine = msgspec.structs.replace(fix, changes=CorrectedFields(addresses="proposition"))
+    assert claims.evolve(plain, fine).denials[0].addresses == "proposition"

@@ -336,4 +336,11 @@ def decide_correct(claim: Claim | None, event: RecordCorrected) -> list[DomainEv
             f"after this correction source {fixed.source_id!r} would deny or confirm its own claim",
             field="changes.source_id",
         )
+    addressed = [d.addresses for d in fixed.denials] + [x.addresses for x in fixed.confirmations]
+    if fixed.quantity is None and "figure" in addressed:
+        raise RuleViolation(
+            f"after this correction claim {event.claim_id!r} would have no figure for a denial or "
+            "confirmation of its figure to address",
+            field="changes.addresses" if event.changes.addresses else "changes",
+        )
     return [event]
