@@ -242,9 +242,11 @@ async def _logged(
 # What came after a snapshot on each of its streams: one range per stream of the (stream_id, stream_version)
 # key, however far back the snapshot is, instead of a scan of the log between the snapshot and the cut.
 _AFTER = {
+    # A lateral subquery kept apart (OFFSET 0): a join the planner may turn into a scan of the whole log.
     "postgresql": "SELECT e.position, e.stream_id, e.stream_version, e.data "
-    "FROM unnest($1::text[], $2::int[]) AS w(s, v) "
-    "JOIN events AS e ON e.stream_id = w.s AND e.stream_version > w.v WHERE e.position <= $3",
+    "FROM unnest($1::text[], $2::int[]) AS w(s, v) CROSS JOIN LATERAL ("
+    "SELECT position, stream_id, stream_version, data FROM events "
+    "WHERE stream_id = w.s AND stream_version > w.v AND position <= $3 OFFSET 0) AS e",
     "sqlite": "WITH w(s, v) AS (VALUES {pairs}) SELECT e.position, e.stream_id, e.stream_version, e.data "
     "FROM w JOIN events AS e ON e.stream_id = w.s AND e.stream_version > w.v WHERE e.position <= ?",
 }

@@ -96,8 +96,11 @@ async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> No
 # Snapshots decoded lately, by everything their digest covers: a hit is a row whose digest was checked over
 # the very bytes decoded here, so it is used without reading or decoding them again (decoding a subject of
 # 10,000 events is most of a cut's cost). Decoded snapshots are never changed, only read from.
-_decoded: OrderedDict[tuple[str, int, str, str], Snapshot] = OrderedDict()
-CACHED = 4
+# At most ``CACHED`` of them, and ``CACHED_BYTES`` of their encoded state (a hot subject's of 10,000 events
+# is some 6 MB, a few times that once decoded).
+_decoded: OrderedDict[tuple[str, int, str, str], tuple[Snapshot, int]] = OrderedDict()
+CACHED = 8
+CACHED_BYTES = 48_000_000
 
 
 async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snapshot | None:
@@ -118,9 +121,9 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
     if fmt != FORMAT:
         return None
     key = (subject_id, at, chain_hash, recorded_digest)
-    if logged_hash == chain_hash and (found := _decoded.get(key)) is not None:
+    if logged_hash == chain_hash and (hit := _decoded.get(key)) is not None:
         _decoded.move_to_end(key)
-        return found
+        return hit[0]
     state = (
         await conn.execute(sa.select(s.c.state).where(s.c.subject_id == subject_id, s.c.position == at))
     ).scalar_one()
@@ -142,8 +145,8 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
             gc.enable()
     versions = {claim_stream(claim_id): kept.version for claim_id, kept in decoded.claims.items()}
     found = Snapshot(position=at, claims=decoded.claims, sources=decoded.sources, versions=versions)
-    _decoded[key] = found
-    while len(_decoded) > CACHED:
+    _decoded[key] = (found, len(state))
+    while len(_decoded) > CACHED or sum(size for _, size in _decoded.values()) > CACHED_BYTES:
         _decoded.popitem(last=False)
     return found
 
