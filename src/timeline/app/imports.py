@@ -10,8 +10,8 @@ from pathlib import Path
 import msgspec
 
 from timeline.domain.claims import entry_id
-from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected
-from timeline.domain.streams import claim_stream, references, stream_of
+from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected, SourceAmended, SourceRegistered
+from timeline.domain.streams import claim_stream, references, source_stream, stream_of
 from timeline.fixtures import CorrectionRef, FixtureError, ParsedFixture, parse, to_events
 from timeline.service import Recorder, Rejected
 from timeline.store.database import Database
@@ -91,7 +91,7 @@ async def import_fixtures(
                 event = (
                     await _resolve(recorder, item, origin, proposed)
                     if isinstance(proposed, CorrectionRef)
-                    else proposed
+                    else await _aliases_of_old_source(recorder, proposed)
                 )
                 try:
                     await recorder.record(event, origin=origin)
@@ -125,6 +125,17 @@ def _streams_of(proposals: list[tuple[str, DomainEvent | CorrectionRef]]) -> set
             streams.add(stream_of(proposed))
             streams |= references(proposed)
     return streams
+
+
+async def _aliases_of_old_source(recorder: Recorder, event: DomainEvent) -> DomainEvent:
+    """A fixture's source with aliases that a version before 2026-12 registered without them (it dropped a
+    fixture's aliases): the aliases are added by an amendment, so the same fixture still imports."""
+    if not isinstance(event, SourceRegistered) or not event.aliases:
+        return event
+    first = await recorder.first_registration(source_stream(event.source_id))
+    if isinstance(first, SourceRegistered) and first == msgspec.structs.replace(event, aliases=()):
+        return SourceAmended(source_id=event.source_id, aliases=event.aliases)
+    return event
 
 
 async def _resolve(
