@@ -247,11 +247,12 @@ async def _logged(
 # key, however far back the snapshot is, instead of a scan of the log between the snapshot and the cut.
 _AFTER = {
     # A lateral subquery kept apart (OFFSET 0): a join the planner may turn into a scan of the whole log.
-    "postgresql": "SELECT e.position, e.stream_id, e.stream_version, e.data "
+    "postgresql": "SELECT e.position, e.stream_id, e.stream_version, e.type, e.schema_version, e.data "
     "FROM unnest($1::text[], $2::int[]) AS w(s, v) CROSS JOIN LATERAL ("
-    "SELECT position, stream_id, stream_version, data FROM events "
+    "SELECT position, stream_id, stream_version, type, schema_version, data FROM events "
     "WHERE stream_id = w.s AND stream_version > w.v AND position <= $3 OFFSET 0) AS e",
-    "sqlite": "WITH w(s, v) AS (VALUES {pairs}) SELECT e.position, e.stream_id, e.stream_version, e.data "
+    "sqlite": "WITH w(s, v) AS (VALUES {pairs}) "
+    "SELECT e.position, e.stream_id, e.stream_version, e.type, e.schema_version, e.data "
     "FROM w JOIN events AS e ON e.stream_id = w.s AND e.stream_version > w.v WHERE e.position <= ?",
 }
 
@@ -271,7 +272,8 @@ async def logged_after(conn: AsyncConnection, versions: dict[str, int], *, posit
             params = [item for s in chunk for item in (s, versions[s])]
             rows.extend(await driver.execute_fetchall(query, (*params, position)))
     found = [
-        Logged(position=p, stream_id=s, stream_version=v, event=decode_stored(p, d)) for p, s, v, d in rows
+        Logged(position=p, stream_id=s, stream_version=v, event=decode_stored(p, d, t, n))
+        for p, s, v, t, n, d in rows
     ]
     found.sort(key=lambda e: e.position)
     return found

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import ClaimMade, RecordCorrected
 from timeline.domain.streams import claim_stream
-from timeline.store import queries
+from timeline.store import queries, streams
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import events, time_travel_snapshots
@@ -37,8 +37,10 @@ from timeline.timetravel import Folded
 
 _log = logging.getLogger(__name__)
 
-# The shape of ``state``: a row of another format is ignored (and time travel folds from the log).
-FORMAT = 1
+# The shape of ``state`` and of the fold that made it (the write path's fold format, which a change to what
+# an event does to a claim bumps, is part of it): a row of another format is ignored, and time travel folds
+# from the log until the projector has kept new ones.
+FORMAT = 1000 + streams.FORMAT
 # A subject gets a snapshot after this many of its events: a cut then folds at most about this many on top.
 EVERY = 1000
 
