@@ -170,7 +170,8 @@ class Taker:
         self.due: dict[str, int] = {}  # subject -> position to snapshot it at, once the batch is committed
 
     async def apply(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
-        """Count the batch's events per subject; snapshot each subject that reached ``every``."""
+        """Count the batch's events per subject; each subject that reached ``every`` comes due for a snapshot
+        at the batch's last position (taken by ``after_commit``)."""
         subjects: dict[str, str] = {}  # claim stream -> subject
         unknown: set[str] = set()
         for e in batch:
