@@ -601,7 +601,7 @@ async def test_a_snapshot_that_matches_the_log_is_used(db: Database) -> None:
 
 async def test_the_projector_keeps_snapshots_that_time_travel_starts_from(db: Database) -> None:
     """Following the log, the projector snapshots a subject after every ``every`` of its events; a cut
-    after one starts from it and answers as a fold of the log does."""
+    after one starts from one of the latest and answers as a fold of the log does."""
     await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
     await projector.catch_up(db, snapshots.Taker(db, every=3), size=4)
     async with db.read() as conn:
@@ -612,7 +612,8 @@ async def test_the_projector_keeps_snapshots_that_time_travel_starts_from(db: Da
         for position in range(positions[0], await eventlog.head_position(conn) + 1):
             used = await snapshots.latest(conn, SUBJECT, position)
             assert used is not None
-            assert used.position == max(p for p in positions if p <= position)
+            # The latest, or one of the two before it already decoded (store.snapshots.latest).
+            assert used.position in [p for p in positions if p <= position][-3:]
             read = await travel.subject_views(conn, SUBJECT, position, None)
             folded = await travel.subject_views(conn, SUBJECT, position, None, from_snapshots=False)
             assert _on(read, SUBJECT) == _on(folded, SUBJECT)
