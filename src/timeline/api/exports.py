@@ -15,6 +15,7 @@ from litestar import Response, get
 from litestar.params import FromPath, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.api import headlines
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.reads import AsOf, KnownAt, estimates_body, timeline_entries
@@ -26,30 +27,6 @@ from timeline.store.queries import TimelineFilter
 READ = [requires("read")]
 EVERYTHING = 100_000
 CSV = "text/csv; charset=utf-8"
-KIND_VERB = {
-    "made": "says",
-    "revised": "revises its figure",
-    "denied": "denies",
-    "confirmed": "confirms",
-    "retracted": "retracts",
-    "evidence": "produced evidence",
-}
-
-
-def figure(quantity: Quantity | None) -> str:
-    """A figure as a person writes it: "about 3,000", "up to 12,000", "1,000 to 2,000"."""
-    if quantity is None:
-        return ""
-    q = quantity
-    if q.comparator in ("exactly", "about"):
-        amount = f"{q.value:,}" if q.comparator == "exactly" else f"about {q.value:,}"
-    elif q.comparator == "at_least":
-        amount = f"at least {q.lower:,}"
-    elif q.comparator == "up_to":
-        amount = f"up to {q.upper:,}"
-    else:
-        amount = f"{q.lower:,} to {q.upper:,}"
-    return f"{amount} {q.unit}"
 
 
 def _date(stated: StatedDate) -> dict[str, int]:
@@ -58,9 +35,22 @@ def _date(stated: StatedDate) -> dict[str, int]:
     return dict(zip(("year", "month", "day"), parts, strict=False))
 
 
-def _slide(entry: TimelineEntry, names: Mapping[str, str]) -> dict[str, Any]:
+def _reported_in(entry: TimelineEntry, documents: Mapping[str, DocumentRegistered]) -> str:
+    """The documents the event itself came from, linked when they have a URL, as slide HTML."""
+    cited = []
+    for document_id in entry.document_ids:
+        doc = documents.get(document_id)
+        title = html.escape(doc.title if doc is not None else document_id)
+        url = doc.url if doc is not None else None
+        cited.append(f'<a href="{html.escape(url)}">{title}</a>' if url else f"<cite>{title}</cite>")
+    return f" <p>Reported in: {'; '.join(cited)}</p>" if cited else ""
+
+
+def _slide(
+    entry: TimelineEntry, names: queries.Names, documents: Mapping[str, DocumentRegistered]
+) -> dict[str, Any]:
     source = names[entry.source_id]
-    headline = f"{source} {KIND_VERB[entry.kind]}" + (f" {figure(entry.quantity)}" if entry.quantity else "")
+    headline = headlines.headline(entry, names, names.kinds)
     text = html.escape(entry.statement)
     if entry.corrected:
         text += " <em>(our record of this was corrected)</em>"
@@ -68,7 +58,7 @@ def _slide(entry: TimelineEntry, names: Mapping[str, str]) -> dict[str, Any]:
         # Positions never change, so deep links survive new events.
         "unique_id": f"event-{entry.position}",
         "start_date": _date(entry.occurred_on),
-        "text": {"headline": html.escape(headline), "text": text},
+        "text": {"headline": html.escape(headline), "text": text + _reported_in(entry, documents)},
         "group": html.escape(source),
     }
     if entry.url:
@@ -90,10 +80,11 @@ async def timelinejs(
     source, dated to the precision the source gave, text HTML-escaped. Load it with
     ``new TL.Timeline('id', '<this URL>')``; other origins need TIMELINE_CORS_ORIGINS."""
     found = await timeline_entries(db, subject_id, TimelineFilter(), EVERYTHING, as_of, known_at)
+    documents = await queries.read(db, queries.documents)
     headline = html.escape(found.subject_name)
     return {
         "title": {"text": {"headline": headline, "text": "Claims recorded by timeline, by source."}},
-        "events": [_slide(e, found.names) for e in found.entries],
+        "events": [_slide(e, found.names, documents) for e in found.entries],
     }
 
 
@@ -111,7 +102,7 @@ async def claims_jsonld(
     """Every claim made on the subject as a schema.org ``Claim``: the statement, its author (the source),
     when it was said, and the documents it appeared in."""
     found = await timeline_entries(
-        db, subject_id, TimelineFilter(kinds=("made",)), EVERYTHING, as_of, known_at
+        db, subject_id, TimelineFilter(kinds=("made", "statement")), EVERYTHING, as_of, known_at
     )
     name, entries, records = found.subject_name, found.entries, found.claims
     documents, kinds = await queries.read(db, lambda conn: _context(conn, {e.source_id for e in entries}))
@@ -134,18 +125,19 @@ async def claims_jsonld(
 
     items = []
     for e in entries:
-        record = records.get(e.claim_id)
-        document_ids = record.claim.document_ids if record else ()
+        record = records.get(e.claim_id) if e.claim_id is not None else None
+        document_ids = record.claim.document_ids if record else e.document_ids
         items.append(
             {
                 "@type": "Claim",
-                "identifier": e.claim_id,
+                "identifier": e.claim_id or e.statement_id,
                 "text": e.statement,
                 "author": author(e.source_id),
                 "datePublished": e.occurred_on.date,
                 "about": {"@type": "Thing", "name": name},
                 "appearance": [appearance(d) for d in document_ids],
-                **({"firstAppearance": appearance(document_ids[0])} if document_ids else {}),
+                # Where the claim was first made: the ClaimMade event's own document.
+                **({"firstAppearance": appearance(e.document_ids[0])} if e.document_ids else {}),
             }
         )
     return {"@context": "https://schema.org", "@type": "ItemList", "name": name, "itemListElement": items}
@@ -221,11 +213,13 @@ async def timeline_csv(
     rows = [
         [e.position, e.occurred_on.date, e.occurred_on.precision, e.kind, e.claim_id, e.source_id,
          names[e.source_id], *_quantity_cells(e.quantity), "yes" if e.corrected else "no", e.url or "",
-         e.statement]
+         e.statement, e.metric or "", e.addresses or "", e.statement_id or ""]
         for e in entries
     ]  # fmt: skip
+    # Columns added later go last, so readers that count columns keep working.
     header = ["position", "occurred_on", "precision", "kind", "claim_id", "source_id", "source_name",
-              *QUANTITY_COLUMNS, "corrected", "url", "statement"]  # fmt: skip
+              *QUANTITY_COLUMNS, "corrected", "url", "statement", "metric", "addresses",
+              "statement_id"]  # fmt: skip
     return Response(_csv(header, rows), media_type=CSV)
 
 

@@ -235,7 +235,7 @@ async def verify(
 
 def _unreadable(row: StoredRow) -> UnreadableEvent | None:
     try:
-        decode_stored(row.position, row.data)
+        decode_stored(row.position, row.data, row.type, row.schema_version)
     except UnreadableEvent as exc:
         return exc
     return None

@@ -57,7 +57,6 @@ class Sealer:
     def __init__(self, signer: signing.Signer | None) -> None:
         self.signer = signer
         self._known: State | None = None
-        self._verifier = signer.verifier_text() if signer is not None else ""
 
     def forget(self) -> None:
         """Read the state back from the database at the next write (something appended around the sealer)."""
@@ -83,7 +82,7 @@ class Sealer:
             signed = (latest is None and size == 0) or (
                 latest is not None
                 and latest.size == size
-                and tree.signs(latest.note, self._verifier, latest.size)
+                and tree.signs(latest.note, self.signer.keyring(), latest.size)
             )
         return State(size, head_hash, tuple(frontier.roots), signed, covered)
 
