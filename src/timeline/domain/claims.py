@@ -29,6 +29,7 @@ from timeline.domain.events import (
     DomainEvent,
     EvidenceAttached,
     Modality,
+    Occurred,
     Quantity,
     RecordCorrected,
     SourceAmended,
@@ -37,7 +38,7 @@ from timeline.domain.events import (
     SubjectAmended,
     SubjectRegistered,
 )
-from timeline.domain.values import check_quantity, check_stated_date
+from timeline.domain.values import check_occurred, check_quantity, check_stated_date
 
 Status = Literal["standing", "confirmed", "disputed", "contested", "retracted"]
 ClaimEvent = (
@@ -78,6 +79,8 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     version: int
     # Every event as recorded, in stream order: a correction refolds from these.
     recorded: tuple[ClaimEvent, ...]
+    # When the thing happened, as the latest word on it says (None: not said).
+    occurred: Occurred | None = None
 
 
 def _merge_documents(current: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
@@ -124,6 +127,7 @@ def _step(claim: Claim | None, event: ClaimEvent) -> Claim:
             retraction=None,
             version=1,
             recorded=(),
+            occurred=event.occurred,
         )
     if claim is None:
         raise ValueError(f"{type(event).__name__} for claim {event.claim_id!r} before ClaimMade")
@@ -136,6 +140,7 @@ def _step(claim: Claim | None, event: ClaimEvent) -> Claim:
                 stated_on=event.stated_on,
                 quantity=event.quantity if event.quantity is not None else claim.quantity,
                 modality=event.modality or claim.modality,
+                occurred=event.occurred or claim.occurred,
                 document_ids=_merge_documents(claim.document_ids, event.document_ids),
                 revisions=(*claim.revisions, event.revision_id),
             )
@@ -311,6 +316,16 @@ def _check_figure(metric: str | None, quantity: Quantity | None, *, prefix: str 
         check_quantity(quantity, field=prefix + "quantity")
 
 
+def _check_horizon(modality: Modality, quantity: Quantity | None, *, field: str) -> None:
+    """Only a projection says when its figure is expected."""
+    if quantity is not None and quantity.horizon is not None and modality != "projected":
+        raise InvalidValue(
+            "only a projected figure has a horizon (when it is expected); "
+            f"this claim's modality is {modality!r}",
+            field=field,
+        )
+
+
 def decide_make(existing: Claim | None, event: ClaimMade) -> list[DomainEvent]:
     """Record a new claim; the very same claim again is a no-op, a different one under its id is not."""
     if existing is not None:
@@ -322,6 +337,9 @@ def decide_make(existing: Claim | None, event: ClaimMade) -> list[DomainEvent]:
     check_statement(event.statement)
     check_stated_date(event.stated_on)
     _check_figure(event.metric, event.quantity)
+    _check_horizon(event.modality, event.quantity, field="quantity.horizon")
+    if event.occurred is not None:
+        check_occurred(event.occurred)
     if not event.document_ids:
         raise InvalidValue("a claim needs at least one document reporting it", field="documents")
     return [event]
@@ -371,6 +389,11 @@ def decide_revise(claim: Claim | None, event: ClaimRevised) -> list[DomainEvent]
                 field="quantity",
             )
         check_quantity(event.quantity)
+    if event.occurred is not None:
+        check_occurred(event.occurred)
+    after = _step(current, event)
+    horizon_given = event.quantity is not None and event.quantity.horizon is not None
+    _check_horizon(after.modality, after.quantity, field="quantity.horizon" if horizon_given else "modality")
     return [event]
 
 
@@ -468,7 +491,15 @@ def decide_correct(claim: Claim | None, event: RecordCorrected) -> list[DomainEv
         check_stated_date(changes.stated_on, field="changes.stated_on")
     if changes.quantity is not None:
         check_quantity(changes.quantity, field="changes.quantity")
+    if changes.occurred is not None:
+        check_occurred(changes.occurred, field="changes.occurred")
     fixed = replay((*current.recorded, event))
+    horizon_given = changes.quantity is not None and changes.quantity.horizon is not None
+    _check_horizon(
+        fixed.modality,
+        fixed.quantity,
+        field="changes.quantity.horizon" if horizon_given else "changes.modality",
+    )
     if isinstance(target, ClaimMade):
         _check_figure(fixed.metric, fixed.quantity, prefix="changes.")
     if fixed.source_id in fixed.disputed_by or fixed.source_id in fixed.confirmed_by:
