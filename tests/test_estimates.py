@@ -103,7 +103,8 @@ def test_on_the_same_first_day_a_finer_date_wins() -> None:
     # "2024-10" and "2024-10-01" start on the same day; the day is the more precise statement.
     assert chosen_both_ways([figure("month", 1, on=OCTOBER), figure("day", 2, on=OCT_1)]) == ("day", None)
     # A later day beats the month whatever the precision.
-    assert chosen_both_ways([figure("month", 1, on=OCTOBER), figure("later", 2, on=OCT_21)]) == ("later", None)
+    later = figure("later", 2, on=OCT_21)
+    assert chosen_both_ways([figure("month", 1, on=OCTOBER), later]) == ("later", None)
 
 
 def test_on_the_same_date_an_assertion_beats_an_allegation_then_the_last_claim_id_wins() -> None:

@@ -449,9 +449,7 @@ travels = st.tuples(commands, st.lists(st.one_of(subject_moves, on_second_subjec
 )
 
 
-def _on(
-    views: Views, subject_id: str
-) -> tuple[dict[str, ClaimRecord], dict[Any, Any], dict[int, Any]]:
+def _on(views: Views, subject_id: str) -> tuple[dict[str, ClaimRecord], dict[Any, Any], dict[int, Any]]:
     """What a subject's answers show: its claims, its estimates and its timeline."""
     return (
         {cid: r for cid, r in views.claims.items() if r.claim.subject_id == subject_id},
