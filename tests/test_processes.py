@@ -1,5 +1,6 @@
-"""Real server processes on one PostgreSQL: live events cross processes, a killed process loses nothing,
-and the asynchronous projection's leadership moves on when its leader dies. (Plus one SQLite server.)"""
+"""Real server processes on one database: live events cross processes (PostgreSQL and SQLite), a killed
+process loses nothing, the asynchronous projection's leadership moves on when its leader dies, and a revoked
+token ends the streams it opened on every process."""
 
 from __future__ import annotations
 
