@@ -98,6 +98,8 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     corrected: bool = False
     # For evidence: where the material is, when the source gave a link.
     url: str | None = None
+    # The documents this event came from (not its claim's: a denial is reported by its own article).
+    document_ids: tuple[str, ...] = ()
     # When the claim says the thing happened (then ``occurred_on`` is its start, not the date stated).
     occurred: Occurred | None = None
     # The date the source said it, when the entry is dated by ``occurred`` instead.
@@ -253,6 +255,7 @@ def timeline_entry(
         quantity=quantity,
         corrected=corrected,
         url=event.url if isinstance(event, EvidenceAttached) else None,
+        document_ids=event.document_ids,
     )
 
 
