@@ -239,6 +239,7 @@ def tied_claim(
                 ClaimRevised(
                     claim_id=claim_id, revision_id=f"{claim_id}-r", statement="revised", stated_on=on,
                     document_ids=("d",), quantity=draw(st.none() | tie_quantities),
+                    modality=draw(st.none() | st.sampled_from(["asserted", "projected", "alleged"])),
                 )
             )  # fmt: skip
         elif step == "deny":

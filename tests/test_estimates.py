@@ -266,7 +266,9 @@ def _fixture(streams: Streams, owners: list[int], subject_id: str, prefix: str) 
                  "metric": event.metric, "quantity": _quantity(event.quantity)}
             )  # fmt: skip
         elif isinstance(event, ClaimRevised):
-            revised = {"quantity": _quantity(event.quantity)} if event.quantity else {}
+            revised: dict[str, Any] = {"quantity": _quantity(event.quantity)} if event.quantity else {}
+            if event.modality is not None:
+                revised["modality"] = event.modality
             entries.append(
                 {"type": "revision", "id": f"{prefix}{event.revision_id}", "claim": claim_id, "stated_on": on,
                  "statement": event.statement, **revised}
