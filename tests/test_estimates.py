@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings
 
 from timeline.app.imports import LoadedFixture, import_fixtures
-from timeline.domain import claims as rules
+from timeline.domain import claims, rules
 from timeline.domain.errors import DomainError, InvalidValue
 from timeline.domain.events import (
     ClaimConfirmed,
@@ -60,10 +60,10 @@ def figure(
 def fold(events: list[DomainEvent]) -> Views:
     """The views after applying the events in this order (checked by the rules first)."""
     out = Views()
-    states: dict[str, rules.Claim] = {}
+    states: dict[str, claims.Claim] = {}
     for position, event in enumerate(events, 1):
         assert isinstance(event, ClaimMade | ClaimRevised | ClaimDenied | ClaimRetracted | ClaimConfirmed)
-        states[event.claim_id] = rules.evolve(states.get(event.claim_id), event)
+        states[event.claim_id] = claims.evolve(states.get(event.claim_id), event)
         apply(out, position, event)
     return out
 
@@ -148,7 +148,7 @@ def test_a_horizon_belongs_to_a_projection_only() -> None:
         modality="asserted",
     )  # fmt: skip
     with pytest.raises(InvalidValue) as caught:
-        rules.decide_revise(rules.evolve(None, made), back_to_asserted)
+        rules.decide_revise(claims.evolve(None, made), back_to_asserted)
     assert caught.value.field == "modality"
 
 
@@ -189,7 +189,7 @@ def _accepted_fold(events: list[Any]) -> dict[Any, Any]:
             _DECIDE[type(event)](states.get(event.claim_id), event)
         except DomainError:
             continue
-        states[event.claim_id] = rules.evolve(states.get(event.claim_id), event)
+        states[event.claim_id] = claims.evolve(states.get(event.claim_id), event)
         apply(out, position, event)
     return {k: v for k, v in out.estimates.items() if v != NO_FIGURE}
 
@@ -301,14 +301,14 @@ def _quantity(q: Quantity) -> dict[str, Any]:
 
 def _importable(streams: Streams) -> bool:
     """Whether every event of the streams is accepted (an import refuses all of it otherwise)."""
-    states: dict[str, rules.Claim] = {}
+    states: dict[str, claims.Claim] = {}
     for stream in streams:
         for event in stream:
             try:
                 _DECIDE[type(event)](states.get(event.claim_id), event)
             except DomainError:
                 return False
-            states[event.claim_id] = rules.evolve(states.get(event.claim_id), event)
+            states[event.claim_id] = claims.evolve(states.get(event.claim_id), event)
     return True
 
 

@@ -1,7 +1,7 @@
 """estimates keep a source's latest asserted figure and its latest projection apart
 
 Revision ID: 0010_estimates_by_kind
-Revises: 0008_core_views
+Revises: 0009_time_travel_snapshots
 Create Date: 2026-12-03 10:30:00
 
 A row of ``estimates`` named one claim per (subject, metric, source), whichever figure was touched last in
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_estimates_by_kind"
-down_revision: str | None = "0008_core_views"
+down_revision: str | None = "0009_time_travel_snapshots"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

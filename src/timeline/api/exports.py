@@ -15,6 +15,7 @@ from litestar import Response, get
 from litestar.params import FromPath, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.api import headlines
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.reads import AsOf, KnownAt, estimates_body, timeline_entries
@@ -27,49 +28,6 @@ from timeline.store.queries import TimelineFilter
 READ = [requires("read")]
 EVERYTHING = 100_000
 CSV = "text/csv; charset=utf-8"
-KIND_VERB = {
-    "made": "says",
-    "revised": "revises its figure",
-    "denied": "denies",
-    "confirmed": "confirms",
-    "retracted": "retracts",
-    "evidence": "produced evidence",
-}
-
-
-_BOUND = {"at_least": "at least", "more_than": "more than", "up_to": "up to", "less_than": "less than"}
-
-
-def figure(quantity: Quantity | None) -> str:
-    """A figure as a person writes it: "about 3,000", "more than 1,000", "1,000 to 2,000", and a
-    projection's horizon ("up to 10,000 soldiers by December 2024")."""
-    if quantity is None:
-        return ""
-    q = quantity
-    if q.comparator in ("exactly", "about"):
-        amount = f"{q.value:,}" if q.comparator == "exactly" else f"about {q.value:,}"
-    elif q.comparator in ("at_least", "more_than"):
-        amount = f"{_BOUND[q.comparator]} {q.lower:,}"
-    elif q.comparator in ("up_to", "less_than"):
-        amount = f"{_BOUND[q.comparator]} {q.upper:,}"
-    else:
-        amount = f"{q.lower:,} to {q.upper:,}"
-    horizon = f" by {in_words(q.horizon)}" if q.horizon else ""
-    return f"{amount} {q.unit}{horizon}"
-
-
-def in_words(stated: StatedDate) -> str:
-    """A date to its precision as a reader says it: "23 October 2024", "the week of 14 October 2024"."""
-    start = period_start(stated)
-    match stated.precision:
-        case "day":
-            return f"{start.day} {start:%B %Y}"
-        case "week":
-            return f"the week of {start.day} {start:%B %Y}"
-        case "month":
-            return f"{start:%B %Y}"
-        case _:
-            return str(start.year)
 
 
 def _date(stated: StatedDate, *, end: bool = False) -> dict[str, int]:
@@ -86,8 +44,8 @@ def occurred_words(occurred: Occurred) -> str:
     if occurred.wording:
         return occurred.wording
     if occurred.end is None:
-        return in_words(occurred.start)
-    return f"{in_words(occurred.start)} to {in_words(occurred.end)}"
+        return headlines.in_words(occurred.start)
+    return f"{headlines.in_words(occurred.start)} to {headlines.in_words(occurred.end)}"
 
 
 def _reported_in(entry: TimelineEntry, documents: Mapping[str, DocumentRegistered]) -> str:
@@ -102,10 +60,10 @@ def _reported_in(entry: TimelineEntry, documents: Mapping[str, DocumentRegistere
 
 
 def _slide(
-    entry: TimelineEntry, names: Mapping[str, str], documents: Mapping[str, DocumentRegistered]
+    entry: TimelineEntry, names: queries.Names, documents: Mapping[str, DocumentRegistered]
 ) -> dict[str, Any]:
     source = names[entry.source_id]
-    headline = f"{source} {KIND_VERB[entry.kind]}" + (f" {figure(entry.quantity)}" if entry.quantity else "")
+    headline = headlines.headline(entry, names, names.kinds)
     text = html.escape(entry.statement)
     if entry.corrected:
         text += " <em>(our record of this was corrected)</em>"
@@ -124,7 +82,7 @@ def _slide(
             slide["end_date"] = _date(entry.occurred.start, end=True)
         slide["display_date"] = html.escape(occurred_words(entry.occurred))
         if entry.stated_on is not None:
-            slide["text"]["text"] += f" <em>(said {html.escape(in_words(entry.stated_on))})</em>"
+            slide["text"]["text"] += f" <em>(said {html.escape(headlines.in_words(entry.stated_on))})</em>"
     if entry.url:
         slide["media"] = {"url": entry.url, "caption": text, "credit": html.escape(source)}
     return slide
@@ -166,7 +124,7 @@ async def claims_jsonld(
     """Every claim made on the subject as a schema.org ``Claim``: the statement, its author (the source),
     when it was said, and the documents it appeared in."""
     found = await timeline_entries(
-        db, subject_id, TimelineFilter(kinds=("made",)), EVERYTHING, as_of, known_at
+        db, subject_id, TimelineFilter(kinds=("made", "statement")), EVERYTHING, as_of, known_at
     )
     name, entries, records = found.subject_name, found.entries, found.claims
     documents, kinds = await queries.read(db, lambda conn: _context(conn, {e.source_id for e in entries}))
@@ -189,12 +147,12 @@ async def claims_jsonld(
 
     items = []
     for e in entries:
-        record = records.get(e.claim_id)
-        document_ids = record.claim.document_ids if record else ()
+        record = records.get(e.claim_id) if e.claim_id is not None else None
+        document_ids = record.claim.document_ids if record else e.document_ids
         items.append(
             {
                 "@type": "Claim",
-                "identifier": e.claim_id,
+                "identifier": e.claim_id or e.statement_id,
                 "text": e.statement,
                 "author": author(e.source_id),
                 "datePublished": (e.stated_on or e.occurred_on).date,
@@ -217,7 +175,11 @@ def _interval(occurred: Occurred) -> str:
 
 def _quantitative(q: Quantity) -> dict[str, Any]:
     # A schema.org QuantitativeValue: an exact figure's value, a bound's minValue or maxValue.
-    value: dict[str, Any] = {"@type": "QuantitativeValue", "unitText": q.unit, "description": figure(q)}
+    value: dict[str, Any] = {
+        "@type": "QuantitativeValue",
+        "unitText": q.unit,
+        "description": headlines.figure(q),
+    }
     if q.value is not None:
         value["value"] = q.value
     if q.lower is not None:
@@ -311,13 +273,15 @@ async def timeline_csv(
     rows = [
         [e.position, e.occurred_on.date, e.occurred_on.precision, e.kind, e.claim_id, e.source_id,
          names[e.source_id], *_quantity_cells(e.quantity), "yes" if e.corrected else "no", e.url or "",
-         e.statement, *_occurred_cells(e.occurred), e.stated_on.date if e.stated_on else e.occurred_on.date]
+         e.statement, e.metric or "", e.addresses or "", e.statement_id or "", *_occurred_cells(e.occurred),
+         e.stated_on.date if e.stated_on else e.occurred_on.date]
         for e in entries
     ]  # fmt: skip
-    # ``occurred_on`` dates the entry (the start of ``occurred`` when the claim says when it happened);
-    # ``stated_on`` is when the source said it.
+    # Columns added later go last, so readers that count columns keep working. ``occurred_on`` dates the
+    # entry (the start of ``occurred`` where the claim says when it happened); ``stated_on``: when said.
     header = ["position", "occurred_on", "precision", "kind", "claim_id", "source_id", "source_name",
-              *QUANTITY_COLUMNS, "corrected", "url", "statement", *OCCURRED_COLUMNS, "stated_on"]  # fmt: skip
+              *QUANTITY_COLUMNS, "corrected", "url", "statement", "metric", "addresses",
+              "statement_id", *OCCURRED_COLUMNS, "stated_on"]  # fmt: skip
     return Response(_csv(header, rows), media_type=CSV)
 
 
