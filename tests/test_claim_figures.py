@@ -222,9 +222,10 @@ async def test_timelinejs_dates_a_range_and_says_the_horizon(client: AsyncTestCl
     assert sent["end_date"] == {"year": 2024, "month": 10, "day": 20}  # Sunday of ISO week 42
     assert sent["display_date"] == "early to mid October"
     assert "said 23 October 2024" in sent["text"]["text"]
-    assert any(h.endswith("about 10,000 soldiers by December 2024") for h in by_headline)
-    assert any("more than 1,000 soldiers" in h for h in by_headline)
-    assert any("less than 500 engineers" in h for h in by_headline)
+    # A headline names the metric, and a projection when its figure is expected.
+    assert any(h.endswith(": about 10,000 soldiers sent by December 2024") for h in by_headline)
+    assert any(h.endswith(": more than 1,000 soldiers sent") for h in by_headline)
+    assert any(h.endswith(": less than 500 engineers sent") for h in by_headline)
 
 
 async def test_csv_has_a_row_per_figure_with_horizon_and_occurred(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
