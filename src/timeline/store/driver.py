@@ -107,12 +107,12 @@ _APPEND_CTE = f"""appended AS (
   ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
     state = excluded.state
 ), grown AS (
-  INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest($48::smallint[], $49::bigint[], $50::bytea[])
+  INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest($49::smallint[], $50::bigint[], $51::bytea[])
 ), resigned AS (
-  DELETE FROM log_checkpoints WHERE size = $55::bigint
+  DELETE FROM log_checkpoints WHERE size = $56::bigint
 ), signed AS (
   INSERT INTO log_checkpoints (size, root_hash, recorded_at, note)
-  SELECT $51::bigint, $52::text, $53::timestamptz, $54::text WHERE $51::bigint IS NOT NULL
+  SELECT $52::bigint, $53::text, $54::timestamptz, $55::text WHERE $52::bigint IS NOT NULL
   ON CONFLICT (size) DO NOTHING
 ), """
 _SAVE_POSTGRES = f"""
@@ -297,7 +297,7 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
 
 
 def _sealing(changes: Changes) -> tuple[Any, ...]:
-    # Parameters $48-$55 of the appending statement: tree nodes, the checkpoint, the one it replaces.
+    # Parameters $49-$56 of the appending statement: tree nodes, the checkpoint, the one it replaces.
     signed = changes.signed if changes.signed is not None else (None, None, None, None)
     return (*_columns(changes.tree_nodes, 3), *signed, changes.superseded)
 
