@@ -90,7 +90,7 @@ def _comparable(v: Views) -> tuple[dict[str, Claim], dict[Any, str], list[Timeli
     """Views with log positions left out (a replay of a subset numbers its positions afresh)."""
     return (
         {cid: r.claim for cid, r in v.claims.items()},
-        {k: c for k, c in v.estimates.items() if c is not None},
+        {k: c for k, c in v.estimates.items() if c != (None, None)},
         [msgspec.structs.replace(e, position=0) for _, e in sorted(v.timeline.items()) if e is not None],
     )
 
@@ -189,12 +189,12 @@ def test_folding_a_claim_at_a_time_equals_applying_each_event_in_log_order(
     assert folded.registrations == expected.registrations
     assert folded.position == expected.position
     # ``apply`` also keeps a None for a key its claims all left (by a correction); no answer shows those.
-    assert {k: c for k, c in folded.estimates.items() if c is not None} == {
-        k: c for k, c in expected.estimates.items() if c is not None
+    assert {k: c for k, c in folded.estimates.items() if c != (None, None)} == {
+        k: c for k, c in expected.estimates.items() if c != (None, None)
     }
 
 
-async def _live(db: Database) -> tuple[int, dict[str, ClaimRecord], dict[Any, str], dict[int, TimelineEntry]]:
+async def _live(db: Database) -> tuple[int, dict[str, ClaimRecord], dict[Any, Any], dict[int, TimelineEntry]]:
     import sqlalchemy as sa
 
     from timeline.store.schema import claims, estimates, timeline
@@ -205,7 +205,7 @@ async def _live(db: Database) -> tuple[int, dict[str, ClaimRecord], dict[Any, st
             r["claim_id"]: claim_from_row(r) for r in (await conn.execute(sa.select(claims))).mappings()
         }
         estimate_rows = {
-            (r["subject_id"], r["metric"], r["source_id"]): r["claim_id"]
+            (r["subject_id"], r["metric"], r["source_id"]): (r["asserted_claim_id"], r["projected_claim_id"])
             for r in (await conn.execute(sa.select(estimates))).mappings()
         }
         entries = {
@@ -253,7 +253,7 @@ async def test_known_at_equals_the_live_views_as_they_were(
         )
         # A view row keeps a claim's current state; the fold of the log has its history besides.
         assert {cid: current(r) for cid, r in at.claims.items()} == claim_rows
-        assert {k: v for k, v in at.estimates.items() if v is not None} == estimate_rows
+        assert {k: v for k, v in at.estimates.items() if v != (None, None)} == estimate_rows
         assert {p: e for p, e in at.timeline.items() if e is not None} == entries
 
 
@@ -460,14 +460,12 @@ travels = st.tuples(commands, st.lists(st.one_of(subject_moves, on_second_subjec
 )
 
 
-def _on(
-    views: Views, subject_id: str
-) -> tuple[dict[str, ClaimRecord], dict[Any, str | None], dict[int, Any]]:
+def _on(views: Views, subject_id: str) -> tuple[dict[str, ClaimRecord], dict[Any, Any], dict[int, Any]]:
     """What a subject's answers show: its claims (their state: time travel keeps no history), its
     estimates and its timeline."""
     return (
         {cid: current(r) for cid, r in views.claims.items() if r.claim.subject_id == subject_id},
-        {k: v for k, v in views.estimates.items() if k[0] == subject_id and v is not None},
+        {k: v for k, v in views.estimates.items() if k[0] == subject_id and v != (None, None)},
         {p: e for p, e in views.timeline.items() if e is not None and e.subject_id == subject_id},
     )
 

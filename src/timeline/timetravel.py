@@ -36,7 +36,7 @@ from timeline.projections import (
     current,
     effective_events,
     estimate_key,
-    latest_estimate,
+    latest_estimates,
     timeline_entry,
 )
 
@@ -231,6 +231,5 @@ def views_at(
         for version, (at, effective) in enumerate(zip(positions, effective_events(claim), strict=True), 1):
             views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
     for key, members in views.by_key.items():
-        chosen = latest_estimate(views.claims[claim_id] for claim_id in members)
-        views.estimates[key] = chosen.claim.claim_id if chosen else None
+        views.estimates[key] = latest_estimates(views.claims[claim_id] for claim_id in members)
     return views

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from timeline.domain.events import Quantity
+from timeline.domain.events import Quantity, StatedDate
+from timeline.domain.values import period_start
 from timeline.projections import TimelineEntry
 
 # Kinds of source that speak as many ("Unnamed experts say"); an anonymous source is plural when its name
@@ -29,32 +30,55 @@ _ADDRESSED = {
 _ACTS = {"denied": ("denies", "deny"), "confirmed": ("confirms", "confirm")}
 
 
+_BOUND = {"at_least": "at least", "more_than": "more than", "up_to": "up to", "less_than": "less than"}
+
+
+def _amount(q: Quantity) -> str:
+    if q.comparator in ("exactly", "about"):
+        return f"{q.value:,}" if q.comparator == "exactly" else f"about {q.value:,}"
+    if q.comparator in ("at_least", "more_than"):
+        return f"{_BOUND[q.comparator]} {q.lower:,}"
+    if q.comparator in ("up_to", "less_than"):
+        return f"{_BOUND[q.comparator]} {q.upper:,}"
+    return f"{q.lower:,} to {q.upper:,}"
+
+
+def _horizon(q: Quantity) -> str:
+    return f" by {in_words(q.horizon)}" if q.horizon else ""
+
+
 def figure(quantity: Quantity | None) -> str:
-    """A figure as a person writes it: "about 3,000", "up to 12,000", "1,000 to 2,000"."""
+    """A figure as a person writes it: "about 3,000", "more than 1,000", "1,000 to 2,000", with a
+    projection's horizon ("up to 10,000 soldiers by December 2024")."""
     if quantity is None:
         return ""
-    q = quantity
-    if q.comparator in ("exactly", "about"):
-        amount = f"{q.value:,}" if q.comparator == "exactly" else f"about {q.value:,}"
-    elif q.comparator == "at_least":
-        amount = f"at least {q.lower:,}"
-    elif q.comparator == "up_to":
-        amount = f"up to {q.upper:,}"
-    else:
-        amount = f"{q.lower:,} to {q.upper:,}"
-    return f"{amount} {q.unit}"
+    return f"{_amount(quantity)} {quantity.unit}{_horizon(quantity)}"
 
 
 def figure_of(quantity: Quantity, metric: str | None) -> str:
     """A figure with what it counts: "1,500 soldiers sent" for 1,500 soldiers under ``soldiers-sent``."""
-    text = figure(quantity)
     if metric is None:
-        return text
+        return figure(quantity)
     words = metric.replace("-", " ").replace("_", " ")
+    amount, unit = _amount(quantity), quantity.unit
     # The metric usually starts with the unit ("soldiers-sent" counts soldiers): say the unit once.
-    if words.lower().startswith(quantity.unit.lower()):
-        return text.removesuffix(quantity.unit) + words
-    return f"{text} ({words})"
+    if words.lower().startswith(unit.lower()):
+        return f"{amount} {words}{_horizon(quantity)}"
+    return f"{amount} {unit}{_horizon(quantity)} ({words})"
+
+
+def in_words(stated: StatedDate) -> str:
+    """A date to its precision as a reader says it: "23 October 2024", "the week of 14 October 2024"."""
+    start = period_start(stated)
+    match stated.precision:
+        case "day":
+            return f"{start.day} {start:%B %Y}"
+        case "week":
+            return f"the week of {start.day} {start:%B %Y}"
+        case "month":
+            return f"{start:%B %Y}"
+        case _:
+            return str(start.year)
 
 
 def plural(name: str, kind: str | None) -> bool:

@@ -28,12 +28,12 @@ from timeline.domain.events import (
     EvidenceAttached,
     EvidenceKind,
     Modality,
-    Quantity,
     RecordCorrected,
     StatementMade,
 )
 from timeline.domain.values import IDEMPOTENCY_KEY_MAX, check_calendar_day, in_words, parse_stated_date
 from timeline.fixtures import DateText, Ident
+from timeline.fixtures.figures import OccurredSpec, QuantityIn, occurred_of, quantity_of
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
@@ -58,8 +58,9 @@ class ClaimIn(_In, frozen=True):
     document_ids: Documents
     modality: Modality = "asserted"
     metric: Ident | None = None
-    quantity: Quantity | None = None
+    quantity: QuantityIn | None = None
     claim_id: Ident | None = None
+    occurred: OccurredSpec | None = None
 
     def event(self) -> ClaimMade:
         """The event this body proposes."""
@@ -72,7 +73,8 @@ class ClaimIn(_In, frozen=True):
             stated_on=parse_stated_date(self.stated_on),
             document_ids=tuple(self.document_ids),
             metric=self.metric,
-            quantity=self.quantity,
+            quantity=quantity_of(self.quantity),
+            occurred=occurred_of(self.occurred),
         )
 
 
@@ -82,9 +84,10 @@ class RevisionIn(_In, frozen=True):
     statement: Text
     stated_on: DateText
     document_ids: Documents
-    quantity: Quantity | None = None
+    quantity: QuantityIn | None = None
     modality: Modality | None = None
     revision_id: Ident | None = None
+    occurred: OccurredSpec | None = None
 
     def event(self, claim_id: str) -> ClaimRevised:
         """The event this body proposes."""
@@ -94,8 +97,9 @@ class RevisionIn(_In, frozen=True):
             statement=self.statement,
             stated_on=parse_stated_date(self.stated_on),
             document_ids=tuple(self.document_ids),
-            quantity=self.quantity,
+            quantity=quantity_of(self.quantity),
             modality=self.modality,
+            occurred=occurred_of(self.occurred),
         )
 
 
@@ -240,12 +244,13 @@ class CorrectedFieldsIn(_In, frozen=True):
     """The fields to replace in the corrected event; leave out what was recorded right."""
 
     statement: Text | None = None
-    quantity: Quantity | None = None
+    quantity: QuantityIn | None = None
     stated_on: DateText | None = None
     modality: Modality | None = None
     source_id: Ident | None = None
     subject_id: Ident | None = None
     metric: Ident | None = None
+    occurred: OccurredSpec | None = None
     addresses: Addresses | None = None
 
 
@@ -267,7 +272,8 @@ class CorrectionIn(_In, frozen=True):
             reason=self.reason,
             changes=CorrectedFields(
                 statement=c.statement,
-                quantity=c.quantity,
+                quantity=quantity_of(c.quantity, field="changes.quantity"),
+                occurred=occurred_of(c.occurred, field="changes.occurred"),
                 stated_on=parse_stated_date(c.stated_on, field="changes.stated_on") if c.stated_on else None,
                 modality=c.modality,
                 source_id=c.source_id,

@@ -23,6 +23,7 @@ from timeline.api.schemas import (
     EventOut,
     EventProofOut,
     EvidenceOut,
+    FigureOut,
     HistoryEntryOut,
     InclusionOut,
     SourceOut,
@@ -37,7 +38,7 @@ from timeline.domain import claims as rules
 from timeline.domain.claims import Claim, ClaimEvent, Registration
 from timeline.domain.events import DocumentRegistered, RecordCorrected, SourceRegistered, SubjectRegistered
 from timeline.domain.sides import same_side
-from timeline.projections import ClaimRecord, TimelineEntry
+from timeline.projections import ClaimRecord, Estimate, TimelineEntry
 from timeline.store import chain
 from timeline.store.audit import StoredRow
 from timeline.store.eventlog import RecordedEvent
@@ -118,6 +119,7 @@ def claim_out(record: ClaimRecord, sources: Mapping[str, str]) -> ClaimOut:
         version=c.version,
         made_position=record.made_position,
         updated_position=record.updated_position,
+        occurred=c.occurred,
         figure_status=rules.figure_status(c),
         confirmed_by_denying_side=any(x.denying_side for x in confirmations),
         withdrawals=[
@@ -141,7 +143,7 @@ def estimates_out(
         subject_id=subject_id,
         subject_name=found.subject_name,
         metric=metric,
-        estimates=[estimate_out(r, found.names) for r in found.records],
+        estimates=[estimate_out(e, found.names) for e in found.estimates],
         as_of=as_of,
         known_at_position=found.cut.known_position if found.cut else None,
     )
@@ -165,14 +167,13 @@ def claim_summary(record: ClaimRecord) -> ClaimSummary:
     )
 
 
-def estimate_out(record: ClaimRecord, sources: Mapping[str, str]) -> EstimateOut:
-    """One source's latest estimate."""
+def figure_out(record: ClaimRecord, sources: Mapping[str, str]) -> FigureOut:
+    """One figure of a source, from the claim holding it."""
     c = record.claim
-    assert c.metric is not None
     assert c.quantity is not None
-    return EstimateOut(
-        metric=c.metric,
-        source=_ref(sources, c.source_id),
+    return FigureOut(
+        claim_id=c.claim_id,
+        statement=c.statement,
         quantity=c.quantity,
         modality=c.modality,
         stated_on=c.stated_on,
@@ -180,8 +181,29 @@ def estimate_out(record: ClaimRecord, sources: Mapping[str, str]) -> EstimateOut
         status=rules.figure_status(c) or c.status,
         disputed_by=[_ref(sources, s) for s in c.disputed_by],
         confirmed_by=[_ref(sources, s) for s in c.confirmed_by],
-        claim_id=c.claim_id,
-        statement=c.statement,
+        occurred=c.occurred,
+    )
+
+
+def estimate_out(estimate: Estimate, sources: Mapping[str, str]) -> EstimateOut:
+    """One source's latest figures under a metric: asserted and projected, and the headline one flat."""
+    c = estimate.headline.claim
+    assert c.metric is not None
+    shown = figure_out(estimate.headline, sources)
+    return EstimateOut(
+        metric=c.metric,
+        source=_ref(sources, c.source_id),
+        quantity=shown.quantity,
+        modality=shown.modality,
+        stated_on=shown.stated_on,
+        status=shown.status,
+        disputed_by=shown.disputed_by,
+        confirmed_by=shown.confirmed_by,
+        claim_id=shown.claim_id,
+        statement=shown.statement,
+        kind="asserted" if estimate.asserted is not None else "projected",
+        asserted=figure_out(estimate.asserted, sources) if estimate.asserted else None,
+        projected=figure_out(estimate.projected, sources) if estimate.projected else None,
     )
 
 
@@ -202,6 +224,8 @@ def entry_out(
         corrected=entry.corrected,
         url=entry.url,
         claim_status=record.claim.status if record else None,
+        occurred=entry.occurred,
+        stated_on=entry.stated_on,
         document_ids=list(entry.document_ids),
         metric=entry.metric,
         addresses=entry.addresses,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from timeline.domain.events import CorrectedFields, DomainEvent, Modality, Quantity, StatedDate
+from timeline.domain.events import CorrectedFields, DomainEvent, Modality, Occurred, Quantity, StatedDate
 from timeline.store.eventlog import Metadata
 
 
@@ -111,6 +111,8 @@ class ClaimOut(msgspec.Struct, kw_only=True):
     updated_position: int
     as_of: str | None = None
     known_at_position: int | None = None
+    # When the claim says the thing happened, if it says.
+    occurred: Occurred | None = None
     # The status of its figure alone (null without one): a confirmation of only what happened leaves the
     # figure unconfirmed.
     figure_status: str | None = None
@@ -129,8 +131,25 @@ class WithdrawalOut(msgspec.Struct, kw_only=True):
     stated_on: StatedDate
 
 
+class FigureOut(msgspec.Struct, kw_only=True):
+    """One figure of a source: the claim that holds it, as it stands."""
+
+    claim_id: str
+    statement: str
+    quantity: Quantity
+    modality: Modality
+    stated_on: StatedDate
+    status: str
+    disputed_by: list[SourceRef]
+    confirmed_by: list[SourceRef]
+    occurred: Occurred | None = None
+
+
 class EstimateOut(msgspec.Struct, kw_only=True):
-    """One source's latest figure for a subject and metric."""
+    """One source's latest figures for a subject and metric: ``asserted`` (what it says now) and
+    ``projected`` (what it expects, with the quantity's ``horizon``), each null when there is none. The
+    top-level figure fields repeat the asserted figure, or the projection when nothing is asserted
+    (``kind`` says which), as before both were kept."""
 
     metric: str
     source: SourceRef
@@ -142,6 +161,9 @@ class EstimateOut(msgspec.Struct, kw_only=True):
     confirmed_by: list[SourceRef]
     claim_id: str
     statement: str
+    kind: Literal["asserted", "projected"]
+    asserted: FigureOut | None
+    projected: FigureOut | None
 
 
 class EstimatesOut(msgspec.Struct, kw_only=True):
@@ -176,6 +198,9 @@ class TimelineEntryOut(msgspec.Struct, kw_only=True):
     statement_id: str | None = None
     # The entry in one line for a reader, e.g. "Unnamed sources: up to 12,000 soldiers sent".
     headline: str = ""
+    # When the claim says the thing happened (``occurred_on`` is then its start) and when it was said.
+    occurred: Occurred | None = None
+    stated_on: StatedDate | None = None
 
 
 class TimelineOut(msgspec.Struct, kw_only=True):

@@ -19,7 +19,7 @@ from timeline.domain.claims import Registration, registration_id
 from timeline.domain.errors import InvalidValue
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
 from timeline.domain.streams import claim_stream, document_stream, source_stream, subject_stream
-from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
+from timeline.projections import ClaimRecord, Estimate, TimelineEntry, Views, occurred_on
 from timeline.store import activity, audit, eventlog, projector, queries, travel, tree, views
 from timeline.store.audit import StoredRow
 from timeline.store.database import Database
@@ -146,10 +146,10 @@ async def subject_name(conn: AsyncConnection, subject_id: str) -> str:
 
 
 class Estimates(msgspec.Struct, frozen=True, kw_only=True):
-    """The claim holding each source's latest estimate on a subject (by metric, then source)."""
+    """Each source's latest asserted figure and latest projection on a subject (by metric, then source)."""
 
     subject_name: str
-    records: list[ClaimRecord]
+    estimates: list[Estimate]
     names: Names
     cut: Cut | None
 
@@ -161,18 +161,22 @@ async def estimates(
     name = await subject_name(conn, subject_id)  # in the same snapshot as the view it names
     cut = await place(conn, when)
     if cut is None:
-        records = await queries.estimates_for(conn, subject_id, metric)
-        names = await source_names(conn, sources_of(records))
+        found = await queries.estimates_for(conn, subject_id, metric)
+        names = await source_names(
+            conn, sources_of(r for e in found for r in (e.asserted, e.projected) if r is not None)
+        )
     else:
         folded = await travel.subject_views(conn, subject_id, cut.known_position, cut.valid_until)
-        chosen = sorted(
-            (key, claim_id)
-            for key, claim_id in folded.estimates.items()
-            if claim_id is not None and key[0] == subject_id and metric in (None, key[1])
-        )
-        records = [folded.claims[claim_id] for _, claim_id in chosen]
+        found = [
+            Estimate(
+                asserted=folded.claims[asserted] if asserted else None,
+                projected=folded.claims[projected] if projected else None,
+            )
+            for key, (asserted, projected) in sorted(folded.estimates.items())
+            if (asserted or projected) and key[0] == subject_id and metric in (None, key[1])
+        ]
         names = _names_at(folded)
-    return Estimates(subject_name=name, records=records, names=names, cut=cut)
+    return Estimates(subject_name=name, estimates=found, names=names, cut=cut)
 
 
 class Timeline(msgspec.Struct, frozen=True, kw_only=True):

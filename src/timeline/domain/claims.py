@@ -26,6 +26,7 @@ from timeline.domain.events import (
     DocumentRegistered,
     EvidenceAttached,
     Modality,
+    Occurred,
     Quantity,
     RecordCorrected,
     SourceAmended,
@@ -78,6 +79,8 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     # Denials their own sources withdrew (the denials stay in ``denials``; their sources leave
     # ``disputed_by`` unless another denial of theirs stands).
     withdrawals: tuple[DenialWithdrawn, ...] = ()
+    # When the thing happened, as the latest word on it says (None: not said).
+    occurred: Occurred | None = None
 
 
 def _merge_documents(current: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
@@ -151,6 +154,7 @@ def _step(claim: Claim | None, event: ClaimEvent) -> Claim:
             retraction=None,
             version=1,
             recorded=(),
+            occurred=event.occurred,
         )
     if claim is None:
         raise ValueError(f"{type(event).__name__} for claim {event.claim_id!r} before ClaimMade")
@@ -163,6 +167,7 @@ def _step(claim: Claim | None, event: ClaimEvent) -> Claim:
                 stated_on=event.stated_on,
                 quantity=event.quantity if event.quantity is not None else claim.quantity,
                 modality=event.modality or claim.modality,
+                occurred=event.occurred or claim.occurred,
                 document_ids=_merge_documents(claim.document_ids, event.document_ids),
                 revisions=(*claim.revisions, event.revision_id),
             )

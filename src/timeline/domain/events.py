@@ -12,8 +12,10 @@ from typing import Literal
 import msgspec
 
 Modality = Literal["asserted", "alleged", "projected", "speculative", "opinion"]
-Precision = Literal["day", "month", "year"]
-Comparator = Literal["exactly", "about", "at_least", "up_to", "between"]
+# "week" (an ISO week, "2024-W42") is for when a thing happened (``Occurred``); sources' dates never use it.
+Precision = Literal["day", "week", "month", "year"]
+# "more_than"/"less_than" are strict bounds ("over 1,000"); "at_least"/"up_to" include the bound.
+Comparator = Literal["exactly", "about", "at_least", "more_than", "up_to", "less_than", "between"]
 # What a denial or confirmation bears on: the claim as a whole (as every one recorded before this field
 # existed does), only what the claim says happened, or only its figure.
 Addresses = Literal["claim", "proposition", "figure"]
@@ -22,21 +24,34 @@ SourceKind = Literal[
 ]
 
 
+class StatedDate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When the source said it: an ISO date cut to its precision ("2024-10-21", "2024-10" or "2024")."""
+
+    date: str
+    precision: Precision
+
+
 class Quantity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """A figure as the source gave it: exact or approximate, one-sided ("at least", "up to") or a range."""
+    """A figure as the source gave it: exact or approximate, one-sided ("at least", "over") or a range.
+
+    ``horizon``, for a projection only: when the projected figure is expected ("by December": 2024-12).
+    """
 
     comparator: Comparator
     unit: str
     value: int | float | None = None
     lower: int | float | None = None
     upper: int | float | None = None
+    horizon: StatedDate | None = None
 
 
-class StatedDate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """When the source said it: an ISO date cut to its precision ("2024-10-21", "2024-10" or "2024")."""
+class Occurred(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """When the thing a claim is about happened (not when it was said): one period (a day, an ISO week
+    "2024-W42", a month, a year) or a range from ``start`` to ``end`` inclusive, with the source's words."""
 
-    date: str
-    precision: Precision
+    start: StatedDate
+    end: StatedDate | None = None
+    wording: str | None = None
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
@@ -125,6 +140,8 @@ class ClaimMade(Event, frozen=True, kw_only=True):
     document_ids: tuple[str, ...]
     metric: str | None = None
     quantity: Quantity | None = None
+    # Added later, with a default: events recorded before decode unchanged.
+    occurred: Occurred | None = None
 
 
 class ClaimRevised(Event, frozen=True, kw_only=True):
@@ -137,6 +154,8 @@ class ClaimRevised(Event, frozen=True, kw_only=True):
     document_ids: tuple[str, ...]
     quantity: Quantity | None = None
     modality: Modality | None = None
+    # When the thing happened, as the revision says (null: as the claim had it).
+    occurred: Occurred | None = None
 
 
 class ClaimDenied(Event, frozen=True, kw_only=True):
@@ -231,6 +250,7 @@ class CorrectedFields(
     source_id: str | None = None
     subject_id: str | None = None
     metric: str | None = None
+    occurred: Occurred | None = None
     addresses: Addresses | None = None
 
 

@@ -17,6 +17,7 @@ from timeline.domain.claims import (
     Registration,
     amend,
     entry_id,
+    evolve,
     registration_id,
     replay,
 )
@@ -27,18 +28,20 @@ from timeline.domain.events import (
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    CorrectedFields,
     DenialWithdrawn,
     DocumentAmended,
     DocumentRegistered,
     DomainEvent,
     EvidenceAttached,
+    Modality,
     Quantity,
     RecordCorrected,
     SourceAmended,
     SourceRegistered,
     StatementMade,
 )
-from timeline.domain.values import check_quantity, check_stated_date, period_start
+from timeline.domain.values import check_occurred, check_quantity, check_stated_date, period_start
 
 
 def differences(old: msgspec.Struct, new: msgspec.Struct) -> list[str]:
@@ -132,6 +135,16 @@ def _check_figure(metric: str | None, quantity: Quantity | None, *, prefix: str 
         check_quantity(quantity, field=prefix + "quantity")
 
 
+def _check_horizon(modality: Modality, quantity: Quantity | None, *, field: str) -> None:
+    """Only a projection says when its figure is expected."""
+    if quantity is not None and quantity.horizon is not None and modality != "projected":
+        raise InvalidValue(
+            "only a projected figure has a horizon (when it is expected); "
+            f"this claim's modality is {modality!r}",
+            field=field,
+        )
+
+
 def decide_make(existing: Claim | None, event: ClaimMade) -> list[DomainEvent]:
     """Record a new claim; the very same claim again is a no-op, a different one under its id is not."""
     if existing is not None:
@@ -143,6 +156,9 @@ def decide_make(existing: Claim | None, event: ClaimMade) -> list[DomainEvent]:
     check_statement(event.statement)
     check_stated_date(event.stated_on)
     _check_figure(event.metric, event.quantity)
+    _check_horizon(event.modality, event.quantity, field="quantity.horizon")
+    if event.occurred is not None:
+        check_occurred(event.occurred)
     if not event.document_ids:
         raise InvalidValue("a claim needs at least one document reporting it", field="documents")
     return [event]
@@ -192,6 +208,11 @@ def decide_revise(claim: Claim | None, event: ClaimRevised) -> list[DomainEvent]
                 field="quantity",
             )
         check_quantity(event.quantity)
+    if event.occurred is not None:
+        check_occurred(event.occurred)
+    after = evolve(current, event)
+    horizon_given = event.quantity is not None and event.quantity.horizon is not None
+    _check_horizon(after.modality, after.quantity, field="quantity.horizon" if horizon_given else "modality")
     return [event]
 
 
@@ -292,6 +313,18 @@ def decide_retract(claim: Claim | None, event: ClaimRetracted) -> list[DomainEve
     return [event]
 
 
+def _check_corrected_figure(changes: CorrectedFields, fixed: Claim) -> None:
+    """When it happened must be a real period, and a horizon stays on a projection only."""
+    if changes.occurred is not None:
+        check_occurred(changes.occurred, field="changes.occurred")
+    horizon_given = changes.quantity is not None and changes.quantity.horizon is not None
+    _check_horizon(
+        fixed.modality,
+        fixed.quantity,
+        field="changes.quantity.horizon" if horizon_given else "changes.modality",
+    )
+
+
 def decide_correct(claim: Claim | None, event: RecordCorrected) -> list[DomainEvent]:
     """Fix our record of an earlier event of the claim; the original stays in the history."""
     current = _require(claim, event.claim_id)
@@ -329,6 +362,7 @@ def decide_correct(claim: Claim | None, event: RecordCorrected) -> list[DomainEv
     if changes.quantity is not None:
         check_quantity(changes.quantity, field="changes.quantity")
     fixed = replay((*current.recorded, event))
+    _check_corrected_figure(changes, fixed)
     if isinstance(target, ClaimMade):
         _check_figure(fixed.metric, fixed.quantity, prefix="changes.")
     if fixed.source_id in fixed.disputed_by or fixed.source_id in fixed.confirmed_by:

@@ -69,7 +69,7 @@ _READ_AFTER = {
 }
 
 # The claim rows a batch of events needs: by id (part 0), every claim under some estimate keys (1), and the
-# claim chosen under others (2).
+# claims chosen under others (2: the asserted figure and the projection).
 _CLAIMS_FOR = {
     "postgresql": """
 SELECT 0, claim_id, state FROM claims WHERE claim_id = ANY($1::text[])
@@ -77,7 +77,7 @@ UNION ALL SELECT 1, c.claim_id, c.state FROM unnest($2::text[], $3::text[], $4::
   JOIN claims c ON c.subject_id = k.s AND c.metric = k.m AND c.source_id = k.src
 UNION ALL SELECT 2, c.claim_id, c.state FROM unnest($5::text[], $6::text[], $7::text[]) AS k(s, m, src)
   JOIN estimates e ON e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
-  JOIN claims c ON c.claim_id = e.claim_id""",
+  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)""",
     "sqlite": """
 SELECT 0, claim_id, state FROM claims WHERE claim_id IN (SELECT value FROM json_each(?1))
 UNION ALL SELECT 1, c.claim_id, c.state FROM json_each(?2) AS k
@@ -86,7 +86,7 @@ UNION ALL SELECT 1, c.claim_id, c.state FROM json_each(?2) AS k
 UNION ALL SELECT 2, c.claim_id, c.state FROM json_each(?3) AS k
   JOIN estimates e ON e.subject_id = json_extract(k.value, '$[0]')
     AND e.metric = json_extract(k.value, '$[1]') AND e.source_id = json_extract(k.value, '$[2]')
-  JOIN claims c ON c.claim_id = e.claim_id""",
+  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)""",
 }
 
 _CLAIM_COLUMNS = (
@@ -99,20 +99,20 @@ _REGISTRATION_COLUMNS = "stream_id, kind, position, definition"
 # parts touch disjoint rows (a key is either deleted or upserted), as the CTEs of one statement must.
 _APPEND_CTE = f"""appended AS (
   INSERT INTO events ({EVENT_COLUMNS})
-  SELECT * FROM unnest($32::bigint[], $33::uuid[], $34::text[], $35::int[], $36::text[], $37::int[],
-                       $38::text[], $39::text[], $40::date[], $41::timestamptz[], $42::text[], $43::text[])
+  SELECT * FROM unnest($33::bigint[], $34::uuid[], $35::text[], $36::int[], $37::text[], $38::int[],
+                       $39::text[], $40::text[], $41::date[], $42::timestamptz[], $43::text[], $44::text[])
 ), kept AS (
   INSERT INTO stream_records (stream_id, version, format, state)
-  SELECT * FROM unnest($44::text[], $45::int[], $46::int[], $47::text[])
+  SELECT * FROM unnest($45::text[], $46::int[], $47::int[], $48::text[])
   ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
     state = excluded.state
 ), grown AS (
-  INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest($48::smallint[], $49::bigint[], $50::bytea[])
+  INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest($49::smallint[], $50::bigint[], $51::bytea[])
 ), resigned AS (
-  DELETE FROM log_checkpoints WHERE size = $55::bigint
+  DELETE FROM log_checkpoints WHERE size = $56::bigint
 ), signed AS (
   INSERT INTO log_checkpoints (size, root_hash, recorded_at, note)
-  SELECT $51::bigint, $52::text, $53::timestamptz, $54::text WHERE $51::bigint IS NOT NULL
+  SELECT $52::bigint, $53::text, $54::timestamptz, $55::text WHERE $52::bigint IS NOT NULL
   ON CONFLICT (size) DO NOTHING
 ), """
 _SAVE_POSTGRES = f"""
@@ -128,27 +128,28 @@ WITH {{appending}}claimed AS (
   DELETE FROM estimates e USING unnest($10::text[], $11::text[], $12::text[]) AS k(s, m, src)
   WHERE e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
 ), chosen AS (
-  INSERT INTO estimates (subject_id, metric, source_id, claim_id)
-  SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[])
-  ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET claim_id = excluded.claim_id
+  INSERT INTO estimates (subject_id, metric, source_id, asserted_claim_id, projected_claim_id)
+  SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[])
+  ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET asserted_claim_id = excluded.asserted_claim_id,
+    projected_claim_id = excluded.projected_claim_id
 ), defined AS (
   INSERT INTO registrations ({_REGISTRATION_COLUMNS})
-  SELECT * FROM unnest($17::text[], $18::text[], $19::bigint[], $20::text[])
+  SELECT * FROM unnest($18::text[], $19::text[], $20::bigint[], $21::text[])
   ON CONFLICT (stream_id) DO UPDATE SET kind = excluded.kind, position = excluded.position,
     definition = excluded.definition
 ), unlisted AS (
-  DELETE FROM timeline WHERE position = ANY($21::bigint[])
+  DELETE FROM timeline WHERE position = ANY($22::bigint[])
 ), listed AS (
   INSERT INTO timeline ({_TIMELINE_COLUMNS})
-  SELECT * FROM unnest($22::bigint[], $23::text[], $24::date[], $25::text[], $26::text[], $27::text[])
+  SELECT * FROM unnest($23::bigint[], $24::text[], $25::date[], $26::text[], $27::text[], $28::text[])
   ON CONFLICT (position) DO UPDATE SET subject_id = excluded.subject_id, occurred_on = excluded.occurred_on,
     source_id = excluded.source_id, kind = excluded.kind, entry = excluded.entry
 ), checked AS (
   INSERT INTO projection_checkpoints (name, position, updated_at)
-  SELECT $28::text, $29::bigint, $30::timestamptz WHERE $28::text IS NOT NULL
+  SELECT $29::text, $30::bigint, $31::timestamptz WHERE $29::text IS NOT NULL
   ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at
 )
-SELECT count(*) FROM (SELECT pg_notify('{CHANNEL}', '') WHERE $31::boolean) AS notified"""
+SELECT count(*) FROM (SELECT pg_notify('{CHANNEL}', '') WHERE $32::boolean) AS notified"""
 
 _SAVE_APPENDING = _SAVE_POSTGRES.replace("{appending}", _APPEND_CTE)
 _SAVE_FOLDING = _SAVE_POSTGRES.replace("{appending}", "")
@@ -161,8 +162,10 @@ ON CONFLICT (claim_id) DO UPDATE SET subject_id = excluded.subject_id, source_id
   made_position = excluded.made_position, updated_position = excluded.updated_position,
   state = excluded.state""",
     "unchosen": "DELETE FROM estimates WHERE subject_id = ? AND metric = ? AND source_id = ?",
-    "chosen": """INSERT INTO estimates (subject_id, metric, source_id, claim_id) VALUES (?, ?, ?, ?)
-ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET claim_id = excluded.claim_id""",
+    "chosen": """INSERT INTO estimates (subject_id, metric, source_id, asserted_claim_id, projected_claim_id)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET asserted_claim_id = excluded.asserted_claim_id,
+  projected_claim_id = excluded.projected_claim_id""",
     "defined": f"""INSERT INTO registrations ({_REGISTRATION_COLUMNS}) VALUES (?, ?, ?, ?)
 ON CONFLICT (stream_id) DO UPDATE SET kind = excluded.kind, position = excluded.position,
   definition = excluded.definition""",
@@ -294,7 +297,7 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
 
 
 def _sealing(changes: Changes) -> tuple[Any, ...]:
-    # Parameters $48-$55 of the appending statement: tree nodes, the checkpoint, the one it replaces.
+    # Parameters $49-$56 of the appending statement: tree nodes, the checkpoint, the one it replaces.
     signed = changes.signed if changes.signed is not None else (None, None, None, None)
     return (*_columns(changes.tree_nodes, 3), *signed, changes.superseded)
 
@@ -360,7 +363,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
                 appending,
                 *_columns(changes.claims, 9),
                 *_columns(changes.unchosen, 3),
-                *_columns(changes.chosen, 4),
+                *_columns(changes.chosen, 5),
                 *_columns(changes.defined, 4),
                 changes.unlisted,
                 *_columns(changes.listed, 6),
