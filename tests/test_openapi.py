@@ -71,8 +71,6 @@ async def test_the_app_serves_the_same_document(tmp_path: object) -> None:
         "getTimelineCsv",
         "viewer",
         "draftFixture",
-        "withdrawDenial",
-        "makeStatement",
     }
 
 
