@@ -13,10 +13,10 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
 
+from timeline.api.audit_schemas import ConsistencyOut, CosignatureIn, CosignatureOut, HeadOut, InclusionOut
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.problems import BadRequest
-from timeline.api.schemas import ConsistencyOut, CosignatureIn, CosignatureOut, HeadOut, InclusionOut
 from timeline.app.errors import NotFound
 from timeline.domain.values import POSITION_MAX
 from timeline.signing import BadKey, Cosignature

@@ -8,28 +8,23 @@ from typing import Any
 import msgspec
 
 from timeline.api import headlines
+from timeline.api.audit_schemas import EventProofOut, InclusionOut, StoredEventOut
+from timeline.api.catalog_schemas import ClaimSummary, DocumentOut, SourceOut, SubjectOut
 from timeline.api.schemas import (
     Change,
     ClaimOut,
-    ClaimSummary,
     ConfirmationOut,
     CorrectionOut,
     CorrectionRef,
     DenialOut,
-    DocumentOut,
     DocumentRef,
     EstimateOut,
     EstimatesOut,
     EventOut,
-    EventProofOut,
     EvidenceOut,
     FigureOut,
     HistoryEntryOut,
-    InclusionOut,
-    SourceOut,
     SourceRef,
-    StoredEventOut,
-    SubjectOut,
     TimelineEntryOut,
     WithdrawalOut,
 )
