@@ -294,3 +294,51 @@ def test_an_unknown_addresses_value_is_reported_with_its_path() -> None:
     assert caught.value.path == "events[0].addresses"
     assert caught.value.line == 10
     assert "'number'" in caught.value.message
+
+
+def test_anchors_merge_keys_and_tags_read_as_their_plain_spelling() -> None:
+    plain = parse(
+        BASE
+        + textwrap.dedent("""\
+          - {type: claim, id: c1, subject: s, source: pentagon, statement: "no", metric: soldiers,
+             quantity: {comparator: about, value: 3000, unit: soldiers}}
+          - {type: claim, id: c2, subject: s, source: pentagon, statement: "off", metric: soldiers,
+             quantity: {comparator: about, value: 3000, unit: soldiers}}
+        """),
+        "plain.yaml",
+    )
+    shared = parse(
+        BASE
+        + textwrap.dedent("""\
+          - &first {type: claim, id: c1, subject: s, source: pentagon, statement: no, metric: soldiers,
+             quantity: &figure {comparator: about, value: 3_000, unit: soldiers}}
+          - <<: *first
+            id: !!str c2
+            statement: off
+            quantity: *figure
+        """),
+        "shared.yaml",
+    )
+    assert shared.fixture == plain.fixture
+
+
+def test_a_mistake_under_an_alias_still_names_its_line() -> None:
+    text = BASE + textwrap.dedent("""\
+      - &entry {type: claim, id: c1, subject: s, source: pentagon, statement: x, metric: soldiers,
+         quantity: {comparator: about, value: lots, unit: soldiers}}
+      - *entry
+    """)
+    with pytest.raises(FixtureError) as caught:
+        parse(text, "aliased.yaml")
+    assert caught.value.path == "events[0].quantity.value"
+    assert caught.value.line == 6
+    assert [e.path for e in caught.value.all] == ["events[0].quantity.value", "events[1].quantity.value"]
+
+
+def test_a_repeated_anchor_or_a_second_document_is_refused_with_its_line() -> None:
+    with pytest.raises(FixtureError, match="second occurrence") as caught:
+        parse(BASE + "  - &a {type: claim}\n  - &a {type: claim}\n", "twice.yaml")
+    assert caught.value.line == 6
+    with pytest.raises(FixtureError, match="found another document") as caught:
+        parse(BASE + "---\ndocument: {}\n", "two.yaml")
+    assert caught.value.line == 5

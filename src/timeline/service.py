@@ -230,10 +230,14 @@ class Recorder:
 
     async def _learn_existence(self, stream_ids: set[str]) -> None:
         """Find out in one query which of these streams exist (streams loaded here already are known)."""
+        unknown = False
         for stream_id in stream_ids:
             if stream_id in self._streams:
                 self._exists[stream_id] = self._streams[stream_id].version > 0
-        await self._load((), probe=stream_ids)
+            elif stream_id not in self._exists:
+                unknown = True
+        if unknown:
+            await self._load((), probe=stream_ids)
 
     async def record_all(self, events: Sequence[DomainEvent], *, origin: str) -> list[RecordedEvent]:
         """Record several events, reading every stream they touch in a few queries first."""
@@ -253,8 +257,10 @@ class Recorder:
         stream_id = stream_of(event)
         # The stream and whether the streams it names exist, in one round trip.
         named = references(event)
-        await self._load([stream_id], probe=named)
-        stream = self._streams[stream_id]
+        known = self._streams
+        if stream_id not in known or any(n not in known and n not in self._exists for n in named):
+            await self._load([stream_id], probe=named)
+        stream = known[stream_id]
         if expected_version is not None and expected_version != stream.version:
             raise PreconditionFailed(stream_id, expected_version, stream.version)
         try:

@@ -223,10 +223,37 @@ _MAY_BE_EMPTY = {"description"}
 
 def check_fields(event: msgspec.Struct, *, prefix: str = "") -> None:
     """Raise unless every id, text, name, alias, unit and URL of a proposed event keeps the input rules."""
-    for name in event.__struct_fields__:
+    for name, kind in _plan(type(event)):
         value = getattr(event, name)
-        if value is not None:
+        if value is None:
+            continue
+        if isinstance(value, msgspec.Struct):
             _check_field(name, value, f"{prefix}{name}")
+        elif kind == "id":
+            # Checked here first: building the field's path is left to a failure.
+            if type(value) is not str or len(value) > IDENT_MAX or not _IDENT.fullmatch(value):
+                check_ident(str(value), field=f"{prefix}{name}")
+        elif kind != "other":
+            _check_field(name, value, f"{prefix}{name}")
+
+
+_PLANS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _plan(kind: type[msgspec.Struct]) -> tuple[tuple[str, str], ...]:
+    """Each field of a Struct type with the check its name calls for (worked out once per type)."""
+    plan = _PLANS.get(kind)
+    if plan is None:
+        plan = _PLANS[kind] = tuple((name, _kind_of(name)) for name in kind.__struct_fields__)
+    return plan
+
+
+def _kind_of(name: str) -> str:
+    if name.endswith("_id") or name in _ID_FIELDS:
+        return "id"
+    if name.endswith("_ids") or name == "aliases" or name in _LIMITS:
+        return "checked"
+    return "other"
 
 
 def _check_field(name: str, value: object, field: str) -> None:
