@@ -12,11 +12,13 @@ from timeline.domain.events import (
     ClaimRetracted,
     ClaimRevised,
     CorrectedFields,
+    DenialWithdrawn,
     EvidenceAttached,
     Quantity,
     RecordCorrected,
     SourceAmended,
     StatedDate,
+    StatementMade,
     SubjectAmended,
 )
 
@@ -39,6 +41,7 @@ quantities = st.builds(
     st.sampled_from(["exactly", "about", "up_to"]),
 )
 ids = st.text("xyz", min_size=1, max_size=3)
+addresses = st.sampled_from(["claim", "proposition", "figure"])
 
 
 @st.composite
@@ -95,27 +98,61 @@ command = st.one_of(
         dates,
     ),
     st.builds(
-        lambda c, r, by, d: ClaimDenied(
-            claim_id=c, denial_id=r, denied_by=by, statement="no", stated_on=d, document_ids=("d",)
+        lambda c, r, by, d, a: ClaimDenied(
+            claim_id=c,
+            denial_id=r,
+            denied_by=by,
+            statement="no",
+            stated_on=d,
+            document_ids=("d",),
+            addresses=a,
         ),
         st.sampled_from(CLAIMS),
         ids,
         st.sampled_from(SOURCES),
         dates,
+        addresses,
+    ),
+    # Withdrawals name one-letter denials, so some find theirs (and some are refused).
+    st.builds(
+        lambda c, r, x, by, d: DenialWithdrawn(
+            claim_id=c,
+            withdrawal_id=r,
+            denial_id=x,
+            withdrawn_by=by,
+            statement="we withdraw",
+            stated_on=d,
+            document_ids=("d",),
+        ),
+        st.sampled_from(CLAIMS),
+        ids,
+        st.sampled_from(["x", "y", "z"]),
+        st.sampled_from(SOURCES),
+        dates,
     ),
     st.builds(
-        lambda c, r, by, d: ClaimConfirmed(
+        lambda r, by, d: StatementMade(
+            subject_id="s1", statement_id=r, source_id=by, statement="spoke", stated_on=d, document_ids=("d",)
+        ),
+        ids,
+        st.sampled_from(SOURCES),
+        dates,
+    ),
+    st.builds(
+        lambda c, r, by, d, a: ClaimConfirmed(
             claim_id=c,
             confirmation_id=r,
             confirmed_by=by,
             statement="yes",
             stated_on=d,
             document_ids=("d",),
+            addresses=a,
         ),
         st.sampled_from(CLAIMS),
         ids,
         st.sampled_from(SOURCES),
         dates,
+        addresses,
     ),
     st.builds(
         lambda c, r, by, d: EvidenceAttached(
@@ -142,7 +179,37 @@ command = st.one_of(
         dates,
     ),
 )
-commands = st.lists(command, max_size=25)
+# A denial and, later in the same list, its source withdrawing it (a withdrawal drawn alone rarely finds one).
+denied_then_withdrawn = st.builds(
+    lambda c, r, by, d, a: [
+        ClaimDenied(
+            claim_id=c,
+            denial_id=r,
+            denied_by=by,
+            statement="no",
+            stated_on=d,
+            document_ids=("d",),
+            addresses=a,
+        ),
+        DenialWithdrawn(
+            claim_id=c,
+            withdrawal_id=f"w{r}",
+            denial_id=r,
+            withdrawn_by=by,
+            statement="we withdraw",
+            stated_on=d,
+            document_ids=("d",),
+        ),
+    ],
+    st.sampled_from(CLAIMS),
+    ids,
+    st.sampled_from(SOURCES),
+    dates,
+    addresses,
+)
+commands = st.lists(command.map(lambda e: [e]) | denied_then_withdrawn, max_size=25).map(
+    lambda parts: [e for part in parts for e in part]
+)
 
 
 # Wider logs: several subjects, corrections that move a claim to another subject, and amendments of the
@@ -180,6 +247,11 @@ amendments = st.one_of(
         lambda s, n: SourceAmended(source_id=s, name=n),
         st.sampled_from(SOURCES),
         st.sampled_from(["Agency", "Ministry"]),
+    ),
+    st.builds(
+        lambda s, p: SourceAmended(source_id=s, part_of=p),
+        st.sampled_from(SOURCES),
+        st.sampled_from(SOURCES),
     ),
 )
 

@@ -180,7 +180,7 @@ async def test_timelinejs_itself_loads_our_export_from_another_origin(
         assert slides == 14  # the title and the 13 events of the seed's subject
         text = _text(driver, "#timeline-embed")
         assert "North Korean troops sent to Russia" in text
-        assert "National Intelligence Service (South Korea) says 1,500 soldiers" in text
+        assert "National Intelligence Service (South Korea): 1,500 soldiers sent" in text
         errors = driver.execute_script("return document.querySelectorAll('.tl-message-full').length")  # type: ignore[attr-defined]
         assert errors == 0
         ARTIFACTS.mkdir(exist_ok=True)

@@ -17,11 +17,13 @@ from timeline.domain.events import (
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    DenialWithdrawn,
     DomainEvent,
     EvidenceAttached,
     RecordCorrected,
     SourceAmended,
     StatedDate,
+    StatementMade,
     SubjectAmended,
     decode_event,
     encode_event,
@@ -113,10 +115,7 @@ async def test_incremental_views_equal_a_rebuild(
     prefix = uuid.uuid4().hex[:8]
     await _record(db, [subject(s) for s in SUBJECTS] + [source(s) for s in SOURCES] + [document("d")])
     for batch in [opening, *batches]:
-        await _record(
-            db,
-            [msgspec.structs.replace(e, claim_id=f"{prefix}-{e.claim_id}") for e in batch],  # type: ignore[type-var,call-arg]
-        )
+        await _record(db, [_prefixed(e, prefix) for e in batch])
     incremental = await _snapshot(db)
     await views.rebuild_online(db, batch=7)  # what `timeline rebuild` runs, in several batches
     rebuilt = await _snapshot(db)
@@ -149,6 +148,8 @@ async def test_rebuild_equals_incremental_after_every_commit_with_subjects_moved
 def _prefixed(event: DomainEvent, prefix: str) -> DomainEvent:
     if isinstance(event, SubjectAmended | SourceAmended):
         return event
+    if isinstance(event, StatementMade):
+        return msgspec.structs.replace(event, statement_id=f"{prefix}-{event.statement_id}")
     return msgspec.structs.replace(event, claim_id=f"{prefix}-{event.claim_id}")  # type: ignore[type-var,call-arg]
 
 
@@ -159,12 +160,21 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
 ) -> None:
     """Folding the events as decoded from their stored JSON gives the views folded from the originals,
     and each estimate is the source's most recently stated, unretracted figure (pure, no database)."""
-    from timeline.domain import claims as rules
+    from timeline.domain import claims, rules
 
     # Keep only events the rules accept, as the recorder would.
-    states: dict[str, rules.Claim | None] = {}
+    states: dict[str, claims.Claim | None] = {}
     valid: list[DomainEvent] = []
+    said: list[StatementMade] = []
     for event in batch:
+        if isinstance(event, StatementMade):
+            try:
+                spoken = rules.decide_statement(subject(event.subject_id), tuple(said), event)
+            except DomainError:
+                continue
+            said.extend(e for e in spoken if isinstance(e, StatementMade))
+            valid.extend(spoken)
+            continue
         current = states.get(event.claim_id)  # type: ignore[union-attr]
         decide = {
             ClaimMade: rules.decide_make,
@@ -174,13 +184,14 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
             ClaimConfirmed: rules.decide_confirm,
             EvidenceAttached: rules.decide_attach,
             RecordCorrected: rules.decide_correct,
+            DenialWithdrawn: rules.decide_withdraw_denial,
         }[type(event)]
         try:
             accepted = decide(current, event)  # type: ignore[arg-type]
         except DomainError:  # refused by a rule, as the recorder would; anything else is a bug
             continue
         for e in accepted:
-            states[e.claim_id] = rules.evolve(current, e)  # type: ignore[union-attr,arg-type]
+            states[e.claim_id] = claims.evolve(current, e)  # type: ignore[union-attr,arg-type]
             valid.append(e)
     whole, replayed = Views(), Views()
     for position, e in enumerate(valid, 1):

@@ -22,14 +22,16 @@ from timeline import timetravel
 from timeline.api.app import create_app
 from timeline.app import maintenance
 from timeline.app.imports import LoadedFixture, import_fixtures
-from timeline.domain import claims as rules
+from timeline.domain import claims, rules
 from timeline.domain.claims import Claim, ClaimEvent
 from timeline.domain.events import (
     ClaimMade,
     CorrectedFields,
+    DenialWithdrawn,
     DomainEvent,
     RecordCorrected,
     StatedDate,
+    StatementMade,
 )
 from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
@@ -52,6 +54,7 @@ DECIDE: dict[type, Any] = {
         rules.EvidenceAttached: rules.decide_attach,
         rules.ClaimRetracted: rules.decide_retract,
         RecordCorrected: rules.decide_correct,
+        rules.DenialWithdrawn: rules.decide_withdraw_denial,
     },
 }
 SETUP: list[DomainEvent] = [subject(s) for s in SUBJECTS] + [source(s) for s in SOURCES] + [document("d")]
@@ -81,7 +84,7 @@ class MemoryLog:
                 timetravel.Logged(position=position, stream_id=stream, stream_version=version, event=e)
             )
             if isinstance(e, ClaimEvent):
-                self.claims[e.claim_id] = rules.evolve(self.claims.get(e.claim_id), e)
+                self.claims[e.claim_id] = claims.evolve(self.claims.get(e.claim_id), e)
             apply(self.views, position, e)
         return bool(accepted)
 
@@ -128,11 +131,17 @@ def test_as_of_equals_recording_only_what_was_said_by_then(
     for e in full.log:
         event = e.event
         if isinstance(event, ClaimEvent) and not isinstance(event, RecordCorrected):
-            entry_of[(e.stream_id, e.stream_version)] = rules.entry_id(event)
+            entry_of[(e.stream_id, e.stream_version)] = claims.entry_id(event)
+        if isinstance(event, StatementMade) and period_start(event.stated_on) > as_of:
+            continue  # said after as_of
         if not isinstance(event, ClaimEvent):
             expected.record(event)
             continue
         kept = expected.claims.get(event.claim_id)
+        if isinstance(event, DenialWithdrawn) and all(
+            d.denial_id != event.denial_id for d in (kept.denials if kept else ())
+        ):
+            continue  # its denial is not in view
         if isinstance(event, RecordCorrected):
             target = entry_of[(e.stream_id, event.corrects_version)]
             if kept is None:
@@ -140,7 +149,7 @@ def test_as_of_equals_recording_only_what_was_said_by_then(
             versions = [
                 v
                 for v, x in enumerate(kept.recorded, 1)
-                if not isinstance(x, RecordCorrected) and rules.entry_id(x) == target
+                if not isinstance(x, RecordCorrected) and claims.entry_id(x) == target
             ]
             if not versions:
                 continue

@@ -21,6 +21,7 @@ from timeline.domain.events import (
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    DenialWithdrawn,
     DocumentAmended,
     DocumentRegistered,
     DomainEvent,
@@ -30,6 +31,7 @@ from timeline.domain.events import (
     SourceAmended,
     SourceRegistered,
     StatedDate,
+    StatementMade,
     SubjectAmended,
     SubjectRegistered,
 )
@@ -83,13 +85,15 @@ def with_history(claim_events: Iterable[tuple[int, ClaimEvent]]) -> ClaimRecord:
 
 class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One dated happening on a subject's timeline: a claim made, revised, denied, confirmed, retracted,
-    or evidence attached. ``corrected`` is true when our record of it was corrected later."""
+    a denial withdrawn, evidence attached, or a statement. ``corrected`` is true when our record of it was
+    corrected later."""
 
     position: int
     subject_id: str
     occurred_on: StatedDate
     kind: str
-    claim_id: str
+    # None for a statement, which is nobody's claim (``statement_id`` names it).
+    claim_id: str | None
     source_id: str
     statement: str
     quantity: Quantity | None = None
@@ -98,6 +102,10 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     url: str | None = None
     # The documents this event came from (not its claim's: a denial is reported by its own article).
     document_ids: tuple[str, ...] = ()
+    # What a figure counts (made, revised), and what a denial, confirmation or withdrawal bears on.
+    metric: str | None = None
+    addresses: str | None = None
+    statement_id: str | None = None
 
 
 EstimateKey = tuple[str, str, str]  # (subject_id, metric, source_id)
@@ -169,15 +177,20 @@ def timeline_entry(
 ) -> TimelineEntry | None:
     """The entry a claim event puts on its subject's timeline (corrections put none of their own)."""
     quantity = None
+    addresses: str | None = None
     match event:
         case ClaimMade():
             kind, source, quantity = "made", event.source_id, event.quantity
         case ClaimRevised():
             kind, source, quantity = "revised", claim.source_id, event.quantity
         case ClaimDenied():
-            kind, source = "denied", event.denied_by
+            kind, source, addresses = "denied", event.denied_by, event.addresses
         case ClaimConfirmed():
-            kind, source = "confirmed", event.confirmed_by
+            kind, source, addresses = "confirmed", event.confirmed_by, event.addresses
+        case DenialWithdrawn():
+            denied = next((d for d in claim.denials if d.denial_id == event.denial_id), None)
+            kind, source = "denial_withdrawn", event.withdrawn_by
+            addresses = denied.addresses if denied is not None else None
         case ClaimRetracted():
             kind, source = "retracted", claim.source_id
         case EvidenceAttached():
@@ -196,6 +209,23 @@ def timeline_entry(
         corrected=corrected,
         url=event.url if isinstance(event, EvidenceAttached) else None,
         document_ids=event.document_ids,
+        metric=claim.metric if quantity is not None else None,
+        addresses=addresses,
+    )
+
+
+def statement_entry(position: int, event: StatementMade) -> TimelineEntry:
+    """The entry a statement puts on its subject's timeline."""
+    return TimelineEntry(
+        position=position,
+        subject_id=event.subject_id,
+        occurred_on=event.stated_on,
+        kind="statement",
+        claim_id=None,
+        source_id=event.source_id,
+        statement=event.statement,
+        document_ids=event.document_ids,
+        statement_id=event.statement_id,
     )
 
 
@@ -265,6 +295,9 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
         first, definition = views.registrations[stream]
         views.registrations[stream] = (first, rules.amend(definition, event))
         views.changed_registrations.add(stream)
+        return views
+    if isinstance(event, StatementMade):
+        views.timeline[position] = statement_entry(position, event)
         return views
     record = views.claims.get(event.claim_id)
     before = estimate_key(record.claim) if record else None

@@ -36,10 +36,10 @@ from sqlalchemy.engine import make_url
 from timeline import signing
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain.events import ClaimMade, Quantity, StatedDate, encode_event
-from timeline.domain.streams import stream_of
+from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer
 from timeline.service import Recorder, valid_from
-from timeline.store import audit, eventlog, migrate, schema, tokens, views
+from timeline.store import backup, eventlog, migrate, schema, tokens, views
 from timeline.store.database import Database
 from timeline.store.eventlog import Metadata, NewEvent
 from timeline_bench.generator import generate
@@ -438,7 +438,10 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 10) ->
 
         async def writer(w: int, committer: Committer = committer) -> None:
             for i in range(each):
-                await committer.run(write_one(w, i))
+                # As app.commands.record does: the stream and the streams it names are read for the
+                # whole batch in one query.
+                event = _claim(i, f"w{w}")
+                await committer.run(write_one(w, i), reads=[stream_of(event)], probes=references(event))
 
         try:
             start = time.perf_counter()
@@ -608,7 +611,7 @@ async def bench_archive(dbs: Databases, dialect: str, url: str) -> list[Result]:
             start = time.perf_counter()
             lines: list[bytes] = []
             async with db.read() as conn:
-                async for line in audit.export(conn):
+                async for line in backup.export(conn):
                     lines.append(line)
             exports.append(len(lines) / (time.perf_counter() - start))
         finally:
@@ -617,7 +620,7 @@ async def bench_archive(dbs: Databases, dialect: str, url: str) -> list[Result]:
         try:
             start = time.perf_counter()
             async with target.write() as conn:
-                count = await audit.restore(conn, lines)
+                count = await backup.restore(conn, lines)
             restores.append(count / (time.perf_counter() - start))
         finally:
             await target.dispose()

@@ -15,6 +15,7 @@ from litestar import Response, get
 from litestar.params import FromPath, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.api import headlines
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.reads import AsOf, KnownAt, estimates_body, timeline_entries
@@ -26,30 +27,6 @@ from timeline.store.queries import TimelineFilter
 READ = [requires("read")]
 EVERYTHING = 100_000
 CSV = "text/csv; charset=utf-8"
-KIND_VERB = {
-    "made": "says",
-    "revised": "revises its figure",
-    "denied": "denies",
-    "confirmed": "confirms",
-    "retracted": "retracts",
-    "evidence": "produced evidence",
-}
-
-
-def figure(quantity: Quantity | None) -> str:
-    """A figure as a person writes it: "about 3,000", "up to 12,000", "1,000 to 2,000"."""
-    if quantity is None:
-        return ""
-    q = quantity
-    if q.comparator in ("exactly", "about"):
-        amount = f"{q.value:,}" if q.comparator == "exactly" else f"about {q.value:,}"
-    elif q.comparator == "at_least":
-        amount = f"at least {q.lower:,}"
-    elif q.comparator == "up_to":
-        amount = f"up to {q.upper:,}"
-    else:
-        amount = f"{q.lower:,} to {q.upper:,}"
-    return f"{amount} {q.unit}"
 
 
 def _date(stated: StatedDate) -> dict[str, int]:
@@ -70,10 +47,10 @@ def _reported_in(entry: TimelineEntry, documents: Mapping[str, DocumentRegistere
 
 
 def _slide(
-    entry: TimelineEntry, names: Mapping[str, str], documents: Mapping[str, DocumentRegistered]
+    entry: TimelineEntry, names: queries.Names, documents: Mapping[str, DocumentRegistered]
 ) -> dict[str, Any]:
     source = names[entry.source_id]
-    headline = f"{source} {KIND_VERB[entry.kind]}" + (f" {figure(entry.quantity)}" if entry.quantity else "")
+    headline = headlines.headline(entry, names, names.kinds)
     text = html.escape(entry.statement)
     if entry.corrected:
         text += " <em>(our record of this was corrected)</em>"
@@ -125,7 +102,7 @@ async def claims_jsonld(
     """Every claim made on the subject as a schema.org ``Claim``: the statement, its author (the source),
     when it was said, and the documents it appeared in."""
     found = await timeline_entries(
-        db, subject_id, TimelineFilter(kinds=("made",)), EVERYTHING, as_of, known_at
+        db, subject_id, TimelineFilter(kinds=("made", "statement")), EVERYTHING, as_of, known_at
     )
     name, entries, records = found.subject_name, found.entries, found.claims
     documents, kinds = await queries.read(db, lambda conn: _context(conn, {e.source_id for e in entries}))
@@ -148,12 +125,12 @@ async def claims_jsonld(
 
     items = []
     for e in entries:
-        record = records.get(e.claim_id)
-        document_ids = record.claim.document_ids if record else ()
+        record = records.get(e.claim_id) if e.claim_id is not None else None
+        document_ids = record.claim.document_ids if record else e.document_ids
         items.append(
             {
                 "@type": "Claim",
-                "identifier": e.claim_id,
+                "identifier": e.claim_id or e.statement_id,
                 "text": e.statement,
                 "author": author(e.source_id),
                 "datePublished": e.occurred_on.date,
@@ -236,11 +213,13 @@ async def timeline_csv(
     rows = [
         [e.position, e.occurred_on.date, e.occurred_on.precision, e.kind, e.claim_id, e.source_id,
          names[e.source_id], *_quantity_cells(e.quantity), "yes" if e.corrected else "no", e.url or "",
-         e.statement]
+         e.statement, e.metric or "", e.addresses or "", e.statement_id or ""]
         for e in entries
     ]  # fmt: skip
+    # Columns added later go last, so readers that count columns keep working.
     header = ["position", "occurred_on", "precision", "kind", "claim_id", "source_id", "source_name",
-              *QUANTITY_COLUMNS, "corrected", "url", "statement"]  # fmt: skip
+              *QUANTITY_COLUMNS, "corrected", "url", "statement", "metric", "addresses",
+              "statement_id"]  # fmt: skip
     return Response(_csv(header, rows), media_type=CSV)
 
 

@@ -89,7 +89,16 @@ def _moment(text: str) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
-TIMELINE_KINDS = ("made", "revised", "denied", "confirmed", "retracted", "evidence")
+TIMELINE_KINDS = (
+    "made",
+    "revised",
+    "denied",
+    "confirmed",
+    "retracted",
+    "evidence",
+    "denial_withdrawn",
+    "statement",
+)
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Items per page")]
 Cursor = Annotated[str | None, QueryParameter(description="The 'next' cursor of the previous page")]

@@ -46,6 +46,10 @@ class DenialOut(msgspec.Struct, kw_only=True):
     source: SourceRef
     statement: str
     stated_on: StatedDate
+    # What it bears on: the claim as a whole, what the claim says happened ("proposition"), or its figure.
+    addresses: str = "claim"
+    # The id of the source's own withdrawal of this denial, if it withdrew it.
+    withdrawn_by: str | None = None
 
 
 class ConfirmationOut(msgspec.Struct, kw_only=True):
@@ -55,6 +59,10 @@ class ConfirmationOut(msgspec.Struct, kw_only=True):
     source: SourceRef
     statement: str
     stated_on: StatedDate
+    addresses: str = "claim"
+    # Standing deniers of the claim on whose side this source is (part of it, speaking for it, or both part
+    # of the same source): "confirmed by a part of the side that denied it".
+    denying_side: list[SourceRef] = []
 
 
 class EvidenceOut(msgspec.Struct, kw_only=True):
@@ -103,6 +111,22 @@ class ClaimOut(msgspec.Struct, kw_only=True):
     updated_position: int
     as_of: str | None = None
     known_at_position: int | None = None
+    # The status of its figure alone (null without one): a confirmation of only what happened leaves the
+    # figure unconfirmed.
+    figure_status: str | None = None
+    # Whether a confirmation comes from the side of a source that denies the claim.
+    confirmed_by_denying_side: bool = False
+    withdrawals: list[WithdrawalOut] = []
+
+
+class WithdrawalOut(msgspec.Struct, kw_only=True):
+    """A source's withdrawal of its own denial."""
+
+    withdrawal_id: str
+    denial_id: str
+    source: SourceRef
+    statement: str
+    stated_on: StatedDate
 
 
 class EstimateOut(msgspec.Struct, kw_only=True):
@@ -138,7 +162,8 @@ class TimelineEntryOut(msgspec.Struct, kw_only=True):
     position: int
     occurred_on: StatedDate
     kind: str
-    claim_id: str
+    # Null for a statement, which is nobody's claim (``statement_id`` names it).
+    claim_id: str | None
     source: SourceRef
     statement: str
     quantity: Quantity | None
@@ -146,6 +171,11 @@ class TimelineEntryOut(msgspec.Struct, kw_only=True):
     url: str | None = None
     claim_status: str | None = None
     document_ids: list[str] = []
+    metric: str | None = None
+    addresses: str | None = None
+    statement_id: str | None = None
+    # The entry in one line for a reader, e.g. "Unnamed sources: up to 12,000 soldiers sent".
+    headline: str = ""
 
 
 class TimelineOut(msgspec.Struct, kw_only=True):
@@ -291,6 +321,9 @@ class SourceOut(msgspec.Struct, kw_only=True):
     country: str | None
     description: str
     aliases: list[str]
+    # The source it is part of and the one it speaks for (ids), if registered with them.
+    part_of: str | None = None
+    speaks_for: str | None = None
 
 
 class DocumentOut(msgspec.Struct, kw_only=True):

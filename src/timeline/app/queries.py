@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -79,10 +79,26 @@ async def place(conn: AsyncConnection, when: When | None) -> Cut | None:
 
 
 class Names(dict[str, str]):
-    """Display names of sources by id; a source not registered (at the moment asked) shows its id."""
+    """Display names of sources by id; a source not registered (at the moment asked) shows its id.
+
+    ``kinds`` and ``relations`` (the sources each is part of or speaks for) hold what is known of the same
+    sources, for headlines and for telling a confirmation from the denier's own side."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.kinds: dict[str, str] = {}
+        self.relations: dict[str, tuple[str, ...]] = {}
 
     def __missing__(self, key: str) -> str:
         return key
+
+    def learn(self, definition: SourceRegistered) -> None:
+        """Note a source's name, kind and relations."""
+        self[definition.source_id] = definition.name
+        self.kinds[definition.source_id] = definition.kind
+        self.relations[definition.source_id] = tuple(
+            s for s in (definition.part_of, definition.speaks_for) if s is not None
+        )
 
 
 async def source_names(conn: AsyncConnection, ids: Iterable[str]) -> Names:
@@ -92,17 +108,20 @@ async def source_names(conn: AsyncConnection, ids: Iterable[str]) -> Names:
     names = Names()
     for ident in wanted:
         definition = found.get(source_stream(ident))
-        names[ident] = definition.name if isinstance(definition, SourceRegistered) else ident
+        if isinstance(definition, SourceRegistered):
+            names.learn(definition)
+        else:
+            names[ident] = ident
     return names
 
 
 def _names_at(folded: Views) -> Names:
     """Source names as registered (and amended) in views folded at a cut."""
-    return Names(
-        (reg.source_id, reg.name)
-        for _, reg in folded.registrations.values()
-        if isinstance(reg, SourceRegistered)
-    )
+    names = Names()
+    for _, reg in folded.registrations.values():
+        if isinstance(reg, SourceRegistered):
+            names.learn(reg)
+    return names
 
 
 def sources_of(records: Iterable[ClaimRecord]) -> set[str]:
@@ -114,6 +133,7 @@ def sources_of(records: Iterable[ClaimRecord]) -> set[str]:
         ids.update(d.denied_by for d in c.denials)
         ids.update(x.confirmed_by for x in c.confirmations)
         ids.update(e.produced_by for e in c.evidence)
+        ids.update(w.withdrawn_by for w in c.withdrawals)
     return ids
 
 
@@ -180,7 +200,7 @@ async def timeline(
     if cut is None:
         entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit, where=where)
         names = await source_names(conn, (e.source_id for e in entries))
-        records = await queries.claims_among(conn, (e.claim_id for e in entries))
+        records = await queries.claims_among(conn, (e.claim_id for e in entries if e.claim_id is not None))
     else:
         folded = await travel.subject_views(conn, subject_id, cut.known_position, cut.valid_until)
         entries = _timeline_at(folded, subject_id, where, after)[:limit]

@@ -14,6 +14,9 @@ import msgspec
 Modality = Literal["asserted", "alleged", "projected", "speculative", "opinion"]
 Precision = Literal["day", "month", "year"]
 Comparator = Literal["exactly", "about", "at_least", "up_to", "between"]
+# What a denial or confirmation bears on: the claim as a whole (as every one recorded before this field
+# existed does), only what the claim says happened, or only its figure.
+Addresses = Literal["claim", "proposition", "figure"]
 SourceKind = Literal[
     "government", "agency", "person", "media", "organisation", "coalition", "anonymous", "experts"
 ]
@@ -62,6 +65,9 @@ class SourceRegistered(Event, frozen=True, kw_only=True):
     country: str | None = None
     description: str = ""
     aliases: tuple[str, ...] = ()
+    # Relations to other sources, so a view can tell when a confirmation comes from the denier's own side.
+    part_of: str | None = None
+    speaks_for: str | None = None
 
 
 class SubjectAmended(Event, frozen=True, kw_only=True):
@@ -81,6 +87,8 @@ class SourceAmended(Event, frozen=True, kw_only=True):
     country: str | None = None
     description: str | None = None
     aliases: tuple[str, ...] | None = None
+    part_of: str | None = None
+    speaks_for: str | None = None
 
 
 class DocumentAmended(Event, frozen=True, kw_only=True):
@@ -143,6 +151,7 @@ class ClaimDenied(Event, frozen=True, kw_only=True):
     statement: str
     stated_on: StatedDate
     document_ids: tuple[str, ...]
+    addresses: Addresses = "claim"
 
 
 class ClaimRetracted(Event, frozen=True, kw_only=True):
@@ -164,6 +173,34 @@ class ClaimConfirmed(Event, frozen=True, kw_only=True):
     statement: str
     stated_on: StatedDate
     document_ids: tuple[str, ...]
+    addresses: Addresses = "claim"
+
+
+class DenialWithdrawn(Event, frozen=True, kw_only=True):
+    """A source withdrew its own earlier denial (``denial_id``) of the claim; the denial stays on record."""
+
+    claim_id: str
+    withdrawal_id: str
+    denial_id: str
+    withdrawn_by: str
+    statement: str
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+
+
+class StatementMade(Event, frozen=True, kw_only=True):
+    """A source spoke on a subject without claiming a figure, denying or confirming anything.
+
+    Recorded in the subject's stream: it is on the subject's timeline and is nobody's claim.
+    """
+
+    subject_id: str
+    statement_id: str
+    source_id: str
+    statement: str
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+    modality: Modality = "asserted"
 
 
 EvidenceKind = Literal["video", "image", "document", "geolocation", "audio", "data"]
@@ -194,6 +231,7 @@ class CorrectedFields(
     source_id: str | None = None
     subject_id: str | None = None
     metric: str | None = None
+    addresses: Addresses | None = None
 
 
 class RecordCorrected(Event, frozen=True, kw_only=True):
@@ -224,6 +262,8 @@ DomainEvent = (
     | ClaimConfirmed
     | EvidenceAttached
     | RecordCorrected
+    | DenialWithdrawn
+    | StatementMade
 )
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
@@ -242,6 +282,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         ClaimConfirmed,
         EvidenceAttached,
         RecordCorrected,
+        DenialWithdrawn,
+        StatementMade,
     )
 }
 

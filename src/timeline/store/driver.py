@@ -5,8 +5,9 @@ SQLAlchemy Core spent 100-300 microseconds of Python on each statement (compile-
 result processing), more than SQLite or a local PostgreSQL spent running it, and a write sent 9-11 of them.
 Here each statement is fixed text whose lists travel as one parameter (a PostgreSQL array, a JSON array for
 SQLite's ``json_each``), so asyncpg prepares it once per connection and no list length makes a new statement.
-On PostgreSQL everything a write changes (its events, every view row and the checkpoint, and the NOTIFY) goes
-in one statement of data-modifying CTEs: one round trip.
+On PostgreSQL everything a write changes (its events, every view row and the views' checkpoint, the Merkle
+tree's new nodes and the signed log checkpoint that ``store.seal`` adds, and the NOTIFY) goes in one statement
+of data-modifying CTEs: one round trip.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store.database import APPENDED, NOTIFIED, driver_of
 from timeline.store.notify import CHANNEL
+from timeline.store.seal import SEALER
 
 EVENT_COLUMNS = (
     "position, event_id, stream_id, stream_version, type, schema_version, data, metadata, valid_from, "
@@ -104,6 +106,14 @@ _APPEND_CTE = f"""appended AS (
   SELECT * FROM unnest($44::text[], $45::int[], $46::int[], $47::text[])
   ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
     state = excluded.state
+), grown AS (
+  INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest($48::smallint[], $49::bigint[], $50::bytea[])
+), resigned AS (
+  DELETE FROM log_checkpoints WHERE size = $55::bigint
+), signed AS (
+  INSERT INTO log_checkpoints (size, root_hash, recorded_at, note)
+  SELECT $51::bigint, $52::text, $53::timestamptz, $54::text WHERE $51::bigint IS NOT NULL
+  ON CONFLICT (size) DO NOTHING
 ), """
 _SAVE_POSTGRES = f"""
 WITH {{appending}}claimed AS (
@@ -163,6 +173,10 @@ ON CONFLICT (position) DO UPDATE SET subject_id = excluded.subject_id, occurred_
     "kept": """INSERT INTO stream_records (stream_id, version, format, state) VALUES (?, ?, ?, ?)
 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
   state = excluded.state""",
+    "grown": "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
+    "resigned": "DELETE FROM log_checkpoints WHERE size = ?",
+    "signed": """INSERT INTO log_checkpoints (size, root_hash, recorded_at, note) VALUES (?, ?, ?, ?)
+ON CONFLICT (size) DO NOTHING""",
     "checked": """INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at""",
 }
@@ -279,6 +293,16 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [[r[i] for r in rows] for i in range(width)]
 
 
+def _sealing(changes: Changes) -> tuple[Any, ...]:
+    # Parameters $48-$55 of the appending statement: tree nodes, the checkpoint, the one it replaces.
+    signed = changes.signed if changes.signed is not None else (None, None, None, None)
+    return (*_columns(changes.tree_nodes, 3), *signed, changes.superseded)
+
+
+def _sqlite_signed(row: Row) -> Row:
+    return (row[0], row[1], sqlite_time(row[2]), row[3])
+
+
 class Changes:
     """What one transaction writes: new events and view rows, in the drivers' column order."""
 
@@ -293,6 +317,12 @@ class Changes:
         self.unlisted: list[int] = []
         self.listed: list[Row] = []
         self.checkpoint: tuple[str, int] | None = None
+        # Filled by the transaction's sealer (store.seal) when there are events: the Merkle tree's new nodes
+        # (level, idx, hash), the signed log checkpoint (size, root hex, time, note), and the size of one
+        # this transaction signed before, which the new one replaces.
+        self.tree_nodes: list[Row] = []
+        self.signed: Row | None = None
+        self.superseded: int | None = None
 
     def __bool__(self) -> bool:
         return bool(
@@ -316,6 +346,9 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
     now = dt.datetime.now(dt.UTC)
     if changes.events:
         conn.info.setdefault(APPENDED, int(changes.events[0][0]))
+        sealer = conn.info.get(SEALER)
+        if sealer is not None:
+            await sealer.seal(conn, changes)
     name, position = changes.checkpoint if changes.checkpoint is not None else (None, 0)
     if conn.dialect.name == "postgresql":
         notify = bool(changes.events)
@@ -337,6 +370,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
                 notify,
                 *(_columns(changes.events, 12) if changes.events else ()),
                 *(_columns(changes.streams, 4) if changes.events else ()),
+                *(_sealing(changes) if changes.events else ()),
             )
         except asyncpg.UniqueViolationError as error:
             # Optimistic concurrency's last word, the unique (stream, version) key; its detail names the
@@ -359,6 +393,9 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         ("unlisted", [(p,) for p in changes.unlisted]),
         ("listed", [(r[0], r[1], r[2].isoformat(), *r[3:]) for r in changes.listed]),
         ("checked", [(name, position, sqlite_time(now))] if name is not None else []),
+        ("grown", changes.tree_nodes),
+        ("resigned", [(changes.superseded,)] if changes.superseded is not None else []),
+        ("signed", [_sqlite_signed(changes.signed)] if changes.signed is not None else []),
     ):
         if not rows:
             continue
