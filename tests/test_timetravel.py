@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import timetravel
 from timeline.api.app import create_app
+from timeline.app import maintenance
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain import claims, rules
 from timeline.domain.claims import Claim, ClaimEvent
@@ -34,12 +37,12 @@ from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
 from timeline.projections import ClaimRecord, TimelineEntry, Views, apply, current
 from timeline.service import Recorder, Rejected
-from timeline.store import eventlog, projector, schema, snapshots, tokens, travel, views
+from timeline.store import eventlog, projector, queries, schema, snapshots, tokens, travel, views
 from timeline.store.database import Database
 from timeline.store.views import claim_from_row, entry_from_row
 
 from .conftest import SEED
-from .helpers import document, source, subject
+from .helpers import claim_made, document, source, subject
 from .strategies import CLAIMS, SOURCES, SUBJECTS, commands, corrections, dates, ids, made
 
 DECIDE: dict[type, Any] = {
@@ -643,3 +646,124 @@ async def test_time_travel_ignores_the_claims_view(
     # The same cut asked in other words (a time, not a position), so no cached answer is reused.
     now = dt.datetime.now(dt.UTC).isoformat()
     assert (await client.get(url, params={"known_at": now})).json() == before
+
+
+# Keeping few snapshots --------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(gaps=st.lists(st.integers(1, 60), min_size=1, max_size=80))
+def test_a_subject_keeps_few_snapshots_and_one_near_every_cut(gaps: list[int]) -> None:
+    """Pruned as each is kept, a subject's snapshots stay about ``KEEP`` + 2 log2(span / spacing), and a
+    cut ``d`` positions behind the newest starts from one at most ``d`` behind it (or as near as any was
+    taken)."""
+    taken = list(itertools.accumulate(gaps))
+    kept: list[int] = []
+    for count, newest in enumerate(taken, 1):
+        kept = sorted(snapshots.retained([*kept, newest]))
+        assert kept[0] == taken[0]
+        assert kept[-snapshots.KEEP :] == taken[max(0, count - snapshots.KEEP) : count]
+        spacing = min(gaps[1:count] or [1])
+        assert len(kept) <= snapshots.KEEP + 2 * math.log2(max(2, (newest - taken[0]) / spacing)) + 2
+        for cut in range(taken[0], newest + 1):
+            start = max(at for at in kept if at <= cut)
+            before = max(at for at in taken[:count] if at <= cut)
+            after = min([at for at in taken[:count] if at > cut] or [newest])
+            assert cut - start <= max(newest - cut, after - before)
+
+
+async def _snapshot_positions(db: Database) -> set[tuple[str, int]]:
+    async with db.read() as conn:
+        s = schema.time_travel_snapshots
+        return {
+            (r.subject_id, r.position) for r in await conn.execute(sa.select(s.c.subject_id, s.c.position))
+        }
+
+
+def _busy_subject(claims: int = 40) -> list[DomainEvent]:
+    """Claims on one subject stated over 2023-2025, a third of them corrected and a few moved away."""
+    said: list[DomainEvent] = []
+    for i in range(claims):
+        stated = StatedDate(date=f"{2023 + i % 3}-{1 + i * 5 % 12:02}", precision="month")
+        said.append(
+            msgspec.structs.replace(
+                claim_made(f"k{i}", SOURCES[i % 3], 100 * i, subject_id=SUBJECTS[0]), stated_on=stated
+            )
+        )
+        if i >= 2 and i % 3 == 0:
+            changes = (
+                CorrectedFields(subject_id=MOVED_TO)
+                if i % 10 == 0
+                else CorrectedFields(stated_on=StatedDate(date=f"{2022 + i % 4}", precision="year"))
+            )
+            said.append(
+                RecordCorrected(
+                    claim_id=f"k{i - 2}",
+                    correction_id=f"r{i}",
+                    corrects_version=1,
+                    changes=changes,
+                    reason="x",
+                )
+            )
+    return said
+
+
+@pytest.mark.parametrize("as_of", [None, "2024-10"])
+async def test_after_many_snapshots_a_subject_keeps_few_and_every_cut_answers_as_the_log(
+    db: Database, as_of: str | None
+) -> None:
+    """A snapshot after each of a subject's events: the table keeps a few of them, and at every position
+    time travel still shows what folding the whole log shows."""
+    await _record(db, _busy_subject())
+    await projector.catch_up(db, snapshots.Taker(db, every=1), size=1)
+    valid_until = None if as_of is None else timetravel.period_end(as_of)
+    async with db.read() as conn:
+        log = await _whole_log(conn)
+        streams = set(await queries.claim_streams_of_subject(conn, SUBJECTS[0], len(log)))
+        taken = len({e.position for e in log if e.stream_id in streams})
+        kept = [at for subject_id, at in await _snapshot_positions(db) if subject_id == SUBJECTS[0]]
+        assert taken > 3 * len(kept)
+        assert len(kept) <= snapshots.KEEP + 2 * math.log2(len(log)) + 2
+        for position in range(len(log) + 1):
+            whole = timetravel.views_at([e for e in log if e.position <= position], valid_until)
+            for subject_id in (SUBJECTS[0], MOVED_TO):
+                read = await travel.subject_views(conn, subject_id, position, valid_until)
+                assert _on(read, subject_id) == _on(whole, subject_id)
+
+
+async def test_a_restarted_taker_snapshots_where_one_that_ran_on_does(db: Database) -> None:
+    """The count since a subject's last snapshot is taken from the log by a new process, so a restart
+    neither puts a snapshot off nor takes one early."""
+    await _record(db, _busy_subject())
+    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
+    ran_on = await _snapshot_positions(db)
+    async with db.read() as conn:
+        batches = await eventlog.head_position(conn) // 3
+    for stop in range(1, batches, 2):  # batches before the restart
+        first = snapshots.Taker(db, every=7)
+        async with db.write() as conn:
+            await projector.reset(conn, first)
+        for _ in range(stop):
+            await projector.run_batch(db, first, size=3)
+        await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
+        assert await _snapshot_positions(db) == ran_on
+
+
+async def test_rebuild_takes_the_snapshots_afresh(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a change of the fold's format every snapshot is ignored; a rebuild takes them again."""
+    monkeypatch.setattr(snapshots, "EVERY", 5)
+    await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    await projector.catch_up(db, snapshots.Taker(db))
+    expected = await _snapshot_positions(db)
+    async with db.write() as conn:
+        head = await eventlog.head_position(conn)
+        await conn.execute(sa.update(schema.time_travel_snapshots).values(format=snapshots.FORMAT - 1))
+    async with db.read() as conn:
+        assert await snapshots.latest(conn, SUBJECT, head) is None
+    await maintenance.rebuild_all(db)
+    assert await _snapshot_positions(db) == expected
+    async with db.read() as conn:
+        assert await snapshots.latest(conn, SUBJECT, head) is not None
+        read = await travel.subject_views(conn, SUBJECT, head, None)
+        folded = await travel.subject_views(conn, SUBJECT, head, None, from_snapshots=False)
+        assert _on(read, SUBJECT) == _on(folded, SUBJECT)

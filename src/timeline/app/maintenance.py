@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import make_url
 
-from timeline.store import activity, eventlog, projector, tree, views
+from timeline.store import activity, eventlog, projector, snapshots, tree, views
 from timeline.store.database import Database
 
 _log = logging.getLogger("timeline.store")
@@ -72,9 +72,13 @@ def _rebuild_apart(url: str, lock_timeout: float, give_up: threading.Event) -> t
 
 async def rebuild_all(db: Database, progress: Progress | None = None) -> int:
     """Rebuild the views, then reset and catch up the asynchronous projections (run where no server is
-    leading them); returns the events replayed."""
+    leading them); returns the events replayed. Time travel's snapshots are taken afresh too: after a
+    change of the fold's format the old ones are ignored, and would be until 1,000 more events each."""
     replayed, _ = await rebuild_views(db, progress)
+    taker = snapshots.Taker(db)
     async with db.write() as conn:
         await projector.reset(conn, activity)
+        await projector.reset(conn, taker)
     await projector.catch_up(db, activity)
+    await projector.catch_up(db, taker)
     return replayed

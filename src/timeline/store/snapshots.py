@@ -11,7 +11,7 @@ and its signed checkpoints remain the record, and ``timeline verify`` checks tho
 
 Snapshots are written by the asynchronous projector (``Taker``), off the write path: appends never wait
 for one, and the fold a snapshot costs is made in a read transaction of its own, after the projector's
-batch has committed.
+batch has committed. Only a few are kept per subject (``retained``), pruned as each new one is stored.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from timeline.store import queries, streams
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import events, time_travel_snapshots
+from timeline.store.views import chunked
 from timeline.timetravel import Folded
 
 _log = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ _log = logging.getLogger(__name__)
 FORMAT = 1000 + streams.FORMAT
 # A subject gets a snapshot after this many of its events: a cut then folds at most about this many on top.
 EVERY = 1000
+# The latest snapshots of a subject kept whatever their spacing (a reader may start from any of the latest
+# three, when decoded already: ``latest``).
+KEEP = 3
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +97,42 @@ async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> No
     )
     if exists.first() is None:
         await conn.execute(sa.insert(time_travel_snapshots).values(values))
+    await prune(conn, subject_id)
+
+
+def retained(positions: Sequence[int]) -> set[int]:
+    """Which of a subject's snapshots (by position) to keep: the latest ``KEEP``, the oldest, and between
+    them, walking back, the oldest one no farther behind the last kept than that one is behind the newest.
+
+    Each snapshot holds the subject's whole state, so keeping every one grows the table with the square of
+    the subject's events (1.49 GB for a log of 1,000,000). Kept this way, the gaps at least double every two
+    steps back, so a subject keeps about ``KEEP`` + 2 log2(newest / spacing) rows, yet a cut ``d`` positions
+    behind the newest snapshot starts from one at most ``d`` positions behind it (or as near as the
+    snapshots ever were): recent cuts fold little, old ones at most as much as their age. Pruning again
+    only removes more, and what it keeps still holds to this, as every age grows while gaps do not.
+    """
+    ordered = sorted(set(positions), reverse=True)
+    kept = ordered[:KEEP]
+    rest = ordered[KEEP:]
+    i = 0
+    while i < len(rest):
+        last = kept[-1]
+        reach = last - (ordered[0] - last)
+        j = i  # the next older one, when none lies within reach
+        while j + 1 < len(rest) and rest[j + 1] >= reach:
+            j += 1
+        kept.append(rest[j])
+        i = j + 1
+    return set(kept)
+
+
+async def prune(conn: AsyncConnection, subject_id: str) -> None:
+    """Delete the subject's snapshots ``retained`` does not keep, and any of another format (never used)."""
+    s = time_travel_snapshots
+    rows = (await conn.execute(sa.select(s.c.position, s.c.format).where(s.c.subject_id == subject_id))).all()
+    keep_at = retained([at for at, fmt in rows if fmt == FORMAT])
+    if dropped := [at for at, _ in rows if at not in keep_at]:
+        await conn.execute(sa.delete(s).where(s.c.subject_id == subject_id, s.c.position.in_(dropped)))
 
 
 # Snapshots decoded lately, by everything their digest covers: a hit is a row whose digest was checked over
@@ -132,7 +172,9 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
     key = (subject_id, at, chain_hash, recorded_digest)
     state = (
         await conn.execute(sa.select(s.c.state).where(s.c.subject_id == subject_id, s.c.position == at))
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if state is None:  # pruned since (only outside a read transaction's snapshot): fold from the log
+        return None
     state = bytes(state)
     if logged_hash != chain_hash or digest(subject_id, at, chain_hash, state) != recorded_digest:
         _log.warning(
@@ -161,21 +203,28 @@ class Taker:
     """An asynchronous projection that snapshots each subject after every ``every`` of its events.
 
     Which subject an event is about is decided from the log (a claim's ClaimMade; a correction may name a
-    new one); the count since a subject's last snapshot lives in memory, so after a restart a subject's
-    next snapshot comes a little later than it would have. That decides only when, never what."""
+    new one). The count since a subject's last snapshot is kept in memory; the first time this process
+    sees a subject (after a restart, say) it is counted from the log since the subject's latest snapshot,
+    so a restart does not put its next snapshot off. That decides only when, never what."""
 
     name = "time_travel_snapshots"
     tables: tuple[sa.Table, ...] = (time_travel_snapshots,)
 
-    def __init__(self, db: Database, every: int = EVERY) -> None:
+    def __init__(self, db: Database, every: int | None = None) -> None:
         self.db = db
-        self.every = every
+        self.every = EVERY if every is None else every
         self.pending: dict[str, int] = {}
         self.due: dict[str, int] = {}  # subject -> position to snapshot it at, once the batch is committed
+        self.applied = 0  # the last position this process counted
 
     async def apply(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
         """Count the batch's events per subject; each subject that reached ``every`` comes due for a snapshot
         at the batch's last position (taken by ``after_commit``)."""
+        if batch[0].position <= self.applied:
+            # The projection was reset (a rebuild), or a batch counted here did not commit: count afresh.
+            self.pending.clear()
+            self.due.clear()
+        self.applied = batch[-1].position
         subjects: dict[str, str] = {}  # claim stream -> subject
         unknown: set[str] = set()
         for e in batch:
@@ -193,17 +242,19 @@ class Taker:
                 named.append(e.event.changes.subject_id)
             for subject_id in filter(None, named):
                 counts[subject_id] = counts.get(subject_id, 0) + 1
+        if new := [subject_id for subject_id in counts if subject_id not in self.pending]:
+            self.pending.update(await since_latest(conn, new, batch[0].position - 1))
         position = batch[-1].position
         for subject_id, count in counts.items():
-            self.pending[subject_id] = self.pending.get(subject_id, 0) + count
+            self.pending[subject_id] += count
             if self.pending[subject_id] >= self.every:
                 self.due[subject_id] = position
                 self.pending[subject_id] = 0
 
     async def after_commit(self) -> None:
-        """Take the snapshots that came due: each folded in a read transaction, then stored in a short
-        transaction of its own, so no lock a writer waits for is held while folding (on SQLite the
-        projector's batch holds the file's write lock)."""
+        """Take the snapshots that came due: each folded in a read transaction, then stored (and the
+        subject's older ones pruned) in a short transaction of its own, so no lock a writer waits for is
+        held while folding (on SQLite the projector's batch holds the file's write lock)."""
         from timeline.store import travel  # noqa: PLC0415 (travel reads snapshots through this module)
 
         due, self.due = self.due, {}
@@ -212,3 +263,36 @@ class Taker:
                 snapshot = await travel.take(conn, subject_id, position)
             async with self.db.serial() as conn:
                 await keep(conn, subject_id, snapshot)
+
+
+async def since_latest(conn: AsyncConnection, subject_ids: Sequence[str], position: int) -> dict[str, int]:
+    """How many events of each subject's claims the log holds after the subject's latest snapshot, up to
+    ``position`` (none before the log's first: no query). Corrections moving a claim onto a subject count
+    with its stream, not apart as ``Taker`` counts them: this decides when, never what."""
+    if position <= 0:
+        return dict.fromkeys(subject_ids, 0)
+    s = time_travel_snapshots
+    latest_at: dict[str, int] = {}
+    for chunk in chunked(subject_ids):
+        result = await conn.execute(
+            sa.select(s.c.subject_id, sa.func.max(s.c.position))
+            .where(s.c.subject_id.in_(chunk), s.c.position <= position)
+            .group_by(s.c.subject_id)
+        )
+        latest_at.update({subject_id: int(at) for subject_id, at in result})
+    found: dict[str, int] = {}
+    for subject_id in subject_ids:
+        since = latest_at.get(subject_id, 0)
+        counted = 0
+        for chunk in chunked(await queries.claim_streams_of_subject(conn, subject_id, position)):
+            counted += (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        events.c.stream_id.in_(chunk),
+                        events.c.position > since,
+                        events.c.position <= position,
+                    )
+                )
+            ).scalar_one()
+        found[subject_id] = counted
+    return found
