@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from timeline.service import Recorder
 from timeline.store import migrate, schema
 from timeline.store.database import Database
-from timeline_bench import suite
+from timeline_bench import measure, seed
 from timeline_bench.generator import generate
-from timeline_bench.suite import parse_wrk
+from timeline_bench.wrk import parse_wrk
 
 WRK_OUTPUT = """\
 Running 4s test @ http://127.0.0.1:8123/subjects/subject-0/estimates
@@ -75,9 +75,9 @@ async def test_the_fast_seed_records_what_the_write_path_would(
     # The big benchmark logs skip the rules to be built in minutes; the same events through the write path
     # must be accepted and give the same log (but for ids, times and hashes) and the same views. Small
     # transactions, so streams and the hash chain carry over from one to the next, and the last is empty.
-    monkeypatch.setattr(suite, "SEED_CHUNK", 1_000)
+    monkeypatch.setattr(seed, "SEED_CHUNK", 1_000)
     count = 3_000
-    assert await suite._seed(database_url, count) == count
+    assert await seed.seed_log(database_url, count) == count
     checked = Database(empty_database_url)
     try:
         await migrate.upgrade(checked)
@@ -108,9 +108,9 @@ def test_peak_rss_is_the_commands_own_not_the_largest_earlier_childs(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     ballast = b"y" * (200 * 1024 * 1024)  # this process is large, as the benchmark's can be
     try:
-        assert suite.peak_rss_mb("big", []) > 300
-        assert suite.peak_rss_mb("small", []) < 100
+        assert measure.peak_rss_mb("big", []) > 300
+        assert measure.peak_rss_mb("small", []) < 100
         with pytest.raises(subprocess.CalledProcessError):
-            suite.peak_rss_mb("fails", [])
+            measure.peak_rss_mb("fails", [])
     finally:
         del ballast
