@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from timeline.service import Recorder
 from timeline.store import migrate, schema
 from timeline.store.database import Database
-from timeline_bench import measure, seed
+from timeline_bench import measure, peer, seed
 from timeline_bench.generator import generate
 from timeline_bench.wrk import parse_wrk
 
@@ -114,3 +115,17 @@ def test_peak_rss_is_the_commands_own_not_the_largest_earlier_childs(
             measure.peak_rss_mb("fails", [])
     finally:
         del ballast
+
+
+async def test_the_peers_projection_keeps_the_same_latest_estimates(database_url: str) -> None:
+    # The rebuild's baseline must do the same job: from the same log, the peer's view chooses the very claim
+    # timeline's estimates view chooses under every (subject, metric, source).
+    count = 1_500
+    await seed.seed_log(database_url, count)
+    dialect = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    last = await asyncio.to_thread(peer.load, dialect, database_url, count)
+    rate = await asyncio.to_thread(peer.project, dialect, database_url, last, 600.0)
+    assert rate > 0
+    ours = set(await _rows(database_url, schema.estimates, "subject_id", "metric", "source_id", "claim_id"))
+    assert len(ours) > 100
+    assert set(await asyncio.to_thread(peer.estimates, dialect, database_url)) == ours

@@ -8,13 +8,12 @@ import uuid
 from typing import Any
 
 import asyncpg
-import msgspec
 from eventsourcing import postgres as es_postgres
 from eventsourcing import sqlite as es_sqlite
 from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import make_url
 
-from timeline.domain.events import encode_event
+from timeline.domain.events import decode_event, encode_event
 from timeline_bench.seed import claim_made
 
 RAW_TABLE = (
@@ -119,12 +118,37 @@ def peer_insert(recorder: Any, stored: list[Any], per_call: int) -> int:
     return len(stored)
 
 
-def peer_replay(recorder: Any) -> int:
-    decoder = msgspec.json.Decoder()
-    count, start = 0, 1
-    while notifications := recorder.select_notifications(start=start, limit=1000):
-        for n in notifications:
-            decoder.decode(n.state)
-        count += len(notifications)
-        start = notifications[-1].id + 1
+_PAGE = 10_000  # events a raw read asks for at once
+
+
+async def read_and_decode(dialect: str, url: str) -> int:
+    """The floor under any rebuild: every event of timeline's log read in pages with the raw driver and
+    decoded into its domain event, nothing else done; the number of events."""
+    count, after = 0, 0
+    query = "SELECT position, data FROM events WHERE position > {} ORDER BY position LIMIT {}"
+    if dialect == "sqlite":
+        path = make_url(url).database
+        assert path is not None
+        lite = sqlite3.connect(path)
+        try:
+            while rows := lite.execute(query.format("?", "?"), (after, _PAGE)).fetchall():
+                for _, data in rows:
+                    decode_event(data)
+                count += len(rows)
+                after = rows[-1][0]
+        finally:
+            lite.close()
+        return count
+    pg = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        statement = await pg.prepare(query.format("$1", "$2"))
+        while rows := await statement.fetch(after, _PAGE):
+            for row in rows:
+                decode_event(row[1])
+            count += len(rows)
+            after = rows[-1][0]
+    finally:
+        await pg.close()
     return count
