@@ -7,7 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
-from timeline.store.database import DEFAULT_URL, Database
+from timeline.store import DEFAULT_URL
+from timeline.store.database import Database
 from timeline.store.schema import metadata
 
 config = context.config

@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from timeline import signing
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.store import migrate, tokens
 from timeline.store.database import Database
@@ -31,6 +32,13 @@ def _logging_as_found() -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     yield
     root.handlers, root.level = handlers, level
+
+
+@pytest.fixture(autouse=True)
+def _no_checkouts_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Commands run in-process look for var/timeline.key in the test's own directory, never in the checkout
+    (where `make serve` leaves one)."""
+    monkeypatch.setattr(signing, "DEFAULT_KEY_FILE", tmp_path / "var" / "timeline.key")
 
 
 ROOT = Path(__file__).resolve().parents[1]

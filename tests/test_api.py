@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
+from litestar.testing import AsyncTestClient, TestClient
 
 from timeline.api.app import create_app
+from timeline.app import imports
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.store import tokens
 from timeline.store.database import Database
@@ -18,15 +23,20 @@ SUBJECT = "dprk-troops-to-russia"
 NIS = "nis-1500-soldiers-sent-for-training"
 
 
-@pytest.fixture
-async def client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+async def _seeded(database_url: str) -> str:
+    """Import the seed; an admin token's secret."""
     seeding = Database(database_url)
     try:
         await import_fixtures(seeding, [LoadedFixture(str(SEED), SEED.read_bytes())], recorded_by="test")
         async with seeding.write() as conn:
-            secret = await tokens.create(conn, "importer", ("admin",))
+            return await tokens.create(conn, "importer", ("admin",))
     finally:
         await seeding.dispose()
+
+
+@pytest.fixture
+async def client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+    secret = await _seeded(database_url)
     # The test client runs the app on its own event loop, so the app gets an engine of its own.
     async with AsyncTestClient(app=create_app(Database(database_url))) as client:
         client.headers["Authorization"] = f"Bearer {secret}"
@@ -164,6 +174,55 @@ async def test_post_import_is_atomic_idempotent_and_explains_errors(client: Asyn
         }
     ]
     assert (await client.get("/health")).json()["head_position"] == head
+
+
+def _large_fixture(claims: int) -> str:
+    lines = [
+        "document: {id: large, title: Large, published_on: '2024-10-25'}",
+        "subjects: [{id: large-subject, name: Large}]",
+        "sources: [{id: large-source, name: Large, kind: agency}]",
+        "events:",
+    ]
+    lines += [
+        f"  - {{type: claim, id: c{i}, subject: large-subject, source: large-source, statement: Claim {i}.}}"
+        for i in range(claims)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def test_reads_are_answered_while_a_large_import_is_recorded(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The import is held at its first event's rule checks until the read has been answered: a server that
+    # recorded on its event loop could not answer it meanwhile (the hold gives up after a while).
+    recording, read_answered = threading.Event(), threading.Event()
+    waited_in_vain: list[bool] = []
+
+    class Held(imports.Recorder):
+        async def record(self, event: Any, **kwargs: Any) -> Any:
+            if not recording.is_set():
+                recording.set()
+                waited_in_vain.append(not read_answered.wait(timeout=20))
+            return await super().record(event, **kwargs)
+
+    secret = await _seeded(database_url)
+    monkeypatch.setattr(imports, "Recorder", Held)
+    # The synchronous client sends each request from its caller's thread: two threads, two requests at once.
+    with TestClient(app=create_app(Database(database_url))) as client:
+        client.headers["Authorization"] = f"Bearer {secret}"
+        with ThreadPoolExecutor(1) as pool:
+            importing = pool.submit(client.post, "/imports", content=_large_fixture(3000))
+            assert await asyncio.to_thread(recording.wait, 20)
+            health = await asyncio.to_thread(client.get, "/health")
+            read_answered.set()
+            assert health.status_code == 200
+            assert health.json()["head_position"] == 29  # the import is not committed yet: all or nothing
+            assert not importing.done()
+            imported = await asyncio.wrap_future(importing)
+        assert waited_in_vain == [False]  # the read was answered while the import was held mid-recording
+        assert imported.status_code == 200, imported.text
+        assert imported.json()["appended"] == 3003
+        assert client.get("/health").json()["head_position"] == 29 + 3003
 
 
 async def test_health_reports_positions(client: AsyncTestClient) -> None:  # type: ignore[type-arg]

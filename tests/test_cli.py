@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
 
+from timeline import console, signing
 from timeline.cli import main
 from timeline.store import eventlog, migrate, queries, tokens
 from timeline.store.database import Database
@@ -125,3 +127,36 @@ async def test_tokens_create_list_revoke(database_url: str, capsys: pytest.Captu
         assert token.revoked_at is not None
     finally:
         await db.dispose()
+
+
+async def test_draft_and_sign_head_show_progress(
+    database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    article = SEED.parent / "articles" / "000_16630df2654ec508.txt"
+    whole = re.compile(r"([0-9][0-9,]+)/\1 characters")  # all of the article's text, read
+    db_args = ("--database-url", database_url)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("TIMELINE_PROGRESS", "1")  # as on a terminal
+    monkeypatch.setenv("COLUMNS", "160")  # a bar and its counts on one line
+    monkeypatch.delenv("TIMELINE_SIGNING_KEY_FILE", raising=False)
+    monkeypatch.delenv("TIMELINE_SIGNING_KEY", raising=False)
+    assert await run(*db_args, "import", str(SEED)) == 0  # no key: nothing signed
+    capsys.readouterr()
+    assert await run(*db_args, "draft", str(article)) == 0
+    err = capsys.readouterr().err
+    assert "drafting" in err
+    assert "characters/s" in err
+    assert whole.search(err), err
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY", signing.Signer.generate("example.org/log").private_text())
+    assert await run(*db_args, "keys", "sign-head", "--size", "29") == 0
+    err = capsys.readouterr().err
+    assert "verifying before signing" in err
+    assert "29/29 events" in err
+    # Not a terminal: plain lines, no escape codes.
+    monkeypatch.setenv("TIMELINE_PROGRESS", "0")
+    monkeypatch.setattr(console, "PLAIN_EVERY", 0.0)
+    assert await run(*db_args, "draft", str(article)) == 0
+    err = capsys.readouterr().err
+    assert "drafting: " in err
+    assert whole.search(err), err
+    assert "\x1b" not in err

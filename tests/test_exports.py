@@ -85,7 +85,7 @@ async def test_timelinejs_slides_follow_the_format(client: AsyncTestClient) -> N
         assert any(verb in h for h in headlines), verb
     revised = next(s for s in slides if "revises" in s["text"]["headline"])
     assert revised["start_date"] == {"year": 2024, "month": 11}  # month precision: no day
-    assert revised["text"]["text"] == "About &lt;b&gt;3,000&lt;/b&gt; &amp; more"
+    assert revised["text"]["text"].startswith("About &lt;b&gt;3,000&lt;/b&gt; &amp; more <p>Reported in: ")
     assert (
         revised["text"]["headline"]
         == "National Intelligence Service (South Korea) revises its figure about 3,000 soldiers"

@@ -753,6 +753,118 @@ async def test_keys_create_and_verify_say_what_they_checked(
     assert "the signing key cannot be used: TIMELINE_SIGNING_KEY" in capsys.readouterr().err
 
 
+def _no_key_in_the_environment(monkeypatch: pytest.MonkeyPatch, where: Path) -> None:
+    # Commands then find var/timeline.key in ``where`` as ``serve`` does (an in-process `serve` earlier in the
+    # run may have set a key in the environment for its workers).
+    monkeypatch.delenv("TIMELINE_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("TIMELINE_SIGNING_KEY_FILE", raising=False)
+    monkeypatch.chdir(where)
+
+
+async def test_import_and_restore_sign_with_the_key_serve_finds(
+    database_url: str,
+    empty_database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _no_key_in_the_environment(monkeypatch, tmp_path)
+    assert await _cli("keys", "create") == 0  # var/timeline.key, where serve makes and reads it
+    verifier = capsys.readouterr().out.strip()
+    assert await _cli("--database-url", database_url, "import", str(SEED)) == 0
+    assert await _cli("--database-url", database_url, "export", "--output", "log.jsonl") == 0
+    assert await _cli("--database-url", empty_database_url, "restore", "log.jsonl") == 0
+    for url in (database_url, empty_database_url):
+        db = Database(url)
+        try:
+            async with db.read() as conn:
+                [checkpoint] = await tree.all_checkpoints(conn)
+        finally:
+            await db.dispose()
+        assert signing.verify_note(checkpoint.note, verifier).startswith("timeline.local/log\n29\n")
+    capsys.readouterr()
+    assert await _cli("--database-url", database_url, "verify") == 0
+    assert "ok: 1 signed checkpoints, their roots recomputed and signatures" in capsys.readouterr().out
+
+
+async def _checkpoint_keys(url: str, keys: dict[str, str]) -> list[str]:
+    """The name in ``keys`` of the key that signed each checkpoint, smallest first."""
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            checkpoints = await tree.all_checkpoints(conn)
+    finally:
+        await db.dispose()
+
+    def signed_by(note: str) -> str:
+        for name, verifier in keys.items():
+            try:
+                signing.verify_note(note, verifier)
+            except signing.BadKey:
+                continue
+            return name
+        return "none"
+
+    return [signed_by(c.note) for c in checkpoints]
+
+
+async def test_a_rotated_key_signs_on_and_older_checkpoints_verify_with_the_keys_that_signed_them(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_key_in_the_environment(monkeypatch, tmp_path)
+    url = ("--database-url", database_url)
+    later = tmp_path / "later.yaml"
+    assert await _cli("keys", "create") == 0
+    first = capsys.readouterr().out.strip()
+    assert await _cli(*url, "import", str(SEED)) == 0
+    capsys.readouterr()
+    assert await _cli("keys", "rotate") == 0
+    second = capsys.readouterr().out.strip()
+    assert second != first
+    assert second.startswith("timeline.local/log+")
+    assert signing.DEFAULT_KEY_FILE.stat().st_mode & 0o077 == 0
+    assert await _cli("keys", "show") == 0
+    shown = capsys.readouterr()
+    assert shown.out.strip() == second
+    assert first in shown.err  # kept, trusted for the checkpoints it signed
+    # Writes sign on with the new key: the last checkpoint, by the old key, is trusted.
+    later.write_text(LATER)
+    assert await _cli(*url, "import", str(later)) == 0
+    assert await _checkpoint_keys(database_url, {"first": first, "second": second}) == ["first", "second"]
+    capsys.readouterr()
+    assert await _cli(*url, "verify") == 0
+    out = capsys.readouterr().out
+    assert "ok: 2 signed checkpoints, their roots recomputed and signatures" in out
+    assert "UNSIGNED" not in out
+    # An event written without the key, then signed over by an operator: sign-head checks the older
+    # checkpoints with the keys that signed them.
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY", signing.Signer.generate("timeline.local/log").private_text())
+    later.write_text(LATER.replace("id: later", "id: later-unsigned"))
+    assert await _cli(*url, "import", str(later)) == 0
+    monkeypatch.delenv("TIMELINE_SIGNING_KEY")
+    capsys.readouterr()
+    assert await _cli("keys", "rotate") == 0
+    third = capsys.readouterr().out.strip()
+    assert await _cli(*url, "keys", "sign-head", "--size", "31") == 0
+    assert "signed the checkpoint of 31 events" in capsys.readouterr().out
+    keys = {"first": first, "second": second, "third": third}
+    assert await _checkpoint_keys(database_url, keys) == ["first", "second", "third"]
+    # A key replaced by hand: the old checkpoints do not verify until the keys that signed them are trusted.
+    assert await _cli("keys", "create", "--output", "replaced.key") == 0
+    monkeypatch.setenv("TIMELINE_SIGNING_KEY_FILE", "replaced.key")
+    assert await _cli(*url, "verify") == 2
+    assert "BROKEN at position 29: the checkpoint of 29 events" in capsys.readouterr().out
+    for verifier in (first, second, third):
+        assert await _cli("keys", "trust", verifier) == 0
+    capsys.readouterr()
+    assert await _cli("keys", "trust", first) == 0
+    assert "trusts that key already" in capsys.readouterr().out
+    assert await _cli(*url, "verify") == 0
+    assert "ok: 3 signed checkpoints" in capsys.readouterr().out
+    assert await _cli("keys", "trust", "example.org/log+00000000+AAAA") == 1
+    assert "not a verifier key" in capsys.readouterr().err
+
+
 async def test_verify_fails_on_events_no_checkpoint_covers(
     signed: Database, database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

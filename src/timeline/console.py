@@ -1,5 +1,6 @@
 """What the command line shows while it works and when it fails: progress, one-line errors, exit codes, and
-database URLs with their passwords hidden."""
+database URLs with their passwords hidden. SQLAlchemy and rich are imported only when a command needs them,
+so that ``timeline --help`` starts quickly."""
 
 from __future__ import annotations
 
@@ -7,30 +8,14 @@ import contextlib
 import enum
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskProgressColumn,
-    TextColumn,
-    TransferSpeedColumn,
-)
-from rich.text import Text
-from sqlalchemy.engine import make_url
-
-from timeline import signing
-from timeline.store.database import Database, normalize_url
+if TYPE_CHECKING:
+    from timeline.store.database import Database
 
 
 class Exit(enum.IntEnum):
@@ -72,6 +57,12 @@ _EXPECTED_URL = "expected sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABA
 def open_database(url: str, *, must_exist: bool) -> Database:
     """A ``Database`` for ``url``, or a ``CommandError`` saying what is wrong with the URL; with
     ``must_exist``, an SQLite file that is not there is refused rather than created (a mistyped path)."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from timeline import signing
+    from timeline.store.database import Database, normalize_url
+
     try:
         parsed = make_url(normalize_url(url))
     except (sa.exc.ArgumentError, ValueError):
@@ -93,7 +84,7 @@ def open_database(url: str, *, must_exist: bool) -> Database:
                 Exit.DATABASE,
             )
     try:
-        signer = signing.from_env()
+        signer = signing.configured()
     except signing.BadKey as exc:
         raise CommandError(f"the signing key cannot be used: {exc}") from None
     try:
@@ -108,6 +99,10 @@ def open_database(url: str, *, must_exist: bool) -> Database:
 
 def database_error(exc: BaseException, url: str) -> CommandError | None:
     """The one-line message for an error that came from the database or the way to it, else None."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
     where = redact(url)
     if isinstance(exc, sa.exc.DBAPIError):
         return CommandError(f"database {where}: {_first_line(exc.orig or exc)}", Exit.DATABASE)
@@ -142,42 +137,6 @@ def _shows_bars() -> bool:
     if forced is not None:
         return forced == "1"
     return sys.stderr.isatty()
-
-
-class _Rate(ProgressColumn):
-    """Items a second, in the task's own unit."""
-
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self.unit = unit
-
-    def render(self, task: Task) -> Text:
-        # rich estimates speed from recent updates; a task updated once has none, so fall back to the mean.
-        elapsed = task.elapsed or 0.0
-        speed = task.finished_speed or task.speed or (task.completed / elapsed if elapsed else None)
-        return Text(f"{speed:,.0f} {self.unit}/s" if speed else "", style="progress.data.speed")
-
-
-class _Count(ProgressColumn):
-    """Items done, of how many when known, in the task's own unit."""
-
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self.unit = unit
-
-    def render(self, task: Task) -> Text:
-        of = f"/{task.total:,.0f}" if task.total is not None else ""
-        return Text(f"{task.completed:,.0f}{of} {self.unit}", style="progress.download")
-
-
-class _Left(ProgressColumn):
-    """Time left, as "12 s left" (rich's own column shows a bare clock)."""
-
-    def render(self, task: Task) -> Text:
-        remaining = 0.0 if task.finished else task.time_remaining
-        if remaining is None:
-            return Text("")
-        return Text(f"{remaining:,.0f} s left", style="progress.remaining")
 
 
 Advance = Callable[[int, int | None], None]
@@ -221,12 +180,25 @@ def progress(label: str, unit: str = "events", *, lazy: bool = False) -> Iterato
 
 @contextlib.contextmanager
 def _bar(label: str, unit: str) -> Iterator[Advance]:
-    columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    from timeline.bars import Count, Left, Rate
+
+    columns: list[ProgressColumn] = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
     if unit == "bytes":
         columns += [DownloadColumn(), TransferSpeedColumn()]
     else:
-        columns += [_Count(unit), _Rate(unit)]
-    columns.append(_Left())
+        columns += [Count(unit), Rate(unit)]
+    columns.append(Left())
     console = Console(
         stderr=True, force_terminal=True if os.environ.get("TIMELINE_PROGRESS") == "1" else None
     )

@@ -11,7 +11,8 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import Any, Literal
 
-import structlog
+# structlog is imported where a line is configured or written, not with this module: the command line reads
+# the formats and levels below to describe its options, and `timeline --help` need not load it.
 
 Format = Literal["json", "text"]
 FORMATS: tuple[Format, ...] = ("json", "text")
@@ -50,19 +51,24 @@ def _add_request_id(_logger: Any, _method: str, event: MutableMapping[str, Any])
     return event
 
 
-# What every line carries, whichever logger wrote it.
-_SHARED: list[Any] = [
-    structlog.contextvars.merge_contextvars,
-    _add_request_id,
-    structlog.stdlib.add_log_level,
-    structlog.stdlib.add_logger_name,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-]
+def _shared() -> list[Any]:
+    """What every line carries, whichever logger wrote it."""
+    import structlog
+
+    return [
+        structlog.contextvars.merge_contextvars,
+        _add_request_id,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
 
 
 def configure(fmt: Format = "text", level: str = "info", stream: Any = None) -> None:
     """Send every logger's records to one handler on standard error (or ``stream``) in ``fmt``."""
-    shared = _SHARED
+    import structlog
+
+    shared = _shared()
     tail: list[Any]
     if fmt == "json":
         # A traceback becomes a list of frames inside the line, so one record stays one line.
@@ -127,4 +133,6 @@ def _drop_color_message(_logger: Any, _method: str, event: MutableMapping[str, A
 
 def get(name: str) -> Any:
     """A structlog logger named ``name`` (a stdlib logger underneath, so levels and handlers apply)."""
+    import structlog
+
     return structlog.stdlib.get_logger(name)

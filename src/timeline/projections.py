@@ -96,6 +96,8 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     corrected: bool = False
     # For evidence: where the material is, when the source gave a link.
     url: str | None = None
+    # The documents this event came from (not its claim's: a denial is reported by its own article).
+    document_ids: tuple[str, ...] = ()
 
 
 EstimateKey = tuple[str, str, str]  # (subject_id, metric, source_id)
@@ -193,6 +195,7 @@ def timeline_entry(
         quantity=quantity,
         corrected=corrected,
         url=event.url if isinstance(event, EvidenceAttached) else None,
+        document_ids=event.document_ids,
     )
 
 

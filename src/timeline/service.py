@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain import claims as rules
-from timeline.domain.claims import Amendment, Claim, ClaimEvent
+from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration
 from timeline.domain.errors import DefinitionConflict, DomainError, InvalidValue, UnknownReference
 from timeline.domain.events import (
     ClaimConfirmed,
@@ -215,6 +215,10 @@ class Recorder:
     async def claim(self, claim_id: str) -> Claim | None:
         """A claim's state as this transaction sees it."""
         return (await self._stream(claim_stream(claim_id))).state.claim
+
+    async def first_registration(self, stream_id: str) -> Registration | None:
+        """The definition a subject, source or document was first registered with (None if it was not)."""
+        return (await self._stream(stream_id)).state.first
 
     async def _require(self, kind: str, ident: str, where: str) -> None:
         if not self._exists.get(f"{kind}-{ident}", False):

@@ -3,7 +3,9 @@
 A checkpoint is a note whose body is the log's origin, its size, its root hash (base64) and one extension
 line with the time it was made; the key is named after the origin. Keys are text, as Go's note package
 writes them: ``PRIVATE+KEY+<name>+<key id hex>+<base64 of 0x01 and the 32-byte seed>`` (kept secret) and
-``<name>+<key id hex>+<base64 of 0x01 and the public key>`` (handed to auditors).
+``<name>+<key id hex>+<base64 of 0x01 and the public key>`` (handed to auditors). A key file may list, after
+its private key, the verifier keys of the keys it replaced (``timeline keys rotate``), one a line: checkpoints
+those signed still verify.
 """
 
 from __future__ import annotations
@@ -40,15 +42,17 @@ def _raw(public: Ed25519PublicKey) -> bytes:
 
 
 class Signer:
-    """An Ed25519 note signer under a name (the log's origin)."""
+    """An Ed25519 note signer under a name (the log's origin), with the verifier keys of the keys it
+    replaced (``earlier``), which the log's older checkpoints are signed with."""
 
-    def __init__(self, name: str, private: Ed25519PrivateKey) -> None:
+    def __init__(self, name: str, private: Ed25519PrivateKey, earlier: tuple[str, ...] = ()) -> None:
         if not _NAME.match(name):
             raise BadKey(f"a key name has no spaces or '+': {name!r}")
         self.name = name
         self.private = private
         self.public = _raw(private.public_key())
         self.id = key_id(name, ED25519, self.public)
+        self.earlier = earlier
 
     @classmethod
     def generate(cls, name: str) -> Signer:
@@ -57,8 +61,13 @@ class Signer:
 
     @classmethod
     def parse(cls, text: str) -> Signer:
-        """A signer from its private key text."""
-        parts = text.strip().split("+", 4)
+        """A signer from its private key text, followed by the verifier keys of earlier keys, one a line."""
+        first, *rest = text.strip().splitlines() or [""]
+        earlier = tuple(line.strip() for line in rest if line.strip())
+        for verifier in earlier:
+            if parse_verifier(verifier)[1] != ED25519:
+                raise BadKey("an earlier key is an Ed25519 verifier key (algorithm 0x01)")
+        parts = first.strip().split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise BadKey("a private key reads PRIVATE+KEY+<name>+<key id>+<base64 key>")
         try:
@@ -67,7 +76,7 @@ class Signer:
             raise BadKey("the key's last part is not base64") from None
         if len(raw) != 33 or raw[0] != ED25519:
             raise BadKey("the key is not an Ed25519 key (0x01 and 32 bytes)")
-        signer = cls(parts[2], Ed25519PrivateKey.from_private_bytes(raw[1:]))
+        signer = cls(parts[2], Ed25519PrivateKey.from_private_bytes(raw[1:]), earlier)
         if signer.id.hex() != parts[3]:
             raise BadKey("the key id does not match the key: the text was altered")
         return signer
@@ -78,9 +87,23 @@ class Signer:
         encoded = base64.b64encode(bytes([ED25519]) + seed).decode()
         return f"PRIVATE+KEY+{self.name}+{self.id.hex()}+{encoded}"
 
+    def key_file_text(self) -> str:
+        """What a key file holds: the private key, then the verifier keys of the keys it replaced."""
+        return "".join(f"{line}\n" for line in (self.private_text(), *self.earlier))
+
     def verifier_text(self) -> str:
         """The public key as text, for auditors."""
         return f"{self.name}+{self.id.hex()}+{base64.b64encode(bytes([ED25519]) + self.public).decode()}"
+
+    def keyring(self) -> str:
+        """The verifier keys of this key and of those it replaced, one a line (as ``verify_note`` takes)."""
+        return "\n".join((self.verifier_text(), *self.earlier))
+
+    def rotated(self) -> Signer:
+        """A new key under the same name that trusts this one's checkpoints (and those this one trusted)."""
+        fresh = Ed25519PrivateKey.generate()
+        earlier = (self.verifier_text(), *(v for v in self.earlier if v != self.verifier_text()))
+        return Signer(self.name, fresh, earlier)
 
     def sign(self, body: str) -> str:
         """The signed note: the body, a blank line, one signature line."""
@@ -141,26 +164,56 @@ def parse_verifier(text: str) -> tuple[str, int, bytes]:
 
 
 def verify_note(note: str, verifier: str) -> str:
-    """The body of a note whose signature by ``verifier`` checks; raises ``BadKey`` otherwise."""
-    name, algorithm, public = parse_verifier(verifier)
+    """The body of a note whose signature by ``verifier`` checks; raises ``BadKey`` otherwise. ``verifier``
+    may hold several verifier keys, one a line (a key and those it replaced): a signature by any of them
+    does, found by the key hash its signature line carries."""
+    keys: dict[tuple[str, bytes], bytes] = {}
+    for text in verifier.strip().splitlines():
+        name, algorithm, public = parse_verifier(text)
+        keys[(name, key_id(name, algorithm, public))] = public
     body, sep, signatures = note.partition("\n\n")
     if not sep:
         raise BadKey("a signed note has a blank line between its body and its signatures")
     body += "\n"
-    wanted = key_id(name, algorithm, public)
     for line in signatures.splitlines():
         match = _SIGNATURE_LINE.match(line)
-        if match is None or match.group(1) != name:
+        if match is None:
             continue
-        raw = base64.b64decode(match.group(2))
-        if raw[:4] != wanted:
+        name, raw = match.group(1), base64.b64decode(match.group(2))
+        known = keys.get((name, raw[:4]))
+        if known is None:
             continue
         try:
-            Ed25519PublicKey.from_public_bytes(public).verify(raw[4:], body.encode())
+            Ed25519PublicKey.from_public_bytes(known).verify(raw[4:], body.encode())
         except InvalidSignature:
             raise BadKey(f"the signature by {name} does not verify: the note was altered") from None
         return body
-    raise BadKey(f"the note carries no signature by {name}")
+    names = " or ".join(sorted({name for name, _ in keys}))
+    raise BadKey(f"the note carries no signature by {names}")
+
+
+# Where ``timeline serve`` makes its key on the first start, and where every command looks when no variable
+# names a key (relative to the directory the command runs in).
+DEFAULT_KEY_FILE = Path("var/timeline.key")
+
+
+def configured(environ: Mapping[str, str] | None = None) -> Signer | None:
+    """The signer every command uses: TIMELINE_SIGNING_KEY(_FILE) if set, else var/timeline.key if there
+    is one, else None; raises ``BadKey`` when the key is unusable."""
+    signer = from_env(environ)
+    if signer is None and DEFAULT_KEY_FILE.is_file():
+        signer = from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY_FILE)})
+    return signer
+
+
+def configured_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The file ``configured`` reads the key from (None when it is given as text, or there is none)."""
+    env = os.environ if environ is None else environ
+    if env.get("TIMELINE_SIGNING_KEY"):
+        return None
+    if env.get("TIMELINE_SIGNING_KEY_FILE"):
+        return Path(env["TIMELINE_SIGNING_KEY_FILE"])
+    return DEFAULT_KEY_FILE if DEFAULT_KEY_FILE.is_file() else None
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Signer | None:

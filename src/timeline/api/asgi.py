@@ -10,7 +10,8 @@ from litestar import Litestar
 from timeline import logs, signing
 from timeline.api.app import create_app
 from timeline.api.settings import Settings
-from timeline.store.database import DEFAULT_URL, Database
+from timeline.store import DEFAULT_URL
+from timeline.store.database import Database
 
 
 def create() -> Litestar:

@@ -60,7 +60,7 @@ async def verify(
             "since_hash", "give both since_position and since_hash (from /audit/head), or neither"
         )
     since = (since_position, since_hash) if since_position is not None and since_hash else None
-    verifier = None if db.signer is None else db.signer.verifier_text()
+    verifier = None if db.signer is None else db.signer.keyring()
     async with db.read() as conn:
         return await audit.verify(conn, since=since, verifier=verifier)
 

@@ -58,7 +58,20 @@ def _date(stated: StatedDate) -> dict[str, int]:
     return dict(zip(("year", "month", "day"), parts, strict=False))
 
 
-def _slide(entry: TimelineEntry, names: Mapping[str, str]) -> dict[str, Any]:
+def _reported_in(entry: TimelineEntry, documents: Mapping[str, DocumentRegistered]) -> str:
+    """The documents the event itself came from, linked when they have a URL, as slide HTML."""
+    cited = []
+    for document_id in entry.document_ids:
+        doc = documents.get(document_id)
+        title = html.escape(doc.title if doc is not None else document_id)
+        url = doc.url if doc is not None else None
+        cited.append(f'<a href="{html.escape(url)}">{title}</a>' if url else f"<cite>{title}</cite>")
+    return f" <p>Reported in: {'; '.join(cited)}</p>" if cited else ""
+
+
+def _slide(
+    entry: TimelineEntry, names: Mapping[str, str], documents: Mapping[str, DocumentRegistered]
+) -> dict[str, Any]:
     source = names[entry.source_id]
     headline = f"{source} {KIND_VERB[entry.kind]}" + (f" {figure(entry.quantity)}" if entry.quantity else "")
     text = html.escape(entry.statement)
@@ -68,7 +81,7 @@ def _slide(entry: TimelineEntry, names: Mapping[str, str]) -> dict[str, Any]:
         # Positions never change, so deep links survive new events.
         "unique_id": f"event-{entry.position}",
         "start_date": _date(entry.occurred_on),
-        "text": {"headline": html.escape(headline), "text": text},
+        "text": {"headline": html.escape(headline), "text": text + _reported_in(entry, documents)},
         "group": html.escape(source),
     }
     if entry.url:
@@ -90,10 +103,11 @@ async def timelinejs(
     source, dated to the precision the source gave, text HTML-escaped. Load it with
     ``new TL.Timeline('id', '<this URL>')``; other origins need TIMELINE_CORS_ORIGINS."""
     found = await timeline_entries(db, subject_id, TimelineFilter(), EVERYTHING, as_of, known_at)
+    documents = await queries.read(db, queries.documents)
     headline = html.escape(found.subject_name)
     return {
         "title": {"text": {"headline": headline, "text": "Claims recorded by timeline, by source."}},
-        "events": [_slide(e, found.names) for e in found.entries],
+        "events": [_slide(e, found.names, documents) for e in found.entries],
     }
 
 
@@ -145,7 +159,8 @@ async def claims_jsonld(
                 "datePublished": e.occurred_on.date,
                 "about": {"@type": "Thing", "name": name},
                 "appearance": [appearance(d) for d in document_ids],
-                **({"firstAppearance": appearance(document_ids[0])} if document_ids else {}),
+                # Where the claim was first made: the ClaimMade event's own document.
+                **({"firstAppearance": appearance(e.document_ids[0])} if e.document_ids else {}),
             }
         )
     return {"@context": "https://schema.org", "@type": "ItemList", "name": name, "itemListElement": items}

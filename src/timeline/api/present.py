@@ -160,7 +160,7 @@ def estimate_out(record: ClaimRecord, sources: Mapping[str, str]) -> EstimateOut
 def entry_out(
     entry: TimelineEntry, sources: Mapping[str, str], claims: Mapping[str, ClaimRecord] | None = None
 ) -> TimelineEntryOut:
-    """One timeline entry, with its claim's status and documents when the claims are given."""
+    """One timeline entry with the documents it came from, and its claim's status given the claims."""
     record = (claims or {}).get(entry.claim_id)
     return TimelineEntryOut(
         position=entry.position,
@@ -173,7 +173,7 @@ def entry_out(
         corrected=entry.corrected,
         url=entry.url,
         claim_status=record.claim.status if record else None,
-        document_ids=list(record.claim.document_ids) if record else [],
+        document_ids=list(entry.document_ids),
     )
 
 

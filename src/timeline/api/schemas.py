@@ -132,7 +132,8 @@ class EstimatesOut(msgspec.Struct, kw_only=True):
 
 
 class TimelineEntryOut(msgspec.Struct, kw_only=True):
-    """A dated happening: a claim made, revised, denied or retracted."""
+    """A dated happening: a claim made, revised, denied, confirmed or retracted, or evidence attached;
+    ``document_ids`` are the documents this happening was reported in (not all of its claim's)."""
 
     position: int
     occurred_on: StatedDate

@@ -48,7 +48,7 @@ from timeline.api.problems import BadRequest
 from timeline.api.schemas import ImportOut, RebuildOut, WriteOut
 from timeline.api.settings import Settings
 from timeline.app import commands, maintenance
-from timeline.app.imports import LoadedFixture, TooSlow, import_fixtures
+from timeline.app.imports import LoadedFixture, TooSlow, import_fixtures_apart
 from timeline.domain.events import DomainEvent
 from timeline.store.database import Database
 
@@ -252,7 +252,7 @@ async def create_import(
     body = await request.body()
     settings: Settings = request.app.state.settings
     try:
-        [result] = await import_fixtures(
+        [result] = await import_fixtures_apart(
             db,
             [LoadedFixture(name, body)],
             recorded_by=principal(request).name,

@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgspec
+from sqlalchemy.engine import make_url
 
 from timeline.domain.claims import entry_id
-from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected
-from timeline.domain.streams import claim_stream, references, stream_of
+from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected, SourceAmended, SourceRegistered
+from timeline.domain.streams import claim_stream, references, source_stream, stream_of
 from timeline.fixtures import CorrectionRef, FixtureError, ParsedFixture, parse, to_events
 from timeline.service import Recorder, Rejected
 from timeline.store.database import Database
@@ -55,9 +56,10 @@ def read_files(paths: Sequence[Path]) -> list[LoadedFixture]:
     return loaded
 
 
-def _parse_all(
-    fixtures: Sequence[LoadedFixture],
-) -> tuple[list[ParsedFixture], list[list[tuple[str, DomainEvent | CorrectionRef]]]]:
+_Parsed = tuple[list[ParsedFixture], list[list[tuple[str, DomainEvent | CorrectionRef]]]]
+
+
+def _parse_all(fixtures: Sequence[LoadedFixture]) -> _Parsed:
     parsed = [parse(f.text, f.name) for f in fixtures]
     return parsed, [list(to_events(item)) for item in parsed]
 
@@ -73,12 +75,60 @@ async def import_fixtures(
     """Import fixtures in order, in one transaction: any error in any of them records nothing.
     ``progress(done, total)`` is told of each proposed event as it is recorded or found recorded already.
     Parsing runs in a worker thread (off the event loop); past ``parse_timeout`` seconds, ``TooSlow``."""
+    parsed = await _parse(fixtures, parse_timeout)
+    return await _record(db, fixtures, parsed, recorded_by=recorded_by, progress=progress)
+
+
+async def import_fixtures_apart(
+    db: Database,
+    fixtures: Sequence[LoadedFixture],
+    *,
+    recorded_by: str,
+    parse_timeout: float | None = None,
+) -> list[ImportResult]:
+    """``import_fixtures`` recorded on a thread, event loop and engine of its own, so the caller's loop keeps
+    serving while thousands of events are checked and appended (as a server's import must)."""
+    if db.dialect == "sqlite" and make_url(db.url).database in (None, "", ":memory:"):
+        # An in-memory database exists only on this engine: no other thread can open it.
+        return await import_fixtures(db, fixtures, recorded_by=recorded_by, parse_timeout=parse_timeout)
+    parsed = await _parse(fixtures, parse_timeout)
+    # This process's other writers wait behind the import as behind any write (on SQLite they would
+    # otherwise poll the file's lock).
+    async with db.writers_turn():
+        return await asyncio.to_thread(_record_apart, db, fixtures, parsed, recorded_by)
+
+
+def _record_apart(
+    db: Database, fixtures: Sequence[LoadedFixture], parsed: _Parsed, recorded_by: str
+) -> list[ImportResult]:
+    async def run() -> list[ImportResult]:
+        # The same key and the same readers to wake as ``db``; a connection of its own, on this loop.
+        own = Database(db.url, pool_size=1, lock_timeout=db.lock_timeout, signer=db.signer)
+        own.notifier = db.notifier
+        try:
+            return await _record(own, fixtures, parsed, recorded_by=recorded_by)
+        finally:
+            await own.dispose()
+
+    return asyncio.run(run())
+
+
+async def _parse(fixtures: Sequence[LoadedFixture], seconds: float | None) -> _Parsed:
     try:
-        parsed, proposed_by_fixture = await asyncio.wait_for(
-            asyncio.to_thread(_parse_all, fixtures), timeout=parse_timeout
-        )
+        return await asyncio.wait_for(asyncio.to_thread(_parse_all, fixtures), timeout=seconds)
     except TimeoutError:
-        raise TooSlow(parse_timeout or 0) from None
+        raise TooSlow(seconds or 0) from None
+
+
+async def _record(
+    db: Database,
+    fixtures: Sequence[LoadedFixture],
+    parsed_fixtures: _Parsed,
+    *,
+    recorded_by: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ImportResult]:
+    parsed, proposed_by_fixture = parsed_fixtures
     total = sum(len(proposals) for proposals in proposed_by_fixture)
     done = 0
     results = []
@@ -91,7 +141,7 @@ async def import_fixtures(
                 event = (
                     await _resolve(recorder, item, origin, proposed)
                     if isinstance(proposed, CorrectionRef)
-                    else proposed
+                    else await _aliases_of_old_source(recorder, proposed)
                 )
                 try:
                     await recorder.record(event, origin=origin)
@@ -125,6 +175,17 @@ def _streams_of(proposals: list[tuple[str, DomainEvent | CorrectionRef]]) -> set
             streams.add(stream_of(proposed))
             streams |= references(proposed)
     return streams
+
+
+async def _aliases_of_old_source(recorder: Recorder, event: DomainEvent) -> DomainEvent:
+    """A fixture's source with aliases that a version before 2026-12 registered without them (it dropped a
+    fixture's aliases): the aliases are added by an amendment, so the same fixture still imports."""
+    if not isinstance(event, SourceRegistered) or not event.aliases:
+        return event
+    first = await recorder.first_registration(source_stream(event.source_id))
+    if isinstance(first, SourceRegistered) and first == msgspec.structs.replace(event, aliases=()):
+        return SourceAmended(source_id=event.source_id, aliases=event.aliases)
+    return event
 
 
 async def _resolve(

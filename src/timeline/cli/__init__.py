@@ -7,26 +7,30 @@ error with an exit code from ``console.Exit``, never a traceback. The commands l
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
 
 import click
 
-from timeline.cli import admin, log, serving
+from timeline.cli import admin, keys, log, serving
 from timeline.cli.common import Group
 from timeline.console import CommandError, Exit, database_error, error
-from timeline.fixtures import FixtureError
-from timeline.store import eventlog
-from timeline.store.database import DEFAULT_URL
+from timeline.store import DEFAULT_URL
 
 
-def _version() -> str:
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    # importlib.metadata is read only when asked: it is a tenth of the command line's start-up.
+    if not value or ctx.resilient_parsing:
+        return
+    import importlib.metadata
+
     try:
-        return importlib.metadata.version("timeline")
+        version = importlib.metadata.version("timeline")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
+        version = "unknown"
+    click.echo(f"timeline {version}")
+    ctx.exit()
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -38,7 +42,14 @@ def _version() -> str:
     metavar="URL",
     help="sqlite:///PATH or postgresql://USER@HOST/DB (or $TIMELINE_DATABASE_URL)",
 )
-@click.version_option(_version(), "--version", prog_name="timeline", message="%(prog)s %(version)s")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, database_url: str) -> None:
     """An event-sourced ledger of attributed claims, served over HTTP."""
@@ -54,7 +65,7 @@ for command in (
     log.restore,
     admin.draft,
     admin.tokens_group,
-    admin.keys_group,
+    keys.keys_group,
     admin.db_group,
     admin.openapi,
 ):
@@ -93,16 +104,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         error(exc.format_message())
         return Exit.INPUT
-    except FixtureError as exc:
-        error(f"{exc}; nothing was imported")
-        return Exit.INPUT
     except CommandError as exc:
         error(exc.message)
         return exc.code
-    except eventlog.UnreadableEvent as exc:
-        error(str(exc))
-        return Exit.UNREADABLE
     except Exception as exc:
+        # Imported here: a command that met neither has not loaded them (nor should --help).
+        from timeline.fixtures import FixtureError
+        from timeline.store.eventlog import UnreadableEvent
+
+        if isinstance(exc, FixtureError):
+            error(f"{exc}; nothing was imported")
+            return Exit.INPUT
+        if isinstance(exc, UnreadableEvent):
+            error(str(exc))
+            return Exit.UNREADABLE
         problem = database_error(exc, url)
         if problem is not None:
             error(problem.message)

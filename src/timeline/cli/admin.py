@@ -8,14 +8,11 @@ from pathlib import Path
 
 import click
 
-from timeline import drafting, signing
-from timeline.app import queries
 from timeline.cli.common import Group, disposing, run_command
-from timeline.cli.serving import DEFAULT_KEY, DEFAULT_KEY_NAME, write_key
 from timeline.console import CommandError, open_database, progress
-from timeline.store import audit, migrate, tokens, tree
-from timeline.store.database import Database
-from timeline.store.tokens import SCOPES
+from timeline.store import SCOPES, Scope
+
+# Each command imports the library it needs when it runs: `timeline --help` loads none of it.
 
 
 @click.command()
@@ -33,6 +30,9 @@ def draft(
     url: str, article: Path, date: str | None, subject: str | None, title: str | None, output: Path | None
 ) -> None:
     """Propose a fixture from an article (text or HTML), for review."""
+    from timeline import drafting
+    from timeline.app import queries
+
     raw = _article_text(article)
     try:
         published, raw = drafting.article_date(raw, date)
@@ -44,8 +44,10 @@ def draft(
 
     context = run_command(url, lambda: disposing(db, queries.read(db, queries.drafting_context)))
     known_sources, known_claims = context
-    fixture = drafting.draft(raw, published=published, title=title, subject=subject,
-                             known_sources=known_sources, known_claims=known_claims)  # fmt: skip
+    with progress("drafting", unit="characters") as advance:
+        fixture = drafting.draft(raw, published=published, title=title, subject=subject,
+                                 known_sources=known_sources, known_claims=known_claims,
+                                 progress=advance)  # fmt: skip
     for note in fixture.notes:  # also in the draft's header; said here so an empty draft is not a surprise
         click.echo(f"{article}: {note}", err=True)
     document = drafting.to_yaml(fixture)
@@ -91,8 +93,10 @@ def tokens_group() -> None:
     help="write: record claims; admin: also imports, rebuilds; read: only reads (repeatable)",
 )
 @click.pass_obj
-def tokens_create(url: str, name: str, scopes: tuple[tokens.Scope, ...]) -> None:
+def tokens_create(url: str, name: str, scopes: tuple[Scope, ...]) -> None:
     """Create a token and print its secret once; NAME is recorded in every event it writes."""
+    from timeline.store import migrate, tokens
+
     db = open_database(url, must_exist=False)
 
     async def run() -> str:
@@ -116,6 +120,8 @@ def tokens_create(url: str, name: str, scopes: tuple[tokens.Scope, ...]) -> None
 @click.pass_obj
 def tokens_revoke(url: str, name: str) -> None:
     """Revoke a token by name."""
+    from timeline.store import migrate, tokens
+
     db = open_database(url, must_exist=True)
 
     async def run() -> bool:
@@ -132,6 +138,8 @@ def tokens_revoke(url: str, name: str) -> None:
 @click.pass_obj
 def tokens_list(url: str) -> None:
     """List tokens (never their secrets)."""
+    from timeline.store import tokens
+
     db = open_database(url, must_exist=True)
 
     async def run() -> list[tokens.Token]:
@@ -143,87 +151,6 @@ def tokens_list(url: str) -> None:
         click.echo(f"{t.name}\t{' '.join(t.scopes)}\t{state}\tcreated {t.created_at:%Y-%m-%d %H:%M}")
 
 
-@click.group("keys", cls=Group)
-def keys_group() -> None:
-    """The Ed25519 key that signs checkpoints (kept outside the database)."""
-
-
-@keys_group.command("create")
-@click.option(
-    "--name", default=DEFAULT_KEY_NAME, show_default=True, help="the log's origin (no spaces or '+')"
-)
-@click.option(
-    "--output", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_KEY, show_default=True
-)
-def keys_create(name: str, output: Path) -> None:
-    """Create a signing key in a new file (readable by you alone) and print its verifier key."""
-    if output.exists():
-        raise CommandError(f"{output} exists: a signing key is never overwritten")
-    try:
-        signer = write_key(output, name)
-    except signing.BadKey as exc:
-        raise CommandError(str(exc)) from None
-    except OSError as exc:
-        raise CommandError(f"{output}: cannot write the key: {exc.strerror}") from None
-    click.echo(signer.verifier_text())
-    click.echo(
-        f"signing key written to {output}; serve with TIMELINE_SIGNING_KEY_FILE={output} (the default "
-        "when it is var/timeline.key) and give auditors the verifier key above",
-        err=True,
-    )
-
-
-def _configured_signer() -> signing.Signer:
-    try:
-        signer = signing.from_env()
-        if signer is None and DEFAULT_KEY.exists():
-            signer = signing.from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY)})
-    except signing.BadKey as exc:
-        raise CommandError(str(exc)) from None
-    if signer is None:
-        raise CommandError("no signing key configured (TIMELINE_SIGNING_KEY_FILE) and no var/timeline.key")
-    return signer
-
-
-@keys_group.command("show")
-def keys_show() -> None:
-    """Print the verifier key of the configured signing key (TIMELINE_SIGNING_KEY(_FILE), else
-    var/timeline.key)."""
-    click.echo(_configured_signer().verifier_text())
-
-
-@keys_group.command("sign-head")
-@click.option(
-    "--size",
-    type=click.IntRange(min=1),
-    required=True,
-    help="the log's size you checked (the head position `timeline verify` printed)",
-)
-@click.pass_obj
-def keys_sign_head(url: str, size: int) -> None:
-    """Sign a checkpoint over events no checkpoint covers, once you have checked them: timeline itself signs
-    only what it appended, so events written without the key (or before it) stay unsigned until then."""
-    signer = _configured_signer()
-    db = open_database(url, must_exist=True)
-
-    async def run() -> tree.Checkpoint:
-        async with db.read() as conn:
-            report = await audit.verify(conn, verifier=signer.verifier_text())
-        if report.first_break is not None:
-            raise CommandError(
-                f"nothing signed: the log is broken at position {report.first_break.position}: "
-                f"{report.first_break.problem}"
-            )
-        async with db.write() as conn:
-            try:
-                return await tree.sign_head(conn, signer, size)
-            except ValueError as exc:
-                raise CommandError(f"nothing signed: {exc}") from None
-
-    checkpoint = run_command(url, lambda: disposing(db, run()))
-    click.echo(f"signed the checkpoint of {checkpoint.size} events, root {checkpoint.root_hash}")
-
-
 @click.group("db", cls=Group)
 def db_group() -> None:
     """The database schema."""
@@ -233,6 +160,8 @@ def db_group() -> None:
 @click.pass_obj
 def upgrade(url: str) -> None:
     """Migrate the schema to the latest revision."""
+    from timeline.store import migrate
+
     database = open_database(url, must_exist=False)
 
     async def run() -> str | None:
@@ -246,6 +175,7 @@ def upgrade(url: str) -> None:
 def openapi_document() -> str:
     """The OpenAPI document of the app, as committed at openapi/openapi.json."""
     from timeline.api.app import create_app
+    from timeline.store.database import Database
 
     app = create_app(Database("sqlite+aiosqlite:///:memory:"))
     return json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True) + "\n"

@@ -7,12 +7,14 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from timeline.console import CommandError, database_error
-from timeline.store.database import Database
+
+if TYPE_CHECKING:
+    from timeline.store.database import Database
 
 T = TypeVar("T")
 

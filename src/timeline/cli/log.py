@@ -12,7 +12,8 @@ import click
 
 from timeline.cli.common import disposing, output_to, run_command
 from timeline.console import CommandError, Exit, open_database, progress
-from timeline.store import audit, eventlog, migrate, views
+
+# Each command imports the store's modules it needs when it runs: `timeline --help` loads none of them.
 
 _HEAD = re.compile(r"([0-9]+):([0-9a-f]{64})", re.ASCII)
 
@@ -24,6 +25,8 @@ _HEAD = re.compile(r"([0-9]+):([0-9a-f]{64})", re.ASCII)
 @click.pass_obj
 def verify(url: str, since: str | None) -> int:
     """Check the whole chain and every signed checkpoint; exit 2 where it breaks."""
+    from timeline.store import audit
+
     remembered = None
     if since is not None:
         found = _HEAD.fullmatch(since)
@@ -37,7 +40,7 @@ def verify(url: str, since: str | None) -> int:
             with progress("verifying") as advance:
                 return await audit.verify(conn, since=remembered, verifier=verifier, progress=advance)
 
-    verifier = None if db.signer is None else db.signer.verifier_text()
+    verifier = None if db.signer is None else db.signer.keyring()
 
     report = run_command(url, lambda: disposing(db, run()))
     if report.first_break is not None:
@@ -75,6 +78,8 @@ def verify(url: str, since: str | None) -> int:
 @click.pass_obj
 def export(url: str, subject: str | None, output: Path | None) -> None:
     """Write the log as JSON Lines (constant memory)."""
+    from timeline.store import audit, eventlog
+
     db = open_database(url, must_exist=True)
 
     async def run() -> None:
@@ -97,6 +102,8 @@ def export(url: str, subject: str | None, output: Path | None) -> None:
 @click.pass_obj
 def restore(url: str, file: Path) -> None:
     """Load a whole-log export into an empty database."""
+    from timeline.store import audit, migrate, views
+
     try:
         lines = file.open("rb")
     except OSError as exc:

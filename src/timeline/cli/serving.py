@@ -6,16 +6,20 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from timeline import logs, signing
-from timeline.app import maintenance
-from timeline.app.imports import ImportResult, LoadedFixture, import_fixtures, read_files
 from timeline.cli.common import disposing, run_command
+from timeline.cli.keys import DEFAULT_KEY_NAME, write_key
 from timeline.console import CommandError, open_database, progress, redact
-from timeline.store import migrate
-from timeline.store.database import Database
+
+if TYPE_CHECKING:
+    from timeline.app.imports import ImportResult, LoadedFixture
+    from timeline.store.database import Database
+
+# The application layer is imported by the commands that run it: `timeline --help` loads none of it.
 
 
 def _fixtures_dir() -> Path:
@@ -107,7 +111,7 @@ def serve(
     logs.configure(log_format, log_level)
     if db.signer is not None and not os.environ.get("TIMELINE_SIGNING_KEY"):
         # The key serve chose (perhaps just made), for the workers, by an absolute path.
-        os.environ.setdefault("TIMELINE_SIGNING_KEY_FILE", str(DEFAULT_KEY.resolve()))
+        os.environ.setdefault("TIMELINE_SIGNING_KEY_FILE", str(signing.DEFAULT_KEY_FILE.resolve()))
     from timeline.api.protocol import ProblemHttpToolsProtocol
 
     uvicorn.run(
@@ -124,40 +128,22 @@ def serve(
     )
 
 
-DEFAULT_KEY = Path("var/timeline.key")
-DEFAULT_KEY_NAME = "timeline.local/log"
-
-
-def _signing_key_for_serving() -> signing.Signer | None:
-    """Without TIMELINE_SIGNING_KEY(_FILE), serve signs with var/timeline.key, made on the first start."""
-    if os.environ.get("TIMELINE_SIGNING_KEY") or os.environ.get("TIMELINE_SIGNING_KEY_FILE"):
-        return signing.from_env()
-    if not DEFAULT_KEY.exists():
-        try:
-            signer = write_key(DEFAULT_KEY, DEFAULT_KEY_NAME)
-        except OSError as exc:
-            click.echo(
-                f"note: no signing key (set TIMELINE_SIGNING_KEY_FILE), and cannot create {DEFAULT_KEY}: "
-                f"{exc.strerror}; checkpoints are not signed",
-                err=True,
-            )
-            return None
-        click.echo(f"created the signing key {DEFAULT_KEY}; auditors check checkpoints with its verifier key")
-        click.echo(f"  {signer.verifier_text()}")
-        return signer
+def _new_key_for_serving() -> signing.Signer | None:
+    """With no key configured (the variables unset and no var/timeline.key: see ``signing.configured``),
+    serve makes var/timeline.key on its first start; every command then finds it."""
+    path = signing.DEFAULT_KEY_FILE
+    signer = signing.Signer.generate(DEFAULT_KEY_NAME)
     try:
-        return signing.from_env({"TIMELINE_SIGNING_KEY_FILE": str(DEFAULT_KEY)})
-    except signing.BadKey as exc:
-        raise CommandError(f"the signing key cannot be used: {exc}") from None
-
-
-def write_key(path: Path, name: str) -> signing.Signer:
-    """A new signing key in a new file, readable by its owner alone (never over an existing key)."""
-    signer = signing.Signer.generate(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(signer.private_text() + "\n")
+        write_key(path, signer)
+    except OSError as exc:
+        click.echo(
+            f"note: no signing key (set TIMELINE_SIGNING_KEY_FILE), and cannot create {path}: "
+            f"{exc.strerror}; checkpoints are not signed",
+            err=True,
+        )
+        return None
+    click.echo(f"created the signing key {path}; auditors check checkpoints with its verifier key")
+    click.echo(f"  {signer.verifier_text()}")
     return signer
 
 
@@ -179,6 +165,8 @@ def _report_fixtures(directory: Path, results: Sequence[ImportResult]) -> None:
 async def _prepare_for_serving(url: str, fixtures_dir: Path | None = None) -> list[ImportResult]:
     """Migrate, bring the views up to date and import the fixtures in ``fixtures_dir`` not yet recorded."""
     fixtures = None if fixtures_dir is None else await asyncio.to_thread(_load_fixtures, fixtures_dir)
+    from timeline.store.database import Database
+
     db = Database(url)
     return await disposing(db, _prepare_for_serving_db(db, fixtures))
 
@@ -186,6 +174,8 @@ async def _prepare_for_serving(url: str, fixtures_dir: Path | None = None) -> li
 def _load_fixtures(directory: Path) -> list[LoadedFixture]:
     # The project's fixtures are named as in the repository, so event metadata does not depend on where it
     # is checked out.
+    from timeline.app.imports import LoadedFixture, read_files
+
     named = directory.resolve() == _fixtures_dir()
     return [
         LoadedFixture(f"fixtures/{Path(f.name).name}" if named else f.name, f.text)
@@ -196,10 +186,14 @@ def _load_fixtures(directory: Path) -> list[LoadedFixture]:
 async def _prepare_for_serving_db(
     db: Database, fixtures: list[LoadedFixture] | None, *, make_key: bool = False
 ) -> list[ImportResult]:
+    from timeline.app import maintenance
+    from timeline.app.imports import import_fixtures
+    from timeline.store import migrate
+
     await migrate.upgrade(db)
     if make_key and db.signer is None:
         # Only once the database is there: a failed start leaves no key behind.
-        db.signer = _signing_key_for_serving()
+        db.signer = _new_key_for_serving()
     with progress("bringing the views up to date", lazy=True) as advance:
         caught_up = await maintenance.catch_up(db, advance)
     if caught_up:
@@ -216,6 +210,9 @@ async def _prepare_for_serving_db(
 @click.pass_obj
 def import_(url: str, paths: tuple[Path, ...]) -> None:
     """Import fixtures (files, or directories of *.yaml), all or nothing."""
+    from timeline.app.imports import import_fixtures, read_files
+    from timeline.store import migrate
+
     fixtures = read_files(fixture_files(paths))
     db = open_database(url, must_exist=False)
 
@@ -231,6 +228,8 @@ def import_(url: str, paths: tuple[Path, ...]) -> None:
 @click.pass_obj
 def rebuild(url: str) -> None:
     """Refold the views from the log while they keep serving."""
+    from timeline.app import maintenance
+
     db = open_database(url, must_exist=True)
 
     async def run() -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
@@ -59,8 +59,10 @@ def draft(
     subject: str | None = None,
     known_sources: Iterable[KnownSource] = (),
     known_claims: Iterable[KnownClaim] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> Draft:
-    """A draft fixture proposed from an article's text (or bytes, decoded by text.decode's policy)."""
+    """A draft fixture proposed from an article's text (or bytes, decoded by text.decode's policy);
+    ``progress(done, total)`` is told the characters of the article's text read after each sentence."""
     text, notes = decode(raw)
     text = article_text(text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -76,6 +78,8 @@ def draft(
     else:
         for start, end, sentence in sentences(text):
             builder.sentence(start, end, sentence)
+            if progress is not None:
+                progress(end, len(text))
         if not builder.events:
             notes.append("no attributed statement or figure found: nothing drafted")
     fixture = Draft(

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import merkle, signing
-from timeline.domain.events import ClaimMade, decode_event
+from timeline.domain import upcasting
+from timeline.domain.events import ClaimMade
 from timeline.domain.streams import subject_stream as subject_stream_of
 from timeline.store import chain, tree
 from timeline.store.database import APPENDED, driver_of
@@ -241,7 +242,7 @@ async def verify(
 
 def _unreadable(row: StoredRow) -> UnreadableEvent | None:
     try:
-        decode_stored(row.position, row.data)
+        decode_stored(row.position, row.data, row.type, row.schema_version)
     except UnreadableEvent as exc:
         return exc
     return None
@@ -416,7 +417,7 @@ async def export(conn: AsyncConnection, *, subject_id: str | None = None) -> Asy
 def _in_subject(line: _Line, subject_id: str, subject_stream: str, claim_streams: set[str]) -> bool:
     # A claim's stream belongs to the subject named when the claim was made (its first event).
     if line.type == "ClaimMade":
-        made = decode_stored(line.position, line.data)
+        made = decode_stored(line.position, line.data, line.type, line.schema_version)
         assert isinstance(made, ClaimMade)
         if made.subject_id == subject_id:
             claim_streams.add(line.stream_id)
@@ -462,7 +463,7 @@ async def restore(conn: AsyncConnection, lines: Iterable[bytes]) -> int:
             raise RestoreError(number, "the line is cut off (no newline at its end): the file is truncated")
         try:
             item = _line_decoder.decode(line)
-            decode_event(item.data)
+            upcasting.decode(item.data, item.type, item.schema_version)
             recorded_at = _recorded_at(item.recorded_at)
         except (msgspec.DecodeError, ValueError) as exc:
             raise RestoreError(number, f"not an exported event: {exc}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from timeline.store.notify import CHANNEL, Listener, Notifier
 
 _log = logging.getLogger("timeline.store")
 
-DEFAULT_URL = "sqlite+aiosqlite:///var/timeline.db"
 # Set on a connection's info by the first append of a write transaction, to the first position it appended:
 # the transaction then knows to notify readers, and which events are its own to sign.
 APPENDED = "timeline_appended"
@@ -215,6 +214,11 @@ class Database:
                 await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
                 yield conn
+
+    def writers_turn(self) -> AbstractAsyncContextManager[None]:
+        """This process's turn to write, for a write made through another engine (an import recorded on a
+        thread of its own): writers here then queue behind it as behind any write."""
+        return self._turn()
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:

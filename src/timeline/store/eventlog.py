@@ -16,7 +16,8 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.domain.events import SCHEMA_VERSION, DomainEvent, decode_event, encode_event
+from timeline.domain import upcasting
+from timeline.domain.events import SCHEMA_VERSION, DomainEvent, encode_event
 from timeline.store import chain, driver
 from timeline.store.schema import events
 
@@ -65,10 +66,11 @@ class UnreadableEvent(Exception):
         self.reason = reason
 
 
-def decode_stored(position: int, data: str | bytes) -> DomainEvent:
-    """The event stored at ``position``, or ``UnreadableEvent`` naming the position."""
+def decode_stored(position: int, data: str | bytes, event_type: str, schema_version: int) -> DomainEvent:
+    """The event stored at ``position`` as ``event_type`` at ``schema_version``, upcast to its current
+    version (every read of the log decodes here), or ``UnreadableEvent`` naming the position."""
     try:
-        return decode_event(data)
+        return upcasting.decode(data, event_type, schema_version)
     except (msgspec.DecodeError, ValueError, TypeError) as exc:
         raise UnreadableEvent(position, str(exc)) from None
 
@@ -101,7 +103,7 @@ def _to_recorded(row: sa.Row[tuple[object, ...]]) -> RecordedEvent:
         stream_version=m["stream_version"],
         type=m["type"],
         schema_version=m["schema_version"],
-        event=decode_stored(m["position"], m["data"]),
+        event=decode_stored(m["position"], m["data"], m["type"], m["schema_version"]),
         metadata=_metadata(m["position"], m["metadata"]),
         valid_from=m["valid_from"],
         recorded_at=_utc(m["recorded_at"]),
@@ -119,7 +121,7 @@ def _from_driver(row: Sequence[Any]) -> RecordedEvent:
         stream_version=row[3],
         type=row[4],
         schema_version=row[5],
-        event=decode_stored(row[0], row[6]),
+        event=decode_stored(row[0], row[6], row[4], row[5]),
         metadata=_metadata(row[0], row[7]),
         valid_from=row[8],
         recorded_at=row[9],

@@ -188,7 +188,10 @@ async def logged_until(
 
 # Time travel on a subject of 10,000 events reads them all: these go to the driver directly, as SQLAlchemy's
 # statement compilation (a parameter per stream on SQLite) and per-row processing cost more than the reading.
-_LOGGED = "SELECT position, stream_id, stream_version, data FROM events WHERE {streams} AND position <= {at}"
+_LOGGED = (
+    "SELECT position, stream_id, stream_version, type, schema_version, data FROM events "
+    "WHERE {streams} AND position <= {at}"
+)
 _STATED = {
     "all": "",
     "stated": " AND (valid_from IS NULL OR valid_from <= {until})",
@@ -218,7 +221,8 @@ async def _logged(
             query = (_LOGGED + _STATED[stated]).format(streams=f"stream_id IN ({marks})", at="?", until="?")
             rows.extend(await driver.execute_fetchall(query, (*chunk, position, *map(str, until))))
     found = [
-        Logged(position=p, stream_id=s, stream_version=v, event=decode_stored(p, d)) for p, s, v, d in rows
+        Logged(position=p, stream_id=s, stream_version=v, event=decode_stored(p, d, t, n))
+        for p, s, v, t, n, d in rows
     ]
     found.sort(key=lambda e: e.position)
     return found

@@ -7,17 +7,15 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Iterable
-from typing import Literal
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.store import SCOPES, Scope
 from timeline.store.database import Database
 from timeline.store.schema import tokens
 
-Scope = Literal["read", "write", "admin"]
-SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
 # Each scope includes the ones before it: an admin can write, a writer can read.
 _IMPLIED: dict[str, frozenset[str]] = {
     "read": frozenset({"read"}),

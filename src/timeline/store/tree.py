@@ -144,7 +144,7 @@ async def commit_checkpoint(
     if signed >= size:
         return None
     # A checkpoint row written without the key (its note not signed by it for its size) extends nothing.
-    genuine = latest is None or _signs(latest.note, signer.verifier_text(), latest.size)
+    genuine = latest is None or _signs(latest.note, signer.keyring(), latest.size)
     if genuine and signed == appended_from - 1:
         await sign(conn, signer, size, root_hash, dt.datetime.now(dt.UTC))
         return None
