@@ -13,7 +13,8 @@ from eventsourcing import sqlite as es_sqlite
 from eventsourcing.persistence import StoredEvent
 from sqlalchemy.engine import make_url
 
-from timeline.domain.events import decode_event, encode_event
+from timeline.domain import upcasting
+from timeline.domain.events import encode_event
 from timeline_bench.seed import claim_made
 
 RAW_TABLE = (
@@ -123,17 +124,21 @@ _PAGE = 10_000  # events a raw read asks for at once
 
 async def read_and_decode(dialect: str, url: str) -> int:
     """The floor under any rebuild: every event of timeline's log read in pages with the raw driver and
-    decoded into its domain event, nothing else done; the number of events."""
+    decoded into its domain event (through the upcasters, as every read is), nothing else done; the number
+    of events."""
     count, after = 0, 0
-    query = "SELECT position, data FROM events WHERE position > {} ORDER BY position LIMIT {}"
+    query = (
+        "SELECT position, data, type, schema_version FROM events WHERE position > {} "
+        "ORDER BY position LIMIT {}"
+    )
     if dialect == "sqlite":
         path = make_url(url).database
         assert path is not None
         lite = sqlite3.connect(path)
         try:
             while rows := lite.execute(query.format("?", "?"), (after, _PAGE)).fetchall():
-                for _, data in rows:
-                    decode_event(data)
+                for _, data, kind, version in rows:
+                    upcasting.decode(data, kind, version)
                 count += len(rows)
                 after = rows[-1][0]
         finally:
@@ -145,8 +150,8 @@ async def read_and_decode(dialect: str, url: str) -> int:
     try:
         statement = await pg.prepare(query.format("$1", "$2"))
         while rows := await statement.fetch(after, _PAGE):
-            for row in rows:
-                decode_event(row[1])
+            for _, data, kind, version in rows:
+                upcasting.decode(data, kind, version)
             count += len(rows)
             after = rows[-1][0]
     finally:

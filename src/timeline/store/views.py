@@ -302,10 +302,13 @@ async def fold(
     return done, after
 
 
-# Only what the fold needs of each event (not its metadata, times, ids or hashes), read on the driver.
+# Only what the fold needs of each event (not its metadata, times, ids or hashes), read on the driver; in
+# ``decode_stored``'s argument order.
 _READ_AFTER = {
-    "postgresql": "SELECT position, data FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-    "sqlite": "SELECT position, data FROM events WHERE position > ? ORDER BY position LIMIT ?",
+    "postgresql": "SELECT position, data, type, schema_version FROM events WHERE position > $1 "
+    "ORDER BY position LIMIT $2",
+    "sqlite": "SELECT position, data, type, schema_version FROM events WHERE position > ? "
+    "ORDER BY position LIMIT ?",
 }
 
 
@@ -317,7 +320,7 @@ async def _read_after(conn: AsyncConnection, after: int, limit: int) -> list[tup
         rows = await raw.fetch(_READ_AFTER[dialect], after, limit)
     else:
         rows = await raw.execute_fetchall(_READ_AFTER[dialect], (after, limit))
-    return [(position, decode_stored(position, data)) for position, data in rows]
+    return [(row[0], decode_stored(*row)) for row in rows]
 
 
 async def catch_up(db: Database, progress: Progress | None = None) -> int:
