@@ -60,7 +60,8 @@ async def bench_rebuild(dbs: Databases, dialect: str, url: str, count: int) -> R
         ratio=ratio,
         met=met,
         note=f"{raw_ratio:.2f}x raw read+decode; slowest rebuild {took:.1f} s; peak RSS of `timeline "
-        f"rebuild` {rss:.0f} MB; the views were current, so each swap wrote no row; the peer keeps only the estimates (claims' ranks, the chosen claim) and its "
+        f"rebuild` {rss:.0f} MB; the views were current, so each swap wrote no row; the peer keeps only "
+        f"the estimates (claims' ranks, the chosen claim) and its "
         f"tracking, one transaction per event, over at most the first {min(count, PEER_EVENTS):,} events or "
         f"{PEER_SECONDS:.0f} s",
     )
