@@ -1,5 +1,7 @@
 """Time travel on the generated log's hot subject (subject-0: 1.1% of the claims, over 10,000 events in a log
-of 1,000,000): p50 of ``known_at`` cuts and of ``as_of`` dates, read and folded in process."""
+of 1,000,000): p50 of ``known_at`` cuts and of ``as_of`` dates, read and folded in process, starting from
+the snapshots the projector keeps (caught up first, untimed but reported) and, as the baseline, folded
+from the log alone."""
 
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ import time
 import msgspec
 
 from timeline import timetravel
-from timeline.store import eventlog, travel
+from timeline.store import eventlog, projector, snapshots, travel
 from timeline.store.database import Database
 
 HOT = "subject-0"
 
 
-async def _timed_ms(db: Database, position: int, valid_until: dt.date | None) -> float:
+async def _timed_ms(db: Database, position: int, valid_until: dt.date | None, *, snapshots: bool) -> float:
     start = time.perf_counter()
     async with db.read() as conn:
-        await travel.subject_views(conn, HOT, position, valid_until)
+        await travel.subject_views(conn, HOT, position, valid_until, from_snapshots=snapshots)
     return (time.perf_counter() - start) * 1000
 
 
@@ -28,8 +30,11 @@ class Cuts(msgspec.Struct, frozen=True, kw_only=True):
 
     kind: str
     ms: list[float]
+    log_only: list[float]
     size: int
     head: int
+    # Seconds the projector took to snapshot the whole log (every subject), before the cuts.
+    catch_up: float
 
 
 async def time_cuts(url: str, cuts: int = 15) -> list[Cuts]:
@@ -38,16 +43,23 @@ async def time_cuts(url: str, cuts: int = 15) -> list[Cuts]:
     rng = random.Random(14)
     db = Database(url)
     try:
+        start = time.perf_counter()
+        await projector.catch_up(db, snapshots.Taker(db), size=5000)
+        catch_up = time.perf_counter() - start
         async with db.read() as conn:
             head = await eventlog.head_position(conn)
             whole = await travel.subject_views(conn, HOT, head, None)
         size = sum(r.claim.version for r in whole.claims.values())
-        known = [await _timed_ms(db, rng.randint(head // 2, head), None) for _ in range(cuts)]
+        positions = [rng.randint(head // 2, head) for _ in range(cuts)]
         dates = [timetravel.period_end(f"2024-{rng.randint(1, 12):02}") for _ in range(cuts)]
-        as_of = [await _timed_ms(db, head, date) for date in dates]
+        timed: dict[bool, tuple[list[float], list[float]]] = {}
+        for kept in (True, False):
+            known = [await _timed_ms(db, at, None, snapshots=kept) for at in positions]
+            as_of = [await _timed_ms(db, head, date, snapshots=kept) for date in dates]
+            timed[kept] = (known, as_of)
     finally:
         await db.dispose()
     return [
-        Cuts(kind="known_at", ms=known, size=size, head=head),
-        Cuts(kind="as_of", ms=as_of, size=size, head=head),
+        Cuts(kind=kind, ms=timed[True][i], log_only=timed[False][i], size=size, head=head, catch_up=catch_up)
+        for i, kind in enumerate(("known_at", "as_of"))
     ]

@@ -37,7 +37,7 @@ from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
 from timeline.api.settings import Settings
 from timeline.groupcommit import Committer
-from timeline.store import activity, clock, projector, tokens
+from timeline.store import activity, clock, projector, snapshots, tokens
 from timeline.store.database import Database
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
         plugins.append(tracing.plugin(tracer_provider))
         before_request = tracing.name_span
     projections = projector.Worker(
-        db, [activity], batch=settings.projection_batch, idle=settings.keepalive_seconds
+        db, [activity, snapshots.Taker(db)], batch=settings.projection_batch, idle=settings.keepalive_seconds
     )
 
     @asynccontextmanager

@@ -92,6 +92,9 @@ async def run_batch(db: Database, projection: Projection, *, size: int = 500) ->
         if batch:
             await projection.apply(conn, batch)
             await save_checkpoint(conn, projection.name, batch[-1].position)
+    # Work a projection defers until its batch is committed (time travel's snapshots fold outside the lock).
+    if batch and (committed := getattr(projection, "after_commit", None)) is not None:
+        await committed()
     return len(batch)
 
 

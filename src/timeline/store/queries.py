@@ -163,6 +163,21 @@ async def claim_streams_of_subject(conn: AsyncConnection, subject_id: str, posit
     return sorted(streams)
 
 
+async def subjects_of_claims(conn: AsyncConnection, stream_ids: Iterable[str]) -> dict[str, str]:
+    """The subject each claim stream was made about (from its ClaimMade in the log), by stream id."""
+    found: dict[str, str] = {}
+    for chunk in chunked(stream_ids):
+        result = await conn.execute(
+            sa.select(events.c.stream_id, events.c.data).where(
+                events.c.stream_id.in_(chunk), events.c.stream_version == 1
+            )
+        )
+        for stream_id, data in result:
+            if (subject_id := _subjects_decoder.decode(data).subject_id) is not None:
+                found[stream_id] = subject_id
+    return found
+
+
 async def logged_until(
     conn: AsyncConnection, stream_ids: Iterable[str], *, position: int, valid_until: dt.date | None = None
 ) -> list[Logged]:
@@ -220,6 +235,42 @@ async def _logged(
             marks = ", ".join("?" * len(chunk))
             query = (_LOGGED + _STATED[stated]).format(streams=f"stream_id IN ({marks})", at="?", until="?")
             rows.extend(await driver.execute_fetchall(query, (*chunk, position, *map(str, until))))
+    found = [
+        Logged(position=p, stream_id=s, stream_version=v, event=decode_stored(p, d, t, n))
+        for p, s, v, t, n, d in rows
+    ]
+    found.sort(key=lambda e: e.position)
+    return found
+
+
+# What came after a snapshot on each of its streams: one range per stream of the (stream_id, stream_version)
+# key, however far back the snapshot is, instead of a scan of the log between the snapshot and the cut.
+_AFTER = {
+    # A lateral subquery kept apart (OFFSET 0): a join the planner may turn into a scan of the whole log.
+    "postgresql": "SELECT e.position, e.stream_id, e.stream_version, e.type, e.schema_version, e.data "
+    "FROM unnest($1::text[], $2::int[]) AS w(s, v) CROSS JOIN LATERAL ("
+    "SELECT position, stream_id, stream_version, type, schema_version, data FROM events "
+    "WHERE stream_id = w.s AND stream_version > w.v AND position <= $3 OFFSET 0) AS e",
+    "sqlite": "WITH w(s, v) AS (VALUES {pairs}) "
+    "SELECT e.position, e.stream_id, e.stream_version, e.type, e.schema_version, e.data "
+    "FROM w JOIN events AS e ON e.stream_id = w.s AND e.stream_version > w.v WHERE e.position <= ?",
+}
+
+
+async def logged_after(conn: AsyncConnection, versions: dict[str, int], *, position: int) -> list[Logged]:
+    """The events of the given streams after the given version of each, up to ``position``, in log order."""
+    if not versions:
+        return []
+    driver = await driver_of(conn)
+    rows: list[Any] = []
+    if conn.dialect.name == "postgresql":
+        streams = sorted(versions)
+        rows = await driver.fetch(_AFTER["postgresql"], streams, [versions[s] for s in streams], position)
+    else:
+        for chunk in chunked(versions):
+            query = _AFTER["sqlite"].format(pairs=", ".join(["(?, ?)"] * len(chunk)))
+            params = [item for s in chunk for item in (s, versions[s])]
+            rows.extend(await driver.execute_fetchall(query, (*params, position)))
     found = [
         Logged(position=p, stream_id=s, stream_version=v, event=decode_stored(p, d, t, n))
         for p, s, v, t, n, d in rows

@@ -67,6 +67,20 @@ stream_records = sa.Table(
     sa.Column("state", sa.Text(), nullable=False),
 )
 
+# Time travel's snapshots (timeline.store.snapshots): a subject's claims folded from the log up to a
+# position, kept by the asynchronous projector. A derived cache: each carries the chain hash at its position
+# and a digest of what it holds, and a reader that finds either wrong folds from the log instead.
+time_travel_snapshots = sa.Table(
+    "time_travel_snapshots",
+    metadata,
+    sa.Column("subject_id", sa.String(200), primary_key=True),
+    sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("format", sa.Integer(), nullable=False),
+    sa.Column("chain_hash", sa.String(64), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("state", sa.LargeBinary(), nullable=False),
+)
+
 claims = sa.Table(
     "claims",
     metadata,

@@ -1,0 +1,214 @@
+"""Time travel's snapshots: a subject's claims folded from the log up to a position, kept so that a cut
+folds only what came after. A cache derived from the log and checked against it before it is used.
+
+Each row carries the chain hash of the event at its position and a digest over that hash, its position,
+subject, format and state. A reader takes the latest row at or before its cut and uses it only if the
+event at that position still has that hash (the log it was folded from is this log, up to there) and the
+digest matches what it holds (the row was not edited or cut short); otherwise it folds from the log, so
+neither a stale nor an edited snapshot changes an answer. The digest is no signature: someone who can
+write the table and recomputes it can forge a row, as they could forge any view; the log, its hash chain
+and its signed checkpoints remain the record, and ``timeline verify`` checks those.
+
+Snapshots are written by the asynchronous projector (``Taker``), off the write path: appends never wait
+for one, and the fold a snapshot costs is made in a read transaction of its own, after the projector's
+batch has committed.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from timeline.domain.claims import ClaimEvent
+from timeline.domain.events import ClaimMade, RecordCorrected
+from timeline.domain.streams import claim_stream
+from timeline.store import queries, streams
+from timeline.store.database import Database
+from timeline.store.eventlog import RecordedEvent
+from timeline.store.schema import events, time_travel_snapshots
+from timeline.timetravel import Folded
+
+_log = logging.getLogger(__name__)
+
+# The shape of ``state`` and of the fold that made it (the write path's fold format, which a change to what
+# an event does to a claim bumps, is part of it): a row of another format is ignored, and time travel folds
+# from the log until the projector has kept new ones.
+FORMAT = 1000 + streams.FORMAT
+# A subject gets a snapshot after this many of its events: a cut then folds at most about this many on top.
+EVERY = 1000
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """A subject's claims (every claim about it at some moment up to ``position``) and the source
+    streams their events name (whose registrations time travel reads from the log)."""
+
+    position: int
+    claims: dict[str, Folded]
+    sources: list[str]
+    # Each claim's stream and the version of it folded (where the events after the snapshot start).
+    versions: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class _State(msgspec.Struct, frozen=True, kw_only=True):
+    claims: dict[str, Folded]
+    sources: list[str]
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(_State)
+
+
+def digest(subject_id: str, position: int, chain_hash: str, state: bytes) -> str:
+    """What a snapshot row's digest is over: everything that says what it folds and from which log."""
+    head = f"{FORMAT}\n{subject_id}\n{position}\n{chain_hash}\n".encode()
+    return hashlib.sha256(head + state).hexdigest()
+
+
+async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> None:
+    """Store a snapshot (a second one at the same position is left as it is)."""
+    chain_hash = (
+        await conn.execute(sa.select(events.c.hash).where(events.c.position == snapshot.position))
+    ).scalar_one()
+    state = _encoder.encode(_State(claims=snapshot.claims, sources=snapshot.sources))
+    values = {
+        "subject_id": subject_id,
+        "position": snapshot.position,
+        "format": FORMAT,
+        "chain_hash": chain_hash,
+        "digest": digest(subject_id, snapshot.position, chain_hash, state),
+        "state": state,
+    }
+    exists = await conn.execute(
+        sa.select(time_travel_snapshots.c.position).where(
+            time_travel_snapshots.c.subject_id == subject_id,
+            time_travel_snapshots.c.position == snapshot.position,
+        )
+    )
+    if exists.first() is None:
+        await conn.execute(sa.insert(time_travel_snapshots).values(values))
+
+
+# Snapshots decoded lately, by everything their digest covers: a hit is a row whose digest was checked over
+# the very bytes decoded here, so it is used without reading or decoding them again (decoding a subject of
+# 10,000 events is most of a cut's cost). Decoded snapshots are never changed, only read from.
+# At most ``CACHED`` of them, and ``CACHED_BYTES`` of their encoded state (a hot subject's of 10,000 events
+# is some 6 MB, a few times that once decoded).
+_decoded: OrderedDict[tuple[str, int, str, str], tuple[Snapshot, int]] = OrderedDict()
+CACHED = 8
+CACHED_BYTES = 48_000_000
+
+
+async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snapshot | None:
+    """The latest snapshot of the subject at or before ``position`` that the log confirms, else None; or
+    one of the two before it, when that one is decoded already (folding the few thousand events after it
+    costs less than decoding the latest)."""
+    s = time_travel_snapshots
+    rows = (
+        await conn.execute(
+            sa.select(s.c.position, s.c.format, s.c.chain_hash, s.c.digest, events.c.hash)
+            .join(events, events.c.position == s.c.position, isouter=True)
+            .where(s.c.subject_id == subject_id, s.c.position <= position)
+            .order_by(s.c.position.desc())
+            .limit(3)
+        )
+    ).all()
+    for at, fmt, chain_hash, recorded_digest, logged_hash in rows:
+        key = (subject_id, at, chain_hash, recorded_digest)
+        if fmt == FORMAT and logged_hash == chain_hash and (hit := _decoded.get(key)) is not None:
+            _decoded.move_to_end(key)
+            return hit[0]
+    if not rows:
+        return None
+    at, fmt, chain_hash, recorded_digest, logged_hash = rows[0]
+    if fmt != FORMAT:
+        return None
+    key = (subject_id, at, chain_hash, recorded_digest)
+    state = (
+        await conn.execute(sa.select(s.c.state).where(s.c.subject_id == subject_id, s.c.position == at))
+    ).scalar_one()
+    state = bytes(state)
+    if logged_hash != chain_hash or digest(subject_id, at, chain_hash, state) != recorded_digest:
+        _log.warning(
+            "the time-travel snapshot of %s at position %d does not match the log; folding from the log",
+            subject_id,
+            at,
+        )
+        return None
+    # Tens of thousands of containers, none in a cycle: the cyclic collector waits (as in ``travel``).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        decoded = _decoder.decode(state)
+    finally:
+        if collecting:
+            gc.enable()
+    versions = {claim_stream(claim_id): kept.version for claim_id, kept in decoded.claims.items()}
+    found = Snapshot(position=at, claims=decoded.claims, sources=decoded.sources, versions=versions)
+    _decoded[key] = (found, len(state))
+    while len(_decoded) > CACHED or sum(size for _, size in _decoded.values()) > CACHED_BYTES:
+        _decoded.popitem(last=False)
+    return found
+
+
+class Taker:
+    """An asynchronous projection that snapshots each subject after every ``every`` of its events.
+
+    Which subject an event is about is decided from the log (a claim's ClaimMade; a correction may name a
+    new one); the count since a subject's last snapshot lives in memory, so after a restart a subject's
+    next snapshot comes a little later than it would have. That decides only when, never what."""
+
+    name = "time_travel_snapshots"
+    tables: tuple[sa.Table, ...] = (time_travel_snapshots,)
+
+    def __init__(self, db: Database, every: int = EVERY) -> None:
+        self.db = db
+        self.every = every
+        self.pending: dict[str, int] = {}
+        self.due: dict[str, int] = {}  # subject -> position to snapshot it at, once the batch is committed
+
+    async def apply(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
+        """Count the batch's events per subject; each subject that reached ``every`` comes due for a snapshot
+        at the batch's last position (taken by ``after_commit``)."""
+        subjects: dict[str, str] = {}  # claim stream -> subject
+        unknown: set[str] = set()
+        for e in batch:
+            if isinstance(e.event, ClaimMade):
+                subjects[e.stream_id] = e.event.subject_id
+            elif isinstance(e.event, ClaimEvent) and e.stream_id not in subjects:
+                unknown.add(e.stream_id)
+        subjects.update(await queries.subjects_of_claims(conn, unknown - set(subjects)))
+        counts: dict[str, int] = {}
+        for e in batch:
+            if not isinstance(e.event, ClaimEvent):
+                continue
+            named = [subjects.get(e.stream_id)]
+            if isinstance(e.event, RecordCorrected) and e.event.changes.subject_id is not None:
+                named.append(e.event.changes.subject_id)
+            for subject_id in filter(None, named):
+                counts[subject_id] = counts.get(subject_id, 0) + 1
+        position = batch[-1].position
+        for subject_id, count in counts.items():
+            self.pending[subject_id] = self.pending.get(subject_id, 0) + count
+            if self.pending[subject_id] >= self.every:
+                self.due[subject_id] = position
+                self.pending[subject_id] = 0
+
+    async def after_commit(self) -> None:
+        """Take the snapshots that came due: each folded in a read transaction, then stored in a short
+        transaction of its own, so no lock a writer waits for is held while folding (on SQLite the
+        projector's batch holds the file's write lock)."""
+        from timeline.store import travel  # noqa: PLC0415 (travel reads snapshots through this module)
+
+        due, self.due = self.due, {}
+        for subject_id, position in sorted(due.items()):
+            async with self.db.read() as conn:
+                snapshot = await travel.take(conn, subject_id, position)
+            async with self.db.serial() as conn:
+                await keep(conn, subject_id, snapshot)
