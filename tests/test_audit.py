@@ -21,7 +21,7 @@ from litestar.testing import AsyncTestClient
 from timeline.api.app import create_app
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.cli import main
-from timeline.store import audit, chain, eventlog
+from timeline.store import audit, backup, chain, eventlog
 from timeline.store.database import Database
 
 from .conftest import SEED
@@ -147,7 +147,7 @@ async def test_verify_from_a_remembered_head_after_growth(seeded: Database) -> N
 
 async def _export(db: Database, subject: str | None = None) -> bytes:
     async with db.read() as conn:
-        return b"".join([line async for line in audit.export(conn, subject_id=subject)])
+        return b"".join([line async for line in backup.export(conn, subject_id=subject)])
 
 
 async def test_export_restore_export_is_byte_identical(seeded: Database, empty_database_url: str) -> None:
@@ -159,7 +159,7 @@ async def test_export_restore_export_is_byte_identical(seeded: Database, empty_d
     try:
         await migrate.upgrade(target)
         async with target.write() as conn:
-            assert await audit.restore(conn, first.splitlines(keepends=True)) == 29
+            assert await backup.restore(conn, first.splitlines(keepends=True)) == 29
         assert await _export(target) == first
         assert (await _verify(target)).ok
     finally:
@@ -171,24 +171,24 @@ async def test_export_streams_in_batches_and_can_stop_early(
 ) -> None:
     whole = await _export(seeded)
     for batch in (4, 29):  # seven full batches and a short one; one full batch and an empty one
-        monkeypatch.setattr(audit, "EXPORT_BATCH", batch)
+        monkeypatch.setattr(backup, "EXPORT_BATCH", batch)
         assert await _export(seeded) == whole
-    monkeypatch.setattr(audit, "EXPORT_BATCH", 4)
+    monkeypatch.setattr(backup, "EXPORT_BATCH", 4)
     async with seeded.read() as conn:
         first: list[bytes] = []
-        async for line in audit.export(conn):
+        async for line in backup.export(conn):
             first.append(line)
             if len(first) == 6:  # into the second batch
                 break
         assert first == whole.splitlines(keepends=True)[:6]
         # The reader stopped early without closing the export; its transaction goes on, even to export again.
         assert await eventlog.head_position(conn) == 29
-        assert b"".join([line async for line in audit.export(conn)]) == whole
+        assert b"".join([line async for line in backup.export(conn)]) == whole
 
 
 def _as_sqlalchemy_reads_it(row: audit.StoredRow) -> bytes:
     """An export line built from SQLAlchemy's typed values, as export did before it read the driver's."""
-    line = audit.ExportedEvent(
+    line = backup.ExportedEvent(
         position=row.position,
         event_id=row.event_id,
         stream_id=row.stream_id,
@@ -262,9 +262,9 @@ async def test_restore_refuses_a_time_not_in_export_form(seeded: Database, empty
             altered = json.loads(lines[4])
             altered["recorded_at"] = altered["recorded_at"].replace(old, new)
             changed = [*lines[:4], json.dumps(altered).encode() + b"\n", *lines[5:]]
-            with pytest.raises(audit.RestoreError, match="line 5: not an exported event: recorded_at"):
+            with pytest.raises(backup.RestoreError, match="line 5: not an exported event: recorded_at"):
                 async with target.write() as conn:
-                    await audit.restore(conn, changed)
+                    await backup.restore(conn, changed)
         async with target.read() as conn:
             assert await eventlog.head_position(conn) == 0
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .conftest import SEED
 from .test_processes import Server, _token
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -180,7 +181,7 @@ async def test_timelinejs_itself_loads_our_export_from_another_origin(
         assert slides == 14  # the title and the 13 events of the seed's subject
         text = _text(driver, "#timeline-embed")
         assert "North Korean troops sent to Russia" in text
-        assert "National Intelligence Service (South Korea) says 1,500 soldiers" in text
+        assert "National Intelligence Service (South Korea): 1,500 soldiers sent" in text
         errors = driver.execute_script("return document.querySelectorAll('.tl-message-full').length")  # type: ignore[attr-defined]
         assert errors == 0
         ARTIFACTS.mkdir(exist_ok=True)
@@ -248,5 +249,35 @@ async def test_a_link_to_a_moment_opens_the_viewer_there(browser: object, tmp_pa
         run("document.getElementById('now').click()")
         _wait(driver, "document.querySelectorAll('#estimates tbody tr[data-source]').length === 3")
         assert run("return location.search") == "?subject=dprk-troops-to-russia"
+    finally:
+        server.stop()
+
+
+async def test_the_viewer_shows_a_sources_assertion_and_projection_and_when_things_happened(
+    browser: object, tmp_path: Path
+) -> None:
+    """Served the project's fixtures (the seed and the invented follow-up): a source's row shows its
+    assertion and its projection with the horizon, and an entry dated by a range of weeks says so."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'followup.db'}"
+    server = Server(url, tmp_path / "server.log", fixtures=SEED.parent)
+    try:
+        await server.ready()
+        driver = browser
+        await asyncio.to_thread(driver.get, f"{server.base}/ui?subject=dprk-troops-to-russia")  # type: ignore[attr-defined]
+        _wait(driver, "document.querySelectorAll('#estimates tbody tr[data-source]').length === 3")
+        nis = _text(driver, "#estimates tr[data-source='south-korea-nis']")
+        assert "about 3,000 soldiers" in nis
+        assert "projects about 10,000 soldiers by 2024-12" in nis
+        zelenskyy = _text(driver, "#estimates tr[data-source='volodymyr-zelenskyy']")
+        assert "more than 1,000 soldiers" in zelenskyy
+        timeline = _text(driver, "#timeline")
+        assert "early to mid October" in timeline
+        assert "(said 2024-10-23)" in timeline
+        run = driver.execute_script  # type: ignore[attr-defined]
+        # The chart shows this metric's sources only; every figure is placed, those dated by a week included.
+        assert run("return document.querySelectorAll('#chart g.series').length") == 3
+        drawn = "[...document.querySelectorAll('#chart circle, #chart rect, #chart path')]"
+        placed = ".every(e => !String(e.getAttribute('cx') || e.getAttribute('d') || '').includes('NaN'))"
+        assert run(f"return {drawn}{placed}")
     finally:
         server.stop()

@@ -90,11 +90,11 @@ async def test_db_upgrade_reports_the_revision(
 async def test_serve_imports_the_fixtures_not_yet_recorded(database_url: str, tmp_path: Path) -> None:
     from timeline.cli.serving import _fixtures_dir, _prepare_for_serving
 
-    [seeded] = await _prepare_for_serving(database_url, _fixtures_dir())
-    assert seeded.file == "fixtures/000_16630df2654ec508.yaml"
-    assert seeded.appended == 29
-    [again] = await _prepare_for_serving(database_url, _fixtures_dir())
-    assert (again.appended, again.unchanged) == (0, 29)
+    imported = {r.file: r for r in await _prepare_for_serving(database_url, _fixtures_dir())}
+    assert imported["fixtures/000_16630df2654ec508.yaml"].appended == 29
+    assert imported["fixtures/001_estimates_followup.yaml"].appended == 5
+    again = await _prepare_for_serving(database_url, _fixtures_dir())
+    assert [(r.appended, r.unchanged) for r in again] == [(0, r.appended) for r in imported.values()]
     # A fixture added to the directory later is imported on the next start, and only it.
     (tmp_path / "000_seed.yaml").write_bytes(SEED.read_bytes())
     (tmp_path / "001_later.yaml").write_text(LATER)

@@ -268,16 +268,15 @@ async def test_db_upgrade_and_serves_catch_up_of_emptied_views_show_progress_on_
     assert "upgrading the schema" not in capsys.readouterr().err
     assert await run(*db_args, "import", str(SEED)) == 0
     capsys.readouterr()
-    # The last migration empties the views; going down and up again leaves them for serve to catch up.
-    head = script.get_current_head()
-    assert head is not None
+    # 0008_core_views empties the views; going below it and up again leaves them for serve to catch up.
+    above = len(list(script.iterate_revisions(script.get_current_head(), "0007_audit_proofs")))
     db = Database(database_url)
     try:
-        await migrate.downgrade(db, script.get_revision(head).down_revision)  # type: ignore[arg-type,union-attr]
+        await migrate.downgrade(db, "0007_audit_proofs")
     finally:
         await db.dispose()
     assert await run(*db_args, "db", "upgrade") == 0
-    assert "1/1 migrations" in capsys.readouterr().err
+    assert f"{above}/{above} migrations" in capsys.readouterr().err
     await serving._prepare_for_serving(database_url)
     captured = capsys.readouterr()
     assert "bringing the views up to date" in captured.err

@@ -88,7 +88,7 @@ async def test_timelinejs_slides_follow_the_format(client: AsyncTestClient) -> N
     assert revised["text"]["text"].startswith("About &lt;b&gt;3,000&lt;/b&gt; &amp; more <p>Reported in: ")
     assert (
         revised["text"]["headline"]
-        == "National Intelligence Service (South Korea) revises its figure about 3,000 soldiers"
+        == "National Intelligence Service (South Korea) revises its figure: about 3,000 soldiers sent"
     )
     media = [s["media"] for s in slides if "media" in s]
     assert media == [{"url": "https://example.org/sat.png", "caption": "Satellite image.", "credit": "CNN"}]

@@ -239,3 +239,58 @@ async def test_correction_of_an_unknown_entry_names_it(db: Database) -> None:
     assert caught.value.path == "events[0].corrects"
     assert caught.value.line == 8
     assert "has no entry 'nis-typo'" in caught.value.message
+
+
+FOLLOW_UPS = ROOT / "fixtures" / "invented" / "002_statements_and_relations.yaml"
+
+
+async def test_the_invented_follow_ups_import_once_with_every_new_event(db: Database) -> None:
+    await seed(db)
+    loaded = LoadedFixture(str(FOLLOW_UPS), FOLLOW_UPS.read_bytes())
+    [result] = await import_fixtures(db, [loaded], recorded_by="test")
+    assert result.appended == 10  # document, three sources, an amendment and five entries
+    async with db.read() as conn:
+        types = {e.type for e in await eventlog.read_all(conn, limit=10_000)}
+        mod = await queries.registration(conn, "source-russia-mod")
+        kremlin = await queries.registration(conn, "source-kremlin")
+    assert {"StatementMade", "DenialWithdrawn", "ClaimConfirmed", "ClaimDenied", "SourceAmended"} <= types
+    assert mod is not None
+    assert mod[1].part_of == "russia-government"  # type: ignore[union-attr]
+    assert kremlin is not None
+    assert kremlin[1].speaks_for == "russia-government"  # type: ignore[union-attr]
+    [again] = await import_fixtures(db, [loaded], recorded_by="test")
+    assert again.appended == 0
+
+
+async def test_a_withdrawal_of_another_sources_denial_names_its_place(db: Database) -> None:
+    await seed(db)
+    bad = fixture("""\
+      - type: denial-withdrawal
+        id: pentagon-withdraws
+        denial: kremlin-denies-north-korean-involvement
+        source: pentagon
+        claims: [nis-1500-soldiers-sent-for-training]
+        statement: Withdrawn.
+    """)
+    with pytest.raises(FixtureError) as caught:
+        await import_fixtures(db, [bad], recorded_by="test")
+    assert caught.value.path == "events[0].source"
+    assert caught.value.line == 8
+    assert "only its own source withdraws it" in caught.value.message
+    assert await log_size(db) == 29  # the seed alone: nothing of the bad fixture
+
+
+def test_an_unknown_addresses_value_is_reported_with_its_path() -> None:
+    loaded = fixture("""\
+      - type: denial
+        id: d
+        source: pentagon
+        claims: [c]
+        statement: No.
+        addresses: number
+    """)
+    with pytest.raises(FixtureError) as caught:
+        parse(loaded.text, loaded.name)
+    assert caught.value.path == "events[0].addresses"
+    assert caught.value.line == 10
+    assert "'number'" in caught.value.message

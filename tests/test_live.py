@@ -15,7 +15,7 @@ from timeline.api.app import create_app
 from timeline.api.fanout import Filter, Hub, follow
 from timeline.api.settings import Settings
 from timeline.app.imports import LoadedFixture, import_fixtures
-from timeline.domain.events import ClaimConfirmed, StatedDate
+from timeline.domain.events import ClaimConfirmed, StatedDate, StatementMade
 from timeline.service import Recorder
 from timeline.store.database import Database
 
@@ -215,3 +215,27 @@ async def test_a_rebuild_that_fails_midway_leaves_the_live_views_serving(
     assert await views.rebuild_online(seeded, batch=5) == 29
     async with seeded.read() as conn:
         assert await queries.estimates_for(conn, "dprk-troops-to-russia", None) == before
+
+
+async def test_a_statement_reaches_its_subjects_and_its_speakers_streams(seeded: Database) -> None:
+    async with seeded.write() as conn:
+        recorder = Recorder(conn, recorded_by="test", label="test")
+        [said] = await recorder.record(
+            StatementMade(
+                subject_id="dprk-troops-to-russia",
+                statement_id="cnn-on-air",
+                source_id="cnn",
+                statement="CNN said it keeps verifying the footage.",
+                stated_on=StatedDate(date="2024-10-25", precision="day"),
+                document_ids=("000-16630df2654ec508",),
+            ),
+            origin="",
+        )
+        await recorder.finish()
+    hub = Hub(seeded)
+    for where in (Filter(subject="dprk-troops-to-russia"), Filter(source="cnn")):
+        stream = messages(follow(hub, said.position - 1, where, keepalive=0.1))
+        message = await anext(stream)
+        assert (message.id, message.event) == (said.position, "StatementMade")
+        await stream.aclose()
+    await hub.close()

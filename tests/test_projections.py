@@ -17,17 +17,19 @@ from timeline.domain.events import (
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    DenialWithdrawn,
     DomainEvent,
     EvidenceAttached,
     RecordCorrected,
     SourceAmended,
     StatedDate,
+    StatementMade,
     SubjectAmended,
     decode_event,
     encode_event,
 )
 from timeline.domain.values import period_start
-from timeline.projections import Views, apply, latest_estimate
+from timeline.projections import NO_FIGURE, SLOTS, Views, apply, estimate_rank, latest_in, slot_of
 from timeline.service import Recorder, Rejected
 from timeline.store import eventlog, queries, views
 from timeline.store.database import Database
@@ -113,10 +115,7 @@ async def test_incremental_views_equal_a_rebuild(
     prefix = uuid.uuid4().hex[:8]
     await _record(db, [subject(s) for s in SUBJECTS] + [source(s) for s in SOURCES] + [document("d")])
     for batch in [opening, *batches]:
-        await _record(
-            db,
-            [msgspec.structs.replace(e, claim_id=f"{prefix}-{e.claim_id}") for e in batch],  # type: ignore[type-var,call-arg]
-        )
+        await _record(db, [_prefixed(e, prefix) for e in batch])
     incremental = await _snapshot(db)
     await views.rebuild_online(db, batch=7)  # what `timeline rebuild` runs, in several batches
     rebuilt = await _snapshot(db)
@@ -149,6 +148,8 @@ async def test_rebuild_equals_incremental_after_every_commit_with_subjects_moved
 def _prefixed(event: DomainEvent, prefix: str) -> DomainEvent:
     if isinstance(event, SubjectAmended | SourceAmended):
         return event
+    if isinstance(event, StatementMade):
+        return msgspec.structs.replace(event, statement_id=f"{prefix}-{event.statement_id}")
     return msgspec.structs.replace(event, claim_id=f"{prefix}-{event.claim_id}")  # type: ignore[type-var,call-arg]
 
 
@@ -159,12 +160,21 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
 ) -> None:
     """Folding the events as decoded from their stored JSON gives the views folded from the originals,
     and each estimate is the source's most recently stated, unretracted figure (pure, no database)."""
-    from timeline.domain import claims as rules
+    from timeline.domain import claims, rules
 
     # Keep only events the rules accept, as the recorder would.
-    states: dict[str, rules.Claim | None] = {}
+    states: dict[str, claims.Claim | None] = {}
     valid: list[DomainEvent] = []
+    said: list[StatementMade] = []
     for event in batch:
+        if isinstance(event, StatementMade):
+            try:
+                spoken = rules.decide_statement(subject(event.subject_id), tuple(said), event)
+            except DomainError:
+                continue
+            said.extend(e for e in spoken if isinstance(e, StatementMade))
+            valid.extend(spoken)
+            continue
         current = states.get(event.claim_id)  # type: ignore[union-attr]
         decide = {
             ClaimMade: rules.decide_make,
@@ -174,13 +184,14 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
             ClaimConfirmed: rules.decide_confirm,
             EvidenceAttached: rules.decide_attach,
             RecordCorrected: rules.decide_correct,
+            DenialWithdrawn: rules.decide_withdraw_denial,
         }[type(event)]
         try:
             accepted = decide(current, event)  # type: ignore[arg-type]
         except DomainError:  # refused by a rule, as the recorder would; anything else is a bug
             continue
         for e in accepted:
-            states[e.claim_id] = rules.evolve(current, e)  # type: ignore[union-attr,arg-type]
+            states[e.claim_id] = claims.evolve(current, e)  # type: ignore[union-attr,arg-type]
             valid.append(e)
     whole, replayed = Views(), Views()
     for position, e in enumerate(valid, 1):
@@ -191,16 +202,26 @@ def test_replay_of_stored_bytes_is_deterministic_and_estimates_are_the_latest(
         pool = [
             r for r in whole.claims.values() if (r.claim.subject_id, r.claim.metric, r.claim.source_id) == key
         ]
-        best = latest_estimate(pool)
-        assert chosen == (best.claim.claim_id if best else None)
-        if best is not None:
+        for slot, held in zip(SLOTS, chosen, strict=True):
+            best = latest_in(pool, slot)
+            assert held == (best.claim.claim_id if best else None)
+            if best is None:
+                continue
+            assert slot_of(best.claim) == slot, "a projection displaced an assertion, or the reverse"
             later = [
                 r
                 for r in pool
                 if r.claim.status != "retracted"
+                and r.claim.quantity is not None
+                and slot_of(r.claim) == slot
                 and period_start(r.claim.stated_on) > period_start(best.claim.stated_on)
             ]
             assert later == [], "a more recently stated figure was passed over"
+            assert estimate_rank(best.claim) == max(
+                estimate_rank(r.claim)
+                for r in pool
+                if r.claim.status != "retracted" and r.claim.quantity is not None and slot_of(r.claim) == slot
+            )
 
 
 async def test_rebuild_of_the_seed_matches_and_reports_count(db: Database) -> None:
@@ -254,14 +275,14 @@ async def test_retracting_the_chosen_estimate_falls_back_to_the_sources_previous
     await _record(db, [figure("old", 1000, "2024-10-01")])
     await _record(db, [figure("new", 2000, "2024-10-20")])
     async with db.read() as conn:
-        assert [r.claim.claim_id for r in await queries.estimates_for(conn, "s1", "m1")] == ["new"]
+        assert [e.headline.claim.claim_id for e in await queries.estimates_for(conn, "s1", "m1")] == ["new"]
     on = StatedDate(date="2024-10-21", precision="day")
     withdrawn = ClaimRetracted(
         claim_id="new", retraction_id="r", statement="no", stated_on=on, document_ids=("d",)
     )
     await _record(db, [withdrawn])
     async with db.read() as conn:
-        assert [r.claim.claim_id for r in await queries.estimates_for(conn, "s1", "m1")] == ["old"]
+        assert [e.headline.claim.claim_id for e in await queries.estimates_for(conn, "s1", "m1")] == ["old"]
 
 
 async def test_a_wrong_guess_of_the_claims_loads_the_same_rows(db: Database) -> None:
@@ -285,7 +306,7 @@ async def test_a_wrong_guess_of_the_claims_loads_the_same_rows(db: Database) -> 
         mistaken = await views.load_for(conn, batch, before={"g2": elsewhere, "n": None})
         absent = await views.load_for(conn, batch, before={"g2": None, "n": None})
     assert set(right.claims) == {"g0", "g1", "g2", "h"}
-    assert right.estimates == {("s", "soldiers", "b"): "h"}
+    assert right.estimates == {("s", "soldiers", "b"): ("h", None)}
     for loaded in (guessed, mistaken, absent):
         assert loaded.claims == right.claims
         assert loaded.estimates == right.estimates
@@ -320,10 +341,11 @@ async def test_views_read_and_delete_more_rows_than_a_statement_takes_parameters
         loaded = Views()
         await views._load_claims(conn, loaded, ids, full, light)
         assert set(loaded.claims) == {"c1", "c2"}
-        assert loaded.estimates[("s", "soldiers", "b")] == "c2"  # the chosen claim, found past 12,000 keys
-        assert sum(1 for chosen in loaded.estimates.values() if chosen is None) == 12_000
+        # The chosen claim, found past 12,000 keys.
+        assert loaded.estimates[("s", "soldiers", "b")] == ("c2", None)
+        assert sum(1 for chosen in loaded.estimates.values() if chosen == NO_FIGURE) == 12_000
         # Saving deletes every estimate gone and every timeline entry gone, however many.
-        loaded.estimates.update(dict.fromkeys(known | full | light))
+        loaded.estimates.update(dict.fromkeys(known | full | light, NO_FIGURE))
         loaded.changed_estimates.update(known | full | light)
         loaded.timeline.update(dict.fromkeys(range(1, 40_001)))
         loaded.position = await views.checkpoint(conn)

@@ -5,20 +5,27 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from timeline.domain import claims as rules
+from timeline.domain import claims, rules
 from timeline.domain.errors import DefinitionConflict, InvalidValue, RuleViolation, UnknownReference
 from timeline.domain.events import (
+    Addresses,
     ClaimConfirmed,
     ClaimDenied,
     ClaimRetracted,
     ClaimRevised,
     CorrectedFields,
+    DenialWithdrawn,
     EvidenceAttached,
     Quantity,
     RecordCorrected,
     SourceAmended,
+    SourceRegistered,
     StatedDate,
+    StatementMade,
+    SubjectRegistered,
+    decode_event,
 )
+from timeline.domain.sides import same_side
 from timeline.domain.values import check_quantity, parse_stated_date, period_start
 
 from .helpers import DAY, claim_made, source
@@ -26,10 +33,10 @@ from .helpers import DAY, claim_made, source
 LATER = StatedDate(date="2024-11", precision="month")
 
 
-def _state(*events: object) -> rules.Claim:
+def _state(*events: object) -> claims.Claim:
     claim = None
     for e in events:
-        claim = rules.evolve(claim, e)  # type: ignore[arg-type]
+        claim = claims.evolve(claim, e)  # type: ignore[arg-type]
     assert claim is not None
     return claim
 
@@ -213,7 +220,7 @@ def test_correction_changes_the_view_and_history_keeps_the_original() -> None:
     )
     before = _state(made, _denial("c", "kremlin"))
     assert rules.decide_correct(before, fix) == [fix]
-    after = rules.evolve(before, fix)
+    after = claims.evolve(before, fix)
     assert after.quantity is not None
     assert after.quantity.value == 1500
     assert after.status == "disputed"  # the denial recorded after the typo still stands
@@ -224,7 +231,7 @@ def test_correction_changes_the_view_and_history_keeps_the_original() -> None:
 
 def test_correction_of_a_source_moves_a_denial_and_is_checked() -> None:
     claim = _state(claim_made("c", "nis", 1500), _denial("c", "kremlin"))
-    moved = rules.evolve(claim, _correction(2, CorrectedFields(source_id="pentagon")))
+    moved = claims.evolve(claim, _correction(2, CorrectedFields(source_id="pentagon")))
     assert moved.disputed_by == ("pentagon",)
     with pytest.raises(RuleViolation, match="deny or confirm its own claim"):
         rules.decide_correct(claim, _correction(2, CorrectedFields(source_id="nis")))
@@ -250,10 +257,151 @@ def test_refused_corrections_say_why(
 
 def test_amendment_changes_a_definition_and_an_empty_one_is_refused() -> None:
     nis = source("nis")
-    renamed = rules.amend(nis, SourceAmended(source_id="nis", name="NIS", aliases=("국가정보원",)))
+    renamed = claims.amend(nis, SourceAmended(source_id="nis", name="NIS", aliases=("국가정보원",)))
     assert renamed == msgspec.structs.replace(nis, name="NIS", aliases=("국가정보원",))
     assert rules.decide_amend(nis, SourceAmended(source_id="nis", name="Source nis")) == []
     with pytest.raises(InvalidValue, match="at least one field"):
         rules.decide_amend(nis, SourceAmended(source_id="nis"))
     with pytest.raises(UnknownReference):
         rules.decide_amend(None, SourceAmended(source_id="nis", name="x"))
+
+
+def _withdrawal(by: str, denial_id: str = "deny", withdrawal_id: str = "w") -> DenialWithdrawn:
+    return DenialWithdrawn(
+        claim_id="c",
+        withdrawal_id=withdrawal_id,
+        denial_id=denial_id,
+        withdrawn_by=by,
+        statement="we no longer deny it",
+        stated_on=LATER,
+        document_ids=("d",),
+    )
+
+
+def test_a_withdrawn_denial_stops_disputing_but_stays_on_record() -> None:
+    claim = _state(claim_made("c", "nis", 1500), _denial("c", "kremlin"))
+    [withdrawal] = rules.decide_withdraw_denial(claim, _withdrawal("kremlin"))
+    after = claims.evolve(claim, withdrawal)
+    assert after.status == "standing"
+    assert after.disputed_by == ()
+    assert [d.denial_id for d in after.denials] == ["deny"]
+    assert rules.decide_withdraw_denial(after, _withdrawal("kremlin")) == []  # the same again: a no-op
+
+
+def test_a_source_with_another_standing_denial_still_disputes() -> None:
+    claim = _state(claim_made("c", "nis", 1500), _denial("c", "kremlin", "d1"), _denial("c", "kremlin", "d2"))
+    after = claims.evolve(claim, _withdrawal("kremlin", "d1"))
+    assert after.disputed_by == ("kremlin",)
+    assert after.status == "disputed"
+
+
+@pytest.mark.parametrize(
+    ("withdrawal", "says"),
+    [
+        (_withdrawal("france", withdrawal_id="w2"), "only its own source withdraws it"),
+        (_withdrawal("kremlin", "nope", withdrawal_id="w2"), "has no denial 'nope'"),
+        (_withdrawal("kremlin", withdrawal_id="w2"), "already withdrawn"),
+        (
+            msgspec.structs.replace(
+                _withdrawal("kremlin", withdrawal_id="w2"),
+                stated_on=StatedDate(date="2024-10-01", precision="day"),
+            ),
+            "cannot be withdrawn before",
+        ),
+    ],
+)
+def test_withdrawals_that_cannot_be(withdrawal: DenialWithdrawn, says: str) -> None:
+    claim = _state(claim_made("c", "nis", 1500), _denial("c", "kremlin"), _withdrawal("kremlin"))
+    with pytest.raises(RuleViolation, match=says):
+        rules.decide_withdraw_denial(claim, withdrawal)
+
+
+def _confirmation_of(addresses: Addresses, by: str = "pentagon") -> ClaimConfirmed:
+    return ClaimConfirmed(
+        claim_id="c",
+        confirmation_id=f"x-{addresses}-{by}",
+        confirmed_by=by,
+        statement="yes",
+        stated_on=DAY,
+        document_ids=("d",),
+        addresses=addresses,
+    )
+
+
+def test_what_a_confirmation_addresses_decides_the_figures_status() -> None:
+    made = claim_made("c", "nis", 1500)
+    assert claims.figure_status(_state(made, _confirmation_of("proposition"))) == "standing"
+    assert claims.figure_status(_state(made, _confirmation_of("figure"))) == "confirmed"
+    assert claims.figure_status(_state(made, _confirmation_of("claim"))) == "confirmed"  # the old meaning
+    assert _state(made, _confirmation_of("proposition")).status == "confirmed"
+    denied = msgspec.structs.replace(_denial("c", "kremlin"), addresses="proposition")
+    assert claims.figure_status(_state(made, denied, _confirmation_of("proposition"))) == "disputed"
+
+
+def test_a_figure_cannot_be_addressed_on_a_claim_without_one() -> None:
+    plain = _state(msgspec.structs.replace(claim_made("c", "nis", 1500), metric=None, quantity=None))
+    with pytest.raises(RuleViolation) as caught:
+        rules.decide_confirm(plain, _confirmation_of("figure"))
+    assert caught.value.field == "addresses"
+    assert claims.figure_status(plain) is None
+
+
+def test_a_denial_recorded_before_addresses_existed_decodes_as_addressing_the_claim() -> None:
+    stored = (
+        b'{"type":"ClaimDenied","claim_id":"c","denial_id":"d","denied_by":"k","statement":"no",'
+        b'"stated_on":{"date":"2024-10-21","precision":"day"},"document_ids":["d"]}'
+    )
+    denial = decode_event(stored)
+    assert isinstance(denial, ClaimDenied)
+    assert denial.addresses == "claim"
+
+
+def _statement(statement_id: str = "st", text: str = "we are watching") -> StatementMade:
+    return StatementMade(
+        subject_id="s",
+        statement_id=statement_id,
+        source_id="nis",
+        statement=text,
+        stated_on=DAY,
+        document_ids=("d",),
+    )
+
+
+def test_statements_are_recorded_once_and_need_their_subject() -> None:
+    subject = SubjectRegistered(subject_id="s", name="S")
+    [said] = rules.decide_statement(subject, (), _statement())
+    assert rules.decide_statement(subject, (said,), _statement()) == []
+    with pytest.raises(DefinitionConflict):
+        rules.decide_statement(subject, (said,), _statement(text="something else"))
+    with pytest.raises(UnknownReference):
+        rules.decide_statement(None, (), _statement())
+    with pytest.raises(InvalidValue):
+        rules.decide_statement(subject, (), _statement("other", " "))
+
+
+def test_sources_on_one_side() -> None:
+    relations = {"mod": ("russia",), "kremlin": ("russia",), "spokesperson": ("kremlin",), "cnn": ()}
+    assert same_side("mod", "kremlin", relations)  # both part of the same government
+    assert same_side("spokesperson", "kremlin", relations)  # one speaks for the other
+    assert not same_side("cnn", "kremlin", relations)
+    assert not same_side("kremlin", "kremlin", relations)
+    with pytest.raises(InvalidValue):
+        rules.decide_registration(None, SourceRegistered(source_id="a", name="A", kind="agency", part_of="a"))
+
+
+def test_a_correction_cannot_leave_a_figure_denial_without_a_figure() -> None:
+    plain = _state(
+        msgspec.structs.replace(claim_made("c", "nis", 1500), metric=None, quantity=None), _denial("c", "k")
+    )
+    fix = RecordCorrected(
+        claim_id="c",
+        correction_id="fix",
+        corrects_version=2,
+        changes=CorrectedFields(addresses="figure"),
+        reason="x",
+    )
+    with pytest.raises(RuleViolation) as caught:
+        rules.decide_correct(plain, fix)
+    assert caught.value.field == "changes.addresses"
+    fine = msgspec.structs.replace(fix, changes=CorrectedFields(addresses="proposition"))
+    assert claims.evolve(plain, fine).denials[0].addresses == "proposition"

@@ -19,14 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline import timetravel
 from timeline.api.app import create_app
 from timeline.app.imports import LoadedFixture, import_fixtures
-from timeline.domain import claims as rules
+from timeline.domain import claims, rules
 from timeline.domain.claims import Claim, ClaimEvent
 from timeline.domain.events import (
     ClaimMade,
     CorrectedFields,
+    DenialWithdrawn,
     DomainEvent,
     RecordCorrected,
     StatedDate,
+    StatementMade,
 )
 from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
@@ -49,6 +51,7 @@ DECIDE: dict[type, Any] = {
         rules.EvidenceAttached: rules.decide_attach,
         rules.ClaimRetracted: rules.decide_retract,
         RecordCorrected: rules.decide_correct,
+        rules.DenialWithdrawn: rules.decide_withdraw_denial,
     },
 }
 SETUP: list[DomainEvent] = [subject(s) for s in SUBJECTS] + [source(s) for s in SOURCES] + [document("d")]
@@ -78,7 +81,7 @@ class MemoryLog:
                 timetravel.Logged(position=position, stream_id=stream, stream_version=version, event=e)
             )
             if isinstance(e, ClaimEvent):
-                self.claims[e.claim_id] = rules.evolve(self.claims.get(e.claim_id), e)
+                self.claims[e.claim_id] = claims.evolve(self.claims.get(e.claim_id), e)
             apply(self.views, position, e)
         return bool(accepted)
 
@@ -87,7 +90,7 @@ def _comparable(v: Views) -> tuple[dict[str, Claim], dict[Any, str], list[Timeli
     """Views with log positions left out (a replay of a subset numbers its positions afresh)."""
     return (
         {cid: r.claim for cid, r in v.claims.items()},
-        {k: c for k, c in v.estimates.items() if c is not None},
+        {k: c for k, c in v.estimates.items() if c != (None, None)},
         [msgspec.structs.replace(e, position=0) for _, e in sorted(v.timeline.items()) if e is not None],
     )
 
@@ -125,11 +128,17 @@ def test_as_of_equals_recording_only_what_was_said_by_then(
     for e in full.log:
         event = e.event
         if isinstance(event, ClaimEvent) and not isinstance(event, RecordCorrected):
-            entry_of[(e.stream_id, e.stream_version)] = rules.entry_id(event)
+            entry_of[(e.stream_id, e.stream_version)] = claims.entry_id(event)
+        if isinstance(event, StatementMade) and period_start(event.stated_on) > as_of:
+            continue  # said after as_of
         if not isinstance(event, ClaimEvent):
             expected.record(event)
             continue
         kept = expected.claims.get(event.claim_id)
+        if isinstance(event, DenialWithdrawn) and all(
+            d.denial_id != event.denial_id for d in (kept.denials if kept else ())
+        ):
+            continue  # its denial is not in view
         if isinstance(event, RecordCorrected):
             target = entry_of[(e.stream_id, event.corrects_version)]
             if kept is None:
@@ -137,7 +146,7 @@ def test_as_of_equals_recording_only_what_was_said_by_then(
             versions = [
                 v
                 for v, x in enumerate(kept.recorded, 1)
-                if not isinstance(x, RecordCorrected) and rules.entry_id(x) == target
+                if not isinstance(x, RecordCorrected) and claims.entry_id(x) == target
             ]
             if not versions:
                 continue
@@ -180,12 +189,12 @@ def test_folding_a_claim_at_a_time_equals_applying_each_event_in_log_order(
     assert folded.registrations == expected.registrations
     assert folded.position == expected.position
     # ``apply`` also keeps a None for a key its claims all left (by a correction); no answer shows those.
-    assert {k: c for k, c in folded.estimates.items() if c is not None} == {
-        k: c for k, c in expected.estimates.items() if c is not None
+    assert {k: c for k, c in folded.estimates.items() if c != (None, None)} == {
+        k: c for k, c in expected.estimates.items() if c != (None, None)
     }
 
 
-async def _live(db: Database) -> tuple[int, dict[str, ClaimRecord], dict[Any, str], dict[int, TimelineEntry]]:
+async def _live(db: Database) -> tuple[int, dict[str, ClaimRecord], dict[Any, Any], dict[int, TimelineEntry]]:
     import sqlalchemy as sa
 
     from timeline.store.schema import claims, estimates, timeline
@@ -196,7 +205,7 @@ async def _live(db: Database) -> tuple[int, dict[str, ClaimRecord], dict[Any, st
             r["claim_id"]: claim_from_row(r) for r in (await conn.execute(sa.select(claims))).mappings()
         }
         estimate_rows = {
-            (r["subject_id"], r["metric"], r["source_id"]): r["claim_id"]
+            (r["subject_id"], r["metric"], r["source_id"]): (r["asserted_claim_id"], r["projected_claim_id"])
             for r in (await conn.execute(sa.select(estimates))).mappings()
         }
         entries = {
@@ -244,7 +253,7 @@ async def test_known_at_equals_the_live_views_as_they_were(
         )
         # A view row keeps a claim's current state; the fold of the log has its history besides.
         assert {cid: current(r) for cid, r in at.claims.items()} == claim_rows
-        assert {k: v for k, v in at.estimates.items() if v is not None} == estimate_rows
+        assert {k: v for k, v in at.estimates.items() if v != (None, None)} == estimate_rows
         assert {p: e for p, e in at.timeline.items() if e is not None} == entries
 
 
@@ -451,14 +460,12 @@ travels = st.tuples(commands, st.lists(st.one_of(subject_moves, on_second_subjec
 )
 
 
-def _on(
-    views: Views, subject_id: str
-) -> tuple[dict[str, ClaimRecord], dict[Any, str | None], dict[int, Any]]:
+def _on(views: Views, subject_id: str) -> tuple[dict[str, ClaimRecord], dict[Any, Any], dict[int, Any]]:
     """What a subject's answers show: its claims (their state: time travel keeps no history), its
     estimates and its timeline."""
     return (
         {cid: current(r) for cid, r in views.claims.items() if r.claim.subject_id == subject_id},
-        {k: v for k, v in views.estimates.items() if k[0] == subject_id and v is not None},
+        {k: v for k, v in views.estimates.items() if k[0] == subject_id and v != (None, None)},
         {p: e for p, e in views.timeline.items() if e is not None and e.subject_id == subject_id},
     )
 

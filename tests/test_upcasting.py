@@ -20,7 +20,7 @@ from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.cli import main
 from timeline.domain import upcasting
 from timeline.domain.events import SCHEMA_VERSION, SubjectRegistered, encode_event
-from timeline.store import audit
+from timeline.store import backup
 from timeline.store.database import Database
 
 from .conftest import ROOT, SEED
@@ -204,7 +204,7 @@ async def test_a_stored_version_is_upcast_on_every_read_path(
         assert json.loads(first.data)["data"]["metric"] == "troops-sent"
         # An export keeps the stored bytes; a subject's export still finds its claims through the upcaster.
         async with db.read() as conn:
-            lines = [msgspec.json.decode(line) async for line in audit.export(conn, subject_id=SUBJECT)]
+            lines = [msgspec.json.decode(line) async for line in backup.export(conn, subject_id=SUBJECT)]
     finally:
         await hub.close()
         await db.dispose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Literal
 
 import msgspec
 
@@ -21,15 +22,18 @@ from timeline.domain.events import (
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    DenialWithdrawn,
     DocumentAmended,
     DocumentRegistered,
     DomainEvent,
     EvidenceAttached,
+    Occurred,
     Quantity,
     RecordCorrected,
     SourceAmended,
     SourceRegistered,
     StatedDate,
+    StatementMade,
     SubjectAmended,
     SubjectRegistered,
 )
@@ -83,13 +87,15 @@ def with_history(claim_events: Iterable[tuple[int, ClaimEvent]]) -> ClaimRecord:
 
 class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One dated happening on a subject's timeline: a claim made, revised, denied, confirmed, retracted,
-    or evidence attached. ``corrected`` is true when our record of it was corrected later."""
+    a denial withdrawn, evidence attached, or a statement. ``corrected`` is true when our record of it was
+    corrected later."""
 
     position: int
     subject_id: str
     occurred_on: StatedDate
     kind: str
-    claim_id: str
+    # None for a statement, which is nobody's claim (``statement_id`` names it).
+    claim_id: str | None
     source_id: str
     statement: str
     quantity: Quantity | None = None
@@ -98,9 +104,23 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     url: str | None = None
     # The documents this event came from (not its claim's: a denial is reported by its own article).
     document_ids: tuple[str, ...] = ()
+    # What a figure counts (made, revised), and what a denial, confirmation or withdrawal bears on.
+    metric: str | None = None
+    addresses: str | None = None
+    statement_id: str | None = None
+    # When the claim says the thing happened (then ``occurred_on`` is its start, not the date stated).
+    occurred: Occurred | None = None
+    # The date the source said it, when the entry is dated by ``occurred`` instead.
+    stated_on: StatedDate | None = None
 
 
 EstimateKey = tuple[str, str, str]  # (subject_id, metric, source_id)
+# The two figures kept per key: what the source asserts now, and what it projects (a projection never
+# displaces an assertion). ``Chosen`` holds their claim ids, in that order; (None, None): no live figure.
+Slot = Literal["asserted", "projected"]
+SLOTS: tuple[Slot, Slot] = ("asserted", "projected")
+Chosen = tuple[str | None, str | None]
+NO_FIGURE: Chosen = (None, None)
 
 
 class Views(msgspec.Struct, kw_only=True):
@@ -112,8 +132,8 @@ class Views(msgspec.Struct, kw_only=True):
     """
 
     claims: dict[str, ClaimRecord] = msgspec.field(default_factory=dict)
-    # The chosen claim per key (None: no live figure under it); a key missing here is not known yet.
-    estimates: dict[EstimateKey, str | None] = msgspec.field(default_factory=dict)
+    # The chosen claims per key (asserted, projected); a key missing here is not known yet.
+    estimates: dict[EstimateKey, Chosen] = msgspec.field(default_factory=dict)
     # The claims under each estimate key; complete once ``indexed`` (built on first use, then kept).
     by_key: dict[EstimateKey, set[str]] = msgspec.field(default_factory=dict)
     indexed: bool = False
@@ -132,27 +152,72 @@ def estimate_key(claim: Claim) -> EstimateKey | None:
     return (claim.subject_id, claim.metric, claim.source_id)
 
 
+class Estimate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A source's two current figures under one subject and metric; at least one is there."""
+
+    asserted: ClaimRecord | None = None
+    projected: ClaimRecord | None = None
+
+    @property
+    def headline(self) -> ClaimRecord:
+        """The figure to show when only one is shown: the assertion, else the projection."""
+        shown = self.asserted or self.projected
+        assert shown is not None, "an estimate holds at least one figure"
+        return shown
+
+
+def slot_of(claim: Claim) -> Slot:
+    """Which of a source's two figures a claim can be: a projection, or (any other modality) asserted."""
+    return "projected" if claim.modality == "projected" else "asserted"
+
+
+# The tie rule, after the stated date's first day: a finer date (a day over a month), then the figure's
+# kind (its modality: asserted over alleged over opinion over speculative), then the claim id (the one
+# that sorts last). Nothing here depends on the order events were recorded in.
+_PRECISION_RANK = {"year": 0, "month": 1, "week": 2, "day": 3}
+_KIND_RANK = {"speculative": 0, "opinion": 1, "alleged": 2, "asserted": 3, "projected": 3}
+Rank = tuple[dt.date, int, int, str]
+
+
+def estimate_rank(claim: Claim) -> Rank:
+    """How recent a figure is among its source's: the higher, the more it is the source's latest word."""
+    return (
+        period_start(claim.stated_on),
+        _PRECISION_RANK[claim.stated_on.precision],
+        _KIND_RANK[claim.modality],
+        claim.claim_id,
+    )
+
+
 def rank_can_drop(before: Claim | None, after: Claim) -> bool:
     """Whether an event that turned ``before`` into ``after`` can have lowered the claim's rank as an
     estimate (then every claim under its key must be looked at again, not just the one chosen)."""
     if before is None or not _live(before):
         return False  # it was no candidate: whatever it is now, it can only have risen
-    if not _live(after):
-        return True  # retracted, or its figure withdrawn
-    # Its position only grows, so only an earlier stated date can rank it lower.
-    return period_start(after.stated_on) < period_start(before.stated_on)
+    if not _live(after) or slot_of(after) != slot_of(before):
+        return True  # retracted, its figure withdrawn, or it left its slot
+    return estimate_rank(after) < estimate_rank(before)
 
 
 def _live(claim: Claim) -> bool:
     return claim.status != "retracted" and claim.quantity is not None
 
 
-def latest_estimate(records: Iterable[ClaimRecord]) -> ClaimRecord | None:
-    """A source's current estimate: its most recently stated figure that it has not retracted."""
-    live = [r for r in records if _live(r.claim)]
-    if not live:
-        return None
-    return max(live, key=lambda r: (period_start(r.claim.stated_on), r.updated_position))
+def latest_in(records: Iterable[ClaimRecord], slot: Slot) -> ClaimRecord | None:
+    """A source's latest live figure of one kind (asserted or projected), by ``estimate_rank``."""
+    live = [r for r in records if _live(r.claim) and slot_of(r.claim) == slot]
+    return max(live, key=lambda r: estimate_rank(r.claim)) if live else None
+
+
+def latest_estimates(records: Iterable[ClaimRecord]) -> Chosen:
+    """A source's current estimates under one key: the ids of its latest asserted figure and of its latest
+    projection that it has not retracted (None where there is none)."""
+    held = list(records)
+    asserted, projected = (latest_in(held, slot) for slot in SLOTS)
+    return (
+        asserted.claim.claim_id if asserted else None,
+        projected.claim.claim_id if projected else None,
+    )
 
 
 def effective_events(claim: Claim) -> list[ClaimEvent]:
@@ -169,25 +234,33 @@ def timeline_entry(
 ) -> TimelineEntry | None:
     """The entry a claim event puts on its subject's timeline (corrections put none of their own)."""
     quantity = None
+    addresses: str | None = None
     match event:
         case ClaimMade():
             kind, source, quantity = "made", event.source_id, event.quantity
         case ClaimRevised():
             kind, source, quantity = "revised", claim.source_id, event.quantity
         case ClaimDenied():
-            kind, source = "denied", event.denied_by
+            kind, source, addresses = "denied", event.denied_by, event.addresses
         case ClaimConfirmed():
-            kind, source = "confirmed", event.confirmed_by
+            kind, source, addresses = "confirmed", event.confirmed_by, event.addresses
+        case DenialWithdrawn():
+            denied = next((d for d in claim.denials if d.denial_id == event.denial_id), None)
+            kind, source = "denial_withdrawn", event.withdrawn_by
+            addresses = denied.addresses if denied is not None else None
         case ClaimRetracted():
             kind, source = "retracted", claim.source_id
         case EvidenceAttached():
             kind, source = "evidence", event.produced_by
         case _:
             return None
+    occurred = event.occurred if isinstance(event, ClaimMade | ClaimRevised) else None
     return TimelineEntry(
         position=position,
         subject_id=claim.subject_id,
-        occurred_on=event.stated_on,
+        occurred_on=occurred.start if occurred else event.stated_on,
+        occurred=occurred,
+        stated_on=event.stated_on if occurred else None,
         kind=kind,
         claim_id=claim.claim_id,
         source_id=source,
@@ -196,6 +269,23 @@ def timeline_entry(
         corrected=corrected,
         url=event.url if isinstance(event, EvidenceAttached) else None,
         document_ids=event.document_ids,
+        metric=claim.metric if quantity is not None else None,
+        addresses=addresses,
+    )
+
+
+def statement_entry(position: int, event: StatementMade) -> TimelineEntry:
+    """The entry a statement puts on its subject's timeline."""
+    return TimelineEntry(
+        position=position,
+        subject_id=event.subject_id,
+        occurred_on=event.stated_on,
+        kind="statement",
+        claim_id=None,
+        source_id=event.source_id,
+        statement=event.statement,
+        document_ids=event.document_ids,
+        statement_id=event.statement_id,
     )
 
 
@@ -213,24 +303,27 @@ def _members(views: Views, key: EstimateKey) -> set[str]:
 def _rescan(views: Views, key: EstimateKey | None) -> None:
     if key is None:
         return
-    chosen = latest_estimate(views.claims[cid] for cid in _members(views, key))
-    views.estimates[key] = chosen.claim.claim_id if chosen else None
+    views.estimates[key] = latest_estimates(views.claims[cid] for cid in _members(views, key))
     views.changed_estimates.add(key)
 
 
 def _promote(views: Views, key: EstimateKey | None, record: ClaimRecord) -> None:
-    """The claim's rank can only have risen: it beats the current estimate or leaves it in place."""
+    """The claim's rank can only have risen (in its own slot): it beats the figure chosen in that slot or
+    leaves it in place."""
     if key is None:
         return
     if key not in views.estimates:
         _rescan(views, key)
         return
-    current = views.estimates[key]
+    index = SLOTS.index(slot := slot_of(record.claim))
+    chosen = list(views.estimates[key])
+    current = chosen[index]
     candidates = (
         [record] if current is None or current == record.claim.claim_id else [views.claims[current], record]
     )
-    chosen = latest_estimate(candidates)
-    views.estimates[key] = chosen.claim.claim_id if chosen else None
+    best = latest_in(candidates, slot)
+    chosen[index] = best.claim.claim_id if best else current
+    views.estimates[key] = (chosen[0], chosen[1])
     views.changed_estimates.add(key)
 
 
@@ -265,6 +358,9 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
         first, definition = views.registrations[stream]
         views.registrations[stream] = (first, rules.amend(definition, event))
         views.changed_registrations.add(stream)
+        return views
+    if isinstance(event, StatementMade):
+        views.timeline[position] = statement_entry(position, event)
         return views
     record = views.claims.get(event.claim_id)
     before = estimate_key(record.claim) if record else None

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.domain import claims as rules
-from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration
+from timeline.domain import rules
+from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration, entry_id, registration_id
 from timeline.domain.errors import DefinitionConflict, DomainError, InvalidValue, UnknownReference
 from timeline.domain.events import (
     ClaimConfirmed,
@@ -23,6 +23,7 @@ from timeline.domain.events import (
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
+    DenialWithdrawn,
     DocumentAmended,
     DocumentRegistered,
     DomainEvent,
@@ -31,6 +32,7 @@ from timeline.domain.events import (
     SourceAmended,
     SourceRegistered,
     StatedDate,
+    StatementMade,
     SubjectAmended,
     SubjectRegistered,
 )
@@ -106,8 +108,10 @@ def valid_from(event: DomainEvent) -> dt.date | None:
 
 def _ident_of(event: DomainEvent) -> str:
     if isinstance(event, ClaimEvent):
-        return rules.entry_id(event)
-    return rules.registration_id(event)
+        return entry_id(event)
+    if isinstance(event, StatementMade):
+        return event.statement_id
+    return registration_id(event)
 
 
 class Recorder:
@@ -318,6 +322,11 @@ class Recorder:
                 await self._require("source", event.confirmed_by, "source")
             case EvidenceAttached():
                 await self._require("source", event.produced_by, "produced_by")
+            case DenialWithdrawn(withdrawn_by=source) | StatementMade(source_id=source):
+                # A statement's subject is its own stream: the rule checks it is registered.
+                await self._require("source", source, "source")
+            case SourceRegistered() | SourceAmended():
+                await self._require_related(event)
             case RecordCorrected():
                 if event.changes.source_id is not None:
                     await self._require("source", event.changes.source_id, "changes.source_id")
@@ -326,11 +335,18 @@ class Recorder:
         for i, doc in enumerate(documents):
             await self._require("document", doc, f"documents[{i}]")
 
+    async def _require_related(self, event: SourceRegistered | SourceAmended) -> None:
+        for name in ("part_of", "speaks_for"):
+            if (related := getattr(event, name)) is not None:
+                await self._require("source", related, name)
+
     def _decide(self, stream: _Stream, event: DomainEvent) -> list[DomainEvent]:
         if isinstance(event, _REGISTERED):
             return rules.decide_registration(stream.state.first, event)
         if isinstance(event, _AMENDED):
             return rules.decide_amend(stream.state.current, event)
+        if isinstance(event, StatementMade):
+            return rules.decide_statement(stream.state.current, stream.state.statements, event)
         claim = stream.state.claim
         match event:
             case ClaimMade():
@@ -347,6 +363,8 @@ class Recorder:
                 return rules.decide_retract(claim, event)
             case RecordCorrected():
                 return rules.decide_correct(claim, event)
+            case DenialWithdrawn():
+                return rules.decide_withdraw_denial(claim, event)
         raise AssertionError(event)  # pragma: no cover
 
     async def _conflict_detail(

@@ -19,10 +19,13 @@ import msgspec
 from timeline.domain import claims as rules
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import (
+    ClaimDenied,
     ClaimMade,
+    DenialWithdrawn,
     DomainEvent,
     RecordCorrected,
     StatedDate,
+    StatementMade,
 )
 from timeline.domain.values import period_start
 from timeline.projections import (
@@ -33,7 +36,7 @@ from timeline.projections import (
     current,
     effective_events,
     estimate_key,
-    latest_estimate,
+    latest_estimates,
     timeline_entry,
 )
 
@@ -63,6 +66,24 @@ def _stated(event: ClaimEvent) -> StatedDate | None:
     return None if isinstance(event, RecordCorrected) else event.stated_on
 
 
+def _said_after(event: DomainEvent, valid_until: dt.date) -> bool:
+    return isinstance(event, StatementMade) and period_start(event.stated_on) > valid_until
+
+
+def _kept(
+    event: ClaimEvent,
+    versions: dict[int, int],
+    stated: StatedDate,
+    valid_until: dt.date,
+    denials: set[tuple[str, str]],
+) -> bool:
+    if not versions and not isinstance(event, ClaimMade):
+        return False  # the claim itself was not made yet
+    if isinstance(event, DenialWithdrawn) and (event.claim_id, event.denial_id) not in denials:
+        return False  # its denial is not (yet) in view
+    return period_start(stated) <= valid_until
+
+
 def visible(events: Sequence[Logged], valid_until: dt.date | None) -> Iterator[tuple[int, DomainEvent]]:
     """The events a valid-time cut keeps, in log order, with corrections renumbered to the kept versions."""
     if valid_until is None:
@@ -77,7 +98,9 @@ def visible(events: Sequence[Logged], valid_until: dt.date | None) -> Iterator[t
         elif isinstance(e.event, ClaimEvent) and (date := _stated(e.event)) is not None:
             stated.setdefault((e.stream_id, e.stream_version), date)
     kept: dict[str, dict[int, int]] = {}  # stream -> original version -> version among kept events
-    for e in events:
+    denials: set[tuple[str, str]] = set()  # (claim, denial) kept: a withdrawal is kept only with its denial
+    # A statement is on the timeline from the date it was made.
+    for e in (x for x in events if not _said_after(x.event, valid_until)):
         event = e.event
         if not isinstance(event, ClaimEvent):
             yield e.position, event
@@ -88,11 +111,10 @@ def visible(events: Sequence[Logged], valid_until: dt.date | None) -> Iterator[t
             if target is None:
                 continue
             event = msgspec.structs.replace(event, corrects_version=target)
-        else:
-            if not versions and not isinstance(event, ClaimMade):
-                continue  # the claim itself was not made yet
-            if period_start(stated[(e.stream_id, e.stream_version)]) > valid_until:
-                continue
+        elif not _kept(event, versions, stated[(e.stream_id, e.stream_version)], valid_until, denials):
+            continue
+        if isinstance(event, ClaimDenied):
+            denials.add((event.claim_id, event.denial_id))
         versions[e.stream_version] = len(versions) + 1
         yield e.position, event
 
@@ -209,6 +231,5 @@ def views_at(
         for version, (at, effective) in enumerate(zip(positions, effective_events(claim), strict=True), 1):
             views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
     for key, members in views.by_key.items():
-        chosen = latest_estimate(views.claims[claim_id] for claim_id in members)
-        views.estimates[key] = chosen.claim.claim_id if chosen else None
+        views.estimates[key] = latest_estimates(views.claims[claim_id] for claim_id in members)
     return views

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from timeline import signing
+from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer
 from timeline.service import Recorder
 from timeline.store.database import Database
@@ -130,7 +131,10 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 10) ->
 
         async def writer(w: int, committer: Committer = committer) -> None:
             for i in range(each):
-                await committer.run(write_one(w, i))
+                # As app.commands.record does: the stream and the streams it names are read for the
+                # whole batch in one query.
+                event = claim_made(i, f"w{w}")
+                await committer.run(write_one(w, i), reads=[stream_of(event)], probes=references(event))
 
         try:
             start = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from timeline.store import audit
+from timeline.store import backup
 from timeline.store.database import Database
 from timeline_bench.measure import Databases, Result, Stats
 
@@ -18,7 +18,7 @@ async def bench_archive(dbs: Databases, dialect: str, url: str) -> list[Result]:
             start = time.perf_counter()
             lines: list[bytes] = []
             async with db.read() as conn:
-                async for line in audit.export(conn):
+                async for line in backup.export(conn):
                     lines.append(line)
             exports.append(len(lines) / (time.perf_counter() - start))
         finally:
@@ -27,7 +27,7 @@ async def bench_archive(dbs: Databases, dialect: str, url: str) -> list[Result]:
         try:
             start = time.perf_counter()
             async with target.write() as conn:
-                count = await audit.restore(conn, lines)
+                count = await backup.restore(conn, lines)
             restores.append(count / (time.perf_counter() - start))
         finally:
             await target.dispose()

@@ -13,14 +13,14 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED
 
+from timeline.api.audit_schemas import ConsistencyOut, CosignatureIn, CosignatureOut, HeadOut, InclusionOut
 from timeline.api.auth import requires
 from timeline.api.common import Db, problems
 from timeline.api.problems import BadRequest
-from timeline.api.schemas import ConsistencyOut, CosignatureIn, CosignatureOut, HeadOut, InclusionOut
 from timeline.app.errors import NotFound
 from timeline.domain.values import POSITION_MAX
 from timeline.signing import BadKey, Cosignature
-from timeline.store import audit, eventlog, tree
+from timeline.store import audit, backup, eventlog, tree
 from timeline.store.audit import Verification
 from timeline.store.database import Database
 
@@ -99,7 +99,7 @@ async def _then(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes
 
 async def _export(db: Database, subject: str | None) -> AsyncGenerator[bytes]:
     async with db.read() as conn:
-        async for line in audit.export(conn, subject_id=subject):
+        async for line in backup.export(conn, subject_id=subject):
             yield line
 
 

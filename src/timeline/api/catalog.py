@@ -10,9 +10,15 @@ from litestar.params import FromPath, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.api import cache, present
+from timeline.api.catalog_schemas import (
+    DocumentsOut,
+    SourceActivityOut,
+    SourceDetailOut,
+    SourcesOut,
+    SubjectsOut,
+)
 from timeline.api.common import Db, problems
 from timeline.api.reads import READ, Cursor, Limit
-from timeline.api.schemas import DocumentsOut, SourceActivityOut, SourceDetailOut, SourcesOut, SubjectsOut
 from timeline.app import queries
 from timeline.domain.events import SourceRegistered
 from timeline.domain.values import POSITION_MAX

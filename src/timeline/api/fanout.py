@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.api import faults, present
 from timeline.domain.claims import ClaimEvent
-from timeline.domain.events import ClaimMade
+from timeline.domain.events import ClaimMade, StatementMade
 from timeline.domain.streams import parse as parse_stream
 from timeline.domain.streams import sources_named
 from timeline.store import eventlog, tokens
@@ -116,11 +116,13 @@ def _item(e: RecordedEvent, owners: dict[str, tuple[str, str]]) -> Item:
     event = e.event
     if not isinstance(event, ClaimEvent):
         kind, name = parse_stream(e.stream_id)
+        # A statement, in its subject's stream, also concerns the source that made it.
+        speaker = [event.source_id] if isinstance(event, StatementMade) else []
         return Item(
             position=e.position,
             claim_id=None,
             subject=name if kind == "subject" else None,
-            sources=frozenset([name]) if kind == "source" else frozenset(),
+            sources=frozenset([name] if kind == "source" else speaker),
             wire=_wire(e),
         )
     subject, maker = owners.get(event.claim_id, (None, None))

@@ -17,27 +17,23 @@ from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE, HTTP_415_UN
 
 from timeline.api.problems import BadRequest
 from timeline.domain.events import (
+    Addresses,
     ClaimConfirmed,
     ClaimDenied,
     ClaimMade,
     ClaimRetracted,
     ClaimRevised,
     CorrectedFields,
-    DocumentAmended,
-    DocumentRegistered,
+    DenialWithdrawn,
     EvidenceAttached,
     EvidenceKind,
     Modality,
-    Quantity,
     RecordCorrected,
-    SourceAmended,
-    SourceKind,
-    SourceRegistered,
-    SubjectAmended,
-    SubjectRegistered,
+    StatementMade,
 )
 from timeline.domain.values import IDEMPOTENCY_KEY_MAX, check_calendar_day, in_words, parse_stated_date
 from timeline.fixtures import DateText, Ident
+from timeline.fixtures.figures import OccurredSpec, QuantityIn, occurred_of, quantity_of
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
@@ -62,8 +58,9 @@ class ClaimIn(_In, frozen=True):
     document_ids: Documents
     modality: Modality = "asserted"
     metric: Ident | None = None
-    quantity: Quantity | None = None
+    quantity: QuantityIn | None = None
     claim_id: Ident | None = None
+    occurred: OccurredSpec | None = None
 
     def event(self) -> ClaimMade:
         """The event this body proposes."""
@@ -76,7 +73,8 @@ class ClaimIn(_In, frozen=True):
             stated_on=parse_stated_date(self.stated_on),
             document_ids=tuple(self.document_ids),
             metric=self.metric,
-            quantity=self.quantity,
+            quantity=quantity_of(self.quantity),
+            occurred=occurred_of(self.occurred),
         )
 
 
@@ -86,9 +84,10 @@ class RevisionIn(_In, frozen=True):
     statement: Text
     stated_on: DateText
     document_ids: Documents
-    quantity: Quantity | None = None
+    quantity: QuantityIn | None = None
     modality: Modality | None = None
     revision_id: Ident | None = None
+    occurred: OccurredSpec | None = None
 
     def event(self, claim_id: str) -> ClaimRevised:
         """The event this body proposes."""
@@ -98,8 +97,9 @@ class RevisionIn(_In, frozen=True):
             statement=self.statement,
             stated_on=parse_stated_date(self.stated_on),
             document_ids=tuple(self.document_ids),
-            quantity=self.quantity,
+            quantity=quantity_of(self.quantity),
             modality=self.modality,
+            occurred=occurred_of(self.occurred),
         )
 
 
@@ -111,6 +111,8 @@ class DenialIn(_In, frozen=True):
     stated_on: DateText
     document_ids: Documents
     denial_id: Ident | None = None
+    # "claim" (as a whole), "proposition" (what it says happened, not its figure) or "figure".
+    addresses: Addresses = "claim"
 
     def event(self, claim_id: str) -> ClaimDenied:
         """The event this body proposes."""
@@ -121,6 +123,53 @@ class DenialIn(_In, frozen=True):
             statement=self.statement,
             stated_on=parse_stated_date(self.stated_on),
             document_ids=tuple(self.document_ids),
+            addresses=self.addresses,
+        )
+
+
+class DenialWithdrawalIn(_In, frozen=True):
+    """A source withdrew its own earlier denial of the claim."""
+
+    denial_id: Ident
+    source_id: Ident
+    statement: Text
+    stated_on: DateText
+    document_ids: Documents
+    withdrawal_id: Ident | None = None
+
+    def event(self, claim_id: str) -> DenialWithdrawn:
+        """The event this body proposes."""
+        return DenialWithdrawn(
+            claim_id=claim_id,
+            withdrawal_id=self.withdrawal_id or _new_id(),
+            denial_id=self.denial_id,
+            withdrawn_by=self.source_id,
+            statement=self.statement,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+        )
+
+
+class StatementIn(_In, frozen=True):
+    """A source spoke on the subject without claiming a figure, denying or confirming."""
+
+    source_id: Ident
+    statement: Text
+    stated_on: DateText
+    document_ids: Documents
+    modality: Modality = "asserted"
+    statement_id: Ident | None = None
+
+    def event(self, subject_id: str) -> StatementMade:
+        """The event this body proposes."""
+        return StatementMade(
+            subject_id=subject_id,
+            statement_id=self.statement_id or _new_id(),
+            source_id=self.source_id,
+            statement=self.statement,
+            stated_on=parse_stated_date(self.stated_on),
+            document_ids=tuple(self.document_ids),
+            modality=self.modality,
         )
 
 
@@ -132,6 +181,7 @@ class ConfirmationIn(_In, frozen=True):
     stated_on: DateText
     document_ids: Documents
     confirmation_id: Ident | None = None
+    addresses: Addresses = "claim"
 
     def event(self, claim_id: str) -> ClaimConfirmed:
         """The event this body proposes."""
@@ -142,6 +192,7 @@ class ConfirmationIn(_In, frozen=True):
             statement=self.statement,
             stated_on=parse_stated_date(self.stated_on),
             document_ids=tuple(self.document_ids),
+            addresses=self.addresses,
         )
 
 
@@ -193,12 +244,14 @@ class CorrectedFieldsIn(_In, frozen=True):
     """The fields to replace in the corrected event; leave out what was recorded right."""
 
     statement: Text | None = None
-    quantity: Quantity | None = None
+    quantity: QuantityIn | None = None
     stated_on: DateText | None = None
     modality: Modality | None = None
     source_id: Ident | None = None
     subject_id: Ident | None = None
     metric: Ident | None = None
+    occurred: OccurredSpec | None = None
+    addresses: Addresses | None = None
 
 
 class CorrectionIn(_In, frozen=True):
@@ -219,124 +272,15 @@ class CorrectionIn(_In, frozen=True):
             reason=self.reason,
             changes=CorrectedFields(
                 statement=c.statement,
-                quantity=c.quantity,
+                quantity=quantity_of(c.quantity, field="changes.quantity"),
+                occurred=occurred_of(c.occurred, field="changes.occurred"),
                 stated_on=parse_stated_date(c.stated_on, field="changes.stated_on") if c.stated_on else None,
                 modality=c.modality,
                 source_id=c.source_id,
                 subject_id=c.subject_id,
                 metric=c.metric,
+                addresses=c.addresses,
             ),
-        )
-
-
-class SubjectIn(_In, frozen=True):
-    """A new subject."""
-
-    subject_id: Ident
-    name: Name
-    description: str = ""
-
-    def event(self) -> SubjectRegistered:
-        """The event this body proposes."""
-        return SubjectRegistered(subject_id=self.subject_id, name=self.name, description=self.description)
-
-
-class SubjectPatch(_In, frozen=True):
-    """Fields of a subject to change."""
-
-    name: Name | None = None
-    description: str | None = None
-
-    def event(self, subject_id: str) -> SubjectAmended:
-        """The event this body proposes."""
-        return SubjectAmended(subject_id=subject_id, name=self.name, description=self.description)
-
-
-class SourceIn(_In, frozen=True):
-    """A new source."""
-
-    source_id: Ident
-    name: Name
-    kind: SourceKind
-    country: Annotated[str, msgspec.Meta(max_length=10)] | None = None
-    description: str = ""
-    aliases: list[Name] = []
-
-    def event(self) -> SourceRegistered:
-        """The event this body proposes."""
-        return SourceRegistered(
-            source_id=self.source_id,
-            name=self.name,
-            kind=self.kind,
-            country=self.country,
-            description=self.description,
-            aliases=tuple(self.aliases),
-        )
-
-
-class SourcePatch(_In, frozen=True):
-    """Fields of a source to change."""
-
-    name: Name | None = None
-    kind: SourceKind | None = None
-    country: Annotated[str, msgspec.Meta(max_length=10)] | None = None
-    description: str | None = None
-    aliases: list[Name] | None = None
-
-    def event(self, source_id: str) -> SourceAmended:
-        """The event this body proposes."""
-        return SourceAmended(
-            source_id=source_id,
-            name=self.name,
-            kind=self.kind,
-            country=self.country,
-            description=self.description,
-            aliases=tuple(self.aliases) if self.aliases is not None else None,
-        )
-
-
-class DocumentIn(_In, frozen=True):
-    """A new document (usually a news article)."""
-
-    document_id: Ident
-    title: Name
-    published_on: DateText
-    author: Name | None = None
-    publisher: Name | None = None
-    url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
-
-    def event(self) -> DocumentRegistered:
-        """The event this body proposes."""
-        return DocumentRegistered(
-            document_id=self.document_id,
-            title=self.title,
-            published_on=parse_stated_date(self.published_on, field="published_on"),
-            author=self.author,
-            publisher=self.publisher,
-            url=self.url,
-        )
-
-
-class DocumentPatch(_In, frozen=True):
-    """Fields of a document to change."""
-
-    title: Name | None = None
-    published_on: DateText | None = None
-    author: Name | None = None
-    publisher: Name | None = None
-    url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
-
-    def event(self, document_id: str) -> DocumentAmended:
-        """The event this body proposes."""
-        return DocumentAmended(
-            document_id=document_id,
-            title=self.title,
-            published_on=parse_stated_date(self.published_on, field="published_on")
-            if self.published_on
-            else None,
-            author=self.author,
-            publisher=self.publisher,
-            url=self.url,
         )
 
 

@@ -7,34 +7,33 @@ from typing import Any
 
 import msgspec
 
+from timeline.api import headlines
+from timeline.api.audit_schemas import EventProofOut, InclusionOut, StoredEventOut
+from timeline.api.catalog_schemas import ClaimSummary, DocumentOut, SourceOut, SubjectOut
 from timeline.api.schemas import (
     Change,
     ClaimOut,
-    ClaimSummary,
     ConfirmationOut,
     CorrectionOut,
     CorrectionRef,
     DenialOut,
-    DocumentOut,
     DocumentRef,
     EstimateOut,
     EstimatesOut,
     EventOut,
-    EventProofOut,
     EvidenceOut,
+    FigureOut,
     HistoryEntryOut,
-    InclusionOut,
-    SourceOut,
     SourceRef,
-    StoredEventOut,
-    SubjectOut,
     TimelineEntryOut,
+    WithdrawalOut,
 )
 from timeline.app import queries
 from timeline.domain import claims as rules
 from timeline.domain.claims import Claim, ClaimEvent, Registration
 from timeline.domain.events import DocumentRegistered, RecordCorrected, SourceRegistered, SubjectRegistered
-from timeline.projections import ClaimRecord, TimelineEntry
+from timeline.domain.sides import same_side
+from timeline.projections import ClaimRecord, Estimate, TimelineEntry
 from timeline.store import chain
 from timeline.store.audit import StoredRow
 from timeline.store.eventlog import RecordedEvent
@@ -47,6 +46,24 @@ def _ref(names: Mapping[str, str], source_id: str) -> SourceRef:
 def claim_out(record: ClaimRecord, sources: Mapping[str, str]) -> ClaimOut:
     """The response body of one claim."""
     c = record.claim
+    relations = sources.relations if isinstance(sources, queries.Names) else {}
+    withdrawn = {w.denial_id: w.withdrawal_id for w in c.withdrawals}
+    deniers = [d.denied_by for d in rules.standing_denials(c)]
+
+    def side(confirmer: str) -> list[SourceRef]:
+        return [_ref(sources, d) for d in dict.fromkeys(deniers) if same_side(confirmer, d, relations)]
+
+    confirmations = [
+        ConfirmationOut(
+            confirmation_id=x.confirmation_id,
+            source=_ref(sources, x.confirmed_by),
+            statement=x.statement,
+            stated_on=x.stated_on,
+            addresses=x.addresses,
+            denying_side=side(x.confirmed_by),
+        )
+        for x in c.confirmations
+    ]
     return ClaimOut(
         claim_id=c.claim_id,
         subject_id=c.subject_id,
@@ -65,18 +82,12 @@ def claim_out(record: ClaimRecord, sources: Mapping[str, str]) -> ClaimOut:
                 source=_ref(sources, d.denied_by),
                 statement=d.statement,
                 stated_on=d.stated_on,
+                addresses=d.addresses,
+                withdrawn_by=withdrawn.get(d.denial_id),
             )
             for d in c.denials
         ],
-        confirmations=[
-            ConfirmationOut(
-                confirmation_id=x.confirmation_id,
-                source=_ref(sources, x.confirmed_by),
-                statement=x.statement,
-                stated_on=x.stated_on,
-            )
-            for x in c.confirmations
-        ],
+        confirmations=confirmations,
         evidence=[
             EvidenceOut(
                 evidence_id=e.evidence_id,
@@ -103,6 +114,19 @@ def claim_out(record: ClaimRecord, sources: Mapping[str, str]) -> ClaimOut:
         version=c.version,
         made_position=record.made_position,
         updated_position=record.updated_position,
+        occurred=c.occurred,
+        figure_status=rules.figure_status(c),
+        confirmed_by_denying_side=any(x.denying_side for x in confirmations),
+        withdrawals=[
+            WithdrawalOut(
+                withdrawal_id=w.withdrawal_id,
+                denial_id=w.denial_id,
+                source=_ref(sources, w.withdrawn_by),
+                statement=w.statement,
+                stated_on=w.stated_on,
+            )
+            for w in c.withdrawals
+        ],
     )
 
 
@@ -114,7 +138,7 @@ def estimates_out(
         subject_id=subject_id,
         subject_name=found.subject_name,
         metric=metric,
-        estimates=[estimate_out(r, found.names) for r in found.records],
+        estimates=[estimate_out(e, found.names) for e in found.estimates],
         as_of=as_of,
         known_at_position=found.cut.known_position if found.cut else None,
     )
@@ -138,22 +162,43 @@ def claim_summary(record: ClaimRecord) -> ClaimSummary:
     )
 
 
-def estimate_out(record: ClaimRecord, sources: Mapping[str, str]) -> EstimateOut:
-    """One source's latest estimate."""
+def figure_out(record: ClaimRecord, sources: Mapping[str, str]) -> FigureOut:
+    """One figure of a source, from the claim holding it."""
     c = record.claim
-    assert c.metric is not None
     assert c.quantity is not None
-    return EstimateOut(
-        metric=c.metric,
-        source=_ref(sources, c.source_id),
+    return FigureOut(
+        claim_id=c.claim_id,
+        statement=c.statement,
         quantity=c.quantity,
         modality=c.modality,
         stated_on=c.stated_on,
-        status=c.status,
+        # The figure's own status: a confirmation of only what happened does not confirm the figure.
+        status=rules.figure_status(c) or c.status,
         disputed_by=[_ref(sources, s) for s in c.disputed_by],
         confirmed_by=[_ref(sources, s) for s in c.confirmed_by],
-        claim_id=c.claim_id,
-        statement=c.statement,
+        occurred=c.occurred,
+    )
+
+
+def estimate_out(estimate: Estimate, sources: Mapping[str, str]) -> EstimateOut:
+    """One source's latest figures under a metric: asserted and projected, and the headline one flat."""
+    c = estimate.headline.claim
+    assert c.metric is not None
+    shown = figure_out(estimate.headline, sources)
+    return EstimateOut(
+        metric=c.metric,
+        source=_ref(sources, c.source_id),
+        quantity=shown.quantity,
+        modality=shown.modality,
+        stated_on=shown.stated_on,
+        status=shown.status,
+        disputed_by=shown.disputed_by,
+        confirmed_by=shown.confirmed_by,
+        claim_id=shown.claim_id,
+        statement=shown.statement,
+        kind="asserted" if estimate.asserted is not None else "projected",
+        asserted=figure_out(estimate.asserted, sources) if estimate.asserted else None,
+        projected=figure_out(estimate.projected, sources) if estimate.projected else None,
     )
 
 
@@ -161,7 +206,8 @@ def entry_out(
     entry: TimelineEntry, sources: Mapping[str, str], claims: Mapping[str, ClaimRecord] | None = None
 ) -> TimelineEntryOut:
     """One timeline entry with the documents it came from, and its claim's status given the claims."""
-    record = (claims or {}).get(entry.claim_id)
+    record = (claims or {}).get(entry.claim_id) if entry.claim_id is not None else None
+    kinds = sources.kinds if isinstance(sources, queries.Names) else {}
     return TimelineEntryOut(
         position=entry.position,
         occurred_on=entry.occurred_on,
@@ -173,7 +219,13 @@ def entry_out(
         corrected=entry.corrected,
         url=entry.url,
         claim_status=record.claim.status if record else None,
+        occurred=entry.occurred,
+        stated_on=entry.stated_on,
         document_ids=list(entry.document_ids),
+        metric=entry.metric,
+        addresses=entry.addresses,
+        statement_id=entry.statement_id,
+        headline=headlines.headline(entry, sources, kinds),
     )
 
 
@@ -211,6 +263,8 @@ def source_out(reg: Registration) -> SourceOut:
         country=reg.country,
         description=reg.description,
         aliases=list(reg.aliases),
+        part_of=reg.part_of,
+        speaks_for=reg.speaks_for,
     )
 
 

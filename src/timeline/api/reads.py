@@ -89,7 +89,16 @@ def _moment(text: str) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
-TIMELINE_KINDS = ("made", "revised", "denied", "confirmed", "retracted", "evidence")
+TIMELINE_KINDS = (
+    "made",
+    "revised",
+    "denied",
+    "confirmed",
+    "retracted",
+    "evidence",
+    "denial_withdrawn",
+    "statement",
+)
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Items per page")]
 Cursor = Annotated[str | None, QueryParameter(description="The 'next' cursor of the previous page")]
@@ -183,6 +192,10 @@ def _parse_kinds(kind: str | None) -> tuple[str, ...]:
     return kinds
 
 
+# Which date a timeline entry is filtered by: when it happened, where a claim says, else when it was stated.
+_DATED = " (when it happened where the claim says, else when it was stated)"
+
+
 @get(
     "/subjects/{subject_id:str}/timeline",
     operation_id="getTimeline",
@@ -201,13 +214,14 @@ async def subject_timeline(
         str | None,
         QueryParameter(description="Only these kinds, comma-separated: " + ", ".join(TIMELINE_KINDS)),
     ] = None,
-    since: Annotated[dt.date | None, QueryParameter(description="Stated on or after this date")] = None,
-    until: Annotated[dt.date | None, QueryParameter(description="Stated on or before this date")] = None,
+    since: Annotated[dt.date | None, QueryParameter(description=f"On or after this date{_DATED}")] = None,
+    until: Annotated[dt.date | None, QueryParameter(description=f"On or before this date{_DATED}")] = None,
     as_of: AsOf = None,
     known_at: KnownAt = None,
 ) -> Response[TimelineOut]:
     """The subject's claims, revisions, denials, confirmations, evidence and retractions, in the order they
-    were stated (log order breaks ties), a page at a time. ETag, Last-Modified and 304 as for estimates."""
+    were stated or, where a claim says, happened (log order breaks ties), a page at a time. ETag,
+    Last-Modified and 304 as for estimates."""
     if since is not None and until is not None and since > until:
         raise BadRequest("since", f"since ({since}) is after until ({until})")
     where = TimelineFilter(source_id=source, kinds=_parse_kinds(kind), since=since, until=until)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from timeline.domain.events import CorrectedFields, DomainEvent, Modality, Quantity, StatedDate
+from timeline.api.audit_schemas import EventProofOut
+from timeline.domain.events import CorrectedFields, DomainEvent, Modality, Occurred, Quantity, StatedDate
 from timeline.store.eventlog import Metadata
 
 
@@ -46,6 +47,10 @@ class DenialOut(msgspec.Struct, kw_only=True):
     source: SourceRef
     statement: str
     stated_on: StatedDate
+    # What it bears on: the claim as a whole, what the claim says happened ("proposition"), or its figure.
+    addresses: str = "claim"
+    # The id of the source's own withdrawal of this denial, if it withdrew it.
+    withdrawn_by: str | None = None
 
 
 class ConfirmationOut(msgspec.Struct, kw_only=True):
@@ -55,6 +60,10 @@ class ConfirmationOut(msgspec.Struct, kw_only=True):
     source: SourceRef
     statement: str
     stated_on: StatedDate
+    addresses: str = "claim"
+    # Standing deniers of the claim on whose side this source is (part of it, speaking for it, or both part
+    # of the same source): "confirmed by a part of the side that denied it".
+    denying_side: list[SourceRef] = []
 
 
 class EvidenceOut(msgspec.Struct, kw_only=True):
@@ -103,10 +112,45 @@ class ClaimOut(msgspec.Struct, kw_only=True):
     updated_position: int
     as_of: str | None = None
     known_at_position: int | None = None
+    # When the claim says the thing happened, if it says.
+    occurred: Occurred | None = None
+    # The status of its figure alone (null without one): a confirmation of only what happened leaves the
+    # figure unconfirmed.
+    figure_status: str | None = None
+    # Whether a confirmation comes from the side of a source that denies the claim.
+    confirmed_by_denying_side: bool = False
+    withdrawals: list[WithdrawalOut] = []
+
+
+class WithdrawalOut(msgspec.Struct, kw_only=True):
+    """A source's withdrawal of its own denial."""
+
+    withdrawal_id: str
+    denial_id: str
+    source: SourceRef
+    statement: str
+    stated_on: StatedDate
+
+
+class FigureOut(msgspec.Struct, kw_only=True):
+    """One figure of a source: the claim that holds it, as it stands."""
+
+    claim_id: str
+    statement: str
+    quantity: Quantity
+    modality: Modality
+    stated_on: StatedDate
+    status: str
+    disputed_by: list[SourceRef]
+    confirmed_by: list[SourceRef]
+    occurred: Occurred | None = None
 
 
 class EstimateOut(msgspec.Struct, kw_only=True):
-    """One source's latest figure for a subject and metric."""
+    """One source's latest figures for a subject and metric: ``asserted`` (what it says now) and
+    ``projected`` (what it expects, with the quantity's ``horizon``), each null when there is none. The
+    top-level figure fields repeat the asserted figure, or the projection when nothing is asserted
+    (``kind`` says which), as before both were kept."""
 
     metric: str
     source: SourceRef
@@ -118,6 +162,9 @@ class EstimateOut(msgspec.Struct, kw_only=True):
     confirmed_by: list[SourceRef]
     claim_id: str
     statement: str
+    kind: Literal["asserted", "projected"]
+    asserted: FigureOut | None
+    projected: FigureOut | None
 
 
 class EstimatesOut(msgspec.Struct, kw_only=True):
@@ -138,7 +185,8 @@ class TimelineEntryOut(msgspec.Struct, kw_only=True):
     position: int
     occurred_on: StatedDate
     kind: str
-    claim_id: str
+    # Null for a statement, which is nobody's claim (``statement_id`` names it).
+    claim_id: str | None
     source: SourceRef
     statement: str
     quantity: Quantity | None
@@ -146,6 +194,14 @@ class TimelineEntryOut(msgspec.Struct, kw_only=True):
     url: str | None = None
     claim_status: str | None = None
     document_ids: list[str] = []
+    metric: str | None = None
+    addresses: str | None = None
+    statement_id: str | None = None
+    # The entry in one line for a reader, e.g. "Unnamed sources: up to 12,000 soldiers sent".
+    headline: str = ""
+    # When the claim says the thing happened (``occurred_on`` is then its start) and when it was said.
+    occurred: Occurred | None = None
+    stated_on: StatedDate | None = None
 
 
 class TimelineOut(msgspec.Struct, kw_only=True):
@@ -274,159 +330,8 @@ class WriteOut(msgspec.Struct, kw_only=True):
     events: list[EventOut]
 
 
-class SubjectOut(msgspec.Struct, kw_only=True):
-    """A subject's current definition."""
-
-    subject_id: str
-    name: str
-    description: str
-
-
-class SourceOut(msgspec.Struct, kw_only=True):
-    """A source's current definition."""
-
-    source_id: str
-    name: str
-    kind: str
-    country: str | None
-    description: str
-    aliases: list[str]
-
-
-class DocumentOut(msgspec.Struct, kw_only=True):
-    """A document's current details."""
-
-    document_id: str
-    title: str
-    published_on: StatedDate
-    author: str | None
-    publisher: str | None
-    url: str | None
-
-
-class SubjectsOut(msgspec.Struct, kw_only=True):
-    """A page of subjects by id."""
-
-    subjects: list[SubjectOut]
-    next: str | None
-
-
-class SourcesOut(msgspec.Struct, kw_only=True):
-    """A page of sources by id."""
-
-    sources: list[SourceOut]
-    next: str | None
-
-
-class DocumentsOut(msgspec.Struct, kw_only=True):
-    """A page of documents by id."""
-
-    documents: list[DocumentOut]
-    next: str | None
-
-
-class ClaimSummary(msgspec.Struct, kw_only=True):
-    """A claim in a list: what it says now and what became of it."""
-
-    claim_id: str
-    subject_id: str
-    statement: str
-    modality: Modality
-    stated_on: StatedDate
-    metric: str | None
-    quantity: Quantity | None
-    status: str
-    disputed_by: list[str]
-    confirmed_by: list[str]
-    version: int
-
-
-class SourceActivityOut(msgspec.Struct, kw_only=True):
-    """What a source has on record (an asynchronous projection: may lag the log by a moment)."""
-
-    claims_made: int
-    denials: int
-    confirmations: int
-    evidence: int
-    last_position: int
-
-
-class SourceDetailOut(msgspec.Struct, kw_only=True):
-    """A source and a page of the claims it made, with their fates."""
-
-    source: SourceOut
-    claims: list[ClaimSummary]
-    next: str | None
-    activity: SourceActivityOut | None = None
-
-
 class RebuildOut(msgspec.Struct, kw_only=True):
     """How many events the views were refolded from."""
 
     replayed: int
     views_position: int
-
-
-class HeadOut(msgspec.Struct, kw_only=True):
-    """The last event's position and hash: note them, and later verify the log only grew from there."""
-
-    position: int
-    hash: str
-
-
-class InclusionOut(msgspec.Struct, kw_only=True):
-    """An RFC 9162 inclusion proof: the sibling subtree roots (base64), the one nearest the leaf first."""
-
-    position: int
-    leaf_index: int
-    size: int
-    hashes: list[str]
-
-
-class ConsistencyOut(msgspec.Struct, kw_only=True):
-    """An RFC 9162 consistency proof between two tree sizes (hashes in base64)."""
-
-    from_size: int = msgspec.field(name="from")
-    to_size: int = msgspec.field(name="to")
-    hashes: list[str]
-
-
-class CosignatureIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A witness's cosignature of the signed checkpoint of ``size`` events (a C2SP tlog-cosignature line),
-    with the witness's verifier key (a cosignature/v1 key) to check it by."""
-
-    size: int
-    verifier_key: str
-    signature: str
-
-
-class CosignatureOut(msgspec.Struct, kw_only=True):
-    """A cosignature kept."""
-
-    size: int
-    witness: str
-    signed_at: dt.datetime
-
-
-class StoredEventOut(msgspec.Struct, kw_only=True):
-    """An event exactly as stored and hashed (the form of an export line), to recompute its hash from."""
-
-    position: int
-    event_id: str
-    stream_id: str
-    stream_version: int
-    type: str
-    schema_version: int
-    valid_from: dt.date | None
-    recorded_at: str
-    data: str
-    metadata: str
-    prev_hash: str
-    hash: str
-
-
-class EventProofOut(msgspec.Struct, kw_only=True):
-    """An event as stored, and its inclusion proof in the tree of the checkpoint the history names."""
-
-    stored: StoredEventOut
-    inclusion: InclusionOut

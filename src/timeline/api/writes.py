@@ -27,20 +27,24 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_408_REQUES
 from timeline.api import present
 from timeline.api.auth import principal, requires
 from timeline.api.common import WRITE_PROBLEMS, Db, problems
+from timeline.api.definitions import (
+    DocumentIn,
+    DocumentPatch,
+    SourceIn,
+    SourcePatch,
+    SubjectIn,
+    SubjectPatch,
+)
 from timeline.api.inputs import (
     ClaimIn,
     ConfirmationIn,
     CorrectionIn,
     DenialIn,
-    DocumentIn,
-    DocumentPatch,
+    DenialWithdrawalIn,
     EvidenceIn,
     RetractionIn,
     RevisionIn,
-    SourceIn,
-    SourcePatch,
-    SubjectIn,
-    SubjectPatch,
+    StatementIn,
     idempotency_key,
     strict_json_body,
 )
@@ -138,6 +142,22 @@ async def deny_claim(
 ) -> Response[bytes]:
     """Another source denied the claim: it becomes disputed (or contested, if also confirmed)."""
     return await _write(request, db, lambda: data.event(claim_id))
+
+
+@_route("/claims/{claim_id:str}/denial-withdrawals", "withdrawDenial", "claims")
+async def withdraw_denial(
+    db: Db, request: Request[Any, Any, Any], claim_id: FromPath[str], data: JSONBody[DenialWithdrawalIn]
+) -> Response[bytes]:
+    """A source withdrew its own earlier denial of the claim; it no longer disputes it (the denial stays)."""
+    return await _write(request, db, lambda: data.event(claim_id))
+
+
+@_route("/subjects/{subject_id:str}/statements", "makeStatement", "subjects")
+async def make_statement(
+    db: Db, request: Request[Any, Any, Any], subject_id: FromPath[str], data: JSONBody[StatementIn]
+) -> Response[bytes]:
+    """A source spoke on the subject without a figure, a denial or a confirmation: a timeline entry."""
+    return await _write(request, db, lambda: data.event(subject_id))
 
 
 @_route("/claims/{claim_id:str}/confirmations", "confirmClaim", "claims")
@@ -310,12 +330,14 @@ ROUTES = [
     create_claim,
     revise_claim,
     deny_claim,
+    withdraw_denial,
     confirm_claim,
     retract_claim,
     attach_evidence,
     correct_claim,
     create_subject,
     amend_subject,
+    make_statement,
     create_source,
     amend_source,
     create_document,

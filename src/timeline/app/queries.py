@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,7 +19,7 @@ from timeline.domain.claims import Registration, registration_id
 from timeline.domain.errors import InvalidValue
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
 from timeline.domain.streams import claim_stream, document_stream, source_stream, subject_stream
-from timeline.projections import ClaimRecord, TimelineEntry, Views, occurred_on
+from timeline.projections import ClaimRecord, Estimate, TimelineEntry, Views, occurred_on
 from timeline.store import activity, audit, eventlog, projector, queries, travel, tree, views
 from timeline.store.audit import StoredRow
 from timeline.store.database import Database
@@ -79,10 +79,26 @@ async def place(conn: AsyncConnection, when: When | None) -> Cut | None:
 
 
 class Names(dict[str, str]):
-    """Display names of sources by id; a source not registered (at the moment asked) shows its id."""
+    """Display names of sources by id; a source not registered (at the moment asked) shows its id.
+
+    ``kinds`` and ``relations`` (the sources each is part of or speaks for) hold what is known of the same
+    sources, for headlines and for telling a confirmation from the denier's own side."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.kinds: dict[str, str] = {}
+        self.relations: dict[str, tuple[str, ...]] = {}
 
     def __missing__(self, key: str) -> str:
         return key
+
+    def learn(self, definition: SourceRegistered) -> None:
+        """Note a source's name, kind and relations."""
+        self[definition.source_id] = definition.name
+        self.kinds[definition.source_id] = definition.kind
+        self.relations[definition.source_id] = tuple(
+            s for s in (definition.part_of, definition.speaks_for) if s is not None
+        )
 
 
 async def source_names(conn: AsyncConnection, ids: Iterable[str]) -> Names:
@@ -92,17 +108,20 @@ async def source_names(conn: AsyncConnection, ids: Iterable[str]) -> Names:
     names = Names()
     for ident in wanted:
         definition = found.get(source_stream(ident))
-        names[ident] = definition.name if isinstance(definition, SourceRegistered) else ident
+        if isinstance(definition, SourceRegistered):
+            names.learn(definition)
+        else:
+            names[ident] = ident
     return names
 
 
 def _names_at(folded: Views) -> Names:
     """Source names as registered (and amended) in views folded at a cut."""
-    return Names(
-        (reg.source_id, reg.name)
-        for _, reg in folded.registrations.values()
-        if isinstance(reg, SourceRegistered)
-    )
+    names = Names()
+    for _, reg in folded.registrations.values():
+        if isinstance(reg, SourceRegistered):
+            names.learn(reg)
+    return names
 
 
 def sources_of(records: Iterable[ClaimRecord]) -> set[str]:
@@ -114,6 +133,7 @@ def sources_of(records: Iterable[ClaimRecord]) -> set[str]:
         ids.update(d.denied_by for d in c.denials)
         ids.update(x.confirmed_by for x in c.confirmations)
         ids.update(e.produced_by for e in c.evidence)
+        ids.update(w.withdrawn_by for w in c.withdrawals)
     return ids
 
 
@@ -126,10 +146,10 @@ async def subject_name(conn: AsyncConnection, subject_id: str) -> str:
 
 
 class Estimates(msgspec.Struct, frozen=True, kw_only=True):
-    """The claim holding each source's latest estimate on a subject (by metric, then source)."""
+    """Each source's latest asserted figure and latest projection on a subject (by metric, then source)."""
 
     subject_name: str
-    records: list[ClaimRecord]
+    estimates: list[Estimate]
     names: Names
     cut: Cut | None
 
@@ -141,18 +161,22 @@ async def estimates(
     name = await subject_name(conn, subject_id)  # in the same snapshot as the view it names
     cut = await place(conn, when)
     if cut is None:
-        records = await queries.estimates_for(conn, subject_id, metric)
-        names = await source_names(conn, sources_of(records))
+        found = await queries.estimates_for(conn, subject_id, metric)
+        names = await source_names(
+            conn, sources_of(r for e in found for r in (e.asserted, e.projected) if r is not None)
+        )
     else:
         folded = await travel.subject_views(conn, subject_id, cut.known_position, cut.valid_until)
-        chosen = sorted(
-            (key, claim_id)
-            for key, claim_id in folded.estimates.items()
-            if claim_id is not None and key[0] == subject_id and metric in (None, key[1])
-        )
-        records = [folded.claims[claim_id] for _, claim_id in chosen]
+        found = [
+            Estimate(
+                asserted=folded.claims[asserted] if asserted else None,
+                projected=folded.claims[projected] if projected else None,
+            )
+            for key, (asserted, projected) in sorted(folded.estimates.items())
+            if (asserted or projected) and key[0] == subject_id and metric in (None, key[1])
+        ]
         names = _names_at(folded)
-    return Estimates(subject_name=name, records=records, names=names, cut=cut)
+    return Estimates(subject_name=name, estimates=found, names=names, cut=cut)
 
 
 class Timeline(msgspec.Struct, frozen=True, kw_only=True):
@@ -180,7 +204,7 @@ async def timeline(
     if cut is None:
         entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit, where=where)
         names = await source_names(conn, (e.source_id for e in entries))
-        records = await queries.claims_among(conn, (e.claim_id for e in entries))
+        records = await queries.claims_among(conn, (e.claim_id for e in entries if e.claim_id is not None))
     else:
         folded = await travel.subject_views(conn, subject_id, cut.known_position, cut.valid_until)
         entries = _timeline_at(folded, subject_id, where, after)[:limit]

@@ -78,7 +78,7 @@ def verify(url: str, since: str | None) -> int:
 @click.pass_obj
 def export(url: str, subject: str | None, output: Path | None) -> None:
     """Write the log as JSON Lines (constant memory)."""
-    from timeline.store import audit, eventlog
+    from timeline.store import backup, eventlog
 
     db = open_database(url, must_exist=True)
 
@@ -87,7 +87,7 @@ def export(url: str, subject: str | None, output: Path | None) -> None:
             total = None if subject else await eventlog.head_position(conn)
             with output_to(output) as out, progress("exporting") as advance:
                 written = 0
-                async for line in audit.export(conn, subject_id=subject):
+                async for line in backup.export(conn, subject_id=subject):
                     out.write(line)
                     written += 1
                     if written % 1000 == 0:
@@ -102,7 +102,7 @@ def export(url: str, subject: str | None, output: Path | None) -> None:
 @click.pass_obj
 def restore(url: str, file: Path) -> None:
     """Load a whole-log export into an empty database."""
-    from timeline.store import audit, migrate, views
+    from timeline.store import backup, migrate, views
 
     try:
         lines = file.open("rb")
@@ -117,9 +117,9 @@ def restore(url: str, file: Path) -> None:
             try:
                 async with db.write() as conn:
                     with progress("restoring", unit="bytes") as advance:
-                        count = await audit.restore(conn, _reading(lines, size, advance))
+                        count = await backup.restore(conn, _reading(lines, size, advance))
                     await views.rebuild(conn)
-            except audit.RestoreError as exc:
+            except backup.RestoreError as exc:
                 raise CommandError(f"{file}: {exc}; nothing was restored") from None
             return count
 

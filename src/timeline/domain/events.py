@@ -12,21 +12,16 @@ from typing import Literal
 import msgspec
 
 Modality = Literal["asserted", "alleged", "projected", "speculative", "opinion"]
-Precision = Literal["day", "month", "year"]
-Comparator = Literal["exactly", "about", "at_least", "up_to", "between"]
+# "week" (an ISO week, "2024-W42") is for when a thing happened (``Occurred``); sources' dates never use it.
+Precision = Literal["day", "week", "month", "year"]
+# "more_than"/"less_than" are strict bounds ("over 1,000"); "at_least"/"up_to" include the bound.
+Comparator = Literal["exactly", "about", "at_least", "more_than", "up_to", "less_than", "between"]
+# What a denial or confirmation bears on: the claim as a whole (as every one recorded before this field
+# existed does), only what the claim says happened, or only its figure.
+Addresses = Literal["claim", "proposition", "figure"]
 SourceKind = Literal[
     "government", "agency", "person", "media", "organisation", "coalition", "anonymous", "experts"
 ]
-
-
-class Quantity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """A figure as the source gave it: exact or approximate, one-sided ("at least", "up to") or a range."""
-
-    comparator: Comparator
-    unit: str
-    value: int | float | None = None
-    lower: int | float | None = None
-    upper: int | float | None = None
 
 
 class StatedDate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -34,6 +29,29 @@ class StatedDate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     date: str
     precision: Precision
+
+
+class Quantity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A figure as the source gave it: exact or approximate, one-sided ("at least", "over") or a range.
+
+    ``horizon``, for a projection only: when the projected figure is expected ("by December": 2024-12).
+    """
+
+    comparator: Comparator
+    unit: str
+    value: int | float | None = None
+    lower: int | float | None = None
+    upper: int | float | None = None
+    horizon: StatedDate | None = None
+
+
+class Occurred(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """When the thing a claim is about happened (not when it was said): one period (a day, an ISO week
+    "2024-W42", a month, a year) or a range from ``start`` to ``end`` inclusive, with the source's words."""
+
+    start: StatedDate
+    end: StatedDate | None = None
+    wording: str | None = None
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
@@ -62,6 +80,9 @@ class SourceRegistered(Event, frozen=True, kw_only=True):
     country: str | None = None
     description: str = ""
     aliases: tuple[str, ...] = ()
+    # Relations to other sources, so a view can tell when a confirmation comes from the denier's own side.
+    part_of: str | None = None
+    speaks_for: str | None = None
 
 
 class SubjectAmended(Event, frozen=True, kw_only=True):
@@ -81,6 +102,8 @@ class SourceAmended(Event, frozen=True, kw_only=True):
     country: str | None = None
     description: str | None = None
     aliases: tuple[str, ...] | None = None
+    part_of: str | None = None
+    speaks_for: str | None = None
 
 
 class DocumentAmended(Event, frozen=True, kw_only=True):
@@ -117,6 +140,8 @@ class ClaimMade(Event, frozen=True, kw_only=True):
     document_ids: tuple[str, ...]
     metric: str | None = None
     quantity: Quantity | None = None
+    # Added later, with a default: events recorded before decode unchanged.
+    occurred: Occurred | None = None
 
 
 class ClaimRevised(Event, frozen=True, kw_only=True):
@@ -129,6 +154,8 @@ class ClaimRevised(Event, frozen=True, kw_only=True):
     document_ids: tuple[str, ...]
     quantity: Quantity | None = None
     modality: Modality | None = None
+    # When the thing happened, as the revision says (null: as the claim had it).
+    occurred: Occurred | None = None
 
 
 class ClaimDenied(Event, frozen=True, kw_only=True):
@@ -143,6 +170,7 @@ class ClaimDenied(Event, frozen=True, kw_only=True):
     statement: str
     stated_on: StatedDate
     document_ids: tuple[str, ...]
+    addresses: Addresses = "claim"
 
 
 class ClaimRetracted(Event, frozen=True, kw_only=True):
@@ -164,6 +192,34 @@ class ClaimConfirmed(Event, frozen=True, kw_only=True):
     statement: str
     stated_on: StatedDate
     document_ids: tuple[str, ...]
+    addresses: Addresses = "claim"
+
+
+class DenialWithdrawn(Event, frozen=True, kw_only=True):
+    """A source withdrew its own earlier denial (``denial_id``) of the claim; the denial stays on record."""
+
+    claim_id: str
+    withdrawal_id: str
+    denial_id: str
+    withdrawn_by: str
+    statement: str
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+
+
+class StatementMade(Event, frozen=True, kw_only=True):
+    """A source spoke on a subject without claiming a figure, denying or confirming anything.
+
+    Recorded in the subject's stream: it is on the subject's timeline and is nobody's claim.
+    """
+
+    subject_id: str
+    statement_id: str
+    source_id: str
+    statement: str
+    stated_on: StatedDate
+    document_ids: tuple[str, ...]
+    modality: Modality = "asserted"
 
 
 EvidenceKind = Literal["video", "image", "document", "geolocation", "audio", "data"]
@@ -194,6 +250,8 @@ class CorrectedFields(
     source_id: str | None = None
     subject_id: str | None = None
     metric: str | None = None
+    occurred: Occurred | None = None
+    addresses: Addresses | None = None
 
 
 class RecordCorrected(Event, frozen=True, kw_only=True):
@@ -224,6 +282,8 @@ DomainEvent = (
     | ClaimConfirmed
     | EvidenceAttached
     | RecordCorrected
+    | DenialWithdrawn
+    | StatementMade
 )
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
@@ -242,6 +302,8 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
         ClaimConfirmed,
         EvidenceAttached,
         RecordCorrected,
+        DenialWithdrawn,
+        StatementMade,
     )
 }
 

@@ -13,6 +13,7 @@ from timeline.domain.events import (
     ClaimConfirmed,
     ClaimDenied,
     ClaimMade,
+    DenialWithdrawn,
     DocumentAmended,
     DocumentRegistered,
     DomainEvent,
@@ -20,6 +21,7 @@ from timeline.domain.events import (
     RecordCorrected,
     SourceAmended,
     SourceRegistered,
+    StatementMade,
     SubjectAmended,
     SubjectRegistered,
 )
@@ -27,7 +29,7 @@ from timeline.domain.events import (
 Kind = Literal["claim", "subject", "source", "document"]
 KINDS: tuple[Kind, ...] = ("claim", "subject", "source", "document")
 # What a source does in a claim event that names it.
-Role = Literal["maker", "denier", "confirmer", "producer", "corrected_to"]
+Role = Literal["maker", "denier", "confirmer", "producer", "corrected_to", "withdrawer", "speaker", "related"]
 
 
 def stream_id(kind: Kind, ident: str) -> str:
@@ -67,7 +69,9 @@ def parse(stream: str) -> tuple[Kind, str]:
 def stream_of(event: DomainEvent) -> str:
     """The stream an event belongs to: one stream per claim, subject, source and document."""
     match event:
-        case SubjectRegistered(subject_id=sid) | SubjectAmended(subject_id=sid):
+        case (
+            SubjectRegistered(subject_id=sid) | SubjectAmended(subject_id=sid) | StatementMade(subject_id=sid)
+        ):
             return subject_stream(sid)
         case SourceRegistered(source_id=sid) | SourceAmended(source_id=sid):
             return source_stream(sid)
@@ -77,8 +81,9 @@ def stream_of(event: DomainEvent) -> str:
 
 
 def source_roles(event: DomainEvent) -> list[tuple[str, Role]]:
-    """The sources a claim event names and what each does in it: the maker of a claim, a denier, a
-    confirmer, a producer of evidence, or the source a correction gives the claim."""
+    """The sources an event names and what each does in it: the maker of a claim, a denier, a confirmer, a
+    producer of evidence, the source a correction gives the claim, a source withdrawing its denial, the
+    speaker of a statement, or a source another is part of or speaks for."""
     match event:
         case ClaimMade():
             return [(event.source_id, "maker")]
@@ -90,6 +95,12 @@ def source_roles(event: DomainEvent) -> list[tuple[str, Role]]:
             return [(event.produced_by, "producer")]
         case RecordCorrected() if event.changes.source_id is not None:
             return [(event.changes.source_id, "corrected_to")]
+        case DenialWithdrawn():
+            return [(event.withdrawn_by, "withdrawer")]
+        case StatementMade():
+            return [(event.source_id, "speaker")]
+        case SourceRegistered() | SourceAmended():
+            return [(s, "related") for s in (event.part_of, event.speaks_for) if s is not None]
     return []
 
 
@@ -103,7 +114,7 @@ def references(event: DomainEvent) -> set[str]:
     what must be registered before it can be recorded."""
     named = {document_stream(d) for d in getattr(event, "document_ids", ())}
     named.update(source_stream(s) for s in sources_named(event))
-    if isinstance(event, ClaimMade):
+    if isinstance(event, ClaimMade | StatementMade):
         named.add(subject_stream(event.subject_id))
     elif isinstance(event, RecordCorrected) and event.changes.subject_id is not None:
         named.add(subject_stream(event.changes.subject_id))

@@ -9,7 +9,7 @@ import unicodedata
 import msgspec
 
 from timeline.domain.errors import InvalidValue
-from timeline.domain.events import Precision, Quantity, StatedDate
+from timeline.domain.events import Occurred, Precision, Quantity, StatedDate
 
 _DATE_FORMS: tuple[tuple[re.Pattern[str], Precision], ...] = (
     (re.compile(r"\d{4}-\d{2}-\d{2}"), "day"),
@@ -28,13 +28,31 @@ def parse_stated_date(text: str, *, field: str = "stated_on") -> StatedDate:
     raise InvalidValue(f"expected a date as YYYY-MM-DD, YYYY-MM or YYYY, got {text!r}", field=field)
 
 
+_WEEK = re.compile(r"(\d{4})-W(\d{2})")
+_WRITTEN = {"day": "YYYY-MM-DD", "week": "YYYY-Www", "month": "YYYY-MM", "year": "YYYY"}
+
+
+def parse_occurred_date(text: str, *, field: str) -> StatedDate:
+    """Read a date of when something happened: a stated date's forms or an ISO week ("2024-W42")."""
+    if _WEEK.fullmatch(text):
+        stated = StatedDate(date=text, precision="week")
+        check_stated_date(stated, field=field)
+        return stated
+    try:
+        return parse_stated_date(text, field=field)
+    except InvalidValue:
+        raise InvalidValue(
+            f"expected a date as YYYY-MM-DD, YYYY-Www (an ISO week), YYYY-MM or YYYY, got {text!r}",
+            field=field,
+        ) from None
+
+
 def check_stated_date(stated: StatedDate, *, field: str = "stated_on") -> None:
     """Raise unless the date is a real calendar date written to exactly its precision."""
-    expected = {"day": 10, "month": 7, "year": 4}[stated.precision]
-    if len(stated.date) != expected:
+    expected = {"day": 10, "week": 8, "month": 7, "year": 4}[stated.precision]
+    if len(stated.date) != expected or (stated.precision == "week") != bool(_WEEK.fullmatch(stated.date)):
         raise InvalidValue(
-            f"a {stated.precision}-precision date is written as "
-            f"{ {'day': 'YYYY-MM-DD', 'month': 'YYYY-MM', 'year': 'YYYY'}[stated.precision] }, "
+            f"a {stated.precision}-precision date is written as {_WRITTEN[stated.precision]}, "
             f"got {stated.date!r}",
             field=field,
         )
@@ -44,10 +62,44 @@ def check_stated_date(stated: StatedDate, *, field: str = "stated_on") -> None:
         raise InvalidValue(f"{stated.date!r} is not a calendar date: {exc}", field=field) from None
 
 
+def check_occurred(occurred: Occurred, *, field: str = "occurred") -> None:
+    """Raise unless both ends are real dates and the range does not end before it starts."""
+    check_stated_date(occurred.start, field=f"{field}.start")
+    if occurred.end is not None:
+        check_stated_date(occurred.end, field=f"{field}.end")
+        if period_end(occurred.end) < period_start(occurred.start):
+            raise InvalidValue(
+                f"the range ends ({occurred.end.date}) before it starts ({occurred.start.date})",
+                field=f"{field}.end",
+            )
+    if occurred.wording is not None:
+        check_visible(occurred.wording, field=f"{field}.wording")
+
+
 def period_start(stated: StatedDate) -> dt.date:
     """The first day of the period the date names (its position on a timeline)."""
+    if stated.precision == "week":
+        found = _WEEK.fullmatch(stated.date)
+        if found is None:
+            raise ValueError(f"{stated.date!r} is not an ISO week")
+        return dt.date.fromisocalendar(int(found[1]), int(found[2]), 1)
     padded = {"day": "", "month": "-01", "year": "-01-01"}[stated.precision]
     return dt.date.fromisoformat(stated.date + padded)
+
+
+def period_end(stated: StatedDate) -> dt.date:
+    """The last day of the period the date names."""
+    start = period_start(stated)
+    match stated.precision:
+        case "day":
+            return start
+        case "week":
+            return start + dt.timedelta(days=6)
+        case "month":
+            following = dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+            return following - dt.timedelta(days=1)
+        case _:
+            return dt.date(start.year, 12, 31)
 
 
 def check_quantity(quantity: Quantity, *, field: str = "quantity") -> None:
@@ -56,7 +108,9 @@ def check_quantity(quantity: Quantity, *, field: str = "quantity") -> None:
         "exactly": ("value",),
         "about": ("value",),
         "at_least": ("lower",),
+        "more_than": ("lower",),
         "up_to": ("upper",),
+        "less_than": ("upper",),
         "between": ("lower", "upper"),
     }
     needed = wants[quantity.comparator]
@@ -89,6 +143,8 @@ def check_quantity(quantity: Quantity, *, field: str = "quantity") -> None:
             f"expected a unit such as 'soldiers' (at most {UNIT_MAX} characters), got {quantity.unit!r}",
             field=f"{field}.unit",
         )
+    if quantity.horizon is not None:
+        check_stated_date(quantity.horizon, field=f"{field}.horizon")
 
 
 # Input rules, stated once: the HTTP bodies, the fixtures and the command line all check against these.
@@ -96,6 +152,8 @@ IDENT_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2})?)?$"
 IDENT_WORDS = "an id: lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
 DATE_WORDS = "a date as YYYY-MM-DD, YYYY-MM or YYYY"
+OCCURRED_PATTERN = r"^\d{4}(-\d{2}(-\d{2})?|-W\d{2})?$"
+OCCURRED_WORDS = "a date as YYYY-MM-DD, YYYY-Www (an ISO week), YYYY-MM or YYYY"
 IDENT_MAX = 120
 NAME_MAX = 500
 TEXT_MAX = 10_000
@@ -152,10 +210,10 @@ def check_calendar_day(text: str, *, field: str) -> dt.date:
 
 
 _ID_FIELDS = {"denied_by", "confirmed_by", "produced_by", "metric"}
-_VISIBLE = {"statement", "reason", "description", "name", "title", "author", "publisher"}
+_VISIBLE = {"statement", "reason", "description", "name", "title", "author", "publisher", "wording"}
 _LIMITS = {
     **dict.fromkeys(("statement", "reason", "description"), TEXT_MAX),
-    **dict.fromkeys(("name", "title", "author", "publisher"), NAME_MAX),
+    **dict.fromkeys(("name", "title", "author", "publisher", "wording"), NAME_MAX),
     "url": URL_MAX,
     "country": COUNTRY_MAX,
 }
@@ -201,6 +259,10 @@ def _check_length(text: str, limit: int, *, field: str) -> None:
 
 def in_words(message: str) -> str:
     """A decoder's message with the id and date patterns said in words ("expected a date as YYYY-MM-DD")."""
-    for pattern, words in ((IDENT_PATTERN, IDENT_WORDS), (DATE_PATTERN, DATE_WORDS)):
+    for pattern, words in (
+        (IDENT_PATTERN, IDENT_WORDS),
+        (DATE_PATTERN, DATE_WORDS),
+        (OCCURRED_PATTERN, OCCURRED_WORDS),
+    ):
         message = message.replace(f"Expected `str` matching regex {pattern!r}", f"expected {words}")
     return message

@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 from timeline.signing import Signer
 from timeline.store import inline, tree
 from timeline.store.notify import CHANNEL, Listener, Notifier
+from timeline.store.seal import SEALED, SEALER, Sealed, Sealer
 
 _log = logging.getLogger("timeline.store")
 
@@ -68,7 +69,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: sa.Connection) -> None:
         mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # On the driver's cursor: SQLAlchemy's statement machinery cost more than the BEGIN itself.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(f"BEGIN {mode}")
+        finally:
+            cursor.close()
 
 
 class Busy(TimeoutError):
@@ -85,14 +91,16 @@ class Database:
         self.lock_timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
         timeout = self.lock_timeout
         self.url = normalize_url(url)
-        # Signs a checkpoint at the end of every transaction that appended; kept outside the database.
+        # Signs a checkpoint in every transaction that appended; kept outside the database.
         self.signer = signer
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         # A fixed pool: under a burst, requests wait for a pooled connection rather than each opening
         # (and on return closing) one of its own, which on PostgreSQL costs a backend process and a TLS
         # handshake a time and was most of a write's cost under 32 connections.
-        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0}
+        # Last in, first out: the connection just returned is taken again, with its prepared statements
+        # (asyncpg prepares each per connection; a round-robin pool prepared them on each connection in turn).
+        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0, "pool_use_lifo": True}
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +127,16 @@ class Database:
                     self.url, poolclass=NullPool, connect_args={"timeout": timeout}
                 )
                 _configure_sqlite(self._threaded)
+
+    @property
+    def signer(self) -> Signer | None:
+        """The key that signs a checkpoint in every transaction that appended, if any."""
+        return self.sealer.signer
+
+    @signer.setter
+    def signer(self, signer: Signer | None) -> None:
+        # The tree's frontier and the last checkpoint as this process's last commit left them.
+        self.sealer = Sealer(signer)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -151,20 +169,29 @@ class Database:
     @asynccontextmanager
     async def _locked(self, conn: AsyncConnection) -> AsyncIterator[None]:
         appended: int | None = None
+        sealed: Sealed | None = None
         # Left over from a transaction on this connection that failed: they describe this one only.
         conn.info.pop(APPENDED, None)
         conn.info.pop(NOTIFIED, None)
+        conn.info.pop(SEALED, None)
+        # Appends in this transaction (driver.write) bring their tree nodes and checkpoint with them.
+        conn.info[SEALER] = self.sealer
         await conn.execution_options(**{_WRITE: True})
-        async with conn.begin():
-            if self.dialect == "postgresql":
-                # EXCLUSIVE blocks other writers but not readers; positions commit in order.
-                await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
-            yield
-            appended = conn.info.pop(APPENDED, None)
-            if appended is not None:
-                # One tree update and one signature per transaction, however many writes it carries.
-                left = await tree.commit_checkpoint(conn, self.signer, appended)
-                if left is not None:
+        try:
+            async with conn.begin():
+                if self.dialect == "postgresql":
+                    # EXCLUSIVE blocks other writers but not readers; positions commit in order.
+                    await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+                yield
+                appended = conn.info.pop(APPENDED, None)
+                sealed = conn.info.pop(SEALED, None)
+                left = sealed.unsigned if sealed is not None else None
+                if appended is not None and sealed is None:
+                    # Events appended around the sealer (a restore): the tree and checkpoint from the
+                    # database, and the sealer reads its state back at the next write.
+                    self.sealer.forget()
+                    left = await tree.commit_checkpoint(conn, self.signer, appended)
+                if appended is not None and left is not None:
                     _log.warning(
                         "events %d-%d are left unsigned: the log before this transaction's events (from %d) "
                         "does not end at a checkpoint signed with this key (events or a checkpoint written "
@@ -173,11 +200,16 @@ class Database:
                         *left,
                         appended,
                     )
-            notified = bool(conn.info.pop(NOTIFIED, False))
-            if appended is not None and not notified and self.dialect == "postgresql":
-                # Delivered to every listening process when (and only if) this transaction commits.
-                await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+                notified = bool(conn.info.pop(NOTIFIED, False))
+                if appended is not None and not notified and self.dialect == "postgresql":
+                    # Delivered to every listening process when (and only if) this transaction commits.
+                    await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        finally:
+            # Only write transactions seal: the connection goes back to the pool without the sealer.
+            conn.info.pop(SEALER, None)
         if appended is not None:
+            # Committed: what the transaction sealed is the log's state now.
+            self.sealer.committed(sealed)
             self.notifier.notify()
 
     @asynccontextmanager

@@ -5,8 +5,9 @@ SQLAlchemy Core spent 100-300 microseconds of Python on each statement (compile-
 result processing), more than SQLite or a local PostgreSQL spent running it, and a write sent 9-11 of them.
 Here each statement is fixed text whose lists travel as one parameter (a PostgreSQL array, a JSON array for
 SQLite's ``json_each``), so asyncpg prepares it once per connection and no list length makes a new statement.
-On PostgreSQL everything a write changes (its events, every view row and the checkpoint, and the NOTIFY) goes
-in one statement of data-modifying CTEs: one round trip.
+On PostgreSQL everything a write changes (its events, every view row and the views' checkpoint, the Merkle
+tree's new nodes and the signed log checkpoint that ``store.seal`` adds, and the NOTIFY) goes in one statement
+of data-modifying CTEs: one round trip.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store.database import APPENDED, NOTIFIED, driver_of
 from timeline.store.notify import CHANNEL
+from timeline.store.seal import SEALER
 
 EVENT_COLUMNS = (
     "position, event_id, stream_id, stream_version, type, schema_version, data, metadata, valid_from, "
@@ -67,7 +69,7 @@ _READ_AFTER = {
 }
 
 # The claim rows a batch of events needs: by id (part 0), every claim under some estimate keys (1), and the
-# claim chosen under others (2).
+# claims chosen under others (2: the asserted figure and the projection).
 _CLAIMS_FOR = {
     "postgresql": """
 SELECT 0, claim_id, state FROM claims WHERE claim_id = ANY($1::text[])
@@ -75,7 +77,7 @@ UNION ALL SELECT 1, c.claim_id, c.state FROM unnest($2::text[], $3::text[], $4::
   JOIN claims c ON c.subject_id = k.s AND c.metric = k.m AND c.source_id = k.src
 UNION ALL SELECT 2, c.claim_id, c.state FROM unnest($5::text[], $6::text[], $7::text[]) AS k(s, m, src)
   JOIN estimates e ON e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
-  JOIN claims c ON c.claim_id = e.claim_id""",
+  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)""",
     "sqlite": """
 SELECT 0, claim_id, state FROM claims WHERE claim_id IN (SELECT value FROM json_each(?1))
 UNION ALL SELECT 1, c.claim_id, c.state FROM json_each(?2) AS k
@@ -84,7 +86,7 @@ UNION ALL SELECT 1, c.claim_id, c.state FROM json_each(?2) AS k
 UNION ALL SELECT 2, c.claim_id, c.state FROM json_each(?3) AS k
   JOIN estimates e ON e.subject_id = json_extract(k.value, '$[0]')
     AND e.metric = json_extract(k.value, '$[1]') AND e.source_id = json_extract(k.value, '$[2]')
-  JOIN claims c ON c.claim_id = e.claim_id""",
+  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)""",
 }
 
 _CLAIM_COLUMNS = (
@@ -97,13 +99,21 @@ _REGISTRATION_COLUMNS = "stream_id, kind, position, definition"
 # parts touch disjoint rows (a key is either deleted or upserted), as the CTEs of one statement must.
 _APPEND_CTE = f"""appended AS (
   INSERT INTO events ({EVENT_COLUMNS})
-  SELECT * FROM unnest($32::bigint[], $33::uuid[], $34::text[], $35::int[], $36::text[], $37::int[],
-                       $38::text[], $39::text[], $40::date[], $41::timestamptz[], $42::text[], $43::text[])
+  SELECT * FROM unnest($33::bigint[], $34::uuid[], $35::text[], $36::int[], $37::text[], $38::int[],
+                       $39::text[], $40::text[], $41::date[], $42::timestamptz[], $43::text[], $44::text[])
 ), kept AS (
   INSERT INTO stream_records (stream_id, version, format, state)
-  SELECT * FROM unnest($44::text[], $45::int[], $46::int[], $47::text[])
+  SELECT * FROM unnest($45::text[], $46::int[], $47::int[], $48::text[])
   ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
     state = excluded.state
+), grown AS (
+  INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest($49::smallint[], $50::bigint[], $51::bytea[])
+), resigned AS (
+  DELETE FROM log_checkpoints WHERE size = $56::bigint
+), signed AS (
+  INSERT INTO log_checkpoints (size, root_hash, recorded_at, note)
+  SELECT $52::bigint, $53::text, $54::timestamptz, $55::text WHERE $52::bigint IS NOT NULL
+  ON CONFLICT (size) DO NOTHING
 ), """
 _SAVE_POSTGRES = f"""
 WITH {{appending}}claimed AS (
@@ -118,27 +128,28 @@ WITH {{appending}}claimed AS (
   DELETE FROM estimates e USING unnest($10::text[], $11::text[], $12::text[]) AS k(s, m, src)
   WHERE e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
 ), chosen AS (
-  INSERT INTO estimates (subject_id, metric, source_id, claim_id)
-  SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[])
-  ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET claim_id = excluded.claim_id
+  INSERT INTO estimates (subject_id, metric, source_id, asserted_claim_id, projected_claim_id)
+  SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[])
+  ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET asserted_claim_id = excluded.asserted_claim_id,
+    projected_claim_id = excluded.projected_claim_id
 ), defined AS (
   INSERT INTO registrations ({_REGISTRATION_COLUMNS})
-  SELECT * FROM unnest($17::text[], $18::text[], $19::bigint[], $20::text[])
+  SELECT * FROM unnest($18::text[], $19::text[], $20::bigint[], $21::text[])
   ON CONFLICT (stream_id) DO UPDATE SET kind = excluded.kind, position = excluded.position,
     definition = excluded.definition
 ), unlisted AS (
-  DELETE FROM timeline WHERE position = ANY($21::bigint[])
+  DELETE FROM timeline WHERE position = ANY($22::bigint[])
 ), listed AS (
   INSERT INTO timeline ({_TIMELINE_COLUMNS})
-  SELECT * FROM unnest($22::bigint[], $23::text[], $24::date[], $25::text[], $26::text[], $27::text[])
+  SELECT * FROM unnest($23::bigint[], $24::text[], $25::date[], $26::text[], $27::text[], $28::text[])
   ON CONFLICT (position) DO UPDATE SET subject_id = excluded.subject_id, occurred_on = excluded.occurred_on,
     source_id = excluded.source_id, kind = excluded.kind, entry = excluded.entry
 ), checked AS (
   INSERT INTO projection_checkpoints (name, position, updated_at)
-  SELECT $28::text, $29::bigint, $30::timestamptz WHERE $28::text IS NOT NULL
+  SELECT $29::text, $30::bigint, $31::timestamptz WHERE $29::text IS NOT NULL
   ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at
 )
-SELECT count(*) FROM (SELECT pg_notify('{CHANNEL}', '') WHERE $31::boolean) AS notified"""
+SELECT count(*) FROM (SELECT pg_notify('{CHANNEL}', '') WHERE $32::boolean) AS notified"""
 
 _SAVE_APPENDING = _SAVE_POSTGRES.replace("{appending}", _APPEND_CTE)
 _SAVE_FOLDING = _SAVE_POSTGRES.replace("{appending}", "")
@@ -151,8 +162,10 @@ ON CONFLICT (claim_id) DO UPDATE SET subject_id = excluded.subject_id, source_id
   made_position = excluded.made_position, updated_position = excluded.updated_position,
   state = excluded.state""",
     "unchosen": "DELETE FROM estimates WHERE subject_id = ? AND metric = ? AND source_id = ?",
-    "chosen": """INSERT INTO estimates (subject_id, metric, source_id, claim_id) VALUES (?, ?, ?, ?)
-ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET claim_id = excluded.claim_id""",
+    "chosen": """INSERT INTO estimates (subject_id, metric, source_id, asserted_claim_id, projected_claim_id)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET asserted_claim_id = excluded.asserted_claim_id,
+  projected_claim_id = excluded.projected_claim_id""",
     "defined": f"""INSERT INTO registrations ({_REGISTRATION_COLUMNS}) VALUES (?, ?, ?, ?)
 ON CONFLICT (stream_id) DO UPDATE SET kind = excluded.kind, position = excluded.position,
   definition = excluded.definition""",
@@ -163,6 +176,10 @@ ON CONFLICT (position) DO UPDATE SET subject_id = excluded.subject_id, occurred_
     "kept": """INSERT INTO stream_records (stream_id, version, format, state) VALUES (?, ?, ?, ?)
 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
   state = excluded.state""",
+    "grown": "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
+    "resigned": "DELETE FROM log_checkpoints WHERE size = ?",
+    "signed": """INSERT INTO log_checkpoints (size, root_hash, recorded_at, note) VALUES (?, ?, ?, ?)
+ON CONFLICT (size) DO NOTHING""",
     "checked": """INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at""",
 }
@@ -279,6 +296,16 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [[r[i] for r in rows] for i in range(width)]
 
 
+def _sealing(changes: Changes) -> tuple[Any, ...]:
+    # Parameters $49-$56 of the appending statement: tree nodes, the checkpoint, the one it replaces.
+    signed = changes.signed if changes.signed is not None else (None, None, None, None)
+    return (*_columns(changes.tree_nodes, 3), *signed, changes.superseded)
+
+
+def _sqlite_signed(row: Row) -> Row:
+    return (row[0], row[1], sqlite_time(row[2]), row[3])
+
+
 class Changes:
     """What one transaction writes: new events and view rows, in the drivers' column order."""
 
@@ -293,6 +320,12 @@ class Changes:
         self.unlisted: list[int] = []
         self.listed: list[Row] = []
         self.checkpoint: tuple[str, int] | None = None
+        # Filled by the transaction's sealer (store.seal) when there are events: the Merkle tree's new nodes
+        # (level, idx, hash), the signed log checkpoint (size, root hex, time, note), and the size of one
+        # this transaction signed before, which the new one replaces.
+        self.tree_nodes: list[Row] = []
+        self.signed: Row | None = None
+        self.superseded: int | None = None
 
     def __bool__(self) -> bool:
         return bool(
@@ -316,6 +349,9 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
     now = dt.datetime.now(dt.UTC)
     if changes.events:
         conn.info.setdefault(APPENDED, int(changes.events[0][0]))
+        sealer = conn.info.get(SEALER)
+        if sealer is not None:
+            await sealer.seal(conn, changes)
     name, position = changes.checkpoint if changes.checkpoint is not None else (None, 0)
     if conn.dialect.name == "postgresql":
         notify = bool(changes.events)
@@ -327,7 +363,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
                 appending,
                 *_columns(changes.claims, 9),
                 *_columns(changes.unchosen, 3),
-                *_columns(changes.chosen, 4),
+                *_columns(changes.chosen, 5),
                 *_columns(changes.defined, 4),
                 changes.unlisted,
                 *_columns(changes.listed, 6),
@@ -337,6 +373,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
                 notify,
                 *(_columns(changes.events, 12) if changes.events else ()),
                 *(_columns(changes.streams, 4) if changes.events else ()),
+                *(_sealing(changes) if changes.events else ()),
             )
         except asyncpg.UniqueViolationError as error:
             # Optimistic concurrency's last word, the unique (stream, version) key; its detail names the
@@ -359,6 +396,9 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         ("unlisted", [(p,) for p in changes.unlisted]),
         ("listed", [(r[0], r[1], r[2].isoformat(), *r[3:]) for r in changes.listed]),
         ("checked", [(name, position, sqlite_time(now))] if name is not None else []),
+        ("grown", changes.tree_nodes),
+        ("resigned", [(changes.superseded,)] if changes.superseded is not None else []),
+        ("signed", [_sqlite_signed(changes.signed)] if changes.signed is not None else []),
     ):
         if not rows:
             continue

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import Registration
 from timeline.domain.events import RecordCorrected, SourceRegistered
-from timeline.projections import ClaimRecord, TimelineEntry
+from timeline.projections import ClaimRecord, Estimate, TimelineEntry
 from timeline.store.database import driver_of
 from timeline.store.eventlog import decode_stored
 from timeline.store.schema import (
@@ -24,7 +24,13 @@ from timeline.store.schema import (
     registrations,
     timeline,
 )
-from timeline.store.views import chunked, claim_from_row, entry_from_row, registration_from_row
+from timeline.store.views import (
+    chunked,
+    claim_from_row,
+    decode_claim,
+    entry_from_row,
+    registration_from_row,
+)
 from timeline.timetravel import Logged
 
 
@@ -59,18 +65,29 @@ async def registrations_by_kind(conn: AsyncConnection, kind: str) -> list[tuple[
     return [registration_from_row(row) for row in result.mappings()]
 
 
-async def estimates_for(conn: AsyncConnection, subject_id: str, metric: str | None) -> list[ClaimRecord]:
-    """The claim holding each source's latest estimate on the subject, by metric then source."""
+async def estimates_for(conn: AsyncConnection, subject_id: str, metric: str | None) -> list[Estimate]:
+    """Each source's latest asserted figure and latest projection on the subject, by metric then source."""
+    asserted, projected = claims.alias("asserted"), claims.alias("projected")
     query = (
-        sa.select(claims)
-        .join(estimates, estimates.c.claim_id == claims.c.claim_id)
+        sa.select(asserted.c.state.label("asserted"), projected.c.state.label("projected"))
+        .select_from(
+            estimates.outerjoin(asserted, asserted.c.claim_id == estimates.c.asserted_claim_id).outerjoin(
+                projected, projected.c.claim_id == estimates.c.projected_claim_id
+            )
+        )
         .where(estimates.c.subject_id == subject_id)
         .order_by(estimates.c.metric, estimates.c.source_id)
     )
     if metric is not None:
         query = query.where(estimates.c.metric == metric)
     result = await conn.execute(query)
-    return [claim_from_row(row) for row in result.mappings()]
+    return [
+        Estimate(
+            asserted=decode_claim(row["asserted"]) if row["asserted"] is not None else None,
+            projected=decode_claim(row["projected"]) if row["projected"] is not None else None,
+        )
+        for row in result.mappings()
+    ]
 
 
 class TimelineFilter(msgspec.Struct, frozen=True, kw_only=True):

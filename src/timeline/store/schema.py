@@ -105,7 +105,9 @@ estimates = sa.Table(
     sa.Column("subject_id", sa.String(200), primary_key=True),
     sa.Column("metric", sa.String(200), primary_key=True),
     sa.Column("source_id", sa.String(200), primary_key=True),
-    sa.Column("claim_id", sa.String(200), nullable=False),
+    # The source's latest asserted figure and its latest projection; a row has at least one.
+    sa.Column("asserted_claim_id", sa.String(200), nullable=True),
+    sa.Column("projected_claim_id", sa.String(200), nullable=True),
 )
 
 timeline = sa.Table(

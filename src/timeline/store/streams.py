@@ -20,6 +20,7 @@ from timeline.domain.events import (
     DomainEvent,
     SourceAmended,
     SourceRegistered,
+    StatementMade,
     SubjectAmended,
     SubjectRegistered,
 )
@@ -42,6 +43,8 @@ class StreamState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     claim: Claim | None = None
     first: Registration | None = None
     current: Registration | None = None
+    # A subject's statements (in its stream), so the same one recorded again is recognised.
+    statements: tuple[StatementMade, ...] = ()
 
 
 EMPTY = StreamState()
@@ -53,7 +56,9 @@ def evolve(state: StreamState, event: DomainEvent) -> StreamState:
     """The state after one more event of the stream."""
     version = state.version + 1
     if isinstance(event, _REGISTERED):
-        return StreamState(version=version, first=state.first or event, current=event)
+        return msgspec.structs.replace(state, version=version, first=state.first or event, current=event)
+    if isinstance(event, StatementMade):
+        return msgspec.structs.replace(state, version=version, statements=(*state.statements, event))
     if isinstance(event, _AMENDED):
         assert state.current is not None
         return msgspec.structs.replace(state, version=version, current=rules.amend(state.current, event))

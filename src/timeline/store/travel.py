@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import timetravel
 from timeline.domain.events import RecordCorrected
-from timeline.domain.streams import claim_stream, source_stream, sources_named
+from timeline.domain.streams import claim_stream, source_stream, sources_named, subject_stream
 from timeline.projections import Views, current
 from timeline.store import queries, snapshots
 
@@ -119,5 +119,7 @@ async def _claimed(
     """The events of every claim that was about the subject up to ``position`` (but the ``skip`` streams)
     and the streams of the sources they name."""
     streams = [s for s in await queries.claim_streams_of_subject(conn, subject_id, position) if s not in skip]
+    # The subject's own stream holds its statements (no snapshot keeps them: it is always read).
+    streams.append(subject_stream(subject_id))
     claimed = await queries.logged_until(conn, streams, position=position, valid_until=valid_until)
     return claimed, {source_stream(source) for e in claimed for source in sources_named(e.event)}

@@ -92,6 +92,12 @@ async def root(conn: AsyncConnection, size: int) -> bytes:
 async def extend(conn: AsyncConnection) -> tuple[int, bytes]:
     """Store the nodes the events appended since the last call complete; the tree's size and root after.
     Runs in the appending transaction, so the tree never lags the log that committed."""
+    frontier = await grow(conn)
+    return frontier.size, frontier.root()
+
+
+async def grow(conn: AsyncConnection) -> merkle.Frontier:
+    """``extend``, returning the tree's frontier over the whole log (for a writer to go on from)."""
     result = await conn.execute(
         sa.select(sa.func.coalesce(sa.func.max(tree_nodes.c.idx) + 1, 0)).where(tree_nodes.c.level == STORED)
     )
@@ -115,7 +121,7 @@ async def extend(conn: AsyncConnection) -> tuple[int, bytes]:
         if made:
             await conn.execute(sa.insert(tree_nodes), made)
         if len(batch) < _BATCH:
-            return frontier.size, frontier.root()
+            return frontier
 
 
 async def sign(
@@ -131,8 +137,8 @@ async def sign(
 async def commit_checkpoint(
     conn: AsyncConnection, signer: signing.Signer | None, appended_from: int | None = None
 ) -> tuple[int, int] | None:
-    """What every appending transaction does before it commits: extend the tree, and sign its new head
-    (once per transaction, however many writes a group commit gathered); ``appended_from`` is the first
+    """What a transaction that appended around the sealer (``store.seal``: a restore) does before it commits,
+    from the database: extend the tree, and sign its new head; ``appended_from`` is the first
     position this transaction appended. It signs only when its own appends extend the last signed
     checkpoint: events before them that no checkpoint covers were written by someone else (with database
     access but not the key), and signing over them would launder them. Returns the range left unsigned."""
@@ -144,7 +150,7 @@ async def commit_checkpoint(
     if signed >= size:
         return None
     # A checkpoint row written without the key (its note not signed by it for its size) extends nothing.
-    genuine = latest is None or _signs(latest.note, signer.keyring(), latest.size)
+    genuine = latest is None or signs(latest.note, signer.keyring(), latest.size)
     if genuine and signed == appended_from - 1:
         await sign(conn, signer, size, root_hash, dt.datetime.now(dt.UTC))
         return None
@@ -152,7 +158,7 @@ async def commit_checkpoint(
 
 
 @functools.lru_cache(maxsize=8)
-def _signs(note: str, verifier: str, size: int) -> bool:
+def signs(note: str, verifier: str, size: int) -> bool:
     """Whether ``note`` is a checkpoint of ``size`` events signed by ``verifier`` (cached: every write
     transaction asks about the same latest checkpoint)."""
     try:

@@ -25,6 +25,8 @@ from timeline.domain.events import (
 from timeline.domain.streams import claim_stream, stream_of
 from timeline.domain.streams import parse as parse_stream
 from timeline.projections import (
+    NO_FIGURE,
+    SLOTS,
     ClaimRecord,
     EstimateKey,
     TimelineEntry,
@@ -34,6 +36,7 @@ from timeline.projections import (
     estimate_key,
     occurred_on,
     rank_can_drop,
+    slot_of,
     with_history,
 )
 from timeline.store import driver, projector, shadows
@@ -51,7 +54,12 @@ _registration_decoder: msgspec.json.Decoder[Registration] = msgspec.json.Decoder
 
 def claim_from_row(row: sa.RowMapping) -> ClaimRecord:
     """Turn a ``claims`` row back into the folded record."""
-    return _claim_decoder.decode(row["state"])
+    return decode_claim(row["state"])
+
+
+def decode_claim(state: str | bytes) -> ClaimRecord:
+    """A claim record from its stored state."""
+    return _claim_decoder.decode(state)
 
 
 def entry_from_row(row: sa.RowMapping) -> TimelineEntry:
@@ -176,7 +184,7 @@ async def _load_claims(
     """Read the claims by id, every claim under the ``full`` keys and the chosen claim under the ``light``
     keys (recording which one is chosen), in one query."""
     # No estimate row under a key means no live figure under it: a new one simply wins.
-    views.estimates.update(dict.fromkeys(light))
+    views.estimates.update(dict.fromkeys(light, NO_FIGURE))
     if not ids and not full and not light:
         return
     for part, claim_id, state in await driver.claims_for(conn, sorted(ids), sorted(full), sorted(light)):
@@ -184,7 +192,10 @@ async def _load_claims(
         if record is None:
             views.claims[claim_id] = record = _claim_decoder.decode(state)
         if part == _CHOSEN and (key := estimate_key(record.claim)) is not None:
-            views.estimates[key] = record.claim.claim_id
+            # The row was written from this very state, so the claim's slot is the one it fills.
+            chosen = list(views.estimates.get(key, NO_FIGURE))
+            chosen[SLOTS.index(slot_of(record.claim))] = record.claim.claim_id
+            views.estimates[key] = (chosen[0], chosen[1])
 
 
 def changes_of(views: Views, changes: driver.Changes | None = None) -> driver.Changes:
@@ -207,10 +218,10 @@ def changes_of(views: Views, changes: driver.Changes | None = None) -> driver.Ch
         )
     for key in sorted(views.changed_estimates):
         chosen = views.estimates[key]
-        if chosen is None:
+        if chosen == NO_FIGURE:
             changes.unchosen.append(key)
         else:
-            changes.chosen.append((*key, chosen))
+            changes.chosen.append((*key, *chosen))
     for stream in sorted(views.changed_registrations):
         position, definition = views.registrations[stream]
         changes.defined.append(
