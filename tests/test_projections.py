@@ -252,7 +252,9 @@ async def test_a_rebuild_repairs_rows_lost_changed_or_left_over(db: Database) ->
         await conn.execute(sa.update(claims).values(status="retracted", state="{}"))
         await conn.execute(sa.delete(estimates))
         await conn.execute(
-            sa.insert(estimates).values(subject_id="s", metric="m", source_id="nobody", claim_id="gone")
+            sa.insert(estimates).values(
+                subject_id="s", metric="m", source_id="nobody", asserted_claim_id="gone"
+            )
         )
         await conn.execute(sa.update(registrations).values(kind="subject", position=0))
     assert await _snapshot(db) != before

