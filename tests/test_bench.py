@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
@@ -12,9 +13,9 @@ import sqlalchemy as sa
 from timeline.service import Recorder
 from timeline.store import migrate, schema
 from timeline.store.database import Database
-from timeline_bench import suite
+from timeline_bench import measure, peer, seed
 from timeline_bench.generator import generate
-from timeline_bench.suite import parse_wrk
+from timeline_bench.wrk import parse_wrk
 
 WRK_OUTPUT = """\
 Running 4s test @ http://127.0.0.1:8123/subjects/subject-0/estimates
@@ -75,9 +76,9 @@ async def test_the_fast_seed_records_what_the_write_path_would(
     # The big benchmark logs skip the rules to be built in minutes; the same events through the write path
     # must be accepted and give the same log (but for ids, times and hashes) and the same views. Small
     # transactions, so streams and the hash chain carry over from one to the next, and the last is empty.
-    monkeypatch.setattr(suite, "SEED_CHUNK", 1_000)
+    monkeypatch.setattr(seed, "SEED_CHUNK", 1_000)
     count = 3_000
-    assert await suite._seed(database_url, count) == count
+    assert await seed.seed_log(database_url, count) == count
     checked = Database(empty_database_url)
     try:
         await migrate.upgrade(checked)
@@ -108,9 +109,27 @@ def test_peak_rss_is_the_commands_own_not_the_largest_earlier_childs(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     ballast = b"y" * (200 * 1024 * 1024)  # this process is large, as the benchmark's can be
     try:
-        assert suite.peak_rss_mb("big", []) > 300
-        assert suite.peak_rss_mb("small", []) < 100
+        assert measure.peak_rss_mb("big", []) > 300
+        assert measure.peak_rss_mb("small", []) < 100
         with pytest.raises(subprocess.CalledProcessError):
-            suite.peak_rss_mb("fails", [])
+            measure.peak_rss_mb("fails", [])
     finally:
         del ballast
+
+
+async def test_the_peers_projection_keeps_the_same_latest_estimates(database_url: str) -> None:
+    # The rebuild's baseline must do the same job: from the same log, the peer's view chooses the very claim
+    # timeline's estimates view chooses under every (subject, metric, source).
+    count = 1_500
+    await seed.seed_log(database_url, count)
+    dialect = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    last = await asyncio.to_thread(peer.load, dialect, database_url, count)
+    rate = await asyncio.to_thread(peer.project, dialect, database_url, last, 600.0)
+    assert rate > 0
+    rows = await _rows(
+        database_url, schema.estimates, "subject_id", "metric", "source_id", "asserted_claim_id"
+    )
+    ours = set(rows)
+    assert len(ours) > 100
+    assert all(chosen is not None for *_, chosen in rows)  # the bench log has assertions, no projections
+    assert set(await asyncio.to_thread(peer.estimates, dialect, database_url)) == ours

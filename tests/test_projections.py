@@ -238,6 +238,30 @@ async def test_rebuild_of_the_seed_matches_and_reports_count(db: Database) -> No
     assert await _snapshot(db) == before
 
 
+async def test_a_rebuild_repairs_rows_lost_changed_or_left_over(db: Database) -> None:
+    # The rebuild writes only the rows that differ from the log's fold: each kind of damage must be found.
+    from timeline.app.imports import LoadedFixture, import_fixtures
+
+    from .conftest import SEED
+
+    await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    before = await _snapshot(db)
+    async with db.write() as conn:
+        first = await conn.execute(sa.select(sa.func.min(timeline.c.position)))
+        await conn.execute(sa.delete(timeline).where(timeline.c.position == first.scalar_one()))
+        await conn.execute(sa.update(claims).values(status="retracted", state="{}"))
+        await conn.execute(sa.delete(estimates))
+        await conn.execute(
+            sa.insert(estimates).values(
+                subject_id="s", metric="m", source_id="nobody", asserted_claim_id="gone"
+            )
+        )
+        await conn.execute(sa.update(registrations).values(kind="subject", position=0))
+    assert await _snapshot(db) != before
+    assert await views.rebuild_online(db, batch=7) == 29
+    assert await _snapshot(db) == before
+
+
 async def test_retracting_the_chosen_estimate_falls_back_to_the_sources_previous_figure(db: Database) -> None:
     from timeline.domain.events import ClaimMade, ClaimRetracted, Quantity, StatedDate
     from timeline.store import queries

@@ -14,7 +14,8 @@ from pathlib import Path
 import msgspec
 
 from timeline_bench.live import run_live
-from timeline_bench.suite import GROUPS, Config, Result, run
+from timeline_bench.measure import Config, Result
+from timeline_bench.suite import GROUPS, run
 
 
 def _fmt(value: float) -> str:

@@ -11,18 +11,9 @@ from pathlib import Path
 
 import msgspec
 
-from timeline_bench.suite import (
-    Config,
-    Databases,
-    Load,
-    Result,
-    Stats,
-    _revisions,
-    _seed,
-    _Server,
-    _token,
-    _wrk,
-)
+from timeline_bench.measure import Config, Databases, Result, Stats
+from timeline_bench.seed import seed_log
+from timeline_bench.wrk import Load, Server, revisions, run_wrk, write_token
 
 # Streams on a subject no write touches: open, authorised, waiting (as a page left open on a quiet story).
 QUIET = "/events/stream?subject=subject-nobody-writes"
@@ -79,13 +70,13 @@ class Round(msgspec.Struct, frozen=True):
     cpu_ms: float
 
 
-async def _round(server: _Server, token: str, seconds: float, connections: int) -> Round:
+async def _round(server: Server, token: str, seconds: float, connections: int) -> Round:
     """Writes under wrk and, at the same time, /health asked on one connection."""
-    script = _revisions(token, 300)
+    script = revisions(token, 300)
     before = _cpu_seconds(server.proc.pid)
     writes, health = await asyncio.gather(
-        asyncio.to_thread(_wrk, server.base, "/", connections, seconds, script),
-        asyncio.to_thread(_wrk, server.base, "/health", 1, seconds),
+        asyncio.to_thread(run_wrk, server.base, "/", connections, seconds, script),
+        asyncio.to_thread(run_wrk, server.base, "/health", 1, seconds),
     )
     used = _cpu_seconds(server.proc.pid) - before
     return Round(writes, health, 1000 * used / max(1.0, writes.rate * seconds))
@@ -99,10 +90,10 @@ async def bench_live(
     rates move with other load; the server's CPU time per write shows what the streams themselves cost."""
     config = dbs.config
     url = await dbs.fresh(dialect)
-    await _seed(url, 2_000)
-    token = await _token(url)
+    await seed_log(url, 2_000)
+    token = await write_token(url)
     seconds, connections = config.http_seconds, 8
-    server = _Server(url)
+    server = Server(url)
     rounds: dict[str, list[Round]] = {"alone": [], QUIET: [], WHOLE: []}
     try:
         await server.ready()

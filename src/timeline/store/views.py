@@ -39,11 +39,11 @@ from timeline.projections import (
     slot_of,
     with_history,
 )
-from timeline.store import driver, projector
-from timeline.store.database import Database
-from timeline.store.eventlog import RecordedEvent, read_all, read_until
+from timeline.store import driver, projector, shadows
+from timeline.store.database import Database, driver_of
+from timeline.store.eventlog import RecordedEvent, decode_stored, read_until
 from timeline.store.eventlog import head_position as eventlog_head
-from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
+from timeline.store.schema import checkpoints, registrations
 
 CHECKPOINT = "views"
 _encoder = msgspec.json.Encoder()
@@ -253,13 +253,24 @@ async def project(
 ) -> None:
     """Bring the views up to date with events appended in this transaction (``before``: see ``load_for``;
     ``changes``: the rows of those events, when they are not written yet, to write with the views')."""
-    if not recorded:
+    await _project(conn, [(r.position, r.event) for r in recorded], before=before, changes=changes)
+
+
+async def _project(
+    conn: AsyncConnection,
+    logged: Sequence[tuple[int, DomainEvent]],
+    *,
+    before: Mapping[str, Claim | None] | None = None,
+    changes: driver.Changes | None = None,
+) -> None:
+    """``project`` for (position, event) pairs: what the write path and the fold share."""
+    if not logged:
         if changes:
             await driver.write(conn, changes)
         return
-    views = await load_for(conn, [r.event for r in recorded], before=before, until=recorded[0].position - 1)
-    for r in recorded:
-        apply(views, r.position, r.event)
+    views = await load_for(conn, [e for _, e in logged], before=before, until=logged[0][0] - 1)
+    for position, event in logged:
+        apply(views, position, event)
     await save(conn, views, changes)
 
 
@@ -280,7 +291,6 @@ async def freshness(conn: AsyncConnection) -> tuple[int, dt.datetime | None]:
     return int(row[0]), updated.replace(tzinfo=dt.UTC) if updated and updated.tzinfo is None else updated
 
 
-TABLES = (claims, estimates, registrations, timeline)
 # Events a batch of the fold: it loads every claim under each estimate key its revisions touch, a set that
 # grows with the log: 10,000 events a batch peaked at ~1 GB at 1,000,000 events; 2,000 costs ~7% more time.
 BATCH = 2_000
@@ -294,13 +304,34 @@ async def fold(
     checkpoint written together (the one algorithm of the live path's catch-up, ``rebuild`` and
     ``rebuild_online``); memory is bounded by a batch. Returns (events folded, the last position)."""
     done = 0
-    while chunk := await read_all(conn, after=after, limit=batch):
-        await project(conn, chunk)
-        after = chunk[-1].position
+    while chunk := await _read_after(conn, after, batch):
+        await _project(conn, chunk)
+        after = chunk[-1][0]
         done += len(chunk)
         if progress is not None and (waiting := progress(done, head)) is not None:
             await waiting
     return done, after
+
+
+# Only what the fold needs of each event (not its metadata, times, ids or hashes), read on the driver; in
+# ``decode_stored``'s argument order.
+_READ_AFTER = {
+    "postgresql": "SELECT position, data, type, schema_version FROM events WHERE position > $1 "
+    "ORDER BY position LIMIT $2",
+    "sqlite": "SELECT position, data, type, schema_version FROM events WHERE position > ? "
+    "ORDER BY position LIMIT ?",
+}
+
+
+async def _read_after(conn: AsyncConnection, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
+    """Up to ``limit`` (position, event) pairs of the log after position ``after``, in order."""
+    raw = await driver_of(conn)
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        rows = await raw.fetch(_READ_AFTER[dialect], after, limit)
+    else:
+        rows = await raw.execute_fetchall(_READ_AFTER[dialect], (after, limit))
+    return [(row[0], decode_stored(*row)) for row in rows]
 
 
 async def catch_up(db: Database, progress: Progress | None = None) -> int:
@@ -340,49 +371,15 @@ async def _fold_shadows(
 ) -> tuple[int, int]:
     """Create the temporary tables and fold the whole log into them (``fold`` from position 0, a batch
     and its checkpoint at a time, so memory is bounded by a batch)."""
-    await _create_shadows(conn, on_disk=on_disk)
+    await shadows.create(conn, on_disk=on_disk)
     head = await eventlog_head(conn)
     return await fold(conn, 0, batch=batch, progress=progress, head=head)
-
-
-# A temporary table is private to its connection and, on both databases, found before a shared table of the
-# same name; so on the rebuild's connection the same queries that maintain the views fill the shadows.
-_SHADOWED = (claims, estimates, registrations, timeline, checkpoints)
-
-
-async def _create_shadows(conn: AsyncConnection, *, on_disk: bool) -> None:
-    if on_disk and conn.dialect.name == "sqlite":
-        # On disk, not in memory: the shadows grow to the size of the views; the connection dies after.
-        # (Not on a caller's connection: SQLite refuses the change in a transaction once it has used a
-        # temporary table, and its default keeps them on disk anyway.)
-        await conn.execute(sa.text("PRAGMA temp_store = FILE"))
-    for table in _SHADOWED:
-        create = str(sa.schema.CreateTable(table).compile(dialect=conn.dialect))
-        await conn.execute(sa.text(create.replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)))
-        for index in table.indexes:
-            columns = ", ".join(c.name for c in index.columns)
-            await conn.execute(sa.text(f"CREATE INDEX shadow_{index.name} ON {table.name} ({columns})"))
 
 
 async def _swap_in_shadows(conn: AsyncConnection) -> None:
     """Put the shadows' rows, and the position they reflect, in place of the live views' and drop the
     shadows."""
     position = await checkpoint(conn)  # the shadow checkpoint, on this connection
-    live = (
-        "main"
-        if conn.dialect.name == "sqlite"
-        else str((await conn.execute(sa.text("SELECT current_schema()"))).scalar_one())
-    )
-    shadow = "temp" if conn.dialect.name == "sqlite" else "pg_temp"
-    for table in TABLES:
-        columns = ", ".join(c.name for c in table.columns)
-        await conn.execute(sa.text(f"DELETE FROM {live}.{table.name}"))
-        await conn.execute(
-            sa.text(
-                f"INSERT INTO {live}.{table.name} ({columns}) SELECT {columns} FROM {shadow}.{table.name}"
-            )
-        )
-    for table in _SHADOWED:
-        await conn.execute(sa.text(f"DROP TABLE {shadow}.{table.name}"))
+    await shadows.swap_in(conn)
     if position:  # an empty log leaves the views without a checkpoint, as before any event
         await projector.save_checkpoint(conn, CHECKPOINT, position)

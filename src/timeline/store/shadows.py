@@ -1,0 +1,67 @@
+"""The temporary copies of the view tables a rebuild folds into while the views keep serving, and their swap
+into place.
+
+A temporary table is private to its connection and, on both databases, found before a shared table of the
+same name; so on the rebuild's connection the same queries that maintain the views fill the shadows.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
+
+TABLES = (claims, estimates, registrations, timeline)
+SHADOWED = (*TABLES, checkpoints)
+# A rebuild's temporary tables grow to the size of the views; PostgreSQL keeps them in the session's own
+# buffers (8 MB by default), spilling to files beyond; these are taken only as the tables grow.
+_PG_TEMP_BUFFERS = "256MB"
+
+
+async def create(conn: AsyncConnection, *, on_disk: bool) -> None:
+    """Create the empty shadows (with the views' indexes) on this connection."""
+    # Only on a connection of its own, which dies after (not on a caller's: SQLite refuses the change in a
+    # transaction once it has used a temporary table, PostgreSQL once the session has).
+    if on_disk and conn.dialect.name == "sqlite":
+        # On disk, not in memory: the shadows grow to the size of the views (SQLite's default anyway).
+        await conn.execute(sa.text("PRAGMA temp_store = FILE"))
+    if on_disk and conn.dialect.name == "postgresql":
+        await conn.execute(sa.text(f"SET temp_buffers = '{_PG_TEMP_BUFFERS}'"))
+    for table in SHADOWED:
+        create = str(sa.schema.CreateTable(table).compile(dialect=conn.dialect))
+        await conn.execute(sa.text(create.replace("CREATE TABLE", "CREATE TEMPORARY TABLE", 1)))
+        for index in table.indexes:
+            columns = ", ".join(c.name for c in index.columns)
+            await conn.execute(sa.text(f"CREATE INDEX shadow_{index.name} ON {table.name} ({columns})"))
+
+
+async def swap_in(conn: AsyncConnection) -> None:
+    """Make the views' rows those of the shadows, then drop the shadows (not the checkpoint: the caller
+    moves it). Only rows that differ are written: a rebuild that finds the views right rewrites nothing,
+    and the write lock it is called under is held for a read of both rather than a rewrite of the views."""
+    sqlite = conn.dialect.name == "sqlite"
+    live = "main" if sqlite else str((await conn.execute(sa.text("SELECT current_schema()"))).scalar_one())
+    shadow = "temp" if sqlite else "pg_temp"
+    same = "IS" if sqlite else "IS NOT DISTINCT FROM"
+    for table in TABLES:
+        names = [c.name for c in table.columns]
+        keys = [c.name for c in table.primary_key.columns]
+        columns = ", ".join(names)
+        keyed = " AND ".join(f"s.{k} = {live}.{table.name}.{k}" for k in keys)
+        equal = " AND ".join(f"s.{n} {same} {live}.{table.name}.{n}" for n in names if n not in keys)
+        await conn.execute(
+            sa.text(
+                f"DELETE FROM {live}.{table.name} WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {shadow}.{table.name} AS s WHERE {keyed} AND {equal})"
+            )
+        )
+        await conn.execute(
+            sa.text(
+                f"INSERT INTO {live}.{table.name} ({columns}) SELECT {columns} "
+                f"FROM {shadow}.{table.name} AS s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {live}.{table.name} WHERE {keyed})"
+            )
+        )
+    for table in SHADOWED:
+        await conn.execute(sa.text(f"DROP TABLE {shadow}.{table.name}"))

@@ -1,0 +1,158 @@
+"""Appends through the write path: one event per call, batches, signed checkpoints, concurrent writers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from timeline import signing
+from timeline.domain.streams import references, stream_of
+from timeline.groupcommit import Committer
+from timeline.service import Recorder
+from timeline.store.database import Database
+from timeline_bench.baselines import peer_events, peer_insert, peer_recorder, raw_insert, raw_rows
+from timeline_bench.generator import generate
+from timeline_bench.measure import Databases, Result, Stats
+from timeline_bench.seed import claim_made
+
+
+async def timeline_writes(
+    url: str, count: int, per_call: int, tag: str, signer: signing.Signer | None = None
+) -> int:
+    db = Database(url, signer=signer)
+    try:
+        async with db.write() as conn:  # the references every claim needs
+            recorder = Recorder(conn, recorded_by="bench", label="setup")
+            for event in list(generate(1 + 1 + 1, subjects=1, sources=1)):
+                await recorder.record(event, origin="")
+            await recorder.finish()
+        start = time.perf_counter()
+        for first in range(0, count, per_call):
+            async with db.write() as conn:
+                recorder = Recorder(conn, recorded_by="bench", label="bench")
+                await recorder.record_all(
+                    [claim_made(i, tag) for i in range(first, min(first + per_call, count))], origin=""
+                )
+                await recorder.finish()
+        return int(count / (time.perf_counter() - start))
+    finally:
+        await db.dispose()
+
+
+async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int) -> Result:
+    """Appends through the write path (rules, log, views) in calls of ``per_call`` events."""
+    config = dbs.config
+    ours, peer, raw = [], [], []
+    for _ in range(config.repeats):
+        url = await dbs.fresh(dialect)
+        ours.append(float(await timeline_writes(url, count, per_call, "t")))
+        recorder = peer_recorder(dialect, url)
+        stored = peer_events(count, "p")
+        start = time.perf_counter()
+        peer_insert(recorder, stored, per_call)
+        peer.append(count / (time.perf_counter() - start))
+        rows = raw_rows(count, "r")
+        raw_url = await dbs.fresh(dialect, migrated=False)
+        start = time.perf_counter()
+        await raw_insert(dialect, raw_url, rows, per_call)
+        raw.append(count / (time.perf_counter() - start))
+    mine, theirs, floor = Stats.of(ours), Stats.of(peer), Stats.of(raw)
+    if per_call == 1:
+        ratio = mine.median / theirs.median
+        return Result(
+            benchmark="append, 1 event per call",
+            database=dialect,
+            unit="events/s",
+            timeline=mine,
+            baselines={"eventsourcing": theirs, "raw INSERT": floor},
+            target=">= 1.5x eventsourcing",
+            ratio=ratio,
+            met=ratio >= 1.5,
+        )
+    ratio = mine.median / theirs.median
+    raw_ratio = mine.median / floor.median
+    return Result(
+        benchmark="append, batches of 100",
+        database=dialect,
+        unit="events/s",
+        timeline=mine,
+        baselines={"eventsourcing": theirs, "raw batched INSERT": floor},
+        target=">= 1x eventsourcing and >= 0.5x raw",
+        ratio=ratio,
+        met=ratio >= 1 and raw_ratio >= 0.5,
+        note=f"{raw_ratio:.2f}x raw",
+    )
+
+
+async def bench_signing(dbs: Databases, dialect: str) -> Result:
+    """Single-event writes (one transaction, so one checkpoint each) with and without the signing key: the
+    cost of signing a checkpoint on every commit."""
+    signed, unsigned = [], []
+    key = signing.Signer.generate("bench.example/log")
+    for _ in range(dbs.config.repeats):
+        unsigned.append(float(await timeline_writes(await dbs.fresh(dialect), dbs.config.singles, 1, "u")))
+        signed.append(float(await timeline_writes(await dbs.fresh(dialect), dbs.config.singles, 1, "s", key)))
+    mine, base = Stats.of(signed), Stats.of(unsigned)
+    ratio = mine.median / base.median
+    return Result(
+        benchmark="append, 1 event per call, signed checkpoints",
+        database=dialect,
+        unit="events/s",
+        timeline=mine,
+        baselines={"no signing key": base},
+        target=">= 0.9x without signing",
+        ratio=ratio,
+        met=ratio >= 0.9,
+        note="one Ed25519 checkpoint per transaction; the Merkle tree is kept either way",
+    )
+
+
+async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 10) -> Result:
+    """32 writers appending single events to different claims at once (PostgreSQL), against raw batched
+    INSERTs of as many events (100 a transaction) on the same database in the same run."""
+    rates, single, raw = [], [], []
+    for _ in range(dbs.config.repeats):
+        url = await dbs.fresh("postgresql")
+        single.append(float(await timeline_writes(url, writers * each // 4, 1, "s")))
+        rows = raw_rows(writers * each * 4, "c")
+        start = time.perf_counter()
+        raw.append(await raw_insert("postgresql", url, rows, 100) / (time.perf_counter() - start))
+        db = Database(url, pool_size=writers)
+        committer = Committer(db)
+
+        def write_one(w: int, i: int) -> Callable[[Recorder], Awaitable[int]]:
+            async def unit(recorder: Recorder) -> int:
+                recorder.act_as(recorded_by="bench", label="bench")
+                await recorder.record(claim_made(i, f"w{w}"), origin="")
+                return 1
+
+            return unit
+
+        async def writer(w: int, committer: Committer = committer) -> None:
+            for i in range(each):
+                # As app.commands.record does: the stream and the streams it names are read for the
+                # whole batch in one query.
+                event = claim_made(i, f"w{w}")
+                await committer.run(write_one(w, i), reads=[stream_of(event)], probes=references(event))
+
+        try:
+            start = time.perf_counter()
+            await asyncio.gather(*(writer(w) for w in range(writers)))
+            rates.append(writers * each / (time.perf_counter() - start))
+        finally:
+            await committer.close()
+            await db.dispose()
+    mine, base, batched = Stats.of(rates), Stats.of(single), Stats.of(raw)
+    ratio = mine.median / batched.median
+    return Result(
+        benchmark=f"append, {writers} concurrent writers",
+        database="postgresql",
+        unit="events/s",
+        timeline=mine,
+        baselines={"raw batched INSERT": batched, "1 writer": base},
+        target=">= 0.25x raw batched INSERT",
+        ratio=ratio,
+        met=ratio >= 0.25,
+        note=f"group commit: writes share one transaction; {mine.median / base.median:.1f}x one writer",
+    )

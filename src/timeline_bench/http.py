@@ -1,0 +1,131 @@
+"""HTTP reads (cached and not), time travel over HTTP and concurrent writes, under wrk."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import sqlalchemy as sa
+
+from timeline.store import schema
+from timeline.store.database import Database
+from timeline_bench.measure import Databases, Result, Stats
+from timeline_bench.wrk import Load, Server, distinct, revisions, run_wrk
+
+
+async def _subject_events(url: str, subject_id: str) -> int:
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            result = await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(schema.timeline)
+                .where(schema.timeline.c.subject_id == subject_id)
+            )
+            return int(result.scalar_one())
+    finally:
+        await db.dispose()
+
+
+READ_ROUTES = {
+    "timeline page of 50": "/subjects/subject-0/timeline?limit=50",
+    "estimates view": "/subjects/subject-0/estimates",
+    "claim history": "/claims/c1/history",
+}
+
+
+async def bench_http(dbs: Databases, dialect: str, url: str, token: str) -> list[Result]:
+    """Reads against the app's constant route (with and without the response cache), time travel to
+    distinct moments, and on PostgreSQL concurrent writes; all under wrk."""
+    config = dbs.config
+    connections, seconds = config.connections, config.http_seconds
+    results = []
+    uncached: dict[str, Load] = {}
+    # Without the response cache: the reads' own baseline, and time travel, which must be computed each time.
+    server = Server(url, TIMELINE_RESPONSE_CACHE_BYTES="0")
+    try:
+        await server.ready()
+        for name, path in READ_ROUTES.items():
+            uncached[name] = await asyncio.to_thread(run_wrk, server.base, path, connections, seconds)
+        events = await _subject_events(url, "subject-0")
+        head = config.events
+        cuts = {
+            "estimates as_of a date": (
+                "/subjects/subject-0/estimates?",
+                "as_of",
+                [f"2024-{m:02}-{d:02}" for m in range(1, 13) for d in range(1, 29)],
+            ),
+            "estimates known_at a position": (
+                "/subjects/subject-0/estimates?",
+                "known_at",
+                [str(p) for p in range(head, head // 2, -max(1, head // 2000))],
+            ),
+        }
+        for name, (path, parameter, values) in cuts.items():
+            script = distinct(path, parameter, values)
+            load = await asyncio.to_thread(run_wrk, server.base, path, 1, seconds, script)
+            results.append(
+                Result(
+                    benchmark=f"HTTP {name}",
+                    database=dialect,
+                    unit="requests/s",
+                    timeline=Stats(load.rate, load.rate, load.rate),
+                    baselines={},
+                    target="p50 < 50 ms (subject of 10,000 events)",
+                    ratio=None,
+                    # The target is for a subject of 10,000 events; a smaller run's subject proves nothing.
+                    met=load.p50 < 50 and load.errors == 0 if events >= 10_000 else None,
+                    note=f"{load.note}; one connection, a different moment each request, no response cache, "
+                    f"subject of {events:,} timeline entries"
+                    + ("" if events >= 10_000 else " (too few to judge; `--full` has 10,000)"),
+                )
+            )
+    finally:
+        server.stop()
+    server = Server(url)
+    try:
+        await server.ready()
+        ceiling = await asyncio.to_thread(run_wrk, server.base, "/ping", connections, seconds)
+        constant = {"constant route": Stats(ceiling.rate, ceiling.rate, ceiling.rate)}
+        for name, path in READ_ROUTES.items():
+            async with httpx.AsyncClient() as client:  # fill the cache: steady state is measured
+                await client.get(server.base + path)
+            load = await asyncio.to_thread(run_wrk, server.base, path, connections, seconds)
+            ratio = load.rate / ceiling.rate
+            results.append(
+                Result(
+                    benchmark=f"HTTP {name}",
+                    database=dialect,
+                    unit="requests/s",
+                    timeline=Stats(load.rate, load.rate, load.rate),
+                    baselines=constant,
+                    target=">= 0.5x constant route, p99 < 25 ms",
+                    ratio=ratio,
+                    met=ratio >= 0.5 and load.p99 < 25 and load.errors == 0,
+                    note=f"{load.note}, {connections} connections; constant route p99 {ceiling.p99:.1f} ms; "
+                    f"without the response cache {uncached[name].rate:,.0f} requests/s "
+                    f"(p99 {uncached[name].p99:.1f} ms)",
+                )
+            )
+        if dialect == "postgresql":
+            # Writers revise claims all over the log (as editors do), not 32 claims hundreds of times each:
+            # a revision reads its claim's whole stream to check the rules.
+            claims = max(32, config.events // 3)
+            script = revisions(token, claims)
+            load = await asyncio.to_thread(run_wrk, server.base, "/", connections, seconds, script)
+            results.append(
+                Result(
+                    benchmark="HTTP writes (POST a revision)",
+                    database=dialect,
+                    unit="events/s",
+                    timeline=Stats(load.rate, load.rate, load.rate),
+                    baselines={},
+                    target=">= 2,000 events/s, no errors",
+                    ratio=load.rate / 2000,
+                    met=load.rate >= 2000 and load.errors == 0,
+                    note=f"{load.note}, {connections} connections, round-robin over {claims:,} claims",
+                )
+            )
+    finally:
+        server.stop()
+    return results
