@@ -77,6 +77,39 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.close()
 
 
+_BEGIN_LOCKED = "BEGIN ISOLATION LEVEL READ COMMITTED; LOCK TABLE events IN EXCLUSIVE MODE"
+
+
+class _Begun:
+    """A transaction begun by our own statement, in the place SQLAlchemy's asyncpg adapter keeps the one it
+    begins: the adapter then sends no BEGIN of its own, and ends this one with COMMIT or ROLLBACK."""
+
+    def __init__(self, driver: Any) -> None:
+        self._driver = driver
+
+    async def commit(self) -> None:
+        await self._driver.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        if not self._driver.is_closed():
+            await self._driver.execute("ROLLBACK")
+
+
+async def _begin_locked(conn: AsyncConnection) -> None:
+    """Begin the write transaction and take the log's write lock in one round trip (a simple query of two
+    statements), where the adapter would send BEGIN and then the LOCK. Taking the lock in the first
+    statement is what keeps every later statement's snapshot after the previous writer's commit."""
+    adapted: Any = (await conn.get_raw_connection()).dbapi_connection
+    if adapted._transaction is not None or adapted.isolation_level not in (None, "read_committed"):
+        # Begun already, or at another isolation level: the adapter begins it, then the lock.
+        await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+        return
+    driver = adapted.driver_connection
+    # Set first: if the lock times out, the transaction the BEGIN opened is rolled back like any other.
+    adapted._transaction = _Begun(driver)
+    await driver.execute(_BEGIN_LOCKED)
+
+
 class Busy(TimeoutError):
     """A write waited its longest for the log's write lock, held by another write."""
 
@@ -181,7 +214,7 @@ class Database:
             async with conn.begin():
                 if self.dialect == "postgresql":
                     # EXCLUSIVE blocks other writers but not readers; positions commit in order.
-                    await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
+                    await _begin_locked(conn)
                 yield
                 appended = conn.info.pop(APPENDED, None)
                 sealed = conn.info.pop(SEALED, None)
