@@ -151,10 +151,10 @@ async def test_a_batch_reads_its_streams_in_one_query_and_sees_its_own_registrat
     read_for_write = driver.read_for_write
 
     async def counting(
-        conn: AsyncConnection, whole: list[str], probe: list[str], head: bool, record_format: int
+        conn: AsyncConnection, whole: list[str], probe: list[str], head: bool, record_format: int, *ahead: Any
     ) -> list[Any]:
         reads.append((whole, probe))
-        return await read_for_write(conn, whole, probe, head, record_format)
+        return await read_for_write(conn, whole, probe, head, record_format, *ahead)
 
     monkeypatch.setattr(driver, "read_for_write", counting)
 
@@ -180,3 +180,37 @@ async def test_a_batch_reads_its_streams_in_one_query_and_sees_its_own_registrat
     assert "source 'b'" in str(results[3])
     assert [r for i, r in enumerate(results) if i not in (2, 3)] == list(range(3, 11))
     assert len(reads) == 1, reads
+
+
+async def test_a_write_reads_the_view_rows_it_needs_with_its_streams(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A write that says what it proposes gets the claim rows its views need in the query that reads its
+    # streams: no query of its own for them, and the figure already chosen still stands where it should.
+    committer = Committer(db)
+    for event in (subject("s"), source("a"), document("d")):
+        await committer.run(_unit(event))
+    asked: list[object] = []
+    claims_for = driver.claims_for
+
+    async def counting(*args: Any) -> Any:
+        asked.append(args[1:])
+        return await claims_for(*args)
+
+    monkeypatch.setattr(driver, "claims_for", counting)
+
+    async def write(event: Any) -> None:
+        await committer.run(
+            _unit(event), reads=[stream_of(event)], probes=references(event), proposed=[event]
+        )
+
+    try:
+        await write(claim_made("c9", "a", 9))
+        # Same source, day and kind: the tie goes to the claim id that sorts last, the one chosen already.
+        await write(claim_made("c1", "a", 1))
+    finally:
+        await committer.close()
+    assert asked == []
+    async with db.read() as conn:
+        chosen = await conn.execute(sa.text("SELECT asserted_claim_id FROM estimates WHERE source_id = 'a'"))
+        assert chosen.scalars().all() == ["c9"]

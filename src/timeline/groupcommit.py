@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 import asyncpg
 import sqlalchemy as sa
 
+from timeline.domain.events import DomainEvent
 from timeline.service import Recorder
 from timeline.store.database import Database
 
@@ -36,6 +37,8 @@ class _Queued(NamedTuple):
     # The streams the unit will read, and those whose existence it will check: read for the whole batch.
     reads: tuple[str, ...]
     probes: tuple[str, ...]
+    # The events it will propose, when known: the views' rows for them come with the streams.
+    proposed: tuple[DomainEvent, ...]
 
 
 class Unavailable(Exception):
@@ -111,17 +114,19 @@ class Committer:
         *,
         reads: Iterable[str] = (),
         probes: Iterable[str] = (),
+        proposed: Iterable[DomainEvent] = (),
     ) -> T:
         """Run ``unit`` in a write transaction shared with other units; return its result once that commits,
         or raise what it raised with only its changes undone. It may run twice, so it acts only in there.
-        The streams it will ``reads`` and ``probes`` are read for the whole batch in one query.
+        The streams it will ``reads`` and ``probes`` are read for the whole batch in one query (with the
+        view rows the ``proposed`` events will need).
         Raises ``Unavailable`` once ``close`` has begun."""
         if self._closed:
             raise Unavailable(_REFUSED)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="group-commit")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Queued(unit, future, tuple(reads), tuple(probes)))
+        await self._queue.put(_Queued(unit, future, tuple(reads), tuple(probes), tuple(proposed)))
         return await future
 
     async def _loop(self) -> None:
@@ -181,6 +186,7 @@ class Committer:
             await recorder.preload(
                 (s for queued in batch for s in queued.reads),
                 probe=(s for queued in batch for s in queued.probes),
+                proposed=[e for queued in batch for e in queued.proposed],
             )
             watch = _Watch()
             sa.event.listen(conn.sync_connection, "before_cursor_execute", watch.seen)

@@ -100,4 +100,4 @@ async def record(
         return Reply(status_code=status, body=body, outcome=outcome)
 
     # Concurrent writes share one transaction and one commit (group commit); one that fails is undone alone.
-    return await committer.run(unit, reads=[stream_id], probes=references(event))
+    return await committer.run(unit, reads=[stream_id], probes=references(event), proposed=[event])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 
@@ -76,6 +77,8 @@ def check_occurred(occurred: Occurred, *, field: str = "occurred") -> None:
         check_visible(occurred.wording, field=f"{field}.wording")
 
 
+# A write asks for each event's date five or six times (the rules, valid time, ranking, the timeline).
+@functools.lru_cache(maxsize=4096)
 def period_start(stated: StatedDate) -> dt.date:
     """The first day of the period the date names (its position on a timeline)."""
     if stated.precision == "week":

@@ -35,8 +35,11 @@ Row = tuple[Any, ...]
 
 # What a writer reads: each stream's record (part 3) and its events after the record's version (part 0, most
 # often none), the first event of streams whose existence it checks (1), the log's head (2), ordered so each
-# stream's events come in version order. A record of another format counts as none.
+# stream's events come in version order. A record of another format counts as none. With them, the claim
+# rows the views will need (saving the views' own query): claims by id (4), and the claims chosen under some
+# estimate keys and under those claims' own keys (5).
 _RECORD = "NULL, NULL, r.stream_id, r.version, NULL, NULL, r.state, NULL, NULL, NULL, NULL, NULL"
+_CLAIM = "NULL, NULL, c.claim_id, NULL, NULL, NULL, c.state, NULL, NULL, NULL, NULL, NULL"
 _READ_FOR_WRITE = {
     "postgresql": f"""
 SELECT 0, e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
@@ -47,6 +50,14 @@ WHERE e.stream_version > coalesce(r.version, 0)
 UNION ALL SELECT 1, {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($2::text[]) AND stream_version = 1
 UNION ALL (SELECT 2, {EVENT_COLUMNS} FROM events WHERE $3::boolean ORDER BY position DESC LIMIT 1)
 UNION ALL SELECT 3, {_RECORD} FROM stream_records r WHERE r.stream_id = ANY($1::text[]) AND r.format = $4
+UNION ALL SELECT 4, {_CLAIM} FROM claims c WHERE c.claim_id = ANY($5::text[])
+UNION ALL SELECT 5, {_CLAIM} FROM (
+    SELECT * FROM unnest($6::text[], $7::text[], $8::text[])
+    UNION SELECT subject_id, metric, source_id FROM claims
+      WHERE claim_id = ANY($5::text[]) AND metric IS NOT NULL
+  ) AS k(s, m, src)
+  JOIN estimates e ON e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
+  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)
 ORDER BY 1, 4, 5""",
     "sqlite": f"""
 SELECT 0, e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
@@ -59,9 +70,19 @@ UNION ALL SELECT 1, {EVENT_COLUMNS} FROM events
 UNION ALL SELECT * FROM (SELECT 2, {EVENT_COLUMNS} FROM events WHERE ?3 ORDER BY position DESC LIMIT 1)
 UNION ALL SELECT 3, {_RECORD} FROM stream_records r
   WHERE r.stream_id IN (SELECT value FROM json_each(?1)) AND r.format = ?4
+UNION ALL SELECT 4, {_CLAIM} FROM claims c WHERE c.claim_id IN (SELECT value FROM json_each(?5))
+UNION ALL SELECT 5, {_CLAIM} FROM (
+    SELECT json_extract(value, '$[0]') AS s, json_extract(value, '$[1]') AS m,
+      json_extract(value, '$[2]') AS src FROM json_each(?6)
+    UNION SELECT subject_id, metric, source_id FROM claims
+      WHERE claim_id IN (SELECT value FROM json_each(?5)) AND metric IS NOT NULL
+  ) AS k
+  JOIN estimates e ON e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
+  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)
 ORDER BY 1, 4, 5""",
 }
 RECORD_PART = 3
+CLAIM_PARTS = (4, 5)
 
 _READ_AFTER = {
     "postgresql": f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
@@ -247,19 +268,36 @@ def stored_event(row: Sequence[Any], dialect: str) -> Row:
 
 
 async def read_for_write(
-    conn: AsyncConnection, whole: list[str], probe: list[str], head: bool, record_format: int
+    conn: AsyncConnection,
+    whole: list[str],
+    probe: list[str],
+    head: bool,
+    record_format: int,
+    claim_ids: Sequence[str] = (),
+    keys: Sequence[tuple[str, str, str]] = (),
 ) -> list[Row]:
     """Rows of ``_READ_FOR_WRITE``: (part, *event columns), events typed as ``stored_event`` gives them
-    (a record's row is (3, None, None, stream_id, version, None, None, state, ...))."""
+    (a record's row is (3, None, None, stream_id, version, None, None, state, ...), a claim's is
+    (4 or 5, None, None, claim_id, None, None, None, state, ...))."""
     driver = await driver_of(conn)
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        rows = await driver.fetch(_READ_FOR_WRITE[dialect], whole, probe, head, record_format)
+        rows = await driver.fetch(
+            _READ_FOR_WRITE[dialect], whole, probe, head, record_format, list(claim_ids), *_columns(keys, 3)
+        )
     else:
         rows = await driver.execute_fetchall(
-            _READ_FOR_WRITE[dialect], (json.dumps(whole), json.dumps(probe), int(head), record_format)
+            _READ_FOR_WRITE[dialect],
+            (
+                json.dumps(whole),
+                json.dumps(probe),
+                int(head),
+                record_format,
+                json.dumps(claim_ids),
+                json.dumps(keys),
+            ),
         )
-    return [tuple(r) if r[0] == RECORD_PART else (r[0], *stored_event(r[1:], dialect)) for r in rows]
+    return [tuple(r) if r[0] >= RECORD_PART else (r[0], *stored_event(r[1:], dialect)) for r in rows]
 
 
 async def read_after(conn: AsyncConnection, after: int, limit: int) -> list[Row]:

@@ -251,6 +251,8 @@ class Reading(msgspec.Struct, kw_only=True):
     records: dict[str, tuple[int, str]]
     existing: set[str]
     head: tuple[int, str] | None
+    # Claim rows read along (``claim_ids``, ``keys``), as ``driver.claims_for`` gives them: (part, id, state).
+    claims: list[tuple[int, str, str]] = []
 
 
 _WHOLE, _PROBE, _HEAD = 0, 1, 2
@@ -263,16 +265,23 @@ async def read_for_write(
     probe: Iterable[str] = (),
     head: bool = False,
     record_format: int = 0,
+    claim_ids: Iterable[str] = (),
+    keys: Iterable[tuple[str, str, str]] = (),
 ) -> Reading:
     """In one query: the streams' records (of ``record_format``) and their events after them in version
     order, which of the ``probe`` streams exist, and, with ``head``, the log's head link. The caller holds
-    the write lock, so the head stays put."""
+    the write lock, so the head stays put. Along with them, the claim rows of ``claim_ids`` (part 0) and the
+    claims chosen under ``keys`` and under those claims' keys (part 2), for the views."""
     reading = Reading(streams={s: [] for s in stream_ids}, records={}, existing=set(), head=None)
     probes = sorted(set(probe).difference(reading.streams))
     if reading.streams or probes or head:
-        rows = await driver.read_for_write(conn, sorted(reading.streams), probes, head, record_format)
+        rows = await driver.read_for_write(
+            conn, sorted(reading.streams), probes, head, record_format, sorted(claim_ids), sorted(keys)
+        )
         for part, *row in rows:
-            if part == _WHOLE:
+            if part in driver.CLAIM_PARTS:
+                reading.claims.append((2 * (part - driver.CLAIM_PARTS[0]), row[2], row[6]))
+            elif part == _WHOLE:
                 recorded = _from_driver(row)
                 reading.streams[recorded.stream_id].append(recorded)
             elif part == _PROBE:

@@ -78,6 +78,7 @@ async def load_for(
     *,
     before: Mapping[str, Claim | None] | None = None,
     until: int | None = None,
+    ahead: ReadAhead | None = None,
 ) -> Views:
     """Load every row the given events can change: their claims and those claims' estimate neighbours
     (under every key the claims pass through), and the definitions being amended; a claim being corrected
@@ -85,6 +86,7 @@ async def load_for(
 
     ``before``, the writer's own fold of each claim the events touch (None: not made yet), lets every claim
     row come in one query; the rows read are checked against it, and a wrong guess costs another query.
+    ``ahead``, rows the writer read with its streams, spares asking for them again.
     """
     views = Views()
     amended = [
@@ -108,18 +110,18 @@ async def load_for(
         except ValueError:  # the guess cannot even be folded (a claim event before its ClaimMade)
             pass
         else:
-            await _load_claims(conn, views, ids, full, light)
+            await _load_claims(conn, views, ids, full, light, ahead)
             # A row keeps no history: the guess is compared as its row would be.
             rows = {cid: r.claim for cid, r in views.claims.items() if cid in ids}
             if rows == {cid: msgspec.structs.replace(c, recorded=()) for cid, c in guessed.items()}:
                 await _load_histories(conn, views, corrected, until)
                 return views
             views = Views(registrations=views.registrations)  # the guess was wrong: read them again
-    await _load_claims(conn, views, ids, set(), set())
+    await _load_claims(conn, views, ids, set(), set(), ahead)
     await _load_histories(conn, views, corrected, until)  # folding a correction ahead needs them
     states = {cid: r.claim for cid, r in views.claims.items()}
     full, light = _keys_touched(states, claim_events)
-    await _load_claims(conn, views, set(), full, light)
+    await _load_claims(conn, views, set(), full, light, ahead)
     return views
 
 
@@ -178,19 +180,63 @@ def chunked(items: Iterable[_Item]) -> list[list[_Item]]:
     return [ordered[start : start + _CHUNK] for start in range(0, len(ordered), _CHUNK)]
 
 
+class ReadAhead:
+    """Claim rows a writer read with its streams, in the same query (``eventlog.read_for_write``), so that
+    ``load_for`` asks only for the rest: the rows of ``ids`` (an id without one: no claim yet) and the claims
+    chosen under ``keys`` and under those claims' own keys. Valid until the transaction writes claims."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.keys: set[EstimateKey] = set()
+        self._rows: list[tuple[int, ClaimRecord]] = []
+
+    def add(
+        self, ids: Iterable[str], keys: Iterable[EstimateKey], rows: Iterable[tuple[int, str, str]]
+    ) -> None:
+        """Rows (part, claim id, state) read for these ids and keys (parts as ``driver.claims_for``'s)."""
+        self.ids.update(ids)
+        self.keys.update(keys)
+        for part, _, state in rows:
+            record = _claim_decoder.decode(state)
+            self._rows.append((part, record))
+            if part != _CHOSEN and (key := estimate_key(record.claim)) is not None:
+                self.keys.add(key)
+
+    def take(
+        self, ids: set[str], light: set[EstimateKey]
+    ) -> tuple[list[tuple[int, str, ClaimRecord | str]], set[str], set[EstimateKey]]:
+        """The rows read ahead that answer ``ids`` and ``light``, and the ids and keys left to ask for."""
+        covered = light & self.keys
+        rows: list[tuple[int, str, ClaimRecord | str]] = [
+            (part, r.claim.claim_id, r)
+            for part, r in self._rows
+            if (estimate_key(r.claim) in covered if part == _CHOSEN else r.claim.claim_id in ids)
+        ]
+        return rows, ids - self.ids, light - covered
+
+
 async def _load_claims(
-    conn: AsyncConnection, views: Views, ids: set[str], full: set[EstimateKey], light: set[EstimateKey]
+    conn: AsyncConnection,
+    views: Views,
+    ids: set[str],
+    full: set[EstimateKey],
+    light: set[EstimateKey],
+    ahead: ReadAhead | None = None,
 ) -> None:
     """Read the claims by id, every claim under the ``full`` keys and the chosen claim under the ``light``
-    keys (recording which one is chosen), in one query."""
+    keys (recording which one is chosen), in one query (none for what ``ahead`` holds)."""
     # No estimate row under a key means no live figure under it: a new one simply wins.
     views.estimates.update(dict.fromkeys(light, NO_FIGURE))
-    if not ids and not full and not light:
-        return
-    for part, claim_id, state in await driver.claims_for(conn, sorted(ids), sorted(full), sorted(light)):
+    rows: list[tuple[int, str, ClaimRecord | str]] = []
+    if ahead is not None:
+        rows, ids, light = ahead.take(ids, light)
+    if ids or full or light:
+        rows.extend(await driver.claims_for(conn, sorted(ids), sorted(full), sorted(light)))
+    for part, claim_id, state in rows:
         record = views.claims.get(claim_id)
         if record is None:
-            views.claims[claim_id] = record = _claim_decoder.decode(state)
+            record = state if isinstance(state, ClaimRecord) else _claim_decoder.decode(state)
+            views.claims[claim_id] = record
         if part == _CHOSEN and (key := estimate_key(record.claim)) is not None:
             # The row was written from this very state, so the claim's slot is the one it fills.
             chosen = list(views.estimates.get(key, NO_FIGURE))
@@ -250,10 +296,13 @@ async def project(
     *,
     before: Mapping[str, Claim | None] | None = None,
     changes: driver.Changes | None = None,
+    ahead: ReadAhead | None = None,
 ) -> None:
-    """Bring the views up to date with events appended in this transaction (``before``: see ``load_for``;
-    ``changes``: the rows of those events, when they are not written yet, to write with the views')."""
-    await _project(conn, [(r.position, r.event) for r in recorded], before=before, changes=changes)
+    """Bring the views up to date with events appended in this transaction (``before``, ``ahead``: see
+    ``load_for``; ``changes``: the rows of those events, when they are not written yet, to write with the
+    views')."""
+    logged = [(r.position, r.event) for r in recorded]
+    await _project(conn, logged, before=before, changes=changes, ahead=ahead)
 
 
 async def _project(
@@ -262,13 +311,15 @@ async def _project(
     *,
     before: Mapping[str, Claim | None] | None = None,
     changes: driver.Changes | None = None,
+    ahead: ReadAhead | None = None,
 ) -> None:
     """``project`` for (position, event) pairs: what the write path and the fold share."""
     if not logged:
         if changes:
             await driver.write(conn, changes)
         return
-    views = await load_for(conn, [e for _, e in logged], before=before, until=logged[0][0] - 1)
+    events = [e for _, e in logged]
+    views = await load_for(conn, events, before=before, until=logged[0][0] - 1, ahead=ahead)
     for position, event in logged:
         apply(views, position, event)
     await save(conn, views, changes)
