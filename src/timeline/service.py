@@ -141,6 +141,8 @@ class Recorder:
             request_id=request_id,
             idempotency_key=idempotency_key,
         )
+        self._last_base: Metadata | None = None
+        self._last_metadata: Metadata | None = None
         self._streams: dict[str, _Stream] = {}
         self._batch: eventlog.Batch | None = None
         # The log's head link, read with the first streams (under the write lock it cannot move).
@@ -308,13 +310,7 @@ class Recorder:
         if not decided:
             self.unchanged += 1
             return []
-        metadata = Metadata(
-            recorded_by=self._base.recorded_by,
-            origin=f"{self.label} {origin}".strip(),
-            import_id=self._base.import_id,
-            request_id=self._base.request_id,
-            idempotency_key=self._base.idempotency_key,
-        )
+        metadata = self._metadata(origin)
         if self._batch is None:
             if self._head is None:
                 self._batch = await eventlog.Batch.start(self.conn, self.recorded_at)
@@ -328,6 +324,23 @@ class Recorder:
         stream.appended.extend(recorded)
         self.appended.extend(recorded)
         return recorded
+
+    def _metadata(self, origin: str) -> Metadata:
+        # One instance while the request and origin stay the same (a batch's events share it, and the log
+        # encodes it once).
+        text = f"{self.label} {origin}".strip()
+        last = self._last_metadata
+        if last is not None and last.origin == text and self._last_base is self._base:
+            return last
+        self._last_base = self._base
+        self._last_metadata = Metadata(
+            recorded_by=self._base.recorded_by,
+            origin=text,
+            import_id=self._base.import_id,
+            request_id=self._base.request_id,
+            idempotency_key=self._base.idempotency_key,
+        )
+        return self._last_metadata
 
     def _check_dates(self, event: DomainEvent) -> None:
         where = "published_on" if isinstance(event, DocumentRegistered | DocumentAmended) else "stated_on"

@@ -269,7 +269,9 @@ def _check_field(name: str, value: object, field: str) -> None:
         check_ident(str(value), field=field)
     elif name.endswith("_ids") and isinstance(value, tuple | list):
         for i, ident in enumerate(value):
-            check_ident(ident, field=f"{field}[{i}]")
+            # The field's path is built only for a failure: most events name a few documents each.
+            if type(ident) is not str or len(ident) > IDENT_MAX or not _IDENT.fullmatch(ident):
+                check_ident(ident, field=f"{field}[{i}]")
     elif name == "aliases" and isinstance(value, tuple | list):
         if len(value) > ALIASES_MAX:
             raise InvalidValue(f"at most {ALIASES_MAX} aliases, got {len(value)}", field=field)

@@ -149,6 +149,8 @@ class Batch:
         self.recorded_at = recorded_at
         # In ``driver.EVENT_COLUMNS`` order.
         self.rows: list[driver.Row] = []
+        # The last metadata encoded: the events of one request or input line share one.
+        self._metadata: tuple[Metadata, str] | None = None
 
     @classmethod
     async def start(cls, conn: AsyncConnection, recorded_at: dt.datetime) -> Batch:
@@ -162,7 +164,11 @@ class Batch:
         name = type(item.event).__name__
         event_id = uuid.uuid4()
         data = encode_event(item.event).decode()
-        meta = _meta_encoder.encode(item.metadata).decode()
+        if self._metadata is not None and self._metadata[0] is item.metadata:
+            meta = self._metadata[1]
+        else:
+            meta = _meta_encoder.encode(item.metadata).decode()
+            self._metadata = (item.metadata, meta)
         prev_hash = self.head_hash
         self.head_hash = chain.link(
             prev_hash,
