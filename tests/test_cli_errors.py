@@ -251,6 +251,7 @@ async def test_db_upgrade_and_serves_catch_up_of_emptied_views_show_progress_on_
 
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("TIMELINE_PROGRESS", "1")
+    monkeypatch.setenv("COLUMNS", "160")  # a bar and its counts on one line
     script = ScriptDirectory.from_config(migrate.alembic_config())
     every = len(list(script.walk_revisions()))
     db_args = ("--database-url", database_url)
