@@ -15,6 +15,7 @@ from timeline.api import headlines
 from timeline.api.app import create_app
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain.events import Quantity, StatedDate
+from timeline.fixtures import FixtureError
 from timeline.projections import TimelineEntry
 from timeline.store import tokens
 from timeline.store.database import Database
@@ -253,3 +254,38 @@ def test_headline_wording(entry: TimelineEntry, expected: str) -> None:
     kinds = {"nis": "agency", "unnamed": "anonymous", "official": "anonymous", "experts": "experts",
              "kremlin": "government"}  # fmt: skip
     assert headlines.headline(entry, names, kinds) == expected
+
+
+async def test_a_statement_cannot_be_corrected_and_the_refusal_says_so(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+) -> None:
+    statement = "kremlin-spokesperson-sovereign-matter"  # a statement of the invented follow-ups
+    response = await client.post(
+        f"/claims/{statement}/corrections",
+        json={"corrects_version": 1, "changes": {"statement": "x"}, "reason": "typo"},
+    )
+    assert response.status_code == 404, response.text
+    problem = response.json()
+    assert "a statement (StatementMade) cannot be corrected" in problem["detail"]
+    assert "record a new statement" in problem["detail"]
+
+
+async def test_a_fixture_correcting_a_statement_is_refused_by_line(db: Database) -> None:
+    await import_fixtures(
+        db, [LoadedFixture(str(p), p.read_bytes()) for p in (SEED, FOLLOW_UPS)], recorded_by="test"
+    )
+    text = (
+        'document: {id: fix, title: A fix, published_on: "2024-11-05"}\n'
+        "events:\n"
+        "  - type: correction\n"
+        "    id: fix-statement\n"
+        "    claim: kremlin-spokesperson-sovereign-matter\n"
+        "    corrects: kremlin-spokesperson-sovereign-matter\n"
+        "    changes: {statement: Corrected words.}\n"
+        "    reason: A typo.\n"
+    )
+    with pytest.raises(FixtureError) as caught:
+        await import_fixtures(db, [LoadedFixture("fix.yaml", text.encode())], recorded_by="test")
+    assert caught.value.path == "events[0].claim"
+    assert caught.value.line == 5
+    assert "a statement (StatementMade) cannot be corrected" in caught.value.message
