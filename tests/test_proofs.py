@@ -575,6 +575,49 @@ async def test_an_edit_deletion_or_swap_is_named_at_its_position(
         await _audit(kept)
 
 
+async def test_after_a_key_rotation_the_auditor_says_to_switch_keys_and_then_still_checks_consistency(
+    kept: Auditor, signed: Database, signer: signing.Signer, database_url: str, tmp_path: Path
+) -> None:
+    rotated = signer.rotated()
+    db = Database(database_url, signer=rotated)
+    try:
+        await _record(db, LATER.replace("id: later", "id: after-rotation"), "after-rotation")
+    finally:
+        await db.dispose()
+    # Holding the old key only: the checkpoint is refused, saying which key signed it and what to do.
+    with pytest.raises(notes.UnknownKey, match="run again with --log-key NEW_KEY") as refused:
+        await _audit(kept)
+    new_hash = rotated.verifier_text().split("+")[1]
+    assert refused.value.key_hash == new_hash
+    assert new_hash in str(refused.value)
+    # Switched to the new key: the new checkpoint must still extend the one kept under the old key.
+    switched = Auditor(kept.url, kept.state_path, rotated.verifier_text(), transport=kept.transport)
+    said = await _audit(switched, whole_log=False)
+    assert "consistent with the checkpoint of 30 events kept before" in said
+    assert f"the log's key is now {rotated.verifier_text()}" in said
+    assert "the whole log (31 events)" in await _audit(switched)
+    claimed = await asyncio.to_thread(
+        lambda: switched.claim("nis-1500-soldiers-sent-for-training", switched.checkpoint()[0])
+    )
+    assert all("hash and inclusion proof hold" in line for line in claimed)
+    # The switch is kept: the next run needs no --log-key, and the old key is not accepted back.
+    again = Auditor(kept.url, kept.state_path, None, transport=kept.transport)
+    assert "the same size as the checkpoint kept (31 events)" in await _audit(again, whole_log=False)
+    with pytest.raises(SystemExit, match="that key was replaced"):
+        Auditor(kept.url, kept.state_path, signer.verifier_text(), transport=kept.transport)
+    # A key the log has not signed with is not switched to, whatever the operator says.
+    stranger = signing.Signer.generate("test.example/log")
+    db = Database(database_url, signer=stranger)
+    try:
+        await _record(db, LATER.replace("id: later", "id: stranger"), "stranger")  # left unsigned
+    finally:
+        await db.dispose()
+    wrong = Auditor(kept.url, kept.state_path, stranger.verifier_text(), transport=kept.transport)
+    with pytest.raises(Rejected, match="still signed by the key you trusted before"):
+        await _audit(wrong, whole_log=False)
+    assert json.loads(kept.state_path.read_text())["log_key"] == rotated.verifier_text()
+
+
 async def test_a_deleted_tail_is_found_even_with_its_checkpoint_gone(kept: Auditor, signed: Database) -> None:
     await _tamper(signed, "DELETE FROM events WHERE position = 30")
     with pytest.raises(Rejected, match="the checkpoint signed 30 events: events 30-30 were deleted"):
