@@ -142,8 +142,11 @@ def test_signed_notes_are_c2sp_checkpoints_the_auditor_reads() -> None:
     with pytest.raises(Rejected, match="altered"):
         notes.open_checkpoint(note.replace("\n7\n", "\n8\n"), signer.verifier_text())
     other = signing.Signer.generate("example.org/log")
-    with pytest.raises(Rejected, match="no signature"):
+    with pytest.raises(notes.UnknownKey, match="not by the key you trust"):
         notes.open_checkpoint(note, other.verifier_text())
+    stranger = signing.Signer.generate("example.org/other-log")
+    with pytest.raises(Rejected, match="no signature"):
+        notes.open_checkpoint(note, stranger.verifier_text())
     witness, witness_key = notes.new_witness_key("witness.example")
     line = notes.cosign(opened, witness, now=1_700_000_000)
     assert signing.Cosignature.verify(line, opened.body, witness_key) == 1_700_000_000
@@ -391,6 +394,7 @@ async def test_http_checkpoint_proofs_and_a_claims_history_with_proofs(
     data = await _event_data(signed)
     answer = await client.get("/audit/checkpoint")
     assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/plain; charset=utf-8"  # the charset once
     checkpoint = notes.open_checkpoint(answer.text, signer.verifier_text())
     assert (checkpoint.size, checkpoint.root) == (29, mth(data))
     inclusion = (await client.get("/audit/proofs/inclusion", params={"position": 13, "size": 29})).json()
