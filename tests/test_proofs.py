@@ -622,6 +622,23 @@ async def test_after_a_key_rotation_the_auditor_says_to_switch_keys_and_then_sti
     assert json.loads(kept.state_path.read_text())["log_key"] == rotated.verifier_text()
 
 
+async def test_the_auditors_command_line_tells_a_missing_token_from_a_failing_log(
+    kept: Auditor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from timeline_audit import cli as audit_cli
+
+    monkeypatch.setattr(audit_cli, "_urlopen", kept.transport)
+    witness = tmp_path / "witness.key"
+    state = ("--state", str(kept.state_path))
+    assert audit_cli.main(["witness-key", "w.example", "--output", str(witness)]) == 0
+    argv = [*state, "cosign", kept.url, "--witness-key", str(witness)]
+    assert await asyncio.to_thread(audit_cli.main, argv) == 1  # misuse, not a finding about the log
+    err = capsys.readouterr().err
+    assert "answered 401" in err
+    assert "--token" in err
+    assert "REJECTED" not in err
+
+
 async def test_a_deleted_tail_is_found_even_with_its_checkpoint_gone(kept: Auditor, signed: Database) -> None:
     await _tamper(signed, "DELETE FROM events WHERE position = 30")
     with pytest.raises(Rejected, match="the checkpoint signed 30 events: events 30-30 were deleted"):

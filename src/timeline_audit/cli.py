@@ -33,6 +33,10 @@ def _urlopen(request: urllib.request.Request) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+class Unauthorized(Exception):
+    """The server wants a (better) token: misuse, exit 1, not a finding about the log."""
+
+
 class Auditor:
     """A server's URL, the log's verifier key, and the checkpoints kept in a state file."""
 
@@ -90,6 +94,8 @@ class Auditor:
             detail = body.decode(errors="replace")
             with contextlib.suppress(ValueError, AttributeError):
                 detail = json.loads(detail).get("detail", detail)
+            if status in (401, 403):  # the auditor's own credentials, not the log, are at fault
+                raise Unauthorized(f"{request.full_url} answered {status}: {detail} (give one with --token)")
             raise Rejected(f"{request.full_url} answered {status}: {detail}")
         return body
 
@@ -314,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     except Rejected as exc:
         print(f"timeline-audit: REJECTED: {exc}", file=sys.stderr)
         return 2
-    except (OSError, urllib.error.URLError) as exc:
+    except (OSError, urllib.error.URLError, Unauthorized) as exc:
         print(f"timeline-audit: {exc}", file=sys.stderr)
         return 1
     print("ok")
