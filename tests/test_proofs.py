@@ -622,8 +622,12 @@ async def test_after_a_key_rotation_the_auditor_says_to_switch_keys_and_then_sti
     assert json.loads(kept.state_path.read_text())["log_key"] == rotated.verifier_text()
 
 
-async def test_the_auditors_command_line_tells_a_missing_token_from_a_failing_log(
-    kept: Auditor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+async def test_the_auditors_command_line_cosigns_and_tells_a_missing_token_from_a_failing_log(
+    kept: Auditor,
+    signed: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from timeline_audit import cli as audit_cli
 
@@ -637,6 +641,13 @@ async def test_the_auditors_command_line_tells_a_missing_token_from_a_failing_lo
     assert "answered 401" in err
     assert "--token" in err
     assert "REJECTED" not in err
+    async with signed.write() as conn:
+        secret = await tokens.create(conn, "witness", ("write",))
+    argv = [*state, "--token", secret, "cosign", kept.url, "--witness-key", str(witness)]
+    assert await asyncio.to_thread(audit_cli.main, argv) == 0
+    assert "cosigned as w.example and sent" in capsys.readouterr().out
+    served = await asyncio.to_thread(kept.get, "/audit/checkpoint")
+    assert "\n\u2014 w.example " in served.decode()  # served beside the log's own signature
 
 
 async def test_a_deleted_tail_is_found_even_with_its_checkpoint_gone(kept: Auditor, signed: Database) -> None:
