@@ -138,7 +138,7 @@ async def test_draft_and_sign_head_show_progress(
     db_args = ("--database-url", database_url)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("TIMELINE_PROGRESS", "1")  # as on a terminal
-    monkeypatch.setenv("COLUMNS", "160")  # a bar and its counts on one line
+    monkeypatch.setenv("COLUMNS", "80")  # the narrowest usual terminal: a bar's counts stay on one line
     monkeypatch.delenv("TIMELINE_SIGNING_KEY_FILE", raising=False)
     monkeypatch.delenv("TIMELINE_SIGNING_KEY", raising=False)
     assert await run(*db_args, "import", str(SEED)) == 0  # no key: nothing signed

@@ -27,7 +27,7 @@ from timeline.store.queries import TimelineFilter
 
 READ = [requires("read")]
 EVERYTHING = 100_000
-CSV = "text/csv; charset=utf-8"
+CSV = "text/csv"  # Litestar adds "; charset=utf-8" to every text/* type
 
 
 def _date(stated: StatedDate, *, end: bool = False) -> dict[str, int]:
