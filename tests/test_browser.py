@@ -256,10 +256,16 @@ async def test_a_link_to_a_moment_opens_the_viewer_there(browser: object, tmp_pa
 async def test_the_viewer_shows_a_sources_assertion_and_projection_and_when_things_happened(
     browser: object, tmp_path: Path
 ) -> None:
-    """Served the project's fixtures (the seed and the invented follow-up): a source's row shows its
-    assertion and its projection with the horizon, and an entry dated by a range of weeks says so."""
+    """Served the seed and the invented estimates follow-up: a source's row shows its assertion and its
+    projection with the horizon, and an entry dated by a range of weeks says so."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'followup.db'}"
-    server = Server(url, tmp_path / "server.log", fixtures=SEED.parent)
+    served = tmp_path / "fixtures"
+    served.mkdir()
+    shutil.copy(SEED, served / SEED.name)
+    shutil.copy(
+        SEED.parent / "invented" / "001_estimates_followup.yaml", served / "001_estimates_followup.yaml"
+    )
+    server = Server(url, tmp_path / "server.log", fixtures=served)
     try:
         await server.ready()
         driver = browser

@@ -14,12 +14,15 @@ from litestar.testing import AsyncTestClient
 from timeline.api import headlines
 from timeline.api.app import create_app
 from timeline.app.imports import LoadedFixture, import_fixtures
+from timeline.domain import claims
 from timeline.domain.events import Quantity, StatedDate
-from timeline.projections import TimelineEntry
+from timeline.fixtures import FixtureError
+from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store import tokens
 from timeline.store.database import Database
 
 from .conftest import ROOT, SEED
+from .helpers import claim_made
 
 FOLLOW_UPS = ROOT / "fixtures" / "invented" / "002_statements_and_relations.yaml"
 SUBJECT = "dprk-troops-to-russia"
@@ -117,11 +120,20 @@ async def test_timeline_shows_statements_and_headlines_a_reader_understands(
     assert statement["kind"] == "statement"
     assert statement["claim_id"] is None
     assert statement["statement_id"] == "unnamed-sources-troops-moving-west"
-    assert "Kremlin spokesperson denies the figure" in by_headline
-    assert (
-        "Ministry of Defence of Russia confirms what the claim says happened (not its figure)" in by_headline
+    assert "Kremlin spokesperson denies the figure given by Unnamed sources: up to 12,000 soldiers sent" in (
+        by_headline
     )
-    assert "The Kremlin withdraws its denial" in by_headline
+    assert (
+        "Ministry of Defence of Russia confirms what National Intelligence Service (South Korea) says "
+        "happened (not its figure)"
+    ) in by_headline
+    assert "The Kremlin withdraws its denial of the claim by CNN" in by_headline
+    # One denial of five claims: five headlines a reader tells apart, even a page at a time.
+    denials = await _get(client, f"/subjects/{SUBJECT}/timeline?kind=denied&limit=2")
+    assert [e["headline"] for e in denials["entries"]] == [
+        "The Kremlin denies the claim by National Intelligence Service (South Korea): 1,500 soldiers sent",
+        "The Kremlin denies the claim by Unnamed sources: up to 12,000 soldiers sent",
+    ]
     only = await _get(client, f"/subjects/{SUBJECT}/timeline?kind=statement")
     assert [e["kind"] for e in only["entries"]] == ["statement", "statement"]
     # Time travel folds the same: before the statements were made, there were none.
@@ -135,7 +147,9 @@ async def test_exports_carry_the_new_events(client: AsyncTestClient) -> None:  #
     slides = (await _get(client, f"/subjects/{SUBJECT}/timelinejs"))["events"]
     headlines_seen = {s["text"]["headline"] for s in slides}
     assert "Unnamed sources say" in headlines_seen
-    assert "The Kremlin withdraws its denial" in headlines_seen
+    assert "The Kremlin withdraws its denial of the claim by CNN" in headlines_seen
+    kremlin = sorted(h for h in headlines_seen if h.startswith("The Kremlin denies"))
+    assert len(kremlin) == 5  # one denial of five claims, each slide naming its claim
     response = await client.get(f"/subjects/{SUBJECT}/timeline.csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert {r["kind"] for r in rows} >= {"statement", "denial_withdrawn", "confirmed", "denied"}
@@ -253,3 +267,58 @@ def test_headline_wording(entry: TimelineEntry, expected: str) -> None:
     kinds = {"nis": "agency", "unnamed": "anonymous", "official": "anonymous", "experts": "experts",
              "kremlin": "government"}  # fmt: skip
     assert headlines.headline(entry, names, kinds) == expected
+
+
+async def test_a_statement_cannot_be_corrected_and_the_refusal_says_so(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+) -> None:
+    statement = "kremlin-spokesperson-sovereign-matter"  # a statement of the invented follow-ups
+    response = await client.post(
+        f"/claims/{statement}/corrections",
+        json={"corrects_version": 1, "changes": {"statement": "x"}, "reason": "typo"},
+    )
+    assert response.status_code == 404, response.text
+    problem = response.json()
+    assert "a statement (StatementMade) cannot be corrected" in problem["detail"]
+    assert "record a new statement" in problem["detail"]
+
+
+async def test_a_fixture_correcting_a_statement_is_refused_by_line(db: Database) -> None:
+    await import_fixtures(
+        db, [LoadedFixture(str(p), p.read_bytes()) for p in (SEED, FOLLOW_UPS)], recorded_by="test"
+    )
+    text = (
+        'document: {id: fix, title: A fix, published_on: "2024-11-05"}\n'
+        "events:\n"
+        "  - type: correction\n"
+        "    id: fix-statement\n"
+        "    claim: kremlin-spokesperson-sovereign-matter\n"
+        "    corrects: kremlin-spokesperson-sovereign-matter\n"
+        "    changes: {statement: Corrected words.}\n"
+        "    reason: A typo.\n"
+    )
+    with pytest.raises(FixtureError) as caught:
+        await import_fixtures(db, [LoadedFixture("fix.yaml", text.encode())], recorded_by="test")
+    assert caught.value.path == "events[0].claim"
+    assert caught.value.line == 5
+    assert "a statement (StatementMade) cannot be corrected" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (_entry("denied", "kremlin"), "The Kremlin denies the claim by NIS: 1,500 soldiers"),
+        (_entry("denied", "kremlin", addresses="figure"),
+         "The Kremlin denies the figure given by NIS: 1,500 soldiers"),
+        (_entry("confirmed", "kremlin", addresses="proposition"),
+         "The Kremlin confirms what NIS says happened (not its figure)"),
+        (_entry("denial_withdrawn", "kremlin"),
+         "The Kremlin withdraws its denial of the claim by NIS: 1,500 soldiers"),
+    ],
+)  # fmt: skip
+def test_headlines_name_whose_claim(entry: TimelineEntry, expected: str) -> None:
+    claim = claims.evolve(None, claim_made("c", "nis", 1500))
+    record = ClaimRecord(claim=claim, made_position=1, updated_position=1)
+    names = {"nis": "NIS", "kremlin": "The Kremlin"}
+    kinds = {"nis": "agency", "kremlin": "government"}
+    assert headlines.headline(entry, names, kinds, {"c": record}) == expected

@@ -22,7 +22,7 @@ from timeline.store.database import Database
 
 from .conftest import SEED
 
-FOLLOWUP = Path(__file__).resolve().parent.parent / "fixtures" / "001_estimates_followup.yaml"
+FOLLOWUP = Path(__file__).resolve().parent.parent / "fixtures" / "invented" / "001_estimates_followup.yaml"
 SUBJECT = "dprk-troops-to-russia"
 DOC = "000-16630df2654ec508"
 NIS_SENT = "nis-about-3000-sent-invented"

@@ -223,6 +223,10 @@ async def test_progress_on_a_terminal_and_plain_lines_elsewhere(
     err = capsys.readouterr().err
     assert "verifying: 29/29 events (" in err
     assert "\x1b" not in err
+    # Writing to a file, export says what it wrote when it is done (standard output is free for it).
+    monkeypatch.setattr(console, "PLAIN_EVERY", 5.0)
+    assert await run(*db_args, "export", "--output", str(exported)) == 0
+    assert capsys.readouterr().out == f"exported 29 events to {exported}\n"
 
 
 def test_version_and_completion(capsys: pytest.CaptureFixture[str]) -> None:
@@ -251,7 +255,7 @@ async def test_db_upgrade_and_serves_catch_up_of_emptied_views_show_progress_on_
 
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("TIMELINE_PROGRESS", "1")
-    monkeypatch.setenv("COLUMNS", "160")  # a bar and its counts on one line
+    monkeypatch.setenv("COLUMNS", "80")  # the narrowest usual terminal: a bar's counts stay on one line
     script = ScriptDirectory.from_config(migrate.alembic_config())
     every = len(list(script.walk_revisions()))
     db_args = ("--database-url", database_url)

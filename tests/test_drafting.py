@@ -34,7 +34,14 @@ MONDAY = dt.date(2024, 10, 21)
         ("up to 12,000 North Korean troops could be involved", {"comparator": "up_to", "upper": 12000, "unit": "troops"}),  # noqa: E501
         ("preparing to send as many as 10,000 soldiers", {"comparator": "up_to", "upper": 10000, "unit": "soldiers"}),  # noqa: E501
         ("at least 3,000 troops were seen", {"comparator": "at_least", "lower": 3000, "unit": "troops"}),
-        ("more than 200 people fled", {"comparator": "at_least", "lower": 200, "unit": "people"}),
+        ("more than 200 people fled", {"comparator": "more_than", "lower": 200, "unit": "people"}),
+        ("over 1,000 soldiers", {"comparator": "more_than", "lower": 1000, "unit": "soldiers"}),
+        ("no fewer than 40 tanks", {"comparator": "at_least", "lower": 40, "unit": "tanks"}),
+        ("fewer than 300 soldiers remain", {"comparator": "less_than", "upper": 300, "unit": "soldiers"}),
+        ("less than 50 civilians", {"comparator": "less_than", "upper": 50, "unit": "civilians"}),
+        ("under 2,000 troops", {"comparator": "less_than", "upper": 2000, "unit": "troops"}),
+        ("no more than 500 troops", {"comparator": "up_to", "upper": 500, "unit": "troops"}),
+        ("just under 500 troops", {"comparator": "about", "value": 500, "unit": "troops"}),
         ("about 5,000 fighters", {"comparator": "about", "value": 5000, "unit": "fighters"}),
         ("between 10,000 and 12,000 soldiers", {"comparator": "between", "lower": 10000, "upper": 12000, "unit": "soldiers"}),  # noqa: E501
         ("ten thousand soldiers arrived", {"comparator": "exactly", "value": 10000, "unit": "soldiers"}),
@@ -246,7 +253,7 @@ def test_numbers_in_words_and_every_figure_of_a_sentence() -> None:
     ("sentence", "quantity"),
     [
         ("the number of cases could reach 10 million next week", {"comparator": "up_to", "upper": 10_000_000, "unit": "cases"}),  # noqa: E501
-        ("winds could reach more than 80 kilometers", {"comparator": "at_least", "lower": 80, "unit": "kilometers"}),  # noqa: E501
+        ("winds could reach more than 80 kilometers", {"comparator": "more_than", "lower": 80, "unit": "kilometers"}),  # noqa: E501
         ("nearly 54,000 deaths", {"comparator": "about", "value": 54_000, "unit": "deaths"}),
         ("an estimated 168,000 refugees", {"comparator": "about", "value": 168_000, "unit": "refugees"}),
         ("the Red Cross put the death toll at 69", {"comparator": "exactly", "value": 69, "unit": "deaths"}),

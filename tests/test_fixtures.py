@@ -342,3 +342,34 @@ def test_a_repeated_anchor_or_a_second_document_is_refused_with_its_line() -> No
     with pytest.raises(FixtureError, match="found another document") as caught:
         parse(BASE + "---\ndocument: {}\n", "two.yaml")
     assert caught.value.line == 5
+
+
+async def test_the_fixture_set_covers_every_new_event_and_field(db: Database) -> None:
+    """The seed and every invented fixture (fixtures/invented/, as the README imports them) record each event
+    and field issue #15 added, and import together once."""
+    invented = sorted((ROOT / "fixtures" / "invented").glob("*.yaml"))
+    loaded = [LoadedFixture(str(p), p.read_bytes()) for p in (SEED, *invented)]
+    first = await import_fixtures(db, loaded, recorded_by="test")
+    assert [r.appended for r in first] == [29, 5, 10]
+    async with db.read() as conn:
+        events = [e.event for e in await eventlog.read_all(conn, limit=10_000)]
+    seen: set[str] = {type(e).__name__ for e in events}
+    for e in events:
+        quantity = getattr(e, "quantity", None)
+        if quantity is not None:
+            seen.add(f"comparator:{quantity.comparator}")
+            seen.update(["horizon"] if quantity.horizon is not None else [])
+        occurred = getattr(e, "occurred", None)
+        if occurred is not None:
+            seen.add(f"occurred:{occurred.start.precision}")
+            seen.update(["occurred:range"] if occurred.end is not None else [])
+        seen.add(f"addresses:{getattr(e, 'addresses', '')}")
+        for relation in ("part_of", "speaks_for", "aliases"):
+            if getattr(e, relation, None):
+                seen.add(relation)
+    assert {
+        "StatementMade", "DenialWithdrawn", "comparator:more_than", "comparator:less_than", "horizon",
+        "occurred:week", "occurred:month", "occurred:range", "addresses:proposition", "addresses:figure",
+        "part_of", "speaks_for", "aliases",
+    } <= seen  # fmt: skip
+    assert [r.appended for r in await import_fixtures(db, loaded, recorded_by="test")] == [0, 0, 0]

@@ -142,8 +142,11 @@ def test_signed_notes_are_c2sp_checkpoints_the_auditor_reads() -> None:
     with pytest.raises(Rejected, match="altered"):
         notes.open_checkpoint(note.replace("\n7\n", "\n8\n"), signer.verifier_text())
     other = signing.Signer.generate("example.org/log")
-    with pytest.raises(Rejected, match="no signature"):
+    with pytest.raises(notes.UnknownKey, match="not by the key you trust"):
         notes.open_checkpoint(note, other.verifier_text())
+    stranger = signing.Signer.generate("example.org/other-log")
+    with pytest.raises(Rejected, match="no signature"):
+        notes.open_checkpoint(note, stranger.verifier_text())
     witness, witness_key = notes.new_witness_key("witness.example")
     line = notes.cosign(opened, witness, now=1_700_000_000)
     assert signing.Cosignature.verify(line, opened.body, witness_key) == 1_700_000_000
@@ -391,6 +394,7 @@ async def test_http_checkpoint_proofs_and_a_claims_history_with_proofs(
     data = await _event_data(signed)
     answer = await client.get("/audit/checkpoint")
     assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/plain; charset=utf-8"  # the charset once
     checkpoint = notes.open_checkpoint(answer.text, signer.verifier_text())
     assert (checkpoint.size, checkpoint.root) == (29, mth(data))
     inclusion = (await client.get("/audit/proofs/inclusion", params={"position": 13, "size": 29})).json()
@@ -573,6 +577,77 @@ async def test_an_edit_deletion_or_swap_is_named_at_its_position(
     await _tamper(signed, *statements)
     with pytest.raises(Rejected, match=says):
         await _audit(kept)
+
+
+async def test_after_a_key_rotation_the_auditor_says_to_switch_keys_and_then_still_checks_consistency(
+    kept: Auditor, signed: Database, signer: signing.Signer, database_url: str, tmp_path: Path
+) -> None:
+    rotated = signer.rotated()
+    db = Database(database_url, signer=rotated)
+    try:
+        await _record(db, LATER.replace("id: later", "id: after-rotation"), "after-rotation")
+    finally:
+        await db.dispose()
+    # Holding the old key only: the checkpoint is refused, saying which key signed it and what to do.
+    with pytest.raises(notes.UnknownKey, match="run again with --log-key NEW_KEY") as refused:
+        await _audit(kept)
+    new_hash = rotated.verifier_text().split("+")[1]
+    assert refused.value.key_hash == new_hash
+    assert new_hash in str(refused.value)
+    # Switched to the new key: the new checkpoint must still extend the one kept under the old key.
+    switched = Auditor(kept.url, kept.state_path, rotated.verifier_text(), transport=kept.transport)
+    said = await _audit(switched, whole_log=False)
+    assert "consistent with the checkpoint of 30 events kept before" in said
+    assert f"the log's key is now {rotated.verifier_text()}" in said
+    assert "the whole log (31 events)" in await _audit(switched)
+    claimed = await asyncio.to_thread(
+        lambda: switched.claim("nis-1500-soldiers-sent-for-training", switched.checkpoint()[0])
+    )
+    assert all("hash and inclusion proof hold" in line for line in claimed)
+    # The switch is kept: the next run needs no --log-key, and the old key is not accepted back.
+    again = Auditor(kept.url, kept.state_path, None, transport=kept.transport)
+    assert "the same size as the checkpoint kept (31 events)" in await _audit(again, whole_log=False)
+    with pytest.raises(SystemExit, match="that key was replaced"):
+        Auditor(kept.url, kept.state_path, signer.verifier_text(), transport=kept.transport)
+    # A key the log has not signed with is not switched to, whatever the operator says.
+    stranger = signing.Signer.generate("test.example/log")
+    db = Database(database_url, signer=stranger)
+    try:
+        await _record(db, LATER.replace("id: later", "id: stranger"), "stranger")  # left unsigned
+    finally:
+        await db.dispose()
+    wrong = Auditor(kept.url, kept.state_path, stranger.verifier_text(), transport=kept.transport)
+    with pytest.raises(Rejected, match="still signed by the key you trusted before"):
+        await _audit(wrong, whole_log=False)
+    assert json.loads(kept.state_path.read_text())["log_key"] == rotated.verifier_text()
+
+
+async def test_the_auditors_command_line_cosigns_and_tells_a_missing_token_from_a_failing_log(
+    kept: Auditor,
+    signed: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from timeline_audit import cli as audit_cli
+
+    monkeypatch.setattr(audit_cli, "_urlopen", kept.transport)
+    witness = tmp_path / "witness.key"
+    state = ("--state", str(kept.state_path))
+    assert audit_cli.main(["witness-key", "w.example", "--output", str(witness)]) == 0
+    argv = [*state, "cosign", kept.url, "--witness-key", str(witness)]
+    assert await asyncio.to_thread(audit_cli.main, argv) == 1  # misuse, not a finding about the log
+    err = capsys.readouterr().err
+    assert "answered 401" in err
+    assert "--token" in err
+    assert "REJECTED" not in err
+    async with signed.write() as conn:
+        secret = await tokens.create(conn, "witness", ("write",))
+    argv = [*state, "--token", secret, "cosign", kept.url, "--witness-key", str(witness)]
+    assert await asyncio.to_thread(audit_cli.main, argv) == 0
+    assert "cosigned as w.example and sent" in capsys.readouterr().out
+    served = await asyncio.to_thread(kept.get, "/audit/checkpoint")
+    assert "\n\u2014 w.example " in served.decode()  # served beside the log's own signature
 
 
 async def test_a_deleted_tail_is_found_even_with_its_checkpoint_gone(kept: Auditor, signed: Database) -> None:

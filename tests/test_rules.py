@@ -405,3 +405,20 @@ def test_a_correction_cannot_leave_a_figure_denial_without_a_figure() -> None:
     assert caught.value.field == "changes.addresses"
     fine = msgspec.structs.replace(fix, changes=CorrectedFields(addresses="proposition"))
     assert claims.evolve(plain, fine).denials[0].addresses == "proposition"
+
+
+@pytest.mark.parametrize("field", ["stated_on", "horizon"])
+def test_a_week_says_when_it_happened_never_when_it_was_said(field: str) -> None:
+    week = StatedDate(date="2024-W43", precision="week")
+    made = claim_made("c", "nis", 1)
+    if field == "stated_on":
+        event = msgspec.structs.replace(made, stated_on=week)
+    else:
+        assert made.quantity is not None
+        event = msgspec.structs.replace(
+            made, modality="projected", quantity=msgspec.structs.replace(made.quantity, horizon=week)
+        )
+    with pytest.raises(InvalidValue) as caught:
+        rules.decide_make(None, event)
+    assert caught.value.field == ("stated_on" if field == "stated_on" else "quantity.horizon")
+    assert "a week ('2024-W43') is only for when a thing happened ('occurred')" in str(caught.value)

@@ -64,6 +64,25 @@ def test_every_version_bump_has_its_upcasters() -> None:
     assert all(version >= 1 for version in SCHEMA_VERSION.values())
 
 
+def test_docs_list_every_event_with_its_version_and_upcasters() -> None:
+    """docs/events.md names every event in its table of effects and in its table of versions, which matches
+    ``SCHEMA_VERSION`` and the registered upcasters (written "1 -> 2, 2 -> 3", or "none")."""
+    text = (ROOT / "docs" / "events.md").read_text()
+    effects, _, rest = text.partition("## Versions and upcasters")
+    for event_type in SCHEMA_VERSION:
+        assert f"`{event_type}`" in effects.split("\n\n|", 1)[1].split("\n\n", 1)[0], event_type
+    rows = {}
+    for line in rest.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = (cells[1], cells[2])
+    expected = {}
+    for event_type, version in SCHEMA_VERSION.items():
+        steps = sorted(v for t, v in upcasting.UPCASTERS if t == event_type)
+        expected[event_type] = (str(version), ", ".join(f"{v} -> {v + 1}" for v in steps) or "none")
+    assert rows == expected
+
+
 @pytest.fixture
 def subject_v3(monkeypatch: pytest.MonkeyPatch) -> None:
     """A made-up history of SubjectRegistered: v2 renamed ``title`` to ``name``, v3 trimmed the name."""

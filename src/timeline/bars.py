@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from rich.progress import ProgressColumn, Task
+from rich.table import Column
 from rich.text import Text
 
 
@@ -11,7 +12,7 @@ class Rate(ProgressColumn):
     """Items a second, in the task's own unit."""
 
     def __init__(self, unit: str) -> None:
-        super().__init__()
+        super().__init__(table_column=Column(no_wrap=True))
         self.unit = unit
 
     def render(self, task: Task) -> Text:
@@ -25,7 +26,7 @@ class Count(ProgressColumn):
     """Items done, of how many when known, in the task's own unit."""
 
     def __init__(self, unit: str) -> None:
-        super().__init__()
+        super().__init__(table_column=Column(no_wrap=True))
         self.unit = unit
 
     def render(self, task: Task) -> Text:
@@ -35,6 +36,9 @@ class Count(ProgressColumn):
 
 class Left(ProgressColumn):
     """Time left, as "12 s left" (rich's own column shows a bare clock)."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True))
 
     def render(self, task: Task) -> Text:
         remaining = 0.0 if task.finished else task.time_remaining

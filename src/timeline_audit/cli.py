@@ -33,6 +33,10 @@ def _urlopen(request: urllib.request.Request) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+class Unauthorized(Exception):
+    """The server wants a (better) token: misuse, exit 1, not a finding about the log."""
+
+
 class Auditor:
     """A server's URL, the log's verifier key, and the checkpoints kept in a state file."""
 
@@ -51,12 +55,23 @@ class Auditor:
         self.state: dict[str, Any] = (
             json.loads(state.read_text(encoding="utf-8")) if state.exists() else {"checkpoints": []}
         )
-        key = log_key or self.state.get("log_key")
+        key = (log_key or self.state.get("log_key") or "").strip()
         if not key:
             raise SystemExit("timeline-audit: give the log's verifier key (--log-key) the first time")
-        if self.state.get("log_key") not in (None, key):
-            raise SystemExit("timeline-audit: this state file keeps checkpoints of a log with another key")
-        notes.parse_key(key)
+        name = notes.parse_key(key)[0]
+        kept_key = self.state.get("log_key")
+        # Keys the log signed with before a rotation: they still verify the checkpoints they signed.
+        self.earlier: list[str] = list(self.state.get("earlier_keys", []))
+        self.key_changed_from: str | None = None
+        if kept_key not in (None, key):
+            if notes.parse_key(kept_key)[0] != name:
+                raise SystemExit("timeline-audit: this state file keeps checkpoints of another log")
+            if key in self.earlier:
+                raise SystemExit(f"timeline-audit: that key was replaced by {kept_key}; give that one")
+            # The operator switched --log-key after a rotation: a new checkpoint is accepted only when it is
+            # signed by the new key and proved to extend the checkpoints kept (it is saved only then).
+            self.earlier.append(kept_key)
+            self.key_changed_from = kept_key
         self.log_key = key
 
     def get(self, path: str, **query: object) -> bytes:
@@ -79,24 +94,56 @@ class Auditor:
             detail = body.decode(errors="replace")
             with contextlib.suppress(ValueError, AttributeError):
                 detail = json.loads(detail).get("detail", detail)
+            if status in (401, 403):  # the auditor's own credentials, not the log, are at fault
+                raise Unauthorized(f"{request.full_url} answered {status}: {detail} (give one with --token)")
             raise Rejected(f"{request.full_url} answered {status}: {detail}")
         return body
+
+    def open_signed(self, note: str) -> Checkpoint:
+        """A checkpoint signed by the log's key or by one it signed with before a rotation."""
+        try:
+            return notes.open_checkpoint(note, self.log_key)
+        except Rejected as exc:
+            for key in reversed(self.earlier):
+                with contextlib.suppress(Rejected):
+                    return notes.open_checkpoint(note, key)
+            raise exc from None
+
+    def _opens(self, note: str) -> bool:
+        try:
+            self.open_signed(note)
+        except Rejected:
+            return False
+        return True
 
     @property
     def kept(self) -> Checkpoint | None:
         """The newest checkpoint kept, re-verified (the state file is not trusted either)."""
         if not self.state["checkpoints"]:
             return None
-        return notes.open_checkpoint(self.state["checkpoints"][-1], self.log_key)
+        return self.open_signed(self.state["checkpoints"][-1])
 
     def save(self) -> None:
         self.state["log_key"] = self.log_key
+        if self.earlier:
+            self.state["earlier_keys"] = self.earlier
         self.state_path.write_text(json.dumps(self.state, indent=2) + "\n", encoding="utf-8")
 
     def checkpoint(self) -> tuple[Checkpoint, str]:
         """Fetch the latest checkpoint, check its signature and that it extends the one kept; keep it."""
-        new = notes.open_checkpoint(self.get("/audit/checkpoint").decode(), self.log_key)
         old = self.kept
+        note = self.get("/audit/checkpoint").decode()
+        try:
+            new = notes.open_checkpoint(note, self.log_key)
+        except Rejected:
+            # Switch only to a key that signed a checkpoint the server serves, never on its word alone.
+            if self.key_changed_from and self._opens(note):
+                raise Rejected(
+                    f"the server's latest checkpoint is still signed by the key you trusted before "
+                    f"({self.key_changed_from}), not by {self.log_key}: nothing switched; run again "
+                    "once the log has signed with the new key"
+                ) from None
+            raise
         if old is None:
             said = "no checkpoint kept before: this one is trusted from now on"
         elif new.size < old.size:
@@ -117,6 +164,8 @@ class Auditor:
                     "the log was rewritten"
                 )
             said = f"consistent with the checkpoint of {old.size} events kept before (RFC 9162 proof checked)"
+        if self.key_changed_from:
+            said += f"; the log's key is now {self.log_key} (was {self.key_changed_from})"
         if old is None or new.size > old.size:
             self.state["checkpoints"].append(new.note.split("\n\n")[0] + "\n\n" + _log_line(new.note))
         self.save()
@@ -144,7 +193,7 @@ class Auditor:
             if size == checkpoint.size:
                 root = checkpoint.root
             else:  # proved against another checkpoint: accept it only through this one's signature
-                other = notes.open_checkpoint(self.get("/audit/checkpoint", size=size).decode(), self.log_key)
+                other = self.open_signed(self.get("/audit/checkpoint", size=size).decode())
                 root = other.root
                 if size > checkpoint.size:
                     raise Rejected(
@@ -172,9 +221,7 @@ class Auditor:
     def log(self, checkpoint: Checkpoint) -> str:
         """Download the whole log and recompute everything: the chain, and the tree's root at every kept
         checkpoint and at the accepted one. Names the first position that does not hold."""
-        kept = {
-            c.size: c for c in (notes.open_checkpoint(n, self.log_key) for n in self.state["checkpoints"])
-        }
+        kept = {c.size: c for c in (self.open_signed(n) for n in self.state["checkpoints"])}
         kept[checkpoint.size] = checkpoint
         tree, prev = proofs.Tree(), "0" * 64
         for number, line in enumerate(self.get("/audit/export").splitlines(), start=1):
@@ -273,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     except Rejected as exc:
         print(f"timeline-audit: REJECTED: {exc}", file=sys.stderr)
         return 2
-    except (OSError, urllib.error.URLError) as exc:
+    except (OSError, urllib.error.URLError, Unauthorized) as exc:
         print(f"timeline-audit: {exc}", file=sys.stderr)
         return 1
     print("ok")

@@ -17,6 +17,20 @@ class Rejected(Exception):
     """A checkpoint, proof or log the auditor does not accept; the message says why."""
 
 
+class UnknownKey(Rejected):
+    """A checkpoint signed under the log's name by another key than the one trusted: rotated, or forged."""
+
+    def __init__(self, name: str, key_hash: str, trusted_hash: str) -> None:
+        self.key_hash = key_hash
+        super().__init__(
+            f"the checkpoint is signed as {name} by key {key_hash}, not by the key you trust "
+            f"({trusted_hash}). If the log's operator rotated its key (timeline keys rotate), get the new "
+            "verifier key from them (timeline keys show prints it) and run again with --log-key NEW_KEY: the "
+            "checkpoints kept stay checked with the key that signed them and the new one must still extend "
+            "them. Otherwise someone else signed this checkpoint: do not trust it"
+        )
+
+
 def _key_id(name: str, algorithm: int, public: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([algorithm]) + public).digest()[:4]
 
@@ -52,12 +66,14 @@ def open_checkpoint(note: str, log_key: str) -> Checkpoint:
         raise Rejected("not a signed note: no blank line before the signatures")
     body += "\n"
     wanted = _key_id(name, algorithm, public)
+    others: list[str] = []
     for line in signatures.splitlines():
         words = line.split(" ")
         if len(words) != 3 or words[0] != "\u2014" or words[1] != name:
             continue
         raw = base64.b64decode(words[2])
         if raw[:4] != wanted:
+            others.append(raw[:4].hex())
             continue
         try:
             Ed25519PublicKey.from_public_bytes(public).verify(raw[4:], body.encode())
@@ -67,6 +83,8 @@ def open_checkpoint(note: str, log_key: str) -> Checkpoint:
         if len(lines) < 3 or lines[0] != name or not lines[1].isdigit():
             raise Rejected("the signed note is not a checkpoint of this log")
         return Checkpoint(lines[0], int(lines[1]), base64.b64decode(lines[2]), body, note)
+    if others:
+        raise UnknownKey(name, others[0], wanted.hex())
     raise Rejected(f"the checkpoint carries no signature by the log's key {name}")
 
 

@@ -114,7 +114,7 @@ def _note_with_cosignatures(checkpoint: tree.Checkpoint, cosigned: list[tree.Cos
     tags=["audit"],
     guards=READ,
     responses=problems(400, 401, 403, 404),
-    media_type="text/plain; charset=utf-8",
+    media_type="text/plain",  # Litestar adds "; charset=utf-8" to every text/* type
 )
 async def checkpoint(
     db: Db,

@@ -40,7 +40,7 @@ async def redoc(request: Request[Any, Any, Any]) -> Response[bytes]:
     headers = {"ETag": _ETAG, "Cache-Control": "public, max-age=3600"}
     if request.headers.get("if-none-match") == _ETAG:
         return Response(b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(_REDOC, media_type="text/javascript; charset=utf-8", headers=headers)
+    return Response(_REDOC, media_type="text/javascript", headers=headers)  # Litestar adds the charset
 
 
 ROUTES = [redoc]

@@ -22,12 +22,12 @@ from timeline.api.reads import AsOf, KnownAt, estimates_body, timeline_entries
 from timeline.app import queries
 from timeline.domain.events import DocumentRegistered, Occurred, Quantity, SourceRegistered, StatedDate
 from timeline.domain.values import period_end, period_start
-from timeline.projections import TimelineEntry
+from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.store.queries import TimelineFilter
 
 READ = [requires("read")]
 EVERYTHING = 100_000
-CSV = "text/csv; charset=utf-8"
+CSV = "text/csv"  # Litestar adds "; charset=utf-8" to every text/* type
 
 
 def _date(stated: StatedDate, *, end: bool = False) -> dict[str, int]:
@@ -60,10 +60,13 @@ def _reported_in(entry: TimelineEntry, documents: Mapping[str, DocumentRegistere
 
 
 def _slide(
-    entry: TimelineEntry, names: queries.Names, documents: Mapping[str, DocumentRegistered]
+    entry: TimelineEntry,
+    names: queries.Names,
+    documents: Mapping[str, DocumentRegistered],
+    claims: Mapping[str, ClaimRecord],
 ) -> dict[str, Any]:
     source = names[entry.source_id]
-    headline = headlines.headline(entry, names, names.kinds)
+    headline = headlines.headline(entry, names, names.kinds, claims)
     text = html.escape(entry.statement)
     if entry.corrected:
         text += " <em>(our record of this was corrected)</em>"
@@ -106,7 +109,7 @@ async def timelinejs(
     headline = html.escape(found.subject_name)
     return {
         "title": {"text": {"headline": headline, "text": "Claims recorded by timeline, by source."}},
-        "events": [_slide(e, found.names, documents) for e in found.entries],
+        "events": [_slide(e, found.names, documents, found.claims) for e in found.entries],
     }
 
 

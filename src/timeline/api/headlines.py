@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from timeline.domain.events import Quantity, StatedDate
 from timeline.domain.values import period_start
-from timeline.projections import TimelineEntry
+from timeline.projections import ClaimRecord, TimelineEntry
 
 # Kinds of source that speak as many ("Unnamed experts say"); an anonymous source is plural when its name
 # is ("Unnamed sources say", but "An unnamed official says").
@@ -28,6 +28,12 @@ _ADDRESSED = {
     "figure": "the figure",
 }
 _ACTS = {"denied": ("denies", "deny"), "confirmed": ("confirms", "confirm")}
+# The same, naming whose claim it bears on: several denials on one day must read apart.
+_ADDRESSED_BY = {
+    "claim": "the claim by {claimant}",
+    "proposition": "what {claimant} {says} happened (not its figure)",
+    "figure": "the figure given by {claimant}",
+}
 
 
 _BOUND = {"at_least": "at least", "more_than": "more than", "up_to": "up to", "less_than": "less than"}
@@ -91,17 +97,39 @@ def plural(name: str, kind: str | None) -> bool:
     return bool(head) and head[-1].lower().endswith("s") and not head[-1].lower().endswith("ss")
 
 
-def headline(entry: TimelineEntry, names: Mapping[str, str], kinds: Mapping[str, str]) -> str:
+def headline(
+    entry: TimelineEntry,
+    names: Mapping[str, str],
+    kinds: Mapping[str, str],
+    claims: Mapping[str, ClaimRecord] | None = None,
+) -> str:
     """The entry in one line: "National Intelligence Service: 1,500 soldiers sent", "The Kremlin denies the
-    claim", "Unnamed sources say"."""
+    claim by NIS: 1,500 soldiers sent" (whose claim when ``claims`` holds it), "Unnamed sources say"."""
     source = names[entry.source_id]
     many = plural(source, kinds.get(entry.source_id))
     if entry.kind == "made" and entry.quantity is not None:
         return f"{source}: {figure_of(entry.quantity, entry.metric)}"
+    record = (claims or {}).get(entry.claim_id) if entry.claim_id is not None else None
     if entry.kind in _ACTS:
         verb = _ACTS[entry.kind][many]
-        return f"{source} {verb} {_ADDRESSED.get(entry.addresses or 'claim', 'the claim')}"
+        addressed = entry.addresses or "claim"
+        if record is None:
+            return f"{source} {verb} {_ADDRESSED.get(addressed, 'the claim')}"
+        return f"{source} {verb} {_whose(record, addressed, names, kinds)}"
     verb = _VERBS.get(entry.kind, (entry.kind, entry.kind))[many]
     if entry.kind == "revised" and entry.quantity is not None:
         return f"{source} {verb}: {figure_of(entry.quantity, entry.metric)}"
+    if entry.kind == "denial_withdrawn" and record is not None:
+        return f"{source} {verb} of {_whose(record, 'claim', names, kinds)}"
     return f"{source} {verb}"
+
+
+def _whose(record: ClaimRecord, addressed: str, names: Mapping[str, str], kinds: Mapping[str, str]) -> str:
+    """What a denial, confirmation or withdrawal bears on, naming the claim's source and figure."""
+    claim = record.claim
+    claimant = names.get(claim.source_id, claim.source_id)
+    says = "say" if plural(claimant, kinds.get(claim.source_id)) else "says"
+    words = _ADDRESSED_BY.get(addressed, _ADDRESSED_BY["claim"]).format(claimant=claimant, says=says)
+    if addressed != "proposition" and claim.quantity is not None:
+        words += f": {figure_of(claim.quantity, claim.metric)}"
+    return words

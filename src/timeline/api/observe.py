@@ -169,7 +169,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     own: Metrics = request.app.state.metrics
     return Response(
         await own.render(),
-        media_type="text/plain; version=0.0.4; charset=utf-8",
+        media_type="text/plain; version=0.0.4",  # Litestar adds the charset (twice if given here)
         headers={"Cache-Control": "no-store"},
     )
 

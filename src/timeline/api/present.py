@@ -225,7 +225,7 @@ def entry_out(
         metric=entry.metric,
         addresses=entry.addresses,
         statement_id=entry.statement_id,
-        headline=headlines.headline(entry, sources, kinds),
+        headline=headlines.headline(entry, sources, kinds, claims),
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from timeline.domain.claims import entry_id
 from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected, SourceAmended, SourceRegistered
+from timeline.domain.rules import uncorrectable
 from timeline.domain.streams import claim_stream, references, source_stream, stream_of
 from timeline.fixtures import CorrectionRef, FixtureError, ParsedFixture, parse, to_events
 from timeline.service import Recorder, Rejected
@@ -195,7 +196,7 @@ async def _resolve(
     claim = await recorder.claim(ref.claim_id)
     if claim is None:
         path = f"{origin}.claim"
-        raise FixtureError(item.file, path, item.line_of(path), f"unknown claim {ref.claim_id!r}")
+        raise FixtureError(item.file, path, item.line_of(path), uncorrectable(ref.claim_id))
     version = next(
         (
             v
@@ -211,7 +212,8 @@ async def _resolve(
             path,
             item.line_of(path),
             f"claim {ref.claim_id!r} has no entry {ref.corrects!r}; expected the claim's own id or the id "
-            "of one of its revisions, denials, confirmations, evidence or retraction",
+            "of one of its revisions, denials, confirmations, evidence or retraction (a statement cannot "
+            "be corrected: record a new one)",
         )
     return RecordCorrected(
         claim_id=ref.claim_id,

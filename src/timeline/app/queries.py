@@ -203,8 +203,10 @@ async def timeline(
     cut = await place(conn, when)
     if cut is None:
         entries = await queries.timeline_page(conn, subject_id, after=after, limit=limit, where=where)
-        names = await source_names(conn, (e.source_id for e in entries))
         records = await queries.claims_among(conn, (e.claim_id for e in entries if e.claim_id is not None))
+        # The claims' own sources too: a denial's headline names whose claim it denies.
+        speakers = [e.source_id for e in entries] + [r.claim.source_id for r in records.values()]
+        names = await source_names(conn, speakers)
     else:
         folded = await travel.subject_views(conn, subject_id, cut.known_position, cut.valid_until)
         entries = _timeline_at(folded, subject_id, where, after)[:limit]

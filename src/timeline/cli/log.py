@@ -82,7 +82,7 @@ def export(url: str, subject: str | None, output: Path | None) -> None:
 
     db = open_database(url, must_exist=True)
 
-    async def run() -> None:
+    async def run() -> int:
         async with db.read() as conn:
             total = None if subject else await eventlog.head_position(conn)
             with output_to(output) as out, progress("exporting") as advance:
@@ -93,8 +93,11 @@ def export(url: str, subject: str | None, output: Path | None) -> None:
                     if written % 1000 == 0:
                         advance(written, total)
                 advance(written, total or written)
+        return written
 
-    run_command(url, lambda: disposing(db, run()))
+    written = run_command(url, lambda: disposing(db, run()))
+    if output is not None:  # standard output holds the export itself otherwise
+        click.echo(f"exported {written} events to {output}")
 
 
 @click.command()

@@ -20,8 +20,8 @@ class InvalidValue(DomainError):
 class UnknownReference(DomainError):
     """A command refers to a subject, source, document or claim that was never recorded."""
 
-    def __init__(self, kind: str, ident: str, *, field: str | None = None) -> None:
-        super().__init__(f"unknown {kind} {ident!r}: record it before referring to it", field=field)
+    def __init__(self, kind: str, ident: str, *, field: str | None = None, hint: str | None = None) -> None:
+        super().__init__(hint or f"unknown {kind} {ident!r}: record it before referring to it", field=field)
         self.kind = kind
         self.ident = ident
 

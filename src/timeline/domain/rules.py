@@ -164,9 +164,9 @@ def decide_make(existing: Claim | None, event: ClaimMade) -> list[DomainEvent]:
     return [event]
 
 
-def _require(claim: Claim | None, claim_id: str) -> Claim:
+def _require(claim: Claim | None, claim_id: str, *, hint: str | None = None) -> Claim:
     if claim is None:
-        raise UnknownReference("claim", claim_id, field="claim")
+        raise UnknownReference("claim", claim_id, field="claim", hint=hint)
     return claim
 
 
@@ -325,9 +325,18 @@ def _check_corrected_figure(changes: CorrectedFields, fixed: Claim) -> None:
     )
 
 
+def uncorrectable(claim_id: str) -> str:
+    """Why a correction names no claim: only a claim's stream is corrected, never a statement's record."""
+    return (
+        f"unknown claim {claim_id!r}: a correction fixes our record of a claim's events only; a statement "
+        "(StatementMade) cannot be corrected, so record a new statement that says what changed "
+        "(docs/events.md, RecordCorrected)"
+    )
+
+
 def decide_correct(claim: Claim | None, event: RecordCorrected) -> list[DomainEvent]:
     """Fix our record of an earlier event of the claim; the original stays in the history."""
-    current = _require(claim, event.claim_id)
+    current = _require(claim, event.claim_id, hint=uncorrectable(event.claim_id))
     if _repeat(current, event, "correction_id"):
         return []
     if not 1 <= event.corrects_version <= len(current.recorded):

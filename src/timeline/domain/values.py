@@ -37,7 +37,7 @@ def parse_occurred_date(text: str, *, field: str) -> StatedDate:
     """Read a date of when something happened: a stated date's forms or an ISO week ("2024-W42")."""
     if _WEEK.fullmatch(text):
         stated = StatedDate(date=text, precision="week")
-        check_stated_date(stated, field=field)
+        check_period(stated, field=field)
         return stated
     try:
         return parse_stated_date(text, field=field)
@@ -49,7 +49,19 @@ def parse_occurred_date(text: str, *, field: str) -> StatedDate:
 
 
 def check_stated_date(stated: StatedDate, *, field: str = "stated_on") -> None:
-    """Raise unless the date is a real calendar date written to exactly its precision."""
+    """Raise unless the date is a day, month or year written to exactly its precision: a week says when a
+    thing happened (``occurred``), never when a source spoke, published or expects a figure."""
+    if stated.precision == "week":
+        raise InvalidValue(
+            f"a week ({stated.date!r}) is only for when a thing happened ('occurred'); {field} takes "
+            "a day, a month or a year: YYYY-MM-DD, YYYY-MM or YYYY",
+            field=field,
+        )
+    check_period(stated, field=field)
+
+
+def check_period(stated: StatedDate, *, field: str) -> None:
+    """Raise unless the date is a real day, ISO week, month or year written to exactly its precision."""
     expected = {"day": 10, "week": 8, "month": 7, "year": 4}[stated.precision]
     if len(stated.date) != expected or (stated.precision == "week") != bool(_WEEK.fullmatch(stated.date)):
         raise InvalidValue(
@@ -65,9 +77,9 @@ def check_stated_date(stated: StatedDate, *, field: str = "stated_on") -> None:
 
 def check_occurred(occurred: Occurred, *, field: str = "occurred") -> None:
     """Raise unless both ends are real dates and the range does not end before it starts."""
-    check_stated_date(occurred.start, field=f"{field}.start")
+    check_period(occurred.start, field=f"{field}.start")
     if occurred.end is not None:
-        check_stated_date(occurred.end, field=f"{field}.end")
+        check_period(occurred.end, field=f"{field}.end")
         if period_end(occurred.end) < period_start(occurred.start):
             raise InvalidValue(
                 f"the range ends ({occurred.end.date}) before it starts ({occurred.start.date})",

@@ -1,6 +1,6 @@
-"""Figures in a sentence: numbers in digits or words, their comparator ("up to", "more than", "nearly",
-"between ... and") and their unit. Every figure of a sentence, not only the first; years, dates, times,
-ages and labels ("Category 3", "COVID-19") are not figures."""
+"""Figures in a sentence: numbers in digits or words, their comparator ("up to", "more than", "under",
+"nearly", "between ... and") and their unit. Every figure of a sentence, not only the first; years,
+dates, times, ages and labels ("Category 3", "COVID-19") are not figures."""
 
 from __future__ import annotations
 
@@ -45,8 +45,11 @@ NUMBER = re.compile(
 _BEFORE = [
     ("up_to", r"up to|as many as|as much as|at most|no more than|could (?:reach|rise to|hit|top|climb to)|"
               r"may (?:reach|rise to)|might reach|a maximum of"),
-    ("at_least", r"at least|more than|over|upwards of|above|in excess of|surpass(?:ing|ed)|exceed(?:ing|ed)|"
-                 r"passed|topped|rose above|risen above|just over|no fewer than|no less than"),
+    ("at_least", r"at least|no fewer than|no less than|a minimum of"),
+    # "more than 800" says above 800 and "under 50" below it: strict bounds, not "at least"/"up to".
+    ("more_than", r"more than|over|upwards of|above|in excess of|surpass(?:ing|ed)|exceed(?:ing|ed)|"
+                  r"passed|topped|rose above|risen above|just over"),
+    ("less_than", r"less than|fewer than|under|below"),
     ("about", r"about|around|approximately|nearly|roughly|some|almost|an estimated|estimated at|close to|"
               r"just under|an average of|on average|about an|up to about"),
 ]  # fmt: skip
@@ -160,7 +163,9 @@ def figures(sentence: str) -> list[Figure]:
             quantity: dict[str, Any] = {"comparator": "between", "lower": value, "upper": upper, "unit": unit}
         else:
             comparator = before.lastgroup if before and before.lastgroup else "exactly"
-            field = {"up_to": "upper", "at_least": "lower"}.get(comparator, "value")
+            field = {"up_to": "upper", "less_than": "upper", "at_least": "lower", "more_than": "lower"}.get(
+                comparator, "value"
+            )
             quantity = {"comparator": comparator, field: value, "unit": unit}
             end = match.end() if upper is not None else end
         found.append(Figure(match.start(), end, quantity, unit))
