@@ -41,6 +41,7 @@ from timeline.domain.streams import parse as parse_stream
 from timeline.domain.values import check_fields, period_start
 from timeline.store import driver, eventlog, streams, views
 from timeline.store.eventlog import Metadata, NewEvent, RecordedEvent
+from timeline.store.readahead import ReadAhead
 
 
 class Rejected(Exception):
@@ -150,7 +151,7 @@ class Recorder:
         # Whether referenced streams exist; a stream recorded to here is known from ``_streams`` instead.
         self._exists: dict[str, bool] = {}
         # Claim rows for the views, read with the streams (one query fewer at ``finish``).
-        self._ahead = views.ReadAhead()
+        self._ahead = ReadAhead()
         self.appended: list[RecordedEvent] = []
         self.unchanged = 0
 
@@ -448,7 +449,7 @@ class Recorder:
             if stream.appended and stream.version - stream.recorded >= streams.EVERY
         ]
         # The events and the views' rows they change go in together (one statement on PostgreSQL).
-        ahead, self._ahead = self._ahead, views.ReadAhead()  # the claims rows written now outdate it
+        ahead, self._ahead = self._ahead, ReadAhead()  # the claims rows written now outdate it
         await views.project(
             self.conn, self.appended, before=self._claims_before(), changes=changes, ahead=ahead
         )

@@ -43,6 +43,8 @@ from timeline.store import driver, projector, shadows
 from timeline.store.database import Database, driver_of
 from timeline.store.eventlog import RecordedEvent, decode_stored, read_until
 from timeline.store.eventlog import head_position as eventlog_head
+from timeline.store.readahead import CHOSEN as _CHOSEN
+from timeline.store.readahead import ReadAhead
 from timeline.store.schema import checkpoints, registrations
 
 CHECKPOINT = "views"
@@ -165,7 +167,6 @@ def _keys_touched(
     return {k for k in full if k is not None}, {k for k in light if k is not None}
 
 
-_CHOSEN = 2  # the part of ``driver.claims_for``'s rows naming the claim chosen under a key
 # Ids or keys a statement: both drivers refuse a statement of more than 32,767 parameters (a key takes three),
 # which one import of a big fixture reaches.
 _CHUNK = 1000
@@ -178,41 +179,6 @@ def chunked(items: Iterable[_Item]) -> list[list[_Item]]:
     """The distinct items, sorted, a thousand to a list: what one statement can take as parameters."""
     ordered = sorted(set(items))
     return [ordered[start : start + _CHUNK] for start in range(0, len(ordered), _CHUNK)]
-
-
-class ReadAhead:
-    """Claim rows a writer read with its streams, in the same query (``eventlog.read_for_write``), so that
-    ``load_for`` asks only for the rest: the rows of ``ids`` (an id without one: no claim yet) and the claims
-    chosen under ``keys`` and under those claims' own keys. Valid until the transaction writes claims."""
-
-    def __init__(self) -> None:
-        self.ids: set[str] = set()
-        self.keys: set[EstimateKey] = set()
-        self._rows: list[tuple[int, ClaimRecord]] = []
-
-    def add(
-        self, ids: Iterable[str], keys: Iterable[EstimateKey], rows: Iterable[tuple[int, str, str]]
-    ) -> None:
-        """Rows (part, claim id, state) read for these ids and keys (parts as ``driver.claims_for``'s)."""
-        self.ids.update(ids)
-        self.keys.update(keys)
-        for part, _, state in rows:
-            record = _claim_decoder.decode(state)
-            self._rows.append((part, record))
-            if part != _CHOSEN and (key := estimate_key(record.claim)) is not None:
-                self.keys.add(key)
-
-    def take(
-        self, ids: set[str], light: set[EstimateKey]
-    ) -> tuple[list[tuple[int, str, ClaimRecord | str]], set[str], set[EstimateKey]]:
-        """The rows read ahead that answer ``ids`` and ``light``, and the ids and keys left to ask for."""
-        covered = light & self.keys
-        rows: list[tuple[int, str, ClaimRecord | str]] = [
-            (part, r.claim.claim_id, r)
-            for part, r in self._rows
-            if (estimate_key(r.claim) in covered if part == _CHOSEN else r.claim.claim_id in ids)
-        ]
-        return rows, ids - self.ids, light - covered
 
 
 async def _load_claims(
