@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from timeline.app import commands
-from timeline.app.errors import IdempotencyKeyReused
+from timeline.app.errors import IdempotencyKeyReused, PreconditionFailed, Rejected
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain.events import ClaimConfirmed, StatedDate
 from timeline.domain.streams import claim_stream
 from timeline.groupcommit import Committer
-from timeline.service import PreconditionFailed, Rejected
 from timeline.store import eventlog
 from timeline.store.database import Database
 

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings
 
+from timeline.app.errors import Rejected
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain import claims, rules
 from timeline.domain.errors import DomainError, InvalidValue
@@ -27,7 +28,7 @@ from timeline.domain.events import (
     StatedDate,
 )
 from timeline.projections import NO_FIGURE, Views, apply
-from timeline.service import Recorder, Rejected
+from timeline.service import Recorder
 from timeline.store import queries, views
 from timeline.store.database import Database
 from timeline.store.schema import estimates

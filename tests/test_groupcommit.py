@@ -9,9 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.app.errors import Rejected
 from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer, Unit
-from timeline.service import Recorder, Rejected
+from timeline.service import Recorder
 from timeline.store import audit, driver, eventlog, idempotency
 from timeline.store.database import Database
 from timeline.store.idempotency import StoredResponse

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.app.errors import Rejected
 from timeline.domain.errors import DomainError
 from timeline.domain.events import (
     ClaimConfirmed,
@@ -30,7 +31,7 @@ from timeline.domain.events import (
 )
 from timeline.domain.values import period_start
 from timeline.projections import NO_FIGURE, SLOTS, Views, apply, estimate_rank, latest_in, slot_of
-from timeline.service import Recorder, Rejected
+from timeline.service import Recorder
 from timeline.store import eventlog, queries, views
 from timeline.store.database import Database
 from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from timeline.app.errors import Rejected
 from timeline.domain.events import ClaimDenied, SourceAmended
-from timeline.service import Recorder, Rejected
+from timeline.service import Recorder
 from timeline.store import eventlog, streams
 from timeline.store.database import Database
 from timeline.store.schema import stream_records

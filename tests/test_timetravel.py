@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline import timetravel
 from timeline.api.app import create_app
 from timeline.app import maintenance
+from timeline.app.errors import Rejected
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.domain import claims, rules
 from timeline.domain.claims import Claim, ClaimEvent
@@ -36,7 +37,7 @@ from timeline.domain.events import (
 from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
 from timeline.projections import ClaimRecord, TimelineEntry, Views, apply, current
-from timeline.service import Recorder, Rejected
+from timeline.service import Recorder
 from timeline.store import eventlog, projector, queries, schema, snapshots, tokens, travel, views
 from timeline.store.database import Database
 from timeline.store.views import claim_from_row, entry_from_row

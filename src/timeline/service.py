@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.app.errors import PreconditionFailed, Rejected
 from timeline.domain import rules
 from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration, entry_id, registration_id
-from timeline.domain.errors import DefinitionConflict, DomainError, InvalidValue, UnknownReference
+from timeline.domain.errors import DefinitionConflict, DomainError, UnknownReference
 from timeline.domain.events import (
     ClaimConfirmed,
     ClaimDenied,
@@ -31,48 +32,16 @@ from timeline.domain.events import (
     RecordCorrected,
     SourceAmended,
     SourceRegistered,
-    StatedDate,
     StatementMade,
     SubjectAmended,
     SubjectRegistered,
 )
 from timeline.domain.streams import claim_stream, references, stream_of
 from timeline.domain.streams import parse as parse_stream
-from timeline.domain.values import check_fields, period_start
+from timeline.domain.values import check_fields, check_not_after, valid_from
 from timeline.store import driver, eventlog, streams, views
 from timeline.store.eventlog import Metadata, NewEvent, RecordedEvent
 from timeline.store.readahead import ReadAhead
-
-
-class Rejected(Exception):
-    """A proposed event broke a rule. ``origin`` says which input it came from, ``field`` where in it."""
-
-    def __init__(self, origin: str, error: DomainError, *, detail: str | None = None) -> None:
-        self.origin = origin
-        self.error = error
-        self.field = error.field
-        self.message = detail or error.message
-        super().__init__(f"{self.place}: {self.message}" if self.place else self.message)
-
-    @property
-    def place(self) -> str:
-        """The full path of the problem, e.g. ``events[3].quantity.value``."""
-        if not self.origin:
-            return self.field or ""
-        return f"{self.origin}.{self.field}" if self.field else self.origin
-
-
-class PreconditionFailed(Exception):
-    """The caller wrote against a version of the stream (If-Match) that is no longer current."""
-
-    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
-        super().__init__(
-            f"{stream_id} is at version {actual}, the request was made against version {expected}; "
-            "fetch it again, check the change still makes sense, and retry with the new ETag"
-        )
-        self.stream_id = stream_id
-        self.expected = expected
-        self.actual = actual
 
 
 @dataclass
@@ -95,17 +64,6 @@ class _Stream:
 
 _REGISTERED = SubjectRegistered | SourceRegistered | DocumentRegistered
 _AMENDED = SubjectAmended | SourceAmended | DocumentAmended
-
-
-def _stated(event: DomainEvent) -> StatedDate | None:
-    stated = getattr(event, "stated_on", None) or getattr(event, "published_on", None)
-    return stated if isinstance(stated, StatedDate) else None
-
-
-def valid_from(event: DomainEvent) -> dt.date | None:
-    """The date an event is about (its valid time): the start of its stated date's period, if it has one."""
-    stated = _stated(event)
-    return period_start(stated) if stated is not None else None
 
 
 def _ident_of(event: DomainEvent) -> str:
@@ -300,7 +258,8 @@ class Recorder:
             raise PreconditionFailed(stream_id, expected_version, stream.version)
         try:
             check_fields(event)
-            self._check_dates(event)
+            if self.latest_date is not None:
+                check_not_after(event, self.latest_date)
             await self._check_references(event, named)
             decided = self._decide(stream, event)
         except DefinitionConflict as conflict:
@@ -342,24 +301,6 @@ class Recorder:
             idempotency_key=self._base.idempotency_key,
         )
         return self._last_metadata
-
-    def _check_dates(self, event: DomainEvent) -> None:
-        where = "published_on" if isinstance(event, DocumentRegistered | DocumentAmended) else "stated_on"
-        dates = [(where, _stated(event))]
-        if isinstance(event, RecordCorrected):
-            dates = [("changes.stated_on", event.changes.stated_on)]
-        for name, stated in dates:
-            if stated is None or self.latest_date is None:
-                continue
-            try:
-                start = period_start(stated)
-            except ValueError:
-                continue  # malformed dates are reported by the rules, with their reason
-            if start > self.latest_date:
-                raise InvalidValue(
-                    f"{stated.date} is in the future (latest accepted: {self.latest_date.isoformat()})",
-                    field=name,
-                )
 
     async def _check_references(self, event: DomainEvent, named: set[str]) -> None:
         documents: tuple[str, ...] = getattr(event, "document_ids", ())
@@ -466,4 +407,4 @@ class Recorder:
         return {claim_id: self._streams[r.stream_id].states[0].claim for claim_id, r in first.items()}
 
 
-__all__ = ["Amendment", "PreconditionFailed", "Recorder", "Rejected"]
+__all__ = ["Amendment", "Recorder"]

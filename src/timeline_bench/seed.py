@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from timeline.domain.events import ClaimMade, Quantity, StatedDate
 from timeline.domain.streams import stream_of
-from timeline.service import valid_from
+from timeline.domain.values import valid_from
 from timeline.store import eventlog, views
 from timeline.store.database import Database
 from timeline.store.eventlog import Metadata, NewEvent

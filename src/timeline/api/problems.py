@@ -26,12 +26,11 @@ from litestar.status_codes import (
 )
 
 from timeline.api.schemas import Problem, ProblemItem
-from timeline.app.errors import IdempotencyKeyReused, NotFound
+from timeline.app.errors import IdempotencyKeyReused, NotFound, PreconditionFailed, Rejected
 from timeline.domain.errors import DefinitionConflict, InvalidValue, RuleViolation, UnknownReference
 from timeline.domain.values import in_words
 from timeline.fixtures import FixtureError
 from timeline.groupcommit import Unavailable
-from timeline.service import PreconditionFailed, Rejected
 from timeline.store.eventlog import WrongExpectedVersion
 
 PROBLEM_JSON = "application/problem+json"

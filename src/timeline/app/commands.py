@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 import msgspec
 
-from timeline.app.errors import IdempotencyKeyReused
+from timeline.app.errors import IdempotencyKeyReused, Rejected
 from timeline.domain.errors import DomainError
 from timeline.domain.events import DomainEvent
 from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer
-from timeline.service import Recorder, Rejected
+from timeline.service import Recorder
 from timeline.store import idempotency
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.idempotency import StoredResponse

@@ -10,12 +10,13 @@ from pathlib import Path
 import msgspec
 from sqlalchemy.engine import make_url
 
+from timeline.app.errors import Rejected
 from timeline.domain.claims import entry_id
 from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected, SourceAmended, SourceRegistered
 from timeline.domain.rules import uncorrectable
 from timeline.domain.streams import claim_stream, references, source_stream, stream_of
 from timeline.fixtures import CorrectionRef, FixtureError, ParsedFixture, parse, to_events
-from timeline.service import Recorder, Rejected
+from timeline.service import Recorder
 from timeline.store.database import Database
 
 

@@ -10,7 +10,16 @@ import unicodedata
 import msgspec
 
 from timeline.domain.errors import InvalidValue
-from timeline.domain.events import Occurred, Precision, Quantity, StatedDate
+from timeline.domain.events import (
+    DocumentAmended,
+    DocumentRegistered,
+    DomainEvent,
+    Occurred,
+    Precision,
+    Quantity,
+    RecordCorrected,
+    StatedDate,
+)
 
 _DATE_FORMS: tuple[tuple[re.Pattern[str], Precision], ...] = (
     (re.compile(r"\d{4}-\d{2}-\d{2}"), "day"),
@@ -310,3 +319,34 @@ def in_words(message: str) -> str:
     ):
         message = message.replace(f"Expected `str` matching regex {pattern!r}", f"expected {words}")
     return message
+
+
+def stated_date(event: DomainEvent) -> StatedDate | None:
+    """When the source said it (or, for a document, when it was published), if the event says."""
+    stated = getattr(event, "stated_on", None) or getattr(event, "published_on", None)
+    return stated if isinstance(stated, StatedDate) else None
+
+
+def valid_from(event: DomainEvent) -> dt.date | None:
+    """The date an event is about (its valid time): the start of its stated date's period, if it has one."""
+    stated = stated_date(event)
+    return period_start(stated) if stated is not None else None
+
+
+def check_not_after(event: DomainEvent, latest: dt.date) -> None:
+    """Refuse an event whose stated (or corrected, or published) date starts after ``latest``."""
+    where = "published_on" if isinstance(event, DocumentRegistered | DocumentAmended) else "stated_on"
+    dates = [(where, stated_date(event))]
+    if isinstance(event, RecordCorrected):
+        dates = [("changes.stated_on", event.changes.stated_on)]
+    for name, stated in dates:
+        if stated is None:
+            continue
+        try:
+            start = period_start(stated)
+        except ValueError:
+            continue  # malformed dates are reported by the rules, with their reason
+        if start > latest:
+            raise InvalidValue(
+                f"{stated.date} is in the future (latest accepted: {latest.isoformat()})", field=name
+            )
