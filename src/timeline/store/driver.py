@@ -24,186 +24,18 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store.database import APPENDED, NOTIFIED, driver_of
-from timeline.store.notify import CHANNEL
 from timeline.store.seal import SEALER
-
-EVENT_COLUMNS = (
-    "position, event_id, stream_id, stream_version, type, schema_version, data, metadata, valid_from, "
-    "recorded_at, prev_hash, hash"
+from timeline.store.statements import (
+    CLAIMS_FOR,
+    READ_AFTER,
+    READ_FOR_WRITE,
+    RECORD_PART,
+    SAVE_APPENDING,
+    SAVE_FOLDING,
+    SQLITE,
 )
+
 Row = tuple[Any, ...]
-
-# What a writer reads: each stream's record (part 3) and its events after the record's version (part 0, most
-# often none), the first event of streams whose existence it checks (1), the log's head (2), ordered so each
-# stream's events come in version order. A record of another format counts as none. With them, the claim
-# rows the views will need (saving the views' own query): claims by id (4), and the claims chosen under some
-# estimate keys and under those claims' own keys (5).
-_RECORD = "NULL, NULL, r.stream_id, r.version, NULL, NULL, r.state, NULL, NULL, NULL, NULL, NULL"
-_CLAIM = "NULL, NULL, c.claim_id, NULL, NULL, NULL, c.state, NULL, NULL, NULL, NULL, NULL"
-_READ_FOR_WRITE = {
-    "postgresql": f"""
-SELECT 0, e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
-  e.metadata, e.valid_from, e.recorded_at, e.prev_hash, e.hash
-FROM unnest($1::text[]) AS w(s) JOIN events e ON e.stream_id = w.s
-  LEFT JOIN stream_records r ON r.stream_id = w.s AND r.format = $4
-WHERE e.stream_version > coalesce(r.version, 0)
-UNION ALL SELECT 1, {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($2::text[]) AND stream_version = 1
-UNION ALL (SELECT 2, {EVENT_COLUMNS} FROM events WHERE $3::boolean ORDER BY position DESC LIMIT 1)
-UNION ALL SELECT 3, {_RECORD} FROM stream_records r WHERE r.stream_id = ANY($1::text[]) AND r.format = $4
-UNION ALL SELECT 4, {_CLAIM} FROM claims c WHERE c.claim_id = ANY($5::text[])
-UNION ALL SELECT 5, {_CLAIM} FROM (
-    SELECT * FROM unnest($6::text[], $7::text[], $8::text[])
-    UNION SELECT subject_id, metric, source_id FROM claims
-      WHERE claim_id = ANY($5::text[]) AND metric IS NOT NULL
-  ) AS k(s, m, src)
-  JOIN estimates e ON e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
-  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)
-ORDER BY 1, 4, 5""",
-    "sqlite": f"""
-SELECT 0, e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
-  e.metadata, e.valid_from, e.recorded_at, e.prev_hash, e.hash
-FROM json_each(?1) AS w JOIN events e ON e.stream_id = w.value
-  LEFT JOIN stream_records r ON r.stream_id = w.value AND r.format = ?4
-WHERE e.stream_version > coalesce(r.version, 0)
-UNION ALL SELECT 1, {EVENT_COLUMNS} FROM events
-  WHERE stream_id IN (SELECT value FROM json_each(?2)) AND stream_version = 1
-UNION ALL SELECT * FROM (SELECT 2, {EVENT_COLUMNS} FROM events WHERE ?3 ORDER BY position DESC LIMIT 1)
-UNION ALL SELECT 3, {_RECORD} FROM stream_records r
-  WHERE r.stream_id IN (SELECT value FROM json_each(?1)) AND r.format = ?4
-UNION ALL SELECT 4, {_CLAIM} FROM claims c WHERE c.claim_id IN (SELECT value FROM json_each(?5))
-UNION ALL SELECT 5, {_CLAIM} FROM (
-    SELECT json_extract(value, '$[0]') AS s, json_extract(value, '$[1]') AS m,
-      json_extract(value, '$[2]') AS src FROM json_each(?6)
-    UNION SELECT subject_id, metric, source_id FROM claims
-      WHERE claim_id IN (SELECT value FROM json_each(?5)) AND metric IS NOT NULL
-  ) AS k
-  JOIN estimates e ON e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
-  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)
-ORDER BY 1, 4, 5""",
-}
-RECORD_PART = 3
-CLAIM_PARTS = (4, 5)
-
-_READ_AFTER = {
-    "postgresql": f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-    "sqlite": f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-}
-
-# The claim rows a batch of events needs: by id (part 0), every claim under some estimate keys (1), and the
-# claims chosen under others (2: the asserted figure and the projection).
-_CLAIMS_FOR = {
-    "postgresql": """
-SELECT 0, claim_id, state FROM claims WHERE claim_id = ANY($1::text[])
-UNION ALL SELECT 1, c.claim_id, c.state FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, m, src)
-  JOIN claims c ON c.subject_id = k.s AND c.metric = k.m AND c.source_id = k.src
-UNION ALL SELECT 2, c.claim_id, c.state FROM unnest($5::text[], $6::text[], $7::text[]) AS k(s, m, src)
-  JOIN estimates e ON e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
-  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)""",
-    "sqlite": """
-SELECT 0, claim_id, state FROM claims WHERE claim_id IN (SELECT value FROM json_each(?1))
-UNION ALL SELECT 1, c.claim_id, c.state FROM json_each(?2) AS k
-  JOIN claims c ON c.subject_id = json_extract(k.value, '$[0]') AND c.metric = json_extract(k.value, '$[1]')
-    AND c.source_id = json_extract(k.value, '$[2]')
-UNION ALL SELECT 2, c.claim_id, c.state FROM json_each(?3) AS k
-  JOIN estimates e ON e.subject_id = json_extract(k.value, '$[0]')
-    AND e.metric = json_extract(k.value, '$[1]') AND e.source_id = json_extract(k.value, '$[2]')
-  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)""",
-}
-
-_CLAIM_COLUMNS = (
-    "claim_id, subject_id, source_id, metric, status, version, made_position, updated_position, state"
-)
-_TIMELINE_COLUMNS = "position, subject_id, occurred_on, source_id, kind, entry"
-_REGISTRATION_COLUMNS = "stream_id, kind, position, definition"
-
-# Everything a write or a fold changes, in one statement (the events' part only when there are events). The
-# parts touch disjoint rows (a key is either deleted or upserted), as the CTEs of one statement must.
-_APPEND_CTE = f"""appended AS (
-  INSERT INTO events ({EVENT_COLUMNS})
-  SELECT * FROM unnest($33::bigint[], $34::uuid[], $35::text[], $36::int[], $37::text[], $38::int[],
-                       $39::text[], $40::text[], $41::date[], $42::timestamptz[], $43::text[], $44::text[])
-), kept AS (
-  INSERT INTO stream_records (stream_id, version, format, state)
-  SELECT * FROM unnest($45::text[], $46::int[], $47::int[], $48::text[])
-  ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
-    state = excluded.state
-), grown AS (
-  INSERT INTO tree_nodes (level, idx, hash) SELECT * FROM unnest($49::smallint[], $50::bigint[], $51::bytea[])
-), resigned AS (
-  DELETE FROM log_checkpoints WHERE size = $56::bigint
-), signed AS (
-  INSERT INTO log_checkpoints (size, root_hash, recorded_at, note)
-  SELECT $52::bigint, $53::text, $54::timestamptz, $55::text WHERE $52::bigint IS NOT NULL
-  ON CONFLICT (size) DO NOTHING
-), """
-_SAVE_POSTGRES = f"""
-WITH {{appending}}claimed AS (
-  INSERT INTO claims ({_CLAIM_COLUMNS})
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-                       $7::bigint[], $8::bigint[], $9::text[])
-  ON CONFLICT (claim_id) DO UPDATE SET subject_id = excluded.subject_id, source_id = excluded.source_id,
-    metric = excluded.metric, status = excluded.status, version = excluded.version,
-    made_position = excluded.made_position, updated_position = excluded.updated_position,
-    state = excluded.state
-), unchosen AS (
-  DELETE FROM estimates e USING unnest($10::text[], $11::text[], $12::text[]) AS k(s, m, src)
-  WHERE e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
-), chosen AS (
-  INSERT INTO estimates (subject_id, metric, source_id, asserted_claim_id, projected_claim_id)
-  SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[])
-  ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET asserted_claim_id = excluded.asserted_claim_id,
-    projected_claim_id = excluded.projected_claim_id
-), defined AS (
-  INSERT INTO registrations ({_REGISTRATION_COLUMNS})
-  SELECT * FROM unnest($18::text[], $19::text[], $20::bigint[], $21::text[])
-  ON CONFLICT (stream_id) DO UPDATE SET kind = excluded.kind, position = excluded.position,
-    definition = excluded.definition
-), unlisted AS (
-  DELETE FROM timeline WHERE position = ANY($22::bigint[])
-), listed AS (
-  INSERT INTO timeline ({_TIMELINE_COLUMNS})
-  SELECT * FROM unnest($23::bigint[], $24::text[], $25::date[], $26::text[], $27::text[], $28::text[])
-  ON CONFLICT (position) DO UPDATE SET subject_id = excluded.subject_id, occurred_on = excluded.occurred_on,
-    source_id = excluded.source_id, kind = excluded.kind, entry = excluded.entry
-), checked AS (
-  INSERT INTO projection_checkpoints (name, position, updated_at)
-  SELECT $29::text, $30::bigint, $31::timestamptz WHERE $29::text IS NOT NULL
-  ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at
-)
-SELECT count(*) FROM (SELECT pg_notify('{CHANNEL}', '') WHERE $32::boolean) AS notified"""
-
-_SAVE_APPENDING = _SAVE_POSTGRES.replace("{appending}", _APPEND_CTE)
-_SAVE_FOLDING = _SAVE_POSTGRES.replace("{appending}", "")
-
-_SQLITE = {
-    "events": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "claims": f"""INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (claim_id) DO UPDATE SET subject_id = excluded.subject_id, source_id = excluded.source_id,
-  metric = excluded.metric, status = excluded.status, version = excluded.version,
-  made_position = excluded.made_position, updated_position = excluded.updated_position,
-  state = excluded.state""",
-    "unchosen": "DELETE FROM estimates WHERE subject_id = ? AND metric = ? AND source_id = ?",
-    "chosen": """INSERT INTO estimates (subject_id, metric, source_id, asserted_claim_id, projected_claim_id)
-VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET asserted_claim_id = excluded.asserted_claim_id,
-  projected_claim_id = excluded.projected_claim_id""",
-    "defined": f"""INSERT INTO registrations ({_REGISTRATION_COLUMNS}) VALUES (?, ?, ?, ?)
-ON CONFLICT (stream_id) DO UPDATE SET kind = excluded.kind, position = excluded.position,
-  definition = excluded.definition""",
-    "unlisted": "DELETE FROM timeline WHERE position = ?",
-    "listed": f"""INSERT INTO timeline ({_TIMELINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (position) DO UPDATE SET subject_id = excluded.subject_id, occurred_on = excluded.occurred_on,
-  source_id = excluded.source_id, kind = excluded.kind, entry = excluded.entry""",
-    "kept": """INSERT INTO stream_records (stream_id, version, format, state) VALUES (?, ?, ?, ?)
-ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = excluded.format,
-  state = excluded.state""",
-    "grown": "INSERT INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)",
-    "resigned": "DELETE FROM log_checkpoints WHERE size = ?",
-    "signed": """INSERT INTO log_checkpoints (size, root_hash, recorded_at, note) VALUES (?, ?, ?, ?)
-ON CONFLICT (size) DO NOTHING""",
-    "checked": """INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at""",
-}
 
 
 class WrongExpectedVersion(Exception):
@@ -253,7 +85,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 def stored_event(row: Sequence[Any], dialect: str) -> Row:
-    """An ``events`` row as read (in ``EVENT_COLUMNS`` order), with Python types on both databases."""
+    """An ``events`` row as read (in ``statements.EVENT_COLUMNS`` order), typed alike on both databases."""
     if dialect == "postgresql":
         return tuple(row)
     valid_from, recorded_at = row[8], row[9]
@@ -276,18 +108,18 @@ async def read_for_write(
     claim_ids: Sequence[str] = (),
     keys: Sequence[tuple[str, str, str]] = (),
 ) -> list[Row]:
-    """Rows of ``_READ_FOR_WRITE``: (part, *event columns), events typed as ``stored_event`` gives them
+    """Rows of ``READ_FOR_WRITE``: (part, *event columns), events typed as ``stored_event`` gives them
     (a record's row is (3, None, None, stream_id, version, None, None, state, ...), a claim's is
     (4 or 5, None, None, claim_id, None, None, None, state, ...))."""
     driver = await driver_of(conn)
     dialect = conn.dialect.name
     if dialect == "postgresql":
         rows = await driver.fetch(
-            _READ_FOR_WRITE[dialect], whole, probe, head, record_format, list(claim_ids), *_columns(keys, 3)
+            READ_FOR_WRITE[dialect], whole, probe, head, record_format, list(claim_ids), *_columns(keys, 3)
         )
     else:
         rows = await driver.execute_fetchall(
-            _READ_FOR_WRITE[dialect],
+            READ_FOR_WRITE[dialect],
             (
                 json.dumps(whole),
                 json.dumps(probe),
@@ -305,9 +137,9 @@ async def read_after(conn: AsyncConnection, after: int, limit: int) -> list[Row]
     driver = await driver_of(conn)
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        rows = await driver.fetch(_READ_AFTER[dialect], after, limit)
+        rows = await driver.fetch(READ_AFTER[dialect], after, limit)
     else:
-        rows = await driver.execute_fetchall(_READ_AFTER[dialect], (after, limit))
+        rows = await driver.execute_fetchall(READ_AFTER[dialect], (after, limit))
     return [stored_event(r, dialect) for r in rows]
 
 
@@ -321,11 +153,11 @@ async def claims_for(
     under the ``light`` keys."""
     driver = await driver_of(conn)
     if conn.dialect.name == "postgresql":
-        query = _CLAIMS_FOR["postgresql"]
+        query = CLAIMS_FOR["postgresql"]
         return list(await driver.fetch(query, ids, *_columns(full, 3), *_columns(light, 3)))
     return list(
         await driver.execute_fetchall(
-            _CLAIMS_FOR["sqlite"], (json.dumps(ids), json.dumps(full), json.dumps(light))
+            CLAIMS_FOR["sqlite"], (json.dumps(ids), json.dumps(full), json.dumps(light))
         )
     )
 
@@ -395,7 +227,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         notify = bool(changes.events)
         # The fold of a rebuild appends nothing, and must not lock the log against writers as an INSERT
         # into it would, even of no rows: it uses the statement without that part.
-        appending = _SAVE_APPENDING if changes.events else _SAVE_FOLDING
+        appending = SAVE_APPENDING if changes.events else SAVE_FOLDING
         try:
             await driver.fetchval(
                 appending,
@@ -442,7 +274,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
             continue
         before = driver.total_changes
         try:
-            await driver.executemany(_SQLITE[kind], rows)
+            await driver.executemany(SQLITE[kind], rows)
         except sqlite3.IntegrityError as error:
             if kind != "events" or "events.stream_id, events.stream_version" not in str(error):
                 raise

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain import upcasting
 from timeline.domain.events import SCHEMA_VERSION, DomainEvent, encode_event
-from timeline.store import chain, driver
+from timeline.store import chain, driver, statements
 from timeline.store.schema import events
 
 
@@ -114,7 +114,7 @@ def _to_recorded(row: sa.Row[tuple[object, ...]]) -> RecordedEvent:
 
 
 def _from_driver(row: Sequence[Any]) -> RecordedEvent:
-    # A row as ``driver.stored_event`` gives it, in ``driver.EVENT_COLUMNS`` order.
+    # A row as ``driver.stored_event`` gives it, in ``statements.EVENT_COLUMNS`` order.
     return RecordedEvent(
         position=row[0],
         event_id=row[1],
@@ -148,7 +148,7 @@ class Batch:
         self.head = head
         self.head_hash = head_hash
         self.recorded_at = recorded_at
-        # In ``driver.EVENT_COLUMNS`` order.
+        # In ``statements.EVENT_COLUMNS`` order.
         self.rows: list[driver.Row] = []
         # The last metadata encoded: the events of one request or input line share one.
         self._metadata: tuple[Metadata, str] | None = None
@@ -297,8 +297,8 @@ async def read_for_write(
             conn, sorted(reading.streams), probes, head, record_format, sorted(claim_ids), sorted(keys)
         )
         for part, *row in rows:
-            if part in driver.CLAIM_PARTS:
-                reading.claims.append((2 * (part - driver.CLAIM_PARTS[0]), row[2], row[6]))
+            if part in statements.CLAIM_PARTS:
+                reading.claims.append((2 * (part - statements.CLAIM_PARTS[0]), row[2], row[6]))
             elif part == _WHOLE:
                 recorded = _from_driver(row)
                 reading.streams[recorded.stream_id].append(recorded)
