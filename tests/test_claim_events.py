@@ -18,7 +18,7 @@ from timeline.domain import claims
 from timeline.domain.events import Quantity, StatedDate
 from timeline.fixtures import FixtureError
 from timeline.projections import ClaimRecord, TimelineEntry
-from timeline.store import tokens
+from timeline.store import activity, projector, tokens
 from timeline.store.database import Database
 
 from .conftest import ROOT, SEED
@@ -96,6 +96,22 @@ async def test_a_withdrawn_denial_no_longer_disputes_the_claim(
     # As it stood before the withdrawal, the claim was disputed.
     before = await _get(client, f"/claims/{CNN}?as_of=2024-11-02")
     assert before["status"] == "disputed"
+
+
+async def test_a_sources_activity_counts_its_statements_and_withdrawn_denials(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    try:
+        await projector.catch_up(db, activity)  # what the server's projection leader does, without waiting
+    finally:
+        await db.dispose()
+    spokesperson = (await _get(client, "/sources/kremlin-spokesperson"))["activity"]
+    assert (spokesperson["statements"], spokesperson["denials"], spokesperson["claims_made"]) == (1, 1, 0)
+    kremlin = (await _get(client, "/sources/kremlin"))["activity"]
+    assert (kremlin["denials_withdrawn"], kremlin["statements"]) == (1, 0)
+    assert kremlin["denials"] == 5  # one per claim it denied in fixture 000; the withdrawn one still counts
 
 
 async def test_a_figure_only_denial_is_said_as_such(

@@ -185,3 +185,55 @@ async def test_0007_builds_the_tree_over_a_log_already_there(empty_database_url:
         assert (latest.size, latest.root_hash) == (29, frontier.root().hex())
     finally:
         await db.dispose()
+
+
+async def test_0011_recounts_source_activity_with_statements_and_withdrawn_denials(
+    empty_database_url: str,
+) -> None:
+    """Activity counted before statements and withdrawn denials were is emptied by 0011 and recounted
+    from the log, so a source's statements and withdrawals show up on a database that was already running."""
+    from timeline.app.imports import LoadedFixture, import_fixtures
+    from timeline.store import activity, projector
+
+    from .conftest import ROOT, SEED
+
+    follow_ups = ROOT / "fixtures" / "invented" / "002_statements_and_relations.yaml"
+    db = Database(empty_database_url)
+    try:
+        await migrate.upgrade(db, "0010_estimates_by_kind")
+        fixtures = [LoadedFixture(str(p), p.read_bytes()) for p in (SEED, follow_ups)]
+        await import_fixtures(db, fixtures, recorded_by="test")
+        async with db.engine.begin() as conn:
+            head = (await conn.execute(sa.text("SELECT max(position) FROM events"))).scalar_one()
+            # What 0010's projection leader had left: counts without the new kinds, checkpoint at the head.
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO source_activity (source_id, claims_made, denials, confirmations, evidence,"
+                    " last_position) VALUES ('kremlin-spokesperson', 0, 1, 0, 0, :head)"
+                ),
+                {"head": head},
+            )
+            await projector.save_checkpoint(conn, activity.name, head)
+        await migrate.upgrade(db)
+        async with db.read() as conn:
+            assert await activity.of(conn, "kremlin-spokesperson") is None
+            assert await projector.checkpoint(conn, activity.name) == 0
+        assert await projector.catch_up(db, activity) == head
+        async with db.read() as conn:
+            spokesperson = await activity.of(conn, "kremlin-spokesperson")
+            kremlin = await activity.of(conn, "kremlin")
+        assert spokesperson is not None
+        assert kremlin is not None
+        assert (spokesperson["statements"], spokesperson["denials"]) == (1, 1)
+        assert kremlin["denials_withdrawn"] == 1
+        # Down again, the columns go and the projection is reset once more.
+        await migrate.downgrade(db, "0010_estimates_by_kind")
+        async with db.engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("source_activity")}
+            )
+            rows = (await conn.execute(sa.text("SELECT count(*) FROM source_activity"))).scalar_one()
+        assert {"statements", "denials_withdrawn"}.isdisjoint(columns)
+        assert rows == 0
+    finally:
+        await db.dispose()

@@ -150,7 +150,15 @@ async def test_the_projection_worker_logs_any_error_and_retries_until_it_catches
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-    assert counts == {"claims_made": 2, "denials": 0, "confirmations": 0, "evidence": 0, "last_position": 5}
+    assert counts == {
+        "claims_made": 2,
+        "statements": 0,
+        "denials": 0,
+        "denials_withdrawn": 0,
+        "confirmations": 0,
+        "evidence": 0,
+        "last_position": 5,
+    }
     failures = [r for r in caplog.records if "projection source_activity failed" in r.getMessage()]
     assert [r.getMessage().split("(")[1].split(")")[0] for r in failures] == [
         "1 in a row",

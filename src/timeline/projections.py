@@ -402,6 +402,8 @@ _COUNTERS = {
     "denier": "denials",
     "confirmer": "confirmations",
     "producer": "evidence",
+    "speaker": "statements",
+    "withdrawer": "denials_withdrawn",
 }
 
 

@@ -81,7 +81,9 @@ class SourceActivityOut(msgspec.Struct, kw_only=True):
     """What a source has on record (an asynchronous projection: may lag the log by a moment)."""
 
     claims_made: int
+    statements: int
     denials: int
+    denials_withdrawn: int
     confirmations: int
     evidence: int
     last_position: int

@@ -1,5 +1,6 @@
-"""An asynchronous projection: how many claims, denials, confirmations and pieces of evidence each source
-has on record. It lags the log by a moment and is run by one leader process (see ``projector``)."""
+"""An asynchronous projection: how many claims, statements, denials, withdrawn denials, confirmations and
+pieces of evidence each source has on record. It lags the log by a moment and is run by one leader process
+(see ``projector``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from timeline.store.schema import source_activity
 
 name: str = "source_activity"
 tables: tuple[sa.Table, ...] = (source_activity,)
-COUNTERS = ("claims_made", "denials", "confirmations", "evidence")
+COUNTERS = ("claims_made", "statements", "denials", "denials_withdrawn", "confirmations", "evidence")
 
 
 async def apply(conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:

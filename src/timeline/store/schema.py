@@ -149,6 +149,8 @@ source_activity = sa.Table(
     sa.Column("denials", sa.Integer(), nullable=False),
     sa.Column("confirmations", sa.Integer(), nullable=False),
     sa.Column("evidence", sa.Integer(), nullable=False),
+    sa.Column("statements", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("denials_withdrawn", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("last_position", sa.BigInteger(), nullable=False),
 )
 
