@@ -33,15 +33,20 @@ DOC = "000-16630df2654ec508"
 
 
 @pytest.fixture
-async def client(database_url: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+async def secret(database_url: str) -> str:
+    """The seed and the invented follow-ups imported; an editor's token."""
     seeding = Database(database_url)
     try:
         fixtures = [LoadedFixture(str(p), p.read_bytes()) for p in (SEED, FOLLOW_UPS)]
         await import_fixtures(seeding, fixtures, recorded_by="test")
         async with seeding.write() as conn:
-            secret = await tokens.create(conn, "editor", ("read", "write"))
+            return await tokens.create(conn, "editor", ("read", "write"))
     finally:
         await seeding.dispose()
+
+
+@pytest.fixture
+async def client(database_url: str, secret: str) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
     async with AsyncTestClient(app=create_app(Database(database_url))) as c:
         c.headers["Authorization"] = f"Bearer {secret}"
         yield c
@@ -99,17 +104,19 @@ async def test_a_withdrawn_denial_no_longer_disputes_the_claim(
 
 
 async def test_a_sources_activity_counts_its_statements_and_withdrawn_denials(
-    client: AsyncTestClient,  # type: ignore[type-arg]
-    database_url: str,
+    database_url: str, secret: str
 ) -> None:
     db = Database(database_url)
     try:
-        await projector.catch_up(db, activity)  # what the server's projection leader does, without waiting
+        # What the server's projection leader does, done before the server starts so no wait is needed.
+        await projector.catch_up(db, activity)
     finally:
         await db.dispose()
-    spokesperson = (await _get(client, "/sources/kremlin-spokesperson"))["activity"]
+    async with AsyncTestClient(app=create_app(Database(database_url))) as client:
+        client.headers["Authorization"] = f"Bearer {secret}"
+        spokesperson = (await _get(client, "/sources/kremlin-spokesperson"))["activity"]
+        kremlin = (await _get(client, "/sources/kremlin"))["activity"]
     assert (spokesperson["statements"], spokesperson["denials"], spokesperson["claims_made"]) == (1, 1, 0)
-    kremlin = (await _get(client, "/sources/kremlin"))["activity"]
     assert (kremlin["denials_withdrawn"], kremlin["statements"]) == (1, 0)
     assert kremlin["denials"] == 5  # one per claim it denied in fixture 000; the withdrawn one still counts
 
