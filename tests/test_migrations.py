@@ -237,3 +237,52 @@ async def test_0011_recounts_source_activity_with_statements_and_withdrawn_denia
         assert rows == 0
     finally:
         await db.dispose()
+
+
+async def test_two_runners_starting_a_projection_from_nothing_count_each_event_once(database_url: str) -> None:
+    """Two processes catching up a projection that has no checkpoint yet (after a reset, say) apply each
+    batch once between them: neither fails, and the counts equal those of one runner."""
+    import asyncio
+    import contextlib
+
+    from timeline.app.imports import LoadedFixture, import_fixtures
+    from timeline.store import activity, projector
+
+    from .conftest import SEED
+
+    class Gate:
+        """The activity projection, holding its first batch until both runners are applying one (or 2 s
+        have passed, when a runner is rightly kept waiting for the other's checkpoint)."""
+
+        name, tables = activity.name, activity.tables
+
+        def __init__(self) -> None:
+            self.arrived = 0
+            self.both = asyncio.Event()
+
+        async def apply(self, conn: Any, batch: Any) -> None:
+            self.arrived += 1
+            if self.arrived == 2:
+                self.both.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.both.wait(), 2)
+            await activity.apply(conn, batch)
+
+    first, second = Database(database_url), Database(database_url)
+    try:
+        await migrate.upgrade(first)
+        await import_fixtures(first, [LoadedFixture(str(SEED), SEED.read_bytes())], recorded_by="test")
+        await projector.catch_up(first, activity)
+        sources = ("kremlin", "volodymyr-zelenskyy", "south-korea-nis")
+        async with first.read() as conn:
+            alone = {s: await activity.of(conn, s) for s in sources}
+        async with first.serial() as conn:
+            await projector.reset(conn, activity)
+        gate = Gate()
+        await asyncio.gather(projector.catch_up(first, gate), projector.catch_up(second, gate))
+        async with first.read() as conn:
+            together = {s: await activity.of(conn, s) for s in sources}
+        assert together == alone
+    finally:
+        await first.dispose()
+        await second.dispose()

@@ -42,9 +42,20 @@ class Projection(Protocol):
 async def checkpoint(conn: AsyncConnection, name: str, *, lock: bool = False) -> int:
     """The log position a projection has processed (0 if it never ran)."""
     query = sa.select(checkpoints.c.position).where(checkpoints.c.name == name)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    return int((await conn.execute(query)).scalar_one_or_none() or 0)
+    if not (lock and conn.dialect.name == "postgresql"):
+        return int((await conn.execute(query)).scalar_one_or_none() or 0)
+    position = (await conn.execute(query.with_for_update())).scalar_one_or_none()
+    if position is None:
+        # A lock on a row that does not exist yet (first run, or after a reset) covers nothing, and two runners
+        # would both apply the first batch: make the row first. The second runner's insert waits on the
+        # first's, and its read then sees where the first one left the projection.
+        await conn.execute(
+            postgresql_insert(checkpoints)
+            .values(name=name, position=0, updated_at=dt.datetime.now(dt.UTC))
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        position = (await conn.execute(query.with_for_update())).scalar_one()
+    return int(position)
 
 
 async def save_checkpoint(conn: AsyncConnection, name: str, position: int) -> None:
