@@ -239,14 +239,20 @@ async def test_0011_recounts_source_activity_with_statements_and_withdrawn_denia
         await db.dispose()
 
 
-async def test_two_runners_starting_a_projection_from_nothing_count_each_event_once(database_url: str) -> None:
+async def test_two_runners_starting_a_projection_from_nothing_count_each_event_once(
+    database_url: str,
+) -> None:
     """Two processes catching up a projection that has no checkpoint yet (after a reset, say) apply each
     batch once between them: neither fails, and the counts equal those of one runner."""
     import asyncio
     import contextlib
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from timeline.app.imports import LoadedFixture, import_fixtures
     from timeline.store import activity, projector
+    from timeline.store.eventlog import RecordedEvent
 
     from .conftest import SEED
 
@@ -260,7 +266,7 @@ async def test_two_runners_starting_a_projection_from_nothing_count_each_event_o
             self.arrived = 0
             self.both = asyncio.Event()
 
-        async def apply(self, conn: Any, batch: Any) -> None:
+        async def apply(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
             self.arrived += 1
             if self.arrived == 2:
                 self.both.set()

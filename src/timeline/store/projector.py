@@ -46,7 +46,7 @@ async def checkpoint(conn: AsyncConnection, name: str, *, lock: bool = False) ->
         return int((await conn.execute(query)).scalar_one_or_none() or 0)
     position = (await conn.execute(query.with_for_update())).scalar_one_or_none()
     if position is None:
-        # A lock on a row that does not exist yet (first run, or after a reset) covers nothing, and two runners
+        # A lock on a row not there yet (first run, or after a reset) covers nothing, and two runners
         # would both apply the first batch: make the row first. The second runner's insert waits on the
         # first's, and its read then sees where the first one left the projection.
         await conn.execute(
