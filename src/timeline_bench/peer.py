@@ -206,7 +206,30 @@ class _Statements:
                 cursor.execute(self.unchoose, key)
 
 
-class SQLiteEstimatesView(EstimatesView, SQLiteTrackingRecorder):
+class _TrackedInOneTransaction(EstimatesView, ABC):
+    """Each change to the view and its tracking record in one transaction of the datastore, on either
+    database (the subclasses give the datastore and the statements' parameter style)."""
+
+    datastore: Any
+    statements: _Statements
+
+    def made(self, event: ClaimMade, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            self.statements.made(cursor, event, tracking)
+            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+
+    def changed(
+        self, claim_id: str, tracking: Tracking, *, start: str | None = None, live: bool | None = None
+    ) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            self.statements.changed(cursor, claim_id, tracking, start, live)
+            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
+
+    def skip(self, tracking: Tracking) -> None:
+        self.insert_tracking(tracking)
+
+
+class SQLiteEstimatesView(_TrackedInOneTransaction, SQLiteTrackingRecorder):
     """``EstimatesView`` in the peer's SQLite datastore."""
 
     statements = _Statements(":{}")
@@ -214,23 +237,8 @@ class SQLiteEstimatesView(EstimatesView, SQLiteTrackingRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *_TABLES]
 
-    def made(self, event: ClaimMade, tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as cursor:
-            self.statements.made(cursor, event, tracking)
-            self._insert_tracking(cursor, tracking)
 
-    def changed(
-        self, claim_id: str, tracking: Tracking, *, start: str | None = None, live: bool | None = None
-    ) -> None:
-        with self.datastore.transaction(commit=True) as cursor:
-            self.statements.changed(cursor, claim_id, tracking, start, live)
-            self._insert_tracking(cursor, tracking)
-
-    def skip(self, tracking: Tracking) -> None:
-        self.insert_tracking(tracking)
-
-
-class PostgresEstimatesView(EstimatesView, PostgresTrackingRecorder):
+class PostgresEstimatesView(_TrackedInOneTransaction, PostgresTrackingRecorder):
     """``EstimatesView`` in the peer's PostgreSQL datastore."""
 
     statements = _Statements("%({})s")
@@ -238,21 +246,6 @@ class PostgresEstimatesView(EstimatesView, PostgresTrackingRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sql_create_statements.extend(SQL(s).format() for s in _TABLES)
-
-    def made(self, event: ClaimMade, tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as cursor:
-            self.statements.made(cursor, event, tracking)
-            self._insert_tracking(cursor, tracking)
-
-    def changed(
-        self, claim_id: str, tracking: Tracking, *, start: str | None = None, live: bool | None = None
-    ) -> None:
-        with self.datastore.transaction(commit=True) as cursor:
-            self.statements.changed(cursor, claim_id, tracking, start, live)
-            self._insert_tracking(cursor, tracking)
-
-    def skip(self, tracking: Tracking) -> None:
-        self.insert_tracking(tracking)
 
 
 class PeerLog(Application[uuid.UUID]):
