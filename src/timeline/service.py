@@ -40,7 +40,7 @@ from timeline.domain.streams import claim_stream, references, stream_of
 from timeline.domain.streams import parse as parse_stream
 from timeline.domain.values import check_fields, check_not_after, valid_from
 from timeline.store import driver, eventlog, streams, views
-from timeline.store.eventlog import Metadata, NewEvent, RecordedEvent
+from timeline.store.eventlog import Metadata, RecordedEvent
 from timeline.store.readahead import ReadAhead
 
 
@@ -211,20 +211,19 @@ class Recorder:
         """The definition a subject, source or document was first registered with (None if it was not)."""
         return (await self._stream(stream_id)).state.first
 
-    async def _require(self, kind: str, ident: str, where: str) -> None:
+    def _require(self, kind: str, ident: str, where: str) -> None:
         if not self._exists.get(f"{kind}-{ident}", False):
             raise UnknownReference(kind, ident, field=where)
 
-    async def _learn_existence(self, stream_ids: set[str]) -> None:
-        """Find out in one query which of these streams exist (streams loaded here already are known)."""
-        unknown = False
+    def _known_existence(self, stream_ids: set[str]) -> bool:
+        """Note which of these streams exist as far as this transaction knows; False if some are unknown."""
+        known = True
         for stream_id in stream_ids:
             if stream_id in self._streams:
                 self._exists[stream_id] = self._streams[stream_id].version > 0
             elif stream_id not in self._exists:
-                unknown = True
-        if unknown:
-            await self._load((), probe=stream_ids)
+                known = False
+        return known
 
     async def record_all(self, events: Sequence[DomainEvent], *, origin: str) -> list[RecordedEvent]:
         """Record several events, reading every stream they touch in a few queries first."""
@@ -278,8 +277,7 @@ class Recorder:
                 self._batch = eventlog.Batch(*self._head, self.recorded_at)
         recorded = []
         for e in decided:
-            item = NewEvent(event=e, valid_from=valid_from(e), metadata=metadata)
-            recorded.append(self._batch.add(stream_id, stream.version + 1, item))
+            recorded.append(self._batch.append(stream_id, stream.version + 1, e, valid_from(e), metadata))
             stream.states.append(streams.evolve(stream.state, e))
         stream.appended.extend(recorded)
         self.appended.extend(recorded)
@@ -304,34 +302,36 @@ class Recorder:
 
     async def _check_references(self, event: DomainEvent, named: set[str]) -> None:
         documents: tuple[str, ...] = getattr(event, "document_ids", ())
-        await self._learn_existence(named)
+        # Checked in memory where it can be (a batch's streams are read with it): an await per event costs.
+        if not self._known_existence(named):
+            await self._load((), probe=named)
         match event:
             case ClaimMade():
-                await self._require("subject", event.subject_id, "subject")
-                await self._require("source", event.source_id, "source")
+                self._require("subject", event.subject_id, "subject")
+                self._require("source", event.source_id, "source")
             case ClaimDenied():
-                await self._require("source", event.denied_by, "source")
+                self._require("source", event.denied_by, "source")
             case ClaimConfirmed():
-                await self._require("source", event.confirmed_by, "source")
+                self._require("source", event.confirmed_by, "source")
             case EvidenceAttached():
-                await self._require("source", event.produced_by, "produced_by")
+                self._require("source", event.produced_by, "produced_by")
             case DenialWithdrawn(withdrawn_by=source) | StatementMade(source_id=source):
                 # A statement's subject is its own stream: the rule checks it is registered.
-                await self._require("source", source, "source")
+                self._require("source", source, "source")
             case SourceRegistered() | SourceAmended():
-                await self._require_related(event)
+                self._require_related(event)
             case RecordCorrected():
                 if event.changes.source_id is not None:
-                    await self._require("source", event.changes.source_id, "changes.source_id")
+                    self._require("source", event.changes.source_id, "changes.source_id")
                 if event.changes.subject_id is not None:
-                    await self._require("subject", event.changes.subject_id, "changes.subject_id")
+                    self._require("subject", event.changes.subject_id, "changes.subject_id")
         for i, doc in enumerate(documents):
-            await self._require("document", doc, f"documents[{i}]")
+            self._require("document", doc, f"documents[{i}]")
 
-    async def _require_related(self, event: SourceRegistered | SourceAmended) -> None:
+    def _require_related(self, event: SourceRegistered | SourceAmended) -> None:
         for name in ("part_of", "speaks_for"):
             if (related := getattr(event, name)) is not None:
-                await self._require("source", related, name)
+                self._require("source", related, name)
 
     def _decide(self, stream: _Stream, event: DomainEvent) -> list[DomainEvent]:
         if isinstance(event, _REGISTERED):

@@ -247,16 +247,25 @@ _MAY_BE_EMPTY = {"description"}
 
 def check_fields(event: msgspec.Struct, *, prefix: str = "") -> None:
     """Raise unless every id, text, name, alias, unit and URL of a proposed event keeps the input rules."""
+    # Every event of a write passes here: the common cases (an id, a text) are checked inline, and a field's
+    # path is built only for a failure.
     for name, kind in _plan(type(event)):
         value = getattr(event, name)
         if value is None:
             continue
-        if isinstance(value, msgspec.Struct):
+        if kind == "id" and type(value) is str:
+            if len(value) > IDENT_MAX or not _IDENT.fullmatch(value):
+                check_ident(value, field=f"{prefix}{name}")
+        elif kind == "text" and type(value) is str:
+            if len(value) > _LIMITS[name]:
+                _check_length(value, _LIMITS[name], field=f"{prefix}{name}")
+            # Printable ASCII first: visible at once (the common case), no Unicode lookup.
+            if name in _VISIBLE and not ("!" <= value[:1] <= "~") and (value or name not in _MAY_BE_EMPTY):
+                check_visible(value, field=f"{prefix}{name}")
+        elif isinstance(value, msgspec.Struct):
             _check_field(name, value, f"{prefix}{name}")
         elif kind == "id":
-            # Checked here first: building the field's path is left to a failure.
-            if type(value) is not str or len(value) > IDENT_MAX or not _IDENT.fullmatch(value):
-                check_ident(str(value), field=f"{prefix}{name}")
+            check_ident(str(value), field=f"{prefix}{name}")
         elif kind != "other":
             _check_field(name, value, f"{prefix}{name}")
 
@@ -275,8 +284,10 @@ def _plan(kind: type[msgspec.Struct]) -> tuple[tuple[str, str], ...]:
 def _kind_of(name: str) -> str:
     if name.endswith("_id") or name in _ID_FIELDS:
         return "id"
-    if name.endswith("_ids") or name == "aliases" or name in _LIMITS:
+    if name.endswith("_ids") or name == "aliases":
         return "checked"
+    if name in _LIMITS:
+        return "text"
     return "other"
 
 

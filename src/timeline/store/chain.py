@@ -40,19 +40,27 @@ def canonical(
     recorded_at: dt.datetime,
 ) -> bytes:
     """The bytes an event's hash covers (besides the previous hash)."""
-    fields = [
-        str(position),
-        str(event_id),
-        stream_id,
-        str(stream_version),
-        type,
-        str(schema_version),
-        data,
-        metadata,
-        valid_from.isoformat() if valid_from is not None else "",
-        timestamp(recorded_at),
-    ]
-    return "\n".join(fields).encode()
+    fields = (position, event_id, stream_id, stream_version, type, schema_version, data, metadata)
+    return canonical_of(*fields, valid_from, recorded_at)
+
+
+def canonical_of(
+    position: int,
+    event_id: uuid.UUID | str,
+    stream_id: str,
+    stream_version: int,
+    type: str,
+    schema_version: int,
+    data: str,
+    metadata: str,
+    valid_from: dt.date | None,
+    recorded_at: dt.datetime,
+) -> bytes:
+    """``canonical`` with positional arguments, for the write path (a call per event)."""
+    return (
+        f"{position}\n{event_id}\n{stream_id}\n{stream_version}\n{type}\n{schema_version}\n{data}\n"
+        f"{metadata}\n{valid_from.isoformat() if valid_from is not None else ''}\n{timestamp(recorded_at)}"
+    ).encode()
 
 
 def link(prev_hash: str, canonical_bytes: bytes) -> str:

@@ -163,60 +163,76 @@ class Batch:
 
     def add(self, stream_id: str, version: int, item: NewEvent) -> RecordedEvent:
         """Give the event the next position, chain it, and queue its row."""
+        return self.append(stream_id, version, item.event, item.valid_from, item.metadata)
+
+    def append(
+        self,
+        stream_id: str,
+        version: int,
+        event: DomainEvent,
+        valid_from: dt.date | None,
+        metadata: Metadata,
+    ) -> RecordedEvent:
+        """``add``, for the event's parts: the write path has them at hand, and a ``NewEvent`` per event
+        only to be taken apart here was a measurable part of a batch."""
         self.head += 1
-        name = type(item.event).__name__
+        position = self.head
+        name = type(event).__name__
+        schema_version = SCHEMA_VERSION[name]
         event_id = self._new_id()
-        data = encode_event(item.event).decode()
-        if self._metadata is not None and self._metadata[0] is item.metadata:
-            meta = self._metadata[1]
+        data = encode_event(event).decode()
+        known = self._metadata
+        if known is not None and known[0] is metadata:
+            meta = known[1]
         else:
-            meta = _meta_encoder.encode(item.metadata).decode()
-            self._metadata = (item.metadata, meta)
+            meta = _meta_encoder.encode(metadata).decode()
+            self._metadata = (metadata, meta)
         prev_hash = self.head_hash
-        self.head_hash = chain.link(
+        recorded_at = self.recorded_at
+        self.head_hash = link = chain.link(
             prev_hash,
-            chain.canonical(
-                position=self.head,
-                event_id=event_id,
-                stream_id=stream_id,
-                stream_version=version,
-                type=name,
-                schema_version=SCHEMA_VERSION[name],
-                data=data,
-                metadata=meta,
-                valid_from=item.valid_from,
-                recorded_at=self.recorded_at,
-            ),
-        )
-        self.rows.append(
-            (
-                self.head,
+            chain.canonical_of(
+                position,
                 event_id,
                 stream_id,
                 version,
                 name,
-                SCHEMA_VERSION[name],
+                schema_version,
                 data,
                 meta,
-                item.valid_from,
-                self.recorded_at,
+                valid_from,
+                recorded_at,
+            ),
+        )
+        self.rows.append(
+            (
+                position,
+                event_id,
+                stream_id,
+                version,
+                name,
+                schema_version,
+                data,
+                meta,
+                valid_from,
+                recorded_at,
                 prev_hash,
-                self.head_hash,
+                link,
             )
         )
         return RecordedEvent(
-            position=self.head,
+            position=position,
             event_id=event_id,
             stream_id=stream_id,
             stream_version=version,
             type=name,
-            schema_version=SCHEMA_VERSION[name],
-            event=item.event,
-            metadata=item.metadata,
-            valid_from=item.valid_from,
-            recorded_at=self.recorded_at,
+            schema_version=schema_version,
+            event=event,
+            metadata=metadata,
+            valid_from=valid_from,
+            recorded_at=recorded_at,
             prev_hash=prev_hash,
-            hash=self.head_hash,
+            hash=link,
         )
 
     def _new_id(self) -> uuid.UUID:

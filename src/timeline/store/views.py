@@ -116,6 +116,10 @@ async def load_for(
             # A row keeps no history: the guess is compared as its row would be.
             rows = {cid: r.claim for cid, r in views.claims.items() if cid in ids}
             if rows == {cid: msgspec.structs.replace(c, recorded=()) for cid, c in guessed.items()}:
+                # The rows are the writer's states: fold on from those very objects, so the views' fold
+                # of each event is the one the writer made already (``claims.evolve``).
+                for cid, claim in guessed.items():
+                    views.claims[cid] = msgspec.structs.replace(views.claims[cid], claim=claim)
                 await _load_histories(conn, views, corrected, until)
                 return views
             views = Views(registrations=views.registrations)  # the guess was wrong: read them again
