@@ -315,14 +315,20 @@ def _promote(views: Views, key: EstimateKey | None, record: ClaimRecord) -> None
     if key not in views.estimates:
         _rescan(views, key)
         return
-    index = SLOTS.index(slot := slot_of(record.claim))
+    claim = record.claim
+    index = SLOTS.index(slot := slot_of(claim))
     chosen = list(views.estimates[key])
     current = chosen[index]
-    candidates = (
-        [record] if current is None or current == record.claim.claim_id else [views.claims[current], record]
-    )
-    best = latest_in(candidates, slot)
-    chosen[index] = best.claim.claim_id if best else current
+    # ``latest_in`` of the two candidates, written out (every event of a batch comes here): the claim wins
+    # only if it is live and ranks strictly higher than a live figure held in its slot.
+    if _live(claim) and (
+        current is None
+        or current == claim.claim_id
+        or not _live(held := views.claims[current].claim)
+        or slot_of(held) != slot
+        or estimate_rank(claim) > estimate_rank(held)
+    ):
+        chosen[index] = claim.claim_id
     views.estimates[key] = (chosen[0], chosen[1])
     views.changed_estimates.add(key)
 

@@ -247,11 +247,11 @@ _MAY_BE_EMPTY = {"description"}
 
 def check_fields(event: msgspec.Struct, *, prefix: str = "") -> None:
     """Raise unless every id, text, name, alias, unit and URL of a proposed event keeps the input rules."""
-    # Every event of a write passes here: the common cases (an id, a text) are checked inline, and a field's
-    # path is built only for a failure.
+    # Every event of a write passes here: the common cases (an id, a text, a list of ids) are checked
+    # inline, and a field's path is built only for a failure.
     for name, kind in _plan(type(event)):
         value = getattr(event, name)
-        if value is None:
+        if value is None or type(value) is StatedDate:
             continue
         if kind == "id" and type(value) is str:
             if len(value) > IDENT_MAX or not _IDENT.fullmatch(value):
@@ -262,12 +262,17 @@ def check_fields(event: msgspec.Struct, *, prefix: str = "") -> None:
             # Printable ASCII first: visible at once (the common case), no Unicode lookup.
             if name in _VISIBLE and not ("!" <= value[:1] <= "~") and (value or name not in _MAY_BE_EMPTY):
                 check_visible(value, field=f"{prefix}{name}")
-        elif isinstance(value, msgspec.Struct):
+        elif (kind != "ids" or type(value) is not tuple or not _all_idents(value)) and (
+            kind != "other" or isinstance(value, msgspec.Struct)
+        ):
             _check_field(name, value, f"{prefix}{name}")
-        elif kind == "id":
-            check_ident(str(value), field=f"{prefix}{name}")
-        elif kind != "other":
-            _check_field(name, value, f"{prefix}{name}")
+
+
+def _all_idents(values: tuple[object, ...]) -> bool:
+    for ident in values:
+        if type(ident) is not str or len(ident) > IDENT_MAX or not _IDENT.fullmatch(ident):
+            return False
+    return True
 
 
 _PLANS: dict[type, tuple[tuple[str, str], ...]] = {}
@@ -284,7 +289,9 @@ def _plan(kind: type[msgspec.Struct]) -> tuple[tuple[str, str], ...]:
 def _kind_of(name: str) -> str:
     if name.endswith("_id") or name in _ID_FIELDS:
         return "id"
-    if name.endswith("_ids") or name == "aliases":
+    if name.endswith("_ids"):
+        return "ids"
+    if name == "aliases":
         return "checked"
     if name in _LIMITS:
         return "text"
