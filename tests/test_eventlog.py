@@ -199,16 +199,23 @@ async def test_a_rolled_back_write_leaves_its_positions_to_the_next_one(database
     try:
         async with db.write() as conn:
             kept = await eventlog.append(conn, "source-a", 0, [new(source("a"))], recorded_at=NOW)
-        with pytest.raises(RuntimeError):
+        undone: list[eventlog.RecordedEvent] = []
+
+        async def failing() -> None:
             async with db.write() as conn:
-                undone = await eventlog.append(
-                    conn,
-                    "claim-x",
-                    0,
-                    [new(claim_made("x", "a", 1)), new(claim_made("x", "a", 2))],
-                    recorded_at=NOW,
+                undone.extend(
+                    await eventlog.append(
+                        conn,
+                        "claim-x",
+                        0,
+                        [new(claim_made("x", "a", 1)), new(claim_made("x", "a", 2))],
+                        recorded_at=NOW,
+                    )
                 )
                 raise RuntimeError("the write fails after appending")
+
+        with pytest.raises(RuntimeError):
+            await failing()
         async with db.write() as conn:
             retaken = await eventlog.append(
                 conn, "claim-y", 0, [new(claim_made("y", "a", 3))], recorded_at=NOW
