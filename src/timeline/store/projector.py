@@ -119,6 +119,9 @@ async def catch_up(db: Database, projection: Projection, *, size: int = 500) -> 
 
 async def reset(conn: AsyncConnection, projection: Projection) -> None:
     """Empty the projection's tables and forget its checkpoint (a rebuild then starts from position 1)."""
+    # A batch another runner has under way holds this row: wait for it to commit, or its rows inserted after
+    # this transaction's DELETE began would outlive the reset and be counted again from position 1.
+    await checkpoint(conn, projection.name, lock=True)
     for table in projection.tables:
         await conn.execute(sa.delete(table))
     await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == projection.name))
