@@ -13,7 +13,7 @@ from sqlalchemy import Connection, inspect
 
 from timeline.store import migrate
 from timeline.store.database import Database
-from timeline.store.queries import claims_made_on
+from timeline.store.queries import claims_made_on, source_claims
 from timeline.store.schema import CLAIM_SUBJECT_INDEX, metadata
 
 TABLES = {"events", "claims", "estimates", "timeline", "registrations", "projection_checkpoints"}
@@ -56,6 +56,36 @@ async def test_the_subject_index_exists_and_finds_a_subjects_claims(empty_databa
     try:
         async with db.engine.connect() as conn:
             assert CLAIM_SUBJECT_INDEX not in await conn.run_sync(_plan)
+    finally:
+        await db.dispose()
+
+
+def _source_plan(conn: Connection) -> str:
+    query = source_claims("src", after=0, limit=50).compile(
+        dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+    )
+    if conn.dialect.name == "sqlite":
+        return " ".join(str(row[-1]) for row in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {query}")))
+    conn.execute(sa.text("SET enable_seqscan = off"))
+    return " ".join(str(row[0]) for row in conn.execute(sa.text(f"EXPLAIN {query}")))
+
+
+async def test_a_sources_claims_are_paged_through_an_index_from_0013(empty_database_url: str) -> None:
+    """``GET /sources/{id}/claims`` reads a page through an index, not the whole claims view; before 0013
+    it scanned (the plan names no such index)."""
+    index = "ix_claims_source_id_made_position"
+    db = Database(empty_database_url)
+    try:
+        await migrate.upgrade(db)
+        async with db.engine.connect() as conn:
+            assert index in await conn.run_sync(_source_plan)
+        await migrate.downgrade(db, "0012_fewer_pages_per_write")
+    finally:
+        await db.dispose()
+    db = Database(empty_database_url)
+    try:
+        async with db.engine.connect() as conn:
+            assert index not in await conn.run_sync(_source_plan)
     finally:
         await db.dispose()
 

@@ -99,6 +99,8 @@ claims = sa.Table(
     # The whole folded claim state, so a rebuild and an incremental update can be compared exactly.
     sa.Column("state", sa.Text(), nullable=False),
     sa.Index(None, "subject_id", "metric", "source_id"),
+    # A source's claims, a page at a time in the order they were made (migration 0013).
+    sa.Index(None, "source_id", "made_position"),
 )
 
 estimates = sa.Table(
