@@ -292,3 +292,42 @@ async def test_two_runners_starting_a_projection_from_nothing_count_each_event_o
     finally:
         await first.dispose()
         await second.dispose()
+
+
+async def test_0012_keeps_the_signed_checkpoints_and_stores_each_in_one_btree_on_sqlite(
+    empty_database_url: str,
+) -> None:
+    """The checkpoints signed before 0012 are still there, and still verify, after it and after going back;
+    on SQLite a checkpoint's size is the rowid, so no index is kept beside the table."""
+    from timeline import signing
+    from timeline.app.imports import LoadedFixture, import_fixtures
+    from timeline.store import audit, tree
+
+    from .conftest import SEED
+
+    def indexes(conn: Connection) -> list[str]:
+        if conn.dialect.name != "sqlite":
+            return []
+        rows = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE tbl_name = 'log_checkpoints'"))
+        return [name for (name,) in rows if name != "log_checkpoints"]
+
+    signer = signing.Signer.generate("test.example/log")
+    db = Database(empty_database_url, signer=signer)
+    try:
+        await migrate.upgrade(db, "0011_activity_counts_statements")
+        await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+        async with db.read() as conn:
+            before = await tree.all_checkpoints(conn)
+        assert before
+        for target in ("head", "0011_activity_counts_statements", "head"):
+            if target == "head":
+                await migrate.upgrade(db)
+            else:
+                await migrate.downgrade(db, target)
+            async with db.read() as conn:
+                assert await tree.all_checkpoints(conn) == before
+                assert (await audit.verify(conn, verifier=signer.keyring())).ok
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(indexes) == []
+    finally:
+        await db.dispose()

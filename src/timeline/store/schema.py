@@ -187,11 +187,15 @@ tree_nodes = sa.Table(
     sa.Column("hash", sa.LargeBinary(32), nullable=False),
 )
 
-# One signed checkpoint (a C2SP signed note) per transaction that appended, while a key is configured.
+# One signed checkpoint (a C2SP signed note) per transaction that appended, while a key is configured. On
+# SQLite its size is declared INTEGER, so it is the rowid and a commit's row goes into one b-tree, not two
+# (the table's and a unique index's).
 log_checkpoints = sa.Table(
     "log_checkpoints",
     metadata,
-    sa.Column("size", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column(
+        "size", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False
+    ),
     sa.Column("root_hash", sa.String(64), nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("note", sa.Text(), nullable=False),
