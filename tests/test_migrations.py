@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -294,40 +295,64 @@ async def test_two_runners_starting_a_projection_from_nothing_count_each_event_o
         await second.dispose()
 
 
-async def test_0012_keeps_the_signed_checkpoints_and_stores_each_in_one_btree_on_sqlite(
-    empty_database_url: str,
-) -> None:
-    """The checkpoints signed before 0012 are still there, and still verify, after it and after going back;
-    on SQLite a checkpoint's size is the rowid, so no index is kept beside the table."""
+_REBUILT = ("events", "timeline", "estimates", "tree_nodes", "log_checkpoints", "claims")
+
+
+async def _contents(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    async with db.engine.connect() as conn:
+        return {
+            t: sorted(tuple(r) for r in await conn.execute(sa.text(f"SELECT * FROM {t}"))) for t in _REBUILT
+        }
+
+
+async def _refuses_edits(db: Database) -> None:
+    for edit in ("UPDATE events SET data = '{}' WHERE position = 3", "DELETE FROM events"):
+        async with db.engine.connect() as conn:
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+                await conn.execute(sa.text(edit))
+
+
+async def test_0012_rebuilds_the_tables_keeping_rows_triggers_and_indexes(empty_database_url: str) -> None:
+    """0012 rebuilds five tables on SQLite (drops two indexes on both databases): a signed log, its tree and
+    views come through down and up again row for row, the log still refuses edits, time travel's index is
+    still used, and writing goes on from the head with the chain and checkpoints verifying."""
     from timeline import signing
     from timeline.app.imports import LoadedFixture, import_fixtures
-    from timeline.store import audit, tree
+    from timeline.store import audit
 
-    from .conftest import SEED
+    from .conftest import ROOT, SEED
 
-    def indexes(conn: Connection) -> list[str]:
-        if conn.dialect.name != "sqlite":
-            return []
-        rows = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE tbl_name = 'log_checkpoints'"))
-        return [name for (name,) in rows if name != "log_checkpoints"]
-
+    follow_ups = ROOT / "fixtures" / "invented" / "002_statements_and_relations.yaml"
     signer = signing.Signer.generate("test.example/log")
+
     db = Database(empty_database_url, signer=signer)
     try:
-        await migrate.upgrade(db, "0011_activity_counts_statements")
+        await migrate.upgrade(db)
         await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
-        async with db.read() as conn:
-            before = await tree.all_checkpoints(conn)
-        assert before
-        for target in ("head", "0011_activity_counts_statements", "head"):
-            if target == "head":
-                await migrate.upgrade(db)
-            else:
-                await migrate.downgrade(db, target)
-            async with db.read() as conn:
-                assert await tree.all_checkpoints(conn) == before
-                assert (await audit.verify(conn, verifier=signer.keyring())).ok
+        before = await _contents(db)
+        assert all(before[t] for t in _REBUILT)
+        await migrate.downgrade(db, "0011_activity_counts_statements")
+        assert await _contents(db) == before
+        await _refuses_edits(db)
+        await migrate.upgrade(db)
+        assert await _contents(db) == before
+        await _refuses_edits(db)
         async with db.engine.connect() as conn:
-            assert await conn.run_sync(indexes) == []
+            assert await conn.run_sync(_drift) == []
+    finally:
+        await db.dispose()
+    db = Database(empty_database_url, signer=signer)  # fresh connections: planned against the new tables
+    try:
+        async with db.engine.connect() as conn:
+            assert CLAIM_SUBJECT_INDEX in await conn.run_sync(_plan)
+        await import_fixtures(db, [LoadedFixture("more", follow_ups.read_bytes())], recorded_by="test")
+        async with db.read() as conn:
+            positions = [p for (p,) in await conn.execute(sa.text("SELECT position FROM events"))]
+            report = await audit.verify(conn, verifier=signer.verifier_text())
+        assert sorted(positions) == list(range(1, len(positions) + 1))
+        assert len(positions) > len(before["events"])
+        assert report.ok
+        assert report.signatures_checked
+        assert report.checkpoints_checked >= 2
     finally:
         await db.dispose()
