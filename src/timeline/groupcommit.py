@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from timeline.domain.events import DomainEvent
 from timeline.service import Recorder
+from timeline.store import idempotency
 from timeline.store.database import Database
 
 T = TypeVar("T")
@@ -40,6 +41,8 @@ class _Queued(NamedTuple):
     probes: tuple[str, ...]
     # The events it will propose, when known: the views' rows for them come with the streams.
     proposed: tuple[DomainEvent, ...]
+    # The (principal, Idempotency-Key) it will look up and store: read for the whole batch, stored with it.
+    keys: tuple[idempotency.Ident, ...]
 
 
 class Unavailable(Exception):
@@ -124,18 +127,22 @@ class Committer:
         reads: Iterable[str] = (),
         probes: Iterable[str] = (),
         proposed: Iterable[DomainEvent] = (),
+        keys: Iterable[idempotency.Ident] = (),
     ) -> T:
         """Run ``unit`` in a write transaction shared with other units; return its result once that commits,
         or raise what it raised with only its changes undone. It may run twice, so it acts only in there.
         The streams it will ``reads`` and ``probes`` are read for the whole batch in one query (with the
-        view rows the ``proposed`` events will need).
+        view rows the ``proposed`` events will need), the idempotency ``keys`` it will look up likewise, and
+        what it stores under them is inserted with the rest of the batch's.
         Raises ``Unavailable`` once ``close`` has begun."""
         if self._closed:
             raise Unavailable(_REFUSED)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="group-commit")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Queued(unit, future, tuple(reads), tuple(probes), tuple(proposed)))
+        await self._queue.put(
+            _Queued(unit, future, tuple(reads), tuple(probes), tuple(proposed), tuple(keys))
+        )
         return await future
 
     async def _loop(self) -> None:
@@ -230,12 +237,16 @@ class Committer:
                 probe=(s for queued in batch for s in queued.probes),
                 proposed=[e for queued in batch for e in queued.proposed],
             )
+            asked = {ident for queued in batch for ident in queued.keys}
+            keys = await idempotency.Pending.read(conn, asked) if asked else None
             watch = _Watch()
             sa.event.listen(conn.sync_connection, "before_cursor_execute", watch.seen)
+            conn.info[idempotency.PENDING] = keys
             try:
                 for queued in batch:
                     unit, future = queued.unit, queued.future
                     mark, changes = recorder.mark(), watch.changes
+                    stored = keys.mark() if keys is not None else 0
                     try:
                         if savepoints:
                             async with conn.begin_nested():
@@ -244,13 +255,18 @@ class Committer:
                             result = await unit(recorder)
                     except Exception as exc:  # the unit's own error goes back to its caller
                         recorder.rewind(mark)
+                        if keys is not None:
+                            keys.rewind(stored)
                         if not savepoints and (watch.changes > changes or _from_database(exc)):
                             raise _Unclean from exc
                         outcomes.append((future, False, exc))
                     else:
                         outcomes.append((future, True, result))
             finally:
+                conn.info.pop(idempotency.PENDING, None)
                 sa.event.remove(conn.sync_connection, "before_cursor_execute", watch.seen)
+            if keys is not None:
+                await keys.flush(conn)
             appended = await recorder.finish()
         if self.on_commit is not None:
             self.on_commit(len(batch), len(appended))
