@@ -221,6 +221,12 @@ def as_of(kept: Folded, earlier: Sequence[Earlier], valid_until: dt.date | None)
 def _resume(views: Views, start: Folded, pairs: list[tuple[int, ClaimEvent]]) -> None:
     """A kept claim with the events after its snapshot folded on top (none of them a correction)."""
     claim = start.record.claim
+    if not pairs:  # most kept claims: their record and entries are taken as they are
+        views.claims[claim.claim_id] = start.record
+        if (key := estimate_key(claim)) is not None:
+            views.by_key.setdefault(key, set()).add(claim.claim_id)
+        views.timeline.update(start.entries)
+        return
     for _, event in pairs:
         claim = rules.evolve(claim, event)
     record = start.record

@@ -108,7 +108,10 @@ async def _fold(
         if snapshot is not None and kept is snapshot.claims
         else set(map(claim_stream, kept))
     )
-    claimed, more = await _claimed(conn, subject_id, position, valid_until, skip)
+    # The log is asked only for claims made after the snapshot; those it holds and left to refold are known.
+    since = snapshot.position if snapshot is not None else 0
+    left = set(snapshot.versions) - skip if snapshot is not None else set()
+    claimed, more = await _claimed(conn, subject_id, position, valid_until, skip, since, left)
     registered = await queries.logged_until(conn, named | more, position=position)
     with _no_collection():
         logged = sorted([*after, *claimed, *registered], key=lambda e: e.position)
@@ -116,11 +119,18 @@ async def _fold(
 
 
 async def _claimed(
-    conn: AsyncConnection, subject_id: str, position: int, valid_until: dt.date | None, skip: set[str]
+    conn: AsyncConnection,
+    subject_id: str,
+    position: int,
+    valid_until: dt.date | None,
+    skip: set[str],
+    since: int = 0,
+    known: set[str] | None = None,
 ) -> tuple[list[timetravel.Logged], set[str]]:
     """The events of every claim that was about the subject up to ``position`` (but the ``skip`` streams)
     and the streams of the sources they name."""
-    streams = [s for s in await queries.claim_streams_of_subject(conn, subject_id, position) if s not in skip]
+    found = {*await queries.claim_streams_of_subject(conn, subject_id, position, since), *(known or ())}
+    streams = sorted(s for s in found if s not in skip)
     # The subject's own stream holds its statements (no snapshot keeps them: it is always read).
     streams.append(subject_stream(subject_id))
     claimed = await queries.logged_until(conn, streams, position=position, valid_until=valid_until)
