@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from timeline.service import Recorder
 from timeline.store import migrate, schema
 from timeline.store.database import Database
-from timeline_bench import measure, peer, seed
+from timeline_bench import baselines, measure, peer, seed
 from timeline_bench.generator import generate
 from timeline_bench.wrk import parse_wrk
 
@@ -133,3 +133,14 @@ async def test_the_peers_projection_keeps_the_same_latest_estimates(database_url
     assert len(ours) > 100
     assert all(chosen is not None for *_, chosen in rows)  # the bench log has assertions, no projections
     assert set(await asyncio.to_thread(peer.estimates, dialect, database_url)) == ours
+
+
+def test_the_peer_appends_at_the_same_durability_as_timeline(tmp_path: Path) -> None:
+    # The library opens SQLite at its default synchronous=FULL (a sync per commit); compared so, a ratio
+    # would measure durability, not the two designs. Both run at WAL with synchronous=NORMAL (1).
+    recorder = baselines.peer_recorder("sqlite", f"sqlite:///{tmp_path / 'bench.db'}")
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute("PRAGMA synchronous")
+        assert cursor.fetchone()[0] == 1
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"

@@ -185,3 +185,47 @@ async def test_streams_read_for_writing_come_in_version_order_in_a_large_log(db:
     versions = {s: [e.stream_version for e in stored] for s, stored in reading.streams.items()}
     assert all(v == list(range(1, len(v) + 1)) for v in versions.values())
     assert sum(len(v) for v in versions.values()) > 5_000
+
+
+async def test_a_rolled_back_write_leaves_its_positions_to_the_next_one(database_url: str) -> None:
+    """Positions are never drawn by the database (the log has no AUTOINCREMENT): a write that rolls back
+    took positions nobody saw, so the next write takes them again, chained to the last committed event, and
+    the chain, the tree and the signed checkpoints all verify."""
+    from timeline import signing
+    from timeline.store import audit
+
+    signer = signing.Signer.generate("test.example/log")
+    db = Database(database_url, signer=signer)
+    try:
+        async with db.write() as conn:
+            kept = await eventlog.append(conn, "source-a", 0, [new(source("a"))], recorded_at=NOW)
+        undone: list[eventlog.RecordedEvent] = []
+
+        async def failing() -> None:
+            async with db.write() as conn:
+                undone.extend(
+                    await eventlog.append(
+                        conn,
+                        "claim-x",
+                        0,
+                        [new(claim_made("x", "a", 1)), new(claim_made("x", "a", 2))],
+                        recorded_at=NOW,
+                    )
+                )
+                raise RuntimeError("the write fails after appending")
+
+        with pytest.raises(RuntimeError):
+            await failing()
+        async with db.write() as conn:
+            retaken = await eventlog.append(
+                conn, "claim-y", 0, [new(claim_made("y", "a", 3))], recorded_at=NOW
+            )
+        async with db.read() as conn:
+            everything = await eventlog.read_all(conn)
+            report = await audit.verify(conn, verifier=signer.verifier_text())
+    finally:
+        await db.dispose()
+    assert retaken[0].position == undone[0].position == kept[0].position + 1
+    assert [(e.position, e.stream_id) for e in everything] == [(1, "source-a"), (2, "claim-y")]
+    assert report.ok
+    assert (report.checked, report.head_position, report.checkpoints_checked) == (2, 2, 2)

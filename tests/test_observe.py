@@ -226,3 +226,22 @@ async def test_a_task_started_while_serving_a_request_does_not_log_its_id(captur
     by_event = {line["event"]: line for line in _lines(captured)}
     assert by_event["serving"]["request_id"] == "first-write"
     assert "request_id" not in by_event["later"]
+
+
+async def test_serve_counts_the_events_its_start_up_import_appended(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`timeline serve` imports the fixtures not yet recorded, in the process that then serves: its counter
+    of events appended starts with them, and a second start, which imports nothing, counts none."""
+    from .test_processes import Server
+
+    for expected in (29, 0):
+        server = Server(database_url, tmp_path / f"server-{expected}.log")
+        try:
+            await server.ready()
+            async with httpx.AsyncClient() as http:
+                text = (await http.get(f"{server.base}/metrics")).text
+        finally:
+            server.stop()
+        assert _sample(text, "timeline_events_appended_total") == expected
+        assert _sample(text, "timeline_log_head_position") == 29

@@ -80,13 +80,28 @@ async def raw_insert(
     return len(rows)
 
 
+def at_our_durability(pool: Any) -> None:
+    """Make a peer SQLite connection pool open its connections as ours are (WAL, synchronous=NORMAL): the
+    library leaves SQLite's default (FULL, a sync per commit), which would compare two durabilities."""
+    create = pool._create_connection
+
+    def created() -> Any:
+        connection = create()
+        connection._sqlite_conn.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    pool._create_connection = created
+
+
 def peer_recorder(dialect: str, url: str) -> Any:
-    """The peer's application recorder on the same database (SQLite: a file beside ours)."""
+    """The peer's application recorder on the same database (SQLite: a file beside ours, as durable)."""
     recorder: Any
     if dialect == "sqlite":
         path = make_url(url).database
         assert path is not None
-        recorder = es_sqlite.SQLiteApplicationRecorder(es_sqlite.SQLiteDatastore(path + ".peer"))
+        lite = es_sqlite.SQLiteDatastore(path + ".peer")
+        at_our_durability(lite.pool)
+        recorder = es_sqlite.SQLiteApplicationRecorder(lite)
     else:
         u = make_url(url)
         datastore = es_postgres.PostgresDatastore(

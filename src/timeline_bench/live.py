@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import statistics
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import msgspec
 
 from timeline_bench.measure import Config, Databases, Result, Stats
@@ -82,6 +86,79 @@ async def _round(server: Server, token: str, seconds: float, connections: int) -
     return Round(writes, health, 1000 * used / max(1.0, writes.rate * seconds))
 
 
+# Writes made through one server while a stream is open on another, spaced at random so they fall anywhere in
+# the streaming server's look at the log (SQLite has no notifications across processes).
+CROSSINGS = 20
+
+
+async def _next_id(reader: asyncio.StreamReader) -> int:
+    """The position of the next event on an open stream (chunk-size lines and keep-alives skipped)."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("the stream ended")
+        if line.startswith(b"id: "):
+            return int(line[4:])
+
+
+async def _crossings(streaming: Server, writing: Server, token: str) -> list[float]:
+    """Milliseconds from sending each write to ``writing`` to its event arriving on a stream of
+    ``streaming``: an upper bound of commit-to-delivery, the write's own time included."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", streaming.port)
+    writer.write(b"GET /events/stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    run = uuid.uuid4().hex[:8]
+    taken = []
+    try:
+        async with httpx.AsyncClient(base_url=writing.base, timeout=30) as client:
+            for n in range(CROSSINGS):
+                await asyncio.sleep(random.uniform(0.05, 0.5))
+                body = {
+                    "statement": "new",
+                    "stated_on": "2024-10-25",
+                    "document_ids": ["bench-doc"],
+                    "revision_id": f"cross-{run}-{n}",
+                }
+                started = time.perf_counter()
+                written = await client.post(
+                    f"/claims/c{n}/revisions", json=body, headers={"Authorization": f"Bearer {token}"}
+                )
+                written.raise_for_status()
+                await asyncio.wait_for(_next_id(reader), 30)
+                taken.append(1000 * (time.perf_counter() - started))
+    finally:
+        writer.close()
+        # Closed before the servers are stopped: a stopping server waits for its open streams to end.
+        await writer.wait_closed()
+    return taken
+
+
+async def cross_process(url: str, dialect: str, token: str, log: Callable[[str], None]) -> Result:
+    """How soon a stream on one server process delivers a write made through another, on one database."""
+    log(f"{dialect}: live, a stream on one process, writes through another")
+    streaming, writing = Server(url), Server(url)
+    try:
+        await asyncio.gather(streaming.ready(), writing.ready())
+        taken = await _crossings(streaming, writing, token)
+    finally:
+        streaming.stop()
+        writing.stop()
+    slowest = max(taken)
+    return Result(
+        benchmark="a write through another process, seen on a stream",
+        database=dialect,
+        unit="ms",
+        timeline=Stats.of(taken),
+        baselines={},
+        target="every one < 1,000 ms",
+        ratio=None,
+        met=slowest < 1000,
+        note=f"{len(taken)} writes, each sent at random 50-500 ms after the last arrived; from sending the "
+        "write to its event arriving (the write's own time included)",
+    )
+
+
 async def bench_live(
     dbs: Databases, dialect: str, log: Callable[[str], None], subscribers: int = 1000
 ) -> list[Result]:
@@ -110,6 +187,7 @@ async def bench_live(
         rounds["alone"].append(await _round(server, token, seconds, connections))
     finally:
         server.stop()
+    crossing = await cross_process(url, dialect, token, log)
     alone = rounds["alone"]
     base_rate = statistics.median(r.writes.rate for r in alone)
     base_cpu = statistics.median(r.cpu_ms for r in alone)
@@ -137,6 +215,7 @@ async def bench_live(
                 f"{cpu:.2f} ms (no streams {base_cpu:.2f} ms); {errors} errors; {connections} writers",
             )
         )
+    results.append(crossing)
     return results
 
 

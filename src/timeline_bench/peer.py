@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from timeline.domain.events import encode_event
 from timeline.domain.streams import stream_of
+from timeline_bench.baselines import at_our_durability
 from timeline_bench.generator import generate
 
 
@@ -328,15 +329,7 @@ def _pg(env: dict[str, str]) -> psycopg.Connection[tuple[Any, ...]]:
 def _sqlite_view(env: dict[str, str]) -> SQLiteEstimatesView:
     """The view on SQLite, its connections at timeline's durability (WAL, synchronous=NORMAL)."""
     factory = SQLiteFactory(Environment(EstimatesProjection.name, {**env, "CREATE_TABLE": "no"}))
-    pool = factory.datastore.pool
-    create = pool._create_connection
-
-    def created() -> Any:
-        connection = create()
-        connection._sqlite_conn.execute("PRAGMA synchronous=NORMAL")
-        return connection
-
-    pool._create_connection = created  # type: ignore[method-assign]
+    at_our_durability(factory.datastore.pool)
     view = factory.tracking_recorder(SQLiteEstimatesView)
     view.create_table()
     assert isinstance(view, SQLiteEstimatesView)

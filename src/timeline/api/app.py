@@ -63,9 +63,16 @@ class _App(Litestar):
         await super().__call__(scope, receive, send)
 
 
-def create_app(db: Database, settings: Settings | None = None, *, tracer_provider: Any = None) -> Litestar:
+def create_app(
+    db: Database,
+    settings: Settings | None = None,
+    *,
+    tracer_provider: Any = None,
+    appended_on_start: int = 0,
+) -> Litestar:
     """Build the application around a database (which the caller has migrated); ``tracer_provider`` (an
-    OpenTelemetry SDK TracerProvider) traces requests, as does ``settings.tracing``."""
+    OpenTelemetry SDK TracerProvider) traces requests, as does ``settings.tracing``; ``appended_on_start``
+    counts events this process appended before the app (serve's import of fixtures) in its metrics."""
     settings = settings or Settings()
 
     async def provide_db() -> Database:
@@ -75,6 +82,7 @@ def create_app(db: Database, settings: Settings | None = None, *, tracer_provide
     hub = Hub(db, verifier)
     responses = ResponseCache(clock.for_database(db), settings.response_cache_bytes)
     metrics = observe.Metrics(db, hub, responses)
+    metrics.events_appended.inc(appended_on_start)
     committer = Committer(db, future_slack=settings.future_slack, on_commit=metrics.committed)
     plugins = []
     before_request = None

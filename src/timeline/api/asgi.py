@@ -13,6 +13,10 @@ from timeline.api.settings import Settings
 from timeline.store import DEFAULT_URL
 from timeline.store.database import Database
 
+# The events `timeline serve` appended by importing fixtures before starting the app in its own process: the
+# app's counter of appended events starts there (see ``create``).
+APPENDED_ON_START = "TIMELINE_APPENDED_ON_START"
+
 
 def create() -> Litestar:
     """An app on TIMELINE_DATABASE_URL with settings from the environment."""
@@ -26,4 +30,6 @@ def create() -> Litestar:
     database = Database(
         url, pool_size=settings.database_pool, signer=signer, lock_timeout=settings.lock_wait_seconds
     )
-    return create_app(database, settings)
+    # Taken by the first app of the process only: the import was this process's, and counted once.
+    appended = int(os.environ.pop(APPENDED_ON_START, "0"))
+    return create_app(database, settings, appended_on_start=appended)

@@ -121,7 +121,8 @@ async def health(db: Db, request: Request[Any, Any, Any]) -> HealthOut:
     """Whether the database answers, the log's head, and the position each projection has reached (the
     views follow the log in the same transaction; asynchronous projections may lag a moment). 503 when
     the views are past the log's head or an asynchronous projection has stalled, saying which."""
-    found = await queries.read(db, queries.health)
+    # One statement, which needs no transaction around it.
+    found = await queries.lookup(db, queries.health)
     faults.judge_health(request, found.head_position, found.standing, found.waiting_since)
     return HealthOut(
         status="ok",

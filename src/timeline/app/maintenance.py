@@ -7,9 +7,10 @@ import logging
 import threading
 from collections.abc import Callable
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from timeline.store import activity, eventlog, projector, snapshots, tree, views
+from timeline.store import activity, eventlog, notify, projector, snapshots, tree, views
 from timeline.store.database import Database
 
 _log = logging.getLogger("timeline.store")
@@ -71,14 +72,28 @@ def _rebuild_apart(url: str, lock_timeout: float, give_up: threading.Event) -> t
 
 
 async def rebuild_all(db: Database, progress: Progress | None = None) -> int:
-    """Rebuild the views, then reset and catch up the asynchronous projections (run where no server is
-    leading them); returns the events replayed. Time travel's snapshots are taken afresh too: after a
-    change of the fold's format the old ones are ignored, and would be until 1,000 more events each."""
+    """Rebuild the views, then reset the asynchronous projections and catch up those this process can lead
+    (a running server that leads one catches it up itself); returns the events replayed. Time travel's
+    snapshots are taken afresh too: after a change of the fold's format the old ones are ignored, and would
+    be until 1,000 more events each."""
     replayed, _ = await rebuild_views(db, progress)
-    taker = snapshots.Taker(db)
-    async with db.write() as conn:
-        await projector.reset(conn, activity)
-        await projector.reset(conn, taker)
-    await projector.catch_up(db, activity)
-    await projector.catch_up(db, taker)
+    for projection in (activity, snapshots.Taker(db)):
+        await _rerun(db, projection)
     return replayed
+
+
+async def _rerun(db: Database, projection: projector.Projection) -> None:
+    lead = projector.Leadership(db, projection.name)
+    leading = await lead.acquire()
+    try:
+        async with db.write() as conn:
+            await projector.reset(conn, projection)
+            if not leading and db.dialect == "postgresql":
+                # Wakes the leader's worker (through its LISTEN) to recount now, not at its next idle look.
+                await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": notify.CHANNEL})
+        if leading:
+            await projector.catch_up(db, projection)
+        else:
+            _log.info("projection %s is led by a running server, which recounts it", projection.name)
+    finally:
+        await lead.release()

@@ -37,6 +37,12 @@ async def read(db: Database, query: Callable[[AsyncConnection], Awaitable[T]]) -
         return await query(conn)
 
 
+async def lookup(db: Database, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run a query of one statement, outside any transaction where the database allows (one round trip)."""
+    async with db.lookup() as conn:
+        return await query(conn)
+
+
 class When(msgspec.Struct, frozen=True, kw_only=True):
     """A moment asked for on both time axes, before it is placed on the log: a valid-time date (``as_of``
     as written, and the last day it means) and a transaction time, as a log position or a time."""
@@ -374,21 +380,17 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 
 async def health(conn: AsyncConnection) -> Health:
     """Where the log and every projection stand (the views first)."""
-    head = await eventlog.head_position(conn)
-    standing = await projector.standing(conn)
-    behind = standing.get(activity.name, (0, None))[0]
-    next_recorded = await projector.recorded_after(conn, behind) if behind < head else None
-    seen = {name: position for name, (position, _) in standing.items()}
+    found = await projector.standing_with_head(conn, activity.name)
+    seen = {name: position for name, (position, _) in found.projections.items()}
     projections = {name: seen.get(name, 0) for name in (views.CHECKPOINT, activity.name)}
-    latest = await tree.latest_checkpoint(conn)
     return Health(
-        head_position=head,
+        head_position=found.head,
         views_position=projections[views.CHECKPOINT],
         projections=projections,
-        standing=standing,
-        waiting_since={activity.name: next_recorded},
-        signed_position=0 if latest is None else latest.size,
-        unsigned=await tree.unsigned(conn),
+        standing=found.projections,
+        waiting_since={activity.name: found.waiting_since},
+        signed_position=found.signed,
+        unsigned=(found.signed + 1, found.head) if found.head > found.signed else None,
     )
 
 

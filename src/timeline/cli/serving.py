@@ -108,6 +108,12 @@ def serve(
     os.environ["TIMELINE_DATABASE_URL"] = url
     os.environ["TIMELINE_LOG_FORMAT"] = log_format
     os.environ["TIMELINE_LOG_LEVEL"] = log_level
+    if workers == 1:
+        # One worker is this process, which made the import: its /metrics counts those events. Workers of
+        # their own did not (and each would count them again), so they start from none.
+        from timeline.api.asgi import APPENDED_ON_START
+
+        os.environ[APPENDED_ON_START] = str(sum(r.appended for r in results))
     logs.configure(log_format, log_level)
     if db.signer is not None and not os.environ.get("TIMELINE_SIGNING_KEY"):
         # The key serve chose (perhaps just made), for the workers, by an absolute path.

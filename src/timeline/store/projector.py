@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import zlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import sqlalchemy as sa
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.store import eventlog
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
-from timeline.store.schema import checkpoints, events
+from timeline.store.schema import checkpoints, events, log_checkpoints
 
 _log = logging.getLogger("timeline.projector")
 
@@ -76,18 +76,35 @@ async def all_checkpoints(conn: AsyncConnection) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in result}
 
 
-async def standing(conn: AsyncConnection) -> dict[str, tuple[int, dt.datetime | None]]:
-    """Every projection's processed position and when it last moved, by name."""
-    result = await conn.execute(
-        sa.select(checkpoints.c.name, checkpoints.c.position, checkpoints.c.updated_at)
-    )
-    return {row[0]: (int(row[1]), _utc(row[2])) for row in result}
+class Standing(NamedTuple):
+    """The log's head, its last signed size, each projection's position and when it last moved, and when
+    the event after one projection's position was recorded (None when it is at the head)."""
+
+    head: int
+    signed: int
+    projections: dict[str, tuple[int, dt.datetime | None]]
+    waiting_since: dt.datetime | None
 
 
-async def recorded_after(conn: AsyncConnection, position: int) -> dt.datetime | None:
-    """When the event after ``position`` was recorded (None if there is none)."""
-    result = await conn.execute(sa.select(events.c.recorded_at).where(events.c.position == position + 1))
-    return _utc(result.scalar_one_or_none())
+async def standing_with_head(conn: AsyncConnection, waiting: str) -> Standing:
+    """What /health reports, in one statement (one snapshot, one round trip: the health check must stay
+    cheap on a busy server, where each round trip waits its turn on the event loop)."""
+    one = sa.select(sa.literal(1).label("one")).subquery()
+    reached = sa.select(checkpoints.c.position).where(checkpoints.c.name == waiting).scalar_subquery()
+    query = sa.select(
+        sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0)).scalar_subquery(),
+        sa.select(sa.func.coalesce(sa.func.max(log_checkpoints.c.size), 0)).scalar_subquery(),
+        sa.select(events.c.recorded_at)
+        .where(events.c.position == sa.func.coalesce(reached, 0) + 1)
+        .scalar_subquery(),
+        checkpoints.c.name,
+        checkpoints.c.position,
+        checkpoints.c.updated_at,
+    ).select_from(one.outerjoin(checkpoints, sa.true()))
+    rows = (await conn.execute(query)).all()
+    head, signed = int(rows[0][0]), int(rows[0][1])
+    found = {row[3]: (int(row[4]), _utc(row[5])) for row in rows if row[3] is not None}
+    return Standing(head, signed, found, _utc(rows[0][2]))
 
 
 def _utc(moment: dt.datetime | None) -> dt.datetime | None:
@@ -119,6 +136,9 @@ async def catch_up(db: Database, projection: Projection, *, size: int = 500) -> 
 
 async def reset(conn: AsyncConnection, projection: Projection) -> None:
     """Empty the projection's tables and forget its checkpoint (a rebuild then starts from position 1)."""
+    # A batch another runner has under way holds this row: wait for it to commit, or its rows inserted after
+    # this transaction's DELETE began would outlive the reset and be counted again from position 1.
+    await checkpoint(conn, projection.name, lock=True)
     for table in projection.tables:
         await conn.execute(sa.delete(table))
     await conn.execute(sa.delete(checkpoints).where(checkpoints.c.name == projection.name))

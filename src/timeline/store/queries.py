@@ -134,13 +134,18 @@ async def claims_by_source(
     conn: AsyncConnection, source_id: str, *, after: int, limit: int
 ) -> list[ClaimRecord]:
     """The claims a source made, in the order they were recorded, after a made-position cursor."""
-    result = await conn.execute(
+    result = await conn.execute(source_claims(source_id, after=after, limit=limit))
+    return [claim_from_row(row) for row in result.mappings()]
+
+
+def source_claims(source_id: str, *, after: int, limit: int) -> sa.Select[Any]:
+    """The query of ``claims_by_source`` (its plan is checked against the index that serves it)."""
+    return (
         sa.select(claims)
         .where(claims.c.source_id == source_id, claims.c.made_position > after)
         .order_by(claims.c.made_position)
         .limit(limit)
     )
-    return [claim_from_row(row) for row in result.mappings()]
 
 
 class _Subjects(msgspec.Struct, frozen=True):

@@ -13,7 +13,10 @@ metadata = sa.MetaData(
     }
 )
 
-# SQLite gets INTEGER PRIMARY KEY AUTOINCREMENT (rowid, never reused); PostgreSQL a BIGINT identity.
+# A position (or a log size) as a key: on SQLite an INTEGER primary key, which is the rowid itself (one b-tree
+# rather than a table and an index beside it); on PostgreSQL a BIGINT. Without AUTOINCREMENT, whose
+# sqlite_sequence row cost a page a commit: writers always give the position (the head plus one, under the
+# write lock) and events are never deleted, so SQLite never chooses one (migration 0012).
 _Position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 events = sa.Table(
@@ -32,9 +35,10 @@ events = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     # The hash chain (timeline.store.chain): tamper evidence over the whole log, in position order.
     sa.Column("prev_hash", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    # Not unique by a constraint: the hash covers the position, so only a SHA-256 collision repeats one, and
+    # `verify` checks them all; no query reads by hash (an index cost a page per commit, migration 0012).
+    sa.Column("hash", sa.String(64), nullable=False),
     sa.UniqueConstraint("stream_id", "stream_version"),
-    sqlite_autoincrement=True,
 )
 
 # The corrections that may move a claim to another subject (a superset: "_" matches any character, and
@@ -95,8 +99,8 @@ claims = sa.Table(
     # The whole folded claim state, so a rebuild and an incremental update can be compared exactly.
     sa.Column("state", sa.Text(), nullable=False),
     sa.Index(None, "subject_id", "metric", "source_id"),
-    # Covers "the claims of a subject" (time travel), which would otherwise read each claim's whole row.
-    sa.Index(None, "subject_id", "claim_id"),
+    # A source's claims, a page at a time in the order they were made (migration 0013).
+    sa.Index(None, "source_id", "made_position"),
 )
 
 estimates = sa.Table(
@@ -108,12 +112,14 @@ estimates = sa.Table(
     # The source's latest asserted figure and its latest projection; a row has at least one.
     sa.Column("asserted_claim_id", sa.String(200), nullable=True),
     sa.Column("projected_claim_id", sa.String(200), nullable=True),
+    # Small rows under a key of three columns: on SQLite one b-tree, not a table and its key's index.
+    sqlite_with_rowid=False,
 )
 
 timeline = sa.Table(
     "timeline",
     metadata,
-    sa.Column("position", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("position", _Position, primary_key=True, autoincrement=False),
     sa.Column("subject_id", sa.String(200), nullable=False),
     sa.Column("occurred_on", sa.Date(), nullable=False),
     sa.Column("source_id", sa.String(200), nullable=False),
@@ -185,13 +191,14 @@ tree_nodes = sa.Table(
     sa.Column("level", sa.SmallInteger(), primary_key=True, autoincrement=False),
     sa.Column("idx", sa.BigInteger(), primary_key=True, autoincrement=False),
     sa.Column("hash", sa.LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # One signed checkpoint (a C2SP signed note) per transaction that appended, while a key is configured.
 log_checkpoints = sa.Table(
     "log_checkpoints",
     metadata,
-    sa.Column("size", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("size", _Position, primary_key=True, autoincrement=False),
     sa.Column("root_hash", sa.String(64), nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("note", sa.Text(), nullable=False),
