@@ -3,9 +3,11 @@ checked and the Idempotency-Key honoured, in the application layer any entry poi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import event as sa_event
 
 from timeline.app import commands
 from timeline.app.errors import IdempotencyKeyReused, PreconditionFailed, Rejected
@@ -108,3 +110,52 @@ async def test_a_command_against_an_old_version_or_breaking_a_rule_records_nothi
             committer, lambda: _confirmation("c5", by="south-korea-nis"), _caller(), _answer
         )
     assert len(await _claim_events(db)) == count
+
+
+async def test_keyed_commands_sharing_a_batch_are_answered_as_if_one_after_another(
+    db: Database, committer: Committer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written together (one transaction): the keys are looked up in one query and stored in one statement,
+    # yet a retry inside the batch gets the first answer, a reused key is refused, and a write the rules
+    # refuse keeps no answer under its key (its retry is judged afresh).
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "idempotency_keys" in statement:
+            statements.append(statement.split(maxsplit=1)[0].upper())
+
+    count = len(await _claim_events(db))
+    calls = [
+        (lambda: _confirmation("b1"), _caller("k1", "f1")),
+        (lambda: _confirmation("b1"), _caller("k1", "f1")),  # the same request again
+        (lambda: _confirmation("b2"), _caller("k1", "f2")),  # the key reused for another request
+        (lambda: _confirmation("b3", by="south-korea-nis"), _caller("k2", "f3")),  # refused by the rules
+        (lambda: _confirmation("b4"), _caller("k3", "f4")),
+    ]
+    async with db.write():  # hold the lock so that all five queue up and share one batch
+        sa_event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+        tasks = [
+            asyncio.create_task(commands.record(committer, propose, caller, _answer))
+            for propose, caller in calls
+        ]
+        await asyncio.sleep(0.1)
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        sa_event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    first, retry, reused, refused, other = results
+    assert isinstance(first, commands.Reply)
+    assert isinstance(retry, commands.Reply)
+    assert first.outcome is not None
+    assert retry.outcome is None
+    assert (retry.status_code, retry.body) == (first.status_code, first.body)
+    assert isinstance(reused, IdempotencyKeyReused)
+    assert isinstance(refused, Rejected)
+    assert isinstance(other, commands.Reply)
+    assert other.status_code == 201
+    assert len(await _claim_events(db)) == count + 2
+    assert statements.count("SELECT") <= 2, statements  # one per batch (five, one a write, before)
+    assert statements.count("INSERT") <= 2, statements
+    # The refused write's key holds nothing: asked again, properly this time, it records.
+    again = await commands.record(committer, lambda: _confirmation("b5"), _caller("k2", "f5"), _answer)
+    assert again.status_code == 201

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.app.errors import Rejected
 from timeline.domain.streams import references, stream_of
-from timeline.groupcommit import Committer, Unit
+from timeline.groupcommit import Committer, Unavailable, Unit
 from timeline.service import Recorder
 from timeline.store import audit, driver, eventlog, idempotency
 from timeline.store.database import Database
@@ -215,3 +215,74 @@ async def test_a_write_reads_the_view_rows_it_needs_with_its_streams(
     async with db.read() as conn:
         chosen = await conn.execute(sa.text("SELECT asserted_claim_id FROM estimates WHERE source_id = 'a'"))
         assert chosen.scalars().all() == ["c9"]
+
+
+def _counted(committer: Committer) -> list[int]:
+    sizes: list[int] = []
+    commit = committer._commit
+
+    async def counting(batch: list) -> None:  # type: ignore[type-arg]
+        sizes.append(len(batch))
+        await commit(batch)
+
+    committer._commit = counting  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_writes_arriving_just_after_a_batch_began_gathering_join_it(db: Database) -> None:
+    # Four writers in a steady rhythm: the first to come back must not commit alone while the other three
+    # are still on their way (over HTTP they are still being authenticated), it waits for them.
+    committer = Committer(db, gather_limit=5.0)
+    sizes = _counted(committer)
+    slow = asyncio.Event()
+
+    async def slowly(recorder: Recorder) -> int:
+        await slow.wait()  # the batch's transaction takes a while: stragglers would wait that long anyway
+        return await _unit(subject("s"))(recorder)
+
+    asyncio.get_running_loop().call_later(0.3, slow.set)
+    try:
+        first = await asyncio.gather(
+            committer.run(slowly),
+            committer.run(_unit(source("a"))),
+            committer.run(_unit(source("b"))),
+            committer.run(_unit(document("d"))),
+        )
+        leader = asyncio.create_task(committer.run(_unit(claim_made("c0", "a", 0, subject_id="s"))))
+        await asyncio.sleep(0.05)
+        rest = await asyncio.gather(
+            *(committer.run(_unit(claim_made(f"c{i}", "a", i, subject_id="s"))) for i in (1, 2, 3))
+        )
+        second = [await leader, *rest]
+        # A lone writer now (the last batch was all of them) does not wait for company that never comes.
+        sizes_before = len(sizes)
+        lone = await asyncio.wait_for(committer.run(_unit(claim_made("c4", "a", 4, subject_id="s"))), 1)
+    finally:
+        await committer.close()
+    assert sizes[:2] == [4, 4]
+    assert sorted(first) == [1, 2, 3, 4]
+    assert sorted(second) == [5, 6, 7, 8]
+    assert lone == 9
+    assert len(sizes) == sizes_before + 1
+
+
+async def test_close_refuses_the_writes_a_batch_was_gathering(db: Database) -> None:
+    committer = Committer(db, gather_limit=60.0)
+    sizes = _counted(committer)
+    slow = asyncio.Event()
+
+    async def slowly(recorder: Recorder) -> int:
+        await slow.wait()
+        return await _unit(subject("s"))(recorder)
+
+    asyncio.get_running_loop().call_later(0.3, slow.set)
+    await asyncio.gather(committer.run(slowly), committer.run(_unit(source("a"))))
+    # The next batch waits for a second write that never comes; closing must answer it, not strand it.
+    waiting = asyncio.create_task(committer.run(_unit(source("b"))))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(committer.close(), timeout=10)
+    with pytest.raises(Unavailable, match="was not recorded"):
+        await asyncio.wait_for(waiting, timeout=1)
+    assert sizes == [2]
+    async with db.read() as conn:
+        assert [e.stream_id for e in await eventlog.read_all(conn)] == ["subject-s", "source-a"]

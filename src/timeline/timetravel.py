@@ -157,16 +157,76 @@ def folded_claims(events: Sequence[Logged], views: Views) -> dict[str, Folded]:
     }
 
 
-def reusable(kept: Folded, valid_until: dt.date | None) -> bool:
-    """Whether a kept claim is what a fold as of ``valid_until`` makes of the same events: only when
-    every one of them was stated by then (valid time can precede recorded time, so a snapshot by log
-    position holds events of any date; a claim with one stated later is refolded from the log)."""
-    return valid_until is None or kept.latest is None or kept.latest <= valid_until
+class Earlier(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A kept claim as valid-time cuts from ``until`` up to the next one show it (before its ``latest``):
+    its state and entries then, or None while it was not yet made."""
+
+    until: dt.date
+    record: ClaimRecord | None = None
+    entries: dict[int, TimelineEntry | None] = {}
+
+
+def earlier_states(events: Sequence[Logged], kept: Mapping[str, Folded]) -> dict[str, list[Earlier]]:
+    """What each kept claim shows at every valid time before its ``latest``, folded from its ``events``.
+
+    Valid time can precede recorded time, so a snapshot by log position holds events of any date. Which of
+    a claim's events a cut keeps changes only at the dates its events were stated on (as corrected), so a
+    claim has at most one state per such date: kept here, an ``as_of`` cut reads none of its stream."""
+    streams: dict[str, list[Logged]] = {}
+    for e in events:
+        if isinstance(e.event, ClaimEvent) and e.event.claim_id in kept:
+            streams.setdefault(e.event.claim_id, []).append(e)
+    found: dict[str, list[Earlier]] = {}
+    for claim_id, logged in streams.items():
+        latest = kept[claim_id].latest
+        days: set[dt.date] = set()
+        for e in logged:
+            if isinstance(e.event, RecordCorrected):
+                if e.event.changes.stated_on is not None:
+                    days.add(period_start(e.event.changes.stated_on))
+            elif isinstance(e.event, ClaimEvent) and (date := _stated(e.event)) is not None:
+                days.add(period_start(date))
+        states: list[Earlier] = []
+        shown: tuple[int, ...] | None = None
+        for day in sorted(d for d in days if latest is not None and d < latest):
+            folded = views_at(logged, day)
+            record = folded.claims.get(claim_id)
+            if (record.positions if record else ()) == shown:
+                continue  # the same events as the cut before
+            shown = record.positions if record else ()
+            if record is None:
+                states.append(Earlier(until=day))
+                continue
+            entries = {at: folded.timeline[at] for at in record.positions}
+            states.append(Earlier(until=day, record=current(record), entries=entries))
+        if states:
+            found[claim_id] = states
+    return found
+
+
+def as_of(kept: Folded, earlier: Sequence[Earlier], valid_until: dt.date | None) -> Folded | None:
+    """A kept claim as a cut at ``valid_until`` shows it (None: not yet made), from its snapshot alone."""
+    if valid_until is None or kept.latest is None or kept.latest <= valid_until:
+        return kept
+    chosen = None
+    for state in earlier:  # a handful, in date order
+        if state.until > valid_until:
+            break
+        chosen = state
+    if chosen is None or chosen.record is None:
+        return None
+    return Folded(record=chosen.record, entries=chosen.entries, version=kept.version, latest=chosen.until)
 
 
 def _resume(views: Views, start: Folded, pairs: list[tuple[int, ClaimEvent]]) -> None:
     """A kept claim with the events after its snapshot folded on top (none of them a correction)."""
     claim = start.record.claim
+    if not pairs:  # most kept claims: their record and entries are taken as they are
+        views.claims[claim.claim_id] = start.record
+        if (key := estimate_key(claim)) is not None:
+            views.by_key.setdefault(key, set()).add(claim.claim_id)
+        views.timeline.update(start.entries)
+        return
     for _, event in pairs:
         claim = rules.evolve(claim, event)
     record = start.record
@@ -182,7 +242,7 @@ def _resume(views: Views, start: Folded, pairs: list[tuple[int, ClaimEvent]]) ->
 
 
 def views_at(
-    events: Iterable[Logged], valid_until: dt.date | None, kept: Mapping[str, Folded] | None = None
+    events: Iterable[Logged], valid_until: dt.date | None, kept: Mapping[str, Folded | None] | None = None
 ) -> Views:
     """Every view as the given events (already cut at a log position) show it as of ``valid_until``.
 
@@ -190,20 +250,23 @@ def views_at(
     with every event of a claim at hand, its state is one replay and its estimate key is ranked once,
     not once per event (which was most of the cost on a subject of 10,000 events).
 
-    ``kept`` claims (from a snapshot, ``reusable`` at this valid time) start from their kept state, and
-    ``events`` hold only what came after it on their streams, with no correction among them (a
-    correction can change any earlier event of its claim: such a claim is refolded from its whole stream).
+    ``kept`` claims (from a snapshot, ``as_of`` this valid time; None for one not yet made then) start
+    from their kept state, and ``events`` hold only what came after it on their streams, with no
+    correction (a correction can change any earlier event of its claim) nor, at a valid time, a withdrawal
+    of a denial (kept only with its denial) among them: such a claim is refolded from its whole stream.
     """
     kept = kept or {}
     views = Views(indexed=True)
     streams: dict[str, list[tuple[int, DomainEvent]]] = {}  # each claim's (position, event) pairs
-    later: dict[str, list[tuple[int, ClaimEvent]]] = {claim_id: [] for claim_id in kept}
+    later: dict[str, list[tuple[int, ClaimEvent]]] = {c: [] for c, start in kept.items() if start}
     rest: list[Logged] = []
     for e in events:
         if not (isinstance(e.event, ClaimEvent) and e.event.claim_id in kept):
             rest.append(e)
             continue
-        # Every earlier event of the claim was kept, so this one is only to be cut by its own date.
+        if e.event.claim_id not in later:
+            continue  # its ClaimMade is stated after the cut, so nothing on its stream shows
+        # Its ClaimMade is kept, so this one is only to be cut by its own date.
         date = _stated(e.event)
         if valid_until is None or date is None or period_start(date) <= valid_until:
             later[e.event.claim_id].append((e.position, e.event))
@@ -216,7 +279,7 @@ def views_at(
             apply(views, position, event)
         views.position = max(views.position, position)
     for claim_id, resumed in later.items():
-        _resume(views, kept[claim_id], resumed)
+        _resume(views, cast(Folded, kept[claim_id]), resumed)
     for claim_id, pairs in streams.items():
         claim = rules.replay([cast(ClaimEvent, event) for _, event in pairs])
         positions = tuple(position for position, _ in pairs)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from timeline.store import schema
 from timeline.store.database import Database
 from timeline_bench.measure import Databases, Result, Stats
-from timeline_bench.wrk import Load, Server, distinct, revisions, run_wrk
+from timeline_bench.wrk import Load, Server, distinct, revisions, run_wrk, signed_key
 
 
 async def _subject_events(url: str, subject_id: str) -> int:
@@ -41,8 +41,10 @@ async def bench_http(dbs: Databases, dialect: str, url: str, token: str) -> list
     connections, seconds = config.connections, config.http_seconds
     results = []
     uncached: dict[str, Load] = {}
+    # The servers sign with a key that signed the seeded log, as a server over its own log does.
+    key = await signed_key(url)
     # Without the response cache: the reads' own baseline, and time travel, which must be computed each time.
-    server = Server(url, TIMELINE_RESPONSE_CACHE_BYTES="0")
+    server = Server(url, TIMELINE_RESPONSE_CACHE_BYTES="0", TIMELINE_SIGNING_KEY=key)
     try:
         await server.ready()
         for name, path in READ_ROUTES.items():
@@ -82,7 +84,7 @@ async def bench_http(dbs: Databases, dialect: str, url: str, token: str) -> list
             )
     finally:
         server.stop()
-    server = Server(url)
+    server = Server(url, TIMELINE_SIGNING_KEY=key)
     try:
         await server.ready()
         ceiling = await asyncio.to_thread(run_wrk, server.base, "/ping", connections, seconds)

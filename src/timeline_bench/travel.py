@@ -5,8 +5,11 @@ from the log alone."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import datetime as dt
 import random
+import statistics
 import time
 
 import msgspec
@@ -63,3 +66,32 @@ async def time_cuts(url: str, cuts: int = 15) -> list[Cuts]:
         Cuts(kind=kind, ms=timed[True][i], log_only=timed[False][i], size=size, head=head, catch_up=catch_up)
         for i, kind in enumerate(("known_at", "as_of"))
     ]
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[round(0.95 * (len(ordered) - 1))]
+
+
+async def _report(url: str, cuts: int) -> None:
+    for timed in await time_cuts(url, cuts):
+        print(
+            f"{timed.kind}: p50 {statistics.median(timed.ms):.1f} ms, p95 {_p95(timed.ms):.1f} ms "
+            f"(from the log alone: p50 {statistics.median(timed.log_only):.1f} ms); subject of "
+            f"{timed.size:,} events, log of {timed.head:,}, {len(timed.ms)} cuts, snapshots caught up in "
+            f"{timed.catch_up:.0f} s"
+        )
+
+
+def main() -> None:
+    """``python -m timeline_bench.travel URL``: the time-travel cuts on a log seeded already (say, of
+    1,000,000 events, which takes minutes to build and to snapshot: built once, measured many times)."""
+    parser = argparse.ArgumentParser(prog="python -m timeline_bench.travel", description=main.__doc__)
+    parser.add_argument("url", help="a timeline database (sqlite+aiosqlite:///... or postgresql://...)")
+    parser.add_argument("--cuts", type=int, default=15)
+    arguments = parser.parse_args()
+    asyncio.run(_report(arguments.url, arguments.cuts))
+
+
+if __name__ == "__main__":
+    main()

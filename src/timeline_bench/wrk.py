@@ -14,7 +14,8 @@ import uuid
 import httpx
 import msgspec
 
-from timeline.store import tokens
+from timeline import signing
+from timeline.store import tokens, tree
 from timeline.store.database import Database
 
 
@@ -160,3 +161,20 @@ async def write_token(url: str) -> str:
             return await tokens.create(conn, f"bench-{uuid.uuid4().hex[:6]}", ("write",))
     finally:
         await db.dispose()
+
+
+async def signed_key(url: str) -> str:
+    """A new signing key (its private text, for a server's TIMELINE_SIGNING_KEY) that has signed the head of
+    the log at ``url``, as an operator does once after loading a log (``timeline keys sign-head``): the
+    server's writes then extend a signed log. Over an unsigned one, each write transaction would read the
+    tree and the latest checkpoint back (four statements) and log that its events are left unsigned."""
+    signer = signing.Signer.generate("bench.example/log")
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            head, _ = await tree.extend(conn)
+            if head:
+                await tree.sign_head(conn, signer, head)
+    finally:
+        await db.dispose()
+    return signer.private_text()

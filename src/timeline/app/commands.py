@@ -100,4 +100,11 @@ async def record(
         return Reply(status_code=status, body=body, outcome=outcome)
 
     # Concurrent writes share one transaction and one commit (group commit); one that fails is undone alone.
-    return await committer.run(unit, reads=[stream_id], probes=references(event), proposed=[event])
+    # Its Idempotency-Key is looked up with the batch's, in one query, and stored with theirs.
+    return await committer.run(
+        unit,
+        reads=[stream_id],
+        probes=references(event),
+        proposed=[event],
+        keys=[(caller.recorded_by, key)] if key is not None else (),
+    )

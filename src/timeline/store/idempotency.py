@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store.schema import idempotency_keys
+
+# Key on a write connection's info: the ``Pending`` keys of the batch of writes in its transaction.
+PENDING = "timeline_idempotency_pending"
+Ident = tuple[str, str]  # (principal, key)
 
 
 class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -19,32 +24,89 @@ class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes
 
 
+def _stored(row: sa.RowMapping) -> StoredResponse:
+    return StoredResponse(
+        request_hash=row["request_hash"], status_code=row["status_code"], body=row["response"].encode()
+    )
+
+
 async def lookup(conn: AsyncConnection, principal: str, key: str) -> StoredResponse | None:
-    """The response stored under this token's key, if any."""
+    """The response stored under this token's key, if any (kept aside for it by a batch, if asked)."""
+    pending: Pending | None = conn.info.get(PENDING)
+    if pending is not None and (principal, key) in pending.asked:
+        return pending.get((principal, key))
     result = await conn.execute(
         sa.select(idempotency_keys).where(
             idempotency_keys.c.principal == principal, idempotency_keys.c.key == key
         )
     )
     row = result.mappings().one_or_none()
-    if row is None:
-        return None
-    return StoredResponse(
-        request_hash=row["request_hash"],
-        status_code=row["status_code"],
-        body=row["response"].encode(),
-    )
+    return None if row is None else _stored(row)
 
 
 async def store(conn: AsyncConnection, principal: str, key: str, response: StoredResponse) -> None:
-    """Remember a response; called in the transaction that made the change it reports."""
+    """Remember a response; called in the transaction that made the change it reports (by a batch that
+    asked about the key, at its end with the others')."""
+    pending: Pending | None = conn.info.get(PENDING)
+    if pending is not None and (principal, key) in pending.asked:
+        pending.put((principal, key), response)
+        return
+    await _insert(conn, {(principal, key): response})
+
+
+async def _insert(conn: AsyncConnection, responses: dict[Ident, StoredResponse]) -> None:
+    now = dt.datetime.now(dt.UTC)
     await conn.execute(
-        sa.insert(idempotency_keys).values(
-            principal=principal,
-            key=key,
-            request_hash=response.request_hash,
-            status_code=response.status_code,
-            response=response.body.decode(),
-            created_at=dt.datetime.now(dt.UTC),
-        )
+        sa.insert(idempotency_keys),
+        [
+            {
+                "principal": principal,
+                "key": key,
+                "request_hash": response.request_hash,
+                "status_code": response.status_code,
+                "response": response.body.decode(),
+                "created_at": now,
+            }
+            for (principal, key), response in responses.items()
+        ],
     )
+
+
+class Pending:
+    """The keys a batch of writes (group commit) asks about, read in one query before its first write, and
+    the responses it stores, inserted in one statement after its last: a keyed write then costs no round
+    trip of its own. The batch holds the log's write lock, so no other writer can store one of these keys
+    meanwhile; a later write in the batch sees what an earlier one stored."""
+
+    def __init__(self, asked: Collection[Ident], found: dict[Ident, StoredResponse]) -> None:
+        self.asked = frozenset(asked)
+        self._found = found
+        self._stored: dict[Ident, StoredResponse] = {}
+
+    @classmethod
+    async def read(cls, conn: AsyncConnection, asked: Collection[Ident]) -> Pending:
+        c = idempotency_keys.c
+        result = await conn.execute(
+            sa.select(idempotency_keys).where(sa.tuple_(c.principal, c.key).in_(sorted(asked)))
+        )
+        return cls(asked, {(row["principal"], row["key"]): _stored(row) for row in result.mappings()})
+
+    def get(self, ident: Ident) -> StoredResponse | None:
+        return self._stored.get(ident) or self._found.get(ident)
+
+    def put(self, ident: Ident, response: StoredResponse) -> None:
+        self._stored[ident] = response
+
+    def mark(self) -> int:
+        """A point to rewind to if the write that follows fails."""
+        return len(self._stored)
+
+    def rewind(self, mark: int) -> None:
+        for ident in list(self._stored)[mark:]:
+            del self._stored[ident]
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Insert the responses stored, before the transaction commits."""
+        if self._stored:
+            await _insert(conn, self._stored)
+            self._stored = {}

@@ -167,11 +167,20 @@ def claims_made_on(dialect: str, subject_id: str) -> sa.TextClause:
     ).bindparams(subject=subject_id)
 
 
-async def claim_streams_of_subject(conn: AsyncConnection, subject_id: str, position: int) -> list[str]:
+async def claim_streams_of_subject(
+    conn: AsyncConnection, subject_id: str, position: int, since: int = 0
+) -> list[str]:
     """The streams of every claim that was about the subject at some moment up to ``position``: made about
     it, or moved onto it by a correction. Read from the log alone, so no view table changes what is found.
-    A claim made after ``position`` is left out: the rest of its stream comes after its ClaimMade."""
-    result = await conn.execute(claims_made_on(conn.dialect.name, subject_id))
+    A claim made after ``position`` is left out: the rest of its stream comes after its ClaimMade. With
+    ``since``, so is one made up to it (time travel knows those from a snapshot), but not one moved."""
+    made = claims_made_on(conn.dialect.name, subject_id)
+    if since:
+        # Kept off the position's index (a unary plus on SQLite, an addition on PostgreSQL), so the subject's
+        # expression index is still the one read; only the few rows after ``since`` are returned.
+        bound = "+position > :since" if conn.dialect.name == "sqlite" else "position + 0 > :since"
+        made = sa.text(f"{made.text} AND {bound}").bindparams(subject=subject_id, since=since)
+    result = await conn.execute(made)
     streams = {stream_id for at, stream_id in result if at <= position}
     # Corrections that name a subject are rare: all of them are read through their partial index (a bound
     # on the position in SQL would lead SQLite to scan the log by position instead) and decoded.

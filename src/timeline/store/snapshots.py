@@ -20,7 +20,8 @@ import gc
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import msgspec
 import sqlalchemy as sa
@@ -34,14 +35,14 @@ from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import events, time_travel_snapshots
 from timeline.store.views import chunked
-from timeline.timetravel import Folded
+from timeline.timetravel import Earlier, Folded
 
 _log = logging.getLogger(__name__)
 
 # The shape of ``state`` and of the fold that made it (the write path's fold format, which a change to what
 # an event does to a claim bumps, is part of it): a row of another format is ignored, and time travel folds
 # from the log until the projector has kept new ones.
-FORMAT = 1000 + streams.FORMAT
+FORMAT = 2000 + streams.FORMAT
 # A subject gets a snapshot after this many of its events: a cut then folds at most about this many on top.
 EVERY = 1000
 # The latest snapshots of a subject kept whatever their spacing (a reader may start from any of the latest
@@ -49,7 +50,7 @@ EVERY = 1000
 KEEP = 3
 
 
-class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+class Snapshot(msgspec.Struct, kw_only=True):
     """A subject's claims (every claim about it at some moment up to ``position``) and the source
     streams their events name (whose registrations time travel reads from the log)."""
 
@@ -58,6 +59,20 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     sources: list[str]
     # Each claim's stream and the version of it folded (where the events after the snapshot start).
     versions: dict[str, int] = msgspec.field(default_factory=dict)
+    # What claims show at valid times before their ``latest`` (``timetravel.earlier_states``): only an
+    # ``as_of`` cut needs them, so they are decoded from ``encoded_earlier`` the first time one asks.
+    earlier: dict[str, list[Earlier]] | None = None
+    encoded_earlier: bytes = b""
+
+
+def earlier(snapshot: Snapshot) -> dict[str, list[Earlier]]:
+    """The snapshot's claims at earlier valid times, decoded once (a snapshot is shared by the readers of
+    this process, which only read from it)."""
+    if snapshot.earlier is None:
+        with _no_collection():
+            snapshot.earlier = _earlier_decoder.decode(snapshot.encoded_earlier)
+        snapshot.encoded_earlier = b""
+    return snapshot.earlier
 
 
 class _State(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +82,19 @@ class _State(msgspec.Struct, frozen=True, kw_only=True):
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_State)
+_earlier_decoder = msgspec.json.Decoder(dict[str, list[Earlier]])
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """Decoding makes tens of thousands of containers, none in a cycle: the cyclic collector waits."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def digest(subject_id: str, position: int, chain_hash: str, state: bytes) -> str:
@@ -80,7 +108,12 @@ async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> No
     chain_hash = (
         await conn.execute(sa.select(events.c.hash).where(events.c.position == snapshot.position))
     ).scalar_one()
-    state = _encoder.encode(_State(claims=snapshot.claims, sources=snapshot.sources))
+    # Two JSON documents, one a line (msgspec escapes every newline inside one): what every cut reads, then
+    # what only an ``as_of`` cut does, so a ``known_at`` cut never decodes the second.
+    state = b"%b\n%b" % (
+        _encoder.encode(_State(claims=snapshot.claims, sources=snapshot.sources)),
+        _encoder.encode(snapshot.earlier or {}),
+    )
     values = {
         "subject_id": subject_id,
         "position": snapshot.position,
@@ -183,16 +216,15 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
             at,
         )
         return None
-    # Tens of thousands of containers, none in a cycle: the cyclic collector waits (as in ``travel``).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        decoded = _decoder.decode(state)
-    finally:
-        if collecting:
-            gc.enable()
+    known, _, later = state.partition(b"\n")
+    if not later:  # not as ``keep`` writes them (a digest recomputed over an edit): fold from the log
+        return None
+    with _no_collection():
+        decoded = _decoder.decode(known)
     versions = {claim_stream(claim_id): kept.version for claim_id, kept in decoded.claims.items()}
-    found = Snapshot(position=at, claims=decoded.claims, sources=decoded.sources, versions=versions)
+    found = Snapshot(
+        position=at, claims=decoded.claims, sources=decoded.sources, versions=versions, encoded_earlier=later
+    )
     _decoded[key] = (found, len(state))
     while len(_decoded) > CACHED or sum(size for _, size in _decoded.values()) > CACHED_BYTES:
         _decoded.popitem(last=False)

@@ -5,8 +5,9 @@ A subject's fold starts from its latest snapshot at or before the cut (``store.s
 has confirmed it: only the events after it are read, through the (stream, version) key, and folded on
 top by the same code. Snapshots are cut by log position, so they serve ``known_at`` directly. Valid time
 can precede recorded time (a source's statement about 2020 may be recorded last), so a snapshot holds
-events of every date: for ``as_of`` a claim is taken from it only if every event it folded was stated
-by then (``timetravel.reusable``); any other claim, and any claim corrected after the snapshot, is
+events of every date, and keeps each claim also as it stood at every earlier valid time
+(``timetravel.earlier_states``): ``as_of`` takes each claim from it as of its date (``timetravel.as_of``).
+A claim corrected after the snapshot (at a valid time, also one with a denial withdrawn after it) is
 refolded from its whole stream in the log.
 """
 
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import timetravel
-from timeline.domain.events import RecordCorrected
+from timeline.domain.events import DenialWithdrawn, RecordCorrected
 from timeline.domain.streams import claim_stream, source_stream, sources_named, subject_stream
 from timeline.projections import Views, current
 from timeline.store import queries, snapshots
@@ -73,7 +74,8 @@ async def take(conn: AsyncConnection, subject_id: str, position: int) -> snapsho
     with _no_collection():
         views = timetravel.views_at(claimed, None)
         kept = timetravel.folded_claims(claimed, views)
-    return snapshots.Snapshot(position=position, claims=kept, sources=sorted(named))
+        earlier = timetravel.earlier_states(claimed, kept)
+    return snapshots.Snapshot(position=position, claims=kept, sources=sorted(named), earlier=earlier)
 
 
 async def _fold(
@@ -83,20 +85,20 @@ async def _fold(
     valid_until: dt.date | None,
     snapshot: snapshots.Snapshot | None,
 ) -> Views:
-    kept: Mapping[str, timetravel.Folded] = {}
+    kept: Mapping[str, timetravel.Folded | None] = {}
     after: list[timetravel.Logged] = []
     named: set[str] = set()
     if snapshot is not None:
         kept = snapshot.claims
         if valid_until is not None:
-            kept = {c: folded for c, folded in kept.items() if timetravel.reusable(folded, valid_until)}
-        if 2 * len(kept) < len(snapshot.claims):
-            # Most of it would be refolded from the log anyway (an as_of before much of what it holds):
-            # reading the log for every claim costs less than reading it for most and merging.
-            return await _fold(conn, subject_id, position, valid_until, None)
+            earlier = snapshots.earlier(snapshot)
+            kept = {c: timetravel.as_of(f, earlier.get(c, ()), valid_until) for c, f in kept.items()}
         after = await queries.logged_after(conn, snapshot.versions, position=position)
-        if corrected := {e.event.claim_id for e in after if isinstance(e.event, RecordCorrected)}:
-            kept = {c: folded for c, folded in kept.items() if c not in corrected}
+        # A correction can change any earlier event of its claim, and a withdrawal shows only with its
+        # denial: such claims are refolded from their whole stream.
+        refold = (RecordCorrected, DenialWithdrawn) if valid_until is not None else (RecordCorrected,)
+        if refolded := {e.event.claim_id for e in after if isinstance(e.event, refold)}:
+            kept = {c: folded for c, folded in kept.items() if c not in refolded}
         if len(kept) < len(snapshot.claims):
             streams = {claim_stream(claim_id) for claim_id in kept}
             after = [e for e in after if e.stream_id in streams]
@@ -106,7 +108,10 @@ async def _fold(
         if snapshot is not None and kept is snapshot.claims
         else set(map(claim_stream, kept))
     )
-    claimed, more = await _claimed(conn, subject_id, position, valid_until, skip)
+    # The log is asked only for claims made after the snapshot; those it holds and left to refold are known.
+    since = snapshot.position if snapshot is not None else 0
+    left = set(snapshot.versions) - skip if snapshot is not None else set()
+    claimed, more = await _claimed(conn, subject_id, position, valid_until, skip, since, left)
     registered = await queries.logged_until(conn, named | more, position=position)
     with _no_collection():
         logged = sorted([*after, *claimed, *registered], key=lambda e: e.position)
@@ -114,11 +119,18 @@ async def _fold(
 
 
 async def _claimed(
-    conn: AsyncConnection, subject_id: str, position: int, valid_until: dt.date | None, skip: set[str]
+    conn: AsyncConnection,
+    subject_id: str,
+    position: int,
+    valid_until: dt.date | None,
+    skip: set[str],
+    since: int = 0,
+    known: set[str] | None = None,
 ) -> tuple[list[timetravel.Logged], set[str]]:
     """The events of every claim that was about the subject up to ``position`` (but the ``skip`` streams)
     and the streams of the sources they name."""
-    streams = [s for s in await queries.claim_streams_of_subject(conn, subject_id, position) if s not in skip]
+    found = {*await queries.claim_streams_of_subject(conn, subject_id, position, since), *(known or ())}
+    streams = sorted(s for s in found if s not in skip)
     # The subject's own stream holds its statements (no snapshot keeps them: it is always read).
     streams.append(subject_stream(subject_id))
     claimed = await queries.logged_until(conn, streams, position=position, valid_until=valid_until)
