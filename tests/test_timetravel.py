@@ -71,8 +71,8 @@ class MemoryLog:
         self.views = Views()
         self.claims: dict[str, Claim] = {}
 
-    def record(self, event: DomainEvent) -> bool:
-        if isinstance(event, ClaimEvent):
+    def record(self, event: DomainEvent, *, decide: bool = True) -> bool:
+        if isinstance(event, ClaimEvent) and decide:
             try:
                 accepted = DECIDE[type(event)](self.claims.get(event.claim_id), event)
             except Exception:
@@ -161,7 +161,16 @@ def test_as_of_equals_recording_only_what_was_said_by_then(
             (e.stream_id, e.stream_version)
         ] > as_of:
             continue
-        assert expected.record(event), f"a kept event was refused: {event!r}"
+        if expected.record(event):
+            continue
+        if isinstance(event, RecordCorrected):
+            # A correction is checked against the claim as it stands when it is recorded; leaving out what
+            # was said after ``as_of`` can make that same correction break a rule in the shorter history
+            # (a denial moved onto the claim's own source is refused while the denial's withdrawal, said
+            # later, is left out). The log holds it all the same, and a cut folds it: so must the oracle.
+            expected.record(event, decide=False)
+            continue
+        raise AssertionError(f"a kept event was refused: {event!r}")
 
     assert _comparable(timetravel.views_at(full.log, as_of)) == _comparable(expected.views)
 
