@@ -21,7 +21,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # Pure folds and parsing: no I/O, only the domain beneath them.
     (
         "projections",
-        ("timeline.projections", "timeline.timetravel", "timeline.fixtures", "timeline.drafting"),
+        (
+            "timeline.projections",
+            "timeline.activity",
+            "timeline.timetravel",
+            "timeline.fixtures",
+            "timeline.drafting",
+        ),
     ),
     ("store", ("timeline.store",)),
     ("application", ("timeline.app", "timeline.service", "timeline.groupcommit")),

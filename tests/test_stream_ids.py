@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from timeline.activity import activity_counts
 from timeline.domain import streams
 from timeline.domain.events import (
     ClaimDenied,
@@ -15,7 +16,6 @@ from timeline.domain.events import (
     SourceAmended,
     StatedDate,
 )
-from timeline.projections import activity_counts
 
 DAY = StatedDate(date="2024-10-21", precision="day")
 

@@ -37,7 +37,7 @@ from timeline.domain.events import (
     SubjectAmended,
     SubjectRegistered,
 )
-from timeline.domain.streams import source_roles, stream_of
+from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
 
 
@@ -400,19 +400,3 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
 def occurred_on(entry: TimelineEntry) -> dt.date:
     """The timeline sort date of an entry: the first day of the period it was stated in."""
     return period_start(entry.occurred_on)
-
-
-# The source_activity column each role counts in (a source a correction moves a claim to counts nowhere).
-_COUNTERS = {
-    "maker": "claims_made",
-    "denier": "denials",
-    "confirmer": "confirmations",
-    "producer": "evidence",
-    "speaker": "statements",
-    "withdrawer": "denials_withdrawn",
-}
-
-
-def activity_counts(event: DomainEvent) -> list[tuple[str, str]]:
-    """Which source an event counts for, and as what (the source_activity projection's fold)."""
-    return [(source, _COUNTERS[role]) for source, role in source_roles(event) if role in _COUNTERS]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.projections import activity_counts
+from timeline.activity import activity_counts
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import source_activity
 
