@@ -7,7 +7,6 @@ import logging
 import threading
 from collections.abc import Callable
 
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from timeline.store import activity, eventlog, notify, projector, snapshots, tree, views
@@ -90,7 +89,7 @@ async def _rerun(db: Database, projection: projector.Projection) -> None:
             await projector.reset(conn, projection)
             if not leading and db.dialect == "postgresql":
                 # Wakes the leader's worker (through its LISTEN) to recount now, not at its next idle look.
-                await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": notify.CHANNEL})
+                await notify.notify_listeners(conn)
         if leading:
             await projector.catch_up(db, projection)
         else:

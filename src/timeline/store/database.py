@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from timeline.signing import Signer
 from timeline.store import inline, tree
-from timeline.store.notify import CHANNEL, Listener, Notifier
+from timeline.store.notify import Listener, Notifier, notify_listeners
 from timeline.store.seal import SEALED, SEALER, Sealed, Sealer
 
 _log = logging.getLogger("timeline.store")
@@ -235,8 +235,7 @@ class Database:
                     )
                 notified = bool(conn.info.pop(NOTIFIED, False))
                 if appended is not None and not notified and self.dialect == "postgresql":
-                    # Delivered to every listening process when (and only if) this transaction commits.
-                    await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+                    await notify_listeners(conn)
         finally:
             # Only write transactions seal: the connection goes back to the pool without the sealer.
             conn.info.pop(SEALER, None)

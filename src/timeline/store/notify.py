@@ -11,9 +11,16 @@ import threading
 from typing import Any
 
 import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 CHANNEL = "timeline_events"
 _log = logging.getLogger(__name__)
+
+
+async def notify_listeners(conn: AsyncConnection) -> None:
+    """Wake every process listening on PostgreSQL, when (and only if) this transaction commits."""
+    await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
 class Notifier:
