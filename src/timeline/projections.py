@@ -127,8 +127,9 @@ class Views(msgspec.Struct, kw_only=True):
     """The rows of every view that a batch of events may touch (all of them, during a rebuild).
 
     ``claims`` must hold, for each estimate key the events touch, every claim that can be its latest
-    estimate afterwards: the claim chosen now and the changed claims when no claim's rank can drop, all
-    claims under the key when one can (see ``store.views.load_for``).
+    estimate afterwards: the claims chosen now and the changed claims, and all claims under the key when
+    one that is (or may be) chosen there can drop, or when its chosen claims are not in ``estimates``
+    (see ``store.views.load_for``).
     """
 
     claims: dict[str, ClaimRecord] = msgspec.field(default_factory=dict)
@@ -179,14 +180,25 @@ _KIND_RANK = {"speculative": 0, "opinion": 1, "alleged": 2, "asserted": 3, "proj
 Rank = tuple[dt.date, int, int, str]
 
 
+# The first day and precision rank of each stated date seen: a fold ranks claims several times an event, and
+# parsing the date was most of it. Dates repeat (days of a few years), so this stays small; it is emptied
+# should it ever grow past the bound.
+_DATED: dict[tuple[str, str], tuple[dt.date, int]] = {}
+_DATED_MAX = 100_000
+
+
 def estimate_rank(claim: Claim) -> Rank:
     """How recent a figure is among its source's: the higher, the more it is the source's latest word."""
-    return (
-        period_start(claim.stated_on),
-        _PRECISION_RANK[claim.stated_on.precision],
-        _KIND_RANK[claim.modality],
-        claim.claim_id,
-    )
+    stated = claim.stated_on
+    dated = _DATED.get((stated.date, stated.precision))
+    if dated is None:
+        if len(_DATED) >= _DATED_MAX:
+            _DATED.clear()
+        dated = _DATED[stated.date, stated.precision] = (
+            period_start(stated),
+            _PRECISION_RANK[stated.precision],
+        )
+    return (dated[0], dated[1], _KIND_RANK[claim.modality], claim.claim_id)
 
 
 def rank_can_drop(before: Claim | None, after: Claim) -> bool:
@@ -303,8 +315,21 @@ def _members(views: Views, key: EstimateKey) -> set[str]:
 def _rescan(views: Views, key: EstimateKey | None) -> None:
     if key is None:
         return
-    views.estimates[key] = latest_estimates(views.claims[cid] for cid in _members(views, key))
-    views.changed_estimates.add(key)
+    _choose(views, key, latest_estimates(views.claims[cid] for cid in _members(views, key)))
+
+
+def _choose(views: Views, key: EstimateKey, chosen: Chosen) -> None:
+    """Set the claims chosen under a key, noting the row as changed only if it is (most events leave their
+    key's figures as they were, and a rebuild would rewrite the row for each)."""
+    if views.estimates.get(key) != chosen or key not in views.estimates:
+        views.estimates[key] = chosen
+        views.changed_estimates.add(key)
+
+
+def _maybe_chosen(views: Views, key: EstimateKey, claim_id: str) -> bool:
+    """Whether the claim can be one of those chosen under the key (it is, or they are not known here)."""
+    chosen = views.estimates.get(key)
+    return chosen is None or claim_id in chosen
 
 
 def _promote(views: Views, key: EstimateKey | None, record: ClaimRecord) -> None:
@@ -329,8 +354,7 @@ def _promote(views: Views, key: EstimateKey | None, record: ClaimRecord) -> None
         or estimate_rank(claim) > estimate_rank(held)
     ):
         chosen[index] = claim.claim_id
-    views.estimates[key] = (chosen[0], chosen[1])
-    views.changed_estimates.add(key)
+    _choose(views, key, (chosen[0], chosen[1]))
 
 
 def _next_record(record: ClaimRecord | None, position: int, event: ClaimEvent) -> ClaimRecord:
@@ -380,11 +404,16 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
             views.by_key.setdefault(before, set()).discard(claim.claim_id)
         if after is not None:
             views.by_key.setdefault(after, set()).add(claim.claim_id)
-    if rank_can_drop(record.claim if record else None, claim) or before not in (None, after):
+    if (rank_can_drop(record.claim if record else None, claim) or before not in (None, after)) and (
+        before is not None and _maybe_chosen(views, before, claim.claim_id)
+    ):
+        # It may have been the figure chosen under its key and no longer be: every claim there competes.
         _rescan(views, before)
         if after != before:
-            _rescan(views, after)
+            _promote(views, after, updated)
     else:
+        # Under its old key it was not chosen, so what is chosen there stands; wherever it is now, it
+        # can only have risen against what is chosen there.
         _promote(views, after, updated)
     if isinstance(event, RecordCorrected):
         # A correction can change any earlier entry of the claim (its date, figure, even its subject).

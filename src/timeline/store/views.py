@@ -27,6 +27,7 @@ from timeline.domain.streams import parse as parse_stream
 from timeline.projections import (
     NO_FIGURE,
     SLOTS,
+    Chosen,
     ClaimRecord,
     EstimateKey,
     TimelineEntry,
@@ -126,8 +127,11 @@ async def load_for(
     await _load_claims(conn, views, ids, set(), set(), ahead)
     await _load_histories(conn, views, corrected, until)  # folding a correction ahead needs them
     states = {cid: r.claim for cid, r in views.claims.items()}
-    full, light = _keys_touched(states, claim_events)
-    await _load_claims(conn, views, set(), full, light, ahead)
+    # What is chosen under these claims' keys: a key needs all its claims only if one chosen there can drop.
+    known = {k for c in states.values() if (k := estimate_key(c)) is not None}
+    await _load_claims(conn, views, set(), set(), known, ahead)
+    full, light = _keys_touched(states, claim_events, views.estimates)
+    await _load_claims(conn, views, set(), full, light - known, ahead)
     return views
 
 
@@ -148,23 +152,36 @@ async def _load_histories(
 
 
 def _keys_touched(
-    states: dict[str, Claim], claim_events: Sequence[ClaimEvent]
+    states: dict[str, Claim],
+    claim_events: Sequence[ClaimEvent],
+    chosen: Mapping[EstimateKey, Chosen] | None = None,
 ) -> tuple[set[EstimateKey], set[EstimateKey]]:
-    """The estimate keys whose claims must all be loaded (full) and those needing only the chosen claim
-    (light), given the claims' states before the events."""
-    # Fold the batch ahead to learn every (subject, metric, source) it touches, corrections included. An
-    # event that can only raise a claim's rank needs just the claim currently chosen for its key; one that
-    # can lower it (an earlier date, a retraction) or move it to another key needs every claim under both.
+    """The estimate keys whose claims must all be loaded (full) and those needing only the claims chosen
+    there (light), given the claims' states before the events and, where known, what is chosen under
+    their keys (``chosen``; None: nothing is known, and any claim may be chosen)."""
+    # Fold the batch ahead to learn every (subject, metric, source) it touches, corrections included. A claim
+    # entering a key, or rising in it, only competes with the claims chosen there; one that may be chosen
+    # under its key and can drop there (an earlier date, a retraction, a move to another key) leaves every
+    # claim under that key to compete. A claim is chosen under a key only if it was at the start, or an
+    # event of this batch raised it (it changed earlier in the batch), or all the key's claims competed
+    # (then they are all loaded already).
     states = dict(states)
     light: set[EstimateKey | None] = {estimate_key(c) for c in states.values()}
     full: set[EstimateKey | None] = set()
+    changed: set[str] = set()
     for event in claim_events:
-        earlier = states.get(event.claim_id)
+        claim_id = event.claim_id
+        earlier = states.get(claim_id)
         before = estimate_key(earlier) if earlier is not None else None
-        states[event.claim_id] = now = evolve(earlier, event)
+        states[claim_id] = now = evolve(earlier, event)
         after = estimate_key(now)
-        can_drop = rank_can_drop(earlier, now) or before not in (None, after)
-        (full if can_drop else light).update({before, after})
+        light.add(after)
+        if before is not None and (rank_can_drop(earlier, now) or before != after):
+            held = chosen.get(before) if chosen is not None else None
+            (full if held is None or claim_id in held or claim_id in changed else light).add(before)
+        else:
+            light.add(before)
+        changed.add(claim_id)
     full.discard(None)
     light -= full
     light.discard(None)
