@@ -45,7 +45,7 @@ from timeline.store.database import Database, driver_of
 from timeline.store.eventlog import RecordedEvent, decode_stored, read_until
 from timeline.store.eventlog import head_position as eventlog_head
 from timeline.store.readahead import CHOSEN as _CHOSEN
-from timeline.store.readahead import ReadAhead
+from timeline.store.readahead import ChosenKept, ReadAhead
 from timeline.store.schema import checkpoints, registrations
 
 CHECKPOINT = "views"
@@ -299,17 +299,19 @@ async def _project(
     before: Mapping[str, Claim | None] | None = None,
     changes: driver.Changes | None = None,
     ahead: ReadAhead | None = None,
-) -> None:
-    """``project`` for (position, event) pairs: what the write path and the fold share."""
+) -> Views | None:
+    """``project`` for (position, event) pairs: what the write path and the fold share. Returns the views
+    folded (None for no events)."""
     if not logged:
         if changes:
             await driver.write(conn, changes)
-        return
+        return None
     events = [e for _, e in logged]
     views = await load_for(conn, events, before=before, until=logged[0][0] - 1, ahead=ahead)
     for position, event in logged:
         apply(views, position, event)
     await save(conn, views, changes)
+    return views
 
 
 async def checkpoint(conn: AsyncConnection) -> int:
@@ -329,8 +331,9 @@ async def freshness(conn: AsyncConnection) -> tuple[int, dt.datetime | None]:
     return int(row[0]), updated.replace(tzinfo=dt.UTC) if updated and updated.tzinfo is None else updated
 
 
-# Events a batch of the fold: it loads every claim under each estimate key its revisions touch, a set that
-# grows with the log: 10,000 events a batch peaked at ~1 GB at 1,000,000 events; 2,000 costs ~7% more time.
+# Events a batch of the fold: it loads every claim under each estimate key where a chosen claim can drop, a
+# set that grows with the log: 10,000 events a batch peaked at ~1 GB at 1,000,000 events when any drop loaded
+# its key; 2,000 costs ~7% more time.
 BATCH = 2_000
 Progress = Callable[[int, int], Awaitable[None] | None]
 
@@ -340,10 +343,13 @@ async def fold(
 ) -> tuple[int, int]:
     """Fold the log after position ``after`` into the views, a batch at a time, each batch's rows and the
     checkpoint written together (the one algorithm of the live path's catch-up, ``rebuild`` and
-    ``rebuild_online``); memory is bounded by a batch. Returns (events folded, the last position)."""
+    ``rebuild_online``); memory is bounded by a batch and ``ChosenKept``'s limit. Returns (events folded, the
+    last position)."""
     done = 0
+    chosen = ChosenKept()
     while chunk := await _read_after(conn, after, batch):
-        await _project(conn, chunk)
+        if (views := await _project(conn, chunk, ahead=chosen)) is not None:
+            chosen.keep(views)
         after = chunk[-1][0]
         done += len(chunk)
         if progress is not None and (waiting := progress(done, head)) is not None:
