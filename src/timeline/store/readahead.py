@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from timeline.projections import ClaimRecord, EstimateKey, Views, current, estimate_key
+from timeline.projections import ClaimRecord, EstimateKey, Views, estimate_key
 
 # The part of ``driver.claims_for``'s rows (and of those read ahead) naming the claim chosen under a key.
 CHOSEN = 2
@@ -50,13 +50,14 @@ class ReadAhead:
 
 class ChosenKept(ReadAhead):
     """What a fold (``views.fold``) knows between its batches of what is chosen under each estimate key: the
-    chosen claims' ids and rows, as the fold's own writes left them. Each batch of a rebuild touches most keys
-    and so needed their chosen claims, read and decoded again batch after batch (1.5 rows an event at
-    1,000,000 events); kept here, only the claims the events name are read. Valid while only this fold writes
-    the views (a rebuild's shadows, or the catch-up holding the write lock)."""
+    chosen claims' ids and, of each, what ranks it (``rank_only``), as the fold's own writes left them. Each
+    batch of a rebuild touches most keys and so needed their chosen claims, read and decoded again batch
+    after batch (1.5 rows an event at 1,000,000 events); kept here, only the claims the events name are read
+    (always from the database: what is kept of a claim is not enough to fold it on). Valid while only this
+    fold writes the views (a rebuild's shadows, or the catch-up holding the write lock)."""
 
-    # Rows kept before the whole is dropped (it is rebuilt as batches go on): about 2 KB each.
-    LIMIT = 50_000
+    # Claims kept before the whole is dropped (it is rebuilt as batches go on).
+    LIMIT = 100_000
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,15 +67,14 @@ class ChosenKept(ReadAhead):
     def take(
         self, ids: set[str], light: set[EstimateKey]
     ) -> tuple[list[tuple[int, str, ClaimRecord | str]], set[str], set[EstimateKey]]:
-        """The rows kept that answer ``ids`` (rows of claims: a claim not kept is asked for) and the keys of
-        ``light`` (their chosen claims), and the ids and keys left to ask for."""
-        rows: list[tuple[int, str, ClaimRecord | str]] = [
-            (0, claim_id, self._records[claim_id]) for claim_id in ids if claim_id in self._records
-        ]
+        """The chosen claims kept under the keys of ``light``, and the ids (all of them) and keys left to ask
+        for. ``load_for`` reads the claims its events name before any chosen claim, so a claim kept here
+        is never the one an event is folded on."""
+        rows: list[tuple[int, str, ClaimRecord | str]] = []
         covered = {key for key in light if key in self._chosen}
         for key in covered:
             rows.extend((CHOSEN, c, self._records[c]) for c in self._chosen[key] if c is not None)
-        return rows, {c for c in ids if c not in self._records}, light - covered
+        return rows, ids, light - covered
 
     def keep(self, views: Views) -> None:
         """Take in what a batch of the fold left: the claims chosen under every key it knows, and the new
@@ -84,9 +84,32 @@ class ChosenKept(ReadAhead):
             self._records.clear()
         for claim_id in views.changed_claims:
             if claim_id in self._records:
-                self._records[claim_id] = current(views.claims[claim_id])
+                self._records[claim_id] = rank_only(views.claims[claim_id])
         for key, chosen in views.estimates.items():
             self._chosen[key] = chosen
             for held in chosen:
                 if held is not None:
-                    self._records[held] = current(views.claims[held])
+                    self._records[held] = rank_only(views.claims[held])
+
+
+def rank_only(record: ClaimRecord) -> ClaimRecord:
+    """The record with only what ranks it as an estimate and places it under its key (its denials,
+    confirmations, evidence and history dropped: a few hundred bytes instead of a few KB)."""
+    claim = msgspec.structs.replace(
+        record.claim,
+        statement="",
+        document_ids=(),
+        disputed_by=(),
+        confirmed_by=(),
+        revisions=(),
+        denials=(),
+        confirmations=(),
+        evidence=(),
+        corrections=(),
+        recorded=(),
+        withdrawals=(),
+        occurred=None,
+    )
+    return ClaimRecord(
+        claim=claim, made_position=record.made_position, updated_position=record.updated_position
+    )
