@@ -180,19 +180,16 @@ _KIND_RANK = {"speculative": 0, "opinion": 1, "alleged": 2, "asserted": 3, "proj
 Rank = tuple[dt.date, int, int, str]
 
 
-# The first day and precision rank of each stated date seen: a fold ranks claims several times an event, and
-# parsing the date was most of it. Dates repeat (days of a few years), so this stays small; it is emptied
-# should it ever grow past the bound.
+# The first day and precision rank of each stated date (a fold ranks claims several times an event, and
+# parsing the date was most of it); dates repeat, and it is emptied should it ever pass the bound.
 _DATED: dict[tuple[str, str], tuple[dt.date, int]] = {}
-_DATED_MAX = 100_000
 
 
 def estimate_rank(claim: Claim) -> Rank:
     """How recent a figure is among its source's: the higher, the more it is the source's latest word."""
     stated = claim.stated_on
-    dated = _DATED.get((stated.date, stated.precision))
-    if dated is None:
-        if len(_DATED) >= _DATED_MAX:
+    if (dated := _DATED.get((stated.date, stated.precision))) is None:
+        if len(_DATED) >= 100_000:
             _DATED.clear()
         dated = _DATED[stated.date, stated.precision] = (
             period_start(stated),
@@ -319,16 +316,14 @@ def _rescan(views: Views, key: EstimateKey | None) -> None:
 
 
 def _choose(views: Views, key: EstimateKey, chosen: Chosen) -> None:
-    """Set the claims chosen under a key, noting the row as changed only if it is (most events leave their
-    key's figures as they were, and a rebuild would rewrite the row for each)."""
+    # The row changes only if the figures do: most events leave them, and a rebuild rewrote it for each.
     if views.estimates.get(key) != chosen or key not in views.estimates:
         views.estimates[key] = chosen
         views.changed_estimates.add(key)
 
 
 def _maybe_chosen(views: Views, key: EstimateKey, claim_id: str) -> bool:
-    """Whether the claim can be one of those chosen under the key (it is, or they are not known here)."""
-    chosen = views.estimates.get(key)
+    chosen = views.estimates.get(key)  # None: not known here, so it may be
     return chosen is None or claim_id in chosen
 
 

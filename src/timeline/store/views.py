@@ -159,12 +159,10 @@ def _keys_touched(
     """The estimate keys whose claims must all be loaded (full) and those needing only the claims chosen
     there (light), given the claims' states before the events and, where known, what is chosen under
     their keys (``chosen``; None: nothing is known, and any claim may be chosen)."""
-    # Fold the batch ahead to learn every (subject, metric, source) it touches, corrections included. A claim
-    # entering a key, or rising in it, only competes with the claims chosen there; one that may be chosen
-    # under its key and can drop there (an earlier date, a retraction, a move to another key) leaves every
-    # claim under that key to compete. A claim is chosen under a key only if it was at the start, or an
-    # event of this batch raised it (it changed earlier in the batch), or all the key's claims competed
-    # (then they are all loaded already).
+    # Fold the batch ahead to learn every key it touches, corrections included. A claim entering or rising
+    # in a key competes only with those chosen there; one that may be chosen there and can drop (an earlier
+    # date, a retraction, a move) leaves every claim under it to compete. It may be chosen if it was at the
+    # start, or it changed earlier in the batch, or every claim there competed (then all are loaded).
     states = dict(states)
     light: set[EstimateKey | None] = {estimate_key(c) for c in states.values()}
     full: set[EstimateKey | None] = set()
