@@ -17,7 +17,7 @@ from typing import cast
 import msgspec
 
 from timeline.domain import claims as rules
-from timeline.domain.claims import ClaimEvent
+from timeline.domain.claims import Claim, ClaimEvent
 from timeline.domain.events import (
     ClaimDenied,
     ClaimMade,
@@ -30,6 +30,7 @@ from timeline.domain.events import (
 from timeline.domain.values import period_start
 from timeline.projections import (
     ClaimRecord,
+    EstimateKey,
     TimelineEntry,
     Views,
     apply,
@@ -218,6 +219,45 @@ def as_of(kept: Folded, earlier: Sequence[Earlier], valid_until: dt.date | None)
     return Folded(record=chosen.record, entries=chosen.entries, version=kept.version, latest=chosen.until)
 
 
+def shown(kept: Mapping[str, Folded]) -> Views:
+    """The views a snapshot's claims show as they are (nothing folded on top, no valid-time cut): what a
+    cut from that snapshot starts from (``views_at``'s ``base``), made once per decoded snapshot."""
+    return views_at((), None, kept)
+
+
+def _forget(views: Views, start: Folded, touched: set[EstimateKey]) -> None:
+    """Take a claim of the base snapshot out of the views (its state, entries and estimate key)."""
+    claim = start.record.claim
+    del views.claims[claim.claim_id]
+    for at in start.entries:
+        del views.timeline[at]
+    if (key := estimate_key(claim)) is not None:
+        members = views.by_key[key]
+        members.discard(claim.claim_id)
+        if not members:
+            del views.by_key[key]
+        touched.add(key)
+
+
+def _from_base(
+    views: Views,
+    base: tuple[Mapping[str, Folded], Views],
+    kept: Mapping[str, Folded | None],
+    later: Mapping[str, list[tuple[int, ClaimEvent]]],
+    touched: set[EstimateKey],
+) -> None:
+    """Start from a snapshot's views (copied: they are shared) less every claim a cut shows otherwise:
+    taken as of another valid time, with events after the snapshot, refolded, or not made yet."""
+    folded, start = base
+    views.claims = dict(start.claims)
+    views.timeline = dict(start.timeline)
+    views.by_key = {key: set(members) for key, members in start.by_key.items()}
+    views.estimates = dict(start.estimates)
+    for claim_id, state in folded.items():
+        if kept.get(claim_id) is not state or later.get(claim_id):
+            _forget(views, state, touched)
+
+
 def _resume(views: Views, start: Folded, pairs: list[tuple[int, ClaimEvent]]) -> None:
     """A kept claim with the events after its snapshot folded on top (none of them a correction)."""
     claim = start.record.claim
@@ -242,7 +282,10 @@ def _resume(views: Views, start: Folded, pairs: list[tuple[int, ClaimEvent]]) ->
 
 
 def views_at(
-    events: Iterable[Logged], valid_until: dt.date | None, kept: Mapping[str, Folded | None] | None = None
+    events: Iterable[Logged],
+    valid_until: dt.date | None,
+    kept: Mapping[str, Folded | None] | None = None,
+    base: tuple[Mapping[str, Folded], Views] | None = None,
 ) -> Views:
     """Every view as the given events (already cut at a log position) show it as of ``valid_until``.
 
@@ -254,6 +297,10 @@ def views_at(
     from their kept state, and ``events`` hold only what came after it on their streams, with no
     correction (a correction can change any earlier event of its claim) nor, at a valid time, a withdrawal
     of a denial (kept only with its denial) among them: such a claim is refolded from its whole stream.
+
+    ``base`` is a snapshot's claims and the views they show as they are (``shown``): the views start as a
+    copy of those, and only the claims a cut changes are folded and their estimates ranked again, rather
+    than every claim of the subject (thousands, for a hot one) on every cut.
     """
     kept = kept or {}
     views = Views(indexed=True)
@@ -271,6 +318,11 @@ def views_at(
         if valid_until is None or date is None or period_start(date) <= valid_until:
             later[e.event.claim_id].append((e.position, e.event))
             views.position = max(views.position, e.position)
+    touched: set[EstimateKey] = set()  # with a base: the estimate keys to rank again
+    based: Mapping[str, Folded] = {}
+    if base is not None:
+        based = base[0]
+        _from_base(views, base, kept, later, touched)
     for pair in visible(rest, valid_until):
         position, event = pair
         if isinstance(event, ClaimEvent):
@@ -279,7 +331,19 @@ def views_at(
             apply(views, position, event)
         views.position = max(views.position, position)
     for claim_id, resumed in later.items():
-        _resume(views, cast(Folded, kept[claim_id]), resumed)
+        start = cast(Folded, kept[claim_id])
+        if resumed or based.get(claim_id) is not start:  # else in the base as it is
+            _resume(views, start, resumed)
+            _touch(touched, views.claims[claim_id].claim)
+    _replay(views, streams, touched)
+    _rank(views, views.by_key if base is None else touched)
+    return views
+
+
+def _replay(
+    views: Views, streams: Mapping[str, list[tuple[int, DomainEvent]]], touched: set[EstimateKey]
+) -> None:
+    """Each claim folded from its own (position, event) pairs: its record, estimate key and entries."""
     for claim_id, pairs in streams.items():
         claim = rules.replay([cast(ClaimEvent, event) for _, event in pairs])
         positions = tuple(position for position, _ in pairs)
@@ -288,11 +352,23 @@ def views_at(
         )
         if (key := estimate_key(claim)) is not None:
             views.by_key.setdefault(key, set()).add(claim_id)
+        _touch(touched, claim)
         # The entries ``apply`` leaves: each event's, from the claim as it ends (only a correction changes
         # what an entry shows of its claim, and a correction redoes every entry of the claim).
         fixed = {c.corrects_version for c in claim.corrections}
         for version, (at, effective) in enumerate(zip(positions, effective_events(claim), strict=True), 1):
             views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
-    for key, members in views.by_key.items():
-        views.estimates[key] = latest_estimates(views.claims[claim_id] for claim_id in members)
-    return views
+
+
+def _touch(touched: set[EstimateKey], claim: Claim) -> None:
+    if (key := estimate_key(claim)) is not None:
+        touched.add(key)
+
+
+def _rank(views: Views, keys: Iterable[EstimateKey]) -> None:
+    """Each key's latest estimates among the claims under it now (a key with none left has none)."""
+    for key in keys:
+        if (members := views.by_key.get(key)) is None:
+            views.estimates.pop(key, None)
+        else:
+            views.estimates[key] = latest_estimates(views.claims[claim_id] for claim_id in members)

@@ -27,9 +27,11 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline import timetravel
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import ClaimMade, RecordCorrected
 from timeline.domain.streams import claim_stream
+from timeline.projections import Views
 from timeline.store import queries, streams
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
@@ -63,6 +65,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     # ``as_of`` cut needs them, so they are decoded from ``encoded_earlier`` the first time one asks.
     earlier: dict[str, list[Earlier]] | None = None
     encoded_earlier: bytes = b""
+    # The views its claims show as they are (``timetravel.shown``), made the first time a cut starts here.
+    views: Views | None = None
 
 
 def earlier(snapshot: Snapshot) -> dict[str, list[Earlier]]:
@@ -73,6 +77,14 @@ def earlier(snapshot: Snapshot) -> dict[str, list[Earlier]]:
             snapshot.earlier = _earlier_decoder.decode(snapshot.encoded_earlier)
         snapshot.encoded_earlier = b""
     return snapshot.earlier
+
+
+def shown(snapshot: Snapshot) -> Views:
+    """The views the snapshot's claims show, made once (cuts start from a copy: ``timetravel.views_at``)."""
+    if snapshot.views is None:
+        with _no_collection():
+            snapshot.views = timetravel.shown(snapshot.claims)
+    return snapshot.views
 
 
 class _State(msgspec.Struct, frozen=True, kw_only=True):

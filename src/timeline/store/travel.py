@@ -115,7 +115,8 @@ async def _fold(
     registered = await queries.logged_until(conn, named | more, position=position)
     with _no_collection():
         logged = sorted([*after, *claimed, *registered], key=lambda e: e.position)
-        return timetravel.views_at(logged, valid_until, kept)
+        base = None if snapshot is None else (snapshot.claims, snapshots.shown(snapshot))
+        return timetravel.views_at(logged, valid_until, kept, base)
 
 
 async def _claimed(
