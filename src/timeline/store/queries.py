@@ -282,9 +282,11 @@ _AFTER = {
     "FROM unnest($1::text[], $2::int[]) AS w(s, v) CROSS JOIN LATERAL ("
     "SELECT position, stream_id, stream_version, type, schema_version, data FROM events "
     "WHERE stream_id = w.s AND stream_version > w.v AND position <= $3 OFFSET 0) AS e",
-    "sqlite": "WITH w(s, v) AS (VALUES {pairs}) "
-    "SELECT e.position, e.stream_id, e.stream_version, e.type, e.schema_version, e.data "
-    "FROM w JOIN events AS e ON e.stream_id = w.s AND e.stream_version > w.v WHERE e.position <= ?",
+    # One JSON parameter (stream -> version): a statement of one text, prepared once, where a VALUES list
+    # of a pair of parameters per stream was a new statement to compile for every length.
+    "sqlite": "SELECT e.position, e.stream_id, e.stream_version, e.type, e.schema_version, e.data "
+    "FROM json_each(?) AS w JOIN events AS e ON e.stream_id = w.key AND e.stream_version > w.value "
+    "WHERE e.position <= ?",
 }
 
 
@@ -298,10 +300,9 @@ async def logged_after(conn: AsyncConnection, versions: dict[str, int], *, posit
         streams = sorted(versions)
         rows = await driver.fetch(_AFTER["postgresql"], streams, [versions[s] for s in streams], position)
     else:
-        for chunk in chunked(versions):
-            query = _AFTER["sqlite"].format(pairs=", ".join(["(?, ?)"] * len(chunk)))
-            params = [item for s in chunk for item in (s, versions[s])]
-            rows.extend(await driver.execute_fetchall(query, (*params, position)))
+        rows = list(
+            await driver.execute_fetchall(_AFTER["sqlite"], (msgspec.json.encode(versions), position))
+        )
     found = [
         Logged(position=p, stream_id=s, stream_version=v, event=decode_stored(p, d, t, n))
         for p, s, v, t, n, d in rows
