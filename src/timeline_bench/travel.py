@@ -11,6 +11,7 @@ import datetime as dt
 import random
 import statistics
 import time
+from pathlib import Path
 
 import msgspec
 
@@ -21,11 +22,15 @@ from timeline.store.database import Database
 HOT = "subject-0"
 
 
-async def _timed_ms(db: Database, position: int, valid_until: dt.date | None, *, snapshots: bool) -> float:
-    start = time.perf_counter()
+async def _timed_ms(
+    db: Database, position: int, valid_until: dt.date | None, *, snapshots: bool
+) -> tuple[float, float]:
+    """Wall and CPU milliseconds of one cut (this process's CPU: on a shared machine, wall time also
+    counts waiting for a core; PostgreSQL's own share is in neither)."""
+    start, cpu = time.perf_counter(), time.process_time()
     async with db.read() as conn:
         await travel.subject_views(conn, HOT, position, valid_until, from_snapshots=snapshots)
-    return (time.perf_counter() - start) * 1000
+    return (time.perf_counter() - start) * 1000, (time.process_time() - cpu) * 1000
 
 
 class Cuts(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,6 +38,7 @@ class Cuts(msgspec.Struct, frozen=True, kw_only=True):
 
     kind: str
     ms: list[float]
+    cpu_ms: list[float]
     log_only: list[float]
     size: int
     head: int
@@ -55,7 +61,7 @@ async def time_cuts(url: str, cuts: int = 15) -> list[Cuts]:
         size = sum(r.claim.version for r in whole.claims.values())
         positions = [rng.randint(head // 2, head) for _ in range(cuts)]
         dates = [timetravel.period_end(f"2024-{rng.randint(1, 12):02}") for _ in range(cuts)]
-        timed: dict[bool, tuple[list[float], list[float]]] = {}
+        timed: dict[bool, tuple[list[tuple[float, float]], list[tuple[float, float]]]] = {}
         for kept in (True, False):
             known = [await _timed_ms(db, at, None, snapshots=kept) for at in positions]
             as_of = [await _timed_ms(db, head, date, snapshots=kept) for date in dates]
@@ -63,7 +69,15 @@ async def time_cuts(url: str, cuts: int = 15) -> list[Cuts]:
     finally:
         await db.dispose()
     return [
-        Cuts(kind=kind, ms=timed[True][i], log_only=timed[False][i], size=size, head=head, catch_up=catch_up)
+        Cuts(
+            kind=kind,
+            ms=[wall for wall, _ in timed[True][i]],
+            cpu_ms=[cpu for _, cpu in timed[True][i]],
+            log_only=[wall for wall, _ in timed[False][i]],
+            size=size,
+            head=head,
+            catch_up=catch_up,
+        )
         for i, kind in enumerate(("known_at", "as_of"))
     ]
 
@@ -73,10 +87,14 @@ def _p95(values: list[float]) -> float:
     return ordered[round(0.95 * (len(ordered) - 1))]
 
 
-async def _report(url: str, cuts: int) -> None:
-    for timed in await time_cuts(url, cuts):
+async def _report(url: str, cuts: int, json_path: str | None) -> None:
+    results = await time_cuts(url, cuts)
+    if json_path is not None:
+        Path(json_path).write_bytes(msgspec.json.format(msgspec.json.encode(results)))  # noqa: ASYNC240
+    for timed in results:
         print(
-            f"{timed.kind}: p50 {statistics.median(timed.ms):.1f} ms, p95 {_p95(timed.ms):.1f} ms "
+            f"{timed.kind}: p50 {statistics.median(timed.ms):.1f} ms, p95 {_p95(timed.ms):.1f} ms, "
+            f"CPU p50 {statistics.median(timed.cpu_ms):.1f} ms "
             f"(from the log alone: p50 {statistics.median(timed.log_only):.1f} ms); subject of "
             f"{timed.size:,} events, log of {timed.head:,}, {len(timed.ms)} cuts, snapshots caught up in "
             f"{timed.catch_up:.0f} s"
@@ -89,8 +107,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m timeline_bench.travel", description=main.__doc__)
     parser.add_argument("url", help="a timeline database (sqlite+aiosqlite:///... or postgresql://...)")
     parser.add_argument("--cuts", type=int, default=15)
+    parser.add_argument("--json", help="also write every cut's times to this file")
     arguments = parser.parse_args()
-    asyncio.run(_report(arguments.url, arguments.cuts))
+    asyncio.run(_report(arguments.url, arguments.cuts, arguments.json))
 
 
 if __name__ == "__main__":

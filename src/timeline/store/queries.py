@@ -177,9 +177,11 @@ async def claim_streams_of_subject(
     made = claims_made_on(conn.dialect.name, subject_id)
     if since:
         # Kept off the position's index (a unary plus on SQLite, an addition on PostgreSQL), so the subject's
-        # expression index is still the one read; only the few rows after ``since`` are returned.
-        bound = "+position > :since" if conn.dialect.name == "sqlite" else "position + 0 > :since"
-        made = sa.text(f"{made.text} AND {bound}").bindparams(subject=subject_id, since=since)
+        # expression index is still the one read; only the rows between ``since`` and the cut are returned.
+        at = "+position" if conn.dialect.name == "sqlite" else "(position + 0)"
+        made = sa.text(f"{made.text} AND {at} > :since AND {at} <= :until").bindparams(
+            subject=subject_id, since=since, until=position
+        )
     result = await conn.execute(made)
     streams = {stream_id for at, stream_id in result if at <= position}
     # Corrections that name a subject are rare: all of them are read through their partial index (a bound

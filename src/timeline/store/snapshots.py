@@ -186,10 +186,11 @@ async def prune(conn: AsyncConnection, subject_id: str) -> None:
 # the very bytes decoded here, so it is used without reading or decoding them again (decoding a subject of
 # 10,000 events is most of a cut's cost). Decoded snapshots are never changed, only read from.
 # At most ``CACHED`` of them, and ``CACHED_BYTES`` of their encoded state (a hot subject's of 10,000 events
-# is some 6 MB, a few times that once decoded).
+# is some 12 MB, 20-30 MB once decoded with its base): room for every snapshot a hot subject keeps, so cuts
+# anywhere on it start from a decoded one, and the one after a cut bounds which tails it reads.
 _decoded: OrderedDict[tuple[str, int, str, str], tuple[Snapshot, int]] = OrderedDict()
-CACHED = 8
-CACHED_BYTES = 48_000_000
+CACHED = 16
+CACHED_BYTES = 160_000_000
 
 
 async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snapshot | None:
