@@ -176,10 +176,8 @@ async def claim_streams_of_subject(
     ``since``, so is one made up to it (time travel knows those from a snapshot), but not one moved."""
     made = claims_made_on(conn.dialect.name, subject_id)
     if since:
-        # Kept off the position's index (a unary plus on SQLite, an addition on PostgreSQL), so the subject's
-        # expression index is still the one read; only the rows between ``since`` and the cut are returned.
-        at = "+position" if conn.dialect.name == "sqlite" else "(position + 0)"
-        made = sa.text(f"{made.text} AND {at} > :since AND {at} <= :until").bindparams(
+        # A range of the subject's index (subject, position): only the rows between ``since`` and the cut.
+        made = sa.text(f"{made.text} AND position > :since AND position <= :until").bindparams(
             subject=subject_id, since=since, until=position
         )
     result = await conn.execute(made)
