@@ -2,8 +2,9 @@
 the registrations of the sources they name. No view table is consulted, so none can change an answer.
 
 A subject's fold starts from its latest snapshot at or before the cut (``store.snapshots``), once the log
-has confirmed it: only the events after it are read, through the (stream, version) key, and folded on
-top by the same code. Snapshots are cut by log position, so they serve ``known_at`` directly. Valid time
+has confirmed it: only the events after it are read, through the (stream, version) key (only on streams
+that changed before the next snapshot, when that one is decoded too), and folded on top by the same code,
+onto a copy of the views the snapshot's claims show (``timetravel.based_on``, made once per snapshot). Snapshots are cut by log position, so they serve ``known_at`` directly. Valid time
 can precede recorded time (a source's statement about 2020 may be recorded last), so a snapshot holds
 events of every date, and keeps each claim also as it stood at every earlier valid time
 (``timetravel.earlier_states``): ``as_of`` takes each claim from it as of its date (``timetravel.as_of``).
