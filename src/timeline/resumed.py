@@ -47,15 +47,19 @@ class Base(msgspec.Struct, frozen=True, kw_only=True):
     ranked: dict[EstimateKey, tuple[tuple[str, ...], ...]]
 
 
-def base(claims: Mapping[str, Folded], views: Views) -> Base:
-    """The base of a snapshot's ``claims``, given the views they show (``timetravel.views_at`` of them)."""
-    ranked = {
-        key: tuple(
-            tuple(r.claim.claim_id for r in ranked_in([views.claims[c] for c in members], slot))
-            for slot in SLOTS
+def base(claims: Mapping[str, Folded]) -> Base:
+    """What a cut from a snapshot of these claims starts from: the views they show as they are (as
+    ``timetravel.views_at`` folds them with nothing on top), ranked once (made once per decoded snapshot)."""
+    views = Views(indexed=True)
+    for kept in claims.values():
+        resume(views, kept, [])
+    ranked: dict[EstimateKey, tuple[tuple[str, ...], ...]] = {}
+    for key, members in views.by_key.items():
+        records = [views.claims[c] for c in members]
+        asserted, projected = ranked[key] = tuple(
+            tuple(r.claim.claim_id for r in ranked_in(records, slot)) for slot in SLOTS
         )
-        for key, members in views.by_key.items()
-    }
+        views.estimates[key] = (asserted[0] if asserted else None, projected[0] if projected else None)
     return Base(claims=claims, views=views, ranked=ranked)
 
 

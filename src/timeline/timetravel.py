@@ -210,11 +210,6 @@ def as_of(kept: Folded, earlier: Sequence[Earlier], valid_until: dt.date | None)
     return Folded(record=chosen.record, entries=chosen.entries, version=kept.version, latest=chosen.until)
 
 
-def based_on(kept: Mapping[str, Folded]) -> resumed.Base:
-    """What a cut from a snapshot of these claims starts from (made once per decoded snapshot)."""
-    return resumed.base(kept, views_at((), None, kept))
-
-
 def views_at(
     events: Iterable[Logged],
     valid_until: dt.date | None,
@@ -232,7 +227,7 @@ def views_at(
     correction (a correction can change any earlier event of its claim) nor, at a valid time, a withdrawal
     of a denial (kept only with its denial) among them: such a claim is refolded from its whole stream.
 
-    ``base`` is what a cut from the snapshot of the ``kept`` claims starts from (``based_on``): the views
+    ``base`` is what a cut from the snapshot of the ``kept`` claims starts from (``resumed.base``): the views
     start as a copy of its views, and only the claims the cut changes are folded and their estimate keys
     ranked again (``timeline.resumed``), rather than every claim of the subject on every cut.
     """

@@ -27,7 +27,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline import timetravel
+from timeline import resumed
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import ClaimMade, RecordCorrected
 from timeline.domain.streams import claim_stream
@@ -67,7 +67,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
     # ``as_of`` cut needs them, so they are decoded from ``encoded_earlier`` the first time one asks.
     earlier: dict[str, list[Earlier]] | None = None
     encoded_earlier: bytes = b""
-    # What a cut from here starts from (``timetravel.based_on``), made the first time one does.
+    # What a cut from here starts from (``resumed.base``), made the first time one does.
     base: Base | None = None
 
 
@@ -85,7 +85,7 @@ def base(snapshot: Snapshot) -> Base:
     """What a cut from the snapshot starts from, made once (each cut changes a copy of its views)."""
     if snapshot.base is None:
         with _no_collection():
-            snapshot.base = timetravel.based_on(snapshot.claims)
+            snapshot.base = resumed.base(snapshot.claims)
     return snapshot.base
 
 

@@ -4,9 +4,10 @@ the registrations of the sources they name. No view table is consulted, so none 
 A subject's fold starts from its latest snapshot at or before the cut (``store.snapshots``), once the log
 has confirmed it: only the events after it are read, through the (stream, version) key (only on streams
 that changed before the next snapshot, when that one is decoded too), and folded on top by the same code,
-onto a copy of the views the snapshot's claims show (``timetravel.based_on``, made once per snapshot). Snapshots are cut by log position, so they serve ``known_at`` directly. Valid time
-can precede recorded time (a source's statement about 2020 may be recorded last), so a snapshot holds
-events of every date, and keeps each claim also as it stood at every earlier valid time
+onto a copy of the views the snapshot's claims show (``resumed.base``, made once per snapshot).
+Snapshots are cut by log position, so they serve ``known_at`` directly. Valid time can precede recorded
+time (a source's statement about 2020 may be recorded last), so a snapshot holds events of every date, and
+keeps each claim also as it stood at every earlier valid time
 (``timetravel.earlier_states``): ``as_of`` takes each claim from it as of its date (``timetravel.as_of``).
 A claim corrected after the snapshot (at a valid time, also one with a denial withdrawn after it) is
 refolded from its whole stream in the log.
