@@ -63,6 +63,8 @@ async def _check(db: Database, signer: signing.Signer) -> list[int]:
             assert cp.root_hash == _mth(data[: cp.size]).hex()
             body = signing.verify_note(cp.note, signer.verifier_text())
             assert body.split("\n")[1] == str(cp.size)
+            # The row's time is the note's, to the microsecond (SQLite's is cut from the note's stamp).
+            assert body.split("\n")[3] == f"time {signing.stamp(cp.recorded_at)}"
         for m in (0, len(data) // 2, len(data) - 1):
             assert await tree.inclusion(conn, m, len(data)) == _path(m, data)
         report = await audit.verify(conn, verifier=signer.verifier_text())

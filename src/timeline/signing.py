@@ -121,13 +121,20 @@ class Signer:
 
 def checkpoint_body(origin: str, size: int, root: bytes, at: dt.datetime) -> str:
     """A tlog-checkpoint body: origin, size, base64 root, and the time it was made as an extension line."""
-    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\ntime {stamp(at)}\n"
+    return stamped_body(origin, size, root, stamp(at))
+
+
+def stamped_body(origin: str, size: int, root: bytes, stamped: str) -> str:
+    """``checkpoint_body`` with its time already formatted by ``stamp``."""
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\ntime {stamped}\n"
 
 
 def stamp(at: dt.datetime) -> str:
     """A checkpoint's time as its body writes it: UTC, microseconds, a Z (isoformat takes half strftime's
     time, and every commit formats one)."""
-    return at.astimezone(dt.UTC).isoformat(timespec="microseconds")[:26] + "Z"
+    if at.tzinfo is not dt.UTC:
+        at = at.astimezone(dt.UTC)
+    return at.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 class Cosignature:

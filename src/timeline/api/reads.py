@@ -26,7 +26,7 @@ from timeline.api.schemas import (
     HistoryOut,
     TimelineOut,
 )
-from timeline.app import queries
+from timeline.app import queries, records
 from timeline.app.queries import When
 from timeline.domain.errors import InvalidValue
 from timeline.domain.values import DATE_PATTERN, POSITION_MAX, parse_position
@@ -320,11 +320,11 @@ async def claim_history(
     Last-Modified and 304 as for estimates."""
 
     async def build(conn: AsyncConnection) -> tuple[HistoryOut, dict[str, str]]:
-        recorded, titles = await queries.history(conn, claim_id)
+        recorded, titles = await records.history(conn, claim_id)
         entries = present.history(recorded, titles)
         if not proof:
             return HistoryOut(claim_id=claim_id, events=entries), {}
-        proofs = await queries.inclusion_proofs(conn, claim_id, [e.position for e in entries])
+        proofs = await records.inclusion_proofs(conn, claim_id, [e.position for e in entries])
         if proofs is None:
             return HistoryOut(claim_id=claim_id, events=entries), {}
         for entry in entries:
@@ -361,7 +361,7 @@ async def events(
         raise BadRequest(
             "limit", f"at most {MAX_LIMIT} events a page as JSON (ask for {NDJSON} to stream more)"
         )
-    recorded, head = await queries.read(db, lambda conn: queries.log_page(conn, after, limit))
+    recorded, head = await queries.read(db, lambda conn: records.log_page(conn, after, limit))
     last = recorded[-1].position if recorded else after
     return Response(
         EventsOut(
@@ -373,7 +373,7 @@ async def events(
 
 
 async def _ndjson(db: Database, after: int, limit: int) -> AsyncIterator[bytes]:
-    async for batch in queries.log_batches(db, after, limit):
+    async for batch in records.log_batches(db, after, limit):
         yield b"".join(_line_encoder.encode(present.event_out(e)) + b"\n" for e in batch)
 
 

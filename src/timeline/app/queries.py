@@ -8,7 +8,7 @@ views and the names of the sources they mention; shaping them into response bodi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -18,17 +18,13 @@ from timeline.app.errors import NotFound
 from timeline.domain.claims import Registration, registration_id
 from timeline.domain.errors import InvalidValue
 from timeline.domain.events import DocumentRegistered, SourceRegistered, SubjectRegistered
-from timeline.domain.streams import claim_stream, document_stream, source_stream, subject_stream
+from timeline.domain.streams import claim_stream, source_stream, subject_stream
 from timeline.projections import ClaimRecord, Estimate, TimelineEntry, Views, occurred_on
-from timeline.store import activity, audit, eventlog, projector, queries, travel, tree, views
-from timeline.store.audit import StoredRow
+from timeline.store import activity, eventlog, projector, queries, travel, views
 from timeline.store.database import Database
-from timeline.store.eventlog import RecordedEvent
 from timeline.store.queries import TimelineFilter
 
 T = TypeVar("T")
-# Positions in a page of the JSON log at most (NDJSON streams pages of this size).
-PAGE = 1000
 
 
 async def read(db: Database, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -262,58 +258,6 @@ async def claim(conn: AsyncConnection, claim_id: str, when: When | None) -> Clai
             raise NotFound("claim", claim_id, when=cut.describe())
     names = await source_names(conn, sources_of([found]))
     return ClaimAt(record=found, names=names, cut=cut)
-
-
-async def history(conn: AsyncConnection, claim_id: str) -> tuple[list[RecordedEvent], dict[str, str]]:
-    """Every event of a claim as recorded, and the titles of the documents they cite."""
-    recorded = await eventlog.read_stream(conn, claim_stream(claim_id))
-    if not recorded:
-        raise NotFound("claim", claim_id)
-    ids = {d for r in recorded for d in getattr(r.event, "document_ids", ())}
-    found = await queries.registrations_among(conn, (document_stream(d) for d in ids))
-    titles = {reg.document_id: reg.title for reg in found.values() if isinstance(reg, DocumentRegistered)}
-    return recorded, titles
-
-
-class Proofs(msgspec.Struct, frozen=True, kw_only=True):
-    """Inclusion proofs of a claim's events in the latest signed checkpoint: the checkpoint's size and note,
-    each event as stored, and each covered event's proof by position."""
-
-    size: int
-    note: str
-    rows: dict[int, StoredRow]
-    hashes: dict[int, list[str]]
-
-
-async def inclusion_proofs(conn: AsyncConnection, claim_id: str, positions: Iterable[int]) -> Proofs | None:
-    """Proofs that a claim's events at ``positions`` are in the latest signed checkpoint (None: none yet)."""
-    latest = await tree.latest_checkpoint(conn)
-    if latest is None:
-        return None
-    rows = {r.position: r for r in await audit.stream_rows(conn, claim_stream(claim_id))}
-    hashes = {
-        p: tree.b64(await tree.inclusion(conn, p - 1, latest.size)) for p in positions if p <= latest.size
-    }
-    return Proofs(size=latest.size, note=latest.note, rows=rows, hashes=hashes)
-
-
-async def log_page(conn: AsyncConnection, after: int, limit: int) -> tuple[list[RecordedEvent], int]:
-    """Up to ``limit`` events of the log after a position, and the log's head."""
-    recorded = await eventlog.read_all(conn, after=after, limit=limit)
-    return recorded, await eventlog.head_position(conn)
-
-
-async def log_batches(db: Database, after: int, limit: int) -> AsyncIterator[list[RecordedEvent]]:
-    """Up to ``limit`` events after a position, a page at a time, each page in its own snapshot."""
-    sent = 0
-    while sent < limit:
-        async with db.read() as conn:
-            batch = await eventlog.read_all(conn, after=after, limit=min(PAGE, limit - sent))
-        if not batch:
-            return
-        yield batch
-        sent += len(batch)
-        after = batch[-1].position
 
 
 async def registered(conn: AsyncConnection, kind: str) -> dict[str, Registration]:

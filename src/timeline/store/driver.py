@@ -24,7 +24,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store.database import APPENDED, NOTIFIED, driver_of
-from timeline.store.seal import SEALER
+from timeline.store.seal import SEALER, SignedCheckpoint
 from timeline.store.statements import (
     CLAIMS_FOR,
     READ_AFTER,
@@ -168,12 +168,21 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
 
 def _sealing(changes: Changes) -> tuple[Any, ...]:
     # Parameters $49-$56 of the appending statement: tree nodes, the checkpoint, the one it replaces.
-    signed = changes.signed if changes.signed is not None else (None, None, None, None)
-    return (*_columns(changes.tree_nodes, 3), *signed, changes.superseded)
+    signed = changes.signed
+    if signed is None:
+        return (*_columns(changes.tree_nodes, 3), None, None, None, None, changes.superseded)
+    return (
+        *_columns(changes.tree_nodes, 3),
+        signed.size,
+        signed.root_hash,
+        signed.at,
+        signed.note,
+        changes.superseded,
+    )
 
 
-def _sqlite_signed(row: Row) -> Row:
-    return (row[0], row[1], sqlite_time(row[2]), row[3])
+def _sqlite_signed(signed: SignedCheckpoint) -> Row:
+    return (signed.size, signed.root_hash, signed.sqlite_time(), signed.note)
 
 
 class Changes:
@@ -191,10 +200,10 @@ class Changes:
         self.listed: list[Row] = []
         self.checkpoint: tuple[str, int] | None = None
         # Filled by the transaction's sealer (store.seal) when there are events: the Merkle tree's new nodes
-        # (level, idx, hash), the signed log checkpoint (size, root hex, time, note), and the size of one
-        # this transaction signed before, which the new one replaces.
+        # (level, idx, hash), the signed log checkpoint, and the size of one this transaction signed
+        # before, which the new one replaces.
         self.tree_nodes: list[Row] = []
-        self.signed: Row | None = None
+        self.signed: SignedCheckpoint | None = None
         self.superseded: int | None = None
 
     def __bool__(self) -> bool:

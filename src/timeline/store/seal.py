@@ -51,6 +51,22 @@ class Sealed:
     unsigned: tuple[int, int] | None
 
 
+@dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    """The signed log checkpoint a transaction writes: size, root (hex), time (and as the note writes it)
+    and the signed note."""
+
+    size: int
+    root_hash: str
+    at: dt.datetime
+    stamped: str
+    note: str
+
+    def sqlite_time(self) -> str:
+        """The time as SQLite stores it (``driver.sqlite_time``), cut from the stamp rather than formatted."""
+        return f"{self.stamped[:10]} {self.stamped[11:26]}"
+
+
 class Sealer:
     """One per database per process: the state of its last commit, and the key it signs with."""
 
@@ -114,8 +130,11 @@ class Sealer:
         if self.signer is not None and sign:
             at = dt.datetime.now(dt.UTC)
             root = frontier.root()
-            note = self.signer.sign(signing.checkpoint_body(self.signer.name, frontier.size, root, at))
-            changes.signed = (frontier.size, root.hex(), at, note)
+            # Formatted once, as SQLite stores the same time (``SignedCheckpoint.sqlite_time``): each format
+            # cost a signed write about 1% (callgrind: 13K instructions an isoformat).
+            stamped = signing.stamp(at)
+            note = self.signer.sign(signing.stamped_body(self.signer.name, frontier.size, root, stamped))
+            changes.signed = SignedCheckpoint(frontier.size, root.hex(), at, stamped, note)
             checkpoint = frontier.size
             if before is not None and before.checkpoint is not None:
                 changes.superseded = before.checkpoint
