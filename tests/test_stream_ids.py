@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from timeline.activity import activity_counts
 from timeline.domain import streams
@@ -12,10 +14,13 @@ from timeline.domain.events import (
     ClaimRevised,
     CorrectedFields,
     DocumentRegistered,
+    DomainEvent,
     RecordCorrected,
     SourceAmended,
     StatedDate,
 )
+
+from . import strategies
 
 DAY = StatedDate(date="2024-10-21", precision="day")
 
@@ -75,3 +80,39 @@ def test_a_denial_names_the_denier_and_counts_for_it() -> None:
     assert streams.source_roles(denial) == [("kremlin", "denier")]
     assert activity_counts(denial) == [("kremlin", "denials")]
     assert activity_counts(_made()) == [("nis", "claims_made")]
+
+
+def test_what_an_event_names_comes_with_the_field_an_error_points_at() -> None:
+    assert streams.named_fields(_made()) == [
+        ("subject", "s", "subject"),
+        ("source", "nis", "source"),
+        ("document", "d1", "documents[0]"),
+        ("document", "d2", "documents[1]"),
+    ]
+    moved = RecordCorrected(
+        claim_id="c1",
+        correction_id="x",
+        corrects_version=1,
+        changes=CorrectedFields(source_id="kremlin", subject_id="other"),
+        reason="wrong source",
+    )
+    assert streams.named_fields(moved) == [
+        ("source", "kremlin", "changes.source_id"),
+        ("subject", "other", "changes.subject_id"),
+    ]
+    related = SourceAmended(source_id="nis", name="NIS", part_of="rok", speaks_for="gov")
+    assert streams.named_fields(related) == [("source", "rok", "part_of"), ("source", "gov", "speaks_for")]
+
+
+_related = st.builds(
+    SourceAmended,
+    source_id=st.sampled_from(strategies.SOURCES),
+    part_of=st.none() | st.sampled_from(strategies.SOURCES),
+    speaks_for=st.none() | st.sampled_from(strategies.SOURCES),
+)
+
+
+@given(strategies.command | _related)
+def test_the_named_fields_are_the_references(event: DomainEvent) -> None:
+    named = {streams.stream_id(kind, ident) for kind, ident, _ in streams.named_fields(event)}
+    assert named - {streams.stream_of(event)} == streams.references(event)

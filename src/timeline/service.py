@@ -36,8 +36,9 @@ from timeline.domain.events import (
     SubjectAmended,
     SubjectRegistered,
 )
-from timeline.domain.streams import claim_stream, references, stream_of
+from timeline.domain.streams import claim_stream, named_fields, references, stream_of
 from timeline.domain.streams import parse as parse_stream
+from timeline.domain.streams import stream_id as stream_named
 from timeline.domain.values import check_fields, check_not_after, valid_from
 from timeline.store import driver, eventlog, streams, views
 from timeline.store.eventlog import Metadata, RecordedEvent
@@ -211,10 +212,6 @@ class Recorder:
         """The definition a subject, source or document was first registered with (None if it was not)."""
         return (await self._stream(stream_id)).state.first
 
-    def _require(self, kind: str, ident: str, where: str) -> None:
-        if not self._exists.get(f"{kind}-{ident}", False):
-            raise UnknownReference(kind, ident, field=where)
-
     def _known_existence(self, stream_ids: set[str]) -> bool:
         """Note which of these streams exist as far as this transaction knows; False if some are unknown."""
         known = True
@@ -301,37 +298,12 @@ class Recorder:
         return self._last_metadata
 
     async def _check_references(self, event: DomainEvent, named: set[str]) -> None:
-        documents: tuple[str, ...] = getattr(event, "document_ids", ())
         # Checked in memory where it can be (a batch's streams are read with it): an await per event costs.
         if not self._known_existence(named):
             await self._load((), probe=named)
-        match event:
-            case ClaimMade():
-                self._require("subject", event.subject_id, "subject")
-                self._require("source", event.source_id, "source")
-            case ClaimDenied():
-                self._require("source", event.denied_by, "source")
-            case ClaimConfirmed():
-                self._require("source", event.confirmed_by, "source")
-            case EvidenceAttached():
-                self._require("source", event.produced_by, "produced_by")
-            case DenialWithdrawn(withdrawn_by=source) | StatementMade(source_id=source):
-                # A statement's subject is its own stream: the rule checks it is registered.
-                self._require("source", source, "source")
-            case SourceRegistered() | SourceAmended():
-                self._require_related(event)
-            case RecordCorrected():
-                if event.changes.source_id is not None:
-                    self._require("source", event.changes.source_id, "changes.source_id")
-                if event.changes.subject_id is not None:
-                    self._require("subject", event.changes.subject_id, "changes.subject_id")
-        for i, doc in enumerate(documents):
-            self._require("document", doc, f"documents[{i}]")
-
-    def _require_related(self, event: SourceRegistered | SourceAmended) -> None:
-        for name in ("part_of", "speaks_for"):
-            if (related := getattr(event, name)) is not None:
-                self._require("source", related, name)
+        for kind, ident, where in named_fields(event):
+            if not self._exists.get(stream_named(kind, ident), False):
+                raise UnknownReference(kind, ident, field=where)
 
     def _decide(self, stream: _Stream, event: DomainEvent) -> list[DomainEvent]:
         if isinstance(event, _REGISTERED):

@@ -109,6 +109,35 @@ def sources_named(event: DomainEvent) -> list[str]:
     return [source for source, _ in source_roles(event)]
 
 
+# The input field that names a source in each role (an error says where); "related" is part_of or speaks_for.
+_FIELD_OF_ROLE: dict[Role, str] = {
+    "maker": "source",
+    "denier": "source",
+    "confirmer": "source",
+    "producer": "produced_by",
+    "corrected_to": "changes.source_id",
+    "withdrawer": "source",
+    "speaker": "source",
+}
+
+
+def named_fields(event: DomainEvent) -> list[tuple[Kind, str, str]]:
+    """What ``references`` names, each as (kind, id, the input field that names it), in the order an editor
+    reads them: for an error that says which field names something unregistered. A statement's subject is
+    its own stream (the rules check it is registered)."""
+    named: list[tuple[Kind, str, str]] = []
+    if isinstance(event, ClaimMade):
+        named.append(("subject", event.subject_id, "subject"))
+    for source, role in source_roles(event):
+        related = "part_of" if source == getattr(event, "part_of", None) else "speaks_for"
+        named.append(("source", source, _FIELD_OF_ROLE.get(role, related)))
+    if isinstance(event, RecordCorrected) and event.changes.subject_id is not None:
+        named.append(("subject", event.changes.subject_id, "changes.subject_id"))
+    documents: tuple[str, ...] = getattr(event, "document_ids", ())
+    named.extend(("document", d, f"documents[{i}]") for i, d in enumerate(documents))
+    return named
+
+
 def references(event: DomainEvent) -> set[str]:
     """The streams of the subjects, sources and documents an event names, other than its own stream:
     what must be registered before it can be recorded."""
