@@ -290,3 +290,20 @@ async def test_db_upgrade_and_serves_catch_up_of_emptied_views_show_progress_on_
     # Up to date: no bar.
     await serving._prepare_for_serving(database_url)
     assert "bringing the views" not in capsys.readouterr().err
+
+
+async def test_serve_gives_its_workers_time_to_start_on_a_busy_host(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uvicorn's own limit (5 s) killed workers still importing the app on a loaded machine, in a loop.
+    import uvicorn
+
+    served: list[dict[str, object]] = []
+
+    def fake_run(app: str, *, timeout_worker_healthcheck: int = 5, **kwargs: object) -> None:
+        served.append({"timeout_worker_healthcheck": timeout_worker_healthcheck, **kwargs})
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    assert await run("--database-url", database_url, "serve", "--no-fixtures", "--port", "8124") == 0
+    [options] = served
+    assert options["timeout_worker_healthcheck"] == 60

@@ -799,6 +799,19 @@ async def test_a_restarted_taker_snapshots_where_one_that_ran_on_does(db: Databa
         assert await _snapshot_positions(db) == ran_on
 
 
+async def test_claim_streams_of_several_subjects_are_each_ones_own(db: Database) -> None:
+    """The snapshot taker's one read for many subjects finds, at every position, what the read for each
+    subject alone finds (claims made on it, and claims a correction moved onto it)."""
+    await _record(db, _busy_subject())
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+        for position in range(head + 1):
+            together = await queries.claim_streams_of_subjects(conn, [SUBJECTS[0], MOVED_TO], position)
+            for subject_id in (SUBJECTS[0], MOVED_TO):
+                alone = await queries.claim_streams_of_subject(conn, subject_id, position)
+                assert together[subject_id] == alone, (subject_id, position)
+
+
 async def test_rebuild_takes_the_snapshots_afresh(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a change of the fold's format every snapshot is ignored; a rebuild takes them again."""
     monkeypatch.setattr(snapshots, "EVERY", 5)

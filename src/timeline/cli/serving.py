@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -45,6 +46,10 @@ def fixture_files(paths: Sequence[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+# How long a worker of `serve --workers N` may take to start before uvicorn gives up on it.
+WORKER_STARTUP_SECONDS = 60
 
 
 @click.command()
@@ -120,6 +125,11 @@ def serve(
         os.environ.setdefault("TIMELINE_SIGNING_KEY_FILE", str(signing.DEFAULT_KEY_FILE.resolve()))
     from timeline.api.protocol import ProblemHttpToolsProtocol
 
+    options: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        # uvicorn (0.35 on) kills a worker that has not answered 5 s after it was started: on a busy host
+        # importing the app takes longer, and `--workers 2` restarted its workers in a loop, never serving.
+        options["timeout_worker_healthcheck"] = WORKER_STARTUP_SECONDS
     uvicorn.run(
         "timeline.api.asgi:create",
         factory=True,
@@ -131,6 +141,7 @@ def serve(
         log_level=log_level.lower(),
         access_log=False,
         http=ProblemHttpToolsProtocol,
+        **options,
     )
 
 

@@ -352,16 +352,19 @@ async def since_latest(conn: AsyncConnection, subject_ids: Sequence[str], positi
         )
         latest_at.update({subject_id: int(at) for subject_id, at in result})
     found: dict[str, int] = {}
+    # The bounds on the position are kept off its index (``+ 0``): PostgreSQL's generic plan for this
+    # prepared statement otherwise reads the whole range of positions through it (every event of the log,
+    # 50-200 ms at 20,000 events, for each subject a server first sees) and ANDs it with the streams' index.
+    at = events.c.position + 0
+    streams_of = await queries.claim_streams_of_subjects(conn, subject_ids, position)
     for subject_id in subject_ids:
         since = latest_at.get(subject_id, 0)
         counted = 0
-        for chunk in chunked(await queries.claim_streams_of_subject(conn, subject_id, position)):
+        for chunk in chunked(streams_of[subject_id]):
             counted += (
                 await conn.execute(
                     sa.select(sa.func.count()).where(
-                        events.c.stream_id.in_(chunk),
-                        events.c.position > since,
-                        events.c.position <= position,
+                        events.c.stream_id.in_(chunk), at > since, at <= position
                     )
                 )
             ).scalar_one()
