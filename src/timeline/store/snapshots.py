@@ -185,12 +185,13 @@ async def prune(conn: AsyncConnection, subject_id: str) -> None:
 # Snapshots decoded lately, by everything their digest covers: a hit is a row whose digest was checked over
 # the very bytes decoded here, so it is used without reading or decoding them again (decoding a subject of
 # 10,000 events is most of a cut's cost). Decoded snapshots are never changed, only read from.
-# At most ``CACHED`` of them, and ``CACHED_BYTES`` of their encoded state (a hot subject's of 10,000 events
-# is some 12 MB, 20-30 MB once decoded with its base): room for every snapshot a hot subject keeps, so cuts
-# anywhere on it start from a decoded one, and the one after a cut bounds which tails it reads.
+# At most ``CACHED`` of them, and ``CACHED_BYTES`` of their encoded state. A hot subject's of 10,000 events
+# is some 12 MB, 20-30 MB once decoded with its base, so the bytes bound a server's memory (~100 MB decoded
+# at most): room for four of a hot subject's snapshots, not all twelve it keeps (with all of them decoded, at
+# 160 MB, a cut anywhere started from a decoded one; bench/results-timetravel-1m-travel.json ran so).
 _decoded: OrderedDict[tuple[str, int, str, str], tuple[Snapshot, int]] = OrderedDict()
 CACHED = 16
-CACHED_BYTES = 160_000_000
+CACHED_BYTES = 48_000_000
 
 
 async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snapshot | None:
