@@ -218,6 +218,12 @@ def latest_in(records: Iterable[ClaimRecord], slot: Slot) -> ClaimRecord | None:
     return max(live, key=lambda r: estimate_rank(r.claim)) if live else None
 
 
+def ranked_in(records: Iterable[ClaimRecord], slot: Slot) -> list[ClaimRecord]:
+    """A source's live figures of one kind, highest ``estimate_rank`` first (``latest_in`` is the first)."""
+    live = [r for r in records if _live(r.claim) and slot_of(r.claim) == slot]
+    return sorted(live, key=lambda r: estimate_rank(r.claim), reverse=True)
+
+
 def latest_estimates(records: Iterable[ClaimRecord]) -> Chosen:
     """A source's current estimates under one key: the ids of its latest asserted figure and of its latest
     projection that it has not retracted (None where there is none)."""

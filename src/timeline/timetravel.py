@@ -16,6 +16,7 @@ from typing import cast
 
 import msgspec
 
+from timeline import resumed
 from timeline.domain import claims as rules
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import (
@@ -39,6 +40,7 @@ from timeline.projections import (
     latest_estimates,
     timeline_entry,
 )
+from timeline.resumed import Folded
 
 
 class Logged(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -117,16 +119,6 @@ def visible(events: Sequence[Logged], valid_until: dt.date | None) -> Iterator[t
             denials.add((event.claim_id, event.denial_id))
         versions[e.stream_version] = len(versions) + 1
         yield e.position, event
-
-
-class Folded(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A claim as a snapshot keeps it: its state (no history), its timeline entries, the version of its
-    stream folded, and the first day of the latest period any of those events was stated in (as corrected)."""
-
-    record: ClaimRecord
-    entries: dict[int, TimelineEntry | None]  # by position (a correction's is None, as in ``apply``)
-    version: int
-    latest: dt.date | None
 
 
 def folded_claims(events: Sequence[Logged], views: Views) -> dict[str, Folded]:
@@ -218,31 +210,11 @@ def as_of(kept: Folded, earlier: Sequence[Earlier], valid_until: dt.date | None)
     return Folded(record=chosen.record, entries=chosen.entries, version=kept.version, latest=chosen.until)
 
 
-def _resume(views: Views, start: Folded, pairs: list[tuple[int, ClaimEvent]]) -> None:
-    """A kept claim with the events after its snapshot folded on top (none of them a correction)."""
-    claim = start.record.claim
-    if not pairs:  # most kept claims: their record and entries are taken as they are
-        views.claims[claim.claim_id] = start.record
-        if (key := estimate_key(claim)) is not None:
-            views.by_key.setdefault(key, set()).add(claim.claim_id)
-        views.timeline.update(start.entries)
-        return
-    for _, event in pairs:
-        claim = rules.evolve(claim, event)
-    record = start.record
-    if pairs:
-        claim = msgspec.structs.replace(claim, recorded=())
-        record = ClaimRecord(claim=claim, made_position=record.made_position, updated_position=pairs[-1][0])
-    views.claims[claim.claim_id] = record
-    if (key := estimate_key(claim)) is not None:
-        views.by_key.setdefault(key, set()).add(claim.claim_id)
-    views.timeline.update(start.entries)
-    for at, event in pairs:
-        views.timeline[at] = timeline_entry(at, event, claim)
-
-
 def views_at(
-    events: Iterable[Logged], valid_until: dt.date | None, kept: Mapping[str, Folded | None] | None = None
+    events: Iterable[Logged],
+    valid_until: dt.date | None,
+    kept: Mapping[str, Folded | None] | None = None,
+    base: resumed.Base | None = None,
 ) -> Views:
     """Every view as the given events (already cut at a log position) show it as of ``valid_until``.
 
@@ -254,23 +226,20 @@ def views_at(
     from their kept state, and ``events`` hold only what came after it on their streams, with no
     correction (a correction can change any earlier event of its claim) nor, at a valid time, a withdrawal
     of a denial (kept only with its denial) among them: such a claim is refolded from its whole stream.
+
+    ``base`` is what a cut from the snapshot of the ``kept`` claims starts from (``resumed.base``): the views
+    start as a copy of its views, and only the claims the cut changes are folded and their estimate keys
+    ranked again (``timeline.resumed``), rather than every claim of the subject on every cut.
     """
     kept = kept or {}
     views = Views(indexed=True)
     streams: dict[str, list[tuple[int, DomainEvent]]] = {}  # each claim's (position, event) pairs
-    later: dict[str, list[tuple[int, ClaimEvent]]] = {c: [] for c, start in kept.items() if start}
-    rest: list[Logged] = []
-    for e in events:
-        if not (isinstance(e.event, ClaimEvent) and e.event.claim_id in kept):
-            rest.append(e)
-            continue
-        if e.event.claim_id not in later:
-            continue  # its ClaimMade is stated after the cut, so nothing on its stream shows
-        # Its ClaimMade is kept, so this one is only to be cut by its own date.
-        date = _stated(e.event)
-        if valid_until is None or date is None or period_start(date) <= valid_until:
-            later[e.event.claim_id].append((e.position, e.event))
-            views.position = max(views.position, e.position)
+    later, rest = _after_kept(views, events, valid_until, kept)
+    touched: resumed.Touched = {}
+    if base is None:
+        back = [claim_id for claim_id, start in kept.items() if start]
+    else:
+        back = resumed.from_base(views, base, kept, later, touched)
     for pair in visible(rest, valid_until):
         position, event = pair
         if isinstance(event, ClaimEvent):
@@ -278,8 +247,42 @@ def views_at(
         else:
             apply(views, position, event)
         views.position = max(views.position, position)
-    for claim_id, resumed in later.items():
-        _resume(views, cast(Folded, kept[claim_id]), resumed)
+    for claim_id in back:
+        resumed.resume(views, cast(Folded, kept[claim_id]), later.get(claim_id, []))
+        resumed.touch(touched, views.claims[claim_id].claim)
+    _replay(views, streams, touched)
+    if base is None:
+        for key, members in views.by_key.items():
+            views.estimates[key] = latest_estimates(views.claims[claim_id] for claim_id in members)
+    else:
+        resumed.rank(views, base, touched)
+    return views
+
+
+def _after_kept(
+    views: Views, events: Iterable[Logged], valid_until: dt.date | None, kept: Mapping[str, Folded | None]
+) -> tuple[dict[str, list[tuple[int, ClaimEvent]]], list[Logged]]:
+    """The events on kept claims' streams that a cut shows (by claim), and every other event."""
+    later: dict[str, list[tuple[int, ClaimEvent]]] = {}
+    rest: list[Logged] = []
+    for e in events:
+        if not (isinstance(e.event, ClaimEvent) and e.event.claim_id in kept):
+            rest.append(e)
+            continue
+        if kept[e.event.claim_id] is None:
+            continue  # its ClaimMade is stated after the cut, so nothing on its stream shows
+        # Its ClaimMade is kept, so this one is only to be cut by its own date.
+        date = _stated(e.event)
+        if valid_until is None or date is None or period_start(date) <= valid_until:
+            later.setdefault(e.event.claim_id, []).append((e.position, e.event))
+            views.position = max(views.position, e.position)
+    return later, rest
+
+
+def _replay(
+    views: Views, streams: Mapping[str, list[tuple[int, DomainEvent]]], touched: resumed.Touched
+) -> None:
+    """Each claim folded from its own (position, event) pairs: its record, estimate key and entries."""
     for claim_id, pairs in streams.items():
         claim = rules.replay([cast(ClaimEvent, event) for _, event in pairs])
         positions = tuple(position for position, _ in pairs)
@@ -288,11 +291,9 @@ def views_at(
         )
         if (key := estimate_key(claim)) is not None:
             views.by_key.setdefault(key, set()).add(claim_id)
+        resumed.touch(touched, claim)
         # The entries ``apply`` leaves: each event's, from the claim as it ends (only a correction changes
         # what an entry shows of its claim, and a correction redoes every entry of the claim).
         fixed = {c.corrects_version for c in claim.corrections}
         for version, (at, effective) in enumerate(zip(positions, effective_events(claim), strict=True), 1):
             views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
-    for key, members in views.by_key.items():
-        views.estimates[key] = latest_estimates(views.claims[claim_id] for claim_id in members)
-    return views

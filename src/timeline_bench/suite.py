@@ -31,7 +31,8 @@ def _travel_result(dialect: str, cuts: Cuts) -> Result:
         target="p50 < 50 ms",
         ratio=None,
         met=p50 < 50,
-        note=f"log of {cuts.head:,} events, {len(cuts.ms)} cuts, in process, from snapshots "
+        note=f"log of {cuts.head:,} events, {len(cuts.ms)} cuts, in process (CPU p50 "
+        f"{statistics.median(cuts.cpu_ms):.0f} ms), from snapshots "
         f"(the projector kept them for every subject in {cuts.catch_up:.0f} s first)",
     )
 

@@ -176,10 +176,10 @@ async def claim_streams_of_subject(
     ``since``, so is one made up to it (time travel knows those from a snapshot), but not one moved."""
     made = claims_made_on(conn.dialect.name, subject_id)
     if since:
-        # Kept off the position's index (a unary plus on SQLite, an addition on PostgreSQL), so the subject's
-        # expression index is still the one read; only the few rows after ``since`` are returned.
-        bound = "+position > :since" if conn.dialect.name == "sqlite" else "position + 0 > :since"
-        made = sa.text(f"{made.text} AND {bound}").bindparams(subject=subject_id, since=since)
+        # A range of the subject's index (subject, position): only the rows between ``since`` and the cut.
+        made = sa.text(f"{made.text} AND position > :since AND position <= :until").bindparams(
+            subject=subject_id, since=since, until=position
+        )
     result = await conn.execute(made)
     streams = {stream_id for at, stream_id in result if at <= position}
     # Corrections that name a subject are rare: all of them are read through their partial index (a bound
@@ -304,9 +304,11 @@ _AFTER = {
     "FROM unnest($1::text[], $2::int[]) AS w(s, v) CROSS JOIN LATERAL ("
     "SELECT position, stream_id, stream_version, type, schema_version, data FROM events "
     "WHERE stream_id = w.s AND stream_version > w.v AND position <= $3 OFFSET 0) AS e",
-    "sqlite": "WITH w(s, v) AS (VALUES {pairs}) "
-    "SELECT e.position, e.stream_id, e.stream_version, e.type, e.schema_version, e.data "
-    "FROM w JOIN events AS e ON e.stream_id = w.s AND e.stream_version > w.v WHERE e.position <= ?",
+    # One JSON parameter (stream -> version): a statement of one text, prepared once, where a VALUES list
+    # of a pair of parameters per stream was a new statement to compile for every length.
+    "sqlite": "SELECT e.position, e.stream_id, e.stream_version, e.type, e.schema_version, e.data "
+    "FROM json_each(?) AS w JOIN events AS e ON e.stream_id = w.key AND e.stream_version > w.value "
+    "WHERE e.position <= ?",
 }
 
 
@@ -320,10 +322,9 @@ async def logged_after(conn: AsyncConnection, versions: dict[str, int], *, posit
         streams = sorted(versions)
         rows = await driver.fetch(_AFTER["postgresql"], streams, [versions[s] for s in streams], position)
     else:
-        for chunk in chunked(versions):
-            query = _AFTER["sqlite"].format(pairs=", ".join(["(?, ?)"] * len(chunk)))
-            params = [item for s in chunk for item in (s, versions[s])]
-            rows.extend(await driver.execute_fetchall(query, (*params, position)))
+        rows = list(
+            await driver.execute_fetchall(_AFTER["sqlite"], (msgspec.json.encode(versions), position))
+        )
     found = [
         Logged(position=p, stream_id=s, stream_version=v, event=decode_stored(p, d, t, n))
         for p, s, v, t, n, d in rows

@@ -50,10 +50,11 @@ sa.Index(
 )
 
 # The subject each ClaimMade names, as each database's SQL spells it: time travel finds a subject's claims
-# through an expression index on it (migration 0006), in the log itself rather than in the claims view.
+# through an expression index on it and the position (migrations 0006, 0014), in the log itself rather than
+# in the claims view.
 # Alembic cannot reflect expression indexes on SQLite, so this one is declared by its migration alone
 # (tests/test_migrations.py checks it exists and that the query below uses it on both databases).
-CLAIM_SUBJECT_INDEX = "ix_events_claim_subject"
+CLAIM_SUBJECT_INDEX = "ix_events_claim_subject_at"  # (subject, position) since migration 0014
 SUBJECT_NAMED = {
     "sqlite": "json_extract(data, '$.subject_id')",
     "postgresql": "(data::jsonb ->> 'subject_id')",

@@ -27,15 +27,17 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline import resumed
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import ClaimMade, RecordCorrected
 from timeline.domain.streams import claim_stream
+from timeline.resumed import Base, Folded
 from timeline.store import queries, streams
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import events, time_travel_snapshots
 from timeline.store.views import chunked
-from timeline.timetravel import Earlier, Folded
+from timeline.timetravel import Earlier
 
 _log = logging.getLogger(__name__)
 
@@ -45,9 +47,11 @@ _log = logging.getLogger(__name__)
 FORMAT = 2000 + streams.FORMAT
 # A subject gets a snapshot after this many of its events: a cut then folds at most about this many on top.
 EVERY = 1000
-# The latest snapshots of a subject kept whatever their spacing (a reader may start from any of the latest
-# three, when decoded already: ``latest``).
-KEEP = 3
+# The latest snapshots of a subject kept whatever their spacing: a subject of up to ``KEEP`` x ``EVERY``
+# events keeps every one, so any cut on it folds at most ``EVERY`` of its events on top (a cut on a subject
+# of 10,000 events folded up to 4,000 with three: most of its time). Older ones are thinned geometrically.
+# (A reader may also start from either of the two before its latest, when decoded already: ``latest``.)
+KEEP = 12
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -63,6 +67,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     # ``as_of`` cut needs them, so they are decoded from ``encoded_earlier`` the first time one asks.
     earlier: dict[str, list[Earlier]] | None = None
     encoded_earlier: bytes = b""
+    # What a cut from here starts from (``resumed.base``), made the first time one does.
+    base: Base | None = None
 
 
 def earlier(snapshot: Snapshot) -> dict[str, list[Earlier]]:
@@ -73,6 +79,14 @@ def earlier(snapshot: Snapshot) -> dict[str, list[Earlier]]:
             snapshot.earlier = _earlier_decoder.decode(snapshot.encoded_earlier)
         snapshot.encoded_earlier = b""
     return snapshot.earlier
+
+
+def base(snapshot: Snapshot) -> Base:
+    """What a cut from the snapshot starts from, made once (each cut changes a copy of its views)."""
+    if snapshot.base is None:
+        with _no_collection():
+            snapshot.base = resumed.base(snapshot.claims)
+    return snapshot.base
 
 
 class _State(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,10 +185,12 @@ async def prune(conn: AsyncConnection, subject_id: str) -> None:
 # Snapshots decoded lately, by everything their digest covers: a hit is a row whose digest was checked over
 # the very bytes decoded here, so it is used without reading or decoding them again (decoding a subject of
 # 10,000 events is most of a cut's cost). Decoded snapshots are never changed, only read from.
-# At most ``CACHED`` of them, and ``CACHED_BYTES`` of their encoded state (a hot subject's of 10,000 events
-# is some 6 MB, a few times that once decoded).
+# At most ``CACHED`` of them, and ``CACHED_BYTES`` of their encoded state. A hot subject's of 10,000 events
+# is some 12 MB, 20-30 MB once decoded with its base, so the bytes bound a server's memory (~100 MB decoded
+# at most): room for four of a hot subject's snapshots, not all twelve it keeps (with all of them decoded, at
+# 160 MB, a cut anywhere started from a decoded one; bench/results-timetravel-1m-travel.json ran so).
 _decoded: OrderedDict[tuple[str, int, str, str], tuple[Snapshot, int]] = OrderedDict()
-CACHED = 8
+CACHED = 16
 CACHED_BYTES = 48_000_000
 
 
@@ -221,7 +237,8 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
         return None
     with _no_collection():
         decoded = _decoder.decode(known)
-    versions = {claim_stream(claim_id): kept.version for claim_id, kept in decoded.claims.items()}
+    # In key order: the log's (stream, version) index is then probed in its own order (``logged_after``).
+    versions = dict(sorted((claim_stream(c), kept.version) for c, kept in decoded.claims.items()))
     found = Snapshot(
         position=at, claims=decoded.claims, sources=decoded.sources, versions=versions, encoded_earlier=later
     )
@@ -229,6 +246,29 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
     while len(_decoded) > CACHED or sum(size for _, size in _decoded.values()) > CACHED_BYTES:
         _decoded.popitem(last=False)
     return found
+
+
+async def following(conn: AsyncConnection, subject_id: str, position: int) -> dict[str, int] | None:
+    """The stream versions of the subject's first snapshot after ``position``, if this process has it
+    decoded and the log still confirms it (else None): a stream at the same version there as in an earlier
+    snapshot had no event in between, so a cut from the earlier one reads no tail for it."""
+    s = time_travel_snapshots
+    row = (
+        await conn.execute(
+            sa.select(s.c.position, s.c.format, s.c.chain_hash, s.c.digest, events.c.hash)
+            .join(events, events.c.position == s.c.position, isouter=True)
+            .where(s.c.subject_id == subject_id, s.c.position > position)
+            .order_by(s.c.position)
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    at, fmt, chain_hash, recorded_digest, logged_hash = row
+    hit = _decoded.get((subject_id, at, chain_hash, recorded_digest))
+    if fmt != FORMAT or logged_hash != chain_hash or hit is None:
+        return None
+    return hit[0].versions
 
 
 class Taker:

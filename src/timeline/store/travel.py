@@ -2,10 +2,12 @@
 the registrations of the sources they name. No view table is consulted, so none can change an answer.
 
 A subject's fold starts from its latest snapshot at or before the cut (``store.snapshots``), once the log
-has confirmed it: only the events after it are read, through the (stream, version) key, and folded on
-top by the same code. Snapshots are cut by log position, so they serve ``known_at`` directly. Valid time
-can precede recorded time (a source's statement about 2020 may be recorded last), so a snapshot holds
-events of every date, and keeps each claim also as it stood at every earlier valid time
+has confirmed it: only the events after it are read, through the (stream, version) key (only on streams
+that changed before the next snapshot, when that one is decoded too), and folded on top by the same code,
+onto a copy of the views the snapshot's claims show (``resumed.base``, made once per snapshot).
+Snapshots are cut by log position, so they serve ``known_at`` directly. Valid time can precede recorded
+time (a source's statement about 2020 may be recorded last), so a snapshot holds events of every date, and
+keeps each claim also as it stood at every earlier valid time
 (``timetravel.earlier_states``): ``as_of`` takes each claim from it as of its date (``timetravel.as_of``).
 A claim corrected after the snapshot (at a valid time, also one with a denial withdrawn after it) is
 refolded from its whole stream in the log.
@@ -24,6 +26,7 @@ from timeline import timetravel
 from timeline.domain.events import DenialWithdrawn, RecordCorrected
 from timeline.domain.streams import claim_stream, source_stream, sources_named, subject_stream
 from timeline.projections import Views, current
+from timeline.resumed import Folded
 from timeline.store import queries, snapshots
 
 
@@ -64,7 +67,9 @@ async def subject_views(
     ``from_snapshots`` false, everything is folded from the log (what tests compare the snapshots with)."""
     snapshot = await snapshots.latest(conn, subject_id, position) if from_snapshots else None
     views = await _fold(conn, subject_id, position, valid_until, snapshot)
-    views.claims = {claim_id: current(record) for claim_id, record in views.claims.items()}
+    # Only claims folded from their stream carry a history (those from a snapshot have none).
+    history = [(c, record) for c, record in views.claims.items() if record.positions or record.claim.recorded]
+    views.claims.update((claim_id, current(record)) for claim_id, record in history)
     return views
 
 
@@ -85,37 +90,37 @@ async def _fold(
     valid_until: dt.date | None,
     snapshot: snapshots.Snapshot | None,
 ) -> Views:
-    kept: Mapping[str, timetravel.Folded | None] = {}
+    kept: Mapping[str, Folded | None] = {}
     after: list[timetravel.Logged] = []
     named: set[str] = set()
+    skip: set[str] = set()  # the snapshot's streams that are not refolded (only their tail is read)
+    left: set[str] = set()  # its streams that are
     if snapshot is not None:
         kept = snapshot.claims
         if valid_until is not None:
             earlier = snapshots.earlier(snapshot)
             kept = {c: timetravel.as_of(f, earlier.get(c, ()), valid_until) for c, f in kept.items()}
-        after = await queries.logged_after(conn, snapshot.versions, position=position)
+        tails = snapshot.versions
+        if (bound := await snapshots.following(conn, subject_id, position)) is not None:
+            tails = {stream: v for stream, v in tails.items() if bound.get(stream) != v}
+        after = await queries.logged_after(conn, tails, position=position)
         # A correction can change any earlier event of its claim, and a withdrawal shows only with its
         # denial: such claims are refolded from their whole stream.
         refold = (RecordCorrected, DenialWithdrawn) if valid_until is not None else (RecordCorrected,)
         if refolded := {e.event.claim_id for e in after if isinstance(e.event, refold)}:
+            left = {claim_stream(claim_id) for claim_id in refolded}
             kept = {c: folded for c, folded in kept.items() if c not in refolded}
-        if len(kept) < len(snapshot.claims):
-            streams = {claim_stream(claim_id) for claim_id in kept}
-            after = [e for e in after if e.stream_id in streams]
+            after = [e for e in after if e.stream_id not in left]
+        skip = set(snapshot.versions) - left
         named = {*snapshot.sources, *(source_stream(s) for e in after for s in sources_named(e.event))}
-    skip = (
-        set(snapshot.versions)
-        if snapshot is not None and kept is snapshot.claims
-        else set(map(claim_stream, kept))
-    )
     # The log is asked only for claims made after the snapshot; those it holds and left to refold are known.
     since = snapshot.position if snapshot is not None else 0
-    left = set(snapshot.versions) - skip if snapshot is not None else set()
     claimed, more = await _claimed(conn, subject_id, position, valid_until, skip, since, left)
     registered = await queries.logged_until(conn, named | more, position=position)
     with _no_collection():
         logged = sorted([*after, *claimed, *registered], key=lambda e: e.position)
-        return timetravel.views_at(logged, valid_until, kept)
+        base = None if snapshot is None else snapshots.base(snapshot)
+        return timetravel.views_at(logged, valid_until, kept, base)
 
 
 async def _claimed(
