@@ -19,7 +19,7 @@ from timeline.api.app import create_app
 from timeline.api.cache import ResponseCache, _Entry, respond
 from timeline.api.settings import Settings
 from timeline.app.imports import LoadedFixture, import_fixtures
-from timeline.store import clock, schema, tokens, views
+from timeline.store import clock, refold, schema, tokens
 from timeline.store.database import Database
 
 from .conftest import SEED
@@ -145,7 +145,7 @@ async def test_a_rebuild_at_the_same_position_is_not_hidden_by_the_cache(
     broken = await reader.get(ESTIMATES)
     assert "south-korea-nis" not in {e["source"]["id"] for e in broken.json()["estimates"]}
     assert (await reader.get(ESTIMATES)).content == broken.content  # served from the cache
-    await views.rebuild_online(db)
+    await refold.rebuild_online(db)
     assert _nis(await reader.get(ESTIMATES))["quantity"]["value"] == 1500
 
 

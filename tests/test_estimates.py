@@ -29,7 +29,7 @@ from timeline.domain.events import (
 )
 from timeline.projections import NO_FIGURE, Views, apply
 from timeline.service import Recorder
-from timeline.store import queries, views
+from timeline.store import queries, refold
 from timeline.store.database import Database
 from timeline.store.schema import estimates
 
@@ -250,7 +250,7 @@ async def test_recording_in_any_order_gives_the_same_estimates_live_and_rebuilt(
     assert shown[0] == [(k[2], *v) for k, v in sorted(expected.items())]
     async with db.read() as conn:
         live = sorted(tuple(r) for r in await conn.execute(sa.select(estimates)))
-    await views.rebuild_online(db, batch=3)
+    await refold.rebuild_online(db, batch=3)
     async with db.read() as conn:
         assert sorted(tuple(r) for r in await conn.execute(sa.select(estimates))) == live
 

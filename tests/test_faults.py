@@ -32,7 +32,7 @@ from timeline.api.fanout import Filter, Hub, follow
 from timeline.api.settings import Settings
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.service import Recorder
-from timeline.store import audit, eventlog, migrate, schema, tokens, views
+from timeline.store import audit, eventlog, migrate, refold, schema, tokens
 from timeline.store.database import Database
 
 from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, _pg_dsn
@@ -508,7 +508,7 @@ async def test_postgresql_restarted_under_writes_and_streams_loses_nothing_ackno
         assert sorted({e["data"]["statement"] for e in logged}) == sorted(f"update {n}" for n in range(16))
         assert tail.positions == list(range(30, 46))
         served = await _views(db)
-        await views.rebuild_online(db)
+        await refold.rebuild_online(db)
         assert await _views(db) == served
     finally:
         await db.dispose()
@@ -592,7 +592,7 @@ async def _consistent(db: Database) -> None:
     async with db.read() as conn:
         assert (await audit.verify(conn)).ok
     served = await _views(db)
-    await views.rebuild_online(db)
+    await refold.rebuild_online(db)
     assert await _views(db) == served
 
 

@@ -23,7 +23,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "projections",
         (
             "timeline.projections",
+            "timeline.ranking",
             "timeline.activity",
+            "timeline.resumed",
             "timeline.timetravel",
             "timeline.fixtures",
             "timeline.drafting",

@@ -155,7 +155,7 @@ async def test_conditional_get_cors_and_compression(seeded: Database, database_u
 
 
 async def test_rebuild_serves_the_old_views_and_lets_writers_in_until_the_swap(seeded: Database) -> None:
-    from timeline.store import queries, views
+    from timeline.store import queries, refold, views
 
     seen_during: list[tuple[int, int]] = []
 
@@ -167,7 +167,7 @@ async def test_rebuild_serves_the_old_views_and_lets_writers_in_until_the_swap(s
         assert record is not None
         seen_during.append((position, record.claim.version))
 
-    replayed = await views.rebuild_online(seeded, progress)
+    replayed = await refold.rebuild_online(seeded, progress)
     assert seen_during == [(30, 3)]  # written and visible while the rebuild was folding
     assert replayed == 30  # the swap folded the event written meanwhile
     async with seeded.read() as conn:
@@ -196,7 +196,7 @@ async def test_a_rebuild_that_fails_midway_leaves_the_live_views_serving(
 ) -> None:
     """The rebuild folds into temporary tables that hide the live ones on its connection; a failure, even
     after they were filled and committed, must not let that connection reach anyone else through the pool."""
-    from timeline.store import queries, views
+    from timeline.store import queries, refold, views
 
     async with seeded.read() as conn:
         before = await queries.estimates_for(conn, "dprk-troops-to-russia", None)
@@ -207,12 +207,12 @@ async def test_a_rebuild_that_fails_midway_leaves_the_live_views_serving(
     with monkeypatch.context() as patched:
         patched.setattr(views, "_swap_in_shadows", fail)
         with pytest.raises(RuntimeError, match="stopped at the swap"):
-            await views.rebuild_online(seeded, batch=5)
+            await refold.rebuild_online(seeded, batch=5)
     for _ in range(6):  # more reads than the pool holds, so every pooled connection is used
         async with seeded.read() as conn:
             assert await queries.estimates_for(conn, "dprk-troops-to-russia", None) == before
             assert await views.checkpoint(conn) == 29
-    assert await views.rebuild_online(seeded, batch=5) == 29
+    assert await refold.rebuild_online(seeded, batch=5) == 29
     async with seeded.read() as conn:
         assert await queries.estimates_for(conn, "dprk-troops-to-russia", None) == before
 

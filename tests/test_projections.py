@@ -30,9 +30,10 @@ from timeline.domain.events import (
     encode_event,
 )
 from timeline.domain.values import period_start
-from timeline.projections import NO_FIGURE, SLOTS, Views, apply, estimate_rank, latest_in, slot_of
+from timeline.projections import NO_FIGURE, Views, apply, latest_in
+from timeline.ranking import SLOTS, estimate_rank, slot_of
 from timeline.service import Recorder
-from timeline.store import eventlog, queries, views
+from timeline.store import eventlog, queries, refold, views
 from timeline.store.database import Database
 from timeline.store.schema import checkpoints, claims, estimates, registrations, timeline
 
@@ -78,7 +79,7 @@ async def _rebuilt(db: Database) -> dict[str, list[tuple[object, ...]]]:
     """The views as ``timeline rebuild``'s fold makes them from the log, without keeping them."""
     try:
         async with db.write() as conn:
-            await views.rebuild(conn, batch=7)  # several batches even on a short log
+            await refold.rebuild(conn, batch=7)  # several batches even on a short log
             rebuilt = await _rows(conn)
             raise _Undo
     except _Undo:
@@ -118,7 +119,7 @@ async def test_incremental_views_equal_a_rebuild(
     for batch in [opening, *batches]:
         await _record(db, [_prefixed(e, prefix) for e in batch])
     incremental = await _snapshot(db)
-    await views.rebuild_online(db, batch=7)  # what `timeline rebuild` runs, in several batches
+    await refold.rebuild_online(db, batch=7)  # what `timeline rebuild` runs, in several batches
     rebuilt = await _snapshot(db)
     assert rebuilt == incremental
 
@@ -233,7 +234,7 @@ async def test_rebuild_of_the_seed_matches_and_reports_count(db: Database) -> No
     await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
     before = await _snapshot(db)
     async with db.write() as conn:
-        replayed = await views.rebuild(conn)
+        replayed = await refold.rebuild(conn)
         head = await eventlog.head_position(conn)
     assert replayed == head == 29
     assert await _snapshot(db) == before
@@ -259,7 +260,7 @@ async def test_a_rebuild_repairs_rows_lost_changed_or_left_over(db: Database) ->
         )
         await conn.execute(sa.update(registrations).values(kind="subject", position=0))
     assert await _snapshot(db) != before
-    assert await views.rebuild_online(db, batch=7) == 29
+    assert await refold.rebuild_online(db, batch=7) == 29
     assert await _snapshot(db) == before
 
 

@@ -40,7 +40,7 @@ from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
 from timeline.projections import ClaimRecord, TimelineEntry, Views, apply, current
 from timeline.service import Recorder
-from timeline.store import eventlog, projector, queries, schema, snapshots, tokens, travel, views
+from timeline.store import eventlog, projector, queries, refold, schema, snapshots, tokens, travel
 from timeline.store.database import Database
 from timeline.store.views import claim_from_row, entry_from_row
 
@@ -449,7 +449,7 @@ async def test_rebuild_is_unaffected_by_time_travel(db: Database) -> None:
     await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
     before = await _live(db)
     async with db.write() as conn:
-        await views.rebuild(conn)
+        await refold.rebuild(conn)
     assert await _live(db) == before
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Literal
 
 import msgspec
 
@@ -39,6 +38,7 @@ from timeline.domain.events import (
 )
 from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
+from timeline.ranking import SLOTS, Slot, estimate_rank, live, rank_can_drop, slot_of
 
 
 class ClaimRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -117,8 +117,6 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 EstimateKey = tuple[str, str, str]  # (subject_id, metric, source_id)
 # The two figures kept per key: what the source asserts now, and what it projects (a projection never
 # displaces an assertion). ``Chosen`` holds their claim ids, in that order; (None, None): no live figure.
-Slot = Literal["asserted", "projected"]
-SLOTS: tuple[Slot, Slot] = ("asserted", "projected")
 Chosen = tuple[str | None, str | None]
 NO_FIGURE: Chosen = (None, None)
 
@@ -167,60 +165,15 @@ class Estimate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return shown
 
 
-def slot_of(claim: Claim) -> Slot:
-    """Which of a source's two figures a claim can be: a projection, or (any other modality) asserted."""
-    return "projected" if claim.modality == "projected" else "asserted"
-
-
-# The tie rule, after the stated date's first day: a finer date (a day over a month), then the figure's
-# kind (its modality: asserted over alleged over opinion over speculative), then the claim id (the one
-# that sorts last). Nothing here depends on the order events were recorded in.
-_PRECISION_RANK = {"year": 0, "month": 1, "week": 2, "day": 3}
-_KIND_RANK = {"speculative": 0, "opinion": 1, "alleged": 2, "asserted": 3, "projected": 3}
-Rank = tuple[dt.date, int, int, str]
-
-
-# The first day and precision rank of each stated date (a fold ranks claims several times an event, and
-# parsing the date was most of it); dates repeat, and it is emptied should it ever pass the bound.
-_DATED: dict[tuple[str, str], tuple[dt.date, int]] = {}
-
-
-def estimate_rank(claim: Claim) -> Rank:
-    """How recent a figure is among its source's: the higher, the more it is the source's latest word."""
-    stated = claim.stated_on
-    if (dated := _DATED.get((stated.date, stated.precision))) is None:
-        if len(_DATED) >= 100_000:
-            _DATED.clear()
-        dated = _DATED[stated.date, stated.precision] = (
-            period_start(stated),
-            _PRECISION_RANK[stated.precision],
-        )
-    return (dated[0], dated[1], _KIND_RANK[claim.modality], claim.claim_id)
-
-
-def rank_can_drop(before: Claim | None, after: Claim) -> bool:
-    """Whether an event that turned ``before`` into ``after`` can have lowered the claim's rank as an
-    estimate (then every claim under its key must be looked at again, not just the one chosen)."""
-    if before is None or not _live(before):
-        return False  # it was no candidate: whatever it is now, it can only have risen
-    if not _live(after) or slot_of(after) != slot_of(before):
-        return True  # retracted, its figure withdrawn, or it left its slot
-    return estimate_rank(after) < estimate_rank(before)
-
-
-def _live(claim: Claim) -> bool:
-    return claim.status != "retracted" and claim.quantity is not None
-
-
 def latest_in(records: Iterable[ClaimRecord], slot: Slot) -> ClaimRecord | None:
     """A source's latest live figure of one kind (asserted or projected), by ``estimate_rank``."""
-    live = [r for r in records if _live(r.claim) and slot_of(r.claim) == slot]
+    live = [r for r in records if live(r.claim) and slot_of(r.claim) == slot]
     return max(live, key=lambda r: estimate_rank(r.claim)) if live else None
 
 
 def ranked_in(records: Iterable[ClaimRecord], slot: Slot) -> list[ClaimRecord]:
     """A source's live figures of one kind, highest ``estimate_rank`` first (``latest_in`` is the first)."""
-    live = [r for r in records if _live(r.claim) and slot_of(r.claim) == slot]
+    live = [r for r in records if live(r.claim) and slot_of(r.claim) == slot]
     return sorted(live, key=lambda r: estimate_rank(r.claim), reverse=True)
 
 
@@ -347,10 +300,10 @@ def _promote(views: Views, key: EstimateKey | None, record: ClaimRecord) -> None
     current = chosen[index]
     # ``latest_in`` of the two candidates, written out (every event of a batch comes here): the claim wins
     # only if it is live and ranks strictly higher than a live figure held in its slot.
-    if _live(claim) and (
+    if live(claim) and (
         current is None
         or current == claim.claim_id
-        or not _live(held := views.claims[current].claim)
+        or not live(held := views.claims[current].claim)
         or slot_of(held) != slot
         or estimate_rank(claim) > estimate_rank(held)
     ):

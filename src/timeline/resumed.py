@@ -16,7 +16,6 @@ import msgspec
 from timeline.domain import claims as rules
 from timeline.domain.claims import Claim, ClaimEvent
 from timeline.projections import (
-    SLOTS,
     ClaimRecord,
     EstimateKey,
     TimelineEntry,
@@ -26,6 +25,7 @@ from timeline.projections import (
     ranked_in,
     timeline_entry,
 )
+from timeline.ranking import SLOTS
 
 
 class Folded(msgspec.Struct, frozen=True, kw_only=True, gc=False):

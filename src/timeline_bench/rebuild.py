@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from timeline.store import views
+from timeline.store import refold
 from timeline.store.database import Database
 from timeline_bench import peer
 from timeline_bench.baselines import read_and_decode
@@ -33,7 +33,7 @@ async def bench_rebuild(dbs: Databases, dialect: str, url: str, count: int) -> R
         db = Database(url)
         try:
             start = time.perf_counter()
-            replayed = await views.rebuild_online(db)
+            replayed = await refold.rebuild_online(db)
             seconds.append(time.perf_counter() - start)
             ours.append(replayed / seconds[-1])
         finally:

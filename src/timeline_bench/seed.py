@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from timeline.domain.events import ClaimMade, Quantity, StatedDate
 from timeline.domain.streams import stream_of
 from timeline.domain.values import valid_from
-from timeline.store import eventlog, views
+from timeline.store import eventlog, refold
 from timeline.store.database import Database
 from timeline.store.eventlog import Metadata, NewEvent
 from timeline_bench.generator import generate
@@ -60,7 +60,7 @@ async def seed_log(url: str, count: int) -> int:
             appended += added
             if added < SEED_CHUNK:
                 break
-        await views.rebuild_online(db)
+        await refold.rebuild_online(db)
         if db.dialect == "postgresql":
             # Statistics and the visibility map, as autovacuum would have by now on a live server (it may be
             # off here); without the map, PostgreSQL cannot answer from an index alone.

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import make_url
 
-from timeline.store import activity, eventlog, notify, projector, snapshots, tree, views
+from timeline.store import activity, eventlog, notify, projector, refold, snapshots, tree, views
 from timeline.store.database import Database
 
 _log = logging.getLogger("timeline.store")
@@ -24,7 +24,7 @@ async def catch_up(db: Database, progress: Progress | None = None) -> int:
         head = await eventlog.head_position(conn)
         # Start-up signs nothing: it did not append these, and they may be someone's forged rows.
         left = await tree.unsigned(conn) if db.signer is not None else None
-    caught_up = await views.catch_up(db, progress) if head else 0
+    caught_up = await refold.catch_up(db, progress) if head else 0
     if left is not None:
         _log.warning(
             "events %d-%d are covered by no signed checkpoint: check them (timeline verify), then sign the "
@@ -38,7 +38,7 @@ async def catch_up(db: Database, progress: Progress | None = None) -> int:
 async def rebuild_views(db: Database, progress: Progress | None = None) -> tuple[int, int]:
     """Refold the views from the log while the old ones keep serving; the events replayed and the views'
     position after."""
-    replayed = await views.rebuild_online(db, progress)
+    replayed = await refold.rebuild_online(db, progress)
     async with db.read() as conn:
         return replayed, await views.checkpoint(conn)
 

@@ -105,7 +105,7 @@ def export(url: str, subject: str | None, output: Path | None) -> None:
 @click.pass_obj
 def restore(url: str, file: Path) -> None:
     """Load a whole-log export into an empty database."""
-    from timeline.store import backup, migrate, views
+    from timeline.store import backup, migrate, refold
 
     try:
         lines = file.open("rb")
@@ -121,7 +121,7 @@ def restore(url: str, file: Path) -> None:
                 async with db.write() as conn:
                     with progress("restoring", unit="bytes") as advance:
                         count = await backup.restore(conn, _reading(lines, size, advance))
-                    await views.rebuild(conn)
+                    await refold.rebuild(conn)
             except backup.RestoreError as exc:
                 raise CommandError(f"{file}: {exc}; nothing was restored") from None
             return count

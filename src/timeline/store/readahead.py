@@ -50,7 +50,7 @@ class ReadAhead:
 
 
 class ChosenKept(ReadAhead):
-    """What a fold (``views.fold``) knows between its batches of what is chosen under each estimate key: the
+    """What a fold (``refold.fold``) knows between its batches of what is chosen under each estimate key: the
     chosen claims' ids and, of each, what ranks it (``rank_only``), as the fold's own writes left them. Each
     batch of a rebuild touches most keys and so needed their chosen claims, read and decoded again batch
     after batch (1.5 rows an event at 1,000,000 events); kept here, only the claims the events name are read

@@ -1,13 +1,13 @@
-"""Loading and saving the projection tables, and rebuilding them from the log.
+"""Loading and saving the projection tables.
 
 The folding itself is ``timeline.projections.apply``; this module only moves rows in and out, so the live
-path (``project``) and ``rebuild`` share every decision.
+path (``project``) and the fold of the log (``store.refold``: catch-up and rebuild) share every decision.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -26,7 +26,6 @@ from timeline.domain.streams import claim_stream, stream_of
 from timeline.domain.streams import parse as parse_stream
 from timeline.projections import (
     NO_FIGURE,
-    SLOTS,
     Chosen,
     ClaimRecord,
     EstimateKey,
@@ -36,16 +35,13 @@ from timeline.projections import (
     current,
     estimate_key,
     occurred_on,
-    rank_can_drop,
-    slot_of,
     with_history,
 )
-from timeline.store import driver, projector, shadows
-from timeline.store.database import Database, driver_of
-from timeline.store.eventlog import RecordedEvent, decode_stored, read_until
-from timeline.store.eventlog import head_position as eventlog_head
+from timeline.ranking import SLOTS, rank_can_drop, slot_of
+from timeline.store import driver, projector
+from timeline.store.eventlog import RecordedEvent, read_until
 from timeline.store.readahead import CHOSEN as _CHOSEN
-from timeline.store.readahead import ChosenKept, ReadAhead
+from timeline.store.readahead import ReadAhead
 from timeline.store.schema import checkpoints, registrations
 
 CHECKPOINT = "views"
@@ -287,10 +283,10 @@ async def project(
     ``load_for``; ``changes``: the rows of those events, when they are not written yet, to write with the
     views')."""
     logged = [(r.position, r.event) for r in recorded]
-    await _project(conn, logged, before=before, changes=changes, ahead=ahead)
+    await project_logged(conn, logged, before=before, changes=changes, ahead=ahead)
 
 
-async def _project(
+async def project_logged(
     conn: AsyncConnection,
     logged: Sequence[tuple[int, DomainEvent]],
     *,
@@ -327,101 +323,3 @@ async def freshness(conn: AsyncConnection) -> tuple[int, dt.datetime | None]:
         return 0, None
     updated = row[1]
     return int(row[0]), updated.replace(tzinfo=dt.UTC) if updated and updated.tzinfo is None else updated
-
-
-# Events a batch of the fold: it loads every claim under each estimate key where a chosen claim can drop, a
-# set that grows with the log: 10,000 events a batch peaked at ~1 GB at 1,000,000 events when any drop loaded
-# its key; 2,000 costs ~7% more time.
-BATCH = 2_000
-Progress = Callable[[int, int], Awaitable[None] | None]
-
-
-async def fold(
-    conn: AsyncConnection, after: int, *, batch: int = BATCH, progress: Progress | None = None, head: int = 0
-) -> tuple[int, int]:
-    """Fold the log after position ``after`` into the views, a batch at a time, each batch's rows and the
-    checkpoint written together (the one algorithm of the live path's catch-up, ``rebuild`` and
-    ``rebuild_online``); memory is bounded by a batch and ``ChosenKept``'s limit. Returns (events folded, the
-    last position)."""
-    done = 0
-    chosen = ChosenKept()
-    while chunk := await _read_after(conn, after, batch):
-        if (views := await _project(conn, chunk, ahead=chosen)) is not None:
-            chosen.keep(views)
-        after = chunk[-1][0]
-        done += len(chunk)
-        if progress is not None and (waiting := progress(done, head)) is not None:
-            await waiting
-    return done, after
-
-
-# Only what the fold needs of each event (not its metadata, times, ids or hashes), read on the driver; in
-# ``decode_stored``'s argument order.
-_READ_AFTER = {
-    "postgresql": "SELECT position, data, type, schema_version FROM events WHERE position > $1 "
-    "ORDER BY position LIMIT $2",
-    "sqlite": "SELECT position, data, type, schema_version FROM events WHERE position > ? "
-    "ORDER BY position LIMIT ?",
-}
-
-
-async def _read_after(conn: AsyncConnection, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
-    """Up to ``limit`` (position, event) pairs of the log after position ``after``, in order."""
-    raw = await driver_of(conn)
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        rows = await raw.fetch(_READ_AFTER[dialect], after, limit)
-    else:
-        rows = await raw.execute_fetchall(_READ_AFTER[dialect], (after, limit))
-    return [(row[0], decode_stored(*row)) for row in rows]
-
-
-async def catch_up(db: Database, progress: Progress | None = None) -> int:
-    """Apply whatever the log holds beyond the views' checkpoint (after a crash or a migration)."""
-    async with db.write() as conn:
-        after = await checkpoint(conn)
-        if after == 0:
-            return await rebuild(conn, progress)
-        head = await eventlog_head(conn)
-        done, _ = await fold(conn, after, progress=progress, head=head - after)
-        return done
-
-
-async def rebuild_online(db: Database, progress: Progress | None = None, *, batch: int = BATCH) -> int:
-    """The rebuild: refold the views while the old ones keep serving. Folds a snapshot of the log into
-    temporary copies of the view tables without blocking writers, then briefly takes the write lock to fold
-    what arrived meanwhile and copy the new rows over the old. Returns the number of events folded."""
-    async with db.session() as session:
-        async with session.snapshot() as conn:
-            done, after = await _fold_shadows(conn, progress, batch, on_disk=True)
-        async with session.write() as conn:
-            more, _ = await fold(conn, after, batch=batch)
-            await _swap_in_shadows(conn)
-    return done + more
-
-
-async def rebuild(conn: AsyncConnection, progress: Progress | None = None, *, batch: int = BATCH) -> int:
-    """The same rebuild on one connection, in the caller's transaction (after a restore): the log folded
-    into the temporary tables, then copied over the views. Returns the number of events folded."""
-    done, _ = await _fold_shadows(conn, progress, batch, on_disk=False)
-    await _swap_in_shadows(conn)
-    return done
-
-
-async def _fold_shadows(
-    conn: AsyncConnection, progress: Progress | None, batch: int, *, on_disk: bool
-) -> tuple[int, int]:
-    """Create the temporary tables and fold the whole log into them (``fold`` from position 0, a batch
-    and its checkpoint at a time, so memory is bounded by a batch)."""
-    await shadows.create(conn, on_disk=on_disk)
-    head = await eventlog_head(conn)
-    return await fold(conn, 0, batch=batch, progress=progress, head=head)
-
-
-async def _swap_in_shadows(conn: AsyncConnection) -> None:
-    """Put the shadows' rows, and the position they reflect, in place of the live views' and drop the
-    shadows."""
-    position = await checkpoint(conn)  # the shadow checkpoint, on this connection
-    await shadows.swap_in(conn)
-    if position:  # an empty log leaves the views without a checkpoint, as before any event
-        await projector.save_checkpoint(conn, CHECKPOINT, position)
