@@ -167,14 +167,14 @@ class Estimate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 def latest_in(records: Iterable[ClaimRecord], slot: Slot) -> ClaimRecord | None:
     """A source's latest live figure of one kind (asserted or projected), by ``estimate_rank``."""
-    live = [r for r in records if live(r.claim) and slot_of(r.claim) == slot]
-    return max(live, key=lambda r: estimate_rank(r.claim)) if live else None
+    figures = [r for r in records if live(r.claim) and slot_of(r.claim) == slot]
+    return max(figures, key=lambda r: estimate_rank(r.claim)) if figures else None
 
 
 def ranked_in(records: Iterable[ClaimRecord], slot: Slot) -> list[ClaimRecord]:
     """A source's live figures of one kind, highest ``estimate_rank`` first (``latest_in`` is the first)."""
-    live = [r for r in records if live(r.claim) and slot_of(r.claim) == slot]
-    return sorted(live, key=lambda r: estimate_rank(r.claim), reverse=True)
+    figures = [r for r in records if live(r.claim) and slot_of(r.claim) == slot]
+    return sorted(figures, key=lambda r: estimate_rank(r.claim), reverse=True)
 
 
 def latest_estimates(records: Iterable[ClaimRecord]) -> Chosen:
