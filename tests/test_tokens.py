@@ -7,40 +7,40 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store import tokens
 from timeline.store.database import Database
 
 
-async def test_concurrent_checks_share_a_lookup_and_each_gets_its_own_answer(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_concurrent_checks_share_a_lookup_and_each_gets_its_own_answer(db: Database) -> None:
     async with db.write() as conn:
         alice = await tokens.create(conn, "alice", ("write",))
         bob = await tokens.create(conn, "bob", ("read",))
         await tokens.revoke(conn, "bob")
-    # Each lookup is one query (on PostgreSQL sent to the driver itself, past SQLAlchemy's events).
-    lookups: list[list[str]] = []
-    lookup = tokens._lookup
+    lookups: list[str] = []
 
-    async def counted(conn: AsyncConnection, digests: list[str]) -> dict[str, tokens.Token]:
-        lookups.append(digests)
-        return await lookup(conn, digests)
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM tokens" in statement:
+            lookups.append(statement)
 
-    monkeypatch.setattr(tokens, "_lookup", counted)
     verifier = tokens.Verifier(db)
-    found = await asyncio.gather(*(verifier.verify(s) for s in [alice, bob, alice, "tl_unknown"] * 4))
-    assert len(lookups) == 1
-    assert [t.name if t else None for t in found] == ["alice", "bob", "alice", None] * 4
-    assert [t.revoked_at is not None for t in found if t] == [False, True, False] * 4
-    # The next check runs a query of its own: a revocation committed since is seen.
-    async with db.write() as conn:
-        await tokens.revoke(conn, "alice")
-    again = await verifier.verify(alice)
-    assert again is not None
-    assert again.revoked_at is not None
-    assert len(lookups) == 2
+    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        found = await asyncio.gather(*(verifier.verify(s) for s in [alice, bob, alice, "tl_unknown"] * 4))
+        assert len(lookups) == 1
+        assert [t.name if t else None for t in found] == ["alice", "bob", "alice", None] * 4
+        assert [t.revoked_at is not None for t in found if t] == [False, True, False] * 4
+        # The next check runs a query of its own: a revocation committed since is seen.
+        async with db.write() as conn:
+            await tokens.revoke(conn, "alice")
+        again = await verifier.verify(alice)
+        assert again is not None
+        assert again.revoked_at is not None
+        assert len(lookups) == 2
+    finally:
+        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
 
 
 async def test_a_check_made_while_a_lookup_is_out_waits_for_the_next_and_sees_a_revocation(

@@ -6,8 +6,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 import msgspec
 import sqlalchemy as sa
@@ -51,7 +50,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
-def _token(row: sa.RowMapping | Mapping[str, Any]) -> Token:
+def _token(row: sa.RowMapping) -> Token:
     created = _utc(row["created_at"])
     assert created is not None
     return Token(
@@ -112,7 +111,10 @@ class Verifier:
             round_, self._round = self._round, {}  # later checks wait for the next round
             try:
                 async with self.db.lookup() as conn:
-                    found = await _lookup(conn, list(round_))
+                    result = await conn.execute(
+                        sa.select(tokens).where(tokens.c.token_hash.in_(list(round_)))
+                    )
+                    found = {row["token_hash"]: _token(row) for row in result.mappings()}
             except Exception as error:  # every check in the round fails with it
                 _fail(round_.values(), error)
             else:
@@ -129,25 +131,6 @@ class Verifier:
             await asyncio.gather(self._runner, return_exceptions=True)
         _fail(self._round.values(), ConnectionError("the token check was stopped"))
         self._round = {}
-
-
-# Sent to asyncpg itself (prepared once per connection, the digests as one array): SQLAlchemy's statement
-# building and row processing cost more than the query, and every write waits for this check.
-_BY_DIGEST = (
-    "SELECT name, token_hash, scopes, created_at, revoked_at FROM tokens WHERE token_hash = ANY($1::text[])"
-)
-
-
-async def _lookup(conn: AsyncConnection, digests: list[str]) -> dict[str, Token]:
-    """The tokens with these digests, by digest, in one query."""
-    if conn.dialect.name == "postgresql":
-        # ``Database.lookup`` runs without a transaction: the driver's own connection needs no BEGIN either.
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
-        rows = await driver.fetch(_BY_DIGEST, digests)
-        return {row["token_hash"]: _token(row) for row in rows}
-    result = await conn.execute(sa.select(tokens).where(tokens.c.token_hash.in_(digests)))
-    return {row["token_hash"]: _token(row) for row in result.mappings()}
 
 
 def _fail(futures: Iterable[asyncio.Future[Token | None]], error: BaseException) -> None:
