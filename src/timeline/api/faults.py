@@ -53,6 +53,8 @@ _UNREACHABLE = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
     asyncpg.InterfaceError,
+    # "another operation is in progress": a connection a server restart cut off mid-statement.
+    asyncpg.InternalClientError,
 )
 
 
@@ -171,6 +173,7 @@ PROBLEMS: dict[type[Any], Callable[[Any], TimelineProblem]] = {
     sa.exc.SQLAlchemyError: database_fault,
     asyncpg.PostgresError: database_fault,
     asyncpg.InterfaceError: database_fault,
+    asyncpg.InternalClientError: database_fault,
     sqlite3.Error: database_fault,
     ConnectionError: database_fault,
     socket.gaierror: database_fault,
