@@ -205,7 +205,7 @@ async def test_a_rebuild_that_fails_midway_leaves_the_live_views_serving(
         raise RuntimeError("stopped at the swap")
 
     with monkeypatch.context() as patched:
-        patched.setattr(views, "_swap_in_shadows", fail)
+        patched.setattr(refold, "_swap_in_shadows", fail)
         with pytest.raises(RuntimeError, match="stopped at the swap"):
             await refold.rebuild_online(seeded, batch=5)
     for _ in range(6):  # more reads than the pool holds, so every pooled connection is used
