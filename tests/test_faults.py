@@ -677,3 +677,15 @@ async def test_a_server_killed_under_concurrent_writes_loses_nothing_acknowledge
     assert {s: at.get(s) for s in acknowledged} == acknowledged
     assert logged[-1].position == after
     await _consistent(db)
+
+
+def test_a_connection_a_restart_left_mid_statement_is_503_with_retry_after() -> None:
+    # What asyncpg raises on a pooled connection a PostgreSQL restart cut off midway (seen under the restart
+    # test above): the client is told to retry, not handed a 500.
+    from timeline.api import faults
+
+    error = asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+    answer = faults.PROBLEMS[asyncpg.InternalClientError](error)
+    assert answer.problem.status == 503
+    assert answer.headers == {"Retry-After": str(faults.RETRY_AFTER)}
+    assert "cannot be reached" in (answer.problem.detail or "")
