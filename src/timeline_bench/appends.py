@@ -96,8 +96,10 @@ async def bench_signing(dbs: Databases, dialect: str) -> Result:
     # A difference of ~10% between two runs of a few hundred writes drowns in a shared machine's drift, so
     # runs go in pairs, each pair's order swapped from the last, three times the singles' writes each, and
     # the ratio is the median of the pairs' ratios rather than a ratio of medians taken minutes apart.
+    # Nine pairs: with three, one host gave 0.82x, 0.97x and 0.90x on the same code (bench/results-2026-12-03-
+    # night-*.json), a spread wider than the distance to the target.
     writes = 3 * dbs.config.singles
-    for repeat in range(max(dbs.config.repeats, 3)):
+    for repeat in range(max(dbs.config.repeats, 9)):
         for signer in (None, key) if repeat % 2 == 0 else (key, None):
             rate = float(await timeline_writes(await dbs.fresh(dialect), writes, 1, "s", signer))
             (signed if signer else unsigned).append(rate)
