@@ -42,6 +42,17 @@ async def timeline_writes(
         await db.dispose()
 
 
+def above_floor(target: float, floor: float, what: str) -> str:
+    """Say so when a target rate is beyond what the database allows for the bare rows alone, measured in
+    the same run: no write path that also checks rules, chains hashes and keeps views can reach it."""
+    if target <= floor:
+        return ""
+    return (
+        f"the target ({target:,.0f} events/s) is {target / floor:.2f}x {what} alone "
+        f"({floor:,.0f} events/s, each row a timeline event's columns and nothing else)"
+    )
+
+
 async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int) -> Result:
     """Appends through the write path (rules, log, views) in calls of ``per_call`` events."""
     config = dbs.config
@@ -71,6 +82,7 @@ async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int)
             target=">= 1.5x eventsourcing",
             ratio=ratio,
             met=ratio >= 1.5,
+            note=above_floor(1.5 * theirs.median, floor.median, "a raw INSERT and COMMIT of each event"),
         )
     ratio = mine.median / theirs.median
     raw_ratio = mine.median / floor.median
@@ -83,7 +95,12 @@ async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int)
         target=">= 1x eventsourcing and >= 0.5x raw",
         ratio=ratio,
         met=ratio >= 1 and raw_ratio >= 0.5,
-        note=f"{raw_ratio:.2f}x raw",
+        note=f"{raw_ratio:.2f}x raw"
+        + (
+            "; " + above_floor(theirs.median, floor.median, "raw batched INSERTs")
+            if theirs.median > floor.median
+            else ""
+        ),
     )
 
 
