@@ -21,6 +21,7 @@ from timeline.domain.events import (
     DenialWithdrawn,
     DomainEvent,
     EvidenceAttached,
+    Quantity,
     RecordCorrected,
     SourceAmended,
     StatedDate,
@@ -238,6 +239,34 @@ async def test_rebuild_of_the_seed_matches_and_reports_count(db: Database) -> No
         head = await eventlog.head_position(conn)
     assert replayed == head == 29
     assert await _snapshot(db) == before
+
+
+async def test_a_rebuild_whose_reads_split_a_claims_stream_folds_the_claim_whole(db: Database) -> None:
+    # The rebuild reads the log stream by stream, a few events a read: a claim whose events span several
+    # reads (down to one event a read) must be folded once, whole, and its estimate ranked on that state.
+    await _record(db, [subject("s"), source("a"), source("b"), document("d")])
+    await _record(db, [claim_made("long", "a", 100), claim_made("other", "b", 7)])
+    for day, value in enumerate((200, 300, 400, 500), start=2):
+        revised = ClaimRevised(
+            claim_id="long",
+            revision_id=f"r{value}",
+            quantity=Quantity(comparator="exactly", value=value, unit="soldiers"),
+            statement=f"Now {value}.",
+            stated_on=StatedDate(date=f"2024-11-0{day}", precision="day"),
+            document_ids=("d",),
+        )
+        await _record(db, [revised])
+    await _record(db, [claim_made("later", "a", 50)])
+    before = await _snapshot(db)
+    assert len(before["timeline"]) == 7
+    for batch in (1, 2, 3, 100):
+        async with db.write() as conn:
+            await conn.execute(sa.delete(claims))
+            await conn.execute(sa.delete(estimates))
+            await conn.execute(sa.delete(timeline))
+        assert await _snapshot(db) != before
+        assert await refold.rebuild_online(db, batch=batch) == 11
+        assert await _snapshot(db) == before, batch
 
 
 async def test_a_rebuild_repairs_rows_lost_changed_or_left_over(db: Database) -> None:

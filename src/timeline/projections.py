@@ -2,8 +2,9 @@
 and the current definitions of subjects, sources and documents.
 
 Pure functions and plain containers, no I/O. The live path loads the rows an event touches into a
-``Views``, applies the event, and writes back what changed; ``timeline rebuild`` applies every event to an
-empty ``Views``. Both run ``apply``, so they cannot disagree.
+``Views``, applies the event, and writes back what changed. ``timeline rebuild`` folds each claim's whole
+stream with ``fold_rows`` (``apply`` without the ranking) and ranks the final states (``ranking.rank_final``,
+the order ``latest_in`` ranks by); the property tests hold the two to the same rows.
 """
 
 from __future__ import annotations
@@ -38,7 +39,21 @@ from timeline.domain.events import (
 )
 from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
-from timeline.ranking import SLOTS, Slot, estimate_rank, live, rank_can_drop, slot_of
+from timeline.ranking import (
+    NO_FIGURE,
+    SLOTS,
+    Chosen,
+    EstimateKey,
+    Slot,
+    estimate_key,
+    estimate_rank,
+    live,
+    rank_can_drop,
+    slot_of,
+)
+
+# The estimate key and its chosen figures are ranking's; the views' users import them from here too.
+__all__ = ["NO_FIGURE", "Chosen", "EstimateKey", "estimate_key"]
 
 
 class ClaimRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -114,13 +129,6 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     stated_on: StatedDate | None = None
 
 
-EstimateKey = tuple[str, str, str]  # (subject_id, metric, source_id)
-# The two figures kept per key: what the source asserts now, and what it projects (a projection never
-# displaces an assertion). ``Chosen`` holds their claim ids, in that order; (None, None): no live figure.
-Chosen = tuple[str | None, str | None]
-NO_FIGURE: Chosen = (None, None)
-
-
 class Views(msgspec.Struct, kw_only=True):
     """The rows of every view that a batch of events may touch (all of them, during a rebuild).
 
@@ -142,13 +150,6 @@ class Views(msgspec.Struct, kw_only=True):
     changed_estimates: set[EstimateKey] = msgspec.field(default_factory=set)
     changed_registrations: set[str] = msgspec.field(default_factory=set)
     position: int = 0
-
-
-def estimate_key(claim: Claim) -> EstimateKey | None:
-    """The (subject, metric, source) an estimate is kept for, or None for a claim without a figure."""
-    if claim.metric is None:
-        return None
-    return (claim.subject_id, claim.metric, claim.source_id)
 
 
 class Estimate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -331,27 +332,52 @@ def _next_record(record: ClaimRecord | None, position: int, event: ClaimEvent) -
 
 def apply(views: Views, position: int, event: DomainEvent) -> Views:
     """Fold one event (at its log position) into the views, noting which rows changed."""
+    if (moved := fold_rows(views, position, event)) is not None:
+        _rerank(views, *moved)
+    return views
+
+
+def fold_rows(
+    views: Views, position: int, event: DomainEvent
+) -> tuple[ClaimRecord | None, ClaimRecord] | None:
+    """``apply`` without the estimates: the claim's row and timeline entries, a definition, a statement.
+    Returns a claim event's (record before, record after), for ranking; None for other events. A fold
+    that sees each claim's whole stream at once ranks only the final records (``ranking.rank_final``)."""
     views.position = position
     if isinstance(event, SubjectRegistered | SourceRegistered | DocumentRegistered):
         stream = stream_of(event)
         views.registrations[stream] = (position, event)
         views.changed_registrations.add(stream)
-        return views
+        return None
     if isinstance(event, SubjectAmended | SourceAmended | DocumentAmended):
         stream = stream_of(event)
         first, definition = views.registrations[stream]
         views.registrations[stream] = (first, rules.amend(definition, event))
         views.changed_registrations.add(stream)
-        return views
+        return None
     if isinstance(event, StatementMade):
         views.timeline[position] = statement_entry(position, event)
-        return views
+        return None
     record = views.claims.get(event.claim_id)
-    before = estimate_key(record.claim) if record else None
     updated = _next_record(record, position, event)
     claim = updated.claim
     views.claims[claim.claim_id] = updated
     views.changed_claims.add(claim.claim_id)
+    if isinstance(event, RecordCorrected):
+        # A correction can change any earlier entry of the claim (its date, figure, even its subject).
+        fixed = {c.corrects_version for c in claim.corrections}
+        pairs = zip(updated.positions, effective_events(claim), strict=True)
+        for version, (at, effective) in enumerate(pairs, 1):
+            views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
+    else:
+        views.timeline[position] = timeline_entry(position, event, claim)
+    return record, updated
+
+
+def _rerank(views: Views, record: ClaimRecord | None, updated: ClaimRecord) -> None:
+    """Keep the estimates and the index of claims by key right after ``record`` became ``updated``."""
+    claim = updated.claim
+    before = estimate_key(record.claim) if record else None
     after = estimate_key(claim)
     if before != after and views.indexed:
         if before is not None:
@@ -369,15 +395,6 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
         # Under its old key it was not chosen, so what is chosen there stands; wherever it is now, it
         # can only have risen against what is chosen there.
         _promote(views, after, updated)
-    if isinstance(event, RecordCorrected):
-        # A correction can change any earlier entry of the claim (its date, figure, even its subject).
-        fixed = {c.corrects_version for c in claim.corrections}
-        pairs = zip(updated.positions, effective_events(claim), strict=True)
-        for version, (at, effective) in enumerate(pairs, 1):
-            views.timeline[at] = timeline_entry(at, effective, claim, corrected=version in fixed)
-    else:
-        views.timeline[position] = timeline_entry(position, event, claim)
-    return views
 
 
 def occurred_on(entry: TimelineEntry) -> dt.date:

@@ -1,6 +1,7 @@
-"""Which of a source's figures is its latest word: the rank of a claim as an estimate, and whether an
-event can have lowered it. Pure functions of the domain's ``Claim``, shared by the views' fold
-(``projections``), the store's loading of the rows a fold needs, and time travel.
+"""Which of a source's figures is its latest word: the key a claim is an estimate under, its rank there,
+whether an event can have lowered it, and the best figures of claims counted one by one in their final
+states (a rebuild's). Pure functions of the domain's ``Claim``, shared by the views' fold
+(``projections``), the store's loading of the rows a fold needs, the rebuild, and time travel.
 """
 
 from __future__ import annotations
@@ -59,3 +60,42 @@ def rank_can_drop(before: Claim | None, after: Claim) -> bool:
 def live(claim: Claim) -> bool:
     """Whether a claim holds a figure its source still stands by (not retracted, a quantity given)."""
     return claim.status != "retracted" and claim.quantity is not None
+
+
+EstimateKey = tuple[str, str, str]  # (subject_id, metric, source_id)
+# The two figures kept per key: what the source asserts now, and what it projects (a projection never
+# displaces an assertion). ``Chosen`` holds their claim ids, in that order; (None, None): no live figure.
+Chosen = tuple[str | None, str | None]
+NO_FIGURE: Chosen = (None, None)
+
+
+def estimate_key(claim: Claim) -> EstimateKey | None:
+    """The (subject, metric, source) an estimate is kept for, or None for a claim without a figure."""
+    if claim.metric is None:
+        return None
+    return (claim.subject_id, claim.metric, claim.source_id)
+
+
+# The best live figure per estimate key and slot so far, as (rank, claim id): all ``rank_final`` keeps.
+Best = dict[EstimateKey, list[tuple[Rank, str] | None]]
+
+
+def rank_final(best: Best, claim: Claim) -> None:
+    """Count a claim, in its final state, among its key's candidates: the chosen figure of a slot is the live
+    claim of highest ``estimate_rank`` (``latest_in``), whatever order the claims come in."""
+    if (key := estimate_key(claim)) is None or not live(claim):
+        return
+    slots = best.setdefault(key, [None, None])
+    index = SLOTS.index(slot_of(claim))
+    rank = estimate_rank(claim)
+    held = slots[index]
+    if held is None or rank > held[0]:
+        slots[index] = (rank, claim.claim_id)
+
+
+def chosen_of(best: Best) -> dict[EstimateKey, Chosen]:
+    """The estimates ``rank_final`` found: per key, the ids of the chosen asserted and projected figures."""
+    return {
+        key: (slots[0][1] if slots[0] else None, slots[1][1] if slots[1] else None)
+        for key, slots in best.items()
+    }
