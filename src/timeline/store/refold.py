@@ -9,6 +9,7 @@ after the position that pass read up to."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -97,7 +98,14 @@ async def fold_streams(
     after: tuple[str, int] = ("", 0)
     pending: list[Any] = []  # the events of the last stream read, which may go on in the next read
     done = 0
-    while True:
+    # On PostgreSQL a batch's rows are written while the next batch is folded, the server working beside the
+    # loop's Python instead of in turn with it (1,000,000 events: 63.3 s -> 46.3 s). Not on SQLite: there the
+    # writing thread and the loop contend for the GIL on every row bound, and the same overlap took 62.4 s
+    # against 56.4 s in turn.
+    overlap = dialect == "postgresql"
+    unwritten: tuple[driver.Changes, int] | None = None
+    last = False
+    while not last:
         if dialect == "postgresql":
             rows = list(await raw.fetch(_READ_STREAMS[dialect], *after, head, batch))
         else:
@@ -105,34 +113,66 @@ async def fold_streams(
         last = len(rows) < batch
         if rows:
             after = (rows[-1][0], rows[-1][1])
-        rows = pending + rows
-        pending = []
-        if not last and rows:
-            cut = len(rows)
-            while cut > 0 and rows[cut - 1][0] == rows[-1][0]:
-                cut -= 1
-            rows, pending = rows[:cut], rows[cut:]
-        if rows:
-            folded = Views()
-            for row in rows:
-                fold_rows(folded, row[2], decode_stored(*row[2:]))
-            for claim_id in folded.changed_claims:
-                rank_final(best, folded.claims[claim_id].claim)
-            changes = views.changes_of(folded)
-            # A fresh table holds no entry to remove, and a batch's position is no checkpoint.
-            changes.unlisted, changes.checkpoint = [], None
-            await driver.write(conn, changes)
-            done += len(rows)
-            if progress is not None and (waiting := progress(done, head)) is not None:
-                await waiting
-        if last:
-            break
+        rows, pending = _whole_streams(pending + rows, last)
+        writing = None
+        if unwritten is not None and overlap:
+            writing = asyncio.ensure_future(driver.write(conn, unwritten[0]))
+        elif unwritten is not None:
+            await driver.write(conn, unwritten[0])
+        try:
+            folded = await _folded(rows, best) if rows else None
+        finally:
+            if writing is not None:
+                await writing
+        if unwritten is not None:
+            done += unwritten[1]
+            await _report(progress, done, head)
+        unwritten = (folded, len(rows)) if folded is not None else None
+    if unwritten is not None:
+        await driver.write(conn, unwritten[0])
+        done += unwritten[1]
+        await _report(progress, done, head)
     changes = driver.Changes()
     changes.chosen = [(*key, *chosen) for key, chosen in sorted(chosen_of(best).items())]
     if head:  # an empty log leaves the views without a checkpoint, as before any event
         changes.checkpoint = (views.CHECKPOINT, head)
     await driver.write(conn, changes)
     return done
+
+
+def _whole_streams(rows: list[Any], last: bool) -> tuple[list[Any], list[Any]]:
+    """The rows of the streams read whole, and those of the last stream read, which the next read may go
+    on with (none after the last read)."""
+    if last or not rows:
+        return rows, []
+    cut = len(rows)
+    while cut > 0 and rows[cut - 1][0] == rows[-1][0]:
+        cut -= 1
+    return rows[:cut], rows[cut:]
+
+
+async def _report(progress: Progress | None, done: int, head: int) -> None:
+    if progress is not None and (waiting := progress(done, head)) is not None:
+        await waiting
+
+
+# Rows folded between turns of the loop, so the batch being written meanwhile moves on to its next statement.
+_YIELD_EVERY = 256
+
+
+async def _folded(rows: list[Any], best: Best) -> driver.Changes:
+    """The rows of whole streams folded into fresh views, their claims counted in ``best``; the changes to
+    write (no removals: the tables are fresh; no checkpoint: a batch's position is none)."""
+    folded = Views()
+    for i, row in enumerate(rows):
+        if i % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        fold_rows(folded, row[2], decode_stored(*row[2:]))
+    for claim_id in folded.changed_claims:
+        rank_final(best, folded.claims[claim_id].claim)
+    changes = views.changes_of(folded)
+    changes.unlisted, changes.checkpoint = [], None
+    return changes
 
 
 async def catch_up(db: Database, progress: Progress | None = None) -> int:

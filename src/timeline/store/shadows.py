@@ -52,6 +52,11 @@ async def swap_in(conn: AsyncConnection) -> None:
     sqlite = conn.dialect.name == "sqlite"
     live = "main" if sqlite else str((await conn.execute(sa.text("SELECT current_schema()"))).scalar_one())
     shadow = "temp" if sqlite else "pg_temp"
+    if not sqlite:
+        # Temporary tables are never analyzed by autovacuum: without statistics the DELETE's anti-join below
+        # is planned as if each shadow held a few pages.
+        for table in TABLES:
+            await conn.execute(sa.text(f"ANALYZE {shadow}.{table.name}"))
     same = "IS" if sqlite else "IS NOT DISTINCT FROM"
     for table in TABLES:
         names = [c.name for c in table.columns]
@@ -65,11 +70,15 @@ async def swap_in(conn: AsyncConnection) -> None:
                 f"(SELECT 1 FROM {shadow}.{table.name} AS s WHERE {keyed} AND {equal})"
             )
         )
+        # What is left of the live rows equals the shadows': the rest go in, their key the only check. An
+        # anti-join here (INSERT ... WHERE NOT EXISTS) was planned on PostgreSQL against the live table's
+        # statistics, which say nothing of an empty or never-analyzed table: a nested loop that scanned the
+        # table it was filling, for every row (1,000,000 events: 59 MB of claims in 5 minutes).
         await conn.execute(
             sa.text(
                 f"INSERT INTO {live}.{table.name} ({columns}) SELECT {columns} "
-                f"FROM {shadow}.{table.name} AS s "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {live}.{table.name} WHERE {keyed})"
+                f"FROM {shadow}.{table.name} AS s WHERE true "
+                f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"
             )
         )
     for table in SHADOWED:
