@@ -95,11 +95,11 @@ async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int)
         target=">= 1x eventsourcing and >= 0.5x raw",
         ratio=ratio,
         met=ratio >= 1 and raw_ratio >= 0.5,
-        note=f"{raw_ratio:.2f}x raw"
-        + (
-            "; " + above_floor(theirs.median, floor.median, "raw batched INSERTs")
-            if theirs.median > floor.median
-            else ""
+        note="; ".join(
+            filter(
+                None,
+                (f"{raw_ratio:.2f}x raw", above_floor(theirs.median, floor.median, "raw batched INSERTs")),
+            )
         ),
     )
 

@@ -35,9 +35,8 @@ async def fold(
     conn: AsyncConnection, after: int, *, batch: int = BATCH, progress: Progress | None = None, head: int = 0
 ) -> tuple[int, int]:
     """Fold the log after position ``after`` into the views, a batch at a time, each batch's rows and the
-    checkpoint written together (the one algorithm of the live path's catch-up, ``rebuild`` and
-    ``rebuild_online``); memory is bounded by a batch and ``ChosenKept``'s limit. Returns (events folded, the
-    last position)."""
+    checkpoint written together (the catch-up, and a rebuild's events after its stream-ordered pass);
+    memory is bounded by a batch and ``ChosenKept``'s limit. Returns (events folded, the last position)."""
     done = 0
     chosen = ChosenKept()
     while chunk := await _read_after(conn, after, batch):
@@ -45,8 +44,7 @@ async def fold(
             chosen.keep(folded)
         after = chunk[-1][0]
         done += len(chunk)
-        if progress is not None and (waiting := progress(done, head)) is not None:
-            await waiting
+        await _report(progress, done, head)
     return done, after
 
 
@@ -62,13 +60,17 @@ _READ_AFTER = {
 
 async def _read_after(conn: AsyncConnection, after: int, limit: int) -> list[tuple[int, DomainEvent]]:
     """Up to ``limit`` (position, event) pairs of the log after position ``after``, in order."""
+    rows = await _fetch(conn, _READ_AFTER, after, limit)
+    return [(row[0], decode_stored(*row)) for row in rows]
+
+
+async def _fetch(conn: AsyncConnection, statement: dict[str, str], *args: Any) -> list[Any]:
+    """The rows of one of this module's statements (text per dialect), read on the driver."""
     raw = await driver_of(conn)
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        rows = await raw.fetch(_READ_AFTER[dialect], after, limit)
-    else:
-        rows = await raw.execute_fetchall(_READ_AFTER[dialect], (after, limit))
-    return [(row[0], decode_stored(*row)) for row in rows]
+        return list(await raw.fetch(statement[dialect], *args))
+    return list(await raw.execute_fetchall(statement[dialect], args))
 
 
 # Events a read of the stream-ordered pass: (stream, version) order, only what the fold needs of each.
@@ -92,8 +94,6 @@ async def fold_streams(
     A position-ordered fold from nothing read and rewrote about one claim row an event at random across a
     claims table larger than any cache it may keep (1,000,000 events: 38 s of SQLite alone before any
     folding, bench/results-rebuild-1m-profile.txt). Returns the number of events folded."""
-    raw = await driver_of(conn)
-    dialect = conn.dialect.name
     best: Best = {}
     after: tuple[str, int] = ("", 0)
     pending: list[Any] = []  # the events of the last stream read, which may go on in the next read
@@ -102,14 +102,11 @@ async def fold_streams(
     # loop's Python instead of in turn with it (1,000,000 events: 63.3 s -> 46.3 s). Not on SQLite: there the
     # writing thread and the loop contend for the GIL on every row bound, and the same overlap took 62.4 s
     # against 56.4 s in turn.
-    overlap = dialect == "postgresql"
+    overlap = conn.dialect.name == "postgresql"
     unwritten: tuple[driver.Changes, int] | None = None
     last = False
     while not last:
-        if dialect == "postgresql":
-            rows = list(await raw.fetch(_READ_STREAMS[dialect], *after, head, batch))
-        else:
-            rows = list(await raw.execute_fetchall(_READ_STREAMS[dialect], (*after, head, batch)))
+        rows = await _fetch(conn, _READ_STREAMS, *after, head, batch)
         last = len(rows) < batch
         if rows:
             after = (rows[-1][0], rows[-1][1])
@@ -156,7 +153,8 @@ async def _report(progress: Progress | None, done: int, head: int) -> None:
         await waiting
 
 
-# Rows folded between turns of the loop, so the batch being written meanwhile moves on to its next statement.
+# Rows folded between turns of the loop: the write started beside the fold (PostgreSQL) gets its statement
+# sent, and a serving process's requests are not held up for a whole batch's fold.
 _YIELD_EVERY = 256
 
 

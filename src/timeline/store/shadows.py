@@ -53,8 +53,8 @@ async def swap_in(conn: AsyncConnection) -> None:
     live = "main" if sqlite else str((await conn.execute(sa.text("SELECT current_schema()"))).scalar_one())
     shadow = "temp" if sqlite else "pg_temp"
     if not sqlite:
-        # Temporary tables are never analyzed by autovacuum: without statistics the DELETE's anti-join below
-        # is planned as if each shadow held a few pages.
+        # Temporary tables are never analyzed by autovacuum: the DELETE's anti-join below is planned with
+        # the shadows' real sizes rather than without statistics (the cause of the INSERT's trouble below).
         for table in TABLES:
             await conn.execute(sa.text(f"ANALYZE {shadow}.{table.name}"))
     same = "IS" if sqlite else "IS NOT DISTINCT FROM"
