@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import math
@@ -40,7 +41,7 @@ from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
 from timeline.projections import ClaimRecord, TimelineEntry, Views, apply, current
 from timeline.service import Recorder
-from timeline.store import eventlog, projector, queries, refold, schema, snapshots, tokens, travel
+from timeline.store import decoded, eventlog, projector, queries, refold, schema, snapshots, tokens, travel
 from timeline.store.database import Database
 from timeline.store.views import claim_from_row, entry_from_row
 
@@ -547,7 +548,7 @@ async def test_time_travel_from_snapshots_equals_folding_the_log_at_every_positi
     """With snapshots kept by the projector as it follows the log, every subject at every position and
     valid time shows what it shows without them, which is what folding the entire log shows. Cut first
     from the head back (so the snapshot after each cut is decoded already, and bounds which tails are
-    read: ``snapshots.following``), then forward."""
+    read: ``decoded.following``), then forward."""
     await _record(db, events)
     await projector.catch_up(db, snapshots.Taker(db, every=every), size=batch)
     valid_until = None if as_of is None else timetravel.period_end(as_of.date)
@@ -670,9 +671,9 @@ async def test_the_projector_keeps_snapshots_that_time_travel_starts_from(db: Da
         positions = sorted(kept.scalars())
         assert len(positions) > 1
         for position in range(positions[0], await eventlog.head_position(conn) + 1):
-            used = await snapshots.latest(conn, SUBJECT, position)
+            used = await decoded.latest(conn, SUBJECT, position)
             assert used is not None
-            # The latest at or before the cut, decoded already or not (store.snapshots.latest).
+            # The latest at or before the cut, decoded already or not (store.decoded.latest).
             assert used.position == max(p for p in positions if p <= position)
             read = await travel.subject_views(conn, SUBJECT, position, None)
             folded = await travel.subject_views(conn, SUBJECT, position, None, from_snapshots=False)
@@ -689,8 +690,8 @@ async def test_snapshots_of_a_subject_share_the_claims_that_did_not_change_betwe
         positions = sorted(
             (await conn.execute(sa.select(s.c.position).where(s.c.subject_id == SUBJECT))).scalars()
         )
-        earlier = await snapshots.latest(conn, SUBJECT, positions[-2])
-        later = await snapshots.latest(conn, SUBJECT, positions[-1])
+        earlier = await decoded.latest(conn, SUBJECT, positions[-2])
+        later = await decoded.latest(conn, SUBJECT, positions[-1])
         assert earlier is not None
         assert later is not None
         common = earlier.claims.keys() & later.claims.keys()
@@ -704,10 +705,65 @@ async def test_snapshots_of_a_subject_share_the_claims_that_did_not_change_betwe
             folded = await travel.subject_views(conn, SUBJECT, position, None, from_snapshots=False)
             assert _on(read, SUBJECT) == _on(folded, SUBJECT)
     # Evicted, they let go of every claim they held, and the bytes counted come back to nothing.
-    while snapshots._decoded:
-        snapshots._evict()
-    assert snapshots._pool == {}
-    assert snapshots._held == 0
+    while decoded._decoded:
+        decoded._evict()
+    assert decoded._pool == {}
+    assert decoded._held == 0
+
+
+def _revised(claim_id: str, value: int) -> ClaimRevised:
+    return ClaimRevised(
+        claim_id=claim_id,
+        revision_id=f"r{value}",
+        statement=f"Now {value}.",
+        stated_on=StatedDate(date="2031-06", precision="month"),
+        document_ids=("d",),
+        quantity=Quantity(comparator="exactly", value=value, unit="soldiers"),
+    )
+
+
+async def test_cuts_from_a_snapshot_read_what_came_after_it_as_the_log_grows(db: Database) -> None:
+    """The events after a snapshot are read once a process and kept with it (``decoded.after``): cuts
+    before, at and after what was read, interleaved as a server's would be, and cuts after more events
+    were recorded, each answer as a fold of the log alone does."""
+    on = SUBJECTS[0]
+    await _record(db, [claim_made(f"a{i}", SOURCES[i % 3], 100 + i, subject_id=on) for i in range(6)])
+    async with db.read() as conn:
+        snapshot_at = await eventlog.head_position(conn)
+        snapshot = await travel.take(conn, on, snapshot_at)
+    async with db.write() as conn:
+        await snapshots.keep(conn, on, snapshot)
+    async with db.read() as conn:
+        ids = [c for c in (await travel.subject_views(conn, on, snapshot_at, None)).claims if "-a" in c]
+
+    async def both(position: int, valid_until: dt.date | None = None) -> None:
+        async with db.read() as conn:
+            read = await travel.subject_views(conn, on, position, valid_until)
+            folded = await travel.subject_views(conn, on, position, valid_until, from_snapshots=False)
+        assert _on(read, on) == _on(folded, on)
+
+    heads = []
+    for round_ in range(3):
+        # Revisions on the snapshot's streams and a claim made after it, then cuts anywhere since.
+        async with db.write() as conn:
+            recorder = Recorder(conn, recorded_by="property", label="test")
+            await recorder.record(_revised(ids[round_], 500 + round_), origin="command")
+            await recorder.record(claim_made(f"b{round_}", SOURCES[0], 7, subject_id=on), origin="command")
+            await recorder.finish()
+        async with db.read() as conn:
+            heads.append(await eventlog.head_position(conn))
+        cuts = [heads[-1], snapshot_at + 1, *heads, snapshot_at]
+        for position in cuts:
+            await both(position)
+        await both(heads[-1], timetravel.period_end("2031-05"))
+    # Concurrent cuts from the same snapshot, at positions on both sides of what was read.
+    async with db.write() as conn:
+        recorder = Recorder(conn, recorded_by="property", label="test")
+        await recorder.record(_revised(ids[4], 900), origin="command")
+        await recorder.finish()
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+    await asyncio.gather(*(both(position) for position in (head, heads[0], head - 1, snapshot_at + 2)))
 
 
 async def test_a_snapshot_is_not_given_another_snapshots_claims_at_the_same_versions(db: Database) -> None:
@@ -721,7 +777,7 @@ async def test_a_snapshot_is_not_given_another_snapshots_claims_at_the_same_vers
     async with db.write() as conn:
         await snapshots.keep(conn, SUBJECT, snapshot)
     async with db.read() as conn:
-        genuine = await snapshots.latest(conn, SUBJECT, head)
+        genuine = await decoded.latest(conn, SUBJECT, head)
     assert genuine is not None
     assert any(f.record.claim.status != "retracted" for f in genuine.claims.values())
     async with db.write() as conn:
@@ -731,7 +787,7 @@ async def test_a_snapshot_is_not_given_another_snapshots_claims_at_the_same_vers
         row["digest"] = snapshots.digest(SUBJECT, row["position"], row["chain_hash"], row["state"])
         await conn.execute(sa.update(s).where(s.c.subject_id == SUBJECT).values(row))
     async with db.read() as conn:
-        edited = await snapshots.latest(conn, SUBJECT, head)
+        edited = await decoded.latest(conn, SUBJECT, head)
     assert edited is not None
     assert edited.claims.keys() == genuine.claims.keys()
     assert all(f.record.claim.status == "retracted" for f in edited.claims.values())
@@ -881,11 +937,11 @@ async def test_rebuild_takes_the_snapshots_afresh(db: Database, monkeypatch: pyt
         head = await eventlog.head_position(conn)
         await conn.execute(sa.update(schema.time_travel_snapshots).values(format=snapshots.FORMAT - 1))
     async with db.read() as conn:
-        assert await snapshots.latest(conn, SUBJECT, head) is None
+        assert await decoded.latest(conn, SUBJECT, head) is None
     await maintenance.rebuild_all(db)
     assert await _snapshot_positions(db) == expected
     async with db.read() as conn:
-        assert await snapshots.latest(conn, SUBJECT, head) is not None
+        assert await decoded.latest(conn, SUBJECT, head) is not None
         read = await travel.subject_views(conn, SUBJECT, head, None)
         folded = await travel.subject_views(conn, SUBJECT, head, None, from_snapshots=False)
         assert _on(read, SUBJECT) == _on(folded, SUBJECT)

@@ -16,23 +16,16 @@ batch has committed. Only a few are kept per subject (``retained``), pruned as e
 
 from __future__ import annotations
 
-import datetime as dt
-import gc
 import hashlib
-import logging
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline import resumed
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import ClaimMade, RecordCorrected
-from timeline.domain.streams import claim_stream
-from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.resumed import Base, Folded
 from timeline.store import queries, streams
 from timeline.store.database import Database
@@ -40,8 +33,6 @@ from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import events, time_travel_snapshots
 from timeline.store.views import chunked
 from timeline.timetravel import Earlier
-
-_log = logging.getLogger(__name__)
 
 # The shape of ``state`` and of the fold that made it (the write path's fold format, which a change to what
 # an event does to a claim bumps, is part of it): a row of another format is ignored, and time travel folds
@@ -70,24 +61,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     encoded_earlier: bytes = b""
     # What a cut from here starts from (``resumed.base``), made the first time one does.
     base: Base | None = None
-
-
-def earlier(snapshot: Snapshot) -> dict[str, list[Earlier]]:
-    """The snapshot's claims at earlier valid times, decoded once (a snapshot is shared by the readers of
-    this process, which only read from it)."""
-    if snapshot.earlier is None:
-        with _no_collection():
-            snapshot.earlier = _earlier_decoder.decode(snapshot.encoded_earlier)
-        snapshot.encoded_earlier = b""
-    return snapshot.earlier
-
-
-def base(snapshot: Snapshot) -> Base:
-    """What a cut from the snapshot starts from, made once (each cut changes a copy of its views)."""
-    if snapshot.base is None:
-        with _no_collection():
-            snapshot.base = resumed.base(snapshot.claims)
-    return snapshot.base
+    # The events on its streams after it that cuts have read so far (``store.decoded.after``).
+    tail: Any = None
 
 
 class _State(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,39 +70,7 @@ class _State(msgspec.Struct, frozen=True, kw_only=True):
     sources: list[str]
 
 
-class _Stored(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A claim as a snapshot stores it (a ``Folded``), read with its parts left encoded: only its version
-    is needed to find it among the claims already decoded (``_pool``)."""
-
-    record: msgspec.Raw
-    entries: msgspec.Raw
-    version: int
-    latest: msgspec.Raw
-
-
-class _StoredState(msgspec.Struct, frozen=True, kw_only=True):
-    claims: dict[str, _Stored]
-    sources: list[str]
-
-
 _encoder = msgspec.json.Encoder()
-_stored_decoder = msgspec.json.Decoder(_StoredState)
-_record_decoder = msgspec.json.Decoder(ClaimRecord)
-_entries_decoder = msgspec.json.Decoder(dict[int, TimelineEntry | None])
-_latest_decoder = msgspec.json.Decoder(dt.date | None)
-_earlier_decoder = msgspec.json.Decoder(dict[str, list[Earlier]])
-
-
-@contextmanager
-def _no_collection() -> Iterator[None]:
-    """Decoding makes tens of thousands of containers, none in a cycle: the cyclic collector waits."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def digest(subject_id: str, position: int, chain_hash: str, state: bytes) -> str:
@@ -199,159 +142,6 @@ async def prune(conn: AsyncConnection, subject_id: str) -> None:
     keep_at = retained([at for at, fmt in rows if fmt == FORMAT])
     if dropped := [at for at, _ in rows if at not in keep_at]:
         await conn.execute(sa.delete(s).where(s.c.subject_id == subject_id, s.c.position.in_(dropped)))
-
-
-# Snapshots decoded lately, by everything their digest covers: a hit is a row whose digest was checked over
-# the very bytes decoded here, so it is used without reading or decoding them again (decoding a subject of
-# 10,000 events is most of a cut's cost). Decoded snapshots are never changed, only read from. Each comes
-# with the bytes of its ``as_of`` part (``encoded_earlier``), held until an ``as_of`` cut decodes it.
-_decoded: OrderedDict[tuple[str, int, str, str], tuple[Snapshot, int]] = OrderedDict()
-CACHED = 16
-
-
-# Their claims, decoded once for all of them. Consecutive snapshots of a subject share most of their claims
-# (three in four on the bench's hot subject, a thousand of its events apart): a claim at the same version
-# of its stream is stored in the same bytes, and decoded to the same ``Folded``. So a snapshot next to one
-# decoded already costs the claims that changed in between, in time and in memory. The bytes are compared,
-# not only the versions: two databases in one process (or an edited row) may differ at the same version.
-class _Pooled:
-    """A decoded claim, the bytes it was decoded from, and how many cached snapshots hold it."""
-
-    __slots__ = ("entries", "folded", "holders", "record")
-
-    def __init__(self, folded: Folded, record: msgspec.Raw, entries: msgspec.Raw) -> None:
-        self.folded, self.record, self.entries, self.holders = folded, record, entries, 0
-
-
-# By (claim, version): usually one, more only where encodings differ at the same version.
-_pool: dict[tuple[str, int], list[_Pooled]] = {}
-# The bytes the cache holds, counted as encoded: each pooled claim once, and each snapshot's ``as_of`` part.
-# A decoded claim takes about three times its encoded size, and its encoding is kept beside it, so the
-# bound keeps a server's decoded snapshots to some 150 MB: every snapshot of the bench's hot subject from
-# the middle of a 1,000,000-event log on (where the previous bound, counting each snapshot whole, held four).
-CACHED_BYTES = 48_000_000
-_held = 0
-
-
-def _claims_of(stored: _StoredState) -> dict[str, Folded]:
-    """The stored claims as ``Folded``, each decoded only if no cached snapshot holds the same bytes."""
-    global _held  # noqa: PLW0603 (the cache's running total, kept beside it)
-    claims: dict[str, Folded] = {}
-    for claim_id, kept in stored.claims.items():
-        same = _pool.get((claim_id, kept.version), ())
-        pooled = next((p for p in same if p.record == kept.record and p.entries == kept.entries), None)
-        if pooled is None:
-            folded = Folded(
-                record=_record_decoder.decode(kept.record),
-                entries=_entries_decoder.decode(kept.entries),
-                version=kept.version,
-                latest=_latest_decoder.decode(kept.latest),
-            )
-            # Copies: the decoded ``Raw`` parts would keep the whole snapshot's bytes alive.
-            pooled = _Pooled(folded, msgspec.Raw(bytes(kept.record)), msgspec.Raw(bytes(kept.entries)))
-            _pool.setdefault((claim_id, kept.version), []).append(pooled)
-            _held += len(kept.record) + len(kept.entries)
-        pooled.holders += 1
-        claims[claim_id] = pooled.folded
-    return claims
-
-
-def _evict() -> None:
-    """Drop the least recently used snapshot, and the pooled claims no other cached snapshot holds."""
-    global _held  # noqa: PLW0603
-    snapshot, own = _decoded.popitem(last=False)[1]
-    _held -= own
-    for claim_id, folded in snapshot.claims.items():
-        same = _pool[(claim_id, folded.version)]
-        pooled = next(p for p in same if p.folded is folded)
-        pooled.holders -= 1
-        if not pooled.holders:
-            same.remove(pooled)
-            _held -= len(pooled.record) + len(pooled.entries)
-            if not same:
-                del _pool[(claim_id, folded.version)]
-
-
-def _cache(key: tuple[str, int, str, str], snapshot: Snapshot, own: int) -> None:
-    global _held  # noqa: PLW0603
-    _decoded[key] = (snapshot, own)
-    _held += own
-    while len(_decoded) > CACHED or _held > CACHED_BYTES:
-        _evict()
-
-
-async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snapshot | None:
-    """The latest snapshot of the subject at or before ``position`` that the log confirms, else None.
-
-    Always the latest, decoded or not: an older one decoded already saves decoding this one once, but then
-    every cut folds the thousands of events in between (a cut on the hot subject took 95 ms from two
-    snapshots back, against 14-28 ms from the latest, once decoded)."""
-    s = time_travel_snapshots
-    row = (
-        await conn.execute(
-            sa.select(s.c.position, s.c.format, s.c.chain_hash, s.c.digest, events.c.hash)
-            .join(events, events.c.position == s.c.position, isouter=True)
-            .where(s.c.subject_id == subject_id, s.c.position <= position)
-            .order_by(s.c.position.desc())
-            .limit(1)
-        )
-    ).first()
-    if row is None or row.format != FORMAT:
-        return None
-    at, _, chain_hash, recorded_digest, logged_hash = row
-    key = (subject_id, at, chain_hash, recorded_digest)
-    if logged_hash == chain_hash and (hit := _decoded.get(key)) is not None:
-        _decoded.move_to_end(key)
-        return hit[0]
-    state = (
-        await conn.execute(sa.select(s.c.state).where(s.c.subject_id == subject_id, s.c.position == at))
-    ).scalar_one_or_none()
-    if state is None:  # pruned since (only outside a read transaction's snapshot): fold from the log
-        return None
-    state = bytes(state)
-    if logged_hash != chain_hash or digest(subject_id, at, chain_hash, state) != recorded_digest:
-        _log.warning(
-            "the time-travel snapshot of %s at position %d does not match the log; folding from the log",
-            subject_id,
-            at,
-        )
-        return None
-    known, _, later = state.partition(b"\n")
-    if not later:  # not as ``keep`` writes them (a digest recomputed over an edit): fold from the log
-        return None
-    with _no_collection():
-        stored = _stored_decoder.decode(known)
-        claims = _claims_of(stored)
-    # In key order: the log's (stream, version) index is then probed in its own order (``logged_after``).
-    versions = dict(sorted((claim_stream(c), kept.version) for c, kept in claims.items()))
-    found = Snapshot(
-        position=at, claims=claims, sources=stored.sources, versions=versions, encoded_earlier=later
-    )
-    _cache(key, found, len(later))
-    return found
-
-
-async def following(conn: AsyncConnection, subject_id: str, position: int) -> dict[str, int] | None:
-    """The stream versions of the subject's first snapshot after ``position``, if this process has it
-    decoded and the log still confirms it (else None): a stream at the same version there as in an earlier
-    snapshot had no event in between, so a cut from the earlier one reads no tail for it."""
-    s = time_travel_snapshots
-    row = (
-        await conn.execute(
-            sa.select(s.c.position, s.c.format, s.c.chain_hash, s.c.digest, events.c.hash)
-            .join(events, events.c.position == s.c.position, isouter=True)
-            .where(s.c.subject_id == subject_id, s.c.position > position)
-            .order_by(s.c.position)
-            .limit(1)
-        )
-    ).first()
-    if row is None:
-        return None
-    at, fmt, chain_hash, recorded_digest, logged_hash = row
-    hit = _decoded.get((subject_id, at, chain_hash, recorded_digest))
-    if fmt != FORMAT or logged_hash != chain_hash or hit is None:
-        return None
-    return hit[0].versions
 
 
 class Taker:

@@ -1,10 +1,11 @@
 """Reading what time travel folds, from the log alone: a subject's or a claim's events up to a cut, and
 the registrations of the sources they name. No view table is consulted, so none can change an answer.
 
-A subject's fold starts from its latest snapshot at or before the cut (``store.snapshots``), once the log
-has confirmed it: only the events after it are read, through the (stream, version) key (only on streams
-that changed before the next snapshot, when that one is decoded too), and folded on top by the same code,
-onto a copy of the views the snapshot's claims show (``resumed.base``, made once per snapshot).
+A subject's fold starts from its latest snapshot at or before the cut (``store.snapshots``, decoded once
+a process by ``store.decoded``), once the log has confirmed it: only the events after it are read, through
+the (stream, version) key (only on streams that changed before the next snapshot, when that one is decoded
+too; and only once a process: ``decoded.after`` keeps them with the snapshot), and folded on top by the
+same code, onto a copy of the views the snapshot's claims show (``resumed.base``, made once per snapshot).
 Snapshots are cut by log position, so they serve ``known_at`` directly. Valid time can precede recorded
 time (a source's statement about 2020 may be recorded last), so a snapshot holds events of every date, and
 keeps each claim also as it stood at every earlier valid time
@@ -27,7 +28,7 @@ from timeline.domain.events import DenialWithdrawn, RecordCorrected
 from timeline.domain.streams import claim_stream, source_stream, sources_named, subject_stream
 from timeline.projections import Views, current
 from timeline.resumed import Folded
-from timeline.store import queries, snapshots
+from timeline.store import decoded, queries, snapshots
 
 
 @contextmanager
@@ -65,7 +66,7 @@ async def subject_views(
     ``position`` as of ``valid_until``, and the registrations of the sources they name (for names).
     Claims hold their state at the cut, not their history (which a snapshot does not keep). With
     ``from_snapshots`` false, everything is folded from the log (what tests compare the snapshots with)."""
-    snapshot = await snapshots.latest(conn, subject_id, position) if from_snapshots else None
+    snapshot = await decoded.latest(conn, subject_id, position) if from_snapshots else None
     views = await _fold(conn, subject_id, position, valid_until, snapshot)
     # Only claims folded from their stream carry a history (those from a snapshot have none).
     history = [(c, record) for c, record in views.claims.items() if record.positions or record.claim.recorded]
@@ -98,12 +99,9 @@ async def _fold(
     if snapshot is not None:
         kept = snapshot.claims
         if valid_until is not None:
-            earlier = snapshots.earlier(snapshot)
+            earlier = decoded.earlier(snapshot)
             kept = {c: timetravel.as_of(f, earlier.get(c, ()), valid_until) for c, f in kept.items()}
-        tails = snapshot.versions
-        if (bound := await snapshots.following(conn, subject_id, position)) is not None:
-            tails = {stream: v for stream, v in tails.items() if bound.get(stream) != v}
-        after = await queries.logged_after(conn, tails, position=position)
+        after = await decoded.after(conn, subject_id, snapshot, position)
         # A correction can change any earlier event of its claim, and a withdrawal shows only with its
         # denial: such claims are refolded from their whole stream.
         refold = (RecordCorrected, DenialWithdrawn) if valid_until is not None else (RecordCorrected,)
@@ -119,7 +117,7 @@ async def _fold(
     registered = await queries.logged_until(conn, named | more, position=position)
     with _no_collection():
         logged = sorted([*after, *claimed, *registered], key=lambda e: e.position)
-        base = None if snapshot is None else snapshots.base(snapshot)
+        base = None if snapshot is None else decoded.base(snapshot)
         return timetravel.views_at(logged, valid_until, kept, base)
 
 
