@@ -14,6 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.resumed import Base, Folded
 from timeline.store import eventlog, queries
 from timeline.store.schema import events, time_travel_snapshots
-from timeline.store.snapshots import FORMAT, Snapshot, digest
+from timeline.store.snapshots import FORMAT, PARTS, Snapshot, digest, part_hash
 from timeline.timetravel import Earlier, Logged
 
 _log = logging.getLogger(__name__)
@@ -43,14 +44,49 @@ def _no_collection() -> Iterator[None]:
             gc.enable()
 
 
-def earlier(snapshot: Snapshot) -> dict[str, list[Earlier]]:
-    """The snapshot's claims at earlier valid times, decoded once (a snapshot is shared by the readers of
-    this process, which only read from it)."""
+async def earlier(
+    conn: AsyncConnection, subject_id: str, snapshot: Snapshot
+) -> dict[str, list[Earlier]] | None:
+    """The snapshot's claims at earlier valid times, read and decoded once (a snapshot is shared by the
+    readers of this process, which only read from it); None if the stored part fails its hash."""
+    global _held  # noqa: PLW0603
     if snapshot.earlier is None:
+        stored = await _part(conn, subject_id, snapshot.position, snapshot.parts, "earlier")
+        if stored is None:
+            return None
         with _no_collection():
-            snapshot.earlier = _earlier_decoder.decode(snapshot.encoded_earlier)
-        snapshot.encoded_earlier = b""
+            snapshot.earlier = _earlier_decoder.decode(stored)
+        if snapshot.tail.cached:  # decoded, some three times this (``CACHED_BYTES``)
+            snapshot.tail.held += len(stored)
+            _held += len(stored)
+            _trim()
     return snapshot.earlier
+
+
+async def _part(conn: AsyncConnection, subject_id: str, position: int, parts: str, name: str) -> bytes | None:
+    """One stored part of a snapshot whose ``parts`` were checked against its digest, if it matches its
+    hash there (else None: edited, or another row's since)."""
+    s = time_travel_snapshots
+    found = (
+        await conn.execute(
+            sa.select(s.c[name]).where(
+                s.c.subject_id == subject_id, s.c.position == position, s.c.parts == parts
+            )
+        )
+    ).scalar_one_or_none()
+    if found is None:  # pruned since (only outside a read transaction's snapshot)
+        return None
+    found = bytes(found)
+    if part_hash(found) != parts.split()[PARTS.index(name)]:
+        _log.warning(
+            "the %s of the time-travel snapshot of %s at position %d does not match its hash; folding from "
+            "the log",
+            name,
+            subject_id,
+            position,
+        )
+        return None
+    return found
 
 
 def base(snapshot: Snapshot) -> Base:
@@ -85,9 +121,8 @@ _earlier_decoder = msgspec.json.Decoder(dict[str, list[Earlier]])
 
 # Snapshots decoded lately, by everything their digest covers: a hit is a row whose digest was checked over
 # the very bytes decoded here, so it is used without reading or decoding them again (decoding a subject of
-# 10,000 events is most of a cut's cost). Decoded snapshots are never changed, only read from. Each comes
-# with the bytes of its ``as_of`` part (``encoded_earlier``), held until an ``as_of`` cut decodes it.
-_decoded: OrderedDict[tuple[str, int, str, str], tuple[Snapshot, int]] = OrderedDict()
+# 10,000 events is most of a cut's cost). Decoded snapshots are never changed, only read from.
+_decoded: OrderedDict[tuple[str, int, str, str], Snapshot] = OrderedDict()
 CACHED = 16
 
 
@@ -107,7 +142,8 @@ class _Pooled:
 
 # By (claim, version): usually one, more only where encodings differ at the same version.
 _pool: dict[tuple[str, int], list[_Pooled]] = {}
-# The bytes the cache holds, counted as encoded: each pooled claim once, and each snapshot's ``as_of`` part.
+# The bytes the cache holds, counted as encoded: each pooled claim once, and what each snapshot holds of its
+# own (its ``as_of`` part once decoded, and the events after it: ``Tail.held``).
 # A decoded claim takes about three times its encoded size, and its encoding is kept beside it, so the
 # bound keeps a server's decoded snapshots to some 150 MB: every snapshot of the bench's hot subject from
 # the middle of a 1,000,000-event log on (where the previous bound, counting each snapshot whole, held four).
@@ -141,11 +177,10 @@ def _claims_of(stored: _StoredState) -> dict[str, Folded]:
 def _evict() -> None:
     """Drop the least recently used snapshot, and the pooled claims no other cached snapshot holds."""
     global _held  # noqa: PLW0603
-    snapshot, own = _decoded.popitem(last=False)[1]
-    _held -= own
+    snapshot = _decoded.popitem(last=False)[1]
     tail: Tail = snapshot.tail
     tail.cached = False
-    _held -= len(tail.events) * _EVENT_BYTES
+    _held -= tail.held
     for claim_id, folded in snapshot.claims.items():
         same = _pool[(claim_id, folded.version)]
         pooled = next(p for p in same if p.folded is folded)
@@ -157,16 +192,42 @@ def _evict() -> None:
                 del _pool[(claim_id, folded.version)]
 
 
-def _cache(key: tuple[str, int, str, str], snapshot: Snapshot, own: int) -> None:
-    global _held  # noqa: PLW0603
-    _decoded[key] = (snapshot, own)
-    _held += own
-    _trim()
-
-
 def _trim() -> None:
     while len(_decoded) > CACHED or _held > CACHED_BYTES:
         _evict()
+
+
+_ROW = (time_travel_snapshots.c.subject_id, time_travel_snapshots.c.position)
+
+
+def _row_at(subject_id: str, position: int, *, before: bool) -> sa.Select[Any]:
+    """The subject's last snapshot row at or before ``position`` (or first after), with the hash the log
+    holds at its position."""
+    s = time_travel_snapshots
+    at = s.c.position <= position if before else s.c.position > position
+    return (
+        sa.select(s.c.position, s.c.format, s.c.chain_hash, s.c.digest, s.c.parts, events.c.hash)
+        .join(events, events.c.position == s.c.position, isouter=True)
+        .where(s.c.subject_id == subject_id, at)
+        .order_by(s.c.position.desc() if before else s.c.position)
+        .limit(1)
+    )
+
+
+def _confirmed(subject_id: str, row: sa.Row[Any]) -> bool:
+    """Whether the log still holds, at the row's position, the event it was folded up to, and the row's
+    digest covers its parts (each part is checked against its hash as it is read)."""
+    at, fmt, chain_hash, recorded_digest, parts, logged_hash = tuple(row)
+    if fmt != FORMAT:
+        return False
+    if logged_hash != chain_hash or digest(subject_id, at, chain_hash, parts) != recorded_digest:
+        _log.warning(
+            "the time-travel snapshot of %s at position %d does not match the log; folding from the log",
+            subject_id,
+            at,
+        )
+        return False
+    return True
 
 
 async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snapshot | None:
@@ -175,41 +236,21 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
     Always the latest, decoded or not: an older one decoded already saves decoding this one once, but then
     every cut folds the thousands of events in between (a cut on the hot subject took 95 ms from two
     snapshots back, against 14-28 ms from the latest, once decoded)."""
-    s = time_travel_snapshots
-    row = (
-        await conn.execute(
-            sa.select(s.c.position, s.c.format, s.c.chain_hash, s.c.digest, events.c.hash)
-            .join(events, events.c.position == s.c.position, isouter=True)
-            .where(s.c.subject_id == subject_id, s.c.position <= position)
-            .order_by(s.c.position.desc())
-            .limit(1)
-        )
-    ).first()
-    if row is None or row.format != FORMAT:
+    row = (await conn.execute(_row_at(subject_id, position, before=True))).first()
+    if row is None:
         return None
-    at, _, chain_hash, recorded_digest, logged_hash = row
+    at, fmt, chain_hash, recorded_digest, parts, logged_hash = row
     key = (subject_id, at, chain_hash, recorded_digest)
-    if logged_hash == chain_hash and (hit := _decoded.get(key)) is not None:
+    if fmt == FORMAT and logged_hash == chain_hash and (hit := _decoded.get(key)) is not None:
         _decoded.move_to_end(key)
-        return hit[0]
-    state = (
-        await conn.execute(sa.select(s.c.state).where(s.c.subject_id == subject_id, s.c.position == at))
-    ).scalar_one_or_none()
-    if state is None:  # pruned since (only outside a read transaction's snapshot): fold from the log
-        return None
-    state = bytes(state)
-    if logged_hash != chain_hash or digest(subject_id, at, chain_hash, state) != recorded_digest:
-        _log.warning(
-            "the time-travel snapshot of %s at position %d does not match the log; folding from the log",
-            subject_id,
-            at,
-        )
-        return None
-    known, _, later = state.partition(b"\n")
-    if not later:  # not as ``keep`` writes them (a digest recomputed over an edit): fold from the log
+        return hit
+    if (
+        not _confirmed(subject_id, row)
+        or (state := await _part(conn, subject_id, at, parts, "state")) is None
+    ):
         return None
     with _no_collection():
-        stored = _stored_decoder.decode(known)
+        stored = _stored_decoder.decode(state)
         claims = _claims_of(stored)
     # In key order: the log's (stream, version) index is then probed in its own order (``logged_after``).
     versions = dict(sorted((claim_stream(c), kept.version) for c, kept in claims.items()))
@@ -218,34 +259,43 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
         claims=claims,
         sources=stored.sources,
         versions=versions,
-        encoded_earlier=later,
+        parts=parts,
         tail=Tail(through=at, versions=dict(versions)),
     )
-    _cache(key, found, len(later))
+    _decoded[key] = found
+    _trim()
     return found
 
 
+# The stream versions of snapshots read by ``following`` (small: some 200 KB for the hot subject's).
+_following: OrderedDict[tuple[str, int, str, str], dict[str, int]] = OrderedDict()
+_versions_decoder = msgspec.json.Decoder(dict[str, int])
+
+
 async def following(conn: AsyncConnection, subject_id: str, position: int) -> dict[str, int] | None:
-    """The stream versions of the subject's first snapshot after ``position``, if this process has it
-    decoded and the log still confirms it (else None): a stream at the same version there as in an earlier
-    snapshot had no event in between, so a cut from the earlier one reads no tail for it."""
-    s = time_travel_snapshots
-    row = (
-        await conn.execute(
-            sa.select(s.c.position, s.c.format, s.c.chain_hash, s.c.digest, events.c.hash)
-            .join(events, events.c.position == s.c.position, isouter=True)
-            .where(s.c.subject_id == subject_id, s.c.position > position)
-            .order_by(s.c.position)
-            .limit(1)
-        )
-    ).first()
+    """The stream versions of the subject's first snapshot after ``position``, if the log still confirms
+    it (else None): a stream at the same version there as in an earlier snapshot had no event in between,
+    so a cut from the earlier one reads no tail for it. Read from the row's small ``versions`` part."""
+    row = (await conn.execute(_row_at(subject_id, position, before=False))).first()
     if row is None:
         return None
-    at, fmt, chain_hash, recorded_digest, logged_hash = row
-    hit = _decoded.get((subject_id, at, chain_hash, recorded_digest))
-    if fmt != FORMAT or logged_hash != chain_hash or hit is None:
+    at, fmt, chain_hash, recorded_digest, parts, logged_hash = row
+    key = (subject_id, at, chain_hash, recorded_digest)
+    if fmt == FORMAT and logged_hash == chain_hash:
+        if (hit := _decoded.get(key)) is not None:
+            return hit.versions
+        if (known := _following.get(key)) is not None:
+            _following.move_to_end(key)
+            return known
+    if not _confirmed(subject_id, row):
         return None
-    return hit[0].versions
+    if (stored := await _part(conn, subject_id, at, parts, "versions")) is None:
+        return None
+    found = {claim_stream(c): v for c, v in _versions_decoder.decode(stored).items()}
+    _following[key] = found
+    while len(_following) > CACHED:
+        _following.popitem(last=False)
+    return found
 
 
 # What a read event is counted as in the cache's bytes: the mean size of an event row of the bench's log.
@@ -258,13 +308,14 @@ class Tail:
     committed in order), so a later cut at or before ``through`` reads nothing, and one after reads only
     what came since: repeated cuts near the head (every ``as_of`` cut now) stop probing every stream."""
 
-    __slots__ = ("cached", "events", "through", "versions")
+    __slots__ = ("cached", "events", "held", "through", "versions")
 
     def __init__(self, *, through: int, versions: dict[str, int]) -> None:
         self.through = through
         self.versions = versions
         self.events: list[Logged] = []
         self.cached = True  # grown only while in the cache, whose bytes count it
+        self.held = 0  # the bytes the snapshot holds of its own: these events, its decoded ``as_of`` part
 
 
 async def after(conn: AsyncConnection, subject_id: str, snapshot: Snapshot, position: int) -> list[Logged]:
@@ -285,6 +336,7 @@ async def after(conn: AsyncConnection, subject_id: str, snapshot: Snapshot, posi
         tail.events.extend(found)
         tail.versions.update((e.stream_id, e.stream_version) for e in found)
         tail.through = position
+        tail.held += len(found) * _EVENT_BYTES
         _held += len(found) * _EVENT_BYTES
         _trim()
     return [*tail.events[:seen], *found]

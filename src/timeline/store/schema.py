@@ -83,7 +83,11 @@ time_travel_snapshots = sa.Table(
     sa.Column("format", sa.Integer(), nullable=False),
     sa.Column("chain_hash", sa.String(64), nullable=False),
     sa.Column("digest", sa.String(64), nullable=False),
-    sa.Column("state", sa.LargeBinary(), nullable=False),
+    # The SHA-256 of each part below, which the digest is over: each part is read and checked alone.
+    sa.Column("parts", sa.String(200), nullable=False),
+    sa.Column("state", sa.LargeBinary(), nullable=False),  # the claims every cut reads
+    sa.Column("earlier", sa.LargeBinary(), nullable=False),  # what only an ``as_of`` cut reads
+    sa.Column("versions", sa.LargeBinary(), nullable=False),  # each claim's stream version
 )
 
 claims = sa.Table(

@@ -2,9 +2,11 @@
 folds only what came after. A cache derived from the log and checked against it before it is used.
 
 Each row carries the chain hash of the event at its position and a digest over that hash, its position,
-subject, format and state. A reader takes the latest row at or before its cut and uses it only if the
-event at that position still has that hash (the log it was folded from is this log, up to there) and the
-digest matches what it holds (the row was not edited or cut short); otherwise it folds from the log, so
+subject, format and the hash of each part it stores (the claims; what they show at earlier valid times;
+their stream versions), so each part is read and checked alone. A reader (``store.decoded``) takes the
+latest row at or before its cut and uses it only if the event at that position still has that hash (the
+log it was folded from is this log, up to there), the digest matches, and each part it reads matches its
+hash (the row was not edited or cut short); otherwise it folds from the log, so
 neither a stale nor an edited snapshot changes an answer. The digest is no signature: someone who can
 write the table and recomputes it can forge a row, as they could forge any view; the log, its hash chain
 and its signed checkpoints remain the record, and ``timeline verify`` checks those.
@@ -37,7 +39,7 @@ from timeline.timetravel import Earlier
 # The shape of ``state`` and of the fold that made it (the write path's fold format, which a change to what
 # an event does to a claim bumps, is part of it): a row of another format is ignored, and time travel folds
 # from the log until the projector has kept new ones.
-FORMAT = 2000 + streams.FORMAT
+FORMAT = 3000 + streams.FORMAT
 # A subject gets a snapshot after this many of its events: a cut then folds at most about this many on top.
 EVERY = 1000
 # The latest snapshots of a subject kept whatever their spacing: a subject of up to ``KEEP`` x ``EVERY``
@@ -56,9 +58,10 @@ class Snapshot(msgspec.Struct, kw_only=True):
     # Each claim's stream and the version of it folded (where the events after the snapshot start).
     versions: dict[str, int] = msgspec.field(default_factory=dict)
     # What claims show at valid times before their ``latest`` (``timetravel.earlier_states``): only an
-    # ``as_of`` cut needs them, so they are decoded from ``encoded_earlier`` the first time one asks.
+    # ``as_of`` cut needs them, so a reader reads them the first time one asks (``decoded.earlier``).
     earlier: dict[str, list[Earlier]] | None = None
-    encoded_earlier: bytes = b""
+    # The hashes of the stored parts (``seal``), which a reader checks each part against as it reads it.
+    parts: str = ""
     # What a cut from here starts from (``resumed.base``), made the first time one does.
     base: Base | None = None
     # The events on its streams after it that cuts have read so far (``store.decoded.after``).
@@ -73,10 +76,24 @@ class _State(msgspec.Struct, frozen=True, kw_only=True):
 _encoder = msgspec.json.Encoder()
 
 
-def digest(subject_id: str, position: int, chain_hash: str, state: bytes) -> str:
-    """What a snapshot row's digest is over: everything that says what it folds and from which log."""
-    head = f"{FORMAT}\n{subject_id}\n{position}\n{chain_hash}\n".encode()
-    return hashlib.sha256(head + state).hexdigest()
+def digest(subject_id: str, position: int, chain_hash: str, parts: str) -> str:
+    """What a snapshot row's digest is over: everything that says what it folds and from which log, and
+    the hash of each part it stores (``parts``)."""
+    return hashlib.sha256(f"{FORMAT}\n{subject_id}\n{position}\n{chain_hash}\n{parts}".encode()).hexdigest()
+
+
+PARTS = ("state", "earlier", "versions")
+
+
+def part_hash(part: bytes) -> str:
+    """The hash ``parts`` holds for one stored part."""
+    return hashlib.sha256(part).hexdigest()
+
+
+def seal(subject_id: str, position: int, chain_hash: str, stored: dict[str, bytes]) -> dict[str, str]:
+    """The ``parts`` and ``digest`` columns of a row storing these parts (``PARTS``, by column)."""
+    parts = " ".join(part_hash(stored[name]) for name in PARTS)
+    return {"parts": parts, "digest": digest(subject_id, position, chain_hash, parts)}
 
 
 async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> None:
@@ -84,19 +101,20 @@ async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> No
     chain_hash = (
         await conn.execute(sa.select(events.c.hash).where(events.c.position == snapshot.position))
     ).scalar_one()
-    # Two JSON documents, one a line (msgspec escapes every newline inside one): what every cut reads, then
-    # what only an ``as_of`` cut does, so a ``known_at`` cut never decodes the second.
-    state = b"%b\n%b" % (
-        _encoder.encode(_State(claims=snapshot.claims, sources=snapshot.sources)),
-        _encoder.encode(snapshot.earlier or {}),
-    )
+    # Apart: what every cut reads, what only an ``as_of`` cut does, and what tells which streams changed
+    # between two snapshots (``decoded.following``) without decoding either.
+    stored = {
+        "state": _encoder.encode(_State(claims=snapshot.claims, sources=snapshot.sources)),
+        "earlier": _encoder.encode(snapshot.earlier or {}),
+        "versions": _encoder.encode({c: kept.version for c, kept in snapshot.claims.items()}),
+    }
     values = {
         "subject_id": subject_id,
         "position": snapshot.position,
         "format": FORMAT,
         "chain_hash": chain_hash,
-        "digest": digest(subject_id, snapshot.position, chain_hash, state),
-        "state": state,
+        **seal(subject_id, snapshot.position, chain_hash, stored),
+        **stored,
     }
     exists = await conn.execute(
         sa.select(time_travel_snapshots.c.position).where(

@@ -3,9 +3,10 @@ the registrations of the sources they name. No view table is consulted, so none 
 
 A subject's fold starts from its latest snapshot at or before the cut (``store.snapshots``, decoded once
 a process by ``store.decoded``), once the log has confirmed it: only the events after it are read, through
-the (stream, version) key (only on streams that changed before the next snapshot, when that one is decoded
-too; and only once a process: ``decoded.after`` keeps them with the snapshot), and folded on top by the
-same code, onto a copy of the views the snapshot's claims show (``resumed.base``, made once per snapshot).
+the (stream, version) key (only on streams whose version differs in the next snapshot, which its small
+versions part says; and only once a process: ``decoded.after`` keeps them with the snapshot), and folded
+on top by the same code, onto a copy of the views the snapshot's claims show (``resumed.base``, made once
+per snapshot).
 Snapshots are cut by log position, so they serve ``known_at`` directly. Valid time can precede recorded
 time (a source's statement about 2020 may be recorded last), so a snapshot holds events of every date, and
 keeps each claim also as it stood at every earlier valid time
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -67,7 +68,13 @@ async def subject_views(
     Claims hold their state at the cut, not their history (which a snapshot does not keep). With
     ``from_snapshots`` false, everything is folded from the log (what tests compare the snapshots with)."""
     snapshot = await decoded.latest(conn, subject_id, position) if from_snapshots else None
-    views = await _fold(conn, subject_id, position, valid_until, snapshot)
+    earlier = None
+    # What the snapshot's claims showed at earlier valid times (for an ``as_of`` cut); failing its hash,
+    # the cut folds from the log alone.
+    if snapshot is not None and valid_until is not None:
+        earlier = await decoded.earlier(conn, subject_id, snapshot)
+        snapshot = snapshot if earlier is not None else None
+    views = await _fold(conn, subject_id, position, valid_until, snapshot, earlier or {})
     # Only claims folded from their stream carry a history (those from a snapshot have none).
     history = [(c, record) for c, record in views.claims.items() if record.positions or record.claim.recorded]
     views.claims.update((claim_id, current(record)) for claim_id, record in history)
@@ -90,6 +97,7 @@ async def _fold(
     position: int,
     valid_until: dt.date | None,
     snapshot: snapshots.Snapshot | None,
+    earlier: Mapping[str, Sequence[timetravel.Earlier]],
 ) -> Views:
     kept: Mapping[str, Folded | None] = {}
     after: list[timetravel.Logged] = []
@@ -99,7 +107,6 @@ async def _fold(
     if snapshot is not None:
         kept = snapshot.claims
         if valid_until is not None:
-            earlier = decoded.earlier(snapshot)
             kept = {c: timetravel.as_of(f, earlier.get(c, ()), valid_until) for c, f in kept.items()}
         after = await decoded.after(conn, subject_id, snapshot, position)
         # A correction can change any earlier event of its claim, and a withdrawal shows only with its
