@@ -11,7 +11,8 @@ knowing which streams changed between two snapshots meant decoding both. Now the
 ``parts`` holds the SHA-256 of each and the digest is over ``parts``, so any one of them is read and checked
 alone. The table is a cache derived from the log (the projector takes snapshots again as it follows the
 log, and ``timeline rebuild`` takes them all; time travel folds from the log until then): it is recreated
-empty in the new shape rather than converted.
+empty in the new shape rather than converted, and the projector's checkpoint for it is dropped, so the
+projector follows the log from its start again and takes every subject's snapshots anew.
 """
 
 from collections.abc import Sequence
@@ -38,7 +39,12 @@ def _create(*parts: sa.Column[bytes] | sa.Column[str]) -> None:
     )
 
 
+# Frozen: the name timeline.store.snapshots.Taker checkpoints under.
+PROJECTION = "time_travel_snapshots"
+
+
 def upgrade() -> None:
+    op.execute(sa.text("DELETE FROM projection_checkpoints WHERE name = :name").bindparams(name=PROJECTION))
     op.drop_table("time_travel_snapshots")
     _create(
         sa.Column("parts", sa.String(200), nullable=False),
