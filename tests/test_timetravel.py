@@ -6,9 +6,12 @@ import asyncio
 import datetime as dt
 import itertools
 import math
+import os
 import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,6 +20,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import timetravel
@@ -45,7 +49,7 @@ from timeline.store import decoded, eventlog, projector, queries, refold, schema
 from timeline.store.database import Database
 from timeline.store.views import claim_from_row, entry_from_row
 
-from .conftest import SEED
+from .conftest import SEED, _pg_admin
 from .helpers import claim_made, document, source, subject
 from .strategies import CLAIMS, SOURCES, SUBJECTS, commands, corrections, dates, ids, made
 
@@ -628,15 +632,16 @@ async def test_a_snapshot_part_edited_alone_changes_no_answer(db: Database, part
             .all()
         ]
         assert len(rows) > 2
-        edits = {
-            "state": _retract_every_claim,
-            # Every claim shown from January: the seed's are all stated in October.
-            "earlier": lambda row: row.update(earlier=_shown_since_january(row)),
-            # Every stream as in the first snapshot: trusted, a cut would skip what changed since.
-            "versions": lambda row: row.update(versions=rows[0]["versions"]),
-        }
-        for row in rows[1:]:
-            edits[part](row)
+        for before, original in itertools.pairwise(rows):
+            row = dict(original)
+            if part == "state":
+                _retract_every_claim(row)
+            elif part == "earlier":
+                # Every claim shown from January: the seed's are all stated in October.
+                row["earlier"] = _shown_since_january(row)
+            else:
+                # Every stream as in the snapshot before: trusted, a cut from that one would read no tail.
+                row["versions"] = before["versions"]
             keys = (s.c.subject_id == SUBJECT, s.c.position == row["position"])
             await conn.execute(sa.update(s).where(*keys).values(row))
         head = await eventlog.head_position(conn)
@@ -809,14 +814,149 @@ async def test_cuts_from_a_snapshot_read_what_came_after_it_as_the_log_grows(db:
         for position in cuts:
             await both(position)
         await both(heads[-1], timetravel.period_end("2031-05"))
-    # Concurrent cuts from the same snapshot, at positions on both sides of what was read.
+    # A cut past the head (which the API refuses) keeps nothing it did not read: what is recorded next is
+    # seen by the cuts after it.
+    await both(heads[-1] + 3)
+    # Concurrent cuts from the same snapshot, several of them past what was read (each extending it while
+    # the others wait on the database), others before it.
     async with db.write() as conn:
         recorder = Recorder(conn, recorded_by="property", label="test")
-        await recorder.record(_revised(ids[4], 900), origin="command")
+        for i, claim_id in enumerate(ids[3:6]):
+            await recorder.record(_revised(claim_id, 900 + i), origin="command")
         await recorder.finish()
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
-    await asyncio.gather(*(both(position) for position in (head, heads[0], head - 1, snapshot_at + 2)))
+    cuts = (head, head - 2, heads[0], head - 1, snapshot_at + 2, heads[-1] + 1)
+    await asyncio.gather(*(both(position) for position in cuts))
+
+
+async def test_cuts_that_extend_a_snapshots_tail_at_once_each_see_every_event(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cuts past what was read after a snapshot, in flight together: the first to ask the log is made
+    to wait until the other has extended the kept events, and still answers as the log does (each reads
+    from where the kept events stood when it started, not from where another cut has moved them)."""
+    on = SUBJECTS[0]
+    await _record(db, [claim_made(f"a{i}", SOURCES[i % 3], 100 + i, subject_id=on) for i in range(4)])
+    async with db.read() as conn:
+        at = await eventlog.head_position(conn)
+        snapshot = await travel.take(conn, on, at)
+    async with db.write() as conn:
+        await snapshots.keep(conn, on, snapshot)
+        recorder = Recorder(conn, recorded_by="property", label="test")
+        for i, claim_id in enumerate(snapshot.claims):
+            await recorder.record(_revised(claim_id, 600 + i), origin="command")
+        await recorder.finish()
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+        expected = {
+            p: _on(await travel.subject_views(conn, on, p, None, from_snapshots=False), on)
+            for p in (head, head - 1)
+        }
+    read_after = queries.logged_after
+    waited = asyncio.Event()
+
+    async def first_waits(conn: AsyncConnection, versions: dict[str, int], *, position: int) -> Any:
+        if not waited.is_set():
+            waited.set()
+            await asyncio.sleep(0.2)
+        return await read_after(conn, versions, position=position)
+
+    monkeypatch.setattr(queries, "logged_after", first_waits)
+
+    async def cut(position: int) -> Any:
+        async with db.read() as conn:
+            return _on(await travel.subject_views(conn, on, position, None), on)
+
+    answered = await asyncio.gather(cut(head - 1), cut(head))
+    assert answered == [expected[head - 1], expected[head]]
+
+
+async def test_cuts_decoding_one_snapshot_at_once_keep_one_copy(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cuts that find the same snapshot undecoded at once (each reading it while the others do: here each
+    read is made slow) leave one decoded copy in the cache: evicted, it lets go of every claim and every
+    byte counted."""
+    await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+        snapshot = await travel.take(conn, SUBJECT, head)
+    async with db.write() as conn:
+        await snapshots.keep(conn, SUBJECT, snapshot)
+    while decoded._decoded:
+        decoded._evict()
+    read_part = decoded._part
+
+    async def slow_part(*args: Any) -> bytes | None:
+        await asyncio.sleep(0.05)
+        return await read_part(*args)
+
+    monkeypatch.setattr(decoded, "_part", slow_part)
+
+    async def cut() -> snapshots.Snapshot | None:
+        async with db.read() as conn:
+            return await decoded.latest(conn, SUBJECT, head)
+
+    found = await asyncio.gather(*(cut() for _ in range(4)))
+    assert len(decoded._decoded) == 1
+    assert all(f is found[0] for f in found)
+    decoded._evict()
+    assert decoded._pool == {}
+    assert decoded._held == 0
+
+
+async def _copy_of(url: str, tmp_path: Path) -> str:
+    """A copy of a database (closed), byte for byte: a file copy, or a PostgreSQL database from it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        source = Path(str(parsed.database))
+        for suffix in ("", "-wal"):
+            if os.path.exists(f"{source}{suffix}"):  # noqa: ASYNC240 (a test's setup, nothing waits)
+                shutil.copy(f"{source}{suffix}", tmp_path / f"copy.db{suffix}")
+        return f"sqlite+aiosqlite:///{tmp_path / 'copy.db'}"
+    name = f"{parsed.database}_copy"
+    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{parsed.database}"')
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+async def test_events_kept_after_a_snapshot_are_not_used_on_a_log_that_went_another_way(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two copies of a database that went different ways after a snapshot (an earlier backup restored, say)
+    share it byte for byte, digest and cache key alike; the events one process read after it on one copy are
+    not what a cut on the other is given."""
+    on = SUBJECTS[0]
+    first = Database(database_url)
+    await _record(first, [claim_made(f"a{i}", SOURCES[i % 3], 100 + i, subject_id=on) for i in range(3)])
+    async with first.read() as conn:
+        at = await eventlog.head_position(conn)
+        snapshot = await travel.take(conn, on, at)
+        claim_id = next(iter(snapshot.claims))
+    async with first.write() as conn:
+        await snapshots.keep(conn, on, snapshot)
+    await first.dispose()
+    copy_url = await _copy_of(database_url, tmp_path)
+    second = Database(copy_url)
+    try:
+        answers = []
+        for db, value in ((first, 501), (second, 777)):
+            async with db.write() as conn:
+                recorder = Recorder(conn, recorded_by="property", label="test")
+                await recorder.record(_revised(claim_id, value), origin="command")
+                await recorder.finish()
+            async with db.read() as conn:
+                head = await eventlog.head_position(conn)
+                read = await travel.subject_views(conn, on, head, None)
+                folded = await travel.subject_views(conn, on, head, None, from_snapshots=False)
+            assert _on(read, on) == _on(folded, on)
+            answers.append(read.claims[claim_id].claim.quantity)
+        assert answers[0] != answers[1]
+    finally:
+        await first.dispose()
+        await second.dispose()
+        if not copy_url.startswith("sqlite"):
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{make_url(copy_url).database}" WITH (FORCE)')
 
 
 async def test_a_snapshot_is_not_given_another_snapshots_claims_at_the_same_versions(db: Database) -> None:

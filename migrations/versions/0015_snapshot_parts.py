@@ -43,8 +43,12 @@ def _create(*parts: sa.Column[bytes] | sa.Column[str]) -> None:
 PROJECTION = "time_travel_snapshots"
 
 
-def upgrade() -> None:
+def _forget_checkpoint() -> None:
     op.execute(sa.text("DELETE FROM projection_checkpoints WHERE name = :name").bindparams(name=PROJECTION))
+
+
+def upgrade() -> None:
+    _forget_checkpoint()
     op.drop_table("time_travel_snapshots")
     _create(
         sa.Column("parts", sa.String(200), nullable=False),
@@ -55,5 +59,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _forget_checkpoint()  # the table comes back empty: the projector takes the old shape's anew
     op.drop_table("time_travel_snapshots")
     _create(sa.Column("state", sa.LargeBinary(), nullable=False))

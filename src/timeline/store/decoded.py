@@ -1,8 +1,9 @@
 """The snapshots this process has decoded, shared by its readers: decoding a hot subject's costs more than
 all the rest of a cut, so each is decoded once, checked against the log as ``store.snapshots`` says, and
 kept (by everything its digest covers) until the cache's bound evicts it. Their claims are decoded once for
-all of them (``_pool``). Decoded snapshots are never changed, only read from, but for what is made from
-them once on first use: their ``as_of`` part (``earlier``) and the views a cut starts from (``base``).
+all of them (``_pool``). What a snapshot holds is never changed, only read from; made from it on first use
+are its ``as_of`` part (``earlier``) and the views a cut starts from (``base``), and kept with it, only ever
+appended to, the events read after it (``after``).
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def _no_collection() -> Iterator[None]:
 async def earlier(
     conn: AsyncConnection, subject_id: str, snapshot: Snapshot
 ) -> dict[str, list[Earlier]] | None:
-    """The snapshot's claims at earlier valid times, read and decoded once (a snapshot is shared by the
-    readers of this process, which only read from it); None if the stored part fails its hash."""
+    """The snapshot's claims at earlier valid times, read and decoded on first use (by each of the cuts
+    that race for it, at most; the bytes it holds are counted for each, and let go of together); None if
+    the stored part fails its hash."""
     global _held  # noqa: PLW0603
     if snapshot.earlier is None:
         stored = await _part(conn, subject_id, snapshot.position, snapshot.parts, "earlier")
@@ -121,7 +123,7 @@ _earlier_decoder = msgspec.json.Decoder(dict[str, list[Earlier]])
 
 # Snapshots decoded lately, by everything their digest covers: a hit is a row whose digest was checked over
 # the very bytes decoded here, so it is used without reading or decoding them again (decoding a subject of
-# 10,000 events is most of a cut's cost). Decoded snapshots are never changed, only read from.
+# 10,000 events is most of a cut's cost).
 _decoded: OrderedDict[tuple[str, int, str, str], Snapshot] = OrderedDict()
 CACHED = 16
 
@@ -134,10 +136,11 @@ CACHED = 16
 class _Pooled:
     """A decoded claim, the bytes it was decoded from, and how many cached snapshots hold it."""
 
-    __slots__ = ("entries", "folded", "holders", "record")
+    __slots__ = ("folded", "holders", "size", "stored")
 
-    def __init__(self, folded: Folded, record: msgspec.Raw, entries: msgspec.Raw) -> None:
-        self.folded, self.record, self.entries, self.holders = folded, record, entries, 0
+    def __init__(self, folded: Folded, stored: tuple[msgspec.Raw, ...]) -> None:
+        self.folded, self.stored, self.holders = folded, stored, 0
+        self.size = sum(len(part) for part in stored)
 
 
 # By (claim, version): usually one, more only where encodings differ at the same version.
@@ -157,7 +160,7 @@ def _claims_of(stored: _StoredState) -> dict[str, Folded]:
     claims: dict[str, Folded] = {}
     for claim_id, kept in stored.claims.items():
         same = _pool.get((claim_id, kept.version), ())
-        pooled = next((p for p in same if p.record == kept.record and p.entries == kept.entries), None)
+        pooled = next((p for p in same if p.stored == (kept.record, kept.entries, kept.latest)), None)
         if pooled is None:
             folded = Folded(
                 record=_record_decoder.decode(kept.record),
@@ -166,9 +169,10 @@ def _claims_of(stored: _StoredState) -> dict[str, Folded]:
                 latest=_latest_decoder.decode(kept.latest),
             )
             # Copies: the decoded ``Raw`` parts would keep the whole snapshot's bytes alive.
-            pooled = _Pooled(folded, msgspec.Raw(bytes(kept.record)), msgspec.Raw(bytes(kept.entries)))
+            copies = tuple(msgspec.Raw(bytes(part)) for part in (kept.record, kept.entries, kept.latest))
+            pooled = _Pooled(folded, copies)
             _pool.setdefault((claim_id, kept.version), []).append(pooled)
-            _held += len(kept.record) + len(kept.entries)
+            _held += pooled.size
         pooled.holders += 1
         claims[claim_id] = pooled.folded
     return claims
@@ -187,13 +191,13 @@ def _evict() -> None:
         pooled.holders -= 1
         if not pooled.holders:
             same.remove(pooled)
-            _held -= len(pooled.record) + len(pooled.entries)
+            _held -= pooled.size
             if not same:
                 del _pool[(claim_id, folded.version)]
 
 
 def _trim() -> None:
-    while len(_decoded) > CACHED or _held > CACHED_BYTES:
+    while _decoded and (len(_decoded) > CACHED or _held > CACHED_BYTES):
         _evict()
 
 
@@ -249,6 +253,8 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
         or (state := await _part(conn, subject_id, at, parts, "state")) is None
     ):
         return None
+    if (hit := _decoded.get(key)) is not None:  # decoded by another cut while this one read
+        return hit
     with _no_collection():
         stored = _stored_decoder.decode(state)
         claims = _claims_of(stored)
@@ -260,7 +266,7 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
         sources=stored.sources,
         versions=versions,
         parts=parts,
-        tail=Tail(through=at, versions=dict(versions)),
+        tail=Tail(through=at, through_hash=chain_hash, versions=dict(versions)),
     )
     _decoded[key] = found
     _trim()
@@ -306,12 +312,15 @@ class Tail:
     """The events on a snapshot's streams after it, up to ``through``, in log order, as cuts from it read
     them, and the last version read of each stream. The log up to its head never changes (positions are
     committed in order), so a later cut at or before ``through`` reads nothing, and one after reads only
-    what came since: repeated cuts near the head (every ``as_of`` cut now) stop probing every stream."""
+    what came since: repeated cuts near the head (every ``as_of`` cut now) stop probing every stream. Only
+    ever appended to, so a cut's slice of it stays what it read."""
 
-    __slots__ = ("cached", "events", "held", "through", "versions")
+    __slots__ = ("cached", "events", "held", "through", "through_hash", "versions")
 
-    def __init__(self, *, through: int, versions: dict[str, int]) -> None:
+    def __init__(self, *, through: int, through_hash: str, versions: dict[str, int]) -> None:
         self.through = through
+        # The chain hash of the event at ``through``: the log the events were read from, up to there.
+        self.through_hash = through_hash
         self.versions = versions
         self.events: list[Logged] = []
         self.cached = True  # grown only while in the cache, whose bytes count it
@@ -322,24 +331,35 @@ async def after(conn: AsyncConnection, subject_id: str, snapshot: Snapshot, posi
     """The events on the snapshot's streams after it, up to ``position``, in log order."""
     global _held  # noqa: PLW0603
     tail: Tail = snapshot.tail
-    seen = len(tail.events)  # only ever appended to: the first ``seen`` stay as they are
-    if position <= tail.through:
+    # What this cut starts from, taken before any wait: another cut may extend the tail meanwhile.
+    seen, through, versions = len(tail.events), tail.through, dict(tail.versions)
+    if through > snapshot.position and await _hash_at(conn, through) != tail.through_hash:
+        # The snapshot's key checked the log up to it; after it, this log is not the one read (a copy of
+        # the database that went another way, say): read as if nothing had been, and keep nothing.
+        return await queries.logged_after(conn, dict(snapshot.versions), position=position)
+    if position <= through:
         return tail.events[: bisect.bisect_right(tail.events, position, hi=seen, key=_position)]
-    through = tail.through
-    wanted = tail.versions
+    # Only up to the head is the log settled (a position past it names nothing yet, and is not kept).
+    head = await eventlog.head_position(conn)
+    wanted = versions
     if (bound := await following(conn, subject_id, position)) is not None:
         # A stream at the same version in the next snapshot had no event up to it.
-        wanted = {s: v for s, v in wanted.items() if bound.get(s) != snapshot.versions[s]}
+        wanted = {s: v for s, v in versions.items() if bound.get(s) != snapshot.versions[s]}
     found = await queries.logged_after(conn, wanted, position=position)
-    head = await eventlog.head_position(conn)
-    if tail.cached and tail.through == through and position <= head:
+    settled = await _hash_at(conn, position) if position <= head else None
+    if tail.cached and tail.through == through and settled is not None:
         tail.events.extend(found)
         tail.versions.update((e.stream_id, e.stream_version) for e in found)
-        tail.through = position
+        tail.through, tail.through_hash = position, settled
         tail.held += len(found) * _EVENT_BYTES
         _held += len(found) * _EVENT_BYTES
         _trim()
     return [*tail.events[:seen], *found]
+
+
+async def _hash_at(conn: AsyncConnection, position: int) -> str | None:
+    found = await conn.execute(sa.select(events.c.hash).where(events.c.position == position))
+    return found.scalar_one_or_none()
 
 
 def _position(e: Logged) -> int:
