@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -780,19 +780,33 @@ def _revised(claim_id: str, value: int) -> ClaimRevised:
     )
 
 
+async def _kept_snapshot(db: Database, on: str, claims: int) -> tuple[int, snapshots.Snapshot]:
+    """Record ``claims`` claims on ``on``, then take and keep its snapshot at the head (and say where)."""
+    await _record(db, [claim_made(f"a{i}", SOURCES[i % 3], 100 + i, subject_id=on) for i in range(claims)])
+    async with db.read() as conn:
+        at = await eventlog.head_position(conn)
+        snapshot = await travel.take(conn, on, at)
+    async with db.write() as conn:
+        await snapshots.keep(conn, on, snapshot)
+    return at, snapshot
+
+
+async def _revise(db: Database, claim_ids: Iterable[str], first_value: int) -> None:
+    """Revise each claim's figure, to ``first_value`` and on, in one transaction."""
+    async with db.write() as conn:
+        recorder = Recorder(conn, recorded_by="property", label="test")
+        for i, claim_id in enumerate(claim_ids):
+            await recorder.record(_revised(claim_id, first_value + i), origin="command")
+        await recorder.finish()
+
+
 async def test_cuts_from_a_snapshot_read_what_came_after_it_as_the_log_grows(db: Database) -> None:
     """The events after a snapshot are read once a process and kept with it (``decoded.after``): cuts
     before, at and after what was read, interleaved as a server's would be, and cuts after more events
     were recorded, each answer as a fold of the log alone does."""
     on = SUBJECTS[0]
-    await _record(db, [claim_made(f"a{i}", SOURCES[i % 3], 100 + i, subject_id=on) for i in range(6)])
-    async with db.read() as conn:
-        snapshot_at = await eventlog.head_position(conn)
-        snapshot = await travel.take(conn, on, snapshot_at)
-    async with db.write() as conn:
-        await snapshots.keep(conn, on, snapshot)
-    async with db.read() as conn:
-        ids = [c for c in (await travel.subject_views(conn, on, snapshot_at, None)).claims if "-a" in c]
+    snapshot_at, snapshot = await _kept_snapshot(db, on, 6)
+    ids = list(snapshot.claims)
 
     async def both(position: int, valid_until: dt.date | None = None) -> None:
         async with db.read() as conn:
@@ -819,11 +833,7 @@ async def test_cuts_from_a_snapshot_read_what_came_after_it_as_the_log_grows(db:
     await both(heads[-1] + 3)
     # Concurrent cuts from the same snapshot, several of them past what was read (each extending it while
     # the others wait on the database), others before it.
-    async with db.write() as conn:
-        recorder = Recorder(conn, recorded_by="property", label="test")
-        for i, claim_id in enumerate(ids[3:6]):
-            await recorder.record(_revised(claim_id, 900 + i), origin="command")
-        await recorder.finish()
+    await _revise(db, ids[3:6], 900)
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
     cuts = (head, head - 2, heads[0], head - 1, snapshot_at + 2, heads[-1] + 1)
@@ -837,16 +847,8 @@ async def test_cuts_that_extend_a_snapshots_tail_at_once_each_see_every_event(
     to wait until the other has extended the kept events, and still answers as the log does (each reads
     from where the kept events stood when it started, not from where another cut has moved them)."""
     on = SUBJECTS[0]
-    await _record(db, [claim_made(f"a{i}", SOURCES[i % 3], 100 + i, subject_id=on) for i in range(4)])
-    async with db.read() as conn:
-        at = await eventlog.head_position(conn)
-        snapshot = await travel.take(conn, on, at)
-    async with db.write() as conn:
-        await snapshots.keep(conn, on, snapshot)
-        recorder = Recorder(conn, recorded_by="property", label="test")
-        for i, claim_id in enumerate(snapshot.claims):
-            await recorder.record(_revised(claim_id, 600 + i), origin="command")
-        await recorder.finish()
+    _, snapshot = await _kept_snapshot(db, on, 4)
+    await _revise(db, snapshot.claims, 600)
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
         expected = {
@@ -928,23 +930,15 @@ async def test_events_kept_after_a_snapshot_are_not_used_on_a_log_that_went_anot
     not what a cut on the other is given."""
     on = SUBJECTS[0]
     first = Database(database_url)
-    await _record(first, [claim_made(f"a{i}", SOURCES[i % 3], 100 + i, subject_id=on) for i in range(3)])
-    async with first.read() as conn:
-        at = await eventlog.head_position(conn)
-        snapshot = await travel.take(conn, on, at)
-        claim_id = next(iter(snapshot.claims))
-    async with first.write() as conn:
-        await snapshots.keep(conn, on, snapshot)
+    _, snapshot = await _kept_snapshot(first, on, 3)
+    claim_id = next(iter(snapshot.claims))
     await first.dispose()
     copy_url = await _copy_of(database_url, tmp_path)
     second = Database(copy_url)
     try:
         answers = []
         for db, value in ((first, 501), (second, 777)):
-            async with db.write() as conn:
-                recorder = Recorder(conn, recorded_by="property", label="test")
-                await recorder.record(_revised(claim_id, value), origin="command")
-                await recorder.finish()
+            await _revise(db, [claim_id], value)
             async with db.read() as conn:
                 head = await eventlog.head_position(conn)
                 read = await travel.subject_views(conn, on, head, None)

@@ -34,8 +34,9 @@ _log = logging.getLogger(__name__)
 
 
 @contextmanager
-def _no_collection() -> Iterator[None]:
-    """Decoding makes tens of thousands of containers, none in a cycle: the cyclic collector waits."""
+def no_collection() -> Iterator[None]:
+    """Decoding or folding a hot subject makes some 100,000 short-lived containers, none in a cycle: the
+    cyclic collector would walk them repeatedly (a third of a fold's time), so it waits until the end."""
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -56,7 +57,7 @@ async def earlier(
         stored = await _part(conn, subject_id, snapshot.position, snapshot.parts, "earlier")
         if stored is None:
             return None
-        with _no_collection():
+        with no_collection():
             snapshot.earlier = _earlier_decoder.decode(stored)
         if snapshot.tail.cached:  # decoded, some three times this (``CACHED_BYTES``)
             snapshot.tail.held += len(stored)
@@ -94,14 +95,14 @@ async def _part(conn: AsyncConnection, subject_id: str, position: int, parts: st
 def base(snapshot: Snapshot) -> Base:
     """What a cut from the snapshot starts from, made once (each cut changes a copy of its views)."""
     if snapshot.base is None:
-        with _no_collection():
+        with no_collection():
             snapshot.base = resumed.base(snapshot.claims)
     return snapshot.base
 
 
 class _Stored(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A claim as a snapshot stores it (a ``Folded``), read with its parts left encoded: only its version
-    is needed to find it among the claims already decoded (``_pool``)."""
+    """A claim as a snapshot stores it (a ``Folded``), read with its parts left encoded: its version and
+    bytes find it among the claims already decoded (``_pool``), and only a claim not there is decoded."""
 
     record: msgspec.Raw
     entries: msgspec.Raw
@@ -128,11 +129,12 @@ _decoded: OrderedDict[tuple[str, int, str, str], Snapshot] = OrderedDict()
 CACHED = 16
 
 
-# Their claims, decoded once for all of them. Consecutive snapshots of a subject share most of their claims
-# (three in four on the bench's hot subject, a thousand of its events apart): a claim at the same version
-# of its stream is stored in the same bytes, and decoded to the same ``Folded``. So a snapshot next to one
-# decoded already costs the claims that changed in between, in time and in memory. The bytes are compared,
-# not only the versions: two databases in one process (or an edited row) may differ at the same version.
+# Their claims, decoded once for all of them. Snapshots of a subject share most of their claims (of the
+# bench hot subject's 2,793 at position 570,000, 1,705 were the same at 855,000, three snapshots on): a
+# claim at the same version of its stream is stored in the same bytes, and decoded to the same ``Folded``.
+# So a snapshot next to one decoded already costs the claims that changed in between, in time and in
+# memory. The bytes are compared, not only the versions: two databases in one process (or an edited row)
+# may differ at the same version.
 class _Pooled:
     """A decoded claim, the bytes it was decoded from, and how many cached snapshots hold it."""
 
@@ -201,9 +203,6 @@ def _trim() -> None:
         _evict()
 
 
-_ROW = (time_travel_snapshots.c.subject_id, time_travel_snapshots.c.position)
-
-
 def _row_at(subject_id: str, position: int, *, before: bool) -> sa.Select[Any]:
     """The subject's last snapshot row at or before ``position`` (or first after), with the hash the log
     holds at its position."""
@@ -255,7 +254,7 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
         return None
     if (hit := _decoded.get(key)) is not None:  # decoded by another cut while this one read
         return hit
-    with _no_collection():
+    with no_collection():
         stored = _stored_decoder.decode(state)
         claims = _claims_of(stored)
     # In key order: the log's (stream, version) index is then probed in its own order (``logged_after``).
@@ -273,7 +272,7 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
     return found
 
 
-# The stream versions of snapshots read by ``following`` (small: some 200 KB for the hot subject's).
+# The stream versions of snapshots read by ``following`` (small: 55 KB for the hot subject's at 950,000).
 _following: OrderedDict[tuple[str, int, str, str], dict[str, int]] = OrderedDict()
 _versions_decoder = msgspec.json.Decoder(dict[str, int])
 
@@ -333,20 +332,20 @@ async def after(conn: AsyncConnection, subject_id: str, snapshot: Snapshot, posi
     tail: Tail = snapshot.tail
     # What this cut starts from, taken before any wait: another cut may extend the tail meanwhile.
     seen, through, versions = len(tail.events), tail.through, dict(tail.versions)
-    if through > snapshot.position and await _hash_at(conn, through) != tail.through_hash:
+    if through > snapshot.position and await eventlog.hash_at(conn, through) != tail.through_hash:
         # The snapshot's key checked the log up to it; after it, this log is not the one read (a copy of
         # the database that went another way, say): read as if nothing had been, and keep nothing.
         return await queries.logged_after(conn, dict(snapshot.versions), position=position)
     if position <= through:
         return tail.events[: bisect.bisect_right(tail.events, position, hi=seen, key=_position)]
-    # Only up to the head is the log settled (a position past it names nothing yet, and is not kept).
-    head = await eventlog.head_position(conn)
+    # Only up to the head is the log settled: an event at ``position`` read before the tail is, the events
+    # before it were committed before it (a position past the head names nothing yet, and is not kept).
+    settled = await eventlog.hash_at(conn, position)
     wanted = versions
     if (bound := await following(conn, subject_id, position)) is not None:
         # A stream at the same version in the next snapshot had no event up to it.
         wanted = {s: v for s, v in versions.items() if bound.get(s) != snapshot.versions[s]}
     found = await queries.logged_after(conn, wanted, position=position)
-    settled = await _hash_at(conn, position) if position <= head else None
     if tail.cached and tail.through == through and settled is not None:
         tail.events.extend(found)
         tail.versions.update((e.stream_id, e.stream_version) for e in found)
@@ -355,11 +354,6 @@ async def after(conn: AsyncConnection, subject_id: str, snapshot: Snapshot, posi
         _held += len(found) * _EVENT_BYTES
         _trim()
     return [*tail.events[:seen], *found]
-
-
-async def _hash_at(conn: AsyncConnection, position: int) -> str | None:
-    found = await conn.execute(sa.select(events.c.hash).where(events.c.position == position))
-    return found.scalar_one_or_none()
 
 
 def _position(e: Logged) -> int:

@@ -355,6 +355,12 @@ async def read_all(conn: AsyncConnection, *, after: int = 0, limit: int = 100) -
     return [_from_driver(row) for row in await driver.read_after(conn, after, limit)]
 
 
+async def hash_at(conn: AsyncConnection, position: int) -> str | None:
+    """The chain hash of the event at ``position`` (None past the head)."""
+    found = await conn.execute(sa.select(events.c.hash).where(events.c.position == position))
+    return found.scalar_one_or_none()
+
+
 async def head_position(conn: AsyncConnection) -> int:
     """The position of the last event in the log (0 when it is empty)."""
     result = await conn.execute(sa.select(sa.func.max(events.c.position)))

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import ClaimMade, RecordCorrected
 from timeline.resumed import Base, Folded
-from timeline.store import queries, streams
+from timeline.store import eventlog, queries, streams
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import events, time_travel_snapshots
@@ -98,9 +98,9 @@ def seal(subject_id: str, position: int, chain_hash: str, stored: dict[str, byte
 
 async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> None:
     """Store a snapshot (a second one at the same position is left as it is)."""
-    chain_hash = (
-        await conn.execute(sa.select(events.c.hash).where(events.c.position == snapshot.position))
-    ).scalar_one()
+    chain_hash = await eventlog.hash_at(conn, snapshot.position)
+    if chain_hash is None:
+        raise LookupError(f"no event at position {snapshot.position} to snapshot at")
     # Apart: what every cut reads, what only an ``as_of`` cut does, and what tells which streams changed
     # between two snapshots (``decoded.following``) without decoding either.
     stored = {

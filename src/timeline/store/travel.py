@@ -18,9 +18,7 @@ refolded from its whole stream in the log.
 from __future__ import annotations
 
 import datetime as dt
-import gc
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,26 +30,12 @@ from timeline.resumed import Folded
 from timeline.store import decoded, queries, snapshots
 
 
-@contextmanager
-def _no_collection() -> Iterator[None]:
-    """Folding a subject of 10,000 events makes some 100,000 short-lived containers, none in a cycle; the
-    cyclic collector would walk them repeatedly (a third of the fold's time), so it waits until the end."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 async def stream_views(
     conn: AsyncConnection, stream_id: str, position: int, valid_until: dt.date | None
 ) -> Views:
     """The views one stream's events up to ``position`` fold into, as of ``valid_until``."""
     logged = await queries.logged_until(conn, [stream_id], position=position, valid_until=valid_until)
-    with _no_collection():
+    with decoded.no_collection():
         return timetravel.views_at(logged, valid_until)
 
 
@@ -84,7 +68,7 @@ async def subject_views(
 async def take(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
     """A snapshot of the subject at ``position``, folded from the log alone."""
     claimed, named = await _claimed(conn, subject_id, position, None, set())
-    with _no_collection():
+    with decoded.no_collection():
         views = timetravel.views_at(claimed, None)
         kept = timetravel.folded_claims(claimed, views)
         earlier = timetravel.earlier_states(claimed, kept)
@@ -122,7 +106,7 @@ async def _fold(
     since = snapshot.position if snapshot is not None else 0
     claimed, more = await _claimed(conn, subject_id, position, valid_until, skip, since, left)
     registered = await queries.logged_until(conn, named | more, position=position)
-    with _no_collection():
+    with decoded.no_collection():
         logged = sorted([*after, *claimed, *registered], key=lambda e: e.position)
         base = None if snapshot is None else decoded.base(snapshot)
         return timetravel.views_at(logged, valid_until, kept, base)
