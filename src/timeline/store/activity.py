@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.activity import activity_counts
@@ -21,26 +22,24 @@ COUNTERS = ("claims_made", "statements", "denials", "denials_withdrawn", "confir
 async def apply(conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
     """Add a batch's counts to each source's row."""
     totals: dict[str, dict[str, int]] = {}
-    last: dict[str, int] = {}
     for e in events:
         for source_id, counter in activity_counts(e.event):
             row = totals.setdefault(source_id, dict.fromkeys(COUNTERS, 0))
             row[counter] += 1
-            last[source_id] = e.position
+            row["last_position"] = e.position
     if not totals:
         return
-    result = await conn.execute(sa.select(source_activity).where(source_activity.c.source_id.in_(totals)))
-    existing = {row["source_id"]: row for row in result.mappings()}
-    for source_id, counts in totals.items():
-        before = existing.get(source_id)
-        values = {c: (before[c] if before else 0) + counts[c] for c in COUNTERS}
-        values["last_position"] = last[source_id]
-        if before is None:
-            await conn.execute(sa.insert(source_activity).values(source_id=source_id, **values))
-        else:
-            await conn.execute(
-                sa.update(source_activity).where(source_activity.c.source_id == source_id).values(**values)
-            )
+    # One upsert for the batch: a read of the rows and a statement per source had been 4% of a server's CPU
+    # under 32 concurrent HTTP writers (py-spy, bench/results-2026-12-04-write-plans.txt).
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(source_activity)
+    added = {c: source_activity.c[c] + insert.excluded[c] for c in COUNTERS}
+    await conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=[source_activity.c.source_id],
+            set_={**added, "last_position": insert.excluded.last_position},
+        ),
+        [{"source_id": source_id, **row} for source_id, row in totals.items()],
+    )
 
 
 async def of(conn: AsyncConnection, source_id: str) -> dict[str, int] | None:
