@@ -153,3 +153,32 @@ def test_a_target_beyond_the_bare_rows_rate_is_named_in_the_note() -> None:
     assert "1.39x" in note
     assert "18,404 events/s" in note
     assert appends.above_floor(1.5 * 467, 1_008, "a raw INSERT and COMMIT of each event") == ""
+
+
+async def test_the_rows_alone_baseline_stores_what_the_write_path_stored(
+    database_url: str, empty_database_url: str
+) -> None:
+    # The floor a write target is judged against must be the very rows timeline wrote, every one of them,
+    # batched as the writes were: a baseline storing fewer or smaller rows would flatter the targets' reach.
+    await appends.timeline_writes(database_url, 250, 100, "t")
+    empty = Database(empty_database_url)
+    try:
+        await migrate.upgrade(empty)
+    finally:
+        await empty.dispose()
+    dialect = sa.engine.make_url(database_url).get_backend_name()
+    rate = await baselines.stored_rows(dialect, database_url, empty_database_url, 100, appends.SETUP_EVENTS)
+    assert rate > 0
+    for table in (schema.events, schema.claims, schema.timeline, schema.estimates):
+        written = await _rows(database_url, table)
+        assert written, table.name
+        assert await _rows(empty_database_url, table) == written, table.name
+    assert len(await _rows(database_url, schema.claims)) == 250
+
+
+def test_a_target_beyond_timelines_own_rows_is_named_in_the_note() -> None:
+    note = appends.above_rows(19_001, 16_453)
+    assert "19,001 events/s" in note
+    assert "1.15x" in note
+    assert "16,453 events/s" in note
+    assert appends.above_rows(1_056, 1_630) == ""

@@ -225,7 +225,9 @@ class Recorder:
     async def record_all(self, events: Sequence[DomainEvent], *, origin: str) -> list[RecordedEvent]:
         """Record several events, reading every stream they touch in a few queries first."""
         named = [references(e) for e in events]
-        await self.preload({stream_of(e) for e in events}.union(*named), proposed=events)
+        # The streams they name but do not append to only need to exist: probed, not read and decoded whole.
+        own = {stream_of(e) for e in events}
+        await self.preload(own, probe=set().union(*named) - own, proposed=events)
         recorded = []
         for event, names in zip(events, named, strict=True):
             recorded.extend(await self._record(event, names, origin=origin))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import time
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from timeline.domain import upcasting
 from timeline.domain.events import encode_event
+from timeline.store.statements import EVENT_COLUMNS
 from timeline_bench.seed import claim_made
 
 RAW_TABLE = (
@@ -172,3 +174,128 @@ async def read_and_decode(dialect: str, url: str) -> int:
     finally:
         await pg.close()
     return count
+
+
+# What one write of timeline stores, as rows: the event, its claim's row, its timeline entry, the estimate
+# it changes (the views a ClaimMade touches; stream records, tree nodes and checkpoints left out, so this
+# floor is lower than what a write really costs the database).
+_STORED = {
+    "events": f"SELECT {EVENT_COLUMNS} FROM events ORDER BY position",
+    "claims": "SELECT claim_id, subject_id, source_id, metric, status, version, made_position, "
+    "updated_position, state FROM claims",
+    "timeline": "SELECT position, subject_id, occurred_on, entry, source_id, kind FROM timeline",
+    "estimates": "SELECT subject_id, metric, source_id, asserted_claim_id, projected_claim_id FROM estimates",
+}
+_STORE_POSTGRES = f"""WITH e AS (
+  INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[],
+    $5::text[], $6::int[], $7::text[], $8::text[], $9::date[], $10::timestamptz[], $11::text[], $12::text[])
+), c AS (
+  INSERT INTO claims (claim_id, subject_id, source_id, metric, status, version, made_position,
+    updated_position, state)
+  SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int[],
+    $19::bigint[], $20::bigint[], $21::text[])
+), t AS (
+  INSERT INTO timeline (position, subject_id, occurred_on, entry, source_id, kind)
+  SELECT * FROM unnest($22::bigint[], $23::text[], $24::date[], $25::text[], $26::text[], $27::text[])
+)
+INSERT INTO estimates SELECT * FROM unnest($28::text[], $29::text[], $30::text[], $31::text[], $32::text[])
+ON CONFLICT (subject_id, metric, source_id) DO UPDATE SET asserted_claim_id = excluded.asserted_claim_id,
+  projected_claim_id = excluded.projected_claim_id"""
+_STORE_SQLITE = {
+    "events": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "claims": "INSERT INTO claims (claim_id, subject_id, source_id, metric, status, version, made_position, "
+    "updated_position, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "timeline": "INSERT INTO timeline (position, subject_id, occurred_on, entry, source_id, kind) "
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    "estimates": "INSERT OR REPLACE INTO estimates VALUES (?, ?, ?, ?, ?)",
+}
+
+
+def _batches(
+    stored: dict[str, list[tuple[Any, ...]]], skip: int, per_transaction: int
+) -> tuple[list[tuple[Any, ...]], list[dict[str, list[tuple[Any, ...]]]]]:
+    """The first ``skip`` events (set-up, stored untimed), then each transaction's rows: its events and the
+    claim, timeline and estimate rows they made."""
+    events = stored["events"]
+    claims = {row[6]: row for row in stored["claims"]}
+    entries = {row[0]: row for row in stored["timeline"]}
+    estimates = {row[:3]: row for row in stored["estimates"]}
+    batches = []
+    for start in range(skip, len(events), per_transaction):
+        chunk = events[start : start + per_transaction]
+        made = [claims[e[0]] for e in chunk if e[0] in claims]
+        batches.append(
+            {
+                "events": chunk,
+                "claims": made,
+                "timeline": [entries[e[0]] for e in chunk if e[0] in entries],
+                "estimates": list({c[1:4]: estimates[c[1], c[3], c[2]] for c in made if c[3]}.values()),
+            }
+        )
+    return events[:skip], batches
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+async def stored_rows(dialect: str, written: str, empty: str, per_transaction: int, skip: int) -> float:
+    """Events a second with which the rows a timeline write stored (read back from ``written``) go into the
+    empty timeline database ``empty`` alone, ``per_transaction`` events' rows a transaction: no rules, no
+    hashing, no folding. On PostgreSQL each transaction is one statement, sent outside any transaction (one
+    round trip); on SQLite, an INSERT per table between BEGIN IMMEDIATE and COMMIT."""
+    if dialect == "sqlite":
+        source, target = make_url(written).database, make_url(empty).database
+        assert source is not None
+        assert target is not None
+        lite = sqlite3.connect(source)
+        try:
+            stored = {name: lite.execute(query).fetchall() for name, query in _STORED.items()}
+        finally:
+            lite.close()
+        setup, batches = _batches(stored, skip, per_transaction)
+        conn = sqlite3.connect(target, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executemany(_STORE_SQLITE["events"], setup)
+            start = time.perf_counter()
+            for batch in batches:
+                conn.execute("BEGIN IMMEDIATE")
+                for name, rows in batch.items():
+                    conn.executemany(_STORE_SQLITE[name], rows)
+                conn.execute("COMMIT")
+            seconds = time.perf_counter() - start
+        finally:
+            conn.close()
+    else:
+        dsn = make_url(written).set(drivername="postgresql").render_as_string(hide_password=False)
+        pg = await asyncpg.connect(dsn)
+        try:
+            stored = {name: [tuple(r) for r in await pg.fetch(query)] for name, query in _STORED.items()}
+        finally:
+            await pg.close()
+        setup, batches = _batches(stored, skip, per_transaction)
+        pg = await asyncpg.connect(
+            make_url(empty).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        try:
+            values = ", ".join(f"${i}" for i in range(1, 13))
+            await pg.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({values})", setup)
+            statement = await pg.prepare(_STORE_POSTGRES)
+            arguments = [
+                (
+                    *_columns(batch["events"], 12),
+                    *_columns(batch["claims"], 9),
+                    *_columns(batch["timeline"], 6),
+                    *_columns(batch["estimates"], 5),
+                )
+                for batch in batches
+            ]
+            start = time.perf_counter()
+            for args in arguments:
+                await statement.fetch(*args)
+            seconds = time.perf_counter() - start
+        finally:
+            await pg.close()
+    return sum(len(b["events"]) for b in batches) / seconds
