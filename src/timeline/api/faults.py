@@ -20,7 +20,7 @@ from timeline.api.problems import TimelineProblem, internal_error
 from timeline.api.schemas import Problem, ProblemItem
 from timeline.api.settings import Settings
 from timeline.store import views
-from timeline.store.database import Busy
+from timeline.store.database import Busy, causes
 from timeline.store.eventlog import UnreadableEvent
 from timeline.store.projector import Worker
 
@@ -58,18 +58,9 @@ _UNREACHABLE = (
 )
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    found: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and seen not in found:
-        found.append(seen)
-        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
-    return found
-
-
 def _fault(exc: BaseException) -> str | None:
     """What kind of passing fault of the database ``exc`` is (busy, unreachable), or None."""
-    for cause in _causes(exc):
+    for cause in causes(exc):
         if isinstance(cause, Busy | asyncpg.LockNotAvailableError):
             return "busy"
         if isinstance(cause, sqlite3.OperationalError) and (

@@ -126,6 +126,26 @@ async def _begin_locked(conn: AsyncConnection) -> None:
         raise ConnectionError(f"the database connection was left unusable: {error}") from error
 
 
+# What asyncpg raises on a connection the server or the network cut (mid-statement, or since it was pooled).
+_CUT = (
+    ConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from or during (a driver's error under SQLAlchemy's), in that order."""
+    found: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in found:
+        found.append(seen)
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return found
+
+
 class Busy(TimeoutError):
     """A write waited its longest for the log's write lock, held by another write."""
 
@@ -190,11 +210,24 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction: one consistent snapshot of the log and the views."""
-        async with self.engine.connect() as conn:
+        async with self._replacing_cut(), self.engine.connect() as conn:
             if self.dialect == "postgresql":
                 await conn.execution_options(isolation_level="REPEATABLE READ")
             await conn.begin()
             yield conn  # closing the connection rolls the read transaction back
+
+    @asynccontextmanager
+    async def _replacing_cut(self) -> AsyncIterator[None]:
+        """On PostgreSQL, drop every pooled connection when one turns out cut (a restart of the server, a
+        network break): the statements that go to the driver itself (the write path, the folds) never pass
+        SQLAlchemy's disconnect handling, so the pool kept the others the same restart cut, and each failed
+        a write in turn (five in a row for a pool of five, test_faults)."""
+        try:
+            yield
+        except Exception as exc:
+            if self.dialect == "postgresql" and any(isinstance(c, _CUT) for c in causes(exc)):
+                await self.engine.dispose()
+            raise
 
     @asynccontextmanager
     async def lookup(self) -> AsyncIterator[AsyncConnection]:
@@ -204,7 +237,7 @@ class Database:
             async with self.read() as conn:
                 yield conn
             return
-        async with self.engine.connect() as conn:
+        async with self._replacing_cut(), self.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
@@ -212,7 +245,7 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction that holds the log's write lock; commits on success, else rolls back.
         When it appended events, readers waiting for the log to grow are woken after the commit."""
-        async with self._turn(), self.engine.connect() as conn, self._locked(conn):
+        async with self._turn(), self._replacing_cut(), self.engine.connect() as conn, self._locked(conn):
             yield conn
 
     @asynccontextmanager
