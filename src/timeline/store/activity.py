@@ -29,8 +29,9 @@ async def apply(conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
             row["last_position"] = e.position
     if not totals:
         return
-    # One upsert for the batch: a read of the rows and a statement per source had been 4% of a server's CPU
-    # under 32 concurrent HTTP writers (py-spy, bench/results-2026-12-04-write-plans.txt).
+    # One INSERT ... ON CONFLICT statement, sent with every source's counts at once: a read of the rows and
+    # a statement per source had been 4% of a server's CPU under 32 concurrent HTTP writers (py-spy,
+    # bench/results-2026-12-04-write-plans.txt).
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(source_activity)
     added = {c: source_activity.c[c] + insert.excluded[c] for c in COUNTERS}
     await conn.execute(

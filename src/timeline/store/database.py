@@ -80,9 +80,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 # A write's statements are key lookups and unnest() inserts whose best plan does not depend on the values
 # bound, but PostgreSQL re-plans each call while a custom plan looks cheaper than the generic one: planning
-# the read for a single write took 1.4 ms against 0.4 ms of executing it (EXPLAIN ANALYZE, 2026-12-04),
-# and forcing the generic plan in the write transaction took single writes from 376-386 to 411-418 a
-# second (bench/results-2026-12-04-write-plans.txt). SET LOCAL: reads keep the planner's choice.
+# the read for a single write took 1.4 ms against 0.4 ms of executing it (EXPLAIN ANALYZE, 2026-12-04).
+# Set here, single writes went from 431 to 551 a second (medians of three alternating rounds against the
+# code before, bench/results-2026-12-04-write-plans.txt). SET LOCAL: reads keep the planner's choice. (A
+# transaction begun otherwise, below, takes the lock alone and keeps the planner's choice too.)
 _BEGIN_LOCKED = (
     "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan; "
     "LOCK TABLE events IN EXCLUSIVE MODE"
@@ -105,9 +106,10 @@ class _Begun:
 
 
 async def _begin_locked(conn: AsyncConnection) -> None:
-    """Begin the write transaction and take the log's write lock in one round trip (a simple query of two
-    statements), where the adapter would send BEGIN and then the LOCK. Taking the lock in the first
-    statement is what keeps every later statement's snapshot after the previous writer's commit."""
+    """Begin the write transaction, choose generic plans in it and take the log's write lock in one round
+    trip (a simple query of three statements), where the adapter would send BEGIN and then the LOCK. Taking
+    the lock in the first round trip is what keeps every later statement's snapshot after the previous
+    writer's commit."""
     adapted: Any = (await conn.get_raw_connection()).dbapi_connection
     if adapted._transaction is not None or adapted.isolation_level not in (None, "read_committed"):
         # Begun already, or at another isolation level: the adapter begins it, then the lock.
@@ -126,14 +128,13 @@ async def _begin_locked(conn: AsyncConnection) -> None:
         raise ConnectionError(f"the database connection was left unusable: {error}") from error
 
 
-# What asyncpg raises on a connection the server or the network cut (mid-statement, or since it was pooled).
-_CUT = (
-    ConnectionError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.AdminShutdownError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    # A pooled connection the server closed (a restart) is known closed as soon as the loop read the
+    # server's goodbye; the write path's statements go to the driver itself, past SQLAlchemy's handling of
+    # a disconnect, so without this check the pool handed each such connection to a write in turn (five
+    # 503s in a row for a pool of five, test_faults). Costs no round trip; the pool connects anew.
+    if dbapi_connection.driver_connection.is_closed():
+        raise sa.exc.DisconnectionError("the server closed this pooled connection")
 
 
 def causes(exc: BaseException) -> list[BaseException]:
@@ -183,6 +184,8 @@ class Database:
             # connection rather than with a SET LOCAL round trip in every write transaction.
             kwargs["connect_args"] = {"server_settings": {"lock_timeout": f"{timeout * 1000:.0f}ms"}}
         self.engine = create_async_engine(self.url, **kwargs)
+        if self.dialect == "postgresql":
+            event.listen(self.engine.sync_engine, "checkout", _refuse_closed)
         self.notifier = Notifier()
         # SQLite writers in this process queue here, in order, rather than polling for the file's lock.
         self._sqlite_writers = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -210,24 +213,11 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction: one consistent snapshot of the log and the views."""
-        async with self._replacing_cut(), self.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             if self.dialect == "postgresql":
                 await conn.execution_options(isolation_level="REPEATABLE READ")
             await conn.begin()
             yield conn  # closing the connection rolls the read transaction back
-
-    @asynccontextmanager
-    async def _replacing_cut(self) -> AsyncIterator[None]:
-        """On PostgreSQL, drop every pooled connection when one turns out cut (a restart of the server, a
-        network break): the statements that go to the driver itself (the write path, the folds) never pass
-        SQLAlchemy's disconnect handling, so the pool kept the others the same restart cut, and each failed
-        a write in turn (five in a row for a pool of five, test_faults)."""
-        try:
-            yield
-        except Exception as exc:
-            if self.dialect == "postgresql" and any(isinstance(c, _CUT) for c in causes(exc)):
-                await self.engine.dispose()
-            raise
 
     @asynccontextmanager
     async def lookup(self) -> AsyncIterator[AsyncConnection]:
@@ -237,7 +227,7 @@ class Database:
             async with self.read() as conn:
                 yield conn
             return
-        async with self._replacing_cut(), self.engine.connect() as conn:
+        async with self.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
@@ -245,7 +235,7 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction that holds the log's write lock; commits on success, else rolls back.
         When it appended events, readers waiting for the log to grow are woken after the commit."""
-        async with self._turn(), self._replacing_cut(), self.engine.connect() as conn, self._locked(conn):
+        async with self._turn(), self.engine.connect() as conn, self._locked(conn):
             yield conn
 
     @asynccontextmanager

@@ -5,8 +5,9 @@ Each is fixed text whose lists travel as one parameter (a PostgreSQL array, a JS
 
 On PostgreSQL a list is looked up by joining ``unnest`` of it, never by ``= ANY($n)``: the write
 transaction runs generic plans (``store.database``), in which an array parameter's ``ANY`` cannot be hashed
-and a sequential scan tests every row against every element. In a fresh database's first thousands of
-events that plan took the read of a batch of 100 from 1.4 ms to 8-11 ms (auto_explain, 2026-12-04).
+and a sequential scan tests every row against every element: in a fresh database's first thousands of
+events the read of a batch of 100 took 9.6 ms under that plan (11.4 ms under auto_explain), and takes 1.5 ms
+joined on ``unnest`` (bench/results-2026-12-04-write-plans.txt).
 """
 
 from __future__ import annotations
