@@ -55,23 +55,26 @@ async def timeline_writes(
 def above_floor(target: float, floor: float, what: str) -> str:
     """Say so when a target rate is beyond what the database allows for the bare rows alone, measured in
     the same run: no write path that also checks rules, chains hashes and keeps views can reach it."""
-    if target <= floor:
-        return ""
-    return (
-        f"the target ({target:,.0f} events/s) is {target / floor:.2f}x {what} alone "
-        f"({floor:,.0f} events/s, each row a timeline event's columns and nothing else)"
-    )
+    return _beyond(target, floor, f"{what} alone", ", each row a timeline event's columns and nothing else")
 
 
 def above_rows(target: float, rows: float) -> str:
     """Say so when a target rate is beyond the rate at which the rows a timeline write stores (its event
     and the view rows it changes) go into the database alone, measured in the same run."""
-    if target <= rows:
+    return _beyond(target, rows, "timeline's rows stored alone", ": no rules, hashing or folding")
+
+
+def _beyond(target: float, floor: float, what: str, made_of: str) -> str:
+    # ``made_of`` says what the floor's rows are, with its leading punctuation.
+    if target <= floor:
         return ""
-    return (
-        f"the target ({target:,.0f} events/s) is {target / rows:.2f}x timeline's rows stored alone "
-        f"({rows:,.0f} events/s: no rules, hashing or folding)"
-    )
+    ratio = target / floor
+    return f"the target ({target:,.0f} events/s) is {ratio:.2f}x {what} ({floor:,.0f} events/s{made_of})"
+
+
+def _note(*parts: str) -> str:
+    """The parts of a result's note that say something, in order."""
+    return "; ".join(part for part in parts if part)
 
 
 async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int) -> Result:
@@ -106,17 +109,10 @@ async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int)
             target=">= 1.5x eventsourcing",
             ratio=ratio,
             met=ratio >= 1.5,
-            note="; ".join(
-                filter(
-                    None,
-                    (
-                        f"{mine.median / own.median:.2f}x timeline's rows alone",
-                        above_floor(
-                            1.5 * theirs.median, floor.median, "a raw INSERT and COMMIT of each event"
-                        ),
-                        above_rows(1.5 * theirs.median, own.median),
-                    ),
-                )
+            note=_note(
+                f"{mine.median / own.median:.2f}x timeline's rows alone",
+                above_floor(1.5 * theirs.median, floor.median, "a raw INSERT and COMMIT of each event"),
+                above_rows(1.5 * theirs.median, own.median),
             ),
         )
     ratio = mine.median / theirs.median
@@ -130,16 +126,11 @@ async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int)
         target=">= 1x eventsourcing and >= 0.5x raw",
         ratio=ratio,
         met=ratio >= 1 and raw_ratio >= 0.5,
-        note="; ".join(
-            filter(
-                None,
-                (
-                    f"{raw_ratio:.2f}x raw",
-                    f"{mine.median / own.median:.2f}x timeline's rows alone",
-                    above_floor(theirs.median, floor.median, "raw batched INSERTs"),
-                    above_rows(max(theirs.median, 0.5 * floor.median), own.median),
-                ),
-            )
+        note=_note(
+            f"{raw_ratio:.2f}x raw",
+            f"{mine.median / own.median:.2f}x timeline's rows alone",
+            above_floor(theirs.median, floor.median, "raw batched INSERTs"),
+            above_rows(max(theirs.median, 0.5 * floor.median), own.median),
         ),
     )
 
@@ -183,7 +174,8 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 30) ->
     rates, single, raw, alone = [], [], [], []
     for _ in range(dbs.config.repeats):
         url = await dbs.fresh("postgresql")
-        single.append(float(await timeline_writes(url, writers * each // 4, 1, "s")))
+        singles = writers * each // 4
+        single.append(float(await timeline_writes(url, singles, 1, "s")))
         rows = raw_rows(writers * each * 4, "c")
         start = time.perf_counter()
         raw.append(await raw_insert("postgresql", url, rows, 100) / (time.perf_counter() - start))
@@ -215,16 +207,9 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 30) ->
         finally:
             await committer.close()
             await db.dispose()
-        alone.append(
-            # The timed writes' rows only: not the single writer's before them, nor the warm-up round's.
-            await stored_rows(
-                "postgresql",
-                url,
-                await dbs.fresh("postgresql"),
-                writers,
-                SETUP_EVENTS + writers * each // 4 + writers,
-            )
-        )
+        # The timed writes' rows only: not the single writer's before them, nor the warm-up round's.
+        before = SETUP_EVENTS + singles + writers
+        alone.append(await stored_rows("postgresql", url, await dbs.fresh("postgresql"), writers, before))
     mine, base, batched, own = Stats.of(rates), Stats.of(single), Stats.of(raw), Stats.of(alone)
     ratio = mine.median / batched.median
     return Result(
@@ -236,15 +221,9 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 30) ->
         target=">= 0.25x raw batched INSERT",
         ratio=ratio,
         met=ratio >= 0.25,
-        note="; ".join(
-            filter(
-                None,
-                (
-                    f"group commit: writes share one transaction; {mine.median / base.median:.1f}x one "
-                    "writer",
-                    f"{mine.median / own.median:.2f}x timeline's rows alone ({writers} events a transaction)",
-                    above_rows(0.25 * batched.median, own.median),
-                ),
-            )
+        note=_note(
+            f"group commit: writes share one transaction; {mine.median / base.median:.1f}x one writer",
+            f"{mine.median / own.median:.2f}x timeline's rows alone ({writers} events a transaction)",
+            above_rows(0.25 * batched.median, own.median),
         ),
     )

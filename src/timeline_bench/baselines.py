@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from timeline.domain import upcasting
 from timeline.domain.events import encode_event
+from timeline.store.driver import columns
 from timeline.store.statements import EVENT_COLUMNS
 from timeline_bench.seed import claim_made
 
@@ -235,10 +236,6 @@ def _batches(
     return events[:skip], batches
 
 
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    return [[row[i] for row in rows] for i in range(width)]
-
-
 async def stored_rows(dialect: str, written: str, empty: str, per_transaction: int, skip: int) -> float:
     """Events a second with which the rows a timeline write stored (read back from ``written``) go into the
     empty timeline database ``empty`` alone, ``per_transaction`` events' rows a transaction: no rules, no
@@ -285,10 +282,10 @@ async def stored_rows(dialect: str, written: str, empty: str, per_transaction: i
             statement = await pg.prepare(_STORE_POSTGRES)
             arguments = [
                 (
-                    *_columns(batch["events"], 12),
-                    *_columns(batch["claims"], 9),
-                    *_columns(batch["timeline"], 6),
-                    *_columns(batch["estimates"], 5),
+                    *columns(batch["events"], 12),
+                    *columns(batch["claims"], 9),
+                    *columns(batch["timeline"], 6),
+                    *columns(batch["estimates"], 5),
                 )
                 for batch in batches
             ]

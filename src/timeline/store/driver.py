@@ -115,7 +115,7 @@ async def read_for_write(
     dialect = conn.dialect.name
     if dialect == "postgresql":
         rows = await driver.fetch(
-            READ_FOR_WRITE[dialect], whole, probe, head, record_format, list(claim_ids), *_columns(keys, 3)
+            READ_FOR_WRITE[dialect], whole, probe, head, record_format, list(claim_ids), *columns(keys, 3)
         )
     else:
         rows = await driver.execute_fetchall(
@@ -154,7 +154,7 @@ async def claims_for(
     driver = await driver_of(conn)
     if conn.dialect.name == "postgresql":
         query = CLAIMS_FOR["postgresql"]
-        return list(await driver.fetch(query, ids, *_columns(full, 3), *_columns(light, 3)))
+        return list(await driver.fetch(query, ids, *columns(full, 3), *columns(light, 3)))
     return list(
         await driver.execute_fetchall(
             CLAIMS_FOR["sqlite"], (json.dumps(ids), json.dumps(full), json.dumps(light))
@@ -162,7 +162,8 @@ async def claims_for(
     )
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: what ``unnest`` of a parameter per column takes."""
     return [[r[i] for r in rows] for i in range(width)]
 
 
@@ -170,9 +171,9 @@ def _sealing(changes: Changes) -> tuple[Any, ...]:
     # Parameters $49-$56 of the appending statement: tree nodes, the checkpoint, the one it replaces.
     signed = changes.signed
     if signed is None:
-        return (*_columns(changes.tree_nodes, 3), None, None, None, None, changes.superseded)
+        return (*columns(changes.tree_nodes, 3), None, None, None, None, changes.superseded)
     return (
-        *_columns(changes.tree_nodes, 3),
+        *columns(changes.tree_nodes, 3),
         signed.size,
         signed.root_hash,
         signed.at,
@@ -240,18 +241,18 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         try:
             await driver.fetchval(
                 appending,
-                *_columns(changes.claims, 9),
-                *_columns(changes.unchosen, 3),
-                *_columns(changes.chosen, 5),
-                *_columns(changes.defined, 4),
+                *columns(changes.claims, 9),
+                *columns(changes.unchosen, 3),
+                *columns(changes.chosen, 5),
+                *columns(changes.defined, 4),
                 changes.unlisted,
-                *_columns(changes.listed, 6),
+                *columns(changes.listed, 6),
                 name,
                 position,
                 now,
                 notify,
-                *(_columns(changes.events, 12) if changes.events else ()),
-                *(_columns(changes.streams, 4) if changes.events else ()),
+                *(columns(changes.events, 12) if changes.events else ()),
+                *(columns(changes.streams, 4) if changes.events else ()),
                 *(_sealing(changes) if changes.events else ()),
             )
         except asyncpg.UniqueViolationError as error:
