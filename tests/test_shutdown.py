@@ -120,6 +120,59 @@ class _Flaky:
         await activity.apply(conn, events)
 
 
+class _Unreachable(_Flaky):
+    """The source-activity projection, as if the database could not be reached at first."""
+
+    async def apply(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+        await activity.apply(conn, events)
+
+
+@pytest.mark.parametrize("fault", [_Unreachable, _Flaky])
+async def test_a_commit_cuts_the_projection_workers_backoff_short_only_after_the_databases_fault(
+    db: Database, fault: type[_Flaky]
+) -> None:
+    # Over a long outage the backoff grows to its longest; once a write commits, the database answers
+    # again and the projection catches up then, not up to a backoff later. A fault of its own (a bug, an
+    # event it cannot take) keeps its backoff: a commit is no reason to expect it gone.
+    committer = Committer(db)
+    for event in (subject("s"), source("a"), document("d"), claim_made("c1", "a", 5)):
+        await committer.run(_recording(event))
+    worker = projector.Worker(db, [fault(failures=1)], idle=60, settle=0, backoff=60, max_backoff=60)
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(500):  # until the worker has failed once
+            if activity.name in worker.failing:
+                break
+            await asyncio.sleep(0.01)
+        passing = fault is _Unreachable
+        message = (
+            "[Errno 111] Connect call failed ('127.0.0.1', 5432)"
+            if passing
+            else "the fold cannot take this event"
+        )
+        assert worker.failing[activity.name] == projector.Failing(message, passing=passing)
+        await committer.run(_recording(claim_made("c2", "a", 6)))
+        counts = None
+        for _ in range(50):  # 5 s, a twelfth of the backoff
+            async with db.read() as conn:
+                counts = await activity.of(conn, "a")
+            if counts is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert (counts is not None) == passing
+        if counts is not None:
+            assert counts["claims_made"] == 2
+            assert activity.name not in worker.failing
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await committer.close()
+
+
 async def test_the_projection_worker_logs_any_error_and_retries_until_it_catches_up(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -20,7 +20,7 @@ from timeline.api.problems import TimelineProblem, internal_error
 from timeline.api.schemas import Problem, ProblemItem
 from timeline.api.settings import Settings
 from timeline.store import views
-from timeline.store.database import Busy, causes
+from timeline.store.database import Busy, passing_fault
 from timeline.store.eventlog import UnreadableEvent
 from timeline.store.projector import Worker
 
@@ -45,39 +45,12 @@ def unreadable_frame(exc: UnreadableEvent) -> bytes:
 
 # Seconds a client is asked to wait before retrying a write the database was too busy for.
 RETRY_AFTER = 5
-_BUSY_SQLITE = 5  # SQLITE_BUSY
-_UNREACHABLE = (
-    ConnectionError,  # refused, reset
-    socket.gaierror,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.AdminShutdownError,
-    asyncpg.InterfaceError,
-    # "another operation is in progress": a connection a server restart cut off mid-statement.
-    asyncpg.InternalClientError,
-)
-
-
-def _fault(exc: BaseException) -> str | None:
-    """What kind of passing fault of the database ``exc`` is (busy, unreachable), or None."""
-    for cause in causes(exc):
-        if isinstance(cause, Busy | asyncpg.LockNotAvailableError):
-            return "busy"
-        if isinstance(cause, sqlite3.OperationalError) and (
-            getattr(cause, "sqlite_errorcode", 0) & 0xFF == _BUSY_SQLITE or "locked" in str(cause)
-        ):
-            return "busy"
-        if isinstance(cause, _UNREACHABLE) or (
-            isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated
-        ):
-            return "unreachable"
-    return None
 
 
 def database_fault(exc: Exception) -> TimelineProblem:
     """503 with Retry-After for a database that is busy (another write holds the log's lock) or cannot be
     reached for the moment; any other error is the 500 it was."""
-    fault = _fault(exc)
+    fault = passing_fault(exc)
     if fault is None:
         return internal_error(exc)
     detail = (
@@ -106,8 +79,8 @@ def judge_health(
     next_recorded: dict[str, dt.datetime | None],
 ) -> None:
     """Raise ``Unhealthy`` when the views are past the log's head (events removed behind timeline's back)
-    or an asynchronous projection has stalled: failing in this process, or not moved for the stall time
-    while the event after it waits."""
+    or an asynchronous projection has stalled: failing in this process other than for the database's
+    passing fault, or not moved for the stall time while the event after it waits."""
     settings: Settings = request.app.state.settings
     worker: Worker = request.app.state.projections
     findings: list[tuple[str, str]] = []
@@ -125,19 +98,22 @@ def judge_health(
     started = now - dt.timedelta(seconds=time.monotonic() - request.app.state.started)
     for name, waiting in next_recorded.items():
         position, moved = standing.get(name, (0, None))
-        if name in worker.failing:
-            findings.append(
-                (name, f"projection {name} is stuck after position {position}: {worker.failing[name]}")
-            )
+        failing = worker.failing.get(name)
+        if failing is not None and not failing.passing:
+            stuck = f"projection {name} is stuck after position {position}: {failing.message}"
+            findings.append((name, stuck))
         elif waiting is not None:
+            # A projection the database failed for a moment (a restart) is judged as any other: by how long
+            # it has not moved, so a load balancer does not pull every server at once for it.
             since = max(waiting, moved or waiting, started)
             idle = (now - since).total_seconds()
             if idle > settings.stall_seconds:
+                why = f": {failing.message}" if failing is not None else ""
                 findings.append(
                     (
                         name,
                         f"projection {name} has not moved from position {position} for {idle:.0f} s "
-                        f"while the log is at {head}",
+                        f"while the log is at {head}{why}",
                     )
                 )
     if findings:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -149,6 +151,36 @@ def causes(exc: BaseException) -> list[BaseException]:
 
 class Busy(TimeoutError):
     """A write waited its longest for the log's write lock, held by another write."""
+
+
+_BUSY_SQLITE = 5  # SQLITE_BUSY
+_UNREACHABLE = (
+    ConnectionError,  # refused, reset
+    socket.gaierror,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    # "another operation is in progress": a connection a server restart cut off mid-statement.
+    asyncpg.InternalClientError,
+)
+
+
+def passing_fault(exc: BaseException) -> str | None:
+    """What kind of passing fault of the database ``exc`` is ("busy", "unreachable"), or None: one that
+    goes away on its own, so retrying later is the answer."""
+    for cause in causes(exc):
+        if isinstance(cause, Busy | asyncpg.LockNotAvailableError):
+            return "busy"
+        if isinstance(cause, sqlite3.OperationalError) and (
+            getattr(cause, "sqlite_errorcode", 0) & 0xFF == _BUSY_SQLITE or "locked" in str(cause)
+        ):
+            return "busy"
+        if isinstance(cause, _UNREACHABLE) or (
+            isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated
+        ):
+            return "unreachable"
+    return None
 
 
 class Database:

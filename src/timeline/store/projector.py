@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store import eventlog
-from timeline.store.database import Database
+from timeline.store.database import Database, causes, passing_fault
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import checkpoints, events, log_checkpoints
 
@@ -195,6 +195,16 @@ class Leadership:
                 raise
 
 
+class Failing(NamedTuple):
+    """A projection whose every try since its last success failed."""
+
+    # The last error, in words (for a database fault, the driver's own).
+    message: str
+    # A fault of the database that passes on its own (unreachable, busy): the projection is not broken,
+    # and catches up once the database answers again.
+    passing: bool
+
+
 class Worker:
     """Keeps asynchronous projections caught up in the background, while this process leads them."""
 
@@ -220,8 +230,8 @@ class Worker:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.leaders = {p.name: Leadership(db, p.name) for p in self.projections}
-        # The last error of each projection failing now (every try since its last success failed).
-        self.failing: dict[str, str] = {}
+        # Each projection failing now.
+        self.failing: dict[str, Failing] = {}
 
     async def run(self) -> None:
         """Loop until cancelled: lead what can be led, apply batches, sleep until the log grows. Any error
@@ -232,6 +242,8 @@ class Worker:
                 generation = self.db.notifier.generation
                 busy = False
                 pause = 0.0
+                # Whether every failure of this round was the database's passing fault.
+                passing = True
                 for projection in self.projections:
                     try:
                         if await self.leaders[projection.name].acquire():
@@ -248,12 +260,18 @@ class Worker:
                             wait,
                         )
                         pause = max(pause, wait)
-                        self.failing[projection.name] = str(exc) or type(exc).__name__
+                        failing = self._failing(exc)
+                        passing &= failing.passing
+                        self.failing[projection.name] = failing
                         await self._release_quietly(projection.name)
                     else:
                         failures[projection.name] = 0
                         self.failing.pop(projection.name, None)
-                if pause:
+                if pause and passing:
+                    # A commit (this process's, or another's it hears of) says the database answers again:
+                    # retry then rather than at the end of a backoff grown over a long outage.
+                    await self.db.notifier.wait(generation, pause)
+                elif pause:
                     await asyncio.sleep(pause)
                 elif not busy:
                     await self.db.notifier.wait(generation, self.idle)
@@ -261,6 +279,14 @@ class Worker:
         finally:
             for name in self.leaders:
                 await self._release_quietly(name)
+
+    @staticmethod
+    def _failing(exc: Exception) -> Failing:
+        if passing_fault(exc) is None:
+            return Failing(str(exc) or type(exc).__name__, passing=False)
+        # The driver's words, without SQLAlchemy's wrapping (the statement, a link to its docs).
+        cause = causes(exc)[-1]
+        return Failing(str(cause) or type(cause).__name__, passing=True)
 
     async def _release_quietly(self, name: str) -> None:
         try:
