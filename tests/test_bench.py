@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from timeline.service import Recorder
 from timeline.store import migrate, schema
 from timeline.store.database import Database
-from timeline_bench import appends, baselines, measure, peer, seed
+from timeline_bench import appends, baselines, http, measure, peer, seed
 from timeline_bench.generator import generate
 from timeline_bench.wrk import parse_wrk
+
+from .conftest import PG_URL, _pg_dsn
 
 WRK_OUTPUT = """\
 Running 4s test @ http://127.0.0.1:8123/subjects/subject-0/estimates
@@ -182,3 +187,43 @@ def test_a_target_beyond_timelines_own_rows_is_named_in_the_note() -> None:
     assert "1.15x" in note
     assert "16,453 events/s" in note
     assert appends.above_rows(1_056, 1_630) == ""
+
+
+async def test_cpu_time_is_counted_for_postgresql_on_this_machine(
+    pg_template: object,
+) -> None:
+    # The HTTP write row weighs each process's CPU a write against what the machine's cores allow.
+    if pg_template is None:
+        pytest.skip("PostgreSQL is unreachable")
+    if make_url(PG_URL).host not in ("127.0.0.1", "localhost", "::1"):
+        pytest.skip("PostgreSQL runs on another machine: its processes are not this one's to count")
+    conn = await asyncpg.connect(_pg_dsn())
+    try:
+        before = measure.postgres_cpu_seconds()
+        await conn.fetchval("SELECT count(*) FROM generate_series(1, 4000000)")
+        after = measure.postgres_cpu_seconds()  # the backend is still there to be counted
+    finally:
+        await conn.close()
+    assert before is not None
+    assert after is not None
+    assert after - before >= 0.1
+
+
+def test_cpu_time_is_counted_for_a_child_that_ended() -> None:
+    # What wrk, run to its end, cost.
+    before = measure.children_cpu_seconds()
+    subprocess.run([sys.executable, "-c", "sum(range(20_000_000))"], check=True)
+    assert measure.children_cpu_seconds() - before >= 0.1
+
+
+def test_the_http_write_rows_note_weighs_each_processs_cpu_against_the_cores() -> None:
+    cost = http.Cost(server=0.8, postgres=0.5, wrk=0.1)
+    floor = http.Cost(server=0.25, postgres=None, wrk=0.05)
+    cores = os.cpu_count() or 1
+    assert http._budget(cost, floor, 2000) == (
+        "CPU a write: server 0.80 ms, PostgreSQL 0.50 ms, wrk 0.10 ms, 1.40 ms in all; "
+        f"2,000 writes/s on {cores} cores leave {cores / 2:.2f} ms a write; "
+        "a constant-route request costs server 0.25 + wrk 0.05 ms"
+    )
+    elsewhere = http.Cost(server=0.8, postgres=None, wrk=0.1)
+    assert "0.90 ms in all" in http._budget(elsewhere, floor, 2000)

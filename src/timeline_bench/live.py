@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import statistics
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import msgspec
 
-from timeline_bench.measure import Config, Databases, Result, Stats
+from timeline_bench.measure import Config, Databases, Result, Stats, cpu_seconds
 from timeline_bench.seed import seed_log
 from timeline_bench.wrk import Load, Server, revisions, run_wrk, write_token
 
@@ -60,12 +58,6 @@ async def _close(tasks: list[asyncio.Task[None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """The CPU time a process has used (user + system), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Round(msgspec.Struct, frozen=True):
     """One measurement: the write load, /health beside it, and the server's CPU time per write."""
 
@@ -77,12 +69,12 @@ class Round(msgspec.Struct, frozen=True):
 async def _round(server: Server, token: str, seconds: float, connections: int) -> Round:
     """Writes under wrk and, at the same time, /health asked on one connection."""
     script = revisions(token, 300)
-    before = _cpu_seconds(server.proc.pid)
+    before = cpu_seconds(server.proc.pid)
     writes, health = await asyncio.gather(
         asyncio.to_thread(run_wrk, server.base, "/", connections, seconds, script),
         asyncio.to_thread(run_wrk, server.base, "/health", 1, seconds),
     )
-    used = _cpu_seconds(server.proc.pid) - before
+    used = cpu_seconds(server.proc.pid) - before
     return Round(writes, health, 1000 * used / max(1.0, writes.rate * seconds))
 
 

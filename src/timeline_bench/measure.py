@@ -7,6 +7,8 @@ target is a ratio to a baseline measured in the same run, so it holds on a noisy
 
 from __future__ import annotations
 
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -59,6 +61,40 @@ class Config(msgspec.Struct, kw_only=True):
     http_seconds: float = 4.0
     connections: int = 32
     postgres: str = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+# CPU time -------------------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float | None:
+    """The CPU time every PostgreSQL process on this machine has used (its backends, WAL writer,
+    checkpointer), or None when none runs here (a server elsewhere)."""
+    total, found = 0.0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        name, _, rest = text.partition("(")[2].rpartition(")")
+        if name != "postgres":
+            continue
+        found = True
+        fields = rest.split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total if found else None
+
+
+def children_cpu_seconds() -> float:
+    """The CPU time this process's ended and waited-for children have used (a load generator run to its
+    end, say)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 # Databases ---------------------------------------------------------------------------------------------
