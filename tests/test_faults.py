@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ from timeline.app import queries as app_queries
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.service import Recorder
 from timeline.store import activity, audit, eventlog, migrate, refold, schema, tokens
-from timeline.store.database import Database
+from timeline.store.database import Busy, Database, fault_of
 
 from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, _pg_dsn
 from .helpers import claim_made, document, source, subject
@@ -303,6 +304,37 @@ async def _never() -> None:
     await asyncio.Event().wait()
 
 
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (ConnectionRefusedError(111, "Connect call failed"), "unreachable"),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), "unreachable"),
+        (TimeoutError(), "unreachable"),
+        (
+            asyncpg.CrashShutdownError("terminating connection because of crash of another server process"),
+            "unreachable",
+        ),
+        (asyncpg.ConnectionFailureError("connection failure"), "unreachable"),
+        (asyncpg.InterfaceError("cannot perform operation: connection is closed"), "unreachable"),
+        (asyncpg.InterfaceError("the server expects 1 argument for this query, 0 were passed"), None),
+        (Busy("the log's write lock"), "busy"),
+        (OSError(errno.ENOSPC, "No space left on device"), None),
+        (ValueError("the fold cannot take this event"), None),
+    ],
+)
+def test_passing_faults_of_the_database_are_told_from_errors_retrying_will_not_mend(
+    error: Exception, kind: str | None
+) -> None:
+    # A passing fault answers 503 with Retry-After, and a projection failing for one is not called stuck;
+    # anything else (a caller's mistake, a full disk, a bug) is reported as it is.
+    wrapped = sa.exc.DBAPIError("SELECT 1", None, error)  # as SQLAlchemy hands the driver's errors on
+    for exc in (error, wrapped):
+        found = fault_of(exc)
+        assert (found[0] if found else None) == kind
+        if found is not None:
+            assert found[1] is error  # the error that says so, for a message in the driver's words
+
+
 class _Unreachable:
     """The source-activity projection, as if the database could not be reached each time it runs."""
 
@@ -328,6 +360,7 @@ async def test_health_judges_a_projection_the_database_failed_by_how_long_it_has
             if activity.name in worker.failing:
                 break
             await asyncio.sleep(0.02)
+        assert worker.failing[activity.name].passing  # failed, and for the database's passing fault
         response = await client.get("/health")
         if stall_seconds:
             assert response.status_code == 200, response.text
@@ -540,8 +573,15 @@ async def test_postgresql_restarted_under_writes_and_streams_loses_nothing_ackno
             assert listening == 1
             async with httpx.AsyncClient() as client:
                 # Writes go through again, and the projection whose last attempt the restart cut is not
-                # called stuck for it (nor was it for more than the stall time): /health answers 200.
-                health = await client.get(f"{server.base}/health")
+                # called stuck for it (nor has it stood still for the stall time): /health answers 200,
+                # perhaps after a 503 for a pooled connection the restart cut, never Unhealthy.
+                for _ in range(50):
+                    health = await client.get(f"{server.base}/health")
+                    if health.status_code == 200:
+                        break
+                    assert health.status_code == 503, health.text
+                    assert "retry-after" in health.headers, health.text
+                    await asyncio.sleep(0.1)
                 assert health.status_code == 200, health.text
                 logged = (await client.get(f"{server.base}/events?after=29&limit=100")).json()["events"]
         # Every acknowledged write is in the log, once; the stream saw each event once, in order, across

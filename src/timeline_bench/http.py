@@ -8,6 +8,7 @@ import os
 import httpx
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from timeline.store import schema
 from timeline.store.database import Database
@@ -59,13 +60,21 @@ class Cost(msgspec.Struct, frozen=True):
 async def _costed(
     server: Server, path: str, connections: int, seconds: float, script: str | None = None
 ) -> tuple[Load, Cost]:
-    """A wrk run and what each request of it cost the server, PostgreSQL and wrk in CPU time."""
-    before = cpu_seconds(server.proc.pid), postgres_cpu_seconds(), children_cpu_seconds()
+    """A wrk run and what each request of it cost the server, PostgreSQL (when it runs on this machine)
+    and wrk in CPU time."""
+    local = make_url(server.url).host in ("127.0.0.1", "localhost", "::1", None)
+    before = cpu_seconds(server.proc.pid), _postgres(local), children_cpu_seconds()
     load = await asyncio.to_thread(run_wrk, server.base, path, connections, seconds, script)
-    after = cpu_seconds(server.proc.pid), postgres_cpu_seconds(), children_cpu_seconds()
-    done = max(1.0, load.rate * seconds)  # wrk's rate is of requests completed over its run
-    postgres = None if before[1] is None or after[1] is None else 1000 * (after[1] - before[1]) / done
-    return load, Cost(1000 * (after[0] - before[0]) / done, postgres, 1000 * (after[2] - before[2]) / done)
+    after = cpu_seconds(server.proc.pid), _postgres(local), children_cpu_seconds()
+    # wrk's rate is of the requests completed over its run, which lasts whole seconds.
+    done = max(1.0, load.rate * max(1, round(seconds)))
+    used = None if before[1] is None or after[1] is None else 1000 * (after[1] - before[1]) / done
+    return load, Cost(1000 * (after[0] - before[0]) / done, used, 1000 * (after[2] - before[2]) / done)
+
+
+def _postgres(local: bool) -> float | None:
+    # PostgreSQL on another machine is not this one's to count.
+    return postgres_cpu_seconds() if local else None
 
 
 def _budget(cost: Cost, floor: Cost, target: float) -> str:

@@ -73,8 +73,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def postgres_cpu_seconds() -> float | None:
-    """The CPU time every PostgreSQL process on this machine has used (its backends, WAL writer,
-    checkpointer), or None when none runs here (a server elsewhere)."""
+    """The CPU time PostgreSQL on this machine has used (its backends, WAL writer, checkpointer, and those
+    that ended, which the postmaster reaped and counts as its children's), or None when none runs here."""
     total, found = 0.0, False
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -85,8 +85,10 @@ def postgres_cpu_seconds() -> float | None:
         if name != "postgres":
             continue
         found = True
+        # utime, stime, and the waited-for children's cutime, cstime: a backend that ends between two
+        # readings moves into its parent's, so the sum never goes back.
         fields = rest.split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total if found else None
 
 

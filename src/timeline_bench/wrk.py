@@ -27,6 +27,7 @@ def _free_port() -> int:
 
 class Server:
     def __init__(self, url: str, **env: str) -> None:
+        self.url = url
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(

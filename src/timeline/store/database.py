@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import sqlite3
@@ -155,32 +156,51 @@ class Busy(TimeoutError):
 
 _BUSY_SQLITE = 5  # SQLITE_BUSY
 _UNREACHABLE = (
-    ConnectionError,  # refused, reset
+    ConnectionError,  # refused, reset, aborted
+    TimeoutError,  # connecting took too long
     socket.gaierror,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection found gone
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
     asyncpg.AdminShutdownError,
-    asyncpg.InterfaceError,
+    asyncpg.CrashShutdownError,  # another backend crashed and the server restarts
     # "another operation is in progress": a connection a server restart cut off mid-statement.
     asyncpg.InternalClientError,
 )
+_NO_ROUTE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
 
-def passing_fault(exc: BaseException) -> str | None:
-    """What kind of passing fault of the database ``exc`` is ("busy", "unreachable"), or None: one that
-    goes away on its own, so retrying later is the answer."""
+def _unreachable(cause: BaseException) -> bool:
+    if isinstance(cause, _UNREACHABLE):
+        return True
+    if isinstance(cause, asyncpg.InterfaceError):
+        # asyncpg raises it for a caller's mistakes too (a wrong number of arguments): only a connection
+        # closed under it, or left mid-statement, is the database's doing.
+        text = str(cause)
+        return "closed" in text or "in progress" in text
+    if isinstance(cause, OSError):
+        return cause.errno in _NO_ROUTE
+    return isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated
+
+
+def fault_of(exc: BaseException) -> tuple[str, BaseException] | None:
+    """What kind of passing fault of the database ``exc`` is ("busy", "unreachable"), with the error in its
+    chain that says so, or None: a fault that goes away on its own, so retrying later is the answer."""
     for cause in causes(exc):
         if isinstance(cause, Busy | asyncpg.LockNotAvailableError):
-            return "busy"
+            return "busy", cause
         if isinstance(cause, sqlite3.OperationalError) and (
             getattr(cause, "sqlite_errorcode", 0) & 0xFF == _BUSY_SQLITE or "locked" in str(cause)
         ):
-            return "busy"
-        if isinstance(cause, _UNREACHABLE) or (
-            isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated
-        ):
-            return "unreachable"
+            return "busy", cause
+        if _unreachable(cause):
+            return "unreachable", cause
     return None
+
+
+def passing_fault(exc: BaseException) -> str | None:
+    """``fault_of``'s kind alone."""
+    found = fault_of(exc)
+    return found[0] if found is not None else None
 
 
 class Database:

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store import eventlog
-from timeline.store.database import Database, causes, passing_fault
+from timeline.store.database import Database, fault_of
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import checkpoints, events, log_checkpoints
 
@@ -235,7 +235,8 @@ class Worker:
 
     async def run(self) -> None:
         """Loop until cancelled: lead what can be led, apply batches, sleep until the log grows. Any error
-        is logged and the projection retried after a pause that doubles with each failure in a row."""
+        is logged and the projection retried after a pause that doubles with each failure in a row; after
+        the database's passing fault, a commit cuts the pause short."""
         failures = dict.fromkeys(self.leaders, 0)
         try:
             while True:
@@ -253,14 +254,15 @@ class Worker:
                         # worker must not die silently: a stalled projection serves stale answers forever.
                         failures[projection.name] += 1
                         wait = min(self.backoff * 2 ** (failures[projection.name] - 1), self.max_backoff)
+                        failing = self._failing(exc)
                         _log.exception(
-                            "projection %s failed (%d in a row); retrying in %.1f s",
+                            "projection %s failed (%d in a row); retrying %sin %.1f s",
                             projection.name,
                             failures[projection.name],
+                            "at the next commit or " if failing.passing else "",
                             wait,
                         )
                         pause = max(pause, wait)
-                        failing = self._failing(exc)
                         passing &= failing.passing
                         self.failing[projection.name] = failing
                         await self._release_quietly(projection.name)
@@ -269,8 +271,10 @@ class Worker:
                         self.failing.pop(projection.name, None)
                 if pause and passing:
                     # A commit (this process's, or another's it hears of) says the database answers again:
-                    # retry then rather than at the end of a backoff grown over a long outage.
-                    await self.db.notifier.wait(generation, pause)
+                    # retry then rather than at the end of a backoff grown over a long outage, but never
+                    # sooner than the first backoff (under steady writes every wait would end at once).
+                    if await self.db.notifier.wait(generation, pause):
+                        await asyncio.sleep(min(pause, self.backoff))
                 elif pause:
                     await asyncio.sleep(pause)
                 elif not busy:
@@ -282,10 +286,11 @@ class Worker:
 
     @staticmethod
     def _failing(exc: Exception) -> Failing:
-        if passing_fault(exc) is None:
+        fault = fault_of(exc)
+        if fault is None:
             return Failing(str(exc) or type(exc).__name__, passing=False)
         # The driver's words, without SQLAlchemy's wrapping (the statement, a link to its docs).
-        cause = causes(exc)[-1]
+        cause = fault[1]
         return Failing(str(cause) or type(cause).__name__, passing=True)
 
     async def _release_quietly(self, name: str) -> None:

@@ -204,7 +204,7 @@ class Taker:
                 subjects[e.stream_id] = e.event.subject_id
             elif isinstance(e.event, ClaimEvent) and e.stream_id not in subjects:
                 unknown.add(e.stream_id)
-        subjects.update(await queries.subjects_of_claims(conn, unknown - set(subjects)))
+        subjects.update(await queries.subjects_of_claims(conn, {s for s in unknown if s not in subjects}))
         counts: dict[str, int] = {}
         for e in batch:
             if not isinstance(e.event, ClaimEvent):
