@@ -812,3 +812,12 @@ def test_a_connection_a_restart_left_mid_statement_is_503_with_retry_after() -> 
     assert answer.problem.status == 503
     assert answer.headers == {"Retry-After": str(faults.RETRY_AFTER)}
     assert "cannot be reached" in (answer.problem.detail or "")
+
+
+def test_no_route_to_the_databases_host_is_503_and_a_full_disk_is_not() -> None:
+    from timeline.api import faults
+
+    unreachable = faults.PROBLEMS[OSError](OSError(errno.EHOSTUNREACH, "No route to host"))
+    assert unreachable.problem.status == 503
+    assert "cannot be reached" in (unreachable.problem.detail or "")
+    assert faults.PROBLEMS[OSError](OSError(errno.ENOSPC, "No space left on device")).problem.status == 500

@@ -143,6 +143,8 @@ PROBLEMS: dict[type[Any], Callable[[Any], TimelineProblem]] = {
     asyncpg.InternalClientError: database_fault,
     sqlite3.Error: database_fault,
     ConnectionError: database_fault,
+    # No route to the database's host (not a ConnectionError); any other OSError stays the 500 it was.
+    OSError: database_fault,
     socket.gaierror: database_fault,
     Busy: database_fault,
 }
