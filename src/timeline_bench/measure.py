@@ -66,10 +66,19 @@ class Config(msgspec.Struct, kw_only=True):
 # CPU time -------------------------------------------------------------------------------------------------
 
 
+def _stat(text: str) -> tuple[str, list[str]]:
+    """A /proc/PID/stat line as the command's name and the fields after it (state first)."""
+    name, _, rest = text.partition("(")[2].rpartition(")")
+    return name, rest.split()
+
+
+def _seconds(ticks: list[str]) -> float:
+    return sum(int(t) for t in ticks) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """The CPU time a process has used (user + system), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _seconds(_stat(Path(f"/proc/{pid}/stat").read_text())[1][11:13])
 
 
 def postgres_cpu_seconds() -> float | None:
@@ -81,14 +90,13 @@ def postgres_cpu_seconds() -> float | None:
             text = stat.read_text()
         except OSError:  # it ended meanwhile
             continue
-        name, _, rest = text.partition("(")[2].rpartition(")")
+        name, fields = _stat(text)
         if name != "postgres":
             continue
         found = True
         # utime, stime, and the waited-for children's cutime, cstime: a backend that ends between two
         # readings moves into its parent's, so the sum never goes back.
-        fields = rest.split()
-        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        total += _seconds(fields[11:15])
     return total if found else None
 
 

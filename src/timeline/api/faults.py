@@ -4,7 +4,6 @@ version cannot read (422 naming it), and what /health finds wrong (503)."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from timeline.api.problems import TimelineProblem, internal_error
 from timeline.api.schemas import Problem, ProblemItem
 from timeline.api.settings import Settings
 from timeline.store import views
-from timeline.store.database import Busy, passing_fault
+from timeline.store.database import Busy, fault_of
 from timeline.store.eventlog import UnreadableEvent
 from timeline.store.projector import Worker
 
@@ -50,9 +49,10 @@ RETRY_AFTER = 5
 def database_fault(exc: Exception) -> TimelineProblem:
     """503 with Retry-After for a database that is busy (another write holds the log's lock) or cannot be
     reached for the moment; any other error is the 500 it was."""
-    fault = passing_fault(exc)
-    if fault is None:
+    found = fault_of(exc)
+    if found is None:
         return internal_error(exc)
+    fault = found[0]
     detail = (
         "the database is busy with another write (an import, say); nothing was recorded: retry shortly"
         if fault == "busy"
@@ -142,9 +142,8 @@ PROBLEMS: dict[type[Any], Callable[[Any], TimelineProblem]] = {
     asyncpg.InterfaceError: database_fault,
     asyncpg.InternalClientError: database_fault,
     sqlite3.Error: database_fault,
-    ConnectionError: database_fault,
-    # No route to the database's host (not a ConnectionError); any other OSError stays the 500 it was.
+    # Refused, reset, no route to the host, an unknown host (ConnectionError, socket.gaierror and the lock
+    # wait's Busy are OSErrors too); any other OSError (a full disk) stays the 500 it was.
     OSError: database_fault,
-    socket.gaierror: database_fault,
     Busy: database_fault,
 }

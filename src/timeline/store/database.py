@@ -197,12 +197,6 @@ def fault_of(exc: BaseException) -> tuple[str, BaseException] | None:
     return None
 
 
-def passing_fault(exc: BaseException) -> str | None:
-    """``fault_of``'s kind alone."""
-    found = fault_of(exc)
-    return found[0] if found is not None else None
-
-
 class Database:
     """One database: an async engine plus read and serialized write transactions. A writer waits at most
     ``lock_timeout`` seconds (30 unless given) for the log's write lock."""
