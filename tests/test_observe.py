@@ -125,6 +125,8 @@ async def test_metrics_count_http_requests_and_the_domain(client: Client) -> Non
     written = await client.post(f"/claims/{NIS}/revisions", json=_revise(2000))
     assert written.status_code == 201, written.text
     await client.get(f"/claims/{NIS}")
+    await client.get("/no-such-page")
+    await client.get("/metrics")
 
     after = await client.get("/metrics")
     assert after.status_code == 200
@@ -140,17 +142,16 @@ async def test_metrics_count_http_requests_and_the_domain(client: Client) -> Non
     assert _sample(text, "timeline_response_cache_misses_total") == 2
     assert _sample(text, "timeline_response_cache_hit_ratio") == pytest.approx(1 / 3)
     assert _sample(text, "timeline_sse_subscribers") == 0
-    # Litestar's own, one series per route template rather than per URL.
-    assert (
-        _sample(
-            text,
-            "timeline_http_requests_total",
-            method="GET",
-            path="/claims/{claim_id}",
-            status_code="200",
-        )
-        >= 1
-    )
+    # The series Litestar's middleware gives, one per route template rather than per URL.
+    claim = {"method": "GET", "path": "/claims/{claim_id}", "app_name": "timeline"}
+    assert _sample(text, "timeline_http_requests_total", status_code="200", **claim) >= 1
+    assert _sample(text, "timeline_http_request_duration_seconds_count", status_code="200", **claim) >= 1
+    assert _sample(text, "timeline_http_requests_in_progress", status_code="200", **claim) == 0
+    revised = {"method": "POST", "path": "/claims/{claim_id}/revisions", "status_code": "201"}
+    assert _sample(text, "timeline_http_requests_total", **revised) >= 1
+    # /metrics does not count itself, and a URL no route serves is not a series.
+    assert "/metrics" not in re.findall(r'path="([^"]*)"', text)
+    assert "/no-such-page" not in text
 
 
 async def test_metrics_count_open_event_streams(db: Database) -> None:

@@ -68,11 +68,18 @@ def configure(fmt: Format = "text", level: str = "info", stream: Any = None) -> 
     """Send every logger's records to one handler on standard error (or ``stream``) in ``fmt``."""
     import structlog
 
+    global _setup  # noqa: PLW0603 (the process's one logging setup, as the logging module's own)
+
+    # Nothing here reads the caller's frame, thread or process: the logging HOWTO's optimisations.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+
     shared = _shared()
     tail: list[Any]
+    json_renderer = structlog.processors.JSONRenderer()
     if fmt == "json":
         # A traceback becomes a list of frames inside the line, so one record stays one line.
-        tail = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        tail = [structlog.processors.dict_tracebacks, json_renderer]
     else:
         tail = [
             structlog.dev.ConsoleRenderer(
@@ -106,6 +113,93 @@ def configure(fmt: Format = "text", level: str = "info", stream: Any = None) -> 
     access = logging.getLogger("uvicorn.access")
     access.handlers = []
     access.propagate = False
+    _setup = _Setup(handler, formatter, json_renderer if fmt == "json" else _text_line)
+
+
+class _Setup:
+    """What ``configure`` set up, for ``line`` to check that it still stands and to write as it would."""
+
+    def __init__(self, handler: logging.Handler, formatter: logging.Formatter, render: Any) -> None:
+        import structlog
+
+        self.handler = handler
+        self.formatter = formatter
+        self.render = render
+        self.stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+_setup: _Setup | None = None
+
+
+def line(logger: logging.Logger, event: str, fields: dict[str, Any]) -> None:
+    """``logger.info(event, extra=fields)``, written straight to the handler when nothing but ``configure``'s
+    setup would see the record: the same characters, at a third of the cost.
+
+    Hand-written because a measurement asked for it: the access line, one a request, went through two
+    LogRecords, nine column formatters and a StringIO for each, 10-13% of a write server's CPU (py-spy;
+    without it the server wrote 13% more). tests/test_logs.py checks that both ways write the same line."""
+    setup = _setup
+    if setup is None or not _only_ours(logger, setup):
+        logger.info(event, extra=fields)
+        return
+    import structlog
+
+    if structlog.contextvars.get_contextvars():
+        logger.info(event, extra=fields)  # merged into the line by structlog's processors
+        return
+    record: dict[str, Any] = {"event": event}
+    _add_request_id(None, "info", record)
+    record["level"] = "info"
+    record["logger"] = logger.name
+    setup.stamp(None, "info", record)
+    record.update(fields)
+    text = setup.render(None, "info", record)
+    handler = setup.handler
+    with handler.lock or contextlib.nullcontext():
+        try:
+            handler.stream.write(text + handler.terminator)  # type: ignore[attr-defined]
+            handler.flush()
+        except (OSError, ValueError):  # a closed or full stream: logging drops the line too
+            pass
+
+
+def _only_ours(logger: logging.Logger, setup: _Setup) -> bool:
+    """Whether an info record of ``logger`` would reach ``configure``'s handler alone, formatted by it."""
+    if not logger.isEnabledFor(logging.INFO) or logger.filters:
+        return False
+    handler = setup.handler
+    if handler.filters or handler.level > logging.INFO or handler.formatter is not setup.formatter:
+        return False
+    node: logging.Logger | None = logger
+    while node is not None:
+        if node.parent is None:  # the root
+            return node.handlers == [handler]
+        if node.handlers or not node.propagate:
+            return False
+        node = node.parent
+    return False
+
+
+# ConsoleRenderer(colors=False)'s layout: the timestamp, the level padded to the longest level's name, the
+# event padded to 30, the logger in brackets, then key=value (repr'd when the text would be ambiguous).
+_LEVEL_WIDTH = len("exception")
+_EVENT_WIDTH = 30
+_AMBIGUOUS = frozenset(" \t=\r\n\"'")
+
+
+def _text_line(_logger: Any, _method: str, record: dict[str, Any]) -> str:
+    head = (
+        f"{record.pop('timestamp')} [{record.pop('level'):<{_LEVEL_WIDTH}}] "
+        f"{record.pop('event'):<{_EVENT_WIDTH}} [{record.pop('logger')}]"
+    )
+    pairs = " ".join(f"{key}={_value_text(value)}" for key, value in record.items())
+    return f"{head} {pairs}".rstrip(" ")
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, str) and not _AMBIGUOUS.intersection(value):
+        return value
+    return repr(value)
 
 
 class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]

@@ -151,7 +151,7 @@ def create_app(
                 "started": time.monotonic(),
             }
         ),
-        middleware=[observe.HTTP_METRICS.middleware],
+        middleware=[observe.http_metrics],
         plugins=[problems.plugin(faults.PROBLEMS), *plugins],
         before_request=before_request,
         # Logging is set up once per process by timeline.logs (structlog), not by each app.
