@@ -27,7 +27,9 @@ from timeline.store.database import Database
 READ = [requires("read")]
 
 
-@get("/audit/head", operation_id="getAuditHead", tags=["audit"], guards=READ, responses=problems(401, 403))
+@get(
+    "/audit/head", operation_id="getAuditHead", tags=["audit"], middleware=READ, responses=problems(401, 403)
+)
 async def head(db: Db) -> HeadOut:
     """The last event's position and hash. Note them; later, verify with them that the log only grew."""
     async with db.read() as conn:
@@ -39,7 +41,7 @@ async def head(db: Db) -> HeadOut:
     "/audit/verify",
     operation_id="verifyLog",
     tags=["audit"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403),
 )
 async def verify(
@@ -69,7 +71,7 @@ async def verify(
     "/audit/export",
     operation_id="exportLog",
     tags=["audit"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403),
     media_type="application/x-ndjson",
 )
@@ -112,7 +114,7 @@ def _note_with_cosignatures(checkpoint: tree.Checkpoint, cosigned: list[tree.Cos
     "/audit/checkpoint",
     operation_id="getCheckpoint",
     tags=["audit"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403, 404),
     media_type="text/plain",  # Litestar adds "; charset=utf-8" to every text/* type
 )
@@ -146,7 +148,7 @@ async def _proved(proof: Coroutine[Any, Any, list[bytes]]) -> list[bytes]:
     "/audit/proofs/inclusion",
     operation_id="getInclusionProof",
     tags=["audit"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403),
 )
 async def inclusion_proof(
@@ -174,7 +176,7 @@ async def inclusion_proof(
     "/audit/proofs/consistency",
     operation_id="getConsistencyProof",
     tags=["audit"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403),
 )
 async def consistency_proof(
@@ -209,7 +211,7 @@ def _size(parameter: str, text: str) -> int:
     operation_id="addCosignature",
     tags=["audit"],
     status_code=HTTP_201_CREATED,
-    guards=[requires("write")],
+    middleware=[requires("write")],
     responses=problems(400, 401, 403, 404),
 )
 async def add_cosignature(db: Db, data: JSONBody[CosignatureIn]) -> Response[CosignatureOut]:

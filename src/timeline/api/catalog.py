@@ -28,7 +28,7 @@ from timeline.domain.values import POSITION_MAX
     "/subjects",
     operation_id="listSubjects",
     tags=["subjects"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403),
 )
 async def list_subjects(
@@ -47,7 +47,13 @@ async def list_subjects(
     return await cache.respond(request, db, build)
 
 
-@get("/sources", operation_id="listSources", tags=["sources"], guards=READ, responses=problems(400, 401, 403))
+@get(
+    "/sources",
+    operation_id="listSources",
+    tags=["sources"],
+    middleware=READ,
+    responses=problems(400, 401, 403),
+)
 async def list_sources(
     db: Db,
     request: Request[Any, Any, Any],
@@ -80,7 +86,7 @@ async def list_sources(
     "/sources/{source_id:str}",
     operation_id="getSource",
     tags=["sources"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403, 404),
 )
 async def source_detail(
@@ -107,7 +113,7 @@ async def source_detail(
     "/documents",
     operation_id="listDocuments",
     tags=["documents"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403),
 )
 async def list_documents(

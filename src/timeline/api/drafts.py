@@ -38,7 +38,7 @@ class _DraftOperation(Operation):
     operation_id="draftFixture",
     tags=["log"],
     status_code=HTTP_200_OK,
-    guards=[requires("write")],
+    middleware=[requires("write")],
     operation_class=_DraftOperation,
     media_type="application/yaml",
     responses=problems(400, 401, 403, 408, 413),

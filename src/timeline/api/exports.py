@@ -95,7 +95,7 @@ def _slide(
     "/subjects/{subject_id:str}/timelinejs",
     operation_id="getTimelineJS",
     tags=["exports"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403, 404),
 )
 async def timelinejs(
@@ -117,7 +117,7 @@ async def timelinejs(
     "/subjects/{subject_id:str}/claims.jsonld",
     operation_id="getClaimsJsonLd",
     tags=["exports"],
-    guards=READ,
+    middleware=READ,
     media_type="application/ld+json",
     responses=problems(400, 401, 403, 404),
 )
@@ -231,7 +231,7 @@ OCCURRED_COLUMNS = ["occurred_start", "occurred_end", "occurred_wording"]
     "/subjects/{subject_id:str}/estimates.csv",
     operation_id="getEstimatesCsv",
     tags=["exports"],
-    guards=READ,
+    middleware=READ,
     media_type=CSV,
     responses=problems(400, 401, 403, 404),
 )
@@ -263,7 +263,7 @@ async def estimates_csv(
     "/subjects/{subject_id:str}/timeline.csv",
     operation_id="getTimelineCsv",
     tags=["exports"],
-    guards=READ,
+    middleware=READ,
     media_type=CSV,
     responses=problems(400, 401, 403, 404),
 )

@@ -20,7 +20,7 @@ from timeline.domain.values import POSITION_MAX, parse_position
     "/events/stream",
     operation_id="streamEvents",
     tags=["log"],
-    guards=[requires("read")],
+    middleware=[requires("read")],
     media_type="text/event-stream",
     responses=problems(400, 401, 403),
 )

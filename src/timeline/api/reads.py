@@ -141,7 +141,7 @@ async def health(db: Db, request: Request[Any, Any, Any]) -> HealthOut:
     "/subjects/{subject_id:str}/estimates",
     operation_id="getEstimates",
     tags=["subjects"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403, 404),
 )
 async def estimates(
@@ -201,7 +201,7 @@ _DATED = " (when it happened where the claim says, else when it was stated)"
     "/subjects/{subject_id:str}/timeline",
     operation_id="getTimeline",
     tags=["subjects"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403, 404),
 )
 async def subject_timeline(
@@ -273,7 +273,7 @@ def etag(version: int) -> str:
     "/claims/{claim_id:str}",
     operation_id="getClaim",
     tags=["claims"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403, 404),
 )
 async def claim(
@@ -303,7 +303,7 @@ async def claim(
     "/claims/{claim_id:str}/history",
     operation_id="getClaimHistory",
     tags=["claims"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403, 404),
 )
 async def claim_history(
@@ -340,7 +340,7 @@ async def claim_history(
     "/events",
     operation_id="getEvents",
     tags=["log"],
-    guards=READ,
+    middleware=READ,
     responses=problems(400, 401, 403),
 )
 async def events(

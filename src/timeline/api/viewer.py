@@ -20,7 +20,7 @@ _PAGE = (files("timeline.api") / "static" / "viewer.html").read_bytes()
     "/ui",
     operation_id="viewer",
     tags=["viewer"],
-    guards=[requires("read")],
+    middleware=[requires("read")],
     media_type=MediaType.HTML,
     responses=problems(401, 403),
 )

@@ -115,7 +115,7 @@ def _route(
         path,
         operation_id=operation_id,
         tags=[tag],
-        guards=WRITE,
+        middleware=WRITE,
         before_request=strict_json_body,
         responses={**WRITE_PROBLEMS, 200: _UNCHANGED, 201: _CREATED},
         status_code=HTTP_201_CREATED,
@@ -258,7 +258,7 @@ class _ImportOperation(Operation):
     tags=["log"],
     status_code=HTTP_200_OK,
     operation_class=_ImportOperation,
-    guards=ADMIN,
+    middleware=ADMIN,
     responses=problems(400, 401, 403, 408, 409, 413, 422),
 )
 async def create_import(
@@ -301,7 +301,7 @@ async def create_import(
     operation_id="rebuildViews",
     tags=["service"],
     status_code=HTTP_200_OK,
-    guards=ADMIN,
+    middleware=ADMIN,
     responses=problems(401, 403, 408),
 )
 async def rebuild_views(db: Db, request: Request[Any, Any, Any]) -> RebuildOut:
