@@ -371,6 +371,22 @@ async def test_writes_need_a_live_token_with_the_scope(
     assert await editor.head() == before
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"/claims/{NIS}/revisions", b'{"statement": 5'),
+        ("/claims", b"[]"),
+        ("/imports", b"events: [unclosed"),
+    ],
+)
+async def test_the_token_is_checked_before_the_body_is_read(editor: Editor, path: str, body: bytes) -> None:
+    # A caller without a token learns that it needs one, not what is wrong with what it sent.
+    refused = await editor.client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert "bearer token" in problem(refused, 401)["detail"]
+    reader = await editor.client.post(path, content=body, headers=editor.auth("reader"))
+    assert problem(reader, 403)["status"] == 403
+
+
 async def test_imports_and_rebuild_need_admin(editor: Editor) -> None:
     fixture = SEED.read_bytes()
     problem(await editor.client.post("/imports", content=fixture, headers=editor.auth("editor")), 403)
