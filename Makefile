@@ -19,7 +19,7 @@ UV_PIP = $(UV) pip install --quiet --python $(1)/bin/python
 UV_LOCK := $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes
 # The lower bounds are tested on a throwaway environment of their own.
 LOWEST := .cache/venv-lowest
-LOWEST_TESTS ?= tests/test_cli.py tests/test_api.py tests/test_write_api.py tests/test_eventlog.py \
+LOWEST_TESTS ?= tests/test_cli.py tests/test_api.py tests/test_write_api.py tests/test_eventlog.py tests/test_logs.py \
   tests/test_migrations.py tests/test_fixtures.py tests/test_audit.py
 
 .PHONY: help install install-runtime serve test lint pytest browser bench test-lowest openapi schema lock clean evaluate \

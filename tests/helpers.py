@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 
 from timeline.domain.events import (
     ClaimMade,
@@ -49,3 +51,25 @@ def claim_made(
 def new(event: object, who: str = "test") -> NewEvent:
     assert not isinstance(event, NewEvent)
     return NewEvent(event=event, valid_from=None, metadata=Metadata(recorded_by=who))  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Leave the root logger, structlog and the logging module's flags as they were (``logs.configure``
+    changes all three)."""
+    import logging
+
+    import structlog
+
+    from timeline import logs
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    flags = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
+    try:
+        yield
+    finally:
+        root.handlers, root.level = handlers, level
+        (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing) = flags
+        structlog.reset_defaults()
+        logs._setup = None  # as if configure had never run

@@ -3,6 +3,7 @@ anything but ``logs.configure``'s handler could see the record."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
@@ -10,25 +11,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
 from timeline import logs
+
+from .helpers import logging_restored
 
 _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
+    with logging_restored():
         yield
-    finally:
-        root.handlers, root.level = handlers, level
-        structlog.reset_defaults()
-        logs._setup = None  # as if configure had never run
 
 
 def _both(fmt: logs.Format, fields: dict[str, Any], request_id: str | None) -> tuple[str, str]:
@@ -36,20 +32,12 @@ def _both(fmt: logs.Format, fields: dict[str, Any], request_id: str | None) -> t
     out = io.StringIO()
     logs.configure(fmt, "info", stream=out)
     access = logging.getLogger("timeline.access")
-    with logs.request(request_id) if request_id is not None else _nothing():
+    with logs.request(request_id) if request_id is not None else contextlib.nullcontext():
         access.info("request", extra=dict(fields))
         slow = out.getvalue()
         logs.line(access, "request", dict(fields))
         fast = out.getvalue()[len(slow) :]
     return _STAMP.sub("T", slow), _STAMP.sub("T", fast)
-
-
-class _nothing:  # noqa: N801
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 # What goes into an access line's values: paths and queries as clients send them (spaces, quotes, '=', tabs,

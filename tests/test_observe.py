@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 from litestar.testing import AsyncTestClient
 
 from timeline import logs
@@ -24,6 +23,8 @@ from timeline.api.fanout import Filter, Hub
 from timeline.api.observe import Metrics
 from timeline.store import clock
 from timeline.store.database import Database
+
+from .helpers import logging_restored
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 NIS = "nis-1500-soldiers-sent-for-training"
@@ -41,15 +42,10 @@ async def client(database_url: str, token: str) -> AsyncIterator[Client]:
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """The process's log lines, as ``timeline serve --log-format json`` writes them."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
     out = io.StringIO()
-    logs.configure("json", "info", stream=out)
-    try:
+    with logging_restored():
+        logs.configure("json", "info", stream=out)
         yield out
-    finally:
-        root.handlers, root.level = handlers, level
-        structlog.reset_defaults()
 
 
 def _lines(out: io.StringIO) -> list[dict[str, Any]]:
@@ -103,6 +99,14 @@ async def test_lines_logged_while_a_request_runs_carry_its_id(client: Client, ca
     assert [line["event"] for line in mine][-1] == "request"
 
 
+def _count(text: str, status: str, **labels: str) -> float:
+    """Requests counted under ``status`` and ``labels`` (0 before the first)."""
+    try:
+        return _sample(text, "timeline_http_requests_total", status_code=status, **labels)
+    except AssertionError:
+        return 0
+
+
 def _sample(text: str, name: str, **labels: str) -> float:
     """The value of one series in Prometheus' text format."""
     for line in text.splitlines():
@@ -126,6 +130,10 @@ async def test_metrics_count_http_requests_and_the_domain(client: Client) -> Non
     assert written.status_code == 201, written.text
     await client.get(f"/claims/{NIS}")
     await client.get("/no-such-page")
+    refused = await client.post(
+        f"/claims/{NIS}/revisions", json=_revise(3000), headers={"Authorization": "Bearer tl_wrong"}
+    )
+    assert refused.status_code == 401
     await client.get("/metrics")
 
     after = await client.get("/metrics")
@@ -147,8 +155,11 @@ async def test_metrics_count_http_requests_and_the_domain(client: Client) -> Non
     assert _sample(text, "timeline_http_requests_total", status_code="200", **claim) >= 1
     assert _sample(text, "timeline_http_request_duration_seconds_count", status_code="200", **claim) >= 1
     assert _sample(text, "timeline_http_requests_in_progress", status_code="200", **claim) == 0
-    revised = {"method": "POST", "path": "/claims/{claim_id}/revisions", "status_code": "201"}
-    assert _sample(text, "timeline_http_requests_total", **revised) >= 1
+    # The HTTP series are the process's (other tests' requests are in them too): by how much they grew.
+    revised = {"method": "POST", "path": "/claims/{claim_id}/revisions"}
+    for status in ("201", "401"):  # a request the token check refuses counts by the status it was given
+        grew = _count(text, status, **revised) - _count(before, status, **revised)
+        assert grew == 1, status
     # /metrics does not count itself, and a URL no route serves is not a series.
     assert "/metrics" not in re.findall(r'path="([^"]*)"', text)
     assert "/no-such-page" not in text

@@ -84,7 +84,7 @@ def main() -> None:
     print(f"| {'middleware':<16} | {'µs/request':>10} | {'added':>8} |")
     print(f"|{'-' * 18}|{'-' * 12}|{'-' * 10}|")
     for name, median in medians.items():
-        added = "" if median is bare else f"{median - bare:+.1f}"
+        added = "" if name == "without metrics" else f"{median - bare:+.1f}"
         print(f"| {name:<16} | {median:>10.1f} | {added:>8} |")
 
 

@@ -45,10 +45,10 @@ def requires(needed: str) -> Middleware:
     """Route middleware admitting requests whose token has scope ``needed``; reads may be public
     (``Settings``).
 
-    Middleware rather than a guard, though it does a guard's job at a guard's moment (after routing, before
-    the body is read), and on the ASGI scope rather than a connection object: Litestar calls each guard with
-    a copy of the route handler, and a guard's connection builds its headers and state anew. That was 15 µs
-    a request against 2 here, and 7% of a write server's CPU."""
+    Middleware rather than a guard, though it checks at a guard's moment (after routing, before the body is
+    read): Litestar calls each guard with a copy of the route handler, 14 µs a request in process against 2
+    for this, and without that copy a write server wrote 7% more. Its refusals are answered by the app's
+    exception handlers (problem+json, as a guard's were), so ``observe`` counts them by their final status."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:

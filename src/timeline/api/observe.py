@@ -1,10 +1,10 @@
 """What the service tells its operators: a request id and one access line per request, and /metrics.
 
-/metrics holds the HTTP metrics (the series Litestar's Prometheus middleware gives, in the process-wide
-registry) and this app's domain metrics (a registry of its own, so that several apps in one process, as in the
-tests, each count their own): events appended, group-commit batch sizes, projection lag, the response cache's
-hits and misses, live-stream subscribers. Each process counts for itself; with ``--workers N`` a scrape
-reaches one of them.
+/metrics holds the HTTP metrics (the series Litestar's Prometheus middleware gives, counted here; in the
+process-wide registry) and this app's domain metrics (a registry of its own, so that several apps in one
+process, as in the tests, each count their own): events appended, group-commit batch sizes, projection lag,
+the response cache's hits and misses, live-stream subscribers. Each process counts for itself; with
+``--workers N`` a scrape reaches one of them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from litestar import Request, Response, get
 from litestar.enums import ScopeType
@@ -44,7 +44,8 @@ _HEADER = b"x-request-id"
 # Litestar's Prometheus middleware's four series (names, labels and help as it gives them), counted by a
 # middleware of our own: Litestar's cost 25.8 µs a request in process, this one 7.2 (`python -m
 # timeline_bench.metrics_cost`), and without Litestar's a write server wrote 6% more. Most of that went to
-# finding each series' labelled child again; this one keeps the children it has found.
+# finding each series' labelled child again; this one keeps the children it has found. The series exist from
+# import on (Litestar's appeared at the first request).
 _LABELS = ("method", "path", "status_code", "app_name")
 _APP_NAME = "timeline"
 _REQUESTS = Counter("timeline_http_requests_total", "Total requests", _LABELS)
@@ -74,8 +75,15 @@ _series: dict[tuple[str, str, int], _Series] = {}
 _in_progress: dict[tuple[str, str], Any] = {}
 
 
+# Where ``http_metrics`` leaves a routed request's labels and start for ``handle`` to count it by.
+_METERED = "timeline.metered"
+
+
 def http_metrics(app: ASGIApp) -> ASGIApp:
-    """Litestar middleware counting each routed request by method, route template and status."""
+    """Litestar middleware: counts a routed request in progress, and leaves its method and route template for
+    ``handle``, which counts it once the response has gone, by its final status. Litestar's exception
+    handler around the router answers for an exception raised outside the route's own (the token check's
+    401 and 403, an unreachable database's 503): only from outside it is every status known."""
 
     async def metered(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path_template")
@@ -87,29 +95,29 @@ def http_metrics(app: ASGIApp) -> ASGIApp:
         if gauge is None:
             # As Litestar's: the gauge is labelled before the status is known, with 200.
             gauge = _in_progress[method, path] = _IN_PROGRESS.labels(method, path, "200", _APP_NAME)
-        status = 200
-        started = time.perf_counter()
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        cast("dict[str, Any]", scope)[_METERED] = (method, path, time.perf_counter())
         gauge.inc()
         try:
-            await app(scope, receive, sending)
+            await app(scope, receive, send)
         finally:
             gauge.dec()
-            series = _series.get((method, path, status))
-            if series is None:
-                series = _series[method, path, status] = _Series(method, path, status)
-            if series.errors is not None:
-                series.errors.inc()
-            series.requests.inc()
-            series.duration.observe(time.perf_counter() - started)
 
     return metered
+
+
+def _count(scope: HTTPScope, status: int) -> None:
+    """Count a request ``http_metrics`` saw, by the status it was answered with."""
+    metered = cast("dict[str, Any]", scope).get(_METERED)
+    if metered is None:
+        return
+    method, path, started = metered
+    series = _series.get((method, path, status))
+    if series is None:
+        series = _series[method, path, status] = _Series(method, path, status)
+    if series.errors is not None:
+        series.errors.inc()
+    series.requests.inc()
+    series.duration.observe(time.perf_counter() - started)
 
 
 def request_id(scope: HTTPScope) -> tuple[str, bool]:
@@ -144,6 +152,7 @@ async def handle(app: ASGIApp, scope: HTTPScope, receive: Receive, send: Send) -
         try:
             await app(scope, receive, sending)
         finally:
+            _count(scope, status)
             client = scope.get("client")
             logs.line(
                 _access,
@@ -191,7 +200,7 @@ class Metrics:
         self.events_appended.inc(events)
 
     async def render(self) -> bytes:
-        """The exposition text: Litestar's HTTP metrics, then ours, the lag read from the database now."""
+        """The exposition text: the HTTP metrics, then the domain's, the lag read from the database now."""
         async with self.db.read() as conn:
             head = await eventlog.head_position(conn)
             seen = await projector.all_checkpoints(conn)
