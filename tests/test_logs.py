@@ -100,3 +100,13 @@ def test_a_filter_or_a_higher_level_still_applies() -> None:
         access.filters.clear()
     assert out.getvalue().count('"status"') == 1
     assert '"status": 200' in out.getvalue()
+
+
+def test_a_stream_that_fails_is_reported_as_logging_would_and_the_caller_goes_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = io.StringIO()
+    logs.configure("text", "info", stream=out)
+    out.close()
+    logs.line(logging.getLogger("timeline.access"), "request", {"status": 200})  # raises nothing
+    assert "--- Logging error ---" in capsys.readouterr().err
