@@ -9,6 +9,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.types.composite_types import Middleware
 
+from timeline.api.conventions import header
 from timeline.api.settings import Settings
 from timeline.store import tokens
 from timeline.store.tokens import Token
@@ -34,13 +35,6 @@ async def _authenticate(header: str, verifier: tokens.Verifier) -> Token:
     return token
 
 
-def _authorization(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return value.decode("latin-1")
-    return ""
-
-
 def requires(needed: str) -> Middleware:
     """Route middleware admitting requests whose token has scope ``needed``; reads may be public
     (``Settings``).
@@ -55,7 +49,7 @@ def requires(needed: str) -> Middleware:
             state = scope["litestar_app"].state
             settings: Settings = state.settings
             if needed != "read" or not settings.public_reads:
-                token = await _authenticate(_authorization(scope), state.tokens)
+                token = await _authenticate(header(scope, b"authorization") or "", state.tokens)
                 if not token.allows(needed):
                     raise PermissionDeniedException(
                         f"token {token.name!r} has scopes {', '.join(token.scopes)}; this needs {needed!r}"

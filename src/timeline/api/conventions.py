@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 import msgspec
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, HTTPDisconnectEvent, HTTPScope, Message, Receive, ReceiveMessage, Send
+    from litestar.types import (
+        ASGIApp,
+        HTTPDisconnectEvent,
+        HTTPScope,
+        Message,
+        Receive,
+        ReceiveMessage,
+        Scope,
+        Send,
+    )
 
 READS = frozenset({"GET", "HEAD"})
 _ALL_METHODS = b"GET, HEAD, POST, PATCH, OPTIONS"
@@ -42,7 +51,8 @@ class Policy(msgspec.Struct, frozen=True):
         return self.any_origin or origin in self.origins
 
 
-def _header(scope: HTTPScope, name: bytes) -> str | None:
+def header(scope: HTTPScope | Scope, name: bytes) -> str | None:
+    """The first value of a request header (``name`` in lower case, as ASGI servers give names)."""
     for key, value in scope["headers"]:
         if key == name:
             return value.decode("latin-1")
@@ -51,8 +61,8 @@ def _header(scope: HTTPScope, name: bytes) -> str | None:
 
 async def handle(policy: Policy, app: ASGIApp, scope: HTTPScope, receive: Receive, send: Send) -> None:
     """Answer CORS preflights, add CORS headers, and run HEAD as GET without a body."""
-    origin = _header(scope, b"origin")
-    asked = _header(scope, b"access-control-request-method")
+    origin = header(scope, b"origin")
+    asked = header(scope, b"access-control-request-method")
     if origin is not None and scope["method"] == "OPTIONS" and asked is not None:
         await _preflight(policy, origin, asked.upper(), send)
         return

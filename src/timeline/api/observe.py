@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from timeline import logs
+from timeline.api.conventions import header
 from timeline.store import eventlog, projector
 
 if TYPE_CHECKING:
@@ -122,12 +123,9 @@ def _count(scope: HTTPScope, status: int) -> None:
 
 def request_id(scope: HTTPScope) -> tuple[str, bool]:
     """The request's id: the caller's X-Request-ID if acceptable, else a new one; and whether it is new."""
-    for name, value in scope["headers"]:
-        if name == _HEADER:
-            text = value.decode("latin-1")
-            if _REQUEST_ID.fullmatch(text):
-                return text, False
-            break
+    text = header(scope, _HEADER)
+    if text is not None and _REQUEST_ID.fullmatch(text):
+        return text, False
     return uuid.uuid4().hex, True
 
 
