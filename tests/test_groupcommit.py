@@ -286,3 +286,28 @@ async def test_close_refuses_the_writes_a_batch_was_gathering(db: Database) -> N
     assert sizes == [2]
     async with db.read() as conn:
         assert [e.stream_id for e in await eventlog.read_all(conn)] == ["subject-s", "source-a"]
+
+
+async def test_writes_queued_while_the_lock_is_awaited_join_the_batch_that_gets_it(db: Database) -> None:
+    # Another writer (here the test itself; another process in production) holds the log's lock. The
+    # batch that was waiting for it takes every write queued meanwhile, rather than leaving them a turn of
+    # their own.
+    batches: list[tuple[int, int]] = []
+    committer = Committer(db, on_commit=lambda units, events: batches.append((units, events)))
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+        batches.clear()
+        async with db.write():
+            first = asyncio.ensure_future(committer.run(_unit(claim_made("c0", "a", 0, subject_id="s"))))
+            await asyncio.sleep(0.1)  # the committer has taken it and waits for the lock
+            rest = [
+                asyncio.ensure_future(committer.run(_unit(claim_made(f"c{i}", "a", i, subject_id="s"))))
+                for i in range(1, 6)
+            ]
+            await asyncio.sleep(0.1)
+        positions = await asyncio.gather(first, *rest)
+    finally:
+        await committer.close()
+    assert batches == [(6, 6)]
+    assert positions == list(range(4, 10))

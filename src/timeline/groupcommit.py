@@ -229,6 +229,12 @@ class Committer:
         """
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
         async with self.db.write() as conn:
+            # The writes queued while the lock was awaited join now rather than wait for the next turn: with
+            # several processes taking turns at the lock, batches otherwise stay as small as they began
+            # (3.7 writes on average over HTTP with two workers). Not once ``close`` has begun: what is
+            # still queued then is refused.
+            if not self._closed:
+                self._take(batch)
             # One Recorder for the whole batch: its events go in with one INSERT and one save of the views.
             recorder = Recorder(conn, recorded_by="", label="", future_slack=self.future_slack)
             # Every stream the batch will read, in one query rather than one per unit.
