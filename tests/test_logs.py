@@ -110,3 +110,16 @@ def test_a_stream_that_fails_is_reported_as_logging_would_and_the_caller_goes_on
     out.close()
     logs.line(logging.getLogger("timeline.access"), "request", {"status": 200})  # raises nothing
     assert "--- Logging error ---" in capsys.readouterr().err
+
+
+def test_bound_context_goes_into_both_lines_alike() -> None:
+    import structlog
+
+    structlog.contextvars.bind_contextvars(tenant="t1", attempt=2)
+    try:
+        for fmt in logs.FORMATS:
+            slow, fast = _both(fmt, {"status": 200}, "r1")
+            assert "t1" in fast
+            assert fast == slow
+    finally:
+        structlog.contextvars.clear_contextvars()

@@ -99,7 +99,7 @@ async def test_lines_logged_while_a_request_runs_carry_its_id(client: Client, ca
     assert [line["event"] for line in mine][-1] == "request"
 
 
-def _count(text: str, status: str, **labels: str) -> float:
+def _requests(text: str, status: str, **labels: str) -> float:
     """Requests counted under ``status`` and ``labels`` (0 before the first)."""
     try:
         return _sample(text, "timeline_http_requests_total", status_code=status, **labels)
@@ -158,7 +158,7 @@ async def test_metrics_count_http_requests_and_the_domain(client: Client) -> Non
     # The HTTP series are the process's (other tests' requests are in them too): by how much they grew.
     revised = {"method": "POST", "path": "/claims/{claim_id}/revisions"}
     for status in ("201", "401"):  # a request the token check refuses counts by the status it was given
-        grew = _count(text, status, **revised) - _count(before, status, **revised)
+        grew = _requests(text, status, **revised) - _requests(before, status, **revised)
         assert grew == 1, status
     # /metrics does not count itself, and a URL no route serves is not a series.
     assert "/metrics" not in re.findall(r'path="([^"]*)"', text)

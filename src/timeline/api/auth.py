@@ -17,9 +17,9 @@ from timeline.store.tokens import Token
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="timeline"'}
 
 
-async def _authenticate(header: str, verifier: tokens.Verifier) -> Token:
-    scheme, _, secret = header.partition(" ")
-    if not header:
+async def _authenticate(authorization: str, verifier: tokens.Verifier) -> Token:
+    scheme, _, secret = authorization.partition(" ")
+    if not authorization:
         raise NotAuthorizedException(
             "this needs a bearer token: send 'Authorization: Bearer <token>'", headers=_CHALLENGE
         )
