@@ -9,11 +9,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline import groupcommit
 from timeline.app.errors import Rejected
 from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer, Unavailable, Unit
 from timeline.service import Recorder
-from timeline.store import audit, driver, eventlog, idempotency
+from timeline.store import audit, driver, eventlog, idempotency, statements
 from timeline.store.database import Database
 from timeline.store.idempotency import StoredResponse
 
@@ -289,25 +290,207 @@ async def test_close_refuses_the_writes_a_batch_was_gathering(db: Database) -> N
 
 
 async def test_writes_queued_while_the_lock_is_awaited_join_the_batch_that_gets_it(db: Database) -> None:
-    # Another writer (here the test itself; another process in production) holds the log's lock. The
-    # batch that was waiting for it takes every write queued meanwhile, rather than leaving them a turn of
-    # their own.
+    # Another writer (here the test itself; another process in production) holds the log's lock and
+    # appends. The batch that was waiting for it takes every write queued meanwhile, rather than leaving
+    # them a turn of their own. (On PostgreSQL the batch waited in its one unlocked statement, which finds
+    # the log moved on and runs the batch again under the lock.)
     batches: list[tuple[int, int]] = []
     committer = Committer(db, on_commit=lambda units, events: batches.append((units, events)))
     try:
         for registered in (subject("s"), source("a"), document("d")):
             await committer.run(_unit(registered))
         batches.clear()
-        async with db.write():
+        async with db.write() as conn:
             first = asyncio.ensure_future(committer.run(_unit(claim_made("c0", "a", 0, subject_id="s"))))
             await asyncio.sleep(0.1)  # the committer has taken it and waits for the lock
             rest = [
                 asyncio.ensure_future(committer.run(_unit(claim_made(f"c{i}", "a", i, subject_id="s"))))
                 for i in range(1, 6)
             ]
+            recorder = Recorder(conn, recorded_by="other", label="other")
+            await recorder.record(source("b"), origin="")
+            await recorder.finish()
             await asyncio.sleep(0.1)
         positions = await asyncio.gather(first, *rest)
     finally:
         await committer.close()
     assert batches == [(6, 6)]
-    assert positions == list(range(4, 10))
+    assert positions == list(range(5, 11))
+    async with db.read() as conn:
+        assert (await audit.verify(conn)).ok
+
+
+# A write on PostgreSQL without a transaction of its own: its read, then one call that locks, checks the head,
+# writes and commits (statements.APPEND). Only PostgreSQL has it; SQLite's statements run in process.
+on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+
+
+def _statements(db: Database) -> list[str]:
+    """Every statement the committer's connections send from now on, as asyncpg runs them."""
+    sent: list[str] = []
+    assert db._appender is not None
+    sa.event.listen(
+        db._appender.sync_engine.pool,
+        "checkout",
+        lambda dbapi, *_: (
+            dbapi.driver_connection.add_query_logger(lambda record: sent.append(record.query))
+            if not dbapi.driver_connection._query_loggers
+            else None
+        ),
+    )
+    return sent
+
+
+@on_postgresql
+async def test_a_batch_on_postgresql_is_its_read_and_one_call_that_locks_checks_and_commits(
+    db: Database,
+) -> None:
+    committer = Committer(db)
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+        sent = _statements(db)
+        events = [claim_made(f"c{i}", "a", i, subject_id="s") for i in range(3)]
+        positions = await asyncio.gather(
+            *(
+                committer.run(_unit(e), reads=[stream_of(e)], probes=references(e), proposed=[e])
+                for e in events
+            )
+        )
+    finally:
+        await committer.close()
+    assert sorted(positions) == [4, 5, 6]
+    # No BEGIN, LOCK or COMMIT of their own: the read, and the function that does all three.
+    assert [q.split("(")[0].split()[0] for q in sent] == ["SELECT", "SELECT"]
+    assert "timeline_append(" in sent[1]
+    async with db.read() as conn:
+        assert (await audit.verify(conn)).ok
+        assert [e.stream_id for e in await eventlog.read_all(conn, after=3)] == [
+            "claim-c0",
+            "claim-c1",
+            "claim-c2",
+        ]
+
+
+@on_postgresql
+async def test_a_batch_whose_log_moved_on_after_its_reads_runs_again_under_the_lock(db: Database) -> None:
+    # Between the batch's read and its write, another transaction appends (as another process would). The
+    # one call finds the head moved and writes nothing; the batch runs again holding the lock, continuing
+    # the chain from the new head.
+    committer = Committer(db)
+    runs = 0
+
+    async def interleaved(recorder: Recorder) -> int:
+        nonlocal runs
+        runs += 1
+        position = await _unit(claim_made("c0", "a", 0, subject_id="s"))(recorder)
+        if runs == 1:
+            async with db.write() as conn:
+                other = Recorder(conn, recorded_by="other", label="other")
+                await other.record(source("b"), origin="")
+                await other.finish()
+        return position
+
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+        position = await committer.run(interleaved)
+        later = await committer.run(_unit(claim_made("c1", "a", 1, subject_id="s")))
+    finally:
+        await committer.close()
+    assert runs == 2
+    assert (position, later) == (5, 6)
+    async with db.read() as conn:
+        assert [e.stream_id for e in await eventlog.read_all(conn, after=3)] == [
+            "source-b",
+            "claim-c0",
+            "claim-c1",
+        ]
+        assert (await audit.verify(conn)).ok
+
+
+@on_postgresql
+async def test_a_unit_that_sends_its_own_statement_runs_under_the_lock_and_commits_once(
+    db: Database,
+) -> None:
+    # A statement through SQLAlchemy could write, and outside a transaction it would commit alone: it is
+    # refused before it is sent, and the batch runs again in a transaction that holds the lock.
+    committer = Committer(db)
+    runs = 0
+
+    async def querying(recorder: Recorder) -> int:
+        nonlocal runs
+        runs += 1
+        await recorder.conn.execute(sa.text("SELECT 1"))
+        return await _unit(claim_made("c0", "a", 0, subject_id="s"))(recorder)
+
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+        position = await committer.run(querying)
+    finally:
+        await committer.close()
+    assert runs == 2
+    assert position == 4
+    async with db.read() as conn:
+        assert [e.stream_id for e in await eventlog.read_all(conn, after=3)] == ["claim-c0"]
+        assert (await audit.verify(conn)).ok
+
+
+@on_postgresql
+async def test_batches_take_the_lock_up_front_for_a_while_after_two_unlocked_tries_failed(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each failed try costs the batch's read: with another process appending all the time, trying every
+    # batch would double the reads. After two refusals in a row, batches lock first for LOCKED_SPELL.
+    committer = Committer(db)
+    tries: list[bool] = []
+    transaction = committer._transaction
+
+    async def noting(batch: list, *, savepoints: bool, unlocked: bool = False) -> Any:  # type: ignore[type-arg]
+        tries.append(unlocked)
+        return await transaction(batch, savepoints=savepoints, unlocked=unlocked)
+
+    async def querying(recorder: Recorder) -> None:
+        await recorder.conn.execute(sa.text("SELECT 1"))
+
+    committer._transaction = noting  # type: ignore[method-assign]
+    try:
+        await committer.run(_unit(subject("s")))
+        await committer.run(_unit(source("a")))
+        await committer.run(querying)
+        await committer.run(querying)
+        await committer.run(_unit(document("d")))
+        spell = committer._locked_until - asyncio.get_running_loop().time()
+    finally:
+        await committer.close()
+    # The first write of a process reads the tree back, under the lock; the second needs no lock; then two
+    # refusals in a row, after which the next batch takes the lock up front.
+    assert tries == [True, False, True, True, False, True, False, False]
+    assert 0 < spell <= groupcommit.LOCKED_SPELL
+
+
+@on_postgresql
+async def test_the_append_function_in_the_database_is_the_statement_the_code_sends(db: Database) -> None:
+    # The function is schema, created by a migration from this text: a change to the statement without a
+    # migration that replaces it would leave the database running the old one.
+    async with db.read() as conn:
+        found = (
+            await conn.execute(
+                sa.text(
+                    "SELECT prosrc, pg_get_function_identity_arguments(oid) FROM pg_proc "
+                    "WHERE proname = :name"
+                ),
+                {"name": statements.APPEND_FUNCTION},
+            )
+        ).one()
+    assert found[0] == statements.APPEND_BODY
+    assert found[1] == ", ".join(
+        {
+            "int[]": "integer[]",
+            "timestamptz": "timestamp with time zone",
+            "timestamptz[]": "timestamp with time zone[]",
+            "bool": "boolean",
+        }.get(t, t)
+        for t in statements._APPEND_TYPES
+    )

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from timeline.domain.events import DomainEvent
 from timeline.service import Recorder
 from timeline.store import idempotency
-from timeline.store.database import Database
+from timeline.store.database import Database, NeedsLock, causes
 
 T = TypeVar("T")
 _log = logging.getLogger("timeline.groupcommit")
@@ -62,6 +62,9 @@ CLOSE_GRACE = 5.0
 
 # The longest a leader waits for the rest of a batch (see ``Committer._gather``).
 GATHER_LIMIT = 0.02
+
+# Seconds batches take the log's lock up front after one begun without it had to (``Committer._commit``).
+LOCKED_SPELL = 1.0
 
 
 class _Unclean(Exception):
@@ -119,6 +122,10 @@ class Committer:
         self._closed = False
         # The batch in its transaction now: answered by ``close`` if cancelled before it could answer.
         self._running: list[_Queued] = []
+        # Until when (the loop's clock) batches begin with the log's lock rather than without it.
+        self._locked_until = 0.0
+        # Whether the last batch begun without the lock had to take it.
+        self._refused = False
 
     async def run(
         self,
@@ -198,12 +205,7 @@ class Committer:
 
     async def _commit(self, batch: list[_Queued]) -> None:
         try:
-            try:
-                outcomes = await self._transaction(batch, savepoints=False)
-            except _Unclean:
-                # A unit failed after changing the database (or with a database error); nothing was
-                # committed, so run the batch again with a savepoint around each unit.
-                outcomes = await self._transaction(batch, savepoints=True)
+            outcomes = await self._attempt(batch)
         except Exception as exc:
             for queued in batch:
                 if not queued.future.done():
@@ -217,18 +219,44 @@ class Committer:
             else:
                 future.set_exception(value)
 
+    async def _attempt(self, batch: list[_Queued]) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        """Commit the batch: first without a transaction of its own (``Database.append``: two round trips
+        on PostgreSQL rather than four) unless it stores idempotency keys, which take statements of their
+        own; then, if that could not be, in a write transaction that holds the log's lock."""
+        loop = asyncio.get_running_loop()
+        if self.db.appends_unlocked and loop.time() >= self._locked_until and not _keyed(batch):
+            try:
+                outcomes = await self._transaction(batch, savepoints=False, unlocked=True)
+            except (NeedsLock, _Unclean) as exc:
+                # Another process writing (the log moved on), or a seal that must read the tree back (as
+                # the first write of a process does): twice in a row, it is likely again next time, and
+                # each try costs the batch's read. Back off a while.
+                if isinstance(exc, NeedsLock) and self._refused:
+                    self._locked_until = loop.time() + LOCKED_SPELL
+                self._refused = isinstance(exc, NeedsLock)
+            else:
+                self._refused = False
+                return outcomes
+        try:
+            return await self._transaction(batch, savepoints=False)
+        except _Unclean:
+            # A unit failed after changing the database (or with a database error); nothing was
+            # committed, so run the batch again with a savepoint around each unit.
+            return await self._transaction(batch, savepoints=True)
+
     async def _transaction(
-        self, batch: list[_Queued], *, savepoints: bool
+        self, batch: list[_Queued], *, savepoints: bool, unlocked: bool = False
     ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         """Run the batch in one write transaction and commit it; each unit's outcome, in order.
 
         Without ``savepoints``, a failing unit is only rewound in memory. That is enough when it failed
         before changing anything in the database (the usual case: the rules, If-Match or an idempotency
         key refused it; the Recorder writes nothing until ``finish``); otherwise this raises ``_Unclean``
-        and the transaction rolls back.
+        and the transaction rolls back. ``unlocked``: in ``Database.append``, where a unit that came to a
+        statement only a locked transaction may send raises ``NeedsLock`` for the whole batch.
         """
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        async with self.db.write() as conn:
+        async with self.db.append() if unlocked else self.db.write() as conn:
             # The writes queued while the lock was awaited join now rather than wait for the next turn: with
             # several processes taking turns at the lock, batches otherwise stay as small as they began
             # (3.7 writes on average over HTTP with two workers). Not once ``close`` has begun: what is
@@ -260,6 +288,8 @@ class Committer:
                         else:
                             result = await unit(recorder)
                     except Exception as exc:  # the unit's own error goes back to its caller
+                        if unlocked and any(isinstance(cause, NeedsLock) for cause in causes(exc)):
+                            raise NeedsLock("a unit needs the log's lock") from exc
                         recorder.rewind(mark)
                         if keys is not None:
                             keys.rewind(stored)
@@ -299,6 +329,10 @@ class Committer:
         while not self._queue.empty():
             queued.append(self._queue.get_nowait())
         _answer(queued, _REFUSED)
+
+
+def _keyed(batch: list[_Queued]) -> bool:
+    return any(queued.keys for queued in batch)
 
 
 def _answer(batch: Iterable[_Queued], message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from timeline import signing
 from timeline.domain.events import DomainEvent
@@ -32,24 +32,35 @@ SETUP_EVENTS = 1 + 1 + 1
 async def timeline_writes(
     url: str, count: int, per_call: int, tag: str, signer: signing.Signer | None = None
 ) -> int:
+    """Events a second appended in calls of ``per_call`` claims, each call waiting for the last, through the
+    application's write path: a call is a unit of group commit (``app.commands`` writes so), which a lone
+    caller runs at once. Timed from the first call: the references before it are untimed setup."""
     db = Database(url, signer=signer)
+    committer = Committer(db)
     try:
-        async with db.write() as conn:  # the references every claim needs
-            recorder = Recorder(conn, recorded_by="bench", label="setup")
-            for event in list(generate(SETUP_EVENTS, subjects=1, sources=1)):
-                await recorder.record(event, origin="")
-            await recorder.finish()
+        await committer.run(_recording(list(generate(SETUP_EVENTS, subjects=1, sources=1)), "setup"))
         start = time.perf_counter()
         for first in range(0, count, per_call):
-            async with db.write() as conn:
-                recorder = Recorder(conn, recorded_by="bench", label="bench")
-                await recorder.record_all(
-                    [claim_made(i, tag) for i in range(first, min(first + per_call, count))], origin=""
-                )
-                await recorder.finish()
+            events = [claim_made(i, tag) for i in range(first, min(first + per_call, count))]
+            # As app.commands does: what the unit reads is named up front, read with the batch's one query.
+            await committer.run(
+                _recording(events, "bench"),
+                reads={stream_of(e) for e in events},
+                probes={s for e in events for s in references(e)},
+                proposed=events,
+            )
         return int(count / (time.perf_counter() - start))
     finally:
+        await committer.close()
         await db.dispose()
+
+
+def _recording(events: Sequence[DomainEvent], label: str) -> Callable[[Recorder], Awaitable[int]]:
+    async def unit(recorder: Recorder) -> int:
+        recorder.act_as(recorded_by="bench", label=label)
+        return len(await recorder.record_all(events, origin=""))
+
+    return unit
 
 
 def above_floor(target: float, floor: float, what: str) -> str:

@@ -23,10 +23,12 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.store.database import APPENDED, NOTIFIED, driver_of
+from timeline.store.database import APPENDED, NOTIFIED, UNLOCKED, MovedOn, NeedsLock, driver_of
 from timeline.store.seal import SEALER, SignedCheckpoint
 from timeline.store.statements import (
+    APPEND,
     CLAIMS_FOR,
+    MOVED_ON,
     READ_AFTER,
     READ_FOR_WRITE,
     RECORD_PART,
@@ -220,11 +222,55 @@ class Changes:
         )
 
 
+async def _write_postgres(
+    driver: Any, changes: Changes, name: str | None, position: int, now: dt.datetime, *, unlocked: bool
+) -> None:
+    # The fold of a rebuild appends nothing, and must not lock the log against writers as an INSERT into it
+    # would, even of no rows: it uses the statement without that part. Outside a transaction, the append
+    # takes the lock and checks the head itself (statements.APPEND).
+    appending = (APPEND if unlocked else SAVE_APPENDING) if changes.events else SAVE_FOLDING
+    try:
+        await driver.fetchval(
+            appending,
+            *columns(changes.claims, 9),
+            *columns(changes.unchosen, 3),
+            *columns(changes.chosen, 5),
+            *columns(changes.defined, 4),
+            changes.unlisted,
+            *columns(changes.listed, 6),
+            name,
+            position,
+            now,
+            bool(changes.events),  # the NOTIFY that wakes other processes' readers
+            *(columns(changes.events, 12) if changes.events else ()),
+            *(columns(changes.streams, 4) if changes.events else ()),
+            *(_sealing(changes) if changes.events else ()),
+        )
+    except asyncpg.UniqueViolationError as error:
+        # Optimistic concurrency's last word, the unique (stream, version) key; its detail names the key,
+        # as "Key (stream_id, stream_version)=(claim-x, 2) already exists."
+        if error.constraint_name != _STREAM_KEY:
+            raise
+        key = str(error.detail or "").partition("=(")[2].rpartition(")")[0]
+        stream_id, _, version = key.rpartition(", ")
+        raise _taken(stream_id, int(version)) from None
+    except asyncpg.PostgresError as error:
+        if error.sqlstate == MOVED_ON:
+            raise MovedOn(error.message) from None
+        raise
+
+
 async def write(conn: AsyncConnection, changes: Changes) -> None:
     """Write ``changes`` in the caller's transaction: one statement on PostgreSQL (with the NOTIFY that wakes
     other processes' readers when events were appended), one per kind of row on SQLite."""
     if not changes:
         return
+    unlocked = UNLOCKED in conn.info
+    if unlocked and not changes.events:
+        # Only an append checks, under the lock, that what it read still holds.
+        raise NeedsLock("view rows without events, in a write without the log's lock")
+    if unlocked and conn.info.get(NOTIFIED):
+        raise RuntimeError("a write without the log's lock writes once: its first write committed it")
     driver = await driver_of(conn)
     now = dt.datetime.now(dt.UTC)
     if changes.events:
@@ -234,36 +280,8 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
             await sealer.seal(conn, changes)
     name, position = changes.checkpoint if changes.checkpoint is not None else (None, 0)
     if conn.dialect.name == "postgresql":
-        notify = bool(changes.events)
-        # The fold of a rebuild appends nothing, and must not lock the log against writers as an INSERT
-        # into it would, even of no rows: it uses the statement without that part.
-        appending = SAVE_APPENDING if changes.events else SAVE_FOLDING
-        try:
-            await driver.fetchval(
-                appending,
-                *columns(changes.claims, 9),
-                *columns(changes.unchosen, 3),
-                *columns(changes.chosen, 5),
-                *columns(changes.defined, 4),
-                changes.unlisted,
-                *columns(changes.listed, 6),
-                name,
-                position,
-                now,
-                notify,
-                *(columns(changes.events, 12) if changes.events else ()),
-                *(columns(changes.streams, 4) if changes.events else ()),
-                *(_sealing(changes) if changes.events else ()),
-            )
-        except asyncpg.UniqueViolationError as error:
-            # Optimistic concurrency's last word, the unique (stream, version) key; its detail names the
-            # key, as "Key (stream_id, stream_version)=(claim-x, 2) already exists."
-            if error.constraint_name != _STREAM_KEY:
-                raise
-            key = str(error.detail or "").partition("=(")[2].rpartition(")")[0]
-            stream_id, _, version = key.rpartition(", ")
-            raise _taken(stream_id, int(version)) from None
-        if notify:
+        await _write_postgres(driver, changes, name, position, now, unlocked=unlocked)
+        if changes.events:
             conn.info[NOTIFIED] = True
         return
     for kind, rows in (

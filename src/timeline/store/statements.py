@@ -163,6 +163,53 @@ SELECT count(*) FROM (SELECT pg_notify('{CHANNEL}', '') WHERE $32::boolean) AS n
 SAVE_APPENDING = _SAVE_POSTGRES.replace("{appending}", _APPEND_CTE)
 SAVE_FOLDING = _SAVE_POSTGRES.replace("{appending}", "")
 
+# The appending statement as a function that takes the log's write lock itself, so that a write needs no
+# transaction of its own: its reads go first, each a statement on its own, and this one call locks, checks
+# that the log still ends where those reads saw it end (the head its first event continues from), writes
+# and, called outside a transaction, commits; two round trips where BEGIN and the lock, the read, the write
+# and COMMIT took four. The function is schema (migration 0016 creates it, as this text gives it); a test
+# fails when the two differ, since a change here then needs a migration.
+APPEND_FUNCTION = "timeline_append"
+# SQLSTATE raised when the log moved on since the reads: nothing was written; read again under the lock.
+MOVED_ON = "TL409"
+_APPEND_TYPES = (
+    *("text[]",) * 5, "int[]", "bigint[]", "bigint[]", "text[]",  # claims
+    *("text[]",) * 3,  # unchosen
+    *("text[]",) * 5,  # chosen
+    "text[]", "text[]", "bigint[]", "text[]",  # defined
+    "bigint[]",  # unlisted
+    "bigint[]", "text[]", "date[]", "text[]", "text[]", "text[]",  # listed
+    "text", "bigint", "timestamptz", "boolean",  # the views' checkpoint, the NOTIFY
+    "bigint[]", "uuid[]", "text[]", "int[]", "text[]", "int[]",  # events
+    "text[]", "text[]", "date[]", "timestamptz[]", "text[]", "text[]",
+    "text[]", "int[]", "int[]", "text[]",  # stream records
+    "smallint[]", "bigint[]", "bytea[]",  # tree nodes
+    "bigint", "text", "timestamptz", "text", "bigint",  # the signed checkpoint, the one it replaces
+)  # fmt: skip
+APPEND_BODY = f"""
+DECLARE
+  _head bigint;
+  _hash text;
+  _sent bigint;
+BEGIN
+  LOCK TABLE events IN EXCLUSIVE MODE;
+  SELECT position, hash INTO _head, _hash FROM events ORDER BY position DESC LIMIT 1;
+  IF coalesce(_head, 0) <> $33[1] - 1 OR _hash <> $43[1] THEN
+    RAISE EXCEPTION 'the log moved on: it ends at position %, not %', coalesce(_head, 0), $33[1] - 1
+      USING ERRCODE = '{MOVED_ON}';
+  END IF;
+{SAVE_APPENDING.strip().replace("SELECT count(*) FROM", "SELECT count(*) INTO _sent FROM")};
+  RETURN _sent;
+END
+"""
+CREATE_APPEND_FUNCTION = (
+    f"CREATE OR REPLACE FUNCTION {APPEND_FUNCTION}({', '.join(_APPEND_TYPES)}) RETURNS bigint\n"
+    # Generic plans, as the write transaction's statements run (store.database).
+    "LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $append$"
+    f"{APPEND_BODY}$append$"
+)
+APPEND = f"SELECT {APPEND_FUNCTION}({', '.join(f'${i}' for i in range(1, len(_APPEND_TYPES) + 1))})"
+
 SQLITE = {
     "events": f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "claims": f"""INSERT INTO claims ({_CLAIM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
