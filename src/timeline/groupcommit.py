@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.events import DomainEvent
 from timeline.service import Recorder
@@ -72,10 +73,18 @@ class _Unclean(Exception):
 
 
 class _Watch:
-    """Counts the statements sent on a connection that may change something (all but SELECTs)."""
+    """Counts the statements sent on a connection that may change something (all but SELECTs), from now
+    until ``stop`` (none without a connection)."""
 
-    def __init__(self) -> None:
+    def __init__(self, conn: AsyncConnection | None) -> None:
         self.changes = 0
+        self._conn = conn
+        if conn is not None:
+            sa.event.listen(conn.sync_connection, "before_cursor_execute", self.seen)
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            sa.event.remove(self._conn.sync_connection, "before_cursor_execute", self.seen)
 
     def seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.lstrip()[:6].upper() != "SELECT":
@@ -273,8 +282,8 @@ class Committer:
             )
             asked = {ident for queued in batch for ident in queued.keys}
             keys = await idempotency.Pending.read(conn, asked) if asked else None
-            watch = _Watch()
-            sa.event.listen(conn.sync_connection, "before_cursor_execute", watch.seen)
+            # Without the lock no statement goes through SQLAlchemy (Database.append refuses them): no watch.
+            watch = _Watch(None if unlocked else conn)
             conn.info[idempotency.PENDING] = keys
             try:
                 for queued in batch:
@@ -300,7 +309,7 @@ class Committer:
                         outcomes.append((future, True, result))
             finally:
                 conn.info.pop(idempotency.PENDING, None)
-                sa.event.remove(conn.sync_connection, "before_cursor_execute", watch.seen)
+                watch.stop()
             if keys is not None:
                 await keys.flush(conn)
             appended = await recorder.finish()
