@@ -117,7 +117,13 @@ async def read_for_write(
     dialect = conn.dialect.name
     if dialect == "postgresql":
         rows = await driver.fetch(
-            READ_FOR_WRITE[dialect], whole, probe, head, record_format, list(claim_ids), *columns(keys, 3)
+            READ_FOR_WRITE[dialect],
+            _array(whole),
+            _array(probe),
+            head,
+            record_format,
+            _array(list(claim_ids)),
+            *columns(keys, 3),
         )
     else:
         rows = await driver.execute_fetchall(
@@ -164,9 +170,18 @@ async def claims_for(
     )
 
 
-def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows as one list per column: what ``unnest`` of a parameter per column takes."""
+def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any] | None]:
+    """Rows as one list per column: what ``unnest`` of a parameter per column takes (NULL for no rows,
+    which it takes as none: asyncpg checks each list against abstract base classes before encoding it, at
+    about half a microsecond a check, and a single write's empty lists made 59 of its 218 checks)."""
+    if not rows:
+        return [None] * width
     return [[r[i] for r in rows] for i in range(width)]
+
+
+def _array(values: Sequence[Any]) -> Sequence[Any] | None:
+    # A list parameter, NULL when empty (see ``columns``).
+    return values or None
 
 
 def _sealing(changes: Changes) -> tuple[Any, ...]:
@@ -236,7 +251,7 @@ async def _write_postgres(
             *columns(changes.unchosen, 3),
             *columns(changes.chosen, 5),
             *columns(changes.defined, 4),
-            changes.unlisted,
+            _array(changes.unlisted),
             *columns(changes.listed, 6),
             name,
             position,
