@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from timeline.app.errors import Rejected
 from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer, Unavailable, Unit
 from timeline.service import Recorder
-from timeline.store import audit, driver, eventlog, idempotency, statements
+from timeline.store import audit, database, driver, eventlog, idempotency, refold, schema, statements
 from timeline.store.database import Database
 from timeline.store.idempotency import StoredResponse
 
@@ -293,7 +295,9 @@ async def test_writes_queued_while_the_lock_is_awaited_join_the_batch_that_gets_
     # Another writer (here the test itself; another process in production) holds the log's lock and
     # appends. The batch that was waiting for it takes every write queued meanwhile, rather than leaving
     # them a turn of their own. (On PostgreSQL the batch waited in its one unlocked statement, which finds
-    # the log moved on and runs the batch again under the lock.)
+    # the log moved on and runs the batch again under the lock, taking them then. A holder that appends
+    # nothing, as a rebuild's swap or a token's creation, lets that statement commit the batch as it was,
+    # and the writes queued meanwhile make the next one.)
     batches: list[tuple[int, int]] = []
     committer = Committer(db, on_commit=lambda units, events: batches.append((units, events)))
     try:
@@ -341,6 +345,23 @@ def _statements(db: Database) -> list[str]:
     return sent
 
 
+def _refusals(committer: Committer) -> list[str]:
+    """The errors the committer's unlocked tries end in, by class name, from now on."""
+    refused: list[str] = []
+    transaction = committer._transaction
+
+    async def noting(batch: list, *, savepoints: bool, unlocked: bool = False) -> Any:  # type: ignore[type-arg]
+        try:
+            return await transaction(batch, savepoints=savepoints, unlocked=unlocked)
+        except Exception as exc:
+            if unlocked:
+                refused.append(type(exc).__name__)
+            raise
+
+    committer._transaction = noting  # type: ignore[method-assign]
+    return refused
+
+
 @on_postgresql
 async def test_a_batch_on_postgresql_is_its_read_and_one_call_that_locks_checks_and_commits(
     db: Database,
@@ -378,6 +399,9 @@ async def test_a_batch_whose_log_moved_on_after_its_reads_runs_again_under_the_l
     # one call finds the head moved and writes nothing; the batch runs again holding the lock, continuing
     # the chain from the new head.
     committer = Committer(db)
+    refusals = _refusals(committer)
+    # Another process's database: this one's sealer does not see its commit.
+    other = Database(db.url)
     runs = 0
 
     async def interleaved(recorder: Recorder) -> int:
@@ -385,19 +409,22 @@ async def test_a_batch_whose_log_moved_on_after_its_reads_runs_again_under_the_l
         runs += 1
         position = await _unit(claim_made("c0", "a", 0, subject_id="s"))(recorder)
         if runs == 1:
-            async with db.write() as conn:
-                other = Recorder(conn, recorded_by="other", label="other")
-                await other.record(source("b"), origin="")
-                await other.finish()
+            async with other.write() as conn:
+                elsewhere = Recorder(conn, recorded_by="other", label="other")
+                await elsewhere.record(source("b"), origin="")
+                await elsewhere.finish()
         return position
 
     try:
         for registered in (subject("s"), source("a"), document("d")):
             await committer.run(_unit(registered))
+        refusals.clear()  # the first write of a process reads the tree back, under the lock
         position = await committer.run(interleaved)
         later = await committer.run(_unit(claim_made("c1", "a", 1, subject_id="s")))
     finally:
         await committer.close()
+        await other.dispose()
+    assert refusals == ["MovedOn"]
     assert runs == 2
     assert (position, later) == (5, 6)
     async with db.read() as conn:
@@ -485,6 +512,18 @@ async def test_the_append_function_in_the_database_is_the_statement_the_code_sen
             )
         ).one()
     assert found[0] == statements.APPEND_BODY
+    async with db.read() as conn:
+        kind = (
+            await conn.execute(
+                sa.text(
+                    "SELECT prorettype::regtype::text, l.lanname, p.provolatile::text, p.proconfig "
+                    "FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE proname = :name"
+                ),
+                {"name": statements.APPEND_FUNCTION},
+            )
+        ).one()
+    assert tuple(kind) == ("bigint", "plpgsql", "v", ["plan_cache_mode=force_generic_plan"])
+    assert "RETURNS bigint" in statements.CREATE_APPEND_FUNCTION
     assert found[1] == ", ".join(
         {
             "int[]": "integer[]",
@@ -494,3 +533,136 @@ async def test_the_append_function_in_the_database_is_the_statement_the_code_sen
         }.get(t, t)
         for t in statements._APPEND_TYPES
     )
+
+
+@on_postgresql
+async def test_an_online_rebuild_between_a_batchs_read_and_its_write_makes_it_run_again(
+    db: Database,
+) -> None:
+    # A rebuild swaps repaired view rows in under the lock without appending: the head does not move, but
+    # a batch that read the old rows must not write rows worked out from them over the repaired ones.
+    committer = Committer(db)
+    refusals = _refusals(committer)
+    other = Database(db.url)
+    c2 = claim_made("c2", "a", 5, subject_id="s")
+    runs = 0
+
+    async def racing(recorder: Recorder) -> int:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            await refold.rebuild_online(other)  # after this batch's read
+        return await _unit(c2)(recorder)
+
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+        await committer.run(_unit(claim_made("c0", "a", 0, subject_id="s")))
+        await committer.run(_unit(claim_made("c1", "a", 1, subject_id="s")))
+        async with db.write() as conn:  # a wrong row in a view: what a rebuild is for
+            await conn.execute(sa.update(schema.estimates).values(asserted_claim_id="c0"))
+        refusals.clear()  # the first write of a process reads the tree back, under the lock
+        await committer.run(racing, reads=[stream_of(c2)], probes=references(c2), proposed=[c2])
+        served = await _views(db)
+        await refold.rebuild_online(other)
+        rebuilt = await _views(db)
+    finally:
+        await committer.close()
+        await other.dispose()
+    assert refusals == ["MovedOn"]
+    assert runs == 2
+    assert served == rebuilt
+
+
+async def _views(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    async with db.read() as conn:
+        return {
+            table.name: sorted(tuple(row) for row in await conn.execute(sa.select(table)))
+            for table in (schema.claims, schema.estimates, schema.timeline, schema.registrations)
+        }
+
+
+_KILLED_WRITER = """
+import asyncio, sys
+from timeline.groupcommit import Committer
+from timeline.store.database import Database
+from tests.helpers import claim_made, subject
+
+async def main():
+    db = Database(sys.argv[1])
+    committer = Committer(db)
+
+    def unit(event):
+        async def run(recorder):
+            recorder.act_as(recorded_by="killed", label="killed")
+            await recorder.record(event, origin="")
+        return run
+
+    await committer.run(unit(subject("w")))  # a process's first write reads the tree back, under the lock
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+    await committer.run(unit(claim_made("killed", "a", 9, subject_id="s")))
+
+asyncio.run(main())
+"""
+
+
+@on_postgresql
+async def test_an_append_waiting_for_the_lock_when_its_process_is_killed_writes_nothing(
+    db: Database,
+) -> None:
+    # The append commits by itself once it has the lock; had nobody noticed its process died meanwhile, a
+    # write that no one acknowledged would appear later, and a client retrying it would write it twice.
+    committer = Committer(db)
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+    finally:
+        await committer.close()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _KILLED_WRITER,
+        db.url,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"ready\n"
+        async with db.write():  # holds the lock while the killed process's append waits for it
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+            for _ in range(100):  # until its append waits for the lock
+                if await _appends_waiting(db):
+                    break
+                await asyncio.sleep(0.1)
+            assert await _appends_waiting(db) == 1
+            proc.kill()
+            await proc.wait()
+            await asyncio.sleep(database.CLIENT_CHECK_MS / 1000 * 3)
+        for _ in range(100):  # until the append, given the lock, has committed or been dropped
+            if not await _appends_waiting(db):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    async with db.read() as conn:
+        streams = [e.stream_id for e in await eventlog.read_all(conn, after=3)]
+    assert streams == ["subject-w"]
+
+
+async def _appends_waiting(db: Database) -> int:
+    """Calls of the append function the server is running now, from other connections."""
+    async with db.read() as conn:
+        found = await conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+                "AND datname = current_database() AND query LIKE 'SELECT timeline_append(%'"
+            )
+        )
+        return int(found.scalar_one())

@@ -7,8 +7,9 @@ Create Date: 2026-12-04 15:00:00
 A write on PostgreSQL took four round trips: BEGIN with the log's lock, the read of what the rules and views
 need, the one statement that writes everything, and COMMIT. ``timeline_append`` is that statement wrapped in
 a function that first takes the lock and checks that the log still ends where the write's reads saw it end
-(the head its first event continues from), raising SQLSTATE TL409 if not. Called outside a transaction it
-commits by itself, so a write is its read and this call: two round trips. The text is frozen here as
+(the head its first event continues from) and that the views' checkpoint row is the version they read (a
+rebuild swaps new view rows in under the lock without appending), raising SQLSTATE TL409 if not. Called
+outside a transaction it commits by itself, so a write is its read and this call: two round trips. The text is frozen here as
 ``timeline.store.statements`` gave it; a test compares the two, so that a change to the statement comes with
 a migration. Nothing on SQLite, whose statements run in process.
 """
@@ -27,10 +28,10 @@ depends_on: str | Sequence[str] | None = None
 
 ARGUMENTS = (
     "text[], text[], text[], text[], text[], int[], bigint[], bigint[], text[], text[], text[], text[], "
-    "text[], text[], text[], text[], text[], text[], text[], bigint[], text[], bigint[], bigint[], text[], "
-    "date[], text[], text[], text[], text, bigint, timestamptz, boolean, bigint[], uuid[], text[], int[], "
-    "text[], int[], text[], text[], date[], timestamptz[], text[], text[], text[], int[], int[], text[], "
-    "smallint[], bigint[], bytea[], bigint, text, timestamptz, text, bigint"
+    "text[], text[], text[], text[], text[], text[], text[], bigint[], text[], bigint[], bigint[], "
+    "text[], date[], text[], text[], text[], text, bigint, timestamptz, boolean, bigint[], uuid[], "
+    "text[], int[], text[], int[], text[], text[], date[], timestamptz[], text[], text[], text[], int[], "
+    "int[], text[], smallint[], bigint[], bytea[], bigint, text, timestamptz, text, bigint, bigint"
 )
 
 BODY = """
@@ -44,6 +45,9 @@ BEGIN
   IF coalesce(_head, 0) <> $33[1] - 1 OR _hash <> $43[1] THEN
     RAISE EXCEPTION 'the log moved on: it ends at position %, not %', coalesce(_head, 0), $33[1] - 1
       USING ERRCODE = 'TL409';
+  END IF;
+  IF (SELECT xmin::text::bigint FROM projection_checkpoints WHERE name = $29) IS DISTINCT FROM $57 THEN
+    RAISE EXCEPTION 'the views were rewritten since this write read them' USING ERRCODE = 'TL409';
   END IF;
 WITH appended AS (
   INSERT INTO events (position, event_id, stream_id, stream_version, type, schema_version, data, metadata, valid_from, recorded_at, prev_hash, hash)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.domain.events import DomainEvent
 from timeline.service import Recorder
 from timeline.store import idempotency
-from timeline.store.database import Database, NeedsLock, causes
+from timeline.store.database import Database, NeedsLock, causes, last_write
 
 T = TypeVar("T")
 _log = logging.getLogger("timeline.groupcommit")
@@ -64,8 +64,13 @@ CLOSE_GRACE = 5.0
 # The longest a leader waits for the rest of a batch (see ``Committer._gather``).
 GATHER_LIMIT = 0.02
 
-# Seconds batches take the log's lock up front after one begun without it had to (``Committer._commit``).
+# Seconds batches take the log's lock up front after two in a row begun without it had to take it
+# (``Committer._attempt``).
 LOCKED_SPELL = 1.0
+
+
+class _Keyed(Exception):
+    """Writes with idempotency keys joined a batch begun without the lock: nothing was read or written."""
 
 
 class _Unclean(Exception):
@@ -236,13 +241,20 @@ class Committer:
         if self.db.appends_unlocked and loop.time() >= self._locked_until and not _keyed(batch):
             try:
                 outcomes = await self._transaction(batch, savepoints=False, unlocked=True)
-            except (NeedsLock, _Unclean) as exc:
-                # Another process writing (the log moved on), or a seal that must read the tree back (as
-                # the first write of a process does): twice in a row, it is likely again next time, and
-                # each try costs the batch's read. Back off a while.
-                if isinstance(exc, NeedsLock) and self._refused:
+            except _Keyed:
+                pass
+            except _Unclean:
+                # A unit failed with a database error: straight to a savepoint each (a unit runs at most
+                # twice, as without this attempt).
+                return await self._transaction(batch, savepoints=True)
+            except NeedsLock:
+                # Another process writing (the log moved on), a rebuild, or a seal that must read the tree
+                # back (as the first write of a process does): twice in a row, it is likely again next
+                # time, and each try costs the batch's read, so batches take the lock first a while. The
+                # one after that spell tries again, and one refusal then starts another.
+                if self._refused:
                     self._locked_until = loop.time() + LOCKED_SPELL
-                self._refused = isinstance(exc, NeedsLock)
+                self._refused = True
             else:
                 self._refused = False
                 return outcomes
@@ -272,6 +284,9 @@ class Committer:
             # still queued then is refused.
             if not self._closed:
                 self._take(batch)
+            if unlocked and _keyed(batch):
+                # Writes with idempotency keys joined: their keys take statements of their own.
+                raise _Keyed
             # One Recorder for the whole batch: its events go in with one INSERT and one save of the views.
             recorder = Recorder(conn, recorded_by="", label="", future_slack=self.future_slack)
             # Every stream the batch will read, in one query rather than one per unit.
@@ -286,36 +301,51 @@ class Committer:
             watch = _Watch(None if unlocked else conn)
             conn.info[idempotency.PENDING] = keys
             try:
+                modes = {"savepoints": savepoints, "unlocked": unlocked}
                 for queued in batch:
-                    unit, future = queued.unit, queued.future
-                    mark, changes = recorder.mark(), watch.changes
-                    stored = keys.mark() if keys is not None else 0
-                    try:
-                        if savepoints:
-                            async with conn.begin_nested():
-                                result = await unit(recorder)
-                        else:
-                            result = await unit(recorder)
-                    except Exception as exc:  # the unit's own error goes back to its caller
-                        if unlocked and any(isinstance(cause, NeedsLock) for cause in causes(exc)):
-                            raise NeedsLock("a unit needs the log's lock") from exc
-                        recorder.rewind(mark)
-                        if keys is not None:
-                            keys.rewind(stored)
-                        if not savepoints and (watch.changes > changes or _from_database(exc)):
-                            raise _Unclean from exc
-                        outcomes.append((future, False, exc))
-                    else:
-                        outcomes.append((future, True, result))
+                    outcomes.append(await self._unit(queued, recorder, keys, watch, **modes))
             finally:
                 conn.info.pop(idempotency.PENDING, None)
                 watch.stop()
             if keys is not None:
                 await keys.flush(conn)
+            if unlocked:
+                last_write(conn)
             appended = await recorder.finish()
         if self.on_commit is not None:
             self.on_commit(len(batch), len(appended))
         return outcomes
+
+    @staticmethod
+    async def _unit(
+        queued: _Queued,
+        recorder: Recorder,
+        keys: idempotency.Pending | None,
+        watch: _Watch,
+        *,
+        savepoints: bool,
+        unlocked: bool,
+    ) -> tuple[asyncio.Future[Any], bool, Any]:
+        """Run one unit of the batch: its outcome, or ``_Unclean`` / ``NeedsLock`` for the whole batch."""
+        unit, future, conn = queued.unit, queued.future, recorder.conn
+        mark, changes = recorder.mark(), watch.changes
+        stored = keys.mark() if keys is not None else 0
+        try:
+            if savepoints:
+                async with conn.begin_nested():
+                    result = await unit(recorder)
+            else:
+                result = await unit(recorder)
+        except Exception as exc:  # the unit's own error goes back to its caller
+            if unlocked and any(isinstance(cause, NeedsLock) for cause in causes(exc)):
+                raise NeedsLock("a unit needs the log's lock") from exc
+            recorder.rewind(mark)
+            if keys is not None:
+                keys.rewind(stored)
+            if not savepoints and (watch.changes > changes or _from_database(exc)):
+                raise _Unclean from exc
+            return (future, False, exc)
+        return (future, True, result)
 
     async def close(self, *, grace: float = CLOSE_GRACE) -> None:
         """Stop taking writes and answer every caller: the batch in its transaction gets ``grace`` seconds to

@@ -107,6 +107,8 @@ class Recorder:
         self._batch: eventlog.Batch | None = None
         # The log's head link, read with the first streams (under the write lock it cannot move).
         self._head: tuple[int, str] | None = None
+        # Read with the head: the row version of the views' checkpoint (see statements.APPEND_BODY).
+        self._views_seen: int | None = None
         # Whether referenced streams exist; a stream recorded to here is known from ``_streams`` instead.
         self._exists: dict[str, bool] = {}
         # Claim rows for the views, read with the streams (one query fewer at ``finish``).
@@ -183,6 +185,7 @@ class Recorder:
         self._exists.update((s, s in reading.existing) for s in unknown)
         if head:
             self._head = reading.head
+            self._views_seen = reading.views_seen
 
     async def _stream(self, stream_id: str) -> _Stream:
         await self._load([stream_id])
@@ -356,6 +359,7 @@ class Recorder:
     async def finish(self) -> list[RecordedEvent]:
         """Insert everything recorded and update the views; call once, before the transaction commits."""
         changes = driver.Changes()
+        changes.views_seen = self._views_seen
         if self._batch is not None:
             changes.events = self._batch.take()
         changes.streams = [

@@ -35,6 +35,8 @@ _WRITE = "timeline_write"
 # Set on a connection's info, to its driver connection, while it serves a write without a transaction of its
 # own (``Database.append``); ``driver_of`` then hands that over without beginning one.
 UNLOCKED = "timeline_unlocked"
+# Set by ``last_write`` before the write that ends such a write: only that one may append (and commit).
+_LAST = "timeline_last_write"
 # Seconds a writer waits for the log's write lock before failing (on both databases).
 LOCK_TIMEOUT = 30.0
 # The advisory lock (PostgreSQL) held while the schema changes: "timeline" in ASCII, out of the way of the
@@ -214,6 +216,31 @@ def fault_of(exc: BaseException) -> tuple[str, BaseException] | None:
     return None
 
 
+def last_write(conn: AsyncConnection) -> None:
+    """In ``Database.append``: the next ``driver.write`` is the one that appends and commits."""
+    conn.info[_LAST] = True
+
+
+def may_write(conn: AsyncConnection) -> bool:
+    """Whether ``driver.write`` may write on ``conn``: in a transaction, or as an append's last write."""
+    return UNLOCKED not in conn.info or bool(conn.info.get(_LAST))
+
+
+# How often (ms) PostgreSQL checks that the client of an append is still there while the append waits for the
+# lock: the append would commit by itself once it got the lock, though the process that sent it was killed
+# and can no longer answer for it (a transaction of its own would have been rolled back). PostgreSQL 14+.
+CLIENT_CHECK_MS = 500
+
+
+def _check_client(dbapi_connection: Any, _record: Any) -> None:
+    if dbapi_connection.driver_connection.get_server_version() >= (14,):
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+        finally:
+            cursor.close()
+
+
 def _refuse_unlocked(*_args: Any) -> None:
     raise NeedsLock("a statement through SQLAlchemy in a write without the log's lock")
 
@@ -269,6 +296,7 @@ class Database:
             # Every connection of this engine serves a write without the lock: none sends a statement
             # through SQLAlchemy (set once here: listening per write cost 25-50 us of it).
             event.listen(self._appender.sync_engine, "before_cursor_execute", _refuse_unlocked)
+            event.listen(self._appender.sync_engine, "connect", _check_client)
         self.notifier = Notifier()
         # SQLite writers in this process queue here, in order, rather than polling for the file's lock.
         self._sqlite_writers = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -331,13 +359,14 @@ class Database:
         """A write in two round trips rather than four (PostgreSQL only): no transaction of its own, so each
         read sees the log as it is then, and its one write (``driver.write``) takes the log's lock, checks
         that the log still ends where the reads saw it end, writes and commits, as one statement
-        (``statements.APPEND``). Raises ``MovedOn`` if the log had moved on, and ``NeedsLock`` at any
-        statement sent through SQLAlchemy (it could write, and would commit alone): nothing is written in
-        either case, and the caller runs the write again in ``write``."""
+        (``statements.APPEND``); the caller marks that write with ``last_write``. Raises ``MovedOn`` if the
+        log or the views had moved on, and ``NeedsLock`` at any statement sent through SQLAlchemy or any
+        other write (it could write, and would commit alone): nothing is written in either case, and the
+        caller runs the write again in ``write``."""
         if self._appender is None:
             raise NeedsLock("only PostgreSQL appends without a transaction of its own")
         async with self._appender.connect() as conn:
-            for key in (APPENDED, NOTIFIED, SEALED):
+            for key in (APPENDED, NOTIFIED, SEALED, _LAST):
                 conn.info.pop(key, None)
             conn.info[SEALER] = self.sealer
             conn.info[UNLOCKED] = (await conn.get_raw_connection()).driver_connection
@@ -348,11 +377,15 @@ class Database:
                 # the caller did next.
                 committed = conn.info.pop(NOTIFIED, False)
                 sealed = conn.info.pop(SEALED, None)
-                for key in (UNLOCKED, SEALER, APPENDED):
+                for key in (UNLOCKED, SEALER, APPENDED, _LAST):
                     conn.info.pop(key, None)
                 if committed:
-                    self.sealer.committed(sealed)
-                    self.notifier.notify()
+                    self._committed(sealed)
+
+    def _committed(self, sealed: Sealed | None) -> None:
+        # What the transaction sealed is the log's state now, and readers waiting for it to grow wake.
+        self.sealer.committed(sealed)
+        self.notifier.notify()
 
     @asynccontextmanager
     async def _locked(self, conn: AsyncConnection) -> AsyncIterator[None]:
@@ -395,9 +428,7 @@ class Database:
             # Only write transactions seal: the connection goes back to the pool without the sealer.
             conn.info.pop(SEALER, None)
         if appended is not None:
-            # Committed: what the transaction sealed is the log's state now.
-            self.sealer.committed(sealed)
-            self.notifier.notify()
+            self._committed(sealed)
 
     @asynccontextmanager
     async def schema_change(self) -> AsyncIterator[AsyncConnection]:

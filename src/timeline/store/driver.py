@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.store.database import APPENDED, NOTIFIED, UNLOCKED, MovedOn, NeedsLock, driver_of
+from timeline.store.database import APPENDED, NOTIFIED, UNLOCKED, MovedOn, NeedsLock, driver_of, may_write
 from timeline.store.seal import SEALER, SignedCheckpoint
 from timeline.store.statements import (
     APPEND,
@@ -223,6 +223,9 @@ class Changes:
         self.tree_nodes: list[Row] = []
         self.signed: SignedCheckpoint | None = None
         self.superseded: int | None = None
+        # The row version of the views' checkpoint the writer's reads saw: checked by an append without a
+        # transaction of its own (statements.APPEND).
+        self.views_seen: int | None = None
 
     def __bool__(self) -> bool:
         return bool(
@@ -260,6 +263,7 @@ async def _write_postgres(
             *(columns(changes.events, 12) if changes.events else ()),
             *(columns(changes.streams, 4) if changes.events else ()),
             *(_sealing(changes) if changes.events else ()),
+            *((changes.views_seen,) if unlocked and changes.events else ()),
         )
     except asyncpg.UniqueViolationError as error:
         # Optimistic concurrency's last word, the unique (stream, version) key; its detail names the key,
@@ -281,11 +285,12 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
     if not changes:
         return
     unlocked = UNLOCKED in conn.info
-    if unlocked and not changes.events:
-        # Only an append checks, under the lock, that what it read still holds.
-        raise NeedsLock("view rows without events, in a write without the log's lock")
     if unlocked and conn.info.get(NOTIFIED):
         raise RuntimeError("a write without the log's lock writes once: its first write committed it")
+    if unlocked and not (changes.events and may_write(conn)):
+        # Outside a transaction anything written commits at once: only the append that ends the write,
+        # which checks under the lock that what was read still holds.
+        raise NeedsLock("a write without the log's lock writes only its events and their views, last")
     driver = await driver_of(conn)
     now = dt.datetime.now(dt.UTC)
     if changes.events:

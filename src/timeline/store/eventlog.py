@@ -287,6 +287,8 @@ class Reading(msgspec.Struct, kw_only=True):
     head: tuple[int, str] | None
     # Claim rows read along (``claim_ids``, ``keys``), as ``driver.claims_for`` gives them: (part, id, state).
     claims: list[tuple[int, str, str]] = []
+    # With the head on PostgreSQL, the row version of the views' checkpoint (None if there is none yet).
+    views_seen: int | None = None
 
 
 _WHOLE, _PROBE, _HEAD = 0, 1, 2
@@ -322,6 +324,8 @@ async def read_for_write(
                 reading.existing.add(row[2])
             elif part == _HEAD:
                 reading.head = (int(row[0]), str(row[11]))
+            elif part == statements.VIEWS_SEEN_PART:
+                reading.views_seen = int(row[0])
             else:
                 reading.records[row[2]] = (int(row[3]), str(row[6]))
     if head and reading.head is None:

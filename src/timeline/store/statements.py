@@ -26,6 +26,11 @@ EVENT_COLUMNS = (
 # estimate keys and under those claims' own keys (5).
 _RECORD = "NULL, NULL, r.stream_id, r.version, NULL, NULL, r.state, NULL, NULL, NULL, NULL, NULL"
 _CLAIM = "NULL, NULL, c.claim_id, NULL, NULL, NULL, c.state, NULL, NULL, NULL, NULL, NULL"
+# With the head (part 6, PostgreSQL), the row version (xmin) of the views' checkpoint, which every write of
+# the views rewrites: an append without a transaction of its own checks it has not changed since (below).
+VIEWS_CHECKPOINT = "views"
+VIEWS_SEEN_PART = 6
+_VIEWS_SEEN = "xmin::text::bigint, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 READ_FOR_WRITE = {
     "postgresql": f"""
 SELECT 0, e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
@@ -36,6 +41,8 @@ WHERE e.stream_version > coalesce(r.version, 0)
 UNION ALL SELECT 1, {EVENT_COLUMNS} FROM unnest($2::text[]) AS p(s)
   JOIN events ON events.stream_id = p.s AND events.stream_version = 1
 UNION ALL (SELECT 2, {EVENT_COLUMNS} FROM events WHERE $3::boolean ORDER BY position DESC LIMIT 1)
+UNION ALL SELECT 6, {_VIEWS_SEEN} FROM projection_checkpoints
+  WHERE $3::boolean AND name = '{VIEWS_CHECKPOINT}'
 UNION ALL SELECT 3, {_RECORD} FROM unnest($1::text[]) AS w(s)
   JOIN stream_records r ON r.stream_id = w.s AND r.format = $4
 UNION ALL SELECT 4, {_CLAIM} FROM unnest($5::text[]) AS i(id) JOIN claims c ON c.claim_id = i.id
@@ -165,12 +172,15 @@ SAVE_FOLDING = _SAVE_POSTGRES.replace("{appending}", "")
 
 # The appending statement as a function that takes the log's write lock itself, so that a write needs no
 # transaction of its own: its reads go first, each a statement on its own, and this one call locks, checks
-# that the log still ends where those reads saw it end (the head its first event continues from), writes
-# and, called outside a transaction, commits; two round trips where BEGIN and the lock, the read, the write
-# and COMMIT took four. The function is schema (migration 0016 creates it, as this text gives it); a test
-# fails when the two differ, since a change here then needs a migration.
+# that the log still ends where those reads saw it end (the head its first event continues from) and that
+# the views were not rewritten since (their checkpoint's row version, $57: a rebuild swaps new rows in under
+# the lock without appending), writes and, called outside a transaction, commits; two round trips where
+# BEGIN and the lock, the read, the write and COMMIT took four. The function is schema (migration 0016
+# creates it, as this text gives it); a test fails when the two differ, since a change here then needs a
+# migration.
 APPEND_FUNCTION = "timeline_append"
-# SQLSTATE raised when the log moved on since the reads: nothing was written; read again under the lock.
+# SQLSTATE raised when the log or the views moved on since the reads: nothing was written; read again
+# under the lock.
 MOVED_ON = "TL409"
 _APPEND_TYPES = (
     *("text[]",) * 5, "int[]", "bigint[]", "bigint[]", "text[]",  # claims
@@ -185,6 +195,7 @@ _APPEND_TYPES = (
     "text[]", "int[]", "int[]", "text[]",  # stream records
     "smallint[]", "bigint[]", "bytea[]",  # tree nodes
     "bigint", "text", "timestamptz", "text", "bigint",  # the signed checkpoint, the one it replaces
+    "bigint",  # the row version of the views' checkpoint the reads saw
 )  # fmt: skip
 APPEND_BODY = f"""
 DECLARE
@@ -197,6 +208,9 @@ BEGIN
   IF coalesce(_head, 0) <> $33[1] - 1 OR _hash <> $43[1] THEN
     RAISE EXCEPTION 'the log moved on: it ends at position %, not %', coalesce(_head, 0), $33[1] - 1
       USING ERRCODE = '{MOVED_ON}';
+  END IF;
+  IF (SELECT xmin::text::bigint FROM projection_checkpoints WHERE name = $29) IS DISTINCT FROM $57 THEN
+    RAISE EXCEPTION 'the views were rewritten since this write read them' USING ERRCODE = '{MOVED_ON}';
   END IF;
 {SAVE_APPENDING.strip().replace("SELECT count(*) FROM", "SELECT count(*) INTO _sent FROM")};
   RETURN _sent;

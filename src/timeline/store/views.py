@@ -38,13 +38,13 @@ from timeline.projections import (
     with_history,
 )
 from timeline.ranking import SLOTS, rank_can_drop, slot_of
-from timeline.store import driver, projector
+from timeline.store import driver, projector, statements
 from timeline.store.eventlog import RecordedEvent, read_until
 from timeline.store.readahead import CHOSEN as _CHOSEN
 from timeline.store.readahead import ReadAhead
 from timeline.store.schema import checkpoints, registrations
 
-CHECKPOINT = "views"
+CHECKPOINT = statements.VIEWS_CHECKPOINT
 _encoder = msgspec.json.Encoder()
 _claim_decoder = msgspec.json.Decoder(ClaimRecord)
 _entry_decoder = msgspec.json.Decoder(TimelineEntry)
