@@ -3,11 +3,15 @@
 Each is fixed text whose lists travel as one parameter (a PostgreSQL array, a JSON array for SQLite's
 ``json_each``), so the driver prepares it once per connection whatever the batch's size.
 
-On PostgreSQL a list is looked up by joining ``unnest`` of it, never by ``= ANY($n)``: the write
-transaction runs generic plans (``store.database``), in which an array parameter's ``ANY`` cannot be hashed
-and a sequential scan tests every row against every element: in a fresh database's first thousands of
-events the read of a batch of 100 took 9.6 ms under that plan (11.4 ms under auto_explain), and takes 1.5 ms
-joined on ``unnest`` (bench/results-2026-12-04-write-plans.txt).
+On PostgreSQL a list is looked up one element at a time, ``unnest`` of it joined LATERAL to a subquery
+that the planner may not flatten (OFFSET 0, LIMIT), so each element is an index lookup whatever the plan.
+The write runs generic plans (``store.database``), made once per connection from the statistics of the
+moment: an array parameter's ``= ANY($n)`` cannot be hashed, and a sequential scan tested every row
+against every element (the read of a batch of 100 took 9.6 ms under that plan in a fresh database's first
+thousands of events, 1.5 ms joined on ``unnest``: bench/results-2026-12-04-write-plans.txt); a plain join on
+``unnest`` was planned, on a connection whose first write met empty tables, as a hash join over a
+sequential scan of the whole table, kept for that connection's life (auto_explain of a single write after
+300: every event and every claim read again; bench/results-2026-12-04-unlocked-appends.txt).
 """
 
 from __future__ import annotations
@@ -29,30 +33,43 @@ _CLAIM = "NULL, NULL, c.claim_id, NULL, NULL, NULL, c.state, NULL, NULL, NULL, N
 # With the head (part 6, PostgreSQL), the row version (xmin) of the views' checkpoint, which every write of
 # the views rewrites: an append without a transaction of its own checks it has not changed since (below).
 VIEWS_CHECKPOINT = "views"
+# A probed stream that exists (part 1): only its id. Looked up one id at a time (LATERAL): joined, a generic
+# plan made while the table's statistics were stale scanned every stream's first event for a write's
+# three probes (1,003 rows, 84 of the read's 99 buffers, 0.19 of its 0.28 ms, a log of 1,000 claims).
+_PROBED = "NULL, NULL, p.s, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 VIEWS_SEEN_PART = 6
 _VIEWS_SEEN = "xmin::text::bigint, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 READ_FOR_WRITE = {
     "postgresql": f"""
 SELECT 0, e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
   e.metadata, e.valid_from, e.recorded_at, e.prev_hash, e.hash
-FROM unnest($1::text[]) AS w(s) JOIN events e ON e.stream_id = w.s
-  LEFT JOIN stream_records r ON r.stream_id = w.s AND r.format = $4
-WHERE e.stream_version > coalesce(r.version, 0)
-UNION ALL SELECT 1, {EVENT_COLUMNS} FROM unnest($2::text[]) AS p(s)
-  JOIN events ON events.stream_id = p.s AND events.stream_version = 1
+FROM unnest($1::text[]) AS w(s)
+  CROSS JOIN LATERAL (
+    SELECT coalesce(max(version), 0) AS version FROM stream_records WHERE stream_id = w.s AND format = $4
+  ) AS r
+  CROSS JOIN LATERAL (
+    SELECT * FROM events WHERE stream_id = w.s AND stream_version > r.version OFFSET 0
+  ) AS e
+UNION ALL SELECT 1, {_PROBED} FROM unnest($2::text[]) AS p(s)
+  CROSS JOIN LATERAL (SELECT FROM events WHERE stream_id = p.s AND stream_version = 1 LIMIT 1) AS found
 UNION ALL (SELECT 2, {EVENT_COLUMNS} FROM events WHERE $3::boolean ORDER BY position DESC LIMIT 1)
 UNION ALL SELECT 6, {_VIEWS_SEEN} FROM projection_checkpoints
   WHERE $3::boolean AND name = '{VIEWS_CHECKPOINT}'
 UNION ALL SELECT 3, {_RECORD} FROM unnest($1::text[]) AS w(s)
-  JOIN stream_records r ON r.stream_id = w.s AND r.format = $4
-UNION ALL SELECT 4, {_CLAIM} FROM unnest($5::text[]) AS i(id) JOIN claims c ON c.claim_id = i.id
+  CROSS JOIN LATERAL (SELECT * FROM stream_records WHERE stream_id = w.s AND format = $4 OFFSET 0) AS r
+UNION ALL SELECT 4, {_CLAIM} FROM unnest($5::text[]) AS i(id)
+  CROSS JOIN LATERAL (SELECT * FROM claims WHERE claim_id = i.id OFFSET 0) AS c
 UNION ALL SELECT 5, {_CLAIM} FROM (
     SELECT * FROM unnest($6::text[], $7::text[], $8::text[])
-    UNION SELECT subject_id, metric, source_id FROM unnest($5::text[]) AS i(id)
-      JOIN claims ON claims.claim_id = i.id AND metric IS NOT NULL
+    UNION SELECT own.subject_id, own.metric, own.source_id FROM unnest($5::text[]) AS i(id)
+      CROSS JOIN LATERAL (SELECT * FROM claims WHERE claim_id = i.id AND metric IS NOT NULL OFFSET 0) AS own
   ) AS k(s, m, src)
-  JOIN estimates e ON e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
-  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)
+  CROSS JOIN LATERAL (
+    SELECT * FROM estimates WHERE subject_id = k.s AND metric = k.m AND source_id = k.src OFFSET 0
+  ) AS e
+  CROSS JOIN LATERAL (
+    SELECT * FROM claims WHERE claim_id IN (e.asserted_claim_id, e.projected_claim_id) OFFSET 0
+  ) AS c
 ORDER BY 1, 4, 5""",
     "sqlite": f"""
 SELECT 0, e.position, e.event_id, e.stream_id, e.stream_version, e.type, e.schema_version, e.data,
@@ -88,12 +105,19 @@ READ_AFTER = {
 # claims chosen under others (2: the asserted figure and the projection).
 CLAIMS_FOR = {
     "postgresql": """
-SELECT 0, c.claim_id, c.state FROM unnest($1::text[]) AS i(id) JOIN claims c ON c.claim_id = i.id
+SELECT 0, c.claim_id, c.state FROM unnest($1::text[]) AS i(id)
+  CROSS JOIN LATERAL (SELECT * FROM claims WHERE claim_id = i.id OFFSET 0) AS c
 UNION ALL SELECT 1, c.claim_id, c.state FROM unnest($2::text[], $3::text[], $4::text[]) AS k(s, m, src)
-  JOIN claims c ON c.subject_id = k.s AND c.metric = k.m AND c.source_id = k.src
+  CROSS JOIN LATERAL (
+    SELECT * FROM claims WHERE subject_id = k.s AND metric = k.m AND source_id = k.src OFFSET 0
+  ) AS c
 UNION ALL SELECT 2, c.claim_id, c.state FROM unnest($5::text[], $6::text[], $7::text[]) AS k(s, m, src)
-  JOIN estimates e ON e.subject_id = k.s AND e.metric = k.m AND e.source_id = k.src
-  JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)""",
+  CROSS JOIN LATERAL (
+    SELECT * FROM estimates WHERE subject_id = k.s AND metric = k.m AND source_id = k.src OFFSET 0
+  ) AS e
+  CROSS JOIN LATERAL (
+    SELECT * FROM claims WHERE claim_id IN (e.asserted_claim_id, e.projected_claim_id) OFFSET 0
+  ) AS c""",
     "sqlite": """
 SELECT 0, claim_id, state FROM claims WHERE claim_id IN (SELECT value FROM json_each(?1))
 UNION ALL SELECT 1, c.claim_id, c.state FROM json_each(?2) AS k
