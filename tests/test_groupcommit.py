@@ -345,21 +345,27 @@ def _statements(db: Database) -> list[str]:
     return sent
 
 
-def _refusals(committer: Committer) -> list[str]:
-    """The errors the committer's unlocked tries end in, by class name, from now on."""
-    refused: list[str] = []
+def _tries(committer: Committer) -> list[tuple[bool, str | None]]:
+    """The committer's transactions from now on: whether each began without the lock, and the class of the
+    error it ended in (None if it committed)."""
+    tries: list[tuple[bool, str | None]] = []
     transaction = committer._transaction
 
     async def noting(batch: list, *, savepoints: bool, unlocked: bool = False) -> Any:  # type: ignore[type-arg]
         try:
-            return await transaction(batch, savepoints=savepoints, unlocked=unlocked)
+            outcomes = await transaction(batch, savepoints=savepoints, unlocked=unlocked)
         except Exception as exc:
-            if unlocked:
-                refused.append(type(exc).__name__)
+            tries.append((unlocked, type(exc).__name__))
             raise
+        tries.append((unlocked, None))
+        return outcomes
 
     committer._transaction = noting  # type: ignore[method-assign]
-    return refused
+    return tries
+
+
+def _refusals(tries: list[tuple[bool, str | None]]) -> list[str]:
+    return [error for unlocked, error in tries if unlocked and error is not None]
 
 
 @on_postgresql
@@ -399,7 +405,7 @@ async def test_a_batch_whose_log_moved_on_after_its_reads_runs_again_under_the_l
     # one call finds the head moved and writes nothing; the batch runs again holding the lock, continuing
     # the chain from the new head.
     committer = Committer(db)
-    refusals = _refusals(committer)
+    tries = _tries(committer)
     # Another process's database: this one's sealer does not see its commit.
     other = Database(db.url)
     runs = 0
@@ -418,13 +424,13 @@ async def test_a_batch_whose_log_moved_on_after_its_reads_runs_again_under_the_l
     try:
         for registered in (subject("s"), source("a"), document("d")):
             await committer.run(_unit(registered))
-        refusals.clear()  # the first write of a process reads the tree back, under the lock
+        tries.clear()  # the first write of a process reads the tree back, under the lock
         position = await committer.run(interleaved)
         later = await committer.run(_unit(claim_made("c1", "a", 1, subject_id="s")))
     finally:
         await committer.close()
         await other.dispose()
-    assert refusals == ["MovedOn"]
+    assert _refusals(tries) == ["MovedOn"]
     assert runs == 2
     assert (position, later) == (5, 6)
     async with db.read() as conn:
@@ -466,22 +472,16 @@ async def test_a_unit_that_sends_its_own_statement_runs_under_the_lock_and_commi
 
 @on_postgresql
 async def test_batches_take_the_lock_up_front_for_a_while_after_two_unlocked_tries_failed(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database,
 ) -> None:
     # Each failed try costs the batch's read: with another process appending all the time, trying every
     # batch would double the reads. After two refusals in a row, batches lock first for LOCKED_SPELL.
     committer = Committer(db)
-    tries: list[bool] = []
-    transaction = committer._transaction
-
-    async def noting(batch: list, *, savepoints: bool, unlocked: bool = False) -> Any:  # type: ignore[type-arg]
-        tries.append(unlocked)
-        return await transaction(batch, savepoints=savepoints, unlocked=unlocked)
+    tries = _tries(committer)
 
     async def querying(recorder: Recorder) -> None:
         await recorder.conn.execute(sa.text("SELECT 1"))
 
-    committer._transaction = noting  # type: ignore[method-assign]
     try:
         await committer.run(_unit(subject("s")))
         await committer.run(_unit(source("a")))
@@ -493,7 +493,7 @@ async def test_batches_take_the_lock_up_front_for_a_while_after_two_unlocked_tri
         await committer.close()
     # The first write of a process reads the tree back, under the lock; the second needs no lock; then two
     # refusals in a row, after which the next batch takes the lock up front.
-    assert tries == [True, False, True, True, False, True, False, False]
+    assert [unlocked for unlocked, _ in tries] == [True, False, True, True, False, True, False, False]
     assert 0 < spell <= groupcommit.LOCKED_SPELL
 
 
@@ -505,31 +505,21 @@ async def test_the_append_function_in_the_database_is_the_statement_the_code_sen
         found = (
             await conn.execute(
                 sa.text(
-                    "SELECT prosrc, pg_get_function_identity_arguments(oid) FROM pg_proc "
-                    "WHERE proname = :name"
+                    "SELECT prosrc, pg_get_function_identity_arguments(p.oid), prorettype::regtype::text, "
+                    "l.lanname, p.provolatile::text, p.proconfig FROM pg_proc p "
+                    "JOIN pg_language l ON l.oid = p.prolang WHERE proname = :name"
                 ),
                 {"name": statements.APPEND_FUNCTION},
             )
         ).one()
     assert found[0] == statements.APPEND_BODY
-    async with db.read() as conn:
-        kind = (
-            await conn.execute(
-                sa.text(
-                    "SELECT prorettype::regtype::text, l.lanname, p.provolatile::text, p.proconfig "
-                    "FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE proname = :name"
-                ),
-                {"name": statements.APPEND_FUNCTION},
-            )
-        ).one()
-    assert tuple(kind) == ("bigint", "plpgsql", "v", ["plan_cache_mode=force_generic_plan"])
+    assert tuple(found[2:]) == ("bigint", "plpgsql", "v", ["plan_cache_mode=force_generic_plan"])
     assert "RETURNS bigint" in statements.CREATE_APPEND_FUNCTION
     assert found[1] == ", ".join(
         {
             "int[]": "integer[]",
             "timestamptz": "timestamp with time zone",
             "timestamptz[]": "timestamp with time zone[]",
-            "bool": "boolean",
         }.get(t, t)
         for t in statements._APPEND_TYPES
     )
@@ -542,7 +532,7 @@ async def test_an_online_rebuild_between_a_batchs_read_and_its_write_makes_it_ru
     # A rebuild swaps repaired view rows in under the lock without appending: the head does not move, but
     # a batch that read the old rows must not write rows worked out from them over the repaired ones.
     committer = Committer(db)
-    refusals = _refusals(committer)
+    tries = _tries(committer)
     other = Database(db.url)
     c2 = claim_made("c2", "a", 5, subject_id="s")
     runs = 0
@@ -561,7 +551,7 @@ async def test_an_online_rebuild_between_a_batchs_read_and_its_write_makes_it_ru
         await committer.run(_unit(claim_made("c1", "a", 1, subject_id="s")))
         async with db.write() as conn:  # a wrong row in a view: what a rebuild is for
             await conn.execute(sa.update(schema.estimates).values(asserted_claim_id="c0"))
-        refusals.clear()  # the first write of a process reads the tree back, under the lock
+        tries.clear()  # the first write of a process reads the tree back, under the lock
         await committer.run(racing, reads=[stream_of(c2)], probes=references(c2), proposed=[c2])
         served = await _views(db)
         await refold.rebuild_online(other)
@@ -569,7 +559,7 @@ async def test_an_online_rebuild_between_a_batchs_read_and_its_write_makes_it_ru
     finally:
         await committer.close()
         await other.dispose()
-    assert refusals == ["MovedOn"]
+    assert _refusals(tries) == ["MovedOn"]
     assert runs == 2
     assert served == rebuilt
 

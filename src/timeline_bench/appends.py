@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from timeline import signing
 from timeline.domain.events import DomainEvent
@@ -38,29 +38,30 @@ async def timeline_writes(
     db = Database(url, signer=signer)
     committer = Committer(db)
     try:
-        await committer.run(_recording(list(generate(SETUP_EVENTS, subjects=1, sources=1)), "setup"))
+        await _append(committer, list(generate(SETUP_EVENTS, subjects=1, sources=1)), "setup")
         start = time.perf_counter()
         for first in range(0, count, per_call):
-            events = [claim_made(i, tag) for i in range(first, min(first + per_call, count))]
-            # As app.commands does: what the unit reads is named up front, read with the batch's one query.
-            await committer.run(
-                _recording(events, "bench"),
-                reads={stream_of(e) for e in events},
-                probes={s for e in events for s in references(e)},
-                proposed=events,
-            )
+            await _append(committer, [claim_made(i, tag) for i in range(first, min(first + per_call, count))])
         return int(count / (time.perf_counter() - start))
     finally:
         await committer.close()
         await db.dispose()
 
 
-def _recording(events: Sequence[DomainEvent], label: str) -> Callable[[Recorder], Awaitable[int]]:
+async def _append(committer: Committer, events: Sequence[DomainEvent], label: str = "bench") -> int:
+    """Record ``events`` as one unit of group commit. As app.commands does, the streams the unit reads and
+    names and the events it proposes are given up front, read with the batch's one query."""
+
     async def unit(recorder: Recorder) -> int:
         recorder.act_as(recorded_by="bench", label=label)
         return len(await recorder.record_all(events, origin=""))
 
-    return unit
+    return await committer.run(
+        unit,
+        reads={stream_of(e) for e in events},
+        probes={s for e in events for s in references(e)},
+        proposed=events,
+    )
 
 
 def above_floor(target: float, floor: float, what: str) -> str:
@@ -193,22 +194,9 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 30) ->
         db = Database(url, pool_size=writers)
         committer = Committer(db)
 
-        def write_one(event: DomainEvent) -> Callable[[Recorder], Awaitable[int]]:
-            async def unit(recorder: Recorder) -> int:
-                recorder.act_as(recorded_by="bench", label="bench")
-                await recorder.record(event, origin="")
-                return 1
-
-            return unit
-
         async def writer(tag: str, count: int, committer: Committer = committer) -> None:
             for i in range(count):
-                # As app.commands.record does: the stream, the streams it names and the view rows the
-                # event needs are read for the whole batch in one query.
-                event = claim_made(i, tag)
-                await committer.run(
-                    write_one(event), reads=[stream_of(event)], probes=references(event), proposed=[event]
-                )
+                await _append(committer, [claim_made(i, tag)])
 
         try:
             await asyncio.gather(*(writer(f"warm{w}", 1) for w in range(writers)))  # untimed

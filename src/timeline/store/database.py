@@ -366,8 +366,7 @@ class Database:
         if self._appender is None:
             raise NeedsLock("only PostgreSQL appends without a transaction of its own")
         async with self._appender.connect() as conn:
-            for key in (APPENDED, NOTIFIED, SEALED, _LAST):
-                conn.info.pop(key, None)
+            # Every key set here or below is popped on the way out, so none is left from a write before.
             conn.info[SEALER] = self.sealer
             conn.info[UNLOCKED] = (await conn.get_raw_connection()).driver_connection
             try:

@@ -16,6 +16,8 @@ sequential scan of the whole table, kept for that connection's life (auto_explai
 
 from __future__ import annotations
 
+import re
+
 from timeline.store.notify import CHANNEL
 
 EVENT_COLUMNS = (
@@ -192,6 +194,7 @@ WITH {{appending}}claimed AS (
 SELECT count(*) FROM (SELECT pg_notify('{CHANNEL}', '') WHERE $32::boolean) AS notified"""
 
 SAVE_APPENDING = _SAVE_POSTGRES.replace("{appending}", _APPEND_CTE)
+_CAST = re.compile(r"\$(\d+)::(\w+(?:\[\])?)")
 SAVE_FOLDING = _SAVE_POSTGRES.replace("{appending}", "")
 
 # The appending statement as a function that takes the log's write lock itself, so that a write needs no
@@ -206,21 +209,12 @@ APPEND_FUNCTION = "timeline_append"
 # SQLSTATE raised when the log or the views moved on since the reads: nothing was written; read again
 # under the lock.
 MOVED_ON = "TL409"
+# The function's parameters: the appending statement's, typed as its casts type them ($1-$56), then the row
+# version of the views' checkpoint the reads saw ($57).
 _APPEND_TYPES = (
-    *("text[]",) * 5, "int[]", "bigint[]", "bigint[]", "text[]",  # claims
-    *("text[]",) * 3,  # unchosen
-    *("text[]",) * 5,  # chosen
-    "text[]", "text[]", "bigint[]", "text[]",  # defined
-    "bigint[]",  # unlisted
-    "bigint[]", "text[]", "date[]", "text[]", "text[]", "text[]",  # listed
-    "text", "bigint", "timestamptz", "boolean",  # the views' checkpoint, the NOTIFY
-    "bigint[]", "uuid[]", "text[]", "int[]", "text[]", "int[]",  # events
-    "text[]", "text[]", "date[]", "timestamptz[]", "text[]", "text[]",
-    "text[]", "int[]", "int[]", "text[]",  # stream records
-    "smallint[]", "bigint[]", "bytea[]",  # tree nodes
-    "bigint", "text", "timestamptz", "text", "bigint",  # the signed checkpoint, the one it replaces
-    "bigint",  # the row version of the views' checkpoint the reads saw
-)  # fmt: skip
+    *(kind for _, kind in sorted({int(n): kind for n, kind in _CAST.findall(SAVE_APPENDING)}.items())),
+    "bigint",
+)
 APPEND_BODY = f"""
 DECLARE
   _head bigint;
