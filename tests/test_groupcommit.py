@@ -324,6 +324,50 @@ async def test_writes_queued_while_the_lock_is_awaited_join_the_batch_that_gets_
         assert (await audit.verify(conn)).ok
 
 
+async def _rounds(db: Database, writers: int, rounds: int, away: float) -> list[int]:
+    """The batch sizes (units) when ``writers`` each write ``rounds`` claims, spending ``away`` seconds
+    elsewhere between one write's answer and the next (a client's round trip and the server's parsing)."""
+    batches: list[int] = []
+    committer = Committer(db, on_commit=lambda units, _events: batches.append(units))
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+        batches.clear()
+
+        async def writer(w: int) -> None:
+            for i in range(rounds):
+                await committer.run(_unit(claim_made(f"c{w}-{i}", "a", i, subject_id="s")))
+                if away:
+                    await asyncio.sleep(away)
+
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+    finally:
+        await committer.close()
+    async with db.read() as conn:
+        assert await eventlog.head_position(conn) == 3 + writers * rounds
+    return batches
+
+
+async def test_writers_that_come_back_slowly_are_committed_in_two_halves(db: Database) -> None:
+    # 32 writers, each away a while between writes (as HTTP clients are): after the first batch took all
+    # of them, one half is committed while the other is away, so the process has work during the
+    # database's round trips. A batch of 32 a round would leave it idle then.
+    batches = await _rounds(db, writers=32, rounds=3, away=0.05)
+    assert batches[0] == 32
+    assert batches[1:] == [16] * 4
+
+
+async def test_writers_that_write_again_at_once_keep_one_batch(db: Database) -> None:
+    # In-process writers with nothing to do between writes: halves would only cost a transaction more.
+    assert await _rounds(db, writers=32, rounds=4, away=0) == [32] * 4
+
+
+async def test_too_few_writers_for_two_halves_keep_one_batch(db: Database) -> None:
+    # Halves of fewer than groupcommit.HALF_AT_LEAST writes cost more than their overlap gives back.
+    writers = 2 * groupcommit.HALF_AT_LEAST - 2
+    assert await _rounds(db, writers=writers, rounds=3, away=0.05) == [writers] * 3
+
+
 # A write on PostgreSQL without a transaction of its own: its read, then one call that locks, checks the head,
 # writes and commits (statements.APPEND). Only PostgreSQL has it; SQLite's statements run in process.
 on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
