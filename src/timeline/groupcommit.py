@@ -208,18 +208,20 @@ class Committer:
         halves, one half's requests are answered and parsed while the other half is in the database (busy
         0.97). Writers in this process that write again at once (the benchmarks' 32 writers) have no work
         of their own to overlap, and halves would only cost them a transaction more a round."""
-        waiting = self._queue.qsize()
-        if answered + waiting < 2 * HALF_AT_LEAST:
+        before = self._queue.qsize()
+        if answered + before < 2 * HALF_AT_LEAST:
             self._limit = self.max_batch
             return
         # One turn of the loop: the callers just answered run until they next wait, which for a caller in
-        # this process writing again is after it queued its next write.
+        # this process writing again is after it queued its next write. (One that reaches the committer
+        # through another task, as asyncio.wait_for on Python 3.11, comes back a turn later and is halved.)
         await asyncio.sleep(0)
         waiting = self._queue.qsize()
-        if waiting >= answered:
-            # They came back at once, or the other half was already here: the halves keep themselves.
+        if waiting - before >= answered:
             self._limit = self.max_batch
         else:
+            # Decided on who came back, not on the whole queue: with the other half waiting, the cap stays
+            # at a half, so the writes joining a batch after the lock (``_transaction``) cannot merge them.
             self._limit = min(self.max_batch, -(-(answered + waiting) // 2))
 
     def _take(self, batch: list[_Queued]) -> None:
