@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -227,3 +228,19 @@ def test_the_http_write_rows_note_weighs_each_processs_cpu_against_the_cores() -
     )
     elsewhere = http.Cost(server=0.8, postgres=None, wrk=0.1)
     assert "0.90 ms in all" in http._budget(elsewhere, floor, 2000)
+    projected = http.Cost(server=0.8, postgres=0.5, wrk=0.1, projections=0.2)
+    assert "server 0.80 ms, projection process 0.20 ms, PostgreSQL 0.50 ms, wrk 0.10 ms, 1.60 ms in all" in (
+        http._budget(projected, floor, 2000)
+    )
+
+
+def test_a_servers_running_children_are_counted() -> None:
+    # `serve` on PostgreSQL runs its projections in a child process, whose CPU is part of a write's cost.
+    child = subprocess.Popen([sys.executable, "-c", "sum(range(30_000_000)); input()"], stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while measure.offspring_cpu_seconds(os.getpid()) < 0.1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert measure.offspring_cpu_seconds(os.getpid()) >= 0.1
+    finally:
+        child.communicate(b"\n")

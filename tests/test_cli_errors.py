@@ -43,6 +43,7 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
     export.write_text("")
     return {
         "serve": ["serve", "--no-fixtures"],
+        "project": ["project"],
         "import": ["import", str(SEED)],
         "rebuild": ["rebuild"],
         "verify": ["verify"],
@@ -56,7 +57,7 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
     }
 
 
-READ_ONLY = ("rebuild", "verify", "export", "draft", "tokens list", "tokens revoke")
+READ_ONLY = ("project", "rebuild", "verify", "export", "draft", "tokens list", "tokens revoke")
 
 
 def _one_line_error(err: str) -> str:
@@ -105,6 +106,17 @@ def test_read_only_commands_refuse_a_missing_sqlite_file(
         line = _one_line_error(capsys.readouterr().err)
         assert f"no database at {missing}" in line
         assert not missing.parent.exists(), name  # neither the file nor its folder was created
+
+
+async def test_project_refuses_sqlite_whose_server_keeps_the_projections_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'timeline.db'}"
+    assert await run("--database-url", url, "db", "upgrade") == 0
+    capsys.readouterr()
+    assert await run("--database-url", url, "project") != 0
+    line = _one_line_error(capsys.readouterr().err)
+    assert "project needs PostgreSQL" in line
 
 
 async def run(*argv: str) -> int:

@@ -565,12 +565,14 @@ async def test_postgresql_restarted_under_writes_and_streams_loses_nothing_ackno
             await _until(lambda: tail.positions[-1:] == [max(acknowledged)])
             await tail.close()
             await db.dispose()  # this test's own pooled connections were cut too
-            listening = 0
-            for _ in range(150):  # the server listens again
-                if (listening := await _listening(db)) > 0:
+            # The server listens again, and so does its projection process (`timeline project`): once
+            # each, no connection left over from before.
+            for _ in range(150):
+                if await _listening(db) >= 2:
                     break
                 await asyncio.sleep(0.2)
-            assert listening == 1
+            await asyncio.sleep(1)
+            assert await _listening(db) == 2
             async with httpx.AsyncClient() as client:
                 # Writes go through again, and the projection whose last attempt the restart cut is not
                 # called stuck for it (nor has it stood still for the stall time): /health answers 200,

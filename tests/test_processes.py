@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -266,7 +267,7 @@ async def test_killing_the_streaming_process_loses_nothing(pg_url: str, tmp_path
         assert [p for p, _ in got] == later  # no gap, no duplicate
 
 
-async def _bulk(url: str, count: int) -> int:
+async def _bulk(url: str, count: int, tag: str = "k") -> int:
     db = Database(url)
     try:
         await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
@@ -276,9 +277,9 @@ async def _bulk(url: str, count: int) -> int:
             for i in range(count):
                 kind = ClaimConfirmed if i % 2 else ClaimDenied
                 fields = (
-                    {"confirmation_id": f"k{i}", "confirmed_by": "france"}
+                    {"confirmation_id": f"{tag}{i}", "confirmed_by": "france"}
                     if i % 2
-                    else {"denial_id": f"k{i}", "denied_by": "kremlin"}
+                    else {"denial_id": f"{tag}{i}", "denied_by": "kremlin"}
                 )
                 await recorder.record(
                     kind(
@@ -291,7 +292,8 @@ async def _bulk(url: str, count: int) -> int:
                     origin="",
                 )
             await recorder.finish()
-            return len(recorder.appended) + 29
+        async with db.read() as conn:
+            return int((await conn.execute(sa.text("SELECT max(position) FROM events"))).scalar_one())
     finally:
         await db.dispose()
 
@@ -306,9 +308,22 @@ async def _activity_rows(url: str) -> list[tuple[Any, ...]]:
         await db.dispose()
 
 
+async def _rebuilt_activity(url: str) -> list[tuple[Any, ...]]:
+    """The sources' activity rows after a rebuild from the log."""
+    db = Database(url)
+    try:
+        async with db.write() as conn:
+            await projector.reset(conn, activity)
+        await projector.catch_up(db, activity)
+    finally:
+        await db.dispose()
+    return await _activity_rows(url)
+
+
 async def test_projection_leadership_moves_when_the_leader_dies(pg_url: str, tmp_path: Path) -> None:
     head = await _bulk(pg_url, 400)
-    with servers(pg_url, tmp_path, 2, TIMELINE_PROJECTION_BATCH="1") as (a, b):
+    # The API processes lead here (a projection process of their own would outlive a killed server briefly).
+    with servers(pg_url, tmp_path, 2, TIMELINE_PROJECTION_BATCH="1", TIMELINE_PROJECTIONS="inline") as (a, b):
         await a.ready()
         for _ in range(200):
             if 0 < (await a.health())["projections"]["source_activity"] < head:
@@ -324,17 +339,99 @@ async def test_projection_leadership_moves_when_the_leader_dies(pg_url: str, tmp
             await asyncio.sleep(0.05)
         assert (await b.health())["projections"]["source_activity"] == head
     caught_up = await _activity_rows(pg_url)
-    db = Database(pg_url)
-    try:
-        async with db.write() as conn:
-            await projector.reset(conn, activity)
-        await projector.catch_up(db, activity)
-    finally:
-        await db.dispose()
-    assert await _activity_rows(pg_url) == caught_up  # equal to a rebuild: nothing applied twice or skipped
+    assert await _rebuilt_activity(pg_url) == caught_up  # as a rebuild: nothing applied twice or skipped
     counts = {row[0]: row[1:5] for row in caught_up}
     assert counts["kremlin"] == (0, 5 + 200, 0, 0)
     assert counts["france"] == (1, 0, 200, 0)
+
+
+def _projection_process(server: Server) -> int:
+    """The pid of the `timeline project` process a server started (waiting for it to appear)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+                if ppid == server.proc.pid and b"project" in argv:
+                    return int(stat.parent.name)
+        time.sleep(0.1)
+    raise TimeoutError(f"no projection process; see {server.log.name}")
+
+
+def _gone(pid: int, seconds: float = 20) -> bool:
+    """Whether process ``pid`` has ended (a zombie counts: it ran its last) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+async def _leads(url: str) -> set[int]:
+    """The pids of the processes holding a projection's lead (from their sessions' application_name)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'timeline lead %'"
+        )
+    finally:
+        await conn.close()
+    return {int(row[0].rsplit(" ", 1)[1]) for row in rows}
+
+
+async def _caught_up(server: Server, head: int, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        positions = (await server.health())["projections"]
+        if positions.get("source_activity") == head:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_serve_on_postgresql_keeps_the_projections_in_a_process_of_their_own(
+    pg_url: str, tmp_path: Path
+) -> None:
+    head = await _bulk(pg_url, 100)
+    with servers(pg_url, tmp_path, 1) as (a,):
+        await a.ready()
+        child = _projection_process(a)
+        assert await _caught_up(a, head)
+        assert await _leads(pg_url) == {child}
+        # The API process stands by: it takes the lead once the projection process is gone.
+        os.kill(child, signal.SIGKILL)
+        head = await _bulk(pg_url, 100, tag="after")
+        assert await _caught_up(a, head)
+        assert await _leads(pg_url) == {a.proc.pid}
+    caught_up = await _activity_rows(pg_url)
+    assert await _rebuilt_activity(pg_url) == caught_up  # nothing applied twice or skipped at the handover
+
+
+@pytest.mark.parametrize("ending", ["terminated", "killed"])
+async def test_the_projection_process_ends_with_serve(pg_url: str, tmp_path: Path, ending: str) -> None:
+    with servers(pg_url, tmp_path, 1) as (a,):
+        await a.ready()
+        child = _projection_process(a)
+        if ending == "killed":
+            a.kill()  # it cannot say so: the projection process notices its parent is gone
+        else:
+            a.stop()
+        assert _gone(child)
+
+
+async def test_serve_inline_keeps_the_projections_in_the_api_process(pg_url: str, tmp_path: Path) -> None:
+    head = await _bulk(pg_url, 20)
+    with servers(pg_url, tmp_path, 1, TIMELINE_PROJECTIONS="inline") as (a,):
+        await a.ready()
+        assert await _caught_up(a, head)
+        assert await _leads(pg_url) == {a.proc.pid}
 
 
 async def test_one_sqlite_server_streams_its_own_writes(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from timeline_bench.measure import (
     Stats,
     children_cpu_seconds,
     cpu_seconds,
+    offspring_cpu_seconds,
     postgres_cpu_seconds,
 )
 from timeline_bench.wrk import Load, Server, distinct, revisions, run_wrk, signed_key
@@ -55,6 +56,8 @@ class Cost(msgspec.Struct, frozen=True):
     server: float
     postgres: float | None
     wrk: float
+    # The server's projection process (`timeline project`, started by `serve` on PostgreSQL).
+    projections: float = 0.0
 
 
 async def _costed(
@@ -63,13 +66,15 @@ async def _costed(
     """A wrk run and what each request of it cost the server, PostgreSQL (when it runs on this machine)
     and wrk in CPU time."""
     local = make_url(server.url).host in ("127.0.0.1", "localhost", "::1", None)
-    before = cpu_seconds(server.proc.pid), _postgres(local), children_cpu_seconds()
+    pid = server.proc.pid
+    before = cpu_seconds(pid), _postgres(local), children_cpu_seconds(), offspring_cpu_seconds(pid)
     load = await asyncio.to_thread(run_wrk, server.base, path, connections, seconds, script)
-    after = cpu_seconds(server.proc.pid), _postgres(local), children_cpu_seconds()
+    after = cpu_seconds(pid), _postgres(local), children_cpu_seconds(), offspring_cpu_seconds(pid)
     # wrk's rate is of the requests completed over its run, which lasts whole seconds.
     done = max(1.0, load.rate * max(1, round(seconds)))
     used = None if before[1] is None or after[1] is None else 1000 * (after[1] - before[1]) / done
-    return load, Cost(1000 * (after[0] - before[0]) / done, used, 1000 * (after[2] - before[2]) / done)
+    server_ms, wrk_ms = 1000 * (after[0] - before[0]) / done, 1000 * (after[2] - before[2]) / done
+    return load, Cost(server_ms, used, wrk_ms, 1000 * (after[3] - before[3]) / done)
 
 
 def _postgres(local: bool) -> float | None:
@@ -82,9 +87,11 @@ def _budget(cost: Cost, floor: Cost, target: float) -> str:
     the cost of a request that does nothing (the constant route's)."""
     cores = os.cpu_count() or 1
     postgres = f"PostgreSQL {cost.postgres:.2f} ms, " if cost.postgres is not None else ""
-    total = cost.server + (cost.postgres or 0.0) + cost.wrk
+    projections = f"projection process {cost.projections:.2f} ms, " if cost.projections else ""
+    total = cost.server + cost.projections + (cost.postgres or 0.0) + cost.wrk
     return (
-        f"CPU a write: server {cost.server:.2f} ms, {postgres}wrk {cost.wrk:.2f} ms, {total:.2f} ms in all; "
+        f"CPU a write: server {cost.server:.2f} ms, {projections}{postgres}wrk {cost.wrk:.2f} ms, "
+        f"{total:.2f} ms in all; "
         f"{target:,.0f} writes/s on {cores} cores leave {1000 * cores / target:.2f} ms a write; "
         f"a constant-route request costs server {floor.server:.2f} + wrk {floor.wrk:.2f} ms"
     )

@@ -81,6 +81,19 @@ def cpu_seconds(pid: int) -> float:
     return _seconds(_stat(Path(f"/proc/{pid}/stat").read_text())[1][11:13])
 
 
+def offspring_cpu_seconds(pid: int) -> float:
+    """The CPU time the running children of process ``pid`` have used (a server's projection process)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            _name, fields = _stat(stat.read_text())
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            total += _seconds(fields[11:13])
+    return total
+
+
 def postgres_cpu_seconds() -> float | None:
     """The CPU time PostgreSQL on this machine has used (its backends, WAL writer, checkpointer, and those
     that ended, which the postmaster reaped and counts as its children's), or None when none runs here."""

@@ -36,8 +36,9 @@ from timeline.api import (
 from timeline.api.cache import ResponseCache
 from timeline.api.fanout import Hub
 from timeline.api.settings import Settings
+from timeline.app import maintenance
 from timeline.groupcommit import Committer
-from timeline.store import activity, clock, projector, snapshots, tokens
+from timeline.store import clock, tokens
 from timeline.store.database import Database
 
 if TYPE_CHECKING:
@@ -96,8 +97,8 @@ def create_app(
 
         plugins.append(tracing.plugin(tracer_provider))
         before_request = tracing.name_span
-    projections = projector.Worker(
-        db, [activity, snapshots.Taker(db)], batch=settings.projection_batch, idle=settings.keepalive_seconds
+    projections = maintenance.projection_worker(
+        db, batch=settings.projection_batch, idle=settings.keepalive_seconds
     )
 
     @asynccontextmanager

@@ -17,6 +17,12 @@ _log = logging.getLogger("timeline.store")
 Progress = Callable[[int, int | None], None]
 
 
+def projection_worker(db: Database, *, batch: int, idle: float) -> projector.Worker:
+    """The asynchronous projections (sources' activity, time travel's snapshots), kept caught up by whichever
+    process leads them: a server's, or ``timeline project``'s."""
+    return projector.Worker(db, [activity, snapshots.Taker(db)], batch=batch, idle=idle)
+
+
 async def catch_up(db: Database, progress: Progress | None = None) -> int:
     """Bring the views up to date with the log (after a crash, or a migration that emptied them), and with a
     signing key warn of events no signed checkpoint covers; returns the events the views took."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-from timeline.cli import admin, keys, log, serving
+from timeline.cli import admin, keys, log, projecting, serving
 from timeline.cli.common import Group
 from timeline.console import CommandError, Exit, database_error, error
 from timeline.store import DEFAULT_URL
@@ -58,6 +58,7 @@ def cli(ctx: click.Context, database_url: str) -> None:
 
 for command in (
     serving.serve,
+    projecting.project,
     serving.import_,
     serving.rebuild,
     log.verify,

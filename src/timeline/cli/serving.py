@@ -71,6 +71,15 @@ WORKER_STARTUP_SECONDS = 60
 )
 @click.option("--no-fixtures", is_flag=True, help="import no fixtures on start")
 @click.option(
+    "--projections",
+    type=click.Choice(("process", "inline")),
+    default="process",
+    show_default=True,
+    envvar="TIMELINE_PROJECTIONS",
+    help="on PostgreSQL, keep the asynchronous projections in a process of their own or in the API "
+    "processes; SQLite keeps them in its one process  [env: TIMELINE_PROJECTIONS]",
+)
+@click.option(
     "--log-format",
     type=click.Choice(logs.FORMATS),
     default="text",
@@ -94,6 +103,7 @@ def serve(
     workers: int,
     fixtures_dir: Path | None,
     no_fixtures: bool,
+    projections: str,
     log_format: logs.Format,
     log_level: str,
 ) -> None:
@@ -124,25 +134,35 @@ def serve(
         # The key serve chose (perhaps just made), for the workers, by an absolute path.
         os.environ.setdefault("TIMELINE_SIGNING_KEY_FILE", str(signing.DEFAULT_KEY_FILE.resolve()))
     from timeline.api.protocol import ProblemHttpToolsProtocol
+    from timeline.cli import projecting
+
+    # Started first, so it takes the projections' lead; the API processes take it over once it is gone.
+    projector = projecting.start(url) if projections == "process" and db.dialect == "postgresql" else None
 
     options: dict[str, Any] = {}
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # uvicorn (0.35 on) kills a worker that has not answered 5 s after it was started: on a busy host
         # importing the app takes longer, and `--workers 2` restarted its workers in a loop, never serving.
         options["timeout_worker_healthcheck"] = WORKER_STARTUP_SECONDS
-    uvicorn.run(
-        "timeline.api.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        # timeline.logs formats uvicorn's lines too; the app writes the access lines (with request ids).
-        log_config=None,
-        log_level=log_level.lower(),
-        access_log=False,
-        http=ProblemHttpToolsProtocol,
-        **options,
-    )
+    try:
+        uvicorn.run(
+            "timeline.api.asgi:create",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            # timeline.logs formats uvicorn's lines too; the app writes the access lines (with request ids).
+            log_config=None,
+            log_level=log_level.lower(),
+            access_log=False,
+            http=ProblemHttpToolsProtocol,
+            **options,
+        )
+    finally:
+        # Stopped by a signal, uvicorn raises it again once it has shut down, which ends this process
+        # before it gets here: the projection process then stops by itself, seeing its parent gone.
+        if projector is not None:
+            projecting.stop(projector)
 
 
 def _new_key_for_serving() -> signing.Signer | None:

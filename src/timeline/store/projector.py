@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
+import time
 import zlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
@@ -158,10 +160,14 @@ class Leadership:
     """The right to run one asynchronous projection: a session advisory lock held on its own connection
     (PostgreSQL), so it is released the moment the holding process dies. SQLite runs in one process."""
 
-    def __init__(self, db: Database, name: str) -> None:
+    def __init__(self, db: Database, name: str, *, retry: float = 0.0) -> None:
         self.db = db
         self.key = _lock_key(name)
         self._conn: Any = None
+        # After a try that found the lead taken, the next waits ``retry`` seconds: each try is a connection
+        # of its own, and a process that does not lead would otherwise try at every commit it hears of.
+        self.retry = retry
+        self._next_try = 0.0
 
     @property
     def held(self) -> bool:
@@ -172,7 +178,12 @@ class Leadership:
         """Try to become leader; True if this process leads now."""
         if self.held:
             return True
-        conn = await asyncpg.connect(self.db.dsn)
+        if time.monotonic() < self._next_try:
+            return False
+        # Named, so pg_stat_activity shows which process leads (``timeline project``'s, or a server's).
+        conn = await asyncpg.connect(
+            self.db.dsn, server_settings={"application_name": f"timeline lead {os.getpid()}"}
+        )
         try:
             locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key)
         except BaseException:
@@ -182,6 +193,7 @@ class Leadership:
             self._conn = conn
             return True
         conn.terminate()  # synchronous, so no cancellation can leave it open
+        self._next_try = time.monotonic() + self.retry
         return False
 
     async def release(self) -> None:
@@ -229,7 +241,9 @@ class Worker:
         # After a failure, wait ``backoff`` s, doubling with each failure in a row up to ``max_backoff``.
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self.leaders = {p.name: Leadership(db, p.name) for p in self.projections}
+        # A process that does not lead tries again every ``idle`` seconds, so it takes over that soon once
+        # the leader is gone (``timeline project``'s, say, which ``serve`` starts beside its API processes).
+        self.leaders = {p.name: Leadership(db, p.name, retry=idle) for p in self.projections}
         # Each projection failing now.
         self.failing: dict[str, Failing] = {}
 
