@@ -88,14 +88,14 @@ async def _write(
     key = idempotency_key(request)
     expected = _if_match(request)
     body = await request.body()
+    # What request.url.path is, without building the whole URL (2.7% of a write server's CPU).
+    path = request.scope.get("root_path", "") + request.scope["path"]
     caller = commands.Caller(
         recorded_by=principal(request).name,
-        label=f"{request.method} {request.url.path}",
+        label=f"{request.method} {path}",
         request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
         idempotency_key=key,
-        fingerprint=hashlib.sha256(
-            b"\n".join([request.method.encode(), str(request.url.path).encode(), body])
-        ).hexdigest(),
+        fingerprint=hashlib.sha256(b"\n".join([request.method.encode(), path.encode(), body])).hexdigest(),
     )
     reply = await commands.record(
         request.app.state.committer, build, caller, _answer, expected_version=expected
