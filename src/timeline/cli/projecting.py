@@ -38,10 +38,10 @@ STOP_GRACE_SECONDS = 10.0
 
 
 @click.command()
-@click.option("--with-parent", is_flag=True, hidden=True, help="stop when its parent is gone")
+@click.option("--parent", type=int, default=None, hidden=True, help="stop once this process is gone")
 @click.option("--ready-fd", type=int, default=None, hidden=True, help="closed once the leads were tried")
 @click.pass_obj
-def project(url: str, with_parent: bool, ready_fd: int | None) -> None:
+def project(url: str, parent: int | None, ready_fd: int | None) -> None:
     """Keep the asynchronous projections caught up until stopped (PostgreSQL; serve starts one)."""
     db = open_database(url, must_exist=True)
     if db.dialect != "postgresql":
@@ -50,7 +50,8 @@ def project(url: str, with_parent: bool, ready_fd: int | None) -> None:
         os.environ.get("TIMELINE_LOG_FORMAT", "text"),  # type: ignore[arg-type]
         os.environ.get("TIMELINE_LOG_LEVEL", "info"),
     )
-    parent = os.getppid() if with_parent else None
+    if parent is not None and os.getppid() != parent:
+        return  # serve died while this process was starting
     run_command(url, lambda: disposing(db, _project(db, parent, ready_fd)))
 
 
@@ -103,20 +104,26 @@ async def _orphaned(parent: int) -> None:
 def start(url: str) -> subprocess.Popen[bytes]:
     """Start `timeline project` for ``serve``, writing to the same standard output and error, and return
     once it has tried for the projections' leads (or has ended, or ``READY_SECONDS`` passed)."""
+    command = [sys.executable, "-m", "timeline", "project", "--parent", str(os.getpid())]
     ready, told = os.pipe()
     try:
-        command = [sys.executable, "-m", "timeline", "--database-url", url, "project", "--with-parent"]
-        process = subprocess.Popen(
-            [*command, "--ready-fd", str(told)],
-            pass_fds=(told,),
-            # Ctrl-C in a terminal reaches the whole process group; serve stops it in its own time.
-            start_new_session=True,
-        )
-    finally:
-        os.close(told)
-    try:
-        # The pipe's end: the child closed its copy (tried the leads) or ended.
-        select.select([ready], [], [], READY_SECONDS)
+        try:
+            process = subprocess.Popen(
+                [*command, "--ready-fd", str(told)],
+                # The URL goes in the environment: on the command line, `ps` would show its password.
+                env={**os.environ, "TIMELINE_DATABASE_URL": url},
+                pass_fds=(told,),
+                # Ctrl-C in a terminal reaches the whole process group; serve stops it in its own time.
+                start_new_session=True,
+            )
+        finally:
+            os.close(told)
+        try:
+            # The pipe's end: the child closed its copy (tried the leads) or ended.
+            select.select([ready], [], [], READY_SECONDS)
+        except BaseException:  # Ctrl-C while waiting, say: serve would not get to stop it
+            stop(process)
+            raise
     finally:
         os.close(ready)
     return process
