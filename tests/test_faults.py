@@ -35,14 +35,17 @@ from timeline.api.settings import Settings
 from timeline.app import queries as app_queries
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.service import Recorder
-from timeline.store import activity, audit, eventlog, migrate, refold, schema, tokens
+from timeline.store import activity, audit, eventlog, migrate, notify, projector, refold, schema, tokens
 from timeline.store.database import Busy, Database, fault_of
 
+from . import test_processes
 from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, _pg_dsn
 from .helpers import claim_made, document, source, subject
 from .test_audit import _tamper
 from .test_live import messages
-from .test_processes import _free_port, servers
+from .test_processes import _bulk, _free_port, _projection_process, servers
+
+pg_url = test_processes.pg_url
 
 
 @pytest.fixture
@@ -286,6 +289,46 @@ async def test_health_is_503_naming_a_projection_stalled_at_an_unreadable_event(
                 break
             await asyncio.sleep(0.05)
         _unhealthy(response, "source_activity", "is stuck after position", f"read: position {position}")
+
+
+async def test_health_names_a_projection_stuck_in_the_projection_process_at_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    # `serve` on PostgreSQL runs the projections in `timeline project`: the API process learns of the
+    # failure from the row the leader writes, not from a worker of its own (which, with a keep-alive of a
+    # minute, does not try for the lead meanwhile), and long before the stall time.
+    await _bulk(pg_url, 0)
+    env = {"TIMELINE_KEEPALIVE_SECONDS": "60", "TIMELINE_STALL_SECONDS": "3600"}
+    with servers(pg_url, tmp_path, 1, **env) as (server,):
+        await server.ready()
+        _projection_process(server)
+        db = Database(pg_url)
+        try:
+            position = await _append_unreadable(db)
+            async with db.write() as conn:  # behind timeline's back, so announced by hand
+                await conn.execute(sa.select(sa.func.pg_notify(notify.CHANNEL, str(position))))
+        finally:
+            await db.dispose()
+        async with httpx.AsyncClient() as client:
+            for _ in range(400):
+                response = await client.get(f"{server.base}/health")
+                if response.status_code != 200:
+                    break
+                await asyncio.sleep(0.05)
+        _unhealthy(response, "source_activity", "is stuck after position", f"read: position {position}")
+
+
+async def test_a_recorded_failure_lasts_until_the_projection_commits_a_batch_again(db: Database) -> None:
+    async with db.write() as conn:
+        await projector.save_failure(conn, activity.name, "an event it cannot read")
+    async with db.read() as conn:
+        found = await projector.standing_with_head(conn, activity.name)
+    assert found.failures == {activity.name: "an event it cannot read"}
+    assert found.projections[activity.name][0] == 0  # a row made for the failure starts at the log's start
+    async with db.write() as conn:
+        await projector.save_checkpoint(conn, activity.name, 29)
+    async with db.read() as conn:
+        assert (await projector.standing_with_head(conn, activity.name)).failures == {}
 
 
 async def test_health_is_503_when_a_projection_has_not_moved_for_the_stall_time(

@@ -77,10 +77,12 @@ def judge_health(
     head: int,
     standing: dict[str, tuple[int, dt.datetime | None]],
     next_recorded: dict[str, dt.datetime | None],
+    recorded_failures: dict[str, str],
 ) -> None:
     """Raise ``Unhealthy`` when the views are past the log's head (events removed behind timeline's back)
-    or an asynchronous projection has stalled: failing in this process other than for the database's
-    passing fault, or not moved for the stall time while the event after it waits."""
+    or an asynchronous projection has stalled: failing other than for the database's passing fault (in
+    this process, or as its leader recorded), or not moved for the stall time while the event after it
+    waits."""
     settings: Settings = request.app.state.settings
     worker: Worker = request.app.state.projections
     findings: list[tuple[str, str]] = []
@@ -101,6 +103,10 @@ def judge_health(
         failing = worker.failing.get(name)
         if failing is not None and not failing.passing:
             stuck = f"projection {name} is stuck after position {position}: {failing.message}"
+            findings.append((name, stuck))
+        elif failing is None and name in recorded_failures:
+            # Its leader is another process (`timeline project`, say), which recorded why it is stuck.
+            stuck = f"projection {name} is stuck after position {position}: {recorded_failures[name]}"
             findings.append((name, stuck))
         elif waiting is not None:
             # A projection the database failed for a moment (a restart) is judged as any other: by how long

@@ -123,7 +123,7 @@ async def health(db: Db, request: Request[Any, Any, Any]) -> HealthOut:
     the views are past the log's head or an asynchronous projection has stalled, saying which."""
     # One statement, which needs no transaction around it.
     found = await queries.lookup(db, queries.health)
-    faults.judge_health(request, found.head_position, found.standing, found.waiting_since)
+    faults.judge_health(request, found.head_position, found.standing, found.waiting_since, found.failures)
     return HealthOut(
         status="ok",
         database=db.dialect,

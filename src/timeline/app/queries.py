@@ -318,6 +318,8 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     projections: dict[str, int]
     standing: dict[str, tuple[int, dt.datetime | None]]
     waiting_since: dict[str, dt.datetime | None]
+    # The failures the projections' leaders recorded (whichever process leads them).
+    failures: dict[str, str]
     signed_position: int
     unsigned: tuple[int, int] | None
 
@@ -333,6 +335,7 @@ async def health(conn: AsyncConnection) -> Health:
         projections=projections,
         standing=found.projections,
         waiting_since={activity.name: found.waiting_since},
+        failures=found.failures,
         signed_position=found.signed,
         unsigned=(found.signed + 1, found.head) if found.head > found.signed else None,
     )

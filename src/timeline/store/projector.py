@@ -67,9 +67,16 @@ async def save_checkpoint(conn: AsyncConnection, name: str, position: int) -> No
     statement = dialect_insert(checkpoints).values(name=name, position=position, updated_at=now)
     await conn.execute(
         statement.on_conflict_do_update(
-            index_elements=["name"], set_={"position": position, "updated_at": now}
+            index_elements=["name"], set_={"position": position, "updated_at": now, "failure": None}
         )
     )
+
+
+async def save_failure(conn: AsyncConnection, name: str, message: str) -> None:
+    """Write a leader's failure on the projection's checkpoint row; the next checkpoint clears it."""
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(checkpoints).values(name=name, position=0, failure=message)
+    await conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"failure": message}))
 
 
 async def all_checkpoints(conn: AsyncConnection) -> dict[str, int]:
@@ -86,6 +93,8 @@ class Standing(NamedTuple):
     signed: int
     projections: dict[str, tuple[int, dt.datetime | None]]
     waiting_since: dt.datetime | None
+    # The failures the projections' leaders recorded, by projection (``save_failure``).
+    failures: dict[str, str]
 
 
 async def standing_with_head(conn: AsyncConnection, waiting: str) -> Standing:
@@ -102,11 +111,13 @@ async def standing_with_head(conn: AsyncConnection, waiting: str) -> Standing:
         checkpoints.c.name,
         checkpoints.c.position,
         checkpoints.c.updated_at,
+        checkpoints.c.failure,
     ).select_from(one.outerjoin(checkpoints, sa.true()))
     rows = (await conn.execute(query)).all()
     head, signed = int(rows[0][0]), int(rows[0][1])
     found = {row[3]: (int(row[4]), _utc(row[5])) for row in rows if row[3] is not None}
-    return Standing(head, signed, found, _utc(rows[0][2]))
+    failures = {row[3]: str(row[6]) for row in rows if row[3] is not None and row[6] is not None}
+    return Standing(head, signed, found, _utc(rows[0][2]), failures)
 
 
 def _utc(moment: dt.datetime | None) -> dt.datetime | None:
@@ -279,6 +290,8 @@ class Worker:
                         pause = max(pause, wait)
                         passing &= failing.passing
                         self.failing[projection.name] = failing
+                        if not failing.passing:
+                            await self._record_quietly(projection.name, failing.message)
                         await self._release_quietly(projection.name)
                     else:
                         failures[projection.name] = 0
@@ -306,6 +319,14 @@ class Worker:
         # The driver's words, without SQLAlchemy's wrapping (the statement, a link to its docs).
         cause = fault[1]
         return Failing(str(cause) or type(cause).__name__, passing=True)
+
+    async def _record_quietly(self, name: str, message: str) -> None:
+        # For the /health of every process, not only this one's (the leader may be `timeline project`).
+        try:
+            async with self.db.serial() as conn:
+                await save_failure(conn, name, message)
+        except Exception:
+            _log.exception("recording the failure of projection %s failed", name)
 
     async def _release_quietly(self, name: str) -> None:
         try:

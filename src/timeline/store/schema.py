@@ -149,6 +149,9 @@ checkpoints = sa.Table(
     sa.Column("position", sa.BigInteger(), nullable=False),
     # When the projection last changed: the Last-Modified of what it serves.
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+    # The failure its leader met (not the database's passing fault), until a batch commits again: what
+    # every process's /health names, whichever process leads.
+    sa.Column("failure", sa.Text(), nullable=True),
 )
 
 # An asynchronous projection (timeline.activity): what each source has recorded against its name.
