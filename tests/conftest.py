@@ -8,6 +8,7 @@ is not set; CI sets it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -116,14 +117,8 @@ async def database_url(
             await db.dispose()
         yield url
         return
-    if pg_template is None:
-        pytest.skip("PostgreSQL is unreachable (set TIMELINE_TEST_REQUIRE_POSTGRES=1 to fail instead)")
-    name = f"timeline_t_{uuid.uuid4().hex[:12]}"
-    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template.name}"')
-    try:
-        yield _pg_dsn(name)
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_postgres(pg_template, "t") as url:
+        yield url
 
 
 @pytest.fixture
@@ -144,14 +139,8 @@ async def empty_database_url(
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
         return
-    if pg_template is None:
-        pytest.skip("PostgreSQL is unreachable (set TIMELINE_TEST_REQUIRE_POSTGRES=1 to fail instead)")
-    name = f"timeline_e_{uuid.uuid4().hex[:12]}"
-    await _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield _pg_dsn(name)
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_postgres(pg_template, "e", migrated=False) as url:
+        yield url
 
 
 @pytest.fixture
@@ -164,3 +153,27 @@ async def token(database_url: str) -> str:
             return await tokens.create(conn, "editor", ("write",))
     finally:
         await seeding.dispose()
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres(
+    pg_template: PostgresTemplate | None, prefix: str, *, migrated: bool = True
+) -> AsyncIterator[str]:
+    """The URL of a new PostgreSQL database (a copy of the migrated template, or with no schema), dropped
+    afterwards; the test is skipped when PostgreSQL cannot be reached."""
+    if pg_template is None:
+        pytest.skip("PostgreSQL is unreachable (set TIMELINE_TEST_REQUIRE_POSTGRES=1 to fail instead)")
+    name = f"timeline_{prefix}_{uuid.uuid4().hex[:12]}"
+    template = f' TEMPLATE "{pg_template.name}"' if migrated else ""
+    await _pg_admin(f'CREATE DATABASE "{name}"{template}')
+    try:
+        yield _pg_dsn(name)
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def pg_url(pg_template: PostgresTemplate | None) -> AsyncIterator[str]:
+    """A fresh migrated PostgreSQL database, for what only PostgreSQL has (several processes on one log)."""
+    async with fresh_postgres(pg_template, "p") as url:
+        yield url

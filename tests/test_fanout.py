@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -17,7 +16,7 @@ from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.store import tokens
 from timeline.store.database import Database
 
-from .conftest import SEED, PostgresTemplate, _pg_admin, _pg_dsn
+from .conftest import SEED, PostgresTemplate, fresh_postgres
 from .test_live import Message, confirm, messages
 
 
@@ -117,17 +116,13 @@ async def test_a_write_through_another_process_reaches_a_stream_within_a_second(
 @pytest.fixture
 async def pg_seeded(pg_template: PostgresTemplate | None) -> AsyncIterator[Database]:
     """A seeded PostgreSQL database (LISTEN is PostgreSQL's; SQLite streams look at the log instead)."""
-    if pg_template is None:
-        pytest.skip("PostgreSQL is unreachable (set TIMELINE_TEST_REQUIRE_POSTGRES=1 to fail instead)")
-    name = f"timeline_f_{uuid.uuid4().hex[:12]}"
-    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template.name}"')
-    db = Database(_pg_dsn(name))
-    try:
-        await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
-        yield db
-    finally:
-        await db.dispose()
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_postgres(pg_template, "f") as url:
+        db = Database(url)
+        try:
+            await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+            yield db
+        finally:
+            await db.dispose()
 
 
 async def test_streams_resume_after_the_listen_connection_is_killed(pg_seeded: Database) -> None:

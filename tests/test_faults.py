@@ -38,14 +38,11 @@ from timeline.service import Recorder
 from timeline.store import activity, audit, eventlog, migrate, notify, projector, refold, schema, tokens
 from timeline.store.database import Busy, Database, fault_of
 
-from . import test_processes
-from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, _pg_dsn
+from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, fresh_postgres
 from .helpers import claim_made, document, source, subject
 from .test_audit import _tamper
 from .test_live import messages
 from .test_processes import _bulk, _free_port, _projection_process, servers
-
-pg_url = test_processes.pg_url
 
 
 @pytest.fixture
@@ -54,14 +51,8 @@ async def blank_url(backend: str, tmp_path: Path, pg_template: PostgresTemplate 
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'blank.db'}"
         return
-    if pg_template is None:
-        pytest.skip("PostgreSQL is unreachable (set TIMELINE_TEST_REQUIRE_POSTGRES=1 to fail instead)")
-    name = f"timeline_b_{uuid.uuid4().hex[:12]}"
-    await _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield _pg_dsn(name)
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_postgres(pg_template, "b", migrated=False) as url:
+        yield url
 
 
 # Forks processes that migrate one database each at the same moment (forked after the imports, so they start

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from timeline.store import activity, projector
 from timeline.store.database import Database
 from timeline.store.schema import source_activity
 
-from .conftest import SEED, PostgresTemplate, _pg_admin, _pg_dsn
+from .conftest import SEED
 
 NIS = "nis-1500-soldiers-sent-for-training"
 
@@ -159,19 +159,6 @@ class Listener:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
             await self.task
-
-
-@pytest.fixture
-async def pg_url(pg_template: PostgresTemplate | None) -> AsyncIterator[str]:
-    """A fresh migrated PostgreSQL database (these tests are about several processes on PostgreSQL)."""
-    if pg_template is None:
-        pytest.skip("PostgreSQL is unreachable (set TIMELINE_TEST_REQUIRE_POSTGRES=1 to fail instead)")
-    name = f"timeline_p_{uuid.uuid4().hex[:12]}"
-    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template.name}"')
-    try:
-        yield _pg_dsn(name)
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _cli(url: str, *args: str) -> str:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -81,36 +82,28 @@ def cpu_seconds(pid: int) -> float:
     return _seconds(_stat(Path(f"/proc/{pid}/stat").read_text())[1][11:13])
 
 
-def offspring_cpu_seconds(pid: int) -> float:
-    """The CPU time the running children of process ``pid`` have used (a server's projection process)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            _name, fields = _stat(stat.read_text())
-        except OSError:  # it ended meanwhile
-            continue
-        if int(fields[1]) == pid:
-            total += _seconds(fields[11:13])
-    return total
-
-
-def postgres_cpu_seconds() -> float | None:
-    """The CPU time PostgreSQL on this machine has used (its backends, WAL writer, checkpointer, and those
-    that ended, which the postmaster reaped and counts as its children's), or None when none runs here."""
-    total, found = 0.0, False
+def _processes() -> Iterator[tuple[str, list[str]]]:
+    """Every running process's command name and /proc stat fields (state first)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:  # it ended meanwhile
             continue
-        name, fields = _stat(text)
-        if name != "postgres":
-            continue
-        found = True
-        # utime, stime, and the waited-for children's cutime, cstime: a backend that ends between two
-        # readings moves into its parent's, so the sum never goes back.
-        total += _seconds(fields[11:15])
-    return total if found else None
+        yield _stat(text)
+
+
+def offspring_cpu_seconds(pid: int) -> float:
+    """The CPU time the running children of process ``pid`` have used (a server's projection process)."""
+    return sum(_seconds(fields[11:13]) for _name, fields in _processes() if int(fields[1]) == pid)
+
+
+def postgres_cpu_seconds() -> float | None:
+    """The CPU time PostgreSQL on this machine has used (its backends, WAL writer, checkpointer, and those
+    that ended, which the postmaster reaped and counts as its children's), or None when none runs here."""
+    # utime, stime, and the waited-for children's cutime, cstime: a backend that ends between two readings
+    # moves into its parent's, so the sum never goes back.
+    used = [_seconds(fields[11:15]) for name, fields in _processes() if name == "postgres"]
+    return sum(used) if used else None
 
 
 def children_cpu_seconds() -> float:

@@ -101,13 +101,12 @@ def judge_health(
     for name, waiting in next_recorded.items():
         position, moved = standing.get(name, (0, None))
         failing = worker.failing.get(name)
-        if failing is not None and not failing.passing:
-            stuck = f"projection {name} is stuck after position {position}: {failing.message}"
-            findings.append((name, stuck))
-        elif failing is None and name in recorded_failures:
-            # Its leader is another process (`timeline project`, say), which recorded why it is stuck.
-            stuck = f"projection {name} is stuck after position {position}: {recorded_failures[name]}"
-            findings.append((name, stuck))
+        if failing is None:  # led by another process (`timeline project`, say): as its leader recorded
+            stuck = recorded_failures.get(name)
+        else:
+            stuck = None if failing.passing else failing.message
+        if stuck is not None:
+            findings.append((name, f"projection {name} is stuck after position {position}: {stuck}"))
         elif waiting is not None:
             # A projection the database failed for a moment (a restart) is judged as any other: by how long
             # it has not moved, so a load balancer does not pull every server at once for it.

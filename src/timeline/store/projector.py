@@ -63,20 +63,19 @@ async def checkpoint(conn: AsyncConnection, name: str, *, lock: bool = False) ->
 async def save_checkpoint(conn: AsyncConnection, name: str, position: int) -> None:
     """Record the processed position, in the transaction that made the projection's changes."""
     now = dt.datetime.now(dt.UTC)
-    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(checkpoints).values(name=name, position=position, updated_at=now)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["name"], set_={"position": position, "updated_at": now, "failure": None}
-        )
-    )
+    await _upsert(conn, name, position=position, updated_at=now, failure=None)
 
 
 async def save_failure(conn: AsyncConnection, name: str, message: str) -> None:
     """Write a leader's failure on the projection's checkpoint row; the next checkpoint clears it."""
+    await _upsert(conn, name, failure=message)
+
+
+async def _upsert(conn: AsyncConnection, name: str, **values: Any) -> None:
+    # A row made here starts at the log's start (position 0) unless ``values`` say otherwise.
     dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(checkpoints).values(name=name, position=0, failure=message)
-    await conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"failure": message}))
+    statement = dialect_insert(checkpoints).values(name=name, **{"position": 0, **values})
+    await conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
 
 
 async def all_checkpoints(conn: AsyncConnection) -> dict[str, int]:
