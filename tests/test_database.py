@@ -120,3 +120,58 @@ async def test_a_sqlite_writer_behind_another_in_this_process_fails_clearly_afte
             await conn.execute(sa.text("SELECT 1"))
     finally:
         await db.dispose()
+
+
+# Records of 400 bytes: thousands fill hundreds of pages, which a sequential scan reads every one of.
+_RECORDS = sa.text(
+    "INSERT INTO stream_records (stream_id, version, format, state) "
+    "SELECT 'claim-' || n, 1, 1, repeat('x', 400) FROM generate_series(1, :rows) AS n"
+)
+
+
+async def _grow_records(url: str, rows: int) -> None:
+    other = Database(url)
+    try:
+        async with other.write() as conn:
+            await conn.execute(_RECORDS, {"rows": rows})
+    finally:
+        await other.dispose()
+
+
+async def _cached_plan(raw: Any) -> str:
+    return "\n".join(row[0] for row in await raw.fetch("EXPLAIN EXECUTE probe('{claim-7}', '{}', true, 1)"))
+
+
+_PROBE = (
+    "PREPARE probe AS SELECT r.state FROM unnest($1::text[]) AS w(s) CROSS JOIN LATERAL "
+    "(SELECT * FROM stream_records WHERE stream_id = w.s AND format = $4 OFFSET 0) AS r "
+    "WHERE $3::boolean AND cardinality($2::text[]) >= 0"
+)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_writes_plans_made_over_an_empty_table_use_its_index_once_it_has_grown(db: Database) -> None:
+    """Generic plans are made once per connection: one made after an ANALYZE saw a table empty (autovacuum
+    may be off) must still look keys up through the index when the table holds thousands of rows, both in
+    a write transaction and on a connection that appends without one."""
+    async with db.engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(sa.text("ANALYZE stream_records"))
+    async with db.write() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        await raw.execute(_PROBE)
+        await raw.fetch("EXECUTE probe('{claim-7}', '{}', true, 1)")  # the generic plan, over no rows
+        await conn.execute(_RECORDS, {"rows": 5000})
+        in_transaction = await _cached_plan(raw)
+        await raw.execute("DEALLOCATE probe")
+        await conn.execute(sa.text("DELETE FROM stream_records"))
+    async with db.append() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        await raw.execute(_PROBE)
+        await raw.fetch("EXECUTE probe('{claim-7}', '{}', true, 1)")
+        await _grow_records(db.url, 5000)
+        appending = await _cached_plan(raw)
+        await raw.execute("DEALLOCATE probe")
+    for plan in (in_transaction, appending):
+        assert "Seq Scan on stream_records" not in plan, plan
+        assert "Index Scan using pk_stream_records" in plan, plan

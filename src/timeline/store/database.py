@@ -95,9 +95,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 # Set here, single writes went from 431 to 551 a second (medians of three alternating rounds against the
 # code before, bench/results-2026-12-04-write-plans.txt). SET LOCAL: reads keep the planner's choice. (A
 # transaction begun otherwise, below, takes the lock alone and keeps the planner's choice too.)
+# A generic plan is made once, from the table sizes of the moment, and kept for the connection's life unless
+# an ANALYZE invalidates it (autovacuum may be off). Made while a table was empty, a key lookup in it became
+# a sequential scan, which stayed as the table grew: on a log whose stream records were not yet written, each
+# single write's read scanned every record written since (20 ms a read after a minute, the API's writes 254
+# a second on a 1,000,000-event log against 563 with this: bench/results-2026-12-04-seqscan-plans.txt). Every
+# statement a write sends looks rows up by a key an index serves, so sequential scans are ruled out.
+WRITE_PLANS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
 _BEGIN_LOCKED = (
-    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan; "
-    "LOCK TABLE events IN EXCLUSIVE MODE"
+    "BEGIN ISOLATION LEVEL READ COMMITTED; "
+    + "".join(f"SET LOCAL {name} = {value}; " for name, value in WRITE_PLANS.items())
+    + "LOCK TABLE events IN EXCLUSIVE MODE"
 )
 
 
@@ -285,7 +293,7 @@ class Database:
         self._appender: AsyncEngine | None = None
         if self.dialect == "postgresql":
             event.listen(self.engine.sync_engine, "checkout", _refuse_closed)
-            generic = {**kwargs["connect_args"]["server_settings"], "plan_cache_mode": "force_generic_plan"}
+            generic = {**kwargs["connect_args"]["server_settings"], **WRITE_PLANS}
             # One batch at a time per committer: two connections cover a second committer on the database.
             self._appender = create_async_engine(
                 self.url,
