@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,18 @@ from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
 from timeline.projections import ClaimRecord, TimelineEntry, Views, apply, current
 from timeline.service import Recorder
-from timeline.store import decoded, eventlog, projector, queries, refold, schema, snapshots, tokens, travel
+from timeline.store import (
+    decoded,
+    eventlog,
+    migrate,
+    projector,
+    queries,
+    refold,
+    schema,
+    snapshots,
+    tokens,
+    travel,
+)
 from timeline.store.database import Database
 from timeline.store.views import claim_from_row, entry_from_row
 
@@ -1083,35 +1094,69 @@ async def test_after_many_snapshots_a_subject_keeps_few_and_every_cut_answers_as
                 assert _on(read, subject_id) == _on(whole, subject_id)
 
 
-async def test_a_restarted_taker_snapshots_where_one_that_ran_on_does(db: Database) -> None:
-    """The count since a subject's last snapshot is taken from the log by a new process, so a restart
-    neither puts a snapshot off nor takes one early."""
+async def _restarted_after_each(
+    db: Database, step: int, between: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    # The snapshots a taker that ran on takes, and after every ``step`` batches (of 3, every 7 events) those
+    # a taker stopped there and another started (after ``between``) take; asserts they are the same.
     await _record(db, _busy_subject())
     await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
     ran_on = await _snapshot_positions(db)
     async with db.read() as conn:
         batches = await eventlog.head_position(conn) // 3
-    for stop in range(1, batches, 2):  # batches before the restart
+    for stop in range(1, batches, step):  # batches before the restart
         first = snapshots.Taker(db, every=7)
         async with db.write() as conn:
             await projector.reset(conn, first)
         for _ in range(stop):
             await projector.run_batch(db, first, size=3)
+        if between is not None:
+            await between()
         await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
-        assert await _snapshot_positions(db) == ran_on
+        assert await _snapshot_positions(db) == ran_on, stop
 
 
-async def test_claim_streams_of_several_subjects_are_each_ones_own(db: Database) -> None:
-    """The snapshot taker's one read for many subjects finds, at every position, what the read for each
-    subject alone finds (claims made on it, and claims a correction moved onto it)."""
+async def test_a_restarted_taker_snapshots_where_one_that_ran_on_does(db: Database) -> None:
+    """The count since a subject's last snapshot is written with each batch and read back by a new process,
+    so a restart neither puts a snapshot off nor takes one early."""
+    await _restarted_after_each(db, 2)
+
+
+async def test_counts_filled_by_the_migration_snapshot_where_a_taker_that_ran_on_does(db: Database) -> None:
+    """A log a taker processed before the counts were kept (migration 0018) gets them from the log up to
+    the taker's checkpoint: the taker after the upgrade snapshots where one that ran on does."""
+
+    async def upgraded() -> None:
+        await migrate.downgrade(db, "0017_projection_failure")
+        await migrate.upgrade(db)
+
+    await _restarted_after_each(db, 3, upgraded)
+
+
+async def _apply_without_taking(db: Database, taker: snapshots.Taker, size: int) -> None:
+    # A batch as ``projector.run_batch`` applies it, without the snapshots taken after its commit: what a
+    # process that stopped between the two leaves behind.
+    async with db.serial() as conn:
+        after = await projector.checkpoint(conn, taker.name, lock=True)
+        batch = await eventlog.read_all(conn, after=after, limit=size)
+        await taker.apply(conn, batch)
+        await projector.save_checkpoint(conn, taker.name, batch[-1].position)
+
+
+async def test_a_snapshot_due_when_the_taker_stopped_is_taken_by_the_next(db: Database) -> None:
+    """A snapshot that came due in a committed batch, in a process that stopped before storing it, is
+    taken by the next process at the position it came due at: the same snapshots as one that ran on."""
     await _record(db, _busy_subject())
-    async with db.read() as conn:
-        head = await eventlog.head_position(conn)
-        for position in range(head + 1):
-            together = await queries.claim_streams_of_subjects(conn, [SUBJECTS[0], MOVED_TO], position)
-            for subject_id in (SUBJECTS[0], MOVED_TO):
-                alone = await queries.claim_streams_of_subject(conn, subject_id, position)
-                assert together[subject_id] == alone, (subject_id, position)
+    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
+    ran_on = await _snapshot_positions(db)
+    first = snapshots.Taker(db, every=7)
+    async with db.write() as conn:
+        await projector.reset(conn, first)
+    while not first.due:
+        await _apply_without_taking(db, first, 3)
+    assert set(await _snapshot_positions(db)) < set(ran_on)
+    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
+    assert await _snapshot_positions(db) == ran_on
 
 
 async def test_rebuild_takes_the_snapshots_afresh(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:

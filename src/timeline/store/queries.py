@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import msgspec
@@ -192,28 +192,6 @@ async def claim_streams_of_subject(
         if at <= position and named.changes is not None and named.changes.subject_id == subject_id:
             streams.add(stream_id)
     return sorted(streams)
-
-
-async def claim_streams_of_subjects(
-    conn: AsyncConnection, subject_ids: Sequence[str], position: int
-) -> dict[str, list[str]]:
-    """``claim_streams_of_subject`` for several subjects (without ``since``): the corrections that move claims
-    are read and decoded once for all of them, not once a subject (a new server's snapshot taker asks for
-    every subject it sees, and a log of 1,000,000 events holds tens of thousands of corrections)."""
-    moved: dict[str, set[str]] = {}
-    result = await conn.execute(
-        sa.select(events.c.position, events.c.stream_id, events.c.data).where(MOVES_SUBJECT)
-    )
-    for at, stream_id, data in result:
-        named = _subjects_decoder.decode(data)
-        if at <= position and named.changes is not None and named.changes.subject_id is not None:
-            moved.setdefault(named.changes.subject_id, set()).add(stream_id)
-    found: dict[str, list[str]] = {}
-    for subject_id in subject_ids:
-        made = await conn.execute(claims_made_on(conn.dialect.name, subject_id))
-        streams = {stream_id for at, stream_id in made if at <= position}
-        found[subject_id] = sorted(streams | moved.get(subject_id, set()))
-    return found
 
 
 async def subjects_of_claims(conn: AsyncConnection, stream_ids: Iterable[str]) -> dict[str, str]:

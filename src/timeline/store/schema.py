@@ -90,6 +90,18 @@ time_travel_snapshots = sa.Table(
     sa.Column("versions", sa.LargeBinary(), nullable=False),  # each claim's stream version
 )
 
+# What time travel's snapshot taker has counted of each subject's events since its latest snapshot came due
+# (timeline.store.snapshots.Taker), written with its batch: a restarted taker reads it back rather than
+# counting the log again (migration 0018).
+time_travel_counts = sa.Table(
+    "time_travel_counts",
+    metadata,
+    sa.Column("subject_id", sa.String(200), primary_key=True),
+    sa.Column("events", sa.Integer(), nullable=False),
+    # The position of a snapshot that came due and is not stored yet (it is taken after its batch commits).
+    sa.Column("due_at", sa.BigInteger(), nullable=True),
+)
+
 claims = sa.Table(
     "claims",
     metadata,

@@ -24,6 +24,8 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import ClaimEvent
@@ -32,7 +34,7 @@ from timeline.resumed import Base, Folded
 from timeline.store import eventlog, queries, streams
 from timeline.store.database import Database
 from timeline.store.eventlog import RecordedEvent
-from timeline.store.schema import events, time_travel_snapshots
+from timeline.store.schema import time_travel_counts, time_travel_snapshots
 from timeline.store.views import chunked
 from timeline.timetravel import Earlier
 
@@ -168,12 +170,13 @@ class Taker:
     """An asynchronous projection that snapshots each subject after every ``every`` of its events.
 
     Which subject an event is about is decided from the log (a claim's ClaimMade; a correction may name a
-    new one). The count since a subject's last snapshot is kept in memory; the first time this process
-    sees a subject (after a restart, say) it is counted from the log since the subject's latest snapshot,
-    so a restart does not put its next snapshot off. That decides only when, never what."""
+    new one). The count since a subject's last snapshot came due is written with each batch
+    (``time_travel_counts``), and a snapshot that came due is marked there until it is stored, so a
+    restarted taker reads both back: a restart neither puts a snapshot off nor loses one that came due.
+    That decides only when, never what."""
 
     name = "time_travel_snapshots"
-    tables: tuple[sa.Table, ...] = (time_travel_snapshots,)
+    tables: tuple[sa.Table, ...] = (time_travel_snapshots, time_travel_counts)
 
     def __init__(self, db: Database, every: int | None = None) -> None:
         self.db = db
@@ -189,12 +192,35 @@ class Taker:
     async def apply(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
         """Count the batch's events per subject; each subject that reached ``every`` comes due for a snapshot
         at the batch's last position (taken by ``after_commit``)."""
-        if batch[0].position <= self.applied:
-            # The projection was reset (a rebuild), or a batch counted here did not commit: count afresh.
+        if batch[0].position <= self.applied or not self.applied:
+            # A new process, a reset projection (a rebuild), or a batch counted here that did not commit:
+            # what is committed is what counts. Snapshots that came due and were never stored are taken now.
             self.pending.clear()
-            self.due.clear()
             self.subject_of.clear()
+            self.due = await _undone(conn)
         self.applied = batch[-1].position
+        counts = await self._per_subject(conn, batch)
+        if not counts:
+            return
+        if new := [subject_id for subject_id in counts if subject_id not in self.pending]:
+            self.pending.update(await _counted(conn, new))
+        for subject_id, count in counts.items():
+            self.pending[subject_id] += count
+            if self.pending[subject_id] >= self.every:
+                self.due[subject_id] = batch[-1].position
+                self.pending[subject_id] = 0
+        dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        insert = dialect_insert(time_travel_counts)
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["subject_id"],
+                set_={"events": insert.excluded.events, "due_at": insert.excluded.due_at},
+            ),
+            [{"subject_id": s, "events": self.pending[s], "due_at": self.due.get(s)} for s in counts],
+        )
+
+    async def _per_subject(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> dict[str, int]:
+        # How many of the batch's events are about each subject.
         subjects = self.subject_of  # claim stream -> subject
         if len(subjects) >= SUBJECTS_KEPT:
             subjects.clear()
@@ -214,60 +240,41 @@ class Taker:
                 named.append(e.event.changes.subject_id)
             for subject_id in filter(None, named):
                 counts[subject_id] = counts.get(subject_id, 0) + 1
-        if new := [subject_id for subject_id in counts if subject_id not in self.pending]:
-            self.pending.update(await since_latest(conn, new, batch[0].position - 1))
-        position = batch[-1].position
-        for subject_id, count in counts.items():
-            self.pending[subject_id] += count
-            if self.pending[subject_id] >= self.every:
-                self.due[subject_id] = position
-                self.pending[subject_id] = 0
+        return counts
 
     async def after_commit(self) -> None:
         """Take the snapshots that came due: each folded in a read transaction, then stored (and the
-        subject's older ones pruned) in a short transaction of its own, so no lock a writer waits for is
-        held while folding (on SQLite the projector's batch holds the file's write lock)."""
+        subject's older ones pruned, and its mark as due cleared) in a short transaction of its own, so no
+        lock a writer waits for is held while folding (on SQLite the projector's batch holds the file's
+        write lock)."""
         from timeline.store import travel  # noqa: PLC0415 (travel reads snapshots through this module)
 
         due, self.due = self.due, {}
+        c = time_travel_counts.c
         for subject_id, position in sorted(due.items()):
             async with self.db.read() as conn:
                 snapshot = await travel.take(conn, subject_id, position)
             async with self.db.serial() as conn:
                 await keep(conn, subject_id, snapshot)
-
-
-async def since_latest(conn: AsyncConnection, subject_ids: Sequence[str], position: int) -> dict[str, int]:
-    """How many events of each subject's claims the log holds after the subject's latest snapshot, up to
-    ``position`` (none before the log's first: no query). Corrections moving a claim onto a subject count
-    with its stream, not apart as ``Taker`` counts them: this decides when, never what."""
-    if position <= 0:
-        return dict.fromkeys(subject_ids, 0)
-    s = time_travel_snapshots
-    latest_at: dict[str, int] = {}
-    for chunk in chunked(subject_ids):
-        result = await conn.execute(
-            sa.select(s.c.subject_id, sa.func.max(s.c.position))
-            .where(s.c.subject_id.in_(chunk), s.c.position <= position)
-            .group_by(s.c.subject_id)
-        )
-        latest_at.update({subject_id: int(at) for subject_id, at in result})
-    found: dict[str, int] = {}
-    # The bounds on the position are kept off its index (``+ 0``): PostgreSQL's generic plan for this
-    # prepared statement otherwise reads the whole range of positions through it (every event of the log,
-    # 50-200 ms at 20,000 events, for each subject a server first sees) and ANDs it with the streams' index.
-    at = events.c.position + 0
-    streams_of = await queries.claim_streams_of_subjects(conn, subject_ids, position)
-    for subject_id in subject_ids:
-        since = latest_at.get(subject_id, 0)
-        counted = 0
-        for chunk in chunked(streams_of[subject_id]):
-            counted += (
                 await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        events.c.stream_id.in_(chunk), at > since, at <= position
-                    )
+                    sa.update(time_travel_counts)
+                    .where(c.subject_id == subject_id, c.due_at == position)
+                    .values(due_at=None)
                 )
-            ).scalar_one()
-        found[subject_id] = counted
+
+
+async def _counted(conn: AsyncConnection, subject_ids: Sequence[str]) -> dict[str, int]:
+    """Each subject's count as the taker last committed it (none: 0)."""
+    c = time_travel_counts.c
+    found = dict.fromkeys(subject_ids, 0)
+    for chunk in chunked(subject_ids):
+        result = await conn.execute(sa.select(c.subject_id, c.events).where(c.subject_id.in_(chunk)))
+        found.update({subject_id: int(events) for subject_id, events in result})
     return found
+
+
+async def _undone(conn: AsyncConnection) -> dict[str, int]:
+    """The snapshots that came due in a committed batch and were not stored (the process stopped first)."""
+    c = time_travel_counts.c
+    result = await conn.execute(sa.select(c.subject_id, c.due_at).where(c.due_at.is_not(None)))
+    return {subject_id: int(at) for subject_id, at in result}

@@ -1,0 +1,59 @@
+"""time travel's snapshot taker: each subject's count since its latest snapshot, kept with its checkpoint
+
+Revision ID: 0018_snapshot_counts
+Revises: 0017_projection_failure
+Create Date: 2026-12-04 21:00:00
+
+A taker that first met a subject (after every restart) counted the subject's events since its latest
+snapshot from the log: on a log of 1,000,000 events with 200 subjects, about a minute of PostgreSQL's time
+at each start, while the writes it shares the cores with ran. The count is now written with the taker's
+batch, and a snapshot that came due is marked until it is stored, so a restart reads both back.
+
+The counts of a log that a taker has already processed are filled here as the taker would have counted them
+up to its checkpoint (each claim's events after its subject's latest snapshot, counted with the subject the
+claim was made about); without a checkpoint there is nothing to fill.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0018_snapshot_counts"
+down_revision: str | None = "0017_projection_failure"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_SUBJECT = {
+    "sqlite": "json_extract(data, '$.subject_id')",
+    "postgresql": "(data::jsonb ->> 'subject_id')",
+}
+
+
+def upgrade() -> None:
+    op.create_table(
+        "time_travel_counts",
+        sa.Column("subject_id", sa.String(200), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.Column("due_at", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("subject_id", name="pk_time_travel_counts"),
+    )
+    subject = _SUBJECT[op.get_bind().dialect.name]
+    op.execute(
+        f"""
+INSERT INTO time_travel_counts (subject_id, events)
+SELECT made.subject_id, count(*)
+FROM (SELECT stream_id, {subject} AS subject_id FROM events WHERE type = 'ClaimMade') AS made
+  JOIN events e ON e.stream_id = made.stream_id
+  LEFT JOIN (
+    SELECT subject_id, max(position) AS position FROM time_travel_snapshots GROUP BY subject_id
+  ) AS latest ON latest.subject_id = made.subject_id
+WHERE made.subject_id IS NOT NULL
+  AND e.position > coalesce(latest.position, 0)
+  AND e.position <= (SELECT position FROM projection_checkpoints WHERE name = 'time_travel_snapshots')
+GROUP BY made.subject_id"""
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("time_travel_counts")
