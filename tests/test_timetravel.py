@@ -1095,11 +1095,14 @@ async def test_after_many_snapshots_a_subject_keeps_few_and_every_cut_answers_as
 
 
 async def _restarted_after_each(
-    db: Database, step: int, between: Callable[[], Awaitable[None]] | None = None
+    db: Database,
+    step: int,
+    between: Callable[[], Awaitable[None]] | None = None,
+    said: list[DomainEvent] | None = None,
 ) -> None:
     # The snapshots a taker that ran on takes, and after every ``step`` batches (of 3, every 7 events) those
     # a taker stopped there and another started (after ``between``) take; asserts they are the same.
-    await _record(db, _busy_subject())
+    await _record(db, said or _busy_subject())
     await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
     ran_on = await _snapshot_positions(db)
     async with db.read() as conn:
@@ -1130,7 +1133,33 @@ async def test_counts_filled_by_the_migration_snapshot_where_a_taker_that_ran_on
         await migrate.downgrade(db, "0017_projection_failure")
         await migrate.upgrade(db)
 
-    await _restarted_after_each(db, 3, upgraded)
+    # Ten more claims moved onto MOVED_TO, whose snapshots then come due on the corrections alone.
+    moved = [
+        RecordCorrected(
+            claim_id=f"k{i}",
+            correction_id=f"m{i}",
+            corrects_version=1,
+            changes=CorrectedFields(subject_id=MOVED_TO),
+            reason="x",
+        )
+        for i in (0, 2, 3, 5, 6, 8, 9, 11, 12, 14)
+    ]
+    await _restarted_after_each(db, 1, upgraded, _busy_subject() + moved)
+
+
+async def test_a_taker_that_leads_again_reads_what_another_committed_meanwhile(db: Database) -> None:
+    """Two processes taking turns at the lead (two batches each) snapshot where one that ran alone does: one
+    that leads again starts from the counts the other committed, not from what it remembered."""
+    await _record(db, _busy_subject())
+    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
+    ran_on = await _snapshot_positions(db)
+    takers = (snapshots.Taker(db, every=7), snapshots.Taker(db, every=7))
+    async with db.write() as conn:
+        await projector.reset(conn, takers[0])
+    turn = 0
+    while await projector.run_batch(db, takers[turn // 2 % 2], size=3):
+        turn += 1
+    assert await _snapshot_positions(db) == ran_on
 
 
 async def _apply_without_taking(db: Database, taker: snapshots.Taker, size: int) -> None:

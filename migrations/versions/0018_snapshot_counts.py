@@ -11,7 +11,8 @@ batch, and a snapshot that came due is marked until it is stored, so a restart r
 
 The counts of a log that a taker has already processed are filled here as the taker would have counted them
 up to its checkpoint (each claim's events after its subject's latest snapshot, counted with the subject the
-claim was made about); without a checkpoint there is nothing to fill.
+claim was made about and, for a correction naming a new subject, with that one too); without a checkpoint
+there is nothing to fill.
 """
 
 from collections.abc import Sequence
@@ -28,6 +29,10 @@ _SUBJECT = {
     "sqlite": "json_extract(data, '$.subject_id')",
     "postgresql": "(data::jsonb ->> 'subject_id')",
 }
+_MOVED_TO = {
+    "sqlite": "json_extract(data, '$.changes.subject_id')",
+    "postgresql": "(data::jsonb -> 'changes' ->> 'subject_id')",
+}
 
 
 def upgrade() -> None:
@@ -38,20 +43,26 @@ def upgrade() -> None:
         sa.Column("due_at", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("subject_id", name="pk_time_travel_counts"),
     )
-    subject = _SUBJECT[op.get_bind().dialect.name]
+    dialect = op.get_bind().dialect.name
+    # Each event of a claim counts for the subject the claim was made about, and a correction naming a new
+    # subject for that one too, as the taker counts them.
     op.execute(
         f"""
 INSERT INTO time_travel_counts (subject_id, events)
-SELECT made.subject_id, count(*)
-FROM (SELECT stream_id, {subject} AS subject_id FROM events WHERE type = 'ClaimMade') AS made
-  JOIN events e ON e.stream_id = made.stream_id
+SELECT named.subject_id, count(*)
+FROM (
+    SELECT e.position, made.subject_id
+    FROM (SELECT stream_id, {_SUBJECT[dialect]} AS subject_id FROM events WHERE type = 'ClaimMade') AS made
+      JOIN events e ON e.stream_id = made.stream_id
+    UNION ALL SELECT position, {_MOVED_TO[dialect]} FROM events WHERE type = 'RecordCorrected'
+  ) AS named
   LEFT JOIN (
     SELECT subject_id, max(position) AS position FROM time_travel_snapshots GROUP BY subject_id
-  ) AS latest ON latest.subject_id = made.subject_id
-WHERE made.subject_id IS NOT NULL
-  AND e.position > coalesce(latest.position, 0)
-  AND e.position <= (SELECT position FROM projection_checkpoints WHERE name = 'time_travel_snapshots')
-GROUP BY made.subject_id"""
+  ) AS latest ON latest.subject_id = named.subject_id
+WHERE named.subject_id IS NOT NULL
+  AND named.position > coalesce(latest.position, 0)
+  AND named.position <= (SELECT position FROM projection_checkpoints WHERE name = 'time_travel_snapshots')
+GROUP BY named.subject_id"""
     )
 
 

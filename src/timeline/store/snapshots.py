@@ -120,14 +120,9 @@ async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> No
         **seal(subject_id, snapshot.position, chain_hash, stored),
         **stored,
     }
-    exists = await conn.execute(
-        sa.select(time_travel_snapshots.c.position).where(
-            time_travel_snapshots.c.subject_id == subject_id,
-            time_travel_snapshots.c.position == snapshot.position,
-        )
-    )
-    if exists.first() is None:
-        await conn.execute(sa.insert(time_travel_snapshots).values(values))
+    # Two processes may store the same one (a leader that lost its lead while storing, and the next).
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(dialect_insert(time_travel_snapshots).values(values).on_conflict_do_nothing())
     await prune(conn, subject_id)
 
 
@@ -192,9 +187,10 @@ class Taker:
     async def apply(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
         """Count the batch's events per subject; each subject that reached ``every`` comes due for a snapshot
         at the batch's last position (taken by ``after_commit``)."""
-        if batch[0].position <= self.applied or not self.applied:
-            # A new process, a reset projection (a rebuild), or a batch counted here that did not commit:
-            # what is committed is what counts. Snapshots that came due and were never stored are taken now.
+        if not self.applied or batch[0].position != self.applied + 1:
+            # A new process, a reset projection (a rebuild), a batch counted here that did not commit, or
+            # batches another process led meanwhile: what is committed is what counts. Snapshots that came
+            # due and were never stored are taken now.
             self.pending.clear()
             self.subject_of.clear()
             self.due = await _undone(conn)
@@ -214,7 +210,11 @@ class Taker:
         await conn.execute(
             insert.on_conflict_do_update(
                 index_elements=["subject_id"],
-                set_={"events": insert.excluded.events, "due_at": insert.excluded.due_at},
+                # A mark is cleared only once its snapshot is stored (``after_commit``), never by a count.
+                set_={
+                    "events": insert.excluded.events,
+                    "due_at": sa.func.coalesce(insert.excluded.due_at, time_travel_counts.c.due_at),
+                },
             ),
             [{"subject_id": s, "events": self.pending[s], "due_at": self.due.get(s)} for s in counts],
         )
@@ -249,9 +249,9 @@ class Taker:
         write lock)."""
         from timeline.store import travel  # noqa: PLC0415 (travel reads snapshots through this module)
 
-        due, self.due = self.due, {}
         c = time_travel_counts.c
-        for subject_id, position in sorted(due.items()):
+        # Each leaves ``due`` once stored: after a failure the rest are taken after the next batch.
+        for subject_id, position in sorted(self.due.items()):
             async with self.db.read() as conn:
                 snapshot = await travel.take(conn, subject_id, position)
             async with self.db.serial() as conn:
@@ -261,6 +261,8 @@ class Taker:
                     .where(c.subject_id == subject_id, c.due_at == position)
                     .values(due_at=None)
                 )
+            if self.due.get(subject_id) == position:
+                del self.due[subject_id]
 
 
 async def _counted(conn: AsyncConnection, subject_ids: Sequence[str]) -> dict[str, int]:
