@@ -1162,6 +1162,42 @@ async def test_a_taker_that_leads_again_reads_what_another_committed_meanwhile(d
     assert await _snapshot_positions(db) == ran_on
 
 
+@pytest.mark.parametrize("goes_on", ["the same taker", "a new taker"])
+async def test_snapshots_due_when_taking_one_failed_are_taken_after_the_next_batch(
+    db: Database, monkeypatch: pytest.MonkeyPatch, goes_on: str
+) -> None:
+    """A snapshot whose folding failed (after its batch committed) is taken after the next batch, by the
+    same process or by the next to lead: the same snapshots as a taker that never failed."""
+    await _record(db, _busy_subject())
+    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
+    ran_on = await _snapshot_positions(db)
+    taker = snapshots.Taker(db, every=7)
+    async with db.write() as conn:
+        await projector.reset(conn, taker)
+    real = travel.take
+    failed: list[int] = []
+
+    async def failing_once(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
+        if not failed:
+            failed.append(position)
+            raise OSError("no space left on device")
+        return await real(conn, subject_id, position)
+
+    monkeypatch.setattr(travel, "take", failing_once)
+
+    async def until_it_fails() -> None:
+        while await projector.run_batch(db, taker, size=3):
+            pass
+
+    with pytest.raises(OSError, match="no space left"):
+        await until_it_fails()
+    assert failed[0] not in {at for _, at in await _snapshot_positions(db)}
+    if goes_on == "a new taker":
+        taker = snapshots.Taker(db, every=7)
+    await projector.catch_up(db, taker, size=3)
+    assert await _snapshot_positions(db) == ran_on
+
+
 async def _apply_without_taking(db: Database, taker: snapshots.Taker, size: int) -> None:
     # A batch as ``projector.run_batch`` applies it, without the snapshots taken after its commit: what a
     # process that stopped between the two leaves behind.
