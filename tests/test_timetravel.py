@@ -1094,6 +1094,17 @@ async def test_after_many_snapshots_a_subject_keeps_few_and_every_cut_answers_as
                 assert _on(read, subject_id) == _on(whole, subject_id)
 
 
+async def _ran_on(db: Database, said: list[DomainEvent] | None = None) -> list[tuple[str, int]]:
+    # The snapshots a taker that runs on without a stop takes (batches of 3, every 7 events), and the taker
+    # projection reset, so the tests' takers count the same log again.
+    await _record(db, said or _busy_subject())
+    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
+    ran_on = await _snapshot_positions(db)
+    async with db.write() as conn:
+        await projector.reset(conn, snapshots.Taker(db, every=7))
+    return ran_on
+
+
 async def _restarted_after_each(
     db: Database,
     step: int,
@@ -1102,9 +1113,7 @@ async def _restarted_after_each(
 ) -> None:
     # The snapshots a taker that ran on takes, and after every ``step`` batches (of 3, every 7 events) those
     # a taker stopped there and another started (after ``between``) take; asserts they are the same.
-    await _record(db, said or _busy_subject())
-    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
-    ran_on = await _snapshot_positions(db)
+    ran_on = await _ran_on(db, said)
     async with db.read() as conn:
         batches = await eventlog.head_position(conn) // 3
     for stop in range(1, batches, step):  # batches before the restart
@@ -1150,12 +1159,8 @@ async def test_counts_filled_by_the_migration_snapshot_where_a_taker_that_ran_on
 async def test_a_taker_that_leads_again_reads_what_another_committed_meanwhile(db: Database) -> None:
     """Two processes taking turns at the lead (two batches each) snapshot where one that ran alone does: one
     that leads again starts from the counts the other committed, not from what it remembered."""
-    await _record(db, _busy_subject())
-    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
-    ran_on = await _snapshot_positions(db)
+    ran_on = await _ran_on(db)
     takers = (snapshots.Taker(db, every=7), snapshots.Taker(db, every=7))
-    async with db.write() as conn:
-        await projector.reset(conn, takers[0])
     turn = 0
     while await projector.run_batch(db, takers[turn // 2 % 2], size=3):
         turn += 1
@@ -1168,12 +1173,8 @@ async def test_snapshots_due_when_taking_one_failed_are_taken_after_the_next_bat
 ) -> None:
     """A snapshot whose folding failed (after its batch committed) is taken after the next batch, by the
     same process or by the next to lead: the same snapshots as a taker that never failed."""
-    await _record(db, _busy_subject())
-    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
-    ran_on = await _snapshot_positions(db)
+    ran_on = await _ran_on(db)
     taker = snapshots.Taker(db, every=7)
-    async with db.write() as conn:
-        await projector.reset(conn, taker)
     real = travel.take
     failed: list[int] = []
 
@@ -1211,12 +1212,8 @@ async def _apply_without_taking(db: Database, taker: snapshots.Taker, size: int)
 async def test_a_snapshot_due_when_the_taker_stopped_is_taken_by_the_next(db: Database) -> None:
     """A snapshot that came due in a committed batch, in a process that stopped before storing it, is
     taken by the next process at the position it came due at: the same snapshots as one that ran on."""
-    await _record(db, _busy_subject())
-    await projector.catch_up(db, snapshots.Taker(db, every=7), size=3)
-    ran_on = await _snapshot_positions(db)
+    ran_on = await _ran_on(db)
     first = snapshots.Taker(db, every=7)
-    async with db.write() as conn:
-        await projector.reset(conn, first)
     while not first.due:
         await _apply_without_taking(db, first, 3)
     assert set(await _snapshot_positions(db)) < set(ran_on)

@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -51,6 +53,11 @@ def normalize_url(url: str) -> str:
         parsed.drivername, parsed.drivername
     )
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def insert_into(conn: AsyncConnection, table: sa.Table) -> Any:
+    """An INSERT into ``table`` in the connection's dialect, which can say ON CONFLICT (both have it)."""
+    return (postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 async def driver_of(conn: AsyncConnection) -> Any:
@@ -99,7 +106,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 # an ANALYZE invalidates it (autovacuum may be off). Made while a table was empty, a key lookup in it became
 # a sequential scan, which stayed as the table grew: on a log whose stream records were not yet written, each
 # single write's read scanned every record written since (20 ms a read after a minute, the API's writes 254
-# a second on a 1,000,000-event log against 563 with this: bench/results-2026-12-04-seqscan-plans.txt). Every
+# a second on a 1,000,000-event log against 643 with this: bench/results-2026-12-04-seqscan-plans.txt). Every
 # statement a write sends looks rows up by a key an index serves, so sequential scans are ruled out.
 WRITE_PLANS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
 _BEGIN_LOCKED = (

@@ -19,12 +19,10 @@ from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store import eventlog
-from timeline.store.database import Database, fault_of
+from timeline.store.database import Database, fault_of, insert_into
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import checkpoints, events, log_checkpoints
 
@@ -52,7 +50,7 @@ async def checkpoint(conn: AsyncConnection, name: str, *, lock: bool = False) ->
         # would both apply the first batch: make the row first. The second runner's insert waits on the
         # first's, and its read then sees where the first one left the projection.
         await conn.execute(
-            postgresql_insert(checkpoints)
+            insert_into(conn, checkpoints)
             .values(name=name, position=0, updated_at=dt.datetime.now(dt.UTC))
             .on_conflict_do_nothing(index_elements=["name"])
         )
@@ -73,8 +71,7 @@ async def save_failure(conn: AsyncConnection, name: str, message: str) -> None:
 
 async def _upsert(conn: AsyncConnection, name: str, **values: Any) -> None:
     # A row made here starts at the log's start (position 0) unless ``values`` say otherwise.
-    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(checkpoints).values(name=name, **{"position": 0, **values})
+    statement = insert_into(conn, checkpoints).values(name=name, **{"position": 0, **values})
     await conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
 
 

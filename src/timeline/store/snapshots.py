@@ -24,15 +24,13 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.domain.claims import ClaimEvent
 from timeline.domain.events import ClaimMade, RecordCorrected
 from timeline.resumed import Base, Folded
 from timeline.store import eventlog, queries, streams
-from timeline.store.database import Database
+from timeline.store.database import Database, insert_into
 from timeline.store.eventlog import RecordedEvent
 from timeline.store.schema import time_travel_counts, time_travel_snapshots
 from timeline.store.views import chunked
@@ -121,8 +119,7 @@ async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> No
         **stored,
     }
     # Two processes may store the same one (a leader that lost its lead while storing, and the next).
-    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(dialect_insert(time_travel_snapshots).values(values).on_conflict_do_nothing())
+    await conn.execute(insert_into(conn, time_travel_snapshots).values(values).on_conflict_do_nothing())
     await prune(conn, subject_id)
 
 
@@ -205,8 +202,7 @@ class Taker:
             if self.pending[subject_id] >= self.every:
                 self.due[subject_id] = batch[-1].position
                 self.pending[subject_id] = 0
-        dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        insert = dialect_insert(time_travel_counts)
+        insert = insert_into(conn, time_travel_counts)
         await conn.execute(
             insert.on_conflict_do_update(
                 index_elements=["subject_id"],
