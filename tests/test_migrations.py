@@ -11,11 +11,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
-from timeline.store import migrate
+from timeline.app.imports import LoadedFixture, import_fixtures
+from timeline.store import eventlog, migrate, snapshots, travel
 from timeline.store.database import Database
 from timeline.store.queries import claims_made_on, source_claims
 from timeline.store.schema import CLAIM_SUBJECT_INDEX, metadata
 
+from .conftest import SEED
+
+SEED_SUBJECT = "dprk-troops-to-russia"
 TABLES = {"events", "claims", "estimates", "timeline", "registrations", "projection_checkpoints"}
 
 
@@ -430,5 +434,45 @@ async def test_0015_recreates_snapshots_and_the_projector_takes_them_again(empty
             folded = await travel.subject_views(conn, subject, head, None, from_snapshots=False)
         assert read.claims == folded.claims
         assert read.timeline == folded.timeline
+    finally:
+        await db.dispose()
+
+
+async def test_0019_stores_snapshots_with_lz4_where_the_server_has_it(pg_url: str) -> None:
+    """A snapshot kept after 0019 is compressed with lz4 on a PostgreSQL built with it (pglz, the default,
+    otherwise); downgrading sets the parts back to pglz."""
+    parts = ("state", "earlier", "versions")
+    db = Database(pg_url)
+    try:
+        await import_fixtures(db, [LoadedFixture(str(SEED), SEED.read_bytes())], recorded_by="test")
+        async with db.read() as conn:
+            offered = (
+                await conn.execute(
+                    sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+                )
+            ).scalar_one()
+            head = await eventlog.head_position(conn)
+            snapshot = await travel.take(conn, SEED_SUBJECT, head)
+        async with db.write() as conn:
+            await snapshots.keep(conn, SEED_SUBJECT, snapshot)
+            used = (
+                await conn.execute(
+                    sa.text("SELECT pg_column_compression(state), length(state) FROM time_travel_snapshots")
+                )
+            ).one()
+        method = "lz4" if "lz4" in offered else "pglz"
+        assert used[1] > 2048, "a part this small would be stored uncompressed, proving nothing"
+        assert used[0] == method
+        await migrate.downgrade(db, "0018_snapshot_counts")
+        async with db.engine.connect() as conn:
+            declared = await conn.execute(
+                sa.text(
+                    "SELECT attname, attcompression::text FROM pg_attribute "
+                    "WHERE attrelid = 'time_travel_snapshots'::regclass AND attname = ANY(:parts)"
+                ),
+                {"parts": list(parts)},
+            )
+            expected = "p" if "lz4" in offered else ""
+            assert {name: str(kind) for name, kind in declared} == dict.fromkeys(parts, expected)
     finally:
         await db.dispose()

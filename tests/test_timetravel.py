@@ -581,6 +581,49 @@ async def test_time_travel_from_snapshots_equals_folding_the_log_at_every_positi
         await conn.execute(sa.delete(schema.time_travel_snapshots))
 
 
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(events=travels, every=st.integers(1, 4))
+async def test_a_snapshot_taken_from_the_one_before_holds_what_one_folded_from_the_whole_log_does(
+    db: Database, events: list[DomainEvent], every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subject's snapshot is taken from its previous one, folding again only the claims with events since
+    (revised, corrected, moved away or here, or new); taken every ``every`` positions, each holds what a
+    snapshot folded from the whole log holds. Only each subject's first is folded whole."""
+    whole_takes: list[str] = []
+    take_whole = travel._take_whole
+
+    async def counted(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
+        whole_takes.append(subject_id)
+        return await take_whole(conn, subject_id, position)
+
+    monkeypatch.setattr(travel, "_take_whole", counted)
+    async with db.read() as conn:
+        start = await eventlog.head_position(conn)
+    await _record(db, events)
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+    subjects = [*SUBJECTS, MOVED_TO]
+    for position in range(start + 1, head + 1, every):
+        for subject_id in subjects:
+            async with db.read() as conn:
+                taken = await travel.take(conn, subject_id, position)
+                whole = await take_whole(conn, subject_id, position)
+            assert (taken.claims, taken.sources, taken.earlier) == (
+                whole.claims,
+                whole.sources,
+                whole.earlier,
+            )
+            async with db.write() as conn:
+                await snapshots.keep(conn, subject_id, taken)
+    assert sorted(whole_takes) == (sorted(subjects) if head > start else [])
+    async with db.write() as conn:  # the next example starts without them
+        await conn.execute(sa.delete(schema.time_travel_snapshots))
+
+
 async def _estimates_via_snapshot(db: Database, change: Callable[[dict[str, Any]], None]) -> tuple[Any, Any]:
     """The seed subject's estimates at the head, folded from the log, and again after a snapshot at the
     head was kept and then changed in the table by ``change`` (a dict of the row's columns)."""
