@@ -591,8 +591,9 @@ async def test_a_snapshot_taken_from_the_one_before_holds_what_one_folded_from_t
     db: Database, events: list[DomainEvent], every: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A subject's snapshot is taken from its previous one, folding again only the claims with events since
-    (revised, corrected, moved away or here, or new); taken every ``every`` positions, each holds what a
-    snapshot folded from the whole log holds. Only each subject's first is folded whole."""
+    (revised, corrected, moved away or here, or new) and carrying the rest over as stored; taken every
+    ``every`` positions, each reads back as a snapshot folded from the whole log. Only each subject's first
+    is folded whole."""
     whole_takes: list[str] = []
     take_whole = travel._take_whole
 
@@ -612,13 +613,25 @@ async def test_a_snapshot_taken_from_the_one_before_holds_what_one_folded_from_t
             async with db.read() as conn:
                 taken = await travel.take(conn, subject_id, position)
                 whole = await take_whole(conn, subject_id, position)
-            assert (taken.claims, taken.sources, taken.earlier) == (
-                whole.claims,
-                whole.sources,
-                whole.earlier,
-            )
             async with db.write() as conn:
                 await snapshots.keep(conn, subject_id, taken)
+            async with db.read() as conn:  # as a cut reads it back
+                stored = await decoded.latest(conn, subject_id, position)
+                assert stored is not None
+                assert stored.position == position
+                earlier = await decoded.earlier(conn, subject_id, stored)
+            assert (stored.claims, stored.sources, earlier) == (whole.claims, whole.sources, whole.earlier)
+            # The part that tells the next take (and cuts) which streams moved on since.
+            async with db.read() as conn:
+                versions = (
+                    await conn.execute(
+                        sa.select(schema.time_travel_snapshots.c.versions).where(
+                            schema.time_travel_snapshots.c.subject_id == subject_id,
+                            schema.time_travel_snapshots.c.position == position,
+                        )
+                    )
+                ).scalar_one()
+            assert msgspec.json.decode(versions) == {c: kept.version for c, kept in whole.claims.items()}
     assert sorted(whole_takes) == (sorted(subjects) if head > start else [])
     async with db.write() as conn:  # the next example starts without them
         await conn.execute(sa.delete(schema.time_travel_snapshots))

@@ -27,7 +27,7 @@ from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.resumed import Base, Folded
 from timeline.store import eventlog, queries
 from timeline.store.schema import events, time_travel_snapshots
-from timeline.store.snapshots import FORMAT, PARTS, Snapshot, digest, part_hash
+from timeline.store.snapshots import FORMAT, PARTS, Carried, Snapshot, digest, part_hash
 from timeline.timetravel import Earlier, Logged
 
 _log = logging.getLogger(__name__)
@@ -270,6 +270,51 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
     _decoded[key] = found
     _trim()
     return found
+
+
+class _EncodedState(msgspec.Struct, frozen=True, kw_only=True):
+    claims: dict[str, msgspec.Raw]
+    sources: list[str]
+
+
+_encoded_state_decoder = msgspec.json.Decoder(_EncodedState)
+_encoded_earlier_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+async def encoded(conn: AsyncConnection, subject_id: str, position: int) -> Snapshot | None:
+    """The latest snapshot of the subject at or before ``position`` that the log confirms, with every claim
+    left as stored (``carried``: what a new snapshot keeps of it), else None. Not cached: the snapshot
+    taker reads each once, to take the next."""
+    row = (await conn.execute(_row_at(subject_id, position, before=True))).first()
+    if row is None or not _confirmed(subject_id, row):
+        return None
+    at, parts = row[0], row[4]
+    s = time_travel_snapshots
+    found = (
+        await conn.execute(
+            sa.select(s.c.state, s.c.earlier, s.c.versions).where(
+                s.c.subject_id == subject_id, s.c.position == at, s.c.parts == parts
+            )
+        )
+    ).first()
+    if found is None:  # pruned since (only outside a read transaction's snapshot)
+        return None
+    stored = dict(zip(PARTS, (bytes(part) for part in found), strict=True))
+    if [part_hash(stored[name]) for name in PARTS] != parts.split():
+        _log.warning(
+            "the time-travel snapshot of %s at position %d does not match its hashes; taking the next from "
+            "the log",
+            subject_id,
+            at,
+        )
+        return None
+    state = _encoded_state_decoder.decode(stored["state"])
+    carried = Carried(
+        claims=state.claims,
+        earlier=_encoded_earlier_decoder.decode(stored["earlier"]),
+        versions=_versions_decoder.decode(stored["versions"]),
+    )
+    return Snapshot(position=at, claims={}, sources=state.sources, parts=parts, carried=carried)
 
 
 # The stream versions of snapshots read by ``following`` (small: 55 KB for the hot subject's at 950,000).

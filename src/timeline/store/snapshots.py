@@ -50,6 +50,16 @@ SUBJECTS_KEPT = 20_000
 KEEP = 12
 
 
+class Carried(msgspec.Struct, kw_only=True):
+    """Claims a snapshot keeps as its subject's previous snapshot stored them, still encoded: each claim as
+    stored, what it showed at earlier valid times (for those that have any), its stream version. A take
+    that folds again only the claims with events since decodes and encodes none of these."""
+
+    claims: dict[str, msgspec.Raw]
+    earlier: dict[str, msgspec.Raw]
+    versions: dict[str, int]
+
+
 class Snapshot(msgspec.Struct, kw_only=True):
     """A subject's claims (every claim about it at some moment up to ``position``) and the source
     streams their events name (whose registrations time travel reads from the log)."""
@@ -68,10 +78,12 @@ class Snapshot(msgspec.Struct, kw_only=True):
     base: Base | None = None
     # The events on its streams after it that cuts have read so far (``store.decoded.after``).
     tail: Any = None
+    # Claims taken over from the previous snapshot as it stored them, stored with ``claims`` (``keep``).
+    carried: Carried | None = None
 
 
 class _State(msgspec.Struct, frozen=True, kw_only=True):
-    claims: dict[str, Folded]
+    claims: dict[str, Folded | msgspec.Raw]
     sources: list[str]
 
 
@@ -103,12 +115,16 @@ async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> No
     chain_hash = await eventlog.hash_at(conn, snapshot.position)
     if chain_hash is None:
         raise LookupError(f"no event at position {snapshot.position} to snapshot at")
+    carried = snapshot.carried or Carried(claims={}, earlier={}, versions={})
+    claims: dict[str, Folded | msgspec.Raw] = {**carried.claims, **snapshot.claims}
+    earlier: dict[str, list[Earlier] | msgspec.Raw] = {**carried.earlier, **(snapshot.earlier or {})}
+    versions = {**carried.versions, **{c: kept.version for c, kept in snapshot.claims.items()}}
     # Apart: what every cut reads, what only an ``as_of`` cut does, and what tells which streams changed
     # between two snapshots (``decoded.following``) without decoding either.
     stored = {
-        "state": _encoder.encode(_State(claims=snapshot.claims, sources=snapshot.sources)),
-        "earlier": _encoder.encode(snapshot.earlier or {}),
-        "versions": _encoder.encode({c: kept.version for c, kept in snapshot.claims.items()}),
+        "state": _encoder.encode(_State(claims=claims, sources=snapshot.sources)),
+        "earlier": _encoder.encode(earlier),
+        "versions": _encoder.encode(versions),
     }
     values = {
         "subject_id": subject_id,

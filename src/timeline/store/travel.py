@@ -68,30 +68,33 @@ async def subject_views(
 async def take(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
     """A snapshot of the subject at ``position``, folded from the log alone: from the subject's latest
     snapshot before it that the log confirms, only the claims with events since are folded again."""
-    previous = await decoded.latest(conn, subject_id, position)
-    earlier = None if previous is None else await decoded.earlier(conn, subject_id, previous)
-    if previous is None or earlier is None:
+    previous = await decoded.encoded(conn, subject_id, position)
+    if previous is None or previous.carried is None:
         return await _take_whole(conn, subject_id, position)
     # Each claim is folded from its own stream alone (``timetravel.views_at``), so a claim with no event
-    # since keeps what the previous snapshot holds of it, checked as every cut checks it; those with events
-    # since, those made (or moved here) since, are folded again from their whole stream. On the bench's
-    # log of 1,000,000 events a snapshot of a subject of 2,218 claims had folded all 4,953 of its events
-    # each time (0.23-0.29 s of the projection process's CPU every 1,000 events of the subject).
-    moved_on = {
-        e.stream_id for e in await queries.logged_after(conn, dict(previous.versions), position=position)
-    }
-    unchanged = set(previous.versions) - moved_on
+    # since is carried over as the previous snapshot stored it; those with events since, and those made
+    # (or moved here) since, are folded again from their whole stream. On the bench's log of 1,000,000
+    # events a snapshot of a subject of 2,218 claims had folded all 4,953 of its events each time, and the
+    # projection process spent most of its time doing so (bench/results-2026-12-05-snapshot-takes.txt).
+    before = previous.carried
+    streams = {claim_stream(claim_id): version for claim_id, version in before.versions.items()}
+    moved_on = {e.stream_id for e in await queries.logged_after(conn, streams, position=position)}
+    unchanged = set(streams) - moved_on
     claimed, named = await _claimed(conn, subject_id, position, None, unchanged, previous.position, moved_on)
     with decoded.no_collection():
         views = timetravel.views_at(claimed, None)
         refolded = timetravel.folded_claims(claimed, views)
-        changed = timetravel.earlier_states(claimed, refolded)
-    claims = {c: kept for c, kept in previous.claims.items() if c not in refolded}
-    claims.update(refolded)
-    states = {c: states for c, states in earlier.items() if c not in refolded}
-    states.update(changed)
+        earlier = timetravel.earlier_states(claimed, refolded)
+    kept = [claim_id for claim_id in before.claims if claim_id not in refolded]
+    carried = snapshots.Carried(
+        claims={c: before.claims[c] for c in kept},
+        earlier={c: before.earlier[c] for c in kept if c in before.earlier},
+        versions={c: before.versions[c] for c in kept},
+    )
     sources = sorted({*previous.sources, *named})
-    return snapshots.Snapshot(position=position, claims=claims, sources=sources, earlier=states)
+    return snapshots.Snapshot(
+        position=position, claims=refolded, sources=sources, earlier=earlier, carried=carried
+    )
 
 
 async def _take_whole(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
