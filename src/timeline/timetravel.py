@@ -181,7 +181,7 @@ def earlier_states(events: Sequence[Logged], kept: Mapping[str, Folded]) -> dict
         states: list[Earlier] = []
         shown: tuple[int, ...] | None = None
         for day in sorted(d for d in days if latest is not None and d < latest):
-            folded = views_at(logged, day)
+            folded = _claim_as_of(logged, day)
             record = folded.claims.get(claim_id)
             if (record.positions if record else ()) == shown:
                 continue  # the same events as the cut before
@@ -194,6 +194,17 @@ def earlier_states(events: Sequence[Logged], kept: Mapping[str, Folded]) -> dict
         if states:
             found[claim_id] = states
     return found
+
+
+def _claim_as_of(logged: Sequence[Logged], valid_until: dt.date) -> Views:
+    """One claim's events folded as ``views_at`` folds them at a valid time, its estimates left unranked: a
+    claim's earlier states keep its record and entries only (ranking was a fifth of computing them)."""
+    views = Views(indexed=True)
+    streams: dict[str, list[tuple[int, DomainEvent]]] = {}
+    for position, event in visible(logged, valid_until):
+        streams.setdefault(cast(ClaimEvent, event).claim_id, []).append((position, event))
+    _replay(views, streams, {})
+    return views
 
 
 def as_of(kept: Folded, earlier: Sequence[Earlier], valid_until: dt.date | None) -> Folded | None:
