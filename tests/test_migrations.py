@@ -440,10 +440,14 @@ async def test_0015_recreates_snapshots_and_the_projector_takes_them_again(empty
 
 async def test_0019_stores_snapshots_with_lz4_where_the_server_has_it(pg_url: str) -> None:
     """A snapshot kept after 0019 is compressed with lz4 on a PostgreSQL built with it (pglz, the default,
-    otherwise); downgrading sets the parts back to pglz."""
+    otherwise); downgrading gives the parts back the server's default."""
     parts = ("state", "earlier", "versions")
     db = Database(pg_url)
     try:
+        async with db.read() as conn:
+            version = (await conn.execute(sa.text("SHOW server_version_num"))).scalar_one()
+        if int(version) < 140000:
+            pytest.skip("PostgreSQL before 14 has no per-column compression: 0019 leaves it alone")
         await import_fixtures(db, [LoadedFixture(str(SEED), SEED.read_bytes())], recorded_by="test")
         async with db.read() as conn:
             offered = (
@@ -472,7 +476,7 @@ async def test_0019_stores_snapshots_with_lz4_where_the_server_has_it(pg_url: st
                 ),
                 {"parts": list(parts)},
             )
-            expected = "p" if "lz4" in offered else ""
-            assert {name: str(kind) for name, kind in declared} == dict.fromkeys(parts, expected)
+            # The server's default again, as before 0019.
+            assert {name: str(kind) for name, kind in declared} == dict.fromkeys(parts, "")
     finally:
         await db.dispose()

@@ -581,6 +581,22 @@ async def test_time_travel_from_snapshots_equals_folding_the_log_at_every_positi
         await conn.execute(sa.delete(schema.time_travel_snapshots))
 
 
+_TakeWhole = Callable[[AsyncConnection, str, int], Awaitable[snapshots.Snapshot]]
+
+
+def _counting_whole_takes(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[str, int]], _TakeWhole]:
+    """The (subject, position) of every snapshot taken whole from now on, and the unpatched whole take."""
+    taken: list[tuple[str, int]] = []
+    take_whole = travel._take_whole
+
+    async def counted(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
+        taken.append((subject_id, position))
+        return await take_whole(conn, subject_id, position)
+
+    monkeypatch.setattr(travel, "_take_whole", counted)
+    return taken, take_whole
+
+
 @settings(
     max_examples=12,
     deadline=None,
@@ -594,47 +610,49 @@ async def test_a_snapshot_taken_from_the_one_before_holds_what_one_folded_from_t
     (revised, corrected, moved away or here, or new) and carrying the rest over as stored; taken every
     ``every`` positions, each reads back as a snapshot folded from the whole log. Only each subject's first
     is folded whole."""
-    whole_takes: list[str] = []
-    take_whole = travel._take_whole
-
-    async def counted(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
-        whole_takes.append(subject_id)
-        return await take_whole(conn, subject_id, position)
-
-    monkeypatch.setattr(travel, "_take_whole", counted)
+    whole_takes, take_whole = _counting_whole_takes(monkeypatch)
     async with db.read() as conn:
         start = await eventlog.head_position(conn)
     await _record(db, events)
     async with db.read() as conn:
         head = await eventlog.head_position(conn)
     subjects = [*SUBJECTS, MOVED_TO]
-    for position in range(start + 1, head + 1, every):
-        for subject_id in subjects:
-            async with db.read() as conn:
-                taken = await travel.take(conn, subject_id, position)
-                whole = await take_whole(conn, subject_id, position)
-            async with db.write() as conn:
-                await snapshots.keep(conn, subject_id, taken)
-            async with db.read() as conn:  # as a cut reads it back
-                stored = await decoded.latest(conn, subject_id, position)
-                assert stored is not None
-                assert stored.position == position
-                earlier = await decoded.earlier(conn, subject_id, stored)
-            assert (stored.claims, stored.sources, earlier) == (whole.claims, whole.sources, whole.earlier)
-            # The part that tells the next take (and cuts) which streams moved on since.
-            async with db.read() as conn:
-                versions = (
-                    await conn.execute(
-                        sa.select(schema.time_travel_snapshots.c.versions).where(
-                            schema.time_travel_snapshots.c.subject_id == subject_id,
-                            schema.time_travel_snapshots.c.position == position,
-                        )
-                    )
-                ).scalar_one()
-            assert msgspec.json.decode(versions) == {c: kept.version for c, kept in whole.claims.items()}
-    assert sorted(whole_takes) == (sorted(subjects) if head > start else [])
-    async with db.write() as conn:  # the next example starts without them
-        await conn.execute(sa.delete(schema.time_travel_snapshots))
+    try:
+        for position in range(start + 1, head + 1, every):
+            for subject_id in subjects:
+                await _take_and_compare(db, subject_id, position, take_whole)
+        assert sorted(s for s, _ in whole_takes) == (sorted(subjects) if head > start else [])
+    finally:
+        async with db.write() as conn:  # the next example starts without them
+            await conn.execute(sa.delete(schema.time_travel_snapshots))
+
+
+async def _take_and_compare(
+    db: Database,
+    subject_id: str,
+    position: int,
+    take_whole: _TakeWhole,
+) -> None:
+    """Take and keep the subject's snapshot at ``position``; it reads back, as cuts read it, as one folded
+    from the whole log, and so does the part that tells the next take (and cuts) which streams moved on."""
+    async with db.read() as conn:
+        taken = await travel.take(conn, subject_id, position)
+        whole = await take_whole(conn, subject_id, position)
+    async with db.write() as conn:
+        await snapshots.keep(conn, subject_id, taken)
+    async with db.read() as conn:
+        stored = await decoded.latest(conn, subject_id, position)
+        assert stored is not None
+        assert stored.position == position
+        earlier = await decoded.earlier(conn, subject_id, stored)
+        s = schema.time_travel_snapshots
+        versions = (
+            await conn.execute(
+                sa.select(s.c.versions).where(s.c.subject_id == subject_id, s.c.position == position)
+            )
+        ).scalar_one()
+    assert (stored.claims, stored.sources, earlier) == (whole.claims, whole.sources, whole.earlier)
+    assert msgspec.json.decode(versions) == {c: kept.version for c, kept in whole.claims.items()}
 
 
 async def _estimates_via_snapshot(db: Database, change: Callable[[dict[str, Any]], None]) -> tuple[Any, Any]:
@@ -679,6 +697,49 @@ async def test_an_edited_snapshot_changes_no_answer(db: Database) -> None:
     expected, answered = await _estimates_via_snapshot(db, _retract_every_claim)
     assert expected[1]  # the subject has estimates, which the edit would have hidden
     assert answered == expected
+
+
+def _drop_a_version(row: dict[str, Any]) -> None:
+    """The row's versions part without one of its claims, resealed: well hashed, but not a snapshot."""
+    versions = msgspec.json.decode(row["versions"])
+    versions.pop(sorted(versions)[0])
+    row["versions"] = msgspec.json.encode(versions)
+    _reseal(SUBJECT, row)
+
+
+def _cut_the_state_short(row: dict[str, Any]) -> None:
+    """The row's state cut short, resealed: its hashes hold but it is no JSON."""
+    row["state"] = bytes(row["state"])[:100]
+    _reseal(SUBJECT, row)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_retract_every_claim, _drop_a_version, _cut_the_state_short],
+    ids=["edited", "versions short of a claim", "state cut short"],
+)
+async def test_a_snapshot_is_taken_whole_where_the_previous_one_fails_its_checks(
+    db: Database, change: Callable[[dict[str, Any]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A previous snapshot edited (its hashes then fail) or rewritten malformed (resealed) is neither
+    carried from nor a reason to fail: cuts answer as the log does, and the next snapshot is folded from
+    the log, as one folded whole."""
+    whole_takes, take_whole = _counting_whole_takes(monkeypatch)
+    await import_fixtures(db, [LoadedFixture("seed", SEED.read_bytes())], recorded_by="test")
+    expected, answered = await _estimates_via_snapshot(db, change)
+    assert answered == expected  # cuts fold from the log too
+    async with db.read() as conn:
+        first = await eventlog.head_position(conn)
+    async with db.write() as conn:  # a later position to take the next snapshot at
+        recorder = Recorder(conn, recorded_by="test", label="test")
+        await recorder.record(source("later"), origin="command")
+        await recorder.finish()
+    async with db.read() as conn:
+        head = await eventlog.head_position(conn)
+    assert head > first
+    whole_takes.clear()
+    await _take_and_compare(db, SUBJECT, head, take_whole)
+    assert whole_takes == [(SUBJECT, head)]
 
 
 @pytest.mark.parametrize("part", snapshots.PARTS)

@@ -9,7 +9,9 @@ earlier valid times), and PostgreSQL compresses what it stores out of line. With
 storing one took 76 ms of the server's time; with lz4, 24 ms, for 0.71 MB stored against 0.56 and the same
 time to read back (bench/results-2026-12-05-snapshot-takes.txt). Rows stored before keep their method until
 they are rewritten (snapshots are replaced as the projector takes new ones). A server built without lz4
-keeps pglz; SQLite stores the parts as they are.
+keeps its default; SQLite stores the parts as they are. pg_dump records the method: restoring such a dump
+onto a server without lz4 needs its --no-toast-compression. Downgrading gives the columns back the server's
+default.
 """
 
 from collections.abc import Sequence
@@ -36,6 +38,7 @@ def _lz4_available() -> bool:
 
 
 def _set(method: str) -> None:
+    # ``method`` is lz4 or DEFAULT (the server's default_toast_compression, as before 0019).
     if op.get_bind().dialect.name != "postgresql" or not _lz4_available():
         return
     for part in _PARTS:
@@ -47,4 +50,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _set("pglz")
+    _set("DEFAULT")

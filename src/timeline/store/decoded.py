@@ -58,7 +58,11 @@ async def earlier(
         if stored is None:
             return None
         with no_collection():
-            snapshot.earlier = _earlier_decoder.decode(stored)
+            try:
+                snapshot.earlier = _earlier_decoder.decode(stored)
+            except msgspec.DecodeError:
+                _malformed(subject_id, snapshot.position, "earlier")
+                return None
         if snapshot.tail.cached:  # decoded, some three times this (``CACHED_BYTES``)
             snapshot.tail.held += len(stored)
             _held += len(stored)
@@ -90,6 +94,17 @@ async def _part(conn: AsyncConnection, subject_id: str, position: int, parts: st
         )
         return None
     return found
+
+
+def _malformed(subject_id: str, position: int, part: str) -> None:
+    """Log that a snapshot's part, though it matches its hash, does not decode as one (the digest is no
+    signature: a row can be rewritten whole): it is not used, and cuts and takes fold from the log."""
+    _log.warning(
+        "the %s of the time-travel snapshot of %s at position %d is not a snapshot's; folding from the log",
+        part,
+        subject_id,
+        position,
+    )
 
 
 def base(snapshot: Snapshot) -> Base:
@@ -157,23 +172,29 @@ _held = 0
 
 
 def _claims_of(stored: _StoredState) -> dict[str, Folded]:
-    """The stored claims as ``Folded``, each decoded only if no cached snapshot holds the same bytes."""
+    """The stored claims as ``Folded``, each decoded only if no cached snapshot holds the same bytes. Every
+    claim is decoded before the pool takes any, so a part that fails to decode leaves the pool as it was."""
     global _held  # noqa: PLW0603 (the cache's running total, kept beside it)
-    claims: dict[str, Folded] = {}
+    found: list[tuple[str, _Pooled, bool]] = []  # (claim, its pooled entry, whether it is new)
     for claim_id, kept in stored.claims.items():
         same = _pool.get((claim_id, kept.version), ())
         pooled = next((p for p in same if p.stored == (kept.record, kept.entries, kept.latest)), None)
-        if pooled is None:
-            folded = Folded(
-                record=_record_decoder.decode(kept.record),
-                entries=_entries_decoder.decode(kept.entries),
-                version=kept.version,
-                latest=_latest_decoder.decode(kept.latest),
-            )
-            # Copies: the decoded ``Raw`` parts would keep the whole snapshot's bytes alive.
-            copies = tuple(msgspec.Raw(bytes(part)) for part in (kept.record, kept.entries, kept.latest))
-            pooled = _Pooled(folded, copies)
-            _pool.setdefault((claim_id, kept.version), []).append(pooled)
+        if pooled is not None:
+            found.append((claim_id, pooled, False))
+            continue
+        folded = Folded(
+            record=_record_decoder.decode(kept.record),
+            entries=_entries_decoder.decode(kept.entries),
+            version=kept.version,
+            latest=_latest_decoder.decode(kept.latest),
+        )
+        # Copies: the decoded ``Raw`` parts would keep the whole snapshot's bytes alive.
+        copies = tuple(msgspec.Raw(bytes(part)) for part in (kept.record, kept.entries, kept.latest))
+        found.append((claim_id, _Pooled(folded, copies), True))
+    claims: dict[str, Folded] = {}
+    for claim_id, pooled, new in found:
+        if new:
+            _pool.setdefault((claim_id, pooled.folded.version), []).append(pooled)
             _held += pooled.size
         pooled.holders += 1
         claims[claim_id] = pooled.folded
@@ -255,8 +276,12 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
     if (hit := _decoded.get(key)) is not None:  # decoded by another cut while this one read
         return hit
     with no_collection():
-        stored = _stored_decoder.decode(state)
-        claims = _claims_of(stored)
+        try:
+            stored = _stored_decoder.decode(state)
+            claims = _claims_of(stored)
+        except msgspec.DecodeError:
+            _malformed(subject_id, at, "state")
+            return None
     # In key order: the log's (stream, version) index is then probed in its own order (``logged_after``).
     versions = dict(sorted((claim_stream(c), kept.version) for c, kept in claims.items()))
     found = Snapshot(
@@ -300,20 +325,26 @@ async def encoded(conn: AsyncConnection, subject_id: str, position: int) -> Snap
     if found is None:  # pruned since (only outside a read transaction's snapshot)
         return None
     stored = dict(zip(PARTS, (bytes(part) for part in found), strict=True))
-    if [part_hash(stored[name]) for name in PARTS] != parts.split():
-        _log.warning(
-            "the time-travel snapshot of %s at position %d does not match its hashes; taking the next from "
-            "the log",
-            subject_id,
-            at,
-        )
+    carried = None
+    if [part_hash(stored[name]) for name in PARTS] == parts.split():
+        # Its hashes hold, but the digest is no signature: a row rewritten whole may hold anything, and a
+        # taker that failed on it would fail on every batch after.
+        try:
+            state = _encoded_state_decoder.decode(stored["state"])
+            carried = Carried(
+                claims=state.claims,
+                earlier=_encoded_earlier_decoder.decode(stored["earlier"]),
+                versions=_versions_decoder.decode(stored["versions"]),
+            )
+        except msgspec.DecodeError:
+            carried = None
+    if (
+        carried is None
+        or carried.versions.keys() != carried.claims.keys()
+        or carried.earlier.keys() - carried.claims.keys()
+    ):
+        _malformed(subject_id, at, "parts")
         return None
-    state = _encoded_state_decoder.decode(stored["state"])
-    carried = Carried(
-        claims=state.claims,
-        earlier=_encoded_earlier_decoder.decode(stored["earlier"]),
-        versions=_versions_decoder.decode(stored["versions"]),
-    )
     return Snapshot(position=at, claims={}, sources=state.sources, parts=parts, carried=carried)
 
 
@@ -341,7 +372,11 @@ async def following(conn: AsyncConnection, subject_id: str, position: int) -> di
         return None
     if (stored := await _part(conn, subject_id, at, parts, "versions")) is None:
         return None
-    found = {claim_stream(c): v for c, v in _versions_decoder.decode(stored).items()}
+    try:
+        found = {claim_stream(c): v for c, v in _versions_decoder.decode(stored).items()}
+    except msgspec.DecodeError:
+        _malformed(subject_id, at, "versions")
+        return None
     _following[key] = found
     while len(_following) > CACHED:
         _following.popitem(last=False)

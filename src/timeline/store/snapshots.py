@@ -38,7 +38,10 @@ from timeline.timetravel import Earlier
 
 # The shape of ``state`` and of the fold that made it (the write path's fold format, which a change to what
 # an event does to a claim bumps, is part of it): a row of another format is ignored, and time travel folds
-# from the log until the projector has kept new ones.
+# from the log until the projector has kept new ones. A new snapshot carries over, as stored, the claims
+# with no event since the previous one (``travel.take``), so a change to what ``timetravel.folded_claims``
+# or ``earlier_states`` make of a claim (its entries included) must bump the 3000 too: a claim left alone
+# would otherwise keep its old fold in every snapshot after.
 FORMAT = 3000 + streams.FORMAT
 # A subject gets a snapshot after this many of its events: a cut then folds at most about this many on top.
 EVERY = 1000
@@ -116,6 +119,8 @@ async def keep(conn: AsyncConnection, subject_id: str, snapshot: Snapshot) -> No
     if chain_hash is None:
         raise LookupError(f"no event at position {snapshot.position} to snapshot at")
     carried = snapshot.carried or Carried(claims={}, earlier={}, versions={})
+    # Carried claims first, then those folded again: not the order a whole take gives (that of their first
+    # events), so the bytes differ from one, but no reader depends on the order of a subject's claims.
     claims: dict[str, Folded | msgspec.Raw] = {**carried.claims, **snapshot.claims}
     earlier: dict[str, list[Earlier] | msgspec.Raw] = {**carried.earlier, **(snapshot.earlier or {})}
     versions = {**carried.versions, **{c: kept.version for c, kept in snapshot.claims.items()}}
