@@ -119,6 +119,19 @@ async def test_project_refuses_sqlite_whose_server_keeps_the_projections_itself(
     assert "project needs PostgreSQL" in line
 
 
+async def test_project_says_a_ready_fd_that_is_not_open_is_wrong_before_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``serve`` passes the projection process a descriptor to close once it has tried the leads; a wrong one
+    is an error about that option, not about the database (which it had been reported as, at the close)."""
+    url = f"sqlite:///{tmp_path / 'timeline.db'}"
+    assert await run("--database-url", url, "project", "--ready-fd", "987654") == Exit.USAGE
+    line = _one_line_error(capsys.readouterr().err)
+    assert "'--ready-fd'" in line
+    assert "987654 is not an open file descriptor" in line
+    assert not (tmp_path / "timeline.db").exists()
+
+
 async def run(*argv: str) -> int:
     return await asyncio.to_thread(main, list(argv))
 

@@ -43,6 +43,14 @@ STOP_GRACE_SECONDS = 10.0
 @click.pass_obj
 def project(url: str, parent: int | None, ready_fd: int | None) -> None:
     """Keep the asynchronous projections caught up until stopped (PostgreSQL; serve starts one)."""
+    if ready_fd is not None:
+        # Closed only once the leads were tried, long after connecting: a wrong one is said now, as itself.
+        try:
+            os.fstat(ready_fd)
+        except OSError:
+            raise click.BadParameter(
+                f"{ready_fd} is not an open file descriptor", param_hint="'--ready-fd'"
+            ) from None
     db = open_database(url, must_exist=True)
     if db.dialect != "postgresql":
         raise CommandError("project needs PostgreSQL; on SQLite the server runs the projections itself")
