@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -380,16 +381,16 @@ on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True
 def _statements(db: Database) -> list[str]:
     """Every statement the committer's connections send from now on, as asyncpg runs them."""
     sent: list[str] = []
+    logged: weakref.WeakSet[Any] = weakref.WeakSet()  # the connections that have the logger already
+
+    def log_on(dbapi: Any, *_: Any) -> None:
+        connection = dbapi.driver_connection
+        if connection not in logged:
+            logged.add(connection)
+            connection.add_query_logger(lambda record: sent.append(record.query))
+
     assert db._appender is not None
-    sa.event.listen(
-        db._appender.sync_engine.pool,
-        "checkout",
-        lambda dbapi, *_: (
-            dbapi.driver_connection.add_query_logger(lambda record: sent.append(record.query))
-            if not dbapi.driver_connection._query_loggers
-            else None
-        ),
-    )
+    sa.event.listen(db._appender.sync_engine.pool, "checkout", log_on)
     return sent
 
 
