@@ -4,7 +4,7 @@ Revision ID: 0019_snapshot_compression
 Revises: 0018_snapshot_counts
 Create Date: 2026-12-05 00:00:00
 
-A snapshot of a subject of about 2,200 claims is some 5.8 MB of JSON (its claims and what they showed at
+A snapshot of a subject of about 2,200 claims is some 5.9 MB of JSON (its claims and what they showed at
 earlier valid times), and PostgreSQL compresses what it stores out of line. With the default method, pglz,
 storing one took 76 ms of the server's time; with lz4, 24 ms, for 0.71 MB stored against 0.56 and the same
 time to read back (bench/results-2026-12-05-snapshot-takes.txt). Rows stored before keep their method until

@@ -13,7 +13,7 @@ import datetime as dt
 import gc
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -73,27 +73,38 @@ async def earlier(
 async def _part(conn: AsyncConnection, subject_id: str, position: int, parts: str, name: str) -> bytes | None:
     """One stored part of a snapshot whose ``parts`` were checked against its digest, if it matches its
     hash there (else None: edited, or another row's since)."""
+    found = await _parts(conn, subject_id, position, parts, (name,))
+    return None if found is None else found[name]
+
+
+async def _parts(
+    conn: AsyncConnection, subject_id: str, position: int, parts: str, names: Sequence[str]
+) -> dict[str, bytes] | None:
+    """The named stored parts of a snapshot whose ``parts`` were checked against its digest, in one read,
+    if each matches its hash there (else None: edited, or another row's since)."""
     s = time_travel_snapshots
     found = (
         await conn.execute(
-            sa.select(s.c[name]).where(
+            sa.select(*(s.c[name] for name in names)).where(
                 s.c.subject_id == subject_id, s.c.position == position, s.c.parts == parts
             )
         )
-    ).scalar_one_or_none()
+    ).first()
     if found is None:  # pruned since (only outside a read transaction's snapshot)
         return None
-    found = bytes(found)
-    if part_hash(found) != parts.split()[PARTS.index(name)]:
-        _log.warning(
-            "the %s of the time-travel snapshot of %s at position %d does not match its hash; folding from "
-            "the log",
-            name,
-            subject_id,
-            position,
-        )
-        return None
-    return found
+    stored = {name: bytes(part) for name, part in zip(names, found, strict=True)}
+    hashes = parts.split()
+    for name, part in stored.items():
+        if part_hash(part) != hashes[PARTS.index(name)]:
+            _log.warning(
+                "the %s of the time-travel snapshot of %s at position %d does not match its hash; folding "
+                "from the log",
+                name,
+                subject_id,
+                position,
+            )
+            return None
+    return stored
 
 
 def _malformed(subject_id: str, position: int, part: str) -> None:
@@ -314,30 +325,19 @@ async def encoded(conn: AsyncConnection, subject_id: str, position: int) -> Snap
     if row is None or not _confirmed(subject_id, row):
         return None
     at, parts = row[0], row[4]
-    s = time_travel_snapshots
-    found = (
-        await conn.execute(
-            sa.select(s.c.state, s.c.earlier, s.c.versions).where(
-                s.c.subject_id == subject_id, s.c.position == at, s.c.parts == parts
-            )
-        )
-    ).first()
-    if found is None:  # pruned since (only outside a read transaction's snapshot)
+    if (stored := await _parts(conn, subject_id, at, parts, PARTS)) is None:
         return None
-    stored = dict(zip(PARTS, (bytes(part) for part in found), strict=True))
-    carried = None
-    if [part_hash(stored[name]) for name in PARTS] == parts.split():
-        # Its hashes hold, but the digest is no signature: a row rewritten whole may hold anything, and a
-        # taker that failed on it would fail on every batch after.
-        try:
-            state = _encoded_state_decoder.decode(stored["state"])
-            carried = Carried(
-                claims=state.claims,
-                earlier=_encoded_earlier_decoder.decode(stored["earlier"]),
-                versions=_versions_decoder.decode(stored["versions"]),
-            )
-        except msgspec.DecodeError:
-            carried = None
+    # Its hashes hold, but the digest is no signature: a row rewritten whole may hold anything, and a taker
+    # that failed on it would fail on every batch after.
+    try:
+        state = _encoded_state_decoder.decode(stored["state"])
+        carried = Carried(
+            claims=state.claims,
+            earlier=_encoded_earlier_decoder.decode(stored["earlier"]),
+            versions=_versions_decoder.decode(stored["versions"]),
+        )
+    except msgspec.DecodeError:
+        carried = None
     if (
         carried is None
         or carried.versions.keys() != carried.claims.keys()

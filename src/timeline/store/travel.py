@@ -71,16 +71,38 @@ async def take(conn: AsyncConnection, subject_id: str, position: int) -> snapsho
     previous = await decoded.encoded(conn, subject_id, position)
     if previous is None or previous.carried is None:
         return await _take_whole(conn, subject_id, position)
+    return await _take_since(
+        conn, subject_id, position, previous.position, previous.sources, previous.carried
+    )
+
+
+async def _take_whole(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
+    """A snapshot of the subject at ``position`` with every claim folded from the log."""
+    return await _take_since(conn, subject_id, position, 0, [], _NOTHING_CARRIED)
+
+
+_NOTHING_CARRIED = snapshots.Carried(claims={}, earlier={}, versions={})
+
+
+async def _take_since(
+    conn: AsyncConnection,
+    subject_id: str,
+    position: int,
+    since: int,
+    sources: Sequence[str],
+    before: snapshots.Carried,
+) -> snapshots.Snapshot:
+    """A snapshot of the subject at ``position`` from what a snapshot at ``since`` holds (``sources``, and
+    its claims as stored: ``before``; none at 0)."""
     # Each claim is folded from its own stream alone (``timetravel.views_at``), so a claim with no event
     # since is carried over as the previous snapshot stored it; those with events since, and those made
     # (or moved here) since, are folded again from their whole stream. On the bench's log of 1,000,000
     # events a snapshot of a subject of 2,218 claims had folded all 4,953 of its events each time, and the
     # projection process spent most of its time doing so (bench/results-2026-12-05-snapshot-takes.txt).
-    before = previous.carried
     streams = {claim_stream(claim_id): version for claim_id, version in before.versions.items()}
     moved_on = {e.stream_id for e in await queries.logged_after(conn, streams, position=position)}
     unchanged = set(streams) - moved_on
-    claimed, named = await _claimed(conn, subject_id, position, None, unchanged, previous.position, moved_on)
+    claimed, named = await _claimed(conn, subject_id, position, None, unchanged, since, moved_on)
     with decoded.no_collection():
         views = timetravel.views_at(claimed, None)
         refolded = timetravel.folded_claims(claimed, views)
@@ -91,20 +113,13 @@ async def take(conn: AsyncConnection, subject_id: str, position: int) -> snapsho
         earlier={c: before.earlier[c] for c in kept if c in before.earlier},
         versions={c: before.versions[c] for c in kept},
     )
-    sources = sorted({*previous.sources, *named})
     return snapshots.Snapshot(
-        position=position, claims=refolded, sources=sources, earlier=earlier, carried=carried
+        position=position,
+        claims=refolded,
+        sources=sorted({*sources, *named}),
+        earlier=earlier,
+        carried=carried,
     )
-
-
-async def _take_whole(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
-    """A snapshot of the subject at ``position`` with every claim folded from the log."""
-    claimed, named = await _claimed(conn, subject_id, position, None, set())
-    with decoded.no_collection():
-        views = timetravel.views_at(claimed, None)
-        kept = timetravel.folded_claims(claimed, views)
-        earlier = timetravel.earlier_states(claimed, kept)
-    return snapshots.Snapshot(position=position, claims=kept, sources=sorted(named), earlier=earlier)
 
 
 async def _fold(
