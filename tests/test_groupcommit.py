@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline import groupcommit
+from timeline import groupcommit, signing
 from timeline.app.errors import Rejected
 from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer, Unavailable, Unit
 from timeline.service import Recorder
-from timeline.store import audit, database, driver, eventlog, idempotency, refold, schema, statements
+from timeline.store import audit, database, driver, eventlog, idempotency, refold, schema, statements, tree
 from timeline.store.database import Database
 from timeline.store.idempotency import StoredResponse
 
@@ -492,6 +492,39 @@ async def test_a_batch_whose_log_moved_on_after_its_reads_runs_again_under_the_l
 
 
 @on_postgresql
+async def test_processes_writing_in_turn_append_without_the_lock_and_sign_every_checkpoint(
+    db: Database,
+) -> None:
+    # Each process's remembered frontier goes stale whenever the other writes. Reading it back takes one
+    # statement on the driver, not the tree's queries through SQLAlchemy, which only a transaction holding
+    # the log's lock may send: so a write after another process's commits as it would have anyway, in its
+    # read and one call, and its checkpoint is signed over the right root.
+    signer = signing.Signer.generate("test.example/log")
+    one, two = Database(db.url, signer=signer), Database(db.url, signer=signer)
+    first, second = Committer(one), Committer(two)
+    tries = [_tries(first), _tries(second)]
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await first.run(_unit(registered))
+        # Past 16 events, so the frontier read back holds stored nodes as well as events after them.
+        for i in range(24):
+            committer = (first, second)[i % 2 if i < 12 else (i // 3) % 2]
+            await committer.run(_unit(claim_made(f"c{i}", "a", i, subject_id="s")))
+    finally:
+        await first.close()
+        await second.close()
+        await two.dispose()
+    assert [t for both in tries for t in both] == [(True, None)] * 27
+    async with one.read() as conn:
+        report = await audit.verify(conn, verifier=signer.verifier_text())
+        checkpoints = await tree.all_checkpoints(conn)
+    await one.dispose()
+    assert report.ok
+    assert (report.signed_size, report.unsigned) == (27, 0)
+    assert [c.size for c in checkpoints] == list(range(1, 28))
+
+
+@on_postgresql
 async def test_a_unit_that_sends_its_own_statement_runs_under_the_lock_and_commits_once(
     db: Database,
 ) -> None:
@@ -540,9 +573,9 @@ async def test_batches_take_the_lock_up_front_for_a_while_after_two_unlocked_tri
         spell = committer._locked_until - asyncio.get_running_loop().time()
     finally:
         await committer.close()
-    # The first write of a process reads the tree back, under the lock; the second needs no lock; then two
-    # refusals in a row, after which the next batch takes the lock up front.
-    assert [unlocked for unlocked, _ in tries] == [True, False, True, True, False, True, False, False]
+    # The first write of a process reads the tree's frontier back in one statement and needs no lock, nor
+    # does the second; then two refusals in a row, after which the next batch takes the lock up front.
+    assert [unlocked for unlocked, _ in tries] == [True, True, True, False, True, False, False]
     assert 0 < spell <= groupcommit.LOCKED_SPELL
 
 

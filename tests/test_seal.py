@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import Sequence
 
 import pytest
+import sqlalchemy as sa
 
 from timeline import signing
 from timeline.app.imports import LoadedFixture, import_fixtures
@@ -97,6 +98,29 @@ async def test_two_processes_writing_in_turn_each_sign_right_checkpoints(
         await two.dispose()
     assert len(sizes) == 1 + len(turns)  # one checkpoint per appending transaction, whoever wrote it
     assert sizes[-1] == 3 + sum(1 + i % 3 for i in range(len(turns)))
+
+
+async def test_a_write_after_the_stored_tree_lost_its_nodes_stores_them_again_and_signs_right(
+    database_url: str, signer: signing.Signer
+) -> None:
+    # The frontier is read back from the stored nodes in one statement; with a node it needs missing (the
+    # table emptied by hand, say), the write extends the stored tree from the events, as it did before.
+    one, two = Database(database_url, signer=signer), Database(database_url, signer=signer)
+    try:
+        await _write(one, subject("s"), source("a"), document("d"))
+        await _write(one, *(claim_made(f"c{i}", "a", i, subject_id="s") for i in range(20)))
+        async with one.write() as conn:
+            await conn.execute(sa.delete(tree.tree_nodes))
+        await _write(two, claim_made("after", "a", 1, subject_id="s"))
+        assert await _check(two, signer) == [3, 23, 24]
+        async with two.read() as conn:
+            stored = (
+                await conn.execute(sa.select(sa.func.count()).select_from(tree.tree_nodes))
+            ).scalar_one()
+    finally:
+        await one.dispose()
+        await two.dispose()
+    assert stored == 1  # the one node of 16 leaves a log of 24 events completes
 
 
 async def test_a_rolled_back_write_leaves_nothing_remembered(

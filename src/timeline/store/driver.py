@@ -297,7 +297,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         conn.info.setdefault(APPENDED, int(changes.events[0][0]))
         sealer = conn.info.get(SEALER)
         if sealer is not None:
-            await sealer.seal(conn, changes)
+            await sealer.seal(conn, changes, driver)
     name, position = changes.checkpoint if changes.checkpoint is not None else (None, 0)
     if conn.dialect.name == "postgresql":
         await _write_postgres(driver, changes, name, position, now, unlocked=unlocked)

@@ -13,6 +13,7 @@ transaction computes becomes the remembered state only once it commits.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import merkle, signing
 from timeline.store import tree
+from timeline.store.statements import SEAL_STATE
 
 if TYPE_CHECKING:
     from timeline.store.driver import Changes
@@ -83,26 +85,33 @@ class Sealer:
         if sealed is not None:
             self._known = sealed.state
 
-    async def _read(self, conn: AsyncConnection, size: int, head_hash: str) -> State:
-        """The state from the database (the slow path): extends the stored tree up to the head and asks
-        whether the latest checkpoint is this key's signature of exactly that head."""
-        frontier = await tree.grow(conn)
+    async def _read(self, conn: AsyncConnection, driver: Any, size: int, head_hash: str) -> State:
+        """The state from the database: the stored tree's frontier, extended by the events after it, and
+        whether the latest checkpoint is this key's signature of exactly that head. One statement
+        (``statements.SEAL_STATE``) when the tree is stored up to the head; otherwise the tree is extended
+        and stored first (``tree.grow``), which only a transaction holding the log's lock may do."""
+        found = await _stored_state(conn.dialect.name, driver, size)
+        if found is not None:
+            frontier, latest = found
+        else:
+            frontier = await tree.grow(conn)
+            checkpoint = await tree.latest_checkpoint(conn)
+            latest = None if checkpoint is None else (checkpoint.size, checkpoint.note)
         if frontier.size != size:
             raise LookupError(f"the log ends at event {frontier.size}, but a write continues from {size}")
         signed, covered = False, 0
         if self.signer is not None:
-            latest = await tree.latest_checkpoint(conn)
-            covered = latest.size if latest is not None else 0
+            covered = latest[0] if latest is not None else 0
             # A log that was empty is covered by no checkpoint, rightly; a checkpoint row written without
             # the key (its note not this key's signature of its size) covers nothing.
             signed = (latest is None and size == 0) or (
                 latest is not None
-                and latest.size == size
-                and tree.signs(latest.note, self.signer.keyring(), latest.size)
+                and latest[0] == size
+                and tree.signs(latest[1], self.signer.keyring(), latest[0])
             )
         return State(size, head_hash, tuple(frontier.roots), signed, covered)
 
-    async def seal(self, conn: AsyncConnection, changes: Changes) -> None:
+    async def seal(self, conn: AsyncConnection, changes: Changes, driver: Any) -> None:
         """Add to ``changes`` the tree nodes its events complete and, when this key signed everything before
         them, the checkpoint of the log they leave (replacing one this transaction wrote earlier)."""
         rows = changes.events
@@ -116,7 +125,7 @@ class Sealer:
             or state.head_hash != head_hash
             or (self.signer is not None and not state.signed and before is None)
         ):
-            state = await self._read(conn, size, head_hash)
+            state = await self._read(conn, driver, size, head_hash)
         frontier = merkle.Frontier(state.size, state.roots)
         nodes = changes.tree_nodes
         for row in rows:
@@ -144,3 +153,35 @@ class Sealer:
         covered = frontier.size if sign else state.covered
         after = State(frontier.size, str(last[11]), tuple(frontier.roots), sign, covered)
         conn.info[SEALED] = Sealed(after, checkpoint, unsigned)
+
+
+async def _stored_state(
+    dialect: str, driver: Any, size: int
+) -> tuple[merkle.Frontier, tuple[int, str] | None] | None:
+    """The tree's frontier over the first ``size`` events and the latest checkpoint (size, note), read in one
+    statement from the stored nodes and the events after them; None when a node it needs is not stored (a
+    log appended to around the sealer, as a restore does)."""
+    base = size >> tree.STORED << tree.STORED
+    wanted = merkle.Frontier.nodes(base)
+    if dialect == "postgresql":
+        levels, indexes = [n[0] for n in wanted], [n[1] for n in wanted]
+        rows = await driver.fetch(SEAL_STATE[dialect], levels, indexes, base, size)
+    else:
+        rows = await driver.execute_fetchall(SEAL_STATE[dialect], (json.dumps(wanted), base, size))
+    nodes: dict[tuple[int, int], bytes] = {}
+    chain: list[tuple[int, str]] = []
+    latest: tuple[int, str] | None = None
+    for part, level, index, node, text in rows:
+        if part == 0:
+            nodes[(int(level), int(index))] = bytes(node)
+        elif part == 1:
+            chain.append((int(index), str(text)))
+        else:
+            latest = (int(index), str(text))
+    chain.sort()
+    if len(nodes) != len(wanted) or [p for p, _ in chain] != list(range(base + 1, size + 1)):
+        return None
+    frontier = merkle.Frontier(base, [nodes[n] for n in wanted])
+    for _, digest in chain:
+        frontier.append(merkle.event_leaf(digest))
+    return frontier, latest

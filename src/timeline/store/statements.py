@@ -103,6 +103,23 @@ READ_AFTER = {
     "sqlite": f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
 }
 
+# What a writer that finds the log moved on since its process last wrote needs to go on sealing it
+# (``store.seal``): the stored tree's frontier nodes for the size rounded down to a stored level (part 0), the
+# chain hashes of the events after them (1) and the latest checkpoint (2). One statement, where reading them
+# through the tree's queries (``tree.grow``, ``tree.latest_checkpoint``) took four or five.
+SEAL_STATE = {
+    "postgresql": """
+SELECT 0, n.level, n.idx, n.hash, NULL FROM unnest($1::smallint[], $2::bigint[]) AS w(level, idx)
+  CROSS JOIN LATERAL (SELECT * FROM tree_nodes WHERE level = w.level AND idx = w.idx OFFSET 0) AS n
+UNION ALL SELECT 1, NULL, position, NULL, hash FROM events WHERE position > $3 AND position <= $4
+UNION ALL (SELECT 2, NULL, size, NULL, note FROM log_checkpoints ORDER BY size DESC LIMIT 1)""",
+    "sqlite": """
+SELECT 0, n.level, n.idx, n.hash, NULL FROM json_each(?1) AS w
+  JOIN tree_nodes n ON n.level = json_extract(w.value, '$[0]') AND n.idx = json_extract(w.value, '$[1]')
+UNION ALL SELECT 1, NULL, position, NULL, hash FROM events WHERE position > ?2 AND position <= ?3
+UNION ALL SELECT * FROM (SELECT 2, NULL, size, NULL, note FROM log_checkpoints ORDER BY size DESC LIMIT 1)""",
+}
+
 # The claim rows a batch of events needs: by id (part 0), every claim under some estimate keys (1), and the
 # claims chosen under others (2: the asserted figure and the projection).
 CLAIMS_FOR = {
