@@ -51,7 +51,9 @@ def _seed_only(tmp: Path) -> Path:
 class Server:
     """One `timeline serve` process."""
 
-    def __init__(self, url: str, log: Path, *, fixtures: Path | None = None, **env: str) -> None:
+    def __init__(
+        self, url: str, log: Path, *, fixtures: Path | None = None, args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log.open("wb")
@@ -70,6 +72,7 @@ class Server:
                 str(self.port),
                 "--fixtures",
                 str(seed_only),
+                *args,
             ],
             env={**os.environ, "TIMELINE_KEEPALIVE_SECONDS": "0.3", **env},
             stdout=self.log,
@@ -108,11 +111,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def servers(url: str, tmp: Path, count: int, **env: str) -> Iterator[list[Server]]:
+def servers(
+    url: str, tmp: Path, count: int, args: tuple[str, ...] = (), **env: str
+) -> Iterator[list[Server]]:
     started: list[Server] = []
     try:
         for i in range(count):
-            started.append(Server(url, tmp / f"server{i}.log", **env))
+            started.append(Server(url, tmp / f"server{i}.log", args=args, **env))
         yield started
     finally:
         for server in started:
@@ -332,16 +337,24 @@ async def test_projection_leadership_moves_when_the_leader_dies(pg_url: str, tmp
     assert counts["france"] == (1, 0, 200, 0)
 
 
+def _children(parent: int) -> dict[int, list[bytes]]:
+    """The child processes of ``parent``: pid and argv."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent:
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().split(b"\0")
+    return found
+
+
 def _projection_process(server: Server) -> int:
     """The pid of the `timeline project` process a server started (waiting for it to appear)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError):
-                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-                argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
-                if ppid == server.proc.pid and b"project" in argv:
-                    return int(stat.parent.name)
+        for pid, argv in _children(server.proc.pid).items():
+            if b"project" in argv:
+                return pid
         time.sleep(0.1)
     raise TimeoutError(f"no projection process; see {server.log.name}")
 
@@ -405,6 +418,35 @@ async def test_serve_on_postgresql_keeps_the_projections_in_a_process_of_their_o
         assert await _leads(pg_url) == [a.proc.pid, a.proc.pid]
     caught_up = await _activity_rows(pg_url)
     assert await _rebuilt_activity(pg_url) == caught_up  # nothing applied twice or skipped at the handover
+
+
+async def test_serve_with_two_workers_writes_through_both_and_keeps_one_projection_process(
+    pg_url: str, tmp_path: Path
+) -> None:
+    # What an operator runs on PostgreSQL to use more than one core: two API processes writing in turn and
+    # one projection process, which alone holds the projections' lead. Concurrent writes through them all
+    # land once each, the signed log verifies, the projections catch up, and stopping serve ends them all.
+    with servers(pg_url, tmp_path, 1, args=("--workers", "2")) as (a,):
+        await a.ready()
+        token = await _token(pg_url)
+        child = _projection_process(a)
+        # uvicorn spawns its workers through multiprocessing (beside its resource tracker).
+        workers = [pid for pid, argv in _children(a.proc.pid).items() if b"spawn_main" in b" ".join(argv)]
+        assert len(workers) == 2
+        assert not any(_children(pid) for pid in workers)  # no projection process of their own
+        written = await asyncio.gather(*(_revise(a.base, token, n) for n in range(60)))
+        assert sorted(written) == list(range(30, 90))
+        assert await _caught_up(a, 89)
+        assert await _leads(pg_url) == [child, child]
+        # Each worker's batches signed over the other's: the whole log is covered, every signature checked.
+        verified = (await _cli(pg_url, "verify")).splitlines()
+        assert verified[0].startswith("ok: 89 events checked, whole chain")
+        assert verified[1].endswith("signed checkpoints, their roots recomputed and signatures")
+        assert len(verified) == 2  # nothing UNSIGNED
+        async with httpx.AsyncClient() as client:
+            claim = (await client.get(f"{a.base}/claims/{NIS}")).json()
+        assert claim["version"] == 62
+    assert all(_gone(pid) for pid in (child, *workers))
 
 
 @pytest.mark.parametrize("ending", ["terminated", "killed"])
