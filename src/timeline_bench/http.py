@@ -67,14 +67,20 @@ async def _costed(
     and wrk in CPU time."""
     local = make_url(server.url).host in ("127.0.0.1", "localhost", "::1", None)
     pid = server.proc.pid
-    before = cpu_seconds(pid), _postgres(local), children_cpu_seconds(), offspring_cpu_seconds(pid)
+
+    def used() -> tuple[float, float | None, float, float]:
+        # The server is the process serve runs in and, with --workers N, the API processes it started.
+        api = cpu_seconds(pid) + offspring_cpu_seconds(pid, projections=False)
+        return api, _postgres(local), children_cpu_seconds(), offspring_cpu_seconds(pid)
+
+    before = used()
     load = await asyncio.to_thread(run_wrk, server.base, path, connections, seconds, script)
-    after = cpu_seconds(pid), _postgres(local), children_cpu_seconds(), offspring_cpu_seconds(pid)
+    after = used()
     # wrk's rate is of the requests completed over its run, which lasts whole seconds.
     done = max(1.0, load.rate * max(1, round(seconds)))
-    used = None if before[1] is None or after[1] is None else 1000 * (after[1] - before[1]) / done
+    pg = None if before[1] is None or after[1] is None else 1000 * (after[1] - before[1]) / done
     server_ms, wrk_ms = 1000 * (after[0] - before[0]) / done, 1000 * (after[2] - before[2]) / done
-    return load, Cost(server_ms, used, wrk_ms, 1000 * (after[3] - before[3]) / done)
+    return load, Cost(server_ms, pg, wrk_ms, 1000 * (after[3] - before[3]) / done)
 
 
 def _postgres(local: bool) -> float | None:
@@ -82,7 +88,7 @@ def _postgres(local: bool) -> float | None:
     return postgres_cpu_seconds() if local else None
 
 
-def _budget(cost: Cost, floor: Cost, target: float) -> str:
+def _budget(cost: Cost, floor: Cost, target: float, workers: int = 1) -> str:
     """What a write cost the machine's processes beside what the machine has for one at ``target``/s, and
     the cost of a request that does nothing (the constant route's)."""
     cores = os.cpu_count() or 1
@@ -90,7 +96,9 @@ def _budget(cost: Cost, floor: Cost, target: float) -> str:
     projections = f"projection process {cost.projections:.2f} ms, " if cost.projections else ""
     total = cost.server + cost.projections + (cost.postgres or 0.0) + cost.wrk
     return (
-        f"CPU a write: server {cost.server:.2f} ms, {projections}{postgres}wrk {cost.wrk:.2f} ms, "
+        f"CPU a write: server {cost.server:.2f} ms"
+        + (f" ({workers} API processes)" if workers > 1 else "")
+        + f", {projections}{postgres}wrk {cost.wrk:.2f} ms, "
         f"{total:.2f} ms in all; "
         f"{target:,.0f} writes/s on {cores} cores leave {1000 * cores / target:.2f} ms a write; "
         f"a constant-route request costs server {floor.server:.2f} + wrk {floor.wrk:.2f} ms"
@@ -173,25 +181,38 @@ async def bench_http(dbs: Databases, dialect: str, url: str, token: str) -> list
                 )
             )
         if dialect == "postgresql":
-            # Writers revise claims all over the log (as editors do), not 32 claims hundreds of times each:
-            # a revision reads its claim's whole stream to check the rules.
-            claims = max(32, config.events // 3)
-            script = revisions(token, claims)
-            load, cost = await _costed(server, "/", connections, seconds, script)
-            results.append(
-                Result(
-                    benchmark="HTTP writes (POST a revision)",
-                    database=dialect,
-                    unit="events/s",
-                    timeline=Stats(load.rate, load.rate, load.rate),
-                    baselines={},
-                    target=f">= {WRITES_TARGET:,} events/s, no errors",
-                    ratio=load.rate / WRITES_TARGET,
-                    met=load.rate >= WRITES_TARGET and load.errors == 0,
-                    note=f"{load.note}, {connections} connections, round-robin over {claims:,} claims; "
-                    + _budget(cost, floor, WRITES_TARGET),
-                )
-            )
+            results.append(await _writes(server, token, config.events, connections, seconds, floor))
     finally:
         server.stop()
+    # PostgreSQL is where timeline scales out: `serve --workers N`, an API process a core, writing in turn.
+    cores = os.cpu_count() or 1
+    if dialect == "postgresql" and cores > 1:
+        server = Server(url, workers=cores, TIMELINE_SIGNING_KEY=key)
+        try:
+            await server.ready()
+            results.append(await _writes(server, token, config.events, connections, seconds, floor, cores))
+        finally:
+            server.stop()
     return results
+
+
+async def _writes(
+    server: Server, token: str, events: int, connections: int, seconds: float, floor: Cost, workers: int = 1
+) -> Result:
+    """Concurrent revisions POSTed to ``server`` (serving with ``workers`` API processes)."""
+    # Writers revise claims all over the log (as editors do), not 32 claims hundreds of times each: a
+    # revision reads its claim's whole stream to check the rules.
+    claims = max(32, events // 3)
+    load, cost = await _costed(server, "/", connections, seconds, revisions(token, claims))
+    return Result(
+        benchmark="HTTP writes (POST a revision)" + (f", serve --workers {workers}" if workers > 1 else ""),
+        database="postgresql",
+        unit="events/s",
+        timeline=Stats(load.rate, load.rate, load.rate),
+        baselines={},
+        target=f">= {WRITES_TARGET:,} events/s, no errors",
+        ratio=load.rate / WRITES_TARGET,
+        met=load.rate >= WRITES_TARGET and load.errors == 0,
+        note=f"{load.note}, {connections} connections, round-robin over {claims:,} claims; "
+        + _budget(cost, floor, WRITES_TARGET, workers),
+    )

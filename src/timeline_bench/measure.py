@@ -92,9 +92,19 @@ def _processes() -> Iterator[tuple[str, list[str]]]:
         yield _stat(text)
 
 
-def offspring_cpu_seconds(pid: int) -> float:
-    """The CPU time the running children of process ``pid`` have used (a server's projection process)."""
-    return sum(_seconds(fields[11:13]) for _name, fields in _processes() if int(fields[1]) == pid)
+def offspring_cpu_seconds(pid: int, *, projections: bool = True) -> float:
+    """The CPU time the running children of process ``pid`` have used: its `timeline project` process
+    (``projections``), or every other child (the API processes of ``serve --workers N``)."""
+    used = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = _stat(stat.read_text())[1]
+            projecting = b"\0project\0" in (stat.parent / "cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[1]) == pid and projecting == projections:
+            used += _seconds(fields[11:13])
+    return used
 
 
 def postgres_cpu_seconds() -> float | None:

@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str, **env: str) -> None:
+    def __init__(self, url: str, workers: int = 1, **env: str) -> None:
         self.url = url
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -41,6 +41,8 @@ class Server:
                 "--no-fixtures",
                 "--port",
                 str(self.port),
+                "--workers",
+                str(workers),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
