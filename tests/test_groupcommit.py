@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import weakref
 from pathlib import Path
@@ -522,6 +523,36 @@ async def test_processes_writing_in_turn_append_without_the_lock_and_sign_every_
     assert report.ok
     assert (report.signed_size, report.unsigned) == (27, 0)
     assert [c.size for c in checkpoints] == list(range(1, 28))
+
+
+@on_postgresql
+async def test_a_batch_that_would_leave_events_unsigned_does_so_under_the_lock_and_says_so(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another process appended without the key: this one's seal reads that back without the lock, but a
+    # write that leaves events unsigned runs under it, where the transaction logs the warning an operator
+    # acts on and signs nothing over the event written without the key.
+    signer = signing.Signer.generate("test.example/log")
+    keyed = Database(db.url, signer=signer)
+    committer = Committer(keyed)
+    tries = _tries(committer)
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+        async with db.write() as conn:  # db has no key
+            elsewhere = Recorder(conn, recorded_by="other", label="other")
+            await elsewhere.record(source("b"), origin="")
+            await elsewhere.finish()
+        tries.clear()
+        with caplog.at_level(logging.WARNING, logger="timeline.store"):
+            assert await committer.run(_unit(claim_made("c0", "a", 0, subject_id="s"))) == 5
+    finally:
+        await committer.close()
+    assert tries == [(True, "NeedsLock"), (False, None)]
+    assert "events 4-5 are left unsigned" in caplog.text
+    async with keyed.read() as conn:
+        assert [c.size for c in await tree.all_checkpoints(conn)] == [1, 2, 3]
+    await keyed.dispose()
 
 
 @on_postgresql

@@ -282,10 +282,10 @@ class Committer:
                 # twice, as without this attempt).
                 return await self._transaction(batch, savepoints=True)
             except NeedsLock:
-                # Another process writing (the log moved on), a rebuild, or a seal that must read the tree
-                # back (as the first write of a process does): twice in a row, it is likely again next
-                # time, and each try costs the batch's read, so batches take the lock first a while. The
-                # one after that spell tries again, and one refusal then starts another.
+                # Another process writing (the log moved on), a rebuild, or a seal that must extend the
+                # stored tree or leave events unsigned: twice in a row, it is likely again next time, and
+                # each try costs the batch's read, so batches take the lock first a while. The one after
+                # that spell tries again, and one refusal then starts another.
                 if self._refused:
                     self._locked_until = loop.time() + LOCKED_SPELL
                 self._refused = True

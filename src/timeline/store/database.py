@@ -175,8 +175,8 @@ def causes(exc: BaseException) -> list[BaseException]:
 
 class NeedsLock(Exception):
     """A write begun without the log's lock (``Database.append``) came to something only a transaction that
-    holds it may do (a statement through SQLAlchemy, a seal that must read the tree back): nothing was
-    written. Run it again in ``Database.write``."""
+    holds it may do (a statement through SQLAlchemy, a seal that must extend the stored tree or leave events
+    unsigned): nothing was written. Run it again in ``Database.write``."""
 
 
 class MovedOn(NeedsLock):
@@ -371,7 +371,8 @@ class Database:
 
     @asynccontextmanager
     async def append(self) -> AsyncIterator[AsyncConnection]:
-        """A write in two round trips rather than four (PostgreSQL only): no transaction of its own, so each
+        """A write in two round trips rather than four (three when another process wrote since this one's
+        last write, for the seal's read; PostgreSQL only): no transaction of its own, so each
         read sees the log as it is then, and its one write (``driver.write``) takes the log's lock, checks
         that the log still ends where the reads saw it end, writes and commits, as one statement
         (``statements.APPEND``); the caller marks that write with ``last_write``. Raises ``MovedOn`` if the

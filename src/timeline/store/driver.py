@@ -24,7 +24,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store.database import APPENDED, NOTIFIED, UNLOCKED, MovedOn, NeedsLock, driver_of, may_write
-from timeline.store.seal import SEALER, SignedCheckpoint
+from timeline.store.seal import SEALED, SEALER, SignedCheckpoint
 from timeline.store.statements import (
     APPEND,
     CLAIMS_FOR,
@@ -298,6 +298,11 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         sealer = conn.info.get(SEALER)
         if sealer is not None:
             await sealer.seal(conn, changes, driver)
+            if unlocked and conn.info[SEALED].unsigned is not None:
+                # Events this key's checkpoints do not cover (written without it): the write leaves them
+                # unsigned under the lock, where the transaction says so in the log and an operator's
+                # sign-head cannot land between the seal's read and the append.
+                raise NeedsLock("a write that leaves events unsigned")
     name, position = changes.checkpoint if changes.checkpoint is not None else (None, 0)
     if conn.dialect.name == "postgresql":
         await _write_postgres(driver, changes, name, position, now, unlocked=unlocked)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -86,28 +86,26 @@ class Sealer:
             self._known = sealed.state
 
     async def _read(self, conn: AsyncConnection, driver: Any, size: int, head_hash: str) -> State:
-        """The state from the database: the stored tree's frontier, extended by the events after it, and
-        whether the latest checkpoint is this key's signature of exactly that head. One statement
-        (``statements.SEAL_STATE``) when the tree is stored up to the head; otherwise the tree is extended
-        and stored first (``tree.grow``), which only a transaction holding the log's lock may do."""
+        """The state from the database: in one statement while the stored tree reaches the head, else by
+        extending the stored tree first (``tree.grow``, which only a transaction holding the lock may do)."""
         found = await _stored_state(conn.dialect.name, driver, size)
         if found is not None:
             frontier, latest = found
         else:
             frontier = await tree.grow(conn)
             checkpoint = await tree.latest_checkpoint(conn)
-            latest = None if checkpoint is None else (checkpoint.size, checkpoint.note)
+            latest = None if checkpoint is None else _Latest(checkpoint.size, checkpoint.note)
         if frontier.size != size:
             raise LookupError(f"the log ends at event {frontier.size}, but a write continues from {size}")
         signed, covered = False, 0
         if self.signer is not None:
-            covered = latest[0] if latest is not None else 0
+            covered = latest.size if latest is not None else 0
             # A log that was empty is covered by no checkpoint, rightly; a checkpoint row written without
             # the key (its note not this key's signature of its size) covers nothing.
             signed = (latest is None and size == 0) or (
                 latest is not None
-                and latest[0] == size
-                and tree.signs(latest[1], self.signer.keyring(), latest[0])
+                and latest.size == size
+                and tree.signs(latest.note, self.signer.keyring(), latest.size)
             )
         return State(size, head_hash, tuple(frontier.roots), signed, covered)
 
@@ -155,29 +153,37 @@ class Sealer:
         conn.info[SEALED] = Sealed(after, checkpoint, unsigned)
 
 
+class _Latest(NamedTuple):
+    """The latest signed checkpoint, as far as sealing needs it."""
+
+    size: int
+    note: str
+
+
 async def _stored_state(
     dialect: str, driver: Any, size: int
-) -> tuple[merkle.Frontier, tuple[int, str] | None] | None:
-    """The tree's frontier over the first ``size`` events and the latest checkpoint (size, note), read in one
-    statement from the stored nodes and the events after them; None when a node it needs is not stored (a
-    log appended to around the sealer, as a restore does)."""
+) -> tuple[merkle.Frontier, _Latest | None] | None:
+    """The tree's frontier over the first ``size`` events and the latest checkpoint, in one statement; None
+    when a stored node it needs or an event is missing (the stored tree emptied by hand, say)."""
     base = size >> tree.STORED << tree.STORED
     wanted = merkle.Frontier.nodes(base)
     if dialect == "postgresql":
-        levels, indexes = [n[0] for n in wanted], [n[1] for n in wanted]
+        # unnest of NULL is no rows, as of an empty list, without asyncpg checking a list for each.
+        levels = [n[0] for n in wanted] or None
+        indexes = [n[1] for n in wanted] or None
         rows = await driver.fetch(SEAL_STATE[dialect], levels, indexes, base, size)
     else:
         rows = await driver.execute_fetchall(SEAL_STATE[dialect], (json.dumps(wanted), base, size))
     nodes: dict[tuple[int, int], bytes] = {}
     chain: list[tuple[int, str]] = []
-    latest: tuple[int, str] | None = None
+    latest: _Latest | None = None
     for part, level, index, node, text in rows:
         if part == 0:
             nodes[(int(level), int(index))] = bytes(node)
         elif part == 1:
             chain.append((int(index), str(text)))
         else:
-            latest = (int(index), str(text))
+            latest = _Latest(int(index), str(text))
     chain.sort()
     if len(nodes) != len(wanted) or [p for p, _ in chain] != list(range(base + 1, size + 1)):
         return None
