@@ -420,7 +420,7 @@ async def test_serve_on_postgresql_keeps_the_projections_in_a_process_of_their_o
     assert await _rebuilt_activity(pg_url) == caught_up  # nothing applied twice or skipped at the handover
 
 
-async def test_serve_with_two_workers_writes_through_both_and_keeps_one_projection_process(
+async def test_serve_with_two_workers_keeps_one_projection_process_and_every_concurrent_write(
     pg_url: str, tmp_path: Path
 ) -> None:
     # What an operator runs on PostgreSQL to use more than one core: two API processes writing in turn and

@@ -99,10 +99,13 @@ def offspring_cpu_seconds(pid: int, *, projections: bool = True) -> float:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = _stat(stat.read_text())[1]
+            if int(fields[1]) != pid:
+                continue
+            # `timeline project --parent N ...`, as serve starts it (timeline.cli.projecting).
             projecting = b"\0project\0" in (stat.parent / "cmdline").read_bytes()
         except OSError:  # it ended meanwhile
             continue
-        if int(fields[1]) == pid and projecting == projections:
+        if projecting == projections:
             used += _seconds(fields[11:13])
     return used
 
