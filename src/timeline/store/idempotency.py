@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Collection
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.store.database import driver_of
+from timeline.store.driver import sqlite_time
 from timeline.store.schema import idempotency_keys
+from timeline.store.statements import KEYS_ANSWERED, KEYS_ASKED
 
 # Key on a write connection's info: the ``Pending`` keys of the batch of writes in its transaction.
 PENDING = "timeline_idempotency_pending"
@@ -85,11 +89,18 @@ class Pending:
 
     @classmethod
     async def read(cls, conn: AsyncConnection, asked: Collection[Ident]) -> Pending:
-        c = idempotency_keys.c
-        result = await conn.execute(
-            sa.select(idempotency_keys).where(sa.tuple_(c.principal, c.key).in_(sorted(asked)))
-        )
-        return cls(asked, {(row["principal"], row["key"]): _stored(row) for row in result.mappings()})
+        """The responses kept for the keys ``asked`` (one statement on the driver)."""
+        driver = await driver_of(conn)
+        if conn.dialect.name == "postgresql":
+            principals, keys = zip(*asked, strict=True)
+            rows = await driver.fetch(KEYS_ASKED["postgresql"], principals, keys)
+        else:
+            rows = await driver.execute_fetchall(KEYS_ASKED["sqlite"], (json.dumps(list(asked)),))
+        found = {
+            (principal, key): StoredResponse(request_hash=digest, status_code=status, body=body.encode())
+            for principal, key, digest, status, body in rows
+        }
+        return cls(asked, found)
 
     def get(self, ident: Ident) -> StoredResponse | None:
         return self._stored.get(ident) or self._found.get(ident)
@@ -106,7 +117,19 @@ class Pending:
             del self._stored[ident]
 
     async def flush(self, conn: AsyncConnection) -> None:
-        """Insert the responses stored, before the transaction commits."""
-        if self._stored:
-            await _insert(conn, self._stored)
-            self._stored = {}
+        """Insert the responses stored, before the transaction commits (one statement on the driver)."""
+        if not self._stored:
+            return
+        driver = await driver_of(conn)
+        now = dt.datetime.now(dt.UTC)
+        rows = [
+            (principal, key, r.request_hash, r.status_code, r.body.decode())
+            for (principal, key), r in self._stored.items()
+        ]
+        if conn.dialect.name == "postgresql":
+            await driver.execute(
+                KEYS_ANSWERED["postgresql"], *(list(c) for c in zip(*rows, strict=True)), now
+            )
+        else:
+            await driver.executemany(KEYS_ANSWERED["sqlite"], [(*row, sqlite_time(now)) for row in rows])
+        self._stored = {}

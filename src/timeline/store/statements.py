@@ -120,6 +120,28 @@ UNION ALL SELECT 1, NULL, position, NULL, hash FROM events WHERE position > ?2 A
 UNION ALL SELECT * FROM (SELECT 2, NULL, size, NULL, note FROM log_checkpoints ORDER BY size DESC LIMIT 1)""",
 }
 
+# The idempotency keys a batch of writes asks about and the answers it keeps (``store.idempotency.Pending``),
+# on the driver: through SQLAlchemy (an IN list of (principal, key) pairs, a statement for each batch size)
+# they were 4.1% of a keyed write server's samples (bench/results-2026-12-05-ninth-workers.txt).
+KEYS_ASKED = {
+    "postgresql": """
+SELECT i.principal, i.key, i.request_hash, i.status_code, i.response
+FROM unnest($1::text[], $2::text[]) AS k(p, key)
+  CROSS JOIN LATERAL (SELECT * FROM idempotency_keys WHERE principal = k.p AND key = k.key OFFSET 0) AS i""",
+    "sqlite": """
+SELECT i.principal, i.key, i.request_hash, i.status_code, i.response FROM json_each(?1) AS k
+  JOIN idempotency_keys i
+    ON i.principal = json_extract(k.value, '$[0]') AND i.key = json_extract(k.value, '$[1]')""",
+}
+KEYS_ANSWERED = {
+    "postgresql": """
+INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response, created_at)
+SELECT k.*, $6::timestamptz FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[]) AS k""",
+    "sqlite": """
+INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response, created_at)
+VALUES (?, ?, ?, ?, ?, ?)""",
+}
+
 # The claim rows a batch of events needs: by id (part 0), every claim under some estimate keys (1), and the
 # claims chosen under others (2: the asserted figure and the projection).
 CLAIMS_FOR = {
