@@ -42,7 +42,7 @@ from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, fresh_postg
 from .helpers import claim_made, document, source, subject
 from .test_audit import _tamper
 from .test_live import messages
-from .test_processes import _bulk, _free_port, _projection_process, servers
+from .test_processes import _bulk, _free_port, _leads, _projection_process, servers
 
 
 @pytest.fixture
@@ -611,6 +611,14 @@ async def test_postgresql_restarted_under_writes_and_streams_loses_nothing_ackno
                 await asyncio.sleep(0.2)
             await asyncio.sleep(1)
             assert await _listening(db) == listeners
+            # And the projections are led again, both of them, by the process that led them before (the
+            # restart cut the sessions that held their leads).
+            leader = _projection_process(server) if projections == "process" else server.proc.pid
+            for _ in range(150):
+                if await _leads(url) == [leader, leader]:
+                    break
+                await asyncio.sleep(0.2)
+            assert await _leads(url) == [leader, leader]
             async with httpx.AsyncClient() as client:
                 # Writes go through again, and the projection whose last attempt the restart cut is not
                 # called stuck for it (nor has it stood still for the stall time): /health answers 200,

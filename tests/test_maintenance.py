@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 
 import asyncpg
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -91,3 +92,32 @@ async def test_a_rebuild_beside_a_server_mid_batch_counts_each_event_once(db: Da
         held.release.set()
         await lead.release()
         await server.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_standing_by_server_leaves_a_free_lead_to_the_projection_process_for_a_retry(
+    db: Database,
+) -> None:
+    # After a database restart cut every lead, the projection process retries after its own backoff: an API
+    # process standing by that found a lead free takes it only if it is still free a retry later, so the
+    # projection process gets its leads back rather than losing some of them to the API processes for good.
+    server, projecting = Database(db.url), Database(db.url)
+    standby = projector.Leadership(server, activity.name, standby=True)
+    leader = projector.Leadership(projecting, activity.name)
+    try:
+        assert not await standby.acquire()  # free, but left for a retry
+        assert await leader.acquire()  # the projection process, back from its backoff, takes it
+        assert not await standby.acquire()
+        await leader.release()  # the projection process is gone
+        assert not await standby.acquire()  # free at the first sight
+        assert await standby.acquire()  # and at the second: the standby takes over
+        assert not await projector.Leadership(projecting, activity.name).acquire()
+        # A process that does not stand by (`timeline project`, a server with its projections inline) takes
+        # a free lead at once.
+        await standby.release()
+        assert await leader.acquire()
+    finally:
+        await standby.release()
+        await leader.release()
+        await server.dispose()
+        await projecting.dispose()

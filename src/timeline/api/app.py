@@ -98,7 +98,10 @@ def create_app(
         plugins.append(tracing.plugin(tracer_provider))
         before_request = tracing.name_span
     projections = maintenance.projection_worker(
-        db, batch=settings.projection_batch, idle=settings.keepalive_seconds
+        db,
+        batch=settings.projection_batch,
+        idle=settings.keepalive_seconds,
+        standby=settings.projection_standby,
     )
 
     @asynccontextmanager

@@ -17,10 +17,10 @@ _log = logging.getLogger("timeline.store")
 Progress = Callable[[int, int | None], None]
 
 
-def projection_worker(db: Database, *, batch: int, idle: float) -> projector.Worker:
+def projection_worker(db: Database, *, batch: int, idle: float, standby: bool = False) -> projector.Worker:
     """The asynchronous projections (sources' activity, time travel's snapshots), kept caught up by whichever
-    process leads them: a server's, or ``timeline project``'s."""
-    return projector.Worker(db, [activity, snapshots.Taker(db)], batch=batch, idle=idle)
+    process leads them: a server's, or ``timeline project``'s (the servers then ``standby``)."""
+    return projector.Worker(db, [activity, snapshots.Taker(db)], batch=batch, idle=idle, standby=standby)
 
 
 async def catch_up(db: Database, progress: Progress | None = None) -> int:

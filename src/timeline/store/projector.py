@@ -167,7 +167,7 @@ class Leadership:
     """The right to run one asynchronous projection: a session advisory lock held on its own connection
     (PostgreSQL), so it is released the moment the holding process dies. SQLite runs in one process."""
 
-    def __init__(self, db: Database, name: str, *, retry: float = 0.0) -> None:
+    def __init__(self, db: Database, name: str, *, retry: float = 0.0, standby: bool = False) -> None:
         self.db = db
         self.key = _lock_key(name)
         self._conn: Any = None
@@ -175,6 +175,11 @@ class Leadership:
         # of its own, and a process that does not lead would otherwise try at every commit it hears of.
         self.retry = retry
         self._next_try = 0.0
+        # A standby (an API process beside `timeline project`) leaves a lead it finds free for one more
+        # ``retry``: after a database restart cut every lead, the projection process, retrying after its own
+        # backoff, would otherwise lose some of them to the API processes for good.
+        self.standby = standby
+        self._seen_free = False
 
     @property
     def held(self) -> bool:
@@ -196,10 +201,12 @@ class Leadership:
         except BaseException:
             conn.terminate()  # cancelled at shutdown, say: the connection must not outlive this call
             raise
-        if locked:
+        keep = locked and (self._seen_free or not self.standby)
+        self._seen_free = locked
+        if keep:
             self._conn = conn
             return True
-        conn.terminate()  # synchronous, so no cancellation can leave it open
+        conn.terminate()  # synchronous, so no cancellation can leave it open (and it frees a lead let go)
         self._next_try = time.monotonic() + self.retry
         return False
 
@@ -237,6 +244,7 @@ class Worker:
         settle: float = 0.05,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        standby: bool = False,
     ) -> None:
         self.db = db
         self.projections = list(projections)
@@ -250,7 +258,7 @@ class Worker:
         self.max_backoff = max_backoff
         # A process that does not lead tries again every ``idle`` seconds, so it takes over that soon once
         # the leader is gone (``timeline project``'s, say, which ``serve`` starts beside its API processes).
-        self.leaders = {p.name: Leadership(db, p.name, retry=idle) for p in self.projections}
+        self.leaders = {p.name: Leadership(db, p.name, retry=idle, standby=standby) for p in self.projections}
         # Each projection failing now.
         self.failing: dict[str, Failing] = {}
 
