@@ -329,9 +329,6 @@ async def test_serve_gives_its_workers_time_to_start_on_a_busy_host(
         served.append({"timeout_worker_healthcheck": timeout_worker_healthcheck, **kwargs})
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
-    # serve tells its API processes through the environment whether they stand by for the projection
-    # process: undone after, as this serve ran in the test's own process.
-    monkeypatch.setenv("TIMELINE_PROJECTION_STANDBY", "false")
     assert await run("--database-url", database_url, "serve", "--no-fixtures", "--port", "8124") == 0
     [options] = served
     assert options["timeout_worker_healthcheck"] == 60

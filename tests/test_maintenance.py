@@ -95,29 +95,27 @@ async def test_a_rebuild_beside_a_server_mid_batch_counts_each_event_once(db: Da
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
-async def test_a_standing_by_server_leaves_a_free_lead_to_the_projection_process_for_a_retry(
-    db: Database,
-) -> None:
-    # After a database restart cut every lead, the projection process retries after its own backoff: an API
-    # process standing by that found a lead free takes it only if it is still free a retry later, so the
-    # projection process gets its leads back rather than losing some of them to the API processes for good.
+async def test_a_server_leaves_the_leads_to_the_projection_process_while_it_runs(db: Database) -> None:
+    # After a database restart cut every session, whichever process came back first took the leads it
+    # could, and a server that won one kept it. A server defers: it takes no lead while `timeline project`
+    # runs (which it says by a lock of its own), and gives up one it took before that process came back.
     server, projecting = Database(db.url), Database(db.url)
-    standby = projector.Leadership(server, activity.name, standby=True)
-    leader = projector.Leadership(projecting, activity.name)
+    lead = projector.Leadership(server, activity.name, deferring=True)
+    present = projector.Leadership(projecting, projector.PROJECTION_PROCESS)
+    theirs = projector.Leadership(projecting, activity.name)
     try:
-        assert not await standby.acquire()  # free, but left for a retry
-        assert await leader.acquire()  # the projection process, back from its backoff, takes it
-        assert not await standby.acquire()
-        await leader.release()  # the projection process is gone
-        assert not await standby.acquire()  # free at the first sight
-        assert await standby.acquire()  # and at the second: the standby takes over
-        assert not await projector.Leadership(projecting, activity.name).acquire()
-        # A process that does not stand by (`timeline project`, a server with its projections inline) takes
-        # a free lead at once.
-        await standby.release()
-        assert await leader.acquire()
+        assert await lead.acquire()  # no projection process: the server leads
+        assert not await lead.give_way()
+        assert await present.acquire()  # the projection process comes back
+        assert await lead.give_way()
+        assert await theirs.acquire()
+        await theirs.release()
+        assert not await lead.acquire()  # free, but the projection process runs
+        await present.release()  # and is gone
+        assert await lead.acquire()
+        assert not await theirs.acquire()
     finally:
-        await standby.release()
-        await leader.release()
+        for held in (lead, present, theirs):
+            await held.release()
         await server.dispose()
         await projecting.dispose()

@@ -98,10 +98,7 @@ def create_app(
         plugins.append(tracing.plugin(tracer_provider))
         before_request = tracing.name_span
     projections = maintenance.projection_worker(
-        db,
-        batch=settings.projection_batch,
-        idle=settings.keepalive_seconds,
-        standby=settings.projection_standby,
+        db, batch=settings.projection_batch, idle=settings.keepalive_seconds
     )
 
     @asynccontextmanager

@@ -32,10 +32,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     lock_wait_seconds: float = 5.0
     # Events an asynchronous projection applies per transaction.
     projection_batch: int = 500
-    # Set by `serve` when it runs the projections in `timeline project`: this process stands by for them,
-    # taking a projection's lead only once it has found it free twice, a keep-alive apart, so that the
-    # projection process takes its leads back after both lost them (a database restart).
-    projection_standby: bool = False
     # /health calls an asynchronous projection stalled (503) when the event after its position was recorded
     # this many seconds ago and the projection has not moved for as long.
     stall_seconds: float = 60.0

@@ -17,10 +17,13 @@ _log = logging.getLogger("timeline.store")
 Progress = Callable[[int, int | None], None]
 
 
-def projection_worker(db: Database, *, batch: int, idle: float, standby: bool = False) -> projector.Worker:
+def projection_worker(
+    db: Database, *, batch: int, idle: float, projection_process: bool = False
+) -> projector.Worker:
     """The asynchronous projections (sources' activity, time travel's snapshots), kept caught up by whichever
-    process leads them: a server's, or ``timeline project``'s (the servers then ``standby``)."""
-    return projector.Worker(db, [activity, snapshots.Taker(db)], batch=batch, idle=idle, standby=standby)
+    process leads them: ``timeline project`` (``projection_process``) while it runs, else a server."""
+    projections: list[projector.Projection] = [activity, snapshots.Taker(db)]
+    return projector.Worker(db, projections, batch=batch, idle=idle, projection_process=projection_process)
 
 
 async def catch_up(db: Database, progress: Progress | None = None) -> int:

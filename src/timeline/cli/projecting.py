@@ -69,10 +69,12 @@ async def _project(db: Database, parent: int | None, ready_fd: int | None) -> No
 
     settings = Settings.from_env()
     worker = maintenance.projection_worker(
-        db, batch=settings.projection_batch, idle=settings.keepalive_seconds
+        db, batch=settings.projection_batch, idle=settings.keepalive_seconds, projection_process=True
     )
     # The leads are tried before anything else, and whoever waits on ``ready_fd`` (serve) told: its API
     # processes, started after, find them taken (unless another process held them already).
+    assert worker.present is not None
+    await worker.present.acquire()
     for lead in worker.leaders.values():
         await lead.acquire()
     if ready_fd is not None:

@@ -136,10 +136,8 @@ def serve(
     from timeline.api.protocol import ProblemHttpToolsProtocol
     from timeline.cli import projecting
 
-    # Started first, so it takes the projections' lead; the API processes stand by and take it over once it
-    # is gone (Settings.projection_standby).
+    # Started first, so it takes the projections' lead; the API processes take it over once it is gone.
     projector = projecting.start(url) if projections == "process" and db.dialect == "postgresql" else None
-    os.environ["TIMELINE_PROJECTION_STANDBY"] = "true" if projector is not None else "false"
 
     options: dict[str, Any] = {}
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:

@@ -9,6 +9,7 @@ never applies an event twice or skips one: the next run starts from the checkpoi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -163,23 +164,35 @@ def _lock_key(name: str) -> int:
     return zlib.crc32(f"timeline.projection.{name}".encode())
 
 
+# The advisory lock `timeline project` holds while it runs, on a session of its own: a process that defers to
+# it (an API process: ``Leadership.deferring``) takes no lead while it is held and gives back any it leads.
+# After a database restart cut every session, whichever process came back first took the leads it could;
+# an API process that won one kept it, and ran that projection for good.
+PROJECTION_PROCESS = "projection process"
+_PRESENT = zlib.crc32(b"timeline.projection-process")
+# A bigint advisory key shows in pg_locks as its high half (classid, 0 here) and low half (objid).
+_PRESENT_HELD = """SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND classid = 0 AND objid = $1::bigint::oid AND objsubid = 1)"""
+
+
 class Leadership:
     """The right to run one asynchronous projection: a session advisory lock held on its own connection
     (PostgreSQL), so it is released the moment the holding process dies. SQLite runs in one process."""
 
-    def __init__(self, db: Database, name: str, *, retry: float = 0.0, standby: bool = False) -> None:
+    def __init__(self, db: Database, name: str, *, retry: float = 0.0, deferring: bool = False) -> None:
         self.db = db
-        self.key = _lock_key(name)
+        self.key = _PRESENT if name == PROJECTION_PROCESS else _lock_key(name)
         self._conn: Any = None
         # After a try that found the lead taken, the next waits ``retry`` seconds: each try is a connection
         # of its own, and a process that does not lead would otherwise try at every commit it hears of.
         self.retry = retry
         self._next_try = 0.0
-        # A standby (an API process beside `timeline project`) leaves a lead it finds free for one more
-        # ``retry``: after a database restart cut every lead, the projection process, retrying after its own
-        # backoff, would otherwise lose some of them to the API processes for good.
-        self.standby = standby
-        self._seen_free = False
+        # Defers to a running `timeline project`: checked at most every ``retry`` seconds while leading.
+        self.deferring = deferring
+        self._next_check = 0.0
+        # Named, so pg_stat_activity shows which process leads (``timeline project``'s, or a server's).
+        self._label = f"timeline {'present' if name == PROJECTION_PROCESS else 'lead'} {os.getpid()}"
 
     @property
     def held(self) -> bool:
@@ -192,23 +205,31 @@ class Leadership:
             return True
         if time.monotonic() < self._next_try:
             return False
-        # Named, so pg_stat_activity shows which process leads (``timeline project``'s, or a server's).
-        conn = await asyncpg.connect(
-            self.db.dsn, server_settings={"application_name": f"timeline lead {os.getpid()}"}
-        )
+        conn = await asyncpg.connect(self.db.dsn, server_settings={"application_name": self._label})
         try:
-            locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key)
+            deferred = self.deferring and await conn.fetchval(_PRESENT_HELD, _PRESENT)
+            locked = not deferred and await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key)
         except BaseException:
             conn.terminate()  # cancelled at shutdown, say: the connection must not outlive this call
             raise
-        keep = locked and (self._seen_free or not self.standby)
-        self._seen_free = locked
-        if keep:
+        if locked:
             self._conn = conn
+            self._next_check = time.monotonic() + self.retry
             return True
-        conn.terminate()  # synchronous, so no cancellation can leave it open (and it frees a lead let go)
+        conn.terminate()  # synchronous, so no cancellation can leave it open
         self._next_try = time.monotonic() + self.retry
         return False
+
+    async def give_way(self) -> bool:
+        """For a deferring leader: give the lead up if `timeline project` runs (checked at most every
+        ``retry`` seconds); True if it did."""
+        if not (self.deferring and self._conn is not None) or time.monotonic() < self._next_check:
+            return False
+        self._next_check = time.monotonic() + self.retry
+        if not await self._conn.fetchval(_PRESENT_HELD, _PRESENT):
+            return False
+        await self.release()
+        return True
 
     async def release(self) -> None:
         """Give up leadership (closing the session releases the lock)."""
@@ -244,7 +265,7 @@ class Worker:
         settle: float = 0.05,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
-        standby: bool = False,
+        projection_process: bool = False,
     ) -> None:
         self.db = db
         self.projections = list(projections)
@@ -258,7 +279,12 @@ class Worker:
         self.max_backoff = max_backoff
         # A process that does not lead tries again every ``idle`` seconds, so it takes over that soon once
         # the leader is gone (``timeline project``'s, say, which ``serve`` starts beside its API processes).
-        self.leaders = {p.name: Leadership(db, p.name, retry=idle, standby=standby) for p in self.projections}
+        # Any other process defers to `timeline project`, which says it runs by a lock of its own.
+        deferring = not projection_process
+        self.leaders = {
+            p.name: Leadership(db, p.name, retry=idle, deferring=deferring) for p in self.projections
+        }
+        self.present = Leadership(db, PROJECTION_PROCESS, retry=idle) if projection_process else None
         # Each projection failing now.
         self.failing: dict[str, Failing] = {}
 
@@ -276,7 +302,7 @@ class Worker:
                 passing = True
                 for projection in self.projections:
                     try:
-                        if await self.leaders[projection.name].acquire():
+                        if await self._leads(projection.name):
                             busy |= await run_batch(self.db, projection, size=self.batch) == self.batch
                     except Exception as exc:
                         # Whatever it was (a lost connection, an event the fold cannot take, a bug), the
@@ -312,8 +338,25 @@ class Worker:
                     await self.db.notifier.wait(generation, self.idle)
                     await asyncio.sleep(self.settle)
         finally:
-            for name in self.leaders:
-                await self._release_quietly(name)
+            await self._step_down()
+
+    async def _step_down(self) -> None:
+        for name in self.leaders:
+            await self._release_quietly(name)
+        if self.present is not None:
+            with contextlib.suppress(Exception):
+                await self.present.release()
+
+    async def _leads(self, name: str) -> bool:
+        """Whether this process leads projection ``name`` now: it takes the lead if it is free, and one that
+        defers gives it up while `timeline project` runs."""
+        if self.present is not None:
+            await self.present.acquire()
+        lead = self.leaders[name]
+        if await lead.give_way():
+            _log.info("projection %s: its lead given up to the projection process", name)
+            return False
+        return await lead.acquire()
 
     @staticmethod
     def _failing(exc: Exception) -> Failing:
