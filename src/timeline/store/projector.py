@@ -9,7 +9,6 @@ never applies an event twice or skips one: the next run starts from the checkpoi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -223,7 +222,11 @@ class Leadership:
     async def give_way(self) -> bool:
         """For a deferring leader: give the lead up if `timeline project` runs (checked at most every
         ``retry`` seconds); True if it did."""
-        if not (self.deferring and self._conn is not None) or time.monotonic() < self._next_check:
+        # On SQLite, ``held`` always (one process) and no connection: nothing to give up.
+        if (
+            not (self.deferring and self._conn is not None and self.held)
+            or time.monotonic() < self._next_check
+        ):
             return False
         self._next_check = time.monotonic() + self.retry
         if not await self._conn.fetchval(_PRESENT_HELD, _PRESENT):
@@ -300,6 +303,7 @@ class Worker:
                 pause = 0.0
                 # Whether every failure of this round was the database's passing fault.
                 passing = True
+                await self._announce()
                 for projection in self.projections:
                     try:
                         if await self._leads(projection.name):
@@ -344,14 +348,24 @@ class Worker:
         for name in self.leaders:
             await self._release_quietly(name)
         if self.present is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self.present.release()
+            except Exception:
+                _log.exception("releasing the projection process's presence failed")
+
+    async def _announce(self) -> None:
+        """For `timeline project`: hold the lock that says it runs (again, after a database restart). A
+        failure is its own, not any projection's: the leads are left as they are and it is tried again."""
+        if self.present is None:
+            return
+        try:
+            await self.present.acquire()
+        except Exception as exc:
+            _log.warning("the projection process could not say it runs (tried again next round): %s", exc)
 
     async def _leads(self, name: str) -> bool:
         """Whether this process leads projection ``name`` now: it takes the lead if it is free, and one that
         defers gives it up while `timeline project` runs."""
-        if self.present is not None:
-            await self.present.acquire()
         lead = self.leaders[name]
         if await lead.give_way():
             _log.info("projection %s: its lead given up to the projection process", name)
