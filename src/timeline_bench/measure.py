@@ -82,27 +82,26 @@ def cpu_seconds(pid: int) -> float:
     return _seconds(_stat(Path(f"/proc/{pid}/stat").read_text())[1][11:13])
 
 
-def _processes() -> Iterator[tuple[str, list[str]]]:
-    """Every running process's command name and /proc stat fields (state first)."""
+def _processes() -> Iterator[tuple[Path, str, list[str]]]:
+    """Every running process's /proc directory, command name and stat fields (state first)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:  # it ended meanwhile
             continue
-        yield _stat(text)
+        yield stat.parent, *_stat(text)
 
 
 def offspring_cpu_seconds(pid: int, *, projections: bool = True) -> float:
     """The CPU time the running children of process ``pid`` have used: its `timeline project` process
     (``projections``), or every other child (the API processes of ``serve --workers N``)."""
     used = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for directory, _name, fields in _processes():
+        if int(fields[1]) != pid:
+            continue
         try:
-            fields = _stat(stat.read_text())[1]
-            if int(fields[1]) != pid:
-                continue
             # `timeline project --parent N ...`, as serve starts it (timeline.cli.projecting).
-            projecting = b"\0project\0" in (stat.parent / "cmdline").read_bytes()
+            projecting = b"\0project\0" in (directory / "cmdline").read_bytes()
         except OSError:  # it ended meanwhile
             continue
         if projecting == projections:
@@ -115,7 +114,7 @@ def postgres_cpu_seconds() -> float | None:
     that ended, which the postmaster reaped and counts as its children's), or None when none runs here."""
     # utime, stime, and the waited-for children's cutime, cstime: a backend that ends between two readings
     # moves into its parent's, so the sum never goes back.
-    used = [_seconds(fields[11:15]) for name, fields in _processes() if name == "postgres"]
+    used = [_seconds(fields[11:15]) for _, name, fields in _processes() if name == "postgres"]
     return sum(used) if used else None
 
 

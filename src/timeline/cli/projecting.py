@@ -73,10 +73,7 @@ async def _project(db: Database, parent: int | None, ready_fd: int | None) -> No
     )
     # The leads are tried before anything else, and whoever waits on ``ready_fd`` (serve) told: its API
     # processes, started after, find them taken (unless another process held them already).
-    assert worker.present is not None
-    await worker.present.acquire()
-    for lead in worker.leaders.values():
-        await lead.acquire()
+    await worker.take_leads()
     if ready_fd is not None:
         os.close(ready_fd)
     listener = db.listener()

@@ -59,6 +59,9 @@ async def store(conn: AsyncConnection, principal: str, key: str, response: Store
 
 
 async def _insert(conn: AsyncConnection, responses: dict[Ident, StoredResponse]) -> None:
+    # Through SQLAlchemy, unlike ``Pending.flush``: a key a batch was not told of is stored by its unit, and
+    # group commit counts a unit's SQLAlchemy statements to know that a unit failing after one must be
+    # rolled back (a statement sent to the driver would go unseen).
     now = dt.datetime.now(dt.UTC)
     await conn.execute(
         sa.insert(idempotency_keys),
@@ -122,14 +125,10 @@ class Pending:
             return
         driver = await driver_of(conn)
         now = dt.datetime.now(dt.UTC)
-        rows = [
-            (principal, key, r.request_hash, r.status_code, r.body.decode())
-            for (principal, key), r in self._stored.items()
-        ]
+        rows = [(p, k, r.request_hash, r.status_code, r.body.decode()) for (p, k), r in self._stored.items()]
         if conn.dialect.name == "postgresql":
-            await driver.execute(
-                KEYS_ANSWERED["postgresql"], *(list(c) for c in zip(*rows, strict=True)), now
-            )
+            columns = [list(c) for c in zip(*rows, strict=True)]
+            await driver.execute(KEYS_ANSWERED["postgresql"], *columns, now)
         else:
             await driver.executemany(KEYS_ANSWERED["sqlite"], [(*row, sqlite_time(now)) for row in rows])
         self._stored = {}

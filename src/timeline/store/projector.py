@@ -353,6 +353,14 @@ class Worker:
             except Exception:
                 _log.exception("releasing the projection process's presence failed")
 
+    async def take_leads(self) -> None:
+        """Say this process runs (`timeline project`) and try for every lead, before serving anything; a
+        database it cannot reach raises here, once."""
+        if self.present is not None:
+            await self.present.acquire()
+        for lead in self.leaders.values():
+            await lead.acquire()
+
     async def _announce(self) -> None:
         """For `timeline project`: hold the lock that says it runs (again, after a database restart). A
         failure is its own, not any projection's: the leads are left as they are and it is tried again."""
