@@ -36,7 +36,8 @@ from timeline.app import queries as app_queries
 from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.service import Recorder
 from timeline.store import activity, audit, eventlog, migrate, notify, projector, refold, schema, tokens
-from timeline.store.database import Busy, Database, fault_of
+from timeline.store.database import Database
+from timeline.store.faults import Busy, fault_of
 
 from .conftest import REQUIRE_PG, SEED, PostgresTemplate, _pg_admin, fresh_postgres
 from .helpers import claim_made, document, source, subject

@@ -18,7 +18,7 @@ from timeline.app.errors import Rejected
 from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer, Unavailable, Unit
 from timeline.service import Recorder
-from timeline.store import audit, database, driver, eventlog, idempotency, refold, schema, statements, tree
+from timeline.store import audit, connections, driver, eventlog, idempotency, refold, schema, statements, tree
 from timeline.store.database import Database
 from timeline.store.idempotency import StoredResponse
 
@@ -745,7 +745,7 @@ async def test_an_append_waiting_for_the_lock_when_its_process_is_killed_writes_
             assert await _appends_waiting(db) == 1
             proc.kill()
             await proc.wait()
-            await asyncio.sleep(database.CLIENT_CHECK_MS / 1000 * 3)
+            await asyncio.sleep(connections.CLIENT_CHECK_MS / 1000 * 3)
         for _ in range(100):  # until the append, given the lock, has committed or been dropped
             if not await _appends_waiting(db):
                 break

@@ -53,6 +53,7 @@ from timeline.store import (
     queries,
     refold,
     schema,
+    snaprows,
     snapshots,
     tokens,
     travel,
@@ -1016,13 +1017,13 @@ async def test_cuts_decoding_one_snapshot_at_once_keep_one_copy(
         await snapshots.keep(conn, SUBJECT, snapshot)
     while decoded._decoded:
         decoded._evict()
-    read_part = decoded._part
+    read_part = snaprows.part
 
     async def slow_part(*args: Any) -> bytes | None:
         await asyncio.sleep(0.05)
         return await read_part(*args)
 
-    monkeypatch.setattr(decoded, "_part", slow_part)
+    monkeypatch.setattr(snaprows, "part", slow_part)
 
     async def cut() -> snapshots.Snapshot | None:
         async with db.read() as conn:

@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline.domain.events import DomainEvent
 from timeline.service import Recorder
 from timeline.store import idempotency
-from timeline.store.database import Database, NeedsLock, causes, last_write
+from timeline.store.database import Database, last_write
+from timeline.store.faults import NeedsLock, causes
 
 T = TypeVar("T")
 _log = logging.getLogger("timeline.groupcommit")
@@ -103,16 +104,10 @@ class _Watch:
 
 def _from_database(exc: BaseException) -> bool:
     # A failed statement can leave the transaction unusable (PostgreSQL aborts it), so any database error
-    # in the chain counts, even one the unit wrapped in its own exception.
-    chain: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and seen not in chain:
-        # Statements sent to the driver itself (store.driver) raise the driver's own errors.
-        if isinstance(seen, sa.exc.SQLAlchemyError | asyncpg.PostgresError | sqlite3.Error):
-            return True
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    return False
+    # in the chain counts, even one the unit wrapped in its own exception. Statements sent to the driver
+    # itself (store.driver) raise the driver's own errors.
+    database_errors = sa.exc.SQLAlchemyError | asyncpg.PostgresError | sqlite3.Error
+    return any(isinstance(cause, database_errors) for cause in causes(exc))
 
 
 class Committer:

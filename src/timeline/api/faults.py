@@ -19,8 +19,8 @@ from timeline.api.problems import TimelineProblem, internal_error
 from timeline.api.schemas import Problem, ProblemItem
 from timeline.api.settings import Settings
 from timeline.store import views
-from timeline.store.database import Busy, fault_of
 from timeline.store.eventlog import UnreadableEvent
+from timeline.store.faults import Busy, fault_of
 from timeline.store.projector import Worker
 
 

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import socket
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -23,6 +19,16 @@ from sqlalchemy.pool import NullPool
 
 from timeline.signing import Signer
 from timeline.store import inline, tree
+from timeline.store.connections import (
+    WRITE,
+    WRITE_PLANS,
+    begin_locked,
+    check_client,
+    configure_sqlite,
+    refuse_closed,
+    refuse_unlocked,
+)
+from timeline.store.faults import Busy, NeedsLock
 from timeline.store.notify import Listener, Notifier, notify_listeners
 from timeline.store.seal import SEALED, SEALER, Sealed, Sealer
 
@@ -33,7 +39,6 @@ _log = logging.getLogger("timeline.store")
 APPENDED = "timeline_appended"
 # Set when the statement that appended also sent the NOTIFY (store.driver), which is then not sent again.
 NOTIFIED = "timeline_notified"
-_WRITE = "timeline_write"
 # Set on a connection's info, to its driver connection, while it serves a write without a transaction of its
 # own (``Database.append``); ``driver_of`` then hands that over without beginning one.
 UNLOCKED = "timeline_unlocked"
@@ -73,164 +78,6 @@ async def driver_of(conn: AsyncConnection) -> Any:
     return driver
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    # pysqlite's own transaction handling would defer BEGIN and cannot take the write lock up front,
-    # so SQLAlchemy emits BEGIN itself: IMMEDIATE for writes (allocation order = commit order).
-    @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn: sa.Connection) -> None:
-        mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
-        # On the driver's cursor: SQLAlchemy's statement machinery cost more than the BEGIN itself.
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(f"BEGIN {mode}")
-        finally:
-            cursor.close()
-
-
-# A write's statements are key lookups and unnest() inserts whose best plan does not depend on the values
-# bound, but PostgreSQL re-plans each call while a custom plan looks cheaper than the generic one: planning
-# the read for a single write took 1.4 ms against 0.4 ms of executing it (EXPLAIN ANALYZE, 2026-12-04).
-# Set here, single writes went from 431 to 551 a second (medians of three alternating rounds against the
-# code before, bench/results-2026-12-04-write-plans.txt). SET LOCAL: reads keep the planner's choice. (A
-# transaction begun otherwise, below, takes the lock alone and keeps the planner's choice too.)
-# A generic plan is made once, from the table sizes of the moment, and kept for the connection's life unless
-# an ANALYZE invalidates it (autovacuum may be off). Made while a table was empty, a key lookup in it became
-# a sequential scan, which stayed as the table grew: on a log whose stream records were not yet written, each
-# single write's read scanned every record written since (20 ms a read after a minute, the API's writes 254
-# a second on a 1,000,000-event log against 643 with this: bench/results-2026-12-04-seqscan-plans.txt). Every
-# statement a write sends looks rows up by a key an index serves, so sequential scans are ruled out.
-WRITE_PLANS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
-_BEGIN_LOCKED = (
-    "BEGIN ISOLATION LEVEL READ COMMITTED; "
-    + "".join(f"SET LOCAL {name} = {value}; " for name, value in WRITE_PLANS.items())
-    + "LOCK TABLE events IN EXCLUSIVE MODE"
-)
-
-
-class _Begun:
-    """A transaction begun by our own statement, in the place SQLAlchemy's asyncpg adapter keeps the one it
-    begins: the adapter then sends no BEGIN of its own, and ends this one with COMMIT or ROLLBACK."""
-
-    def __init__(self, driver: Any) -> None:
-        self._driver = driver
-
-    async def commit(self) -> None:
-        await self._driver.execute("COMMIT")
-
-    async def rollback(self) -> None:
-        if not self._driver.is_closed():
-            await self._driver.execute("ROLLBACK")
-
-
-async def _begin_locked(conn: AsyncConnection) -> None:
-    """Begin the write transaction, choose generic plans in it and take the log's write lock in one round
-    trip (a simple query of three statements), where the adapter would send BEGIN and then the LOCK. Taking
-    the lock in the first round trip is what keeps every later statement's snapshot after the previous
-    writer's commit."""
-    adapted: Any = (await conn.get_raw_connection()).dbapi_connection
-    if adapted._transaction is not None or adapted.isolation_level not in (None, "read_committed"):
-        # Begun already, or at another isolation level: the adapter begins it, then the lock.
-        await conn.execute(sa.text("LOCK TABLE events IN EXCLUSIVE MODE"))
-        return
-    driver = adapted.driver_connection
-    # Set first: if the lock times out, the transaction the BEGIN opened is rolled back like any other.
-    adapted._transaction = _Begun(driver)
-    try:
-        await driver.execute(_BEGIN_LOCKED)
-    except asyncpg.InternalClientError as error:
-        # "another operation is in progress": a restart of the server cut a statement on this pooled
-        # connection off midway (seen in test_faults' restart under writes). The connection is closed, so the
-        # pool replaces it, and the write fails as one the database could not be reached for (503, retry).
-        driver.terminate()
-        raise ConnectionError(f"the database connection was left unusable: {error}") from error
-
-
-def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    # A pooled connection the server closed (a restart) is known closed as soon as the loop read the
-    # server's goodbye; the write path's statements go to the driver itself, past SQLAlchemy's handling of
-    # a disconnect, so without this check the pool handed each such connection to a write in turn (five
-    # 503s in a row for a pool of five, test_faults). Costs no round trip; the pool connects anew.
-    if dbapi_connection.driver_connection.is_closed():
-        raise sa.exc.DisconnectionError("the server closed this pooled connection")
-
-
-def causes(exc: BaseException) -> list[BaseException]:
-    """``exc`` and what it was raised from or during (a driver's error under SQLAlchemy's), in that order."""
-    found: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and seen not in found:
-        found.append(seen)
-        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
-    return found
-
-
-class NeedsLock(Exception):
-    """A write begun without the log's lock (``Database.append``) came to something only a transaction that
-    holds it may do (a statement through SQLAlchemy, a seal that must extend the stored tree or leave events
-    unsigned): nothing was written. Run it again in ``Database.write``."""
-
-
-class MovedOn(NeedsLock):
-    """A write begun without the log's lock found, once it held it, that the log had moved on since its
-    reads (another process or transaction appended): nothing was written."""
-
-
-class Busy(TimeoutError):
-    """A write waited its longest for the log's write lock, held by another write."""
-
-
-_BUSY_SQLITE = 5  # SQLITE_BUSY
-_UNREACHABLE = (
-    ConnectionError,  # refused, reset, aborted
-    TimeoutError,  # connecting took too long
-    socket.gaierror,
-    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection found gone
-    asyncpg.CannotConnectNowError,  # starting up or shutting down
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,  # another backend crashed and the server restarts
-    # "another operation is in progress": a connection a server restart cut off mid-statement.
-    asyncpg.InternalClientError,
-)
-_NO_ROUTE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
-
-
-def _unreachable(cause: BaseException) -> bool:
-    if isinstance(cause, _UNREACHABLE):
-        return True
-    if isinstance(cause, asyncpg.InterfaceError):
-        # asyncpg raises it for a caller's mistakes too (a wrong number of arguments): only a connection
-        # closed under it, or left mid-statement, is the database's doing.
-        text = str(cause)
-        return "closed" in text or "in progress" in text
-    if isinstance(cause, OSError):
-        return cause.errno in _NO_ROUTE
-    return isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated
-
-
-def fault_of(exc: BaseException) -> tuple[str, BaseException] | None:
-    """What kind of passing fault of the database ``exc`` is ("busy", "unreachable"), with the error in its
-    chain that says so, or None: a fault that goes away on its own, so retrying later is the answer."""
-    for cause in causes(exc):
-        if isinstance(cause, Busy | asyncpg.LockNotAvailableError):
-            return "busy", cause
-        if isinstance(cause, sqlite3.OperationalError) and (
-            getattr(cause, "sqlite_errorcode", 0) & 0xFF == _BUSY_SQLITE or "locked" in str(cause)
-        ):
-            return "busy", cause
-        if _unreachable(cause):
-            return "unreachable", cause
-    return None
-
-
 def last_write(conn: AsyncConnection) -> None:
     """In ``Database.append``: the next ``driver.write`` is the one that appends and commits."""
     conn.info[_LAST] = True
@@ -239,25 +86,6 @@ def last_write(conn: AsyncConnection) -> None:
 def may_write(conn: AsyncConnection) -> bool:
     """Whether ``driver.write`` may write on ``conn``: in a transaction, or as an append's last write."""
     return UNLOCKED not in conn.info or bool(conn.info.get(_LAST))
-
-
-# How often (ms) PostgreSQL checks that the client of an append is still there while the append waits for the
-# lock: the append would commit by itself once it got the lock, though the process that sent it was killed
-# and can no longer answer for it (a transaction of its own would have been rolled back). PostgreSQL 14+.
-CLIENT_CHECK_MS = 500
-
-
-def _check_client(dbapi_connection: Any, _record: Any) -> None:
-    if dbapi_connection.driver_connection.get_server_version() >= (14,):
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
-        finally:
-            cursor.close()
-
-
-def _refuse_unlocked(*_args: Any) -> None:
-    raise NeedsLock("a statement through SQLAlchemy in a write without the log's lock")
 
 
 class Database:
@@ -294,12 +122,12 @@ class Database:
             kwargs["connect_args"] = {"server_settings": {"lock_timeout": f"{timeout * 1000:.0f}ms"}}
         self.engine = create_async_engine(self.url, **kwargs)
         # Writes without a transaction of their own (``append``) have connections of their own, whose every
-        # statement runs a generic plan, as a write transaction's do (_BEGIN_LOCKED) but with no SET LOCAL
-        # to send: the read of a single write took 822 us under the planner's choice and 296 us under a
-        # generic plan (medians of six rounds of 300, 2026-12-04). Reads keep the planner's choice.
+        # statement runs a generic plan, as a write transaction's do (``connections.begin_locked``) but with
+        # no SET LOCAL to send: the read of a single write took 822 us under the planner's choice and 296 us
+        # under a generic plan (medians of six rounds of 300, 2026-12-04). Reads keep the planner's choice.
         self._appender: AsyncEngine | None = None
         if self.dialect == "postgresql":
-            event.listen(self.engine.sync_engine, "checkout", _refuse_closed)
+            event.listen(self.engine.sync_engine, "checkout", refuse_closed)
             generic = {**kwargs["connect_args"]["server_settings"], **WRITE_PLANS}
             # One batch at a time per committer: two connections cover a second committer on the database.
             self._appender = create_async_engine(
@@ -307,11 +135,11 @@ class Database:
                 **{**kwargs, "pool_size": 2, "connect_args": {"server_settings": generic}},
                 isolation_level="AUTOCOMMIT",
             )
-            event.listen(self._appender.sync_engine, "checkout", _refuse_closed)
+            event.listen(self._appender.sync_engine, "checkout", refuse_closed)
             # Every connection of this engine serves a write without the lock: none sends a statement
             # through SQLAlchemy (set once here: listening per write cost 25-50 us of it).
-            event.listen(self._appender.sync_engine, "before_cursor_execute", _refuse_unlocked)
-            event.listen(self._appender.sync_engine, "connect", _check_client)
+            event.listen(self._appender.sync_engine, "before_cursor_execute", refuse_unlocked)
+            event.listen(self._appender.sync_engine, "connect", check_client)
         self.notifier = Notifier()
         # SQLite writers in this process queue here, in order, rather than polling for the file's lock.
         self._sqlite_writers = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -319,12 +147,12 @@ class Database:
         # on an SQLite file they go through aiosqlite's thread, not inline, so the loop keeps serving.
         self._threaded: AsyncEngine | None = None
         if self.dialect == "sqlite":
-            _configure_sqlite(self.engine)
+            configure_sqlite(self.engine)
             if "async_creator" in kwargs:
                 self._threaded = create_async_engine(
                     self.url, poolclass=NullPool, connect_args={"timeout": timeout}
                 )
-                _configure_sqlite(self._threaded)
+                configure_sqlite(self._threaded)
 
     @property
     def signer(self) -> Signer | None:
@@ -412,12 +240,12 @@ class Database:
         conn.info.pop(SEALED, None)
         # Appends in this transaction (driver.write) bring their tree nodes and checkpoint with them.
         conn.info[SEALER] = self.sealer
-        await conn.execution_options(**{_WRITE: True})
+        await conn.execution_options(**{WRITE: True})
         try:
             async with conn.begin():
                 if self.dialect == "postgresql":
                     # EXCLUSIVE blocks other writers but not readers; positions commit in order.
-                    await _begin_locked(conn)
+                    await begin_locked(conn)
                 yield
                 appended = conn.info.pop(APPENDED, None)
                 sealed = conn.info.pop(SEALED, None)
@@ -452,7 +280,7 @@ class Database:
         on tables that do not exist yet), the write lock taken up front on SQLite."""
         async with self.engine.connect() as conn:
             if self.dialect == "sqlite":
-                await conn.execution_options(**{_WRITE: True})
+                await conn.execution_options(**{WRITE: True})
             async with conn.begin():
                 if self.dialect == "postgresql":
                     await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
@@ -476,7 +304,7 @@ class Database:
         front (two processes must not both apply one batch); on PostgreSQL row locks suffice."""
         async with self._turn(), self.engine.connect() as conn:
             if self.dialect == "sqlite":
-                await conn.execution_options(**{_WRITE: True})
+                await conn.execution_options(**{WRITE: True})
             async with conn.begin():
                 yield conn
 

@@ -11,26 +11,20 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import gc
-import logging
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import msgspec
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import resumed
 from timeline.domain.streams import claim_stream
 from timeline.projections import ClaimRecord, TimelineEntry
 from timeline.resumed import Base, Folded
-from timeline.store import eventlog, queries
-from timeline.store.schema import events, time_travel_snapshots
-from timeline.store.snapshots import FORMAT, PARTS, Carried, Snapshot, digest, part_hash
+from timeline.store import eventlog, queries, snaprows
+from timeline.store.snapshots import FORMAT, Snapshot
 from timeline.timetravel import Earlier, Logged
-
-_log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -54,68 +48,20 @@ async def earlier(
     the stored part fails its hash."""
     global _held  # noqa: PLW0603
     if snapshot.earlier is None:
-        stored = await _part(conn, subject_id, snapshot.position, snapshot.parts, "earlier")
+        stored = await snaprows.part(conn, subject_id, snapshot.position, snapshot.parts, "earlier")
         if stored is None:
             return None
         with no_collection():
             try:
                 snapshot.earlier = _earlier_decoder.decode(stored)
             except msgspec.DecodeError:
-                _malformed(subject_id, snapshot.position, "earlier")
+                snaprows.malformed(subject_id, snapshot.position, "earlier")
                 return None
         if snapshot.tail.cached:  # decoded, some three times this (``CACHED_BYTES``)
             snapshot.tail.held += len(stored)
             _held += len(stored)
             _trim()
     return snapshot.earlier
-
-
-async def _part(conn: AsyncConnection, subject_id: str, position: int, parts: str, name: str) -> bytes | None:
-    """One stored part of a snapshot whose ``parts`` were checked against its digest, if it matches its
-    hash there (else None: edited, or another row's since)."""
-    found = await _parts(conn, subject_id, position, parts, (name,))
-    return None if found is None else found[name]
-
-
-async def _parts(
-    conn: AsyncConnection, subject_id: str, position: int, parts: str, names: Sequence[str]
-) -> dict[str, bytes] | None:
-    """The named stored parts of a snapshot whose ``parts`` were checked against its digest, in one read,
-    if each matches its hash there (else None: edited, or another row's since)."""
-    s = time_travel_snapshots
-    found = (
-        await conn.execute(
-            sa.select(*(s.c[name] for name in names)).where(
-                s.c.subject_id == subject_id, s.c.position == position, s.c.parts == parts
-            )
-        )
-    ).first()
-    if found is None:  # pruned since (only outside a read transaction's snapshot)
-        return None
-    stored = {name: bytes(part) for name, part in zip(names, found, strict=True)}
-    hashes = parts.split()
-    for name, part in stored.items():
-        if part_hash(part) != hashes[PARTS.index(name)]:
-            _log.warning(
-                "the %s of the time-travel snapshot of %s at position %d does not match its hash; folding "
-                "from the log",
-                name,
-                subject_id,
-                position,
-            )
-            return None
-    return stored
-
-
-def _malformed(subject_id: str, position: int, part: str) -> None:
-    """Log that a snapshot's part, though it matches its hash, does not decode as one (the digest is no
-    signature: a row can be rewritten whole): it is not used, and cuts and takes fold from the log."""
-    _log.warning(
-        "the %s of the time-travel snapshot of %s at position %d is not a snapshot's; folding from the log",
-        part,
-        subject_id,
-        position,
-    )
 
 
 def base(snapshot: Snapshot) -> Base:
@@ -235,43 +181,13 @@ def _trim() -> None:
         _evict()
 
 
-def _row_at(subject_id: str, position: int, *, before: bool) -> sa.Select[Any]:
-    """The subject's last snapshot row at or before ``position`` (or first after), with the hash the log
-    holds at its position."""
-    s = time_travel_snapshots
-    at = s.c.position <= position if before else s.c.position > position
-    return (
-        sa.select(s.c.position, s.c.format, s.c.chain_hash, s.c.digest, s.c.parts, events.c.hash)
-        .join(events, events.c.position == s.c.position, isouter=True)
-        .where(s.c.subject_id == subject_id, at)
-        .order_by(s.c.position.desc() if before else s.c.position)
-        .limit(1)
-    )
-
-
-def _confirmed(subject_id: str, row: sa.Row[Any]) -> bool:
-    """Whether the log still holds, at the row's position, the event it was folded up to, and the row's
-    digest covers its parts (each part is checked against its hash as it is read)."""
-    at, fmt, chain_hash, recorded_digest, parts, logged_hash = tuple(row)
-    if fmt != FORMAT:
-        return False
-    if logged_hash != chain_hash or digest(subject_id, at, chain_hash, parts) != recorded_digest:
-        _log.warning(
-            "the time-travel snapshot of %s at position %d does not match the log; folding from the log",
-            subject_id,
-            at,
-        )
-        return False
-    return True
-
-
 async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snapshot | None:
     """The latest snapshot of the subject at or before ``position`` that the log confirms, else None.
 
     Always the latest, decoded or not: an older one decoded already saves decoding this one once, but then
     every cut folds the thousands of events in between (a cut on the hot subject took 95 ms from two
     snapshots back, against 14-28 ms from the latest, once decoded)."""
-    row = (await conn.execute(_row_at(subject_id, position, before=True))).first()
+    row = (await conn.execute(snaprows.row_at(subject_id, position, before=True))).first()
     if row is None:
         return None
     at, fmt, chain_hash, recorded_digest, parts, logged_hash = row
@@ -280,8 +196,8 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
         _decoded.move_to_end(key)
         return hit
     if (
-        not _confirmed(subject_id, row)
-        or (state := await _part(conn, subject_id, at, parts, "state")) is None
+        not snaprows.confirmed(subject_id, row)
+        or (state := await snaprows.part(conn, subject_id, at, parts, "state")) is None
     ):
         return None
     if (hit := _decoded.get(key)) is not None:  # decoded by another cut while this one read
@@ -291,7 +207,7 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
             stored = _stored_decoder.decode(state)
             claims = _claims_of(stored)
         except msgspec.DecodeError:
-            _malformed(subject_id, at, "state")
+            snaprows.malformed(subject_id, at, "state")
             return None
     # In key order: the log's (stream, version) index is then probed in its own order (``logged_after``).
     versions = dict(sorted((claim_stream(c), kept.version) for c, kept in claims.items()))
@@ -308,56 +224,15 @@ async def latest(conn: AsyncConnection, subject_id: str, position: int) -> Snaps
     return found
 
 
-class _EncodedState(msgspec.Struct, frozen=True, kw_only=True):
-    claims: dict[str, msgspec.Raw]
-    sources: list[str]
-
-
-_encoded_state_decoder = msgspec.json.Decoder(_EncodedState)
-_encoded_earlier_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
-
-
-async def encoded(conn: AsyncConnection, subject_id: str, position: int) -> Snapshot | None:
-    """The latest snapshot of the subject at or before ``position`` that the log confirms, with every claim
-    left as stored (``carried``: what a new snapshot keeps of it), else None. Not cached: the snapshot
-    taker reads each once, to take the next."""
-    row = (await conn.execute(_row_at(subject_id, position, before=True))).first()
-    if row is None or not _confirmed(subject_id, row):
-        return None
-    at, parts = row[0], row[4]
-    if (stored := await _parts(conn, subject_id, at, parts, PARTS)) is None:
-        return None
-    # Its hashes hold, but the digest is no signature: a row rewritten whole may hold anything, and a taker
-    # that failed on it would fail on every batch after.
-    try:
-        state = _encoded_state_decoder.decode(stored["state"])
-        carried = Carried(
-            claims=state.claims,
-            earlier=_encoded_earlier_decoder.decode(stored["earlier"]),
-            versions=_versions_decoder.decode(stored["versions"]),
-        )
-    except msgspec.DecodeError:
-        carried = None
-    if (
-        carried is None
-        or carried.versions.keys() != carried.claims.keys()
-        or carried.earlier.keys() - carried.claims.keys()
-    ):
-        _malformed(subject_id, at, "parts")
-        return None
-    return Snapshot(position=at, claims={}, sources=state.sources, parts=parts, carried=carried)
-
-
 # The stream versions of snapshots read by ``following`` (small: 55 KB for the hot subject's at 950,000).
 _following: OrderedDict[tuple[str, int, str, str], dict[str, int]] = OrderedDict()
-_versions_decoder = msgspec.json.Decoder(dict[str, int])
 
 
 async def following(conn: AsyncConnection, subject_id: str, position: int) -> dict[str, int] | None:
     """The stream versions of the subject's first snapshot after ``position``, if the log still confirms
     it (else None): a stream at the same version there as in an earlier snapshot had no event in between,
     so a cut from the earlier one reads no tail for it. Read from the row's small ``versions`` part."""
-    row = (await conn.execute(_row_at(subject_id, position, before=False))).first()
+    row = (await conn.execute(snaprows.row_at(subject_id, position, before=False))).first()
     if row is None:
         return None
     at, fmt, chain_hash, recorded_digest, parts, logged_hash = row
@@ -368,14 +243,14 @@ async def following(conn: AsyncConnection, subject_id: str, position: int) -> di
         if (known := _following.get(key)) is not None:
             _following.move_to_end(key)
             return known
-    if not _confirmed(subject_id, row):
+    if not snaprows.confirmed(subject_id, row):
         return None
-    if (stored := await _part(conn, subject_id, at, parts, "versions")) is None:
+    if (stored := await snaprows.part(conn, subject_id, at, parts, "versions")) is None:
         return None
     try:
-        found = {claim_stream(c): v for c, v in _versions_decoder.decode(stored).items()}
+        found = {claim_stream(c): v for c, v in snaprows.versions_decoder.decode(stored).items()}
     except msgspec.DecodeError:
-        _malformed(subject_id, at, "versions")
+        snaprows.malformed(subject_id, at, "versions")
         return None
     _following[key] = found
     while len(_following) > CACHED:

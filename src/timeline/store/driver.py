@@ -23,7 +23,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.store.database import APPENDED, NOTIFIED, UNLOCKED, MovedOn, NeedsLock, driver_of, may_write
+from timeline.store.database import APPENDED, NOTIFIED, UNLOCKED, driver_of, may_write
+from timeline.store.faults import MovedOn, NeedsLock
 from timeline.store.seal import SEALED, SEALER, SignedCheckpoint
 from timeline.store.statements import (
     APPEND,

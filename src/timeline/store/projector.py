@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store import eventlog
-from timeline.store.database import Database, fault_of, insert_into
+from timeline.store.database import Database, insert_into
 from timeline.store.eventlog import RecordedEvent
+from timeline.store.faults import fault_of
 from timeline.store.schema import checkpoints, events, log_checkpoints
 
 _log = logging.getLogger("timeline.projector")

@@ -54,7 +54,7 @@ async def swap_in(conn: AsyncConnection) -> None:
     shadow = "temp" if sqlite else "pg_temp"
     if not sqlite:
         # These compare and copy whole tables, under the log's write lock: the write transaction rules
-        # sequential scans out for its key lookups (``database.WRITE_PLANS``), not for these.
+        # sequential scans out for its key lookups (``connections.WRITE_PLANS``), not for these.
         await conn.execute(sa.text("SET LOCAL enable_seqscan = on"))
         # Temporary tables are never analyzed by autovacuum: the DELETE's anti-join below is planned with
         # the shadows' real sizes rather than without statistics (the cause of the INSERT's trouble below).

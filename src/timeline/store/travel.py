@@ -27,7 +27,7 @@ from timeline.domain.events import DenialWithdrawn, RecordCorrected
 from timeline.domain.streams import claim_stream, source_stream, sources_named, subject_stream
 from timeline.projections import Views, current
 from timeline.resumed import Folded
-from timeline.store import decoded, queries, snapshots
+from timeline.store import decoded, queries, snaprows, snapshots
 
 
 async def stream_views(
@@ -68,7 +68,7 @@ async def subject_views(
 async def take(conn: AsyncConnection, subject_id: str, position: int) -> snapshots.Snapshot:
     """A snapshot of the subject at ``position``, folded from the log alone: from the subject's latest
     snapshot before it that the log confirms, only the claims with events since are folded again."""
-    previous = await decoded.encoded(conn, subject_id, position)
+    previous = await snaprows.encoded(conn, subject_id, position)
     if previous is None or previous.carried is None:
         return await _take_whole(conn, subject_id, position)
     return await _take_since(
