@@ -19,7 +19,7 @@ from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer, Unavailable, Unit
 from timeline.service import Recorder
 from timeline.store import audit, connections, driver, eventlog, idempotency, refold, schema, statements, tree
-from timeline.store.database import Database
+from timeline.store.database import UNLOCKED, Database
 from timeline.store.idempotency import StoredResponse
 
 from .helpers import claim_made, document, source, subject
@@ -769,3 +769,92 @@ async def _appends_waiting(db: Database) -> int:
             )
         )
         return int(found.scalar_one())
+
+
+def _keyed_unit(key: str, event: object | None) -> Unit:
+    """A unit that answers from ``key``'s stored response if there is one, else records ``event`` (if any)
+    and stores its answer under the key, as commands.record does."""
+
+    async def unit(recorder: Recorder) -> int:
+        recorder.act_as(recorded_by="test", label="test")
+        if await idempotency.lookup(recorder.conn, "test", key) is not None:
+            return -1
+        position = 0
+        if event is not None:
+            [recorded] = await recorder.record(event, origin="")  # type: ignore[arg-type]
+            position = recorded.position
+        answer = StoredResponse(request_hash="h", status_code=201, body=b'{"position": %d}' % position)
+        await idempotency.store(recorder.conn, "test", key, answer)
+        return position
+
+    return unit
+
+
+@on_postgresql
+async def test_keyed_writes_append_without_the_lock_with_their_answers_in_the_same_call(db: Database) -> None:
+    # A batch with idempotency keys reads them beside its streams and stores their answers in the appending
+    # call: no transaction of its own, as an unkeyed batch (it had always taken the lock, six round trips).
+    committer = Committer(db)
+    tries = _tries(committer)
+    keys = [("test", "k0")]
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+        tries.clear()
+        first = await committer.run(_keyed_unit("k0", claim_made("c0", "a", 0, subject_id="s")), keys=keys)
+        retried = await committer.run(_keyed_unit("k0", claim_made("c1", "a", 1, subject_id="s")), keys=keys)
+    finally:
+        await committer.close()
+    assert (first, retried) == (4, -1)
+    assert tries == [(True, None), (True, None)]
+    async with db.read() as conn:
+        stored = await idempotency.lookup(conn, "test", "k0")
+        assert [e.stream_id for e in await eventlog.read_all(conn, after=3)] == ["claim-c0"]
+        assert (await audit.verify(conn)).ok
+    assert stored is not None
+    assert stored.body == b'{"position": 4}'
+
+
+@on_postgresql
+async def test_a_key_answered_by_another_process_meanwhile_fails_the_append_and_the_retry_replays_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the lock, another process can answer a key between this batch's read of it and its append
+    # (by a write that appends nothing, so the log's head has not moved). The append then fails on the
+    # keys' primary key with nothing written, and the batch runs again under the lock, where it finds the
+    # other process's answer and replays it: the request is not recorded twice.
+    other = Database(db.url)
+    elsewhere = Committer(other)
+    committer = Committer(db)
+    tries = _tries(committer)
+    keys = [("test", "k0")]
+    read = idempotency.Pending.read.__func__  # type: ignore[attr-defined]
+    raced = False
+
+    async def racing(cls: type, conn: AsyncConnection, asked: Any) -> Any:
+        nonlocal raced
+        found = await read(cls, conn, asked)
+        if conn.info.get(UNLOCKED) is not None and not raced:
+            raced = True
+            assert await elsewhere.run(_keyed_unit("k0", None), keys=keys) == 0
+        return found
+
+    try:
+        for registered in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registered))
+        tries.clear()
+        monkeypatch.setattr(idempotency.Pending, "read", classmethod(racing))
+        answered = await committer.run(_keyed_unit("k0", claim_made("c0", "a", 0, subject_id="s")), keys=keys)
+    finally:
+        await committer.close()
+        await elsewhere.close()
+        await other.dispose()
+    assert raced
+    assert answered == -1
+    assert tries == [(True, "MovedOn"), (False, None)]
+    async with db.read() as conn:
+        stored = await idempotency.lookup(conn, "test", "k0")
+        assert await eventlog.read_all(conn, after=3) == []
+        assert (await audit.verify(conn)).ok
+    assert stored is not None
+    assert stored.body == b'{"position": 0}'

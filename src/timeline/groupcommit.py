@@ -75,10 +75,6 @@ HALF_AT_LEAST = 16
 LOCKED_SPELL = 1.0
 
 
-class _Keyed(Exception):
-    """Writes with idempotency keys joined a batch begun without the lock: nothing was read or written."""
-
-
 class _Unclean(Exception):
     """A unit failed after changing the database: only a savepoint could have undone its part alone."""
 
@@ -264,14 +260,12 @@ class Committer:
 
     async def _attempt(self, batch: list[_Queued]) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         """Commit the batch: first without a transaction of its own (``Database.append``: two round trips
-        on PostgreSQL rather than four) unless it stores idempotency keys, which take statements of their
-        own; then, if that could not be, in a write transaction that holds the log's lock."""
+        on PostgreSQL rather than four, three with idempotency keys); then, if that could not be, in a write
+        transaction that holds the log's lock."""
         loop = asyncio.get_running_loop()
-        if self.db.appends_unlocked and loop.time() >= self._locked_until and not _keyed(batch):
+        if self.db.appends_unlocked and loop.time() >= self._locked_until:
             try:
                 outcomes = await self._transaction(batch, savepoints=False, unlocked=True)
-            except _Keyed:
-                pass
             except _Unclean:
                 # A unit failed with a database error: straight to a savepoint each (a unit runs at most
                 # twice, as without this attempt).
@@ -313,9 +307,6 @@ class Committer:
             # still queued then is refused.
             if not self._closed:
                 self._take(batch)
-            if unlocked and _keyed(batch):
-                # Writes with idempotency keys joined: their keys take statements of their own.
-                raise _Keyed
             # One Recorder for the whole batch: its events go in with one INSERT and one save of the views.
             recorder = Recorder(conn, recorded_by="", label="", future_slack=self.future_slack)
             # Every stream the batch will read, in one query rather than one per unit.
@@ -336,11 +327,9 @@ class Committer:
             finally:
                 conn.info.pop(idempotency.PENDING, None)
                 watch.stop()
-            if keys is not None:
-                await keys.flush(conn)
             if unlocked:
                 last_write(conn)
-            appended = await recorder.finish()
+            appended = await recorder.finish(answers=keys.take() if keys is not None else ())
         if self.on_commit is not None:
             self.on_commit(len(batch), len(appended))
         return outcomes
@@ -397,10 +386,6 @@ class Committer:
         while not self._queue.empty():
             queued.append(self._queue.get_nowait())
         _answer(queued, _REFUSED)
-
-
-def _keyed(batch: list[_Queued]) -> bool:
-    return any(queued.keys for queued in batch)
 
 
 def _answer(batch: Iterable[_Queued], message: str) -> None:

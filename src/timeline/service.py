@@ -356,10 +356,12 @@ class Recorder:
             where = f"{where} (import {earlier.metadata.import_id})"
         return f"{conflict.message}; first recorded at position {earlier.position} from {where}"
 
-    async def finish(self) -> list[RecordedEvent]:
-        """Insert everything recorded and update the views; call once, before the transaction commits."""
+    async def finish(self, answers: Sequence[driver.Row] = ()) -> list[RecordedEvent]:
+        """Insert everything recorded, update the views and store the idempotency keys' ``answers``
+        (``idempotency.Pending.take``) with them; call once, before the transaction commits."""
         changes = driver.Changes()
         changes.views_seen = self._views_seen
+        changes.answers = list(answers)
         if self._batch is not None:
             changes.events = self._batch.take()
         changes.streams = [

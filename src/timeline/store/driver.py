@@ -29,6 +29,7 @@ from timeline.store.seal import SEALED, SEALER, SignedCheckpoint
 from timeline.store.statements import (
     APPEND,
     CLAIMS_FOR,
+    KEYS_ANSWERED,
     MOVED_ON,
     READ_AFTER,
     READ_FOR_WRITE,
@@ -54,6 +55,7 @@ class WrongExpectedVersion(Exception):
 
 
 _STREAM_KEY = "uq_events_stream_id_stream_version"
+_ANSWERED_KEY = "pk_idempotency_keys"
 
 
 def _taken(stream_id: str, version: int) -> WrongExpectedVersion:
@@ -227,10 +229,14 @@ class Changes:
         # The row version of the views' checkpoint the writer's reads saw: checked by an append without a
         # transaction of its own (statements.APPEND).
         self.views_seen: int | None = None
+        # Idempotency keys' answers (principal, key, request_hash, status_code, response), stored with the
+        # events by a write without a transaction of its own (``idempotency.Pending.take``).
+        self.answers: list[Row] = []
 
     def __bool__(self) -> bool:
         return bool(
             self.events
+            or self.answers
             or self.claims
             or self.unchosen
             or self.chosen
@@ -248,6 +254,9 @@ async def _write_postgres(
     # would, even of no rows: it uses the statement without that part. Outside a transaction, the append
     # takes the lock and checks the head itself (statements.APPEND).
     appending = (APPEND if unlocked else SAVE_APPENDING) if changes.events else SAVE_FOLDING
+    if changes.answers and not changes.events:
+        # Only the appending statement carries them (a write that appended nothing, under the lock).
+        await driver.execute(KEYS_ANSWERED["postgresql"], *columns(changes.answers, 5), now)
     try:
         await driver.fetchval(
             appending,
@@ -264,9 +273,14 @@ async def _write_postgres(
             *(columns(changes.events, 12) if changes.events else ()),
             *(columns(changes.streams, 4) if changes.events else ()),
             *(_sealing(changes) if changes.events else ()),
+            *(columns(changes.answers, 5) if changes.events else ()),
             *((changes.views_seen,) if unlocked and changes.events else ()),
         )
     except asyncpg.UniqueViolationError as error:
+        if error.constraint_name == _ANSWERED_KEY and unlocked:
+            # Another process answered one of the batch's keys since they were read: under the lock the
+            # read finds its answer.
+            raise MovedOn("an idempotency key was answered since this write read it") from None
         # Optimistic concurrency's last word, the unique (stream, version) key; its detail names the key,
         # as "Key (stream_id, stream_version)=(claim-x, 2) already exists."
         if error.constraint_name != _STREAM_KEY:
@@ -323,6 +337,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
         ("grown", changes.tree_nodes),
         ("resigned", [(changes.superseded,)] if changes.superseded is not None else []),
         ("signed", [_sqlite_signed(changes.signed)] if changes.signed is not None else []),
+        ("answered", [(*row, sqlite_time(now)) for row in changes.answers]),
     ):
         if not rows:
             continue

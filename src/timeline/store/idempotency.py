@@ -11,9 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.store.database import driver_of
-from timeline.store.driver import sqlite_time
 from timeline.store.schema import idempotency_keys
-from timeline.store.statements import KEYS_ANSWERED, KEYS_ASKED
+from timeline.store.statements import KEYS_ASKED
 
 # Key on a write connection's info: the ``Pending`` keys of the batch of writes in its transaction.
 PENDING = "timeline_idempotency_pending"
@@ -59,9 +58,9 @@ async def store(conn: AsyncConnection, principal: str, key: str, response: Store
 
 
 async def _insert(conn: AsyncConnection, responses: dict[Ident, StoredResponse]) -> None:
-    # Through SQLAlchemy, unlike ``Pending.flush``: a key a batch was not told of is stored by its unit, and
-    # group commit counts a unit's SQLAlchemy statements to know that a unit failing after one must be
-    # rolled back (a statement sent to the driver would go unseen).
+    # Through SQLAlchemy, unlike a batch's (``Pending.take``): a key a batch was not told of is stored by its
+    # unit, and group commit counts a unit's SQLAlchemy statements to know that a unit failing after one
+    # must be rolled back (a statement sent to the driver would go unseen).
     now = dt.datetime.now(dt.UTC)
     await conn.execute(
         sa.insert(idempotency_keys),
@@ -81,9 +80,10 @@ async def _insert(conn: AsyncConnection, responses: dict[Ident, StoredResponse])
 
 class Pending:
     """The keys a batch of writes (group commit) asks about, read in one query before its first write, and
-    the responses it stores, inserted in one statement after its last: a keyed write then costs no round
-    trip of its own. The batch holds the log's write lock, so no other writer can store one of these keys
-    meanwhile; a later write in the batch sees what an earlier one stored."""
+    the responses it stores, inserted with its events: a keyed write then costs no round trip of its own. A
+    later write in the batch sees what an earlier one stored. Under the log's lock no other writer can store
+    one of these keys meanwhile; without it (``Database.append``), one that did fails the append on the
+    keys' primary key, and the batch runs again under the lock."""
 
     def __init__(self, asked: Collection[Ident], found: dict[Ident, StoredResponse]) -> None:
         self.asked = frozenset(asked)
@@ -119,16 +119,9 @@ class Pending:
         for ident in list(self._stored)[mark:]:
             del self._stored[ident]
 
-    async def flush(self, conn: AsyncConnection) -> None:
-        """Insert the responses stored, before the transaction commits (one statement on the driver)."""
-        if not self._stored:
-            return
-        driver = await driver_of(conn)
-        now = dt.datetime.now(dt.UTC)
+    def take(self) -> list[tuple[str, str, str, int, str]]:
+        """The responses stored, as rows for ``driver.Changes.answers``: inserted with the batch's events
+        (on PostgreSQL in the same statement, which a write without a transaction of its own needs)."""
         rows = [(p, k, r.request_hash, r.status_code, r.body.decode()) for (p, k), r in self._stored.items()]
-        if conn.dialect.name == "postgresql":
-            columns = [list(c) for c in zip(*rows, strict=True)]
-            await driver.execute(KEYS_ANSWERED["postgresql"], *columns, now)
-        else:
-            await driver.executemany(KEYS_ANSWERED["sqlite"], [(*row, sqlite_time(now)) for row in rows])
         self._stored = {}
+        return rows

@@ -177,7 +177,10 @@ _TIMELINE_COLUMNS = "position, subject_id, occurred_on, source_id, kind, entry"
 _REGISTRATION_COLUMNS = "stream_id, kind, position, definition"
 
 # Everything a write or a fold changes, in one statement (the events' part only when there are events). The
-# parts touch disjoint rows (a key is either deleted or upserted), as the CTEs of one statement must.
+# parts touch disjoint rows (a key is either deleted or upserted), as the CTEs of one statement must. With
+# the events go the answers to the batch's idempotency keys (``answered``), so that a keyed write without a
+# transaction of its own stores them in its one call: a key answered meanwhile by another process fails the
+# call on the keys' primary key, and nothing is written.
 _APPEND_CTE = f"""appended AS (
   INSERT INTO events ({EVENT_COLUMNS})
   SELECT * FROM unnest($33::bigint[], $34::uuid[], $35::text[], $36::int[], $37::text[], $38::int[],
@@ -195,6 +198,10 @@ _APPEND_CTE = f"""appended AS (
   INSERT INTO log_checkpoints (size, root_hash, recorded_at, note)
   SELECT $52::bigint, $53::text, $54::timestamptz, $55::text WHERE $52::bigint IS NOT NULL
   ON CONFLICT (size) DO NOTHING
+), answered AS (
+  INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response, created_at)
+  SELECT k.*, $31::timestamptz
+  FROM unnest($57::text[], $58::text[], $59::text[], $60::int[], $61::text[]) AS k
 ), """
 _SAVE_POSTGRES = f"""
 WITH {{appending}}claimed AS (
@@ -239,21 +246,22 @@ SAVE_FOLDING = _SAVE_POSTGRES.replace("{appending}", "")
 # The appending statement as a function that takes the log's write lock itself, so that a write needs no
 # transaction of its own: its reads go first, each a statement on its own, and this one call locks, checks
 # that the log still ends where those reads saw it end (the head its first event continues from) and that
-# the views were not rewritten since (their checkpoint's row version, $57: a rebuild swaps new rows in under
+# the views were not rewritten since (their checkpoint's row version, $62: a rebuild swaps new rows in under
 # the lock without appending), writes and, called outside a transaction, commits; two round trips where
 # BEGIN and the lock, the read, the write and COMMIT took four. The function is schema (migration 0016
-# creates it, as this text gives it); a test fails when the two differ, since a change here then needs a
-# migration.
+# created it, 0020 replaced it to store idempotency keys' answers too, as this text gives it); a test fails
+# when the two differ, since a change here then needs a migration.
 APPEND_FUNCTION = "timeline_append"
 # SQLSTATE raised when the log or the views moved on since the reads: nothing was written; read again
 # under the lock.
 MOVED_ON = "TL409"
-# The function's parameters: the appending statement's, typed as its casts type them ($1-$56), then the row
-# version of the views' checkpoint the reads saw ($57).
+# The function's parameters: the appending statement's, typed as its casts type them ($1-$61), then the row
+# version of the views' checkpoint the reads saw ($62).
 _APPEND_TYPES = (
     *(kind for _, kind in sorted({int(n): kind for n, kind in _CAST.findall(SAVE_APPENDING)}.items())),
     "bigint",
 )
+_VIEWS_SEEN = f"${len(_APPEND_TYPES)}"
 APPEND_BODY = f"""
 DECLARE
   _head bigint;
@@ -266,7 +274,8 @@ BEGIN
     RAISE EXCEPTION 'the log moved on: it ends at position %, not %', coalesce(_head, 0), $33[1] - 1
       USING ERRCODE = '{MOVED_ON}';
   END IF;
-  IF (SELECT xmin::text::bigint FROM projection_checkpoints WHERE name = $29) IS DISTINCT FROM $57 THEN
+  IF (SELECT xmin::text::bigint FROM projection_checkpoints WHERE name = $29)
+      IS DISTINCT FROM {_VIEWS_SEEN} THEN
     RAISE EXCEPTION 'the views were rewritten since this write read them' USING ERRCODE = '{MOVED_ON}';
   END IF;
 {SAVE_APPENDING.strip().replace("SELECT count(*) FROM", "SELECT count(*) INTO _sent FROM")};
@@ -309,4 +318,5 @@ ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, format = exclu
 ON CONFLICT (size) DO NOTHING""",
     "checked": """INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at""",
+    "answered": KEYS_ANSWERED["sqlite"],
 }
