@@ -620,9 +620,9 @@ async def test_the_append_function_in_the_database_is_the_statement_the_code_sen
                 sa.text(
                     "SELECT prosrc, pg_get_function_identity_arguments(p.oid), prorettype::regtype::text, "
                     "l.lanname, p.provolatile::text, p.proconfig FROM pg_proc p "
-                    "JOIN pg_language l ON l.oid = p.prolang WHERE proname = :name"
+                    "JOIN pg_language l ON l.oid = p.prolang WHERE proname = :name AND pronargs = :arguments"
                 ),
-                {"name": statements.APPEND_FUNCTION},
+                {"name": statements.APPEND_FUNCTION, "arguments": len(statements._APPEND_TYPES)},
             )
         ).one()
     assert found[0] == statements.APPEND_BODY
@@ -771,6 +771,21 @@ async def _appends_waiting(db: Database) -> int:
         return int(found.scalar_one())
 
 
+@on_postgresql
+async def test_the_append_function_before_0020_stays_for_servers_still_running_the_code_before_it(
+    db: Database,
+) -> None:
+    # API processes upgraded one at a time: one still on the code before migration 0020 calls the function
+    # with its 57 arguments, and would fail every write until restarted had 0020 dropped it.
+    async with db.read() as conn:
+        found = await conn.execute(
+            sa.text("SELECT pronargs FROM pg_proc WHERE proname = :name ORDER BY pronargs"),
+            {"name": statements.APPEND_FUNCTION},
+        )
+        arguments = list(found.scalars())
+    assert arguments == [57, len(statements._APPEND_TYPES)]
+
+
 def _keyed_unit(key: str, event: object | None) -> Unit:
     """A unit that answers from ``key``'s stored response if there is one, else records ``event`` (if any)
     and stores its answer under the key, as commands.record does."""
@@ -813,6 +828,27 @@ async def test_keyed_writes_append_without_the_lock_with_their_answers_in_the_sa
         assert (await audit.verify(conn)).ok
     assert stored is not None
     assert stored.body == b'{"position": 4}'
+
+
+@on_postgresql
+async def test_a_keyed_batch_that_appends_nothing_stores_its_answer_without_the_lock(db: Database) -> None:
+    # Every write of the batch replayed or already recorded: its keys' answers are its only write, sent as
+    # the last statement of a write without a transaction of its own.
+    committer = Committer(db)
+    tries = _tries(committer)
+    try:
+        await committer.run(_unit(subject("s")))
+        tries.clear()
+        assert await committer.run(_keyed_unit("k0", None), keys=[("test", "k0")]) == 0
+        assert await committer.run(_keyed_unit("k0", None), keys=[("test", "k0")]) == -1
+    finally:
+        await committer.close()
+    assert tries == [(True, None), (True, None)]
+    async with db.read() as conn:
+        stored = await idempotency.lookup(conn, "test", "k0")
+        assert await eventlog.read_all(conn, after=1) == []
+    assert stored is not None
+    assert stored.body == b'{"position": 0}'
 
 
 @on_postgresql

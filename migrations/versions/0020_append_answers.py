@@ -10,17 +10,16 @@ store the answers: without a transaction of its own a write may send one stateme
 now takes them as five more arrays ($57-$61, before the views' row version, now $62) and inserts them with the
 events, so a keyed write is its read, its keys' read and this call. A key another process answered between
 that read and the call fails it on the keys' primary key: nothing is written, and the write runs again under
-the lock, where it finds the answer. The old function is dropped (its argument list differs, so it would stay
-beside the new one as an overload). The text is frozen here as ``timeline.store.statements`` gave it; a test
-compares the two. Nothing on SQLite, whose statements run in process.
+the lock, where it finds the answer. The new function has more arguments, so it is an overload beside the old
+one, which is kept: a server still running the code before this migration (several API processes upgraded one
+at a time) keeps calling it, and the tables it writes are unchanged. The text is frozen here as
+``timeline.store.statements`` gave it; a test compares the two. Nothing on SQLite, whose statements run in
+process.
 """
 
 # ruff: noqa: E501 (the function's text, frozen as it was generated)
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -120,20 +119,8 @@ CREATE = (
 )
 
 
-def _previous() -> Any:
-    # 0016's module, whose function a downgrade puts back (a migration's file name is no module name).
-    path = Path(__file__).with_name("0016_append_function.py")
-    spec = importlib.util.spec_from_file_location("timeline_migration_0016", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(sa.text(f"DROP FUNCTION timeline_append({_previous().ARGUMENTS})"))
         # To the driver as it is: the body's $n and colons are not bind parameters.
         op.get_bind().exec_driver_sql(CREATE)
 
@@ -141,4 +128,3 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(sa.text(f"DROP FUNCTION timeline_append({ARGUMENTS})"))
-        op.get_bind().exec_driver_sql(_previous().CREATE)

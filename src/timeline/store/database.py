@@ -203,8 +203,9 @@ class Database:
         last write, for the seal's read; PostgreSQL only): no transaction of its own, so each
         read sees the log as it is then, and its one write (``driver.write``) takes the log's lock, checks
         that the log still ends where the reads saw it end, writes and commits, as one statement
-        (``statements.APPEND``); the caller marks that write with ``last_write``. Raises ``MovedOn`` if the
-        log or the views had moved on, and ``NeedsLock`` at any statement sent through SQLAlchemy or any
+        (``statements.APPEND``, with the answers to the idempotency keys the write read); the caller marks
+        that write with ``last_write``. Raises ``MovedOn`` if the log or the views had moved on, or one of
+        those keys was answered meanwhile, and ``NeedsLock`` at any statement sent through SQLAlchemy or any
         other write (it could write, and would commit alone): nothing is written in either case, and the
         caller runs the write again in ``write``."""
         if self._appender is None:

@@ -230,13 +230,16 @@ class Changes:
         # transaction of its own (statements.APPEND).
         self.views_seen: int | None = None
         # Idempotency keys' answers (principal, key, request_hash, status_code, response), stored with the
-        # events by a write without a transaction of its own (``idempotency.Pending.take``).
+        # events (``idempotency.Pending.take``): a write without a transaction of its own has one statement.
         self.answers: list[Row] = []
 
     def __bool__(self) -> bool:
+        return bool(self.answers) or self.rows()
+
+    def rows(self) -> bool:
+        """Whether there are events or view rows to write (anything but the keys' answers)."""
         return bool(
             self.events
-            or self.answers
             or self.claims
             or self.unchosen
             or self.chosen
@@ -294,6 +297,37 @@ async def _write_postgres(
         raise
 
 
+async def _write_answers(conn: AsyncConnection, answers: list[Row], *, unlocked: bool) -> None:
+    """Store idempotency keys' answers alone: without a transaction of its own, as the write's last and only
+    statement, where a key another process answered meanwhile fails it (``MovedOn``) with nothing stored."""
+    if unlocked and not may_write(conn):
+        raise NeedsLock("a write without the log's lock writes once, last")
+    driver = await driver_of(conn)
+    now = dt.datetime.now(dt.UTC)
+    if conn.dialect.name != "postgresql":
+        await driver.executemany(SQLITE["answered"], [(*row, sqlite_time(now)) for row in answers])
+        return
+    try:
+        await driver.execute(KEYS_ANSWERED["postgresql"], *columns(answers, 5), now)
+    except asyncpg.UniqueViolationError as error:
+        if unlocked and error.constraint_name == _ANSWERED_KEY:
+            raise MovedOn("an idempotency key was answered since this write read it") from None
+        raise
+
+
+async def _seal(conn: AsyncConnection, changes: Changes, driver: Any, *, unlocked: bool) -> None:
+    """Note the first position appended, and add the tree's nodes and the checkpoint to ``changes``."""
+    conn.info.setdefault(APPENDED, int(changes.events[0][0]))
+    sealer = conn.info.get(SEALER)
+    if sealer is not None:
+        await sealer.seal(conn, changes, driver)
+        if unlocked and conn.info[SEALED].unsigned is not None:
+            # Events this key's checkpoints do not cover (written without it): the write leaves them
+            # unsigned under the lock, where the transaction says so in the log and an operator's
+            # sign-head cannot land between the seal's read and the append.
+            raise NeedsLock("a write that leaves events unsigned")
+
+
 async def write(conn: AsyncConnection, changes: Changes) -> None:
     """Write ``changes`` in the caller's transaction: one statement on PostgreSQL (with the NOTIFY that wakes
     other processes' readers when events were appended), one per kind of row on SQLite."""
@@ -302,6 +336,10 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
     unlocked = UNLOCKED in conn.info
     if unlocked and conn.info.get(NOTIFIED):
         raise RuntimeError("a write without the log's lock writes once: its first write committed it")
+    if not changes.rows():
+        # A batch that appended nothing (each write replayed, or already recorded) keeps its keys' answers.
+        await _write_answers(conn, changes.answers, unlocked=unlocked)
+        return
     if unlocked and not (changes.events and may_write(conn)):
         # Outside a transaction anything written commits at once: only the append that ends the write,
         # which checks under the lock that what was read still holds.
@@ -309,15 +347,7 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
     driver = await driver_of(conn)
     now = dt.datetime.now(dt.UTC)
     if changes.events:
-        conn.info.setdefault(APPENDED, int(changes.events[0][0]))
-        sealer = conn.info.get(SEALER)
-        if sealer is not None:
-            await sealer.seal(conn, changes, driver)
-            if unlocked and conn.info[SEALED].unsigned is not None:
-                # Events this key's checkpoints do not cover (written without it): the write leaves them
-                # unsigned under the lock, where the transaction says so in the log and an operator's
-                # sign-head cannot land between the seal's read and the append.
-                raise NeedsLock("a write that leaves events unsigned")
+        await _seal(conn, changes, driver, unlocked=unlocked)
     name, position = changes.checkpoint if changes.checkpoint is not None else (None, 0)
     if conn.dialect.name == "postgresql":
         await _write_postgres(driver, changes, name, position, now, unlocked=unlocked)
