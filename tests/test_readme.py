@@ -3,6 +3,8 @@ database, and prints what the README shows (volatile values masked). `make readm
 
 from __future__ import annotations
 
+import re
+
 from . import readme
 
 
@@ -68,3 +70,13 @@ def test_the_readme_lists_every_option_of_serve() -> None:
     options = {opt for param in serve.params for opt in param.opts if opt.startswith("--")}
     assert options
     assert options <= set(re.findall(r"--[a-z-]+", listed.group(1))), listed.group(1)
+
+
+def test_every_results_file_the_docs_cite_is_committed() -> None:
+    # A figure cited in the README or docs/ stands on a results file beside it: one cited but never added
+    # to the repository would be missing from a clean checkout, which is what CI runs on.
+    root = readme.README.parent
+    texts = [readme.README.read_text(), *(p.read_text() for p in sorted((root / "docs").glob("*.md")))]
+    cited = {path for text in texts for path in re.findall(r"bench/results[\w.-]*\.(?:json|txt)", text)}
+    assert len(cited) > 20
+    assert sorted(path for path in cited if not (root / path).is_file()) == []
