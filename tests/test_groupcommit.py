@@ -894,3 +894,21 @@ async def test_a_key_answered_by_another_process_meanwhile_fails_the_append_and_
         assert (await audit.verify(conn)).ok
     assert stored is not None
     assert stored.body == b'{"position": 0}'
+
+
+def test_a_batch_answers_each_idempotency_key_once() -> None:
+    # A unit that stored an answer under a key already answered (before the batch, or by an earlier unit)
+    # would replace it in the batch's answers, and a rewind of that unit, which drops the answers it added,
+    # would not bring the first one back: it is refused instead, as the unit's own error.
+    first = StoredResponse(request_hash="h1", status_code=201, body=b"{}")
+    second = StoredResponse(request_hash="h2", status_code=201, body=b"{}")
+    pending = idempotency.Pending({("test", "old"), ("test", "new")}, {("test", "old"): first})
+    with pytest.raises(ValueError, match="'old' of 'test' is answered already"):
+        pending.put(("test", "old"), second)
+    pending.put(("test", "new"), first)
+    mark = pending.mark()
+    with pytest.raises(ValueError, match="answered already"):
+        pending.put(("test", "new"), second)
+    pending.rewind(mark)
+    assert pending.get(("test", "new")) == first
+    assert pending.take() == [("test", "new", "h1", 201, "{}")]

@@ -109,6 +109,10 @@ class Pending:
         return self._stored.get(ident) or self._found.get(ident)
 
     def put(self, ident: Ident, response: StoredResponse) -> None:
+        """Keep ``response`` as the answer under ``ident``, which must have none yet: a key is answered once
+        (an answer replaced here would survive its unit's rewind, which counts answers)."""
+        if self.get(ident) is not None:
+            raise ValueError(f"the idempotency key {ident[1]!r} of {ident[0]!r} is answered already")
         self._stored[ident] = response
 
     def mark(self) -> int:
