@@ -258,8 +258,11 @@ async def _write_postgres(
     # takes the lock and checks the head itself (statements.APPEND).
     appending = (APPEND if unlocked else SAVE_APPENDING) if changes.events else SAVE_FOLDING
     if changes.answers and not changes.events:
-        # Only the appending statement carries them (a write that appended nothing, under the lock).
+        # Only the appending statement carries them: a batch that appended nothing (each write replayed, or
+        # recorded already) stores them alone, under the lock, and has nothing else to write.
         await driver.execute(KEYS_ANSWERED["postgresql"], *columns(changes.answers, 5), now)
+        if not changes.rows():
+            return
     try:
         await driver.fetchval(
             appending,
@@ -297,24 +300,6 @@ async def _write_postgres(
         raise
 
 
-async def _write_answers(conn: AsyncConnection, answers: list[Row], *, unlocked: bool) -> None:
-    """Store idempotency keys' answers alone: without a transaction of its own, as the write's last and only
-    statement, where a key another process answered meanwhile fails it (``MovedOn``) with nothing stored."""
-    if unlocked and not may_write(conn):
-        raise NeedsLock("a write without the log's lock writes once, last")
-    driver = await driver_of(conn)
-    now = dt.datetime.now(dt.UTC)
-    if conn.dialect.name != "postgresql":
-        await driver.executemany(SQLITE["answered"], [(*row, sqlite_time(now)) for row in answers])
-        return
-    try:
-        await driver.execute(KEYS_ANSWERED["postgresql"], *columns(answers, 5), now)
-    except asyncpg.UniqueViolationError as error:
-        if unlocked and error.constraint_name == _ANSWERED_KEY:
-            raise MovedOn("an idempotency key was answered since this write read it") from None
-        raise
-
-
 async def _seal(conn: AsyncConnection, changes: Changes, driver: Any, *, unlocked: bool) -> None:
     """Note the first position appended, and add the tree's nodes and the checkpoint to ``changes``."""
     conn.info.setdefault(APPENDED, int(changes.events[0][0]))
@@ -336,13 +321,11 @@ async def write(conn: AsyncConnection, changes: Changes) -> None:
     unlocked = UNLOCKED in conn.info
     if unlocked and conn.info.get(NOTIFIED):
         raise RuntimeError("a write without the log's lock writes once: its first write committed it")
-    if not changes.rows():
-        # A batch that appended nothing (each write replayed, or already recorded) keeps its keys' answers.
-        await _write_answers(conn, changes.answers, unlocked=unlocked)
-        return
     if unlocked and not (changes.events and may_write(conn)):
         # Outside a transaction anything written commits at once: only the append that ends the write,
-        # which checks under the lock that what was read still holds.
+        # which checks under the lock that what was read still holds. Keys' answers with no events are no
+        # exception: their insert would not take the log's lock, under which every other insert of a key
+        # is made, and a locked batch that had read the key as unanswered would then fail on it.
         raise NeedsLock("a write without the log's lock writes only its events and their views, last")
     driver = await driver_of(conn)
     now = dt.datetime.now(dt.UTC)

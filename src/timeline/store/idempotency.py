@@ -112,7 +112,10 @@ class Pending:
         """Keep ``response`` as the answer under ``ident``, which must have none yet: a key is answered once
         (an answer replaced here would survive its unit's rewind, which counts answers)."""
         if self.get(ident) is not None:
-            raise ValueError(f"the idempotency key {ident[1]!r} of {ident[0]!r} is answered already")
+            raise RuntimeError(
+                f"the idempotency key {ident[1]!r} of {ident[0]!r} is answered already: look a key up "
+                "(idempotency.lookup) and replay its answer before storing one"
+            )
         self._stored[ident] = response
 
     def mark(self) -> int:
