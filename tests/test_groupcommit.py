@@ -866,6 +866,17 @@ async def test_a_key_answered_by_another_process_meanwhile_fails_the_append_and_
     elsewhere = Committer(other)
     committer = Committer(db)
     tries = _tries(committer)
+    refused: list[str] = []
+    transaction = committer._transaction
+
+    async def noting(batch: list, *, savepoints: bool, unlocked: bool = False) -> Any:  # type: ignore[type-arg]
+        try:
+            return await transaction(batch, savepoints=savepoints, unlocked=unlocked)
+        except Exception as exc:
+            refused.append(str(exc))
+            raise
+
+    committer._transaction = noting  # type: ignore[method-assign]
     keys = [("test", "k0")]
     read = idempotency.Pending.read.__func__  # type: ignore[attr-defined]
     raced = False
@@ -891,6 +902,8 @@ async def test_a_key_answered_by_another_process_meanwhile_fails_the_append_and_
     assert raced
     assert answered == -1
     assert tries == [(True, "MovedOn"), (False, None)]
+    # Refused by the keys' primary key, not by a moved head: the other process appended nothing.
+    assert refused == ["an idempotency key was answered since this write read it"]
     async with db.read() as conn:
         stored = await idempotency.lookup(conn, "test", "k0")
         assert await eventlog.read_all(conn, after=3) == []
