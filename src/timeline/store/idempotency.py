@@ -80,10 +80,11 @@ async def _insert(conn: AsyncConnection, responses: dict[Ident, StoredResponse])
 
 class Pending:
     """The keys a batch of writes (group commit) asks about, read in one query before its first write, and
-    the responses it stores, inserted with its events: a keyed write then costs no round trip of its own. A
-    later write in the batch sees what an earlier one stored. Under the log's lock no other writer can store
-    one of these keys meanwhile; without it (``Database.append``), one that did fails the append on the
-    keys' primary key, and the batch runs again under the lock."""
+    the responses it stores, inserted with its events (alone, under the lock, when it appended none): a
+    keyed write then costs no round trip of its own. A later write in the batch sees what an earlier one
+    stored. Under the log's lock no other writer can store one of these keys meanwhile; without it
+    (``Database.append``), one that did fails the append on the keys' primary key, and the batch runs again
+    under the lock."""
 
     def __init__(self, asked: Collection[Ident], found: dict[Ident, StoredResponse]) -> None:
         self.asked = frozenset(asked)
