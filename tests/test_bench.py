@@ -10,14 +10,16 @@ import time
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from timeline.app.imports import LoadedFixture, import_fixtures
 from timeline.service import Recorder
 from timeline.store import migrate, schema
 from timeline.store.database import Database
-from timeline_bench import appends, baselines, http, measure, peer, seed
+from timeline_bench import appends, baselines, http, imports, measure, peer, seed
 from timeline_bench.generator import generate
 from timeline_bench.wrk import parse_wrk
 
@@ -161,25 +163,73 @@ def test_a_target_beyond_the_bare_rows_rate_is_named_in_the_note() -> None:
     assert appends.above_floor(1.5 * 467, 1_008, "a raw INSERT and COMMIT of each event") == ""
 
 
+async def _migrate(url: str) -> None:
+    db = Database(url)
+    try:
+        await migrate.upgrade(db)
+    finally:
+        await db.dispose()
+
+
+async def _same_views(written: str, copied: str) -> None:
+    """The events and the claim, timeline and estimate rows of ``copied`` are those of ``written``."""
+    for table in (schema.events, schema.claims, schema.timeline, schema.estimates):
+        rows = await _rows(written, table)
+        assert rows, table.name
+        assert await _rows(copied, table) == rows, table.name
+
+
 async def test_the_rows_alone_baseline_stores_what_the_write_path_stored(
     database_url: str, empty_database_url: str
 ) -> None:
     # The floor a write target is judged against must be the very rows timeline wrote, every one of them,
     # batched as the writes were: a baseline storing fewer or smaller rows would flatter the targets' reach.
     await appends.timeline_writes(database_url, 250, 100, "t")
-    empty = Database(empty_database_url)
-    try:
-        await migrate.upgrade(empty)
-    finally:
-        await empty.dispose()
+    await _migrate(empty_database_url)
     dialect = sa.engine.make_url(database_url).get_backend_name()
     rate = await baselines.stored_rows(dialect, database_url, empty_database_url, 100, appends.SETUP_EVENTS)
     assert rate > 0
-    for table in (schema.events, schema.claims, schema.timeline, schema.estimates):
-        written = await _rows(database_url, table)
-        assert written, table.name
-        assert await _rows(empty_database_url, table) == written, table.name
+    await _same_views(database_url, empty_database_url)
     assert len(await _rows(database_url, schema.claims)) == 250
+
+
+async def test_the_import_floor_stores_every_row_the_import_stored_in_one_transaction(
+    database_url: str, empty_database_url: str
+) -> None:
+    # The import's floor is its own rows in one transaction (by COPY on PostgreSQL): every event, claim,
+    # timeline entry and estimate it wrote, or the floor would flatter what an import could reach.
+    db = Database(database_url)
+    try:
+        text = imports._fixture_text(120)
+        [result] = await import_fixtures(db, [LoadedFixture("bench.yaml", text)], recorded_by="bench")
+    finally:
+        await db.dispose()
+    await _migrate(empty_database_url)
+    dialect = sa.engine.make_url(database_url).get_backend_name()
+    copy = dialect == "postgresql"
+    rate = await baselines.stored_rows(
+        dialect, database_url, empty_database_url, result.appended, 0, copy=copy
+    )
+    assert rate > 0
+    await _same_views(database_url, empty_database_url)
+    assert len(await _rows(database_url, schema.events)) == result.appended
+
+
+def test_the_import_target_is_ten_times_the_filed_runs_ratio_to_raw() -> None:
+    # #14's "10x today's rate" is read from the run it cites, as a ratio to the raw baseline of that run.
+    filed = msgspec.json.decode((Path(__file__).parent.parent / "bench" / "results.json").read_bytes())
+    ratios = {r["database"]: r["ratio"] for r in filed["results"] if r["benchmark"].startswith("import")}
+    assert ratios == imports.FILED_RATIO
+    assert imports.TARGET_TIMES == 10
+
+
+def test_an_import_target_beyond_parsing_then_storing_is_named_in_the_note() -> None:
+    assert imports._in_turn(40_000, 60_000) == pytest.approx(24_000)
+    note = imports._beyond(42_000, 24_000)
+    assert "42,000 events/s" in note
+    assert "1.75x" in note
+    assert "24,000 events/s" in note
+    assert imports._beyond(20_000, 24_000) == ""
 
 
 def test_a_target_beyond_timelines_own_rows_is_named_in_the_note() -> None:

@@ -187,6 +187,11 @@ _STORED = {
     "timeline": "SELECT position, subject_id, occurred_on, entry, source_id, kind FROM timeline",
     "estimates": "SELECT subject_id, metric, source_id, asserted_claim_id, projected_claim_id FROM estimates",
 }
+# Each table's columns, as ``_STORED`` reads them.
+_COLUMNS = {
+    name: [column.strip() for column in query.removeprefix("SELECT ").split(" FROM ")[0].split(",")]
+    for name, query in _STORED.items()
+}
 _STORE_POSTGRES = f"""WITH e AS (
   INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[],
     $5::text[], $6::int[], $7::text[], $8::text[], $9::date[], $10::timestamptz[], $11::text[], $12::text[])
@@ -210,6 +215,17 @@ _STORE_SQLITE = {
     "VALUES (?, ?, ?, ?, ?, ?)",
     "estimates": "INSERT OR REPLACE INTO estimates VALUES (?, ?, ?, ?, ?)",
 }
+
+
+async def _copied(pg: asyncpg.Connection, batches: list[dict[str, list[tuple[Any, ...]]]]) -> float:
+    """``stored_rows`` by COPY, table by table in one transaction, for a single batch (a later batch's
+    estimate rows would replace earlier ones, which COPY cannot)."""
+    [batch] = batches
+    start = time.perf_counter()
+    async with pg.transaction():
+        for name, rows in batch.items():
+            await pg.copy_records_to_table(name, records=rows, columns=_COLUMNS[name])
+    return len(batch["events"]) / (time.perf_counter() - start)
 
 
 def _batches(
@@ -236,11 +252,14 @@ def _batches(
     return events[:skip], batches
 
 
-async def stored_rows(dialect: str, written: str, empty: str, per_transaction: int, skip: int) -> float:
+async def stored_rows(
+    dialect: str, written: str, empty: str, per_transaction: int, skip: int, *, copy: bool = False
+) -> float:
     """Events a second with which the rows a timeline write stored (read back from ``written``) go into the
     empty timeline database ``empty`` alone, ``per_transaction`` events' rows a transaction: no rules, no
     hashing, no folding. On PostgreSQL each transaction is one statement, sent outside any transaction (one
-    round trip); on SQLite, an INSERT per table between BEGIN IMMEDIATE and COMMIT."""
+    round trip), or with ``copy`` a COPY per table in a transaction (the faster way for thousands of rows);
+    on SQLite, an INSERT per table between BEGIN IMMEDIATE and COMMIT."""
     if dialect == "sqlite":
         source, target = make_url(written).database, make_url(empty).database
         assert source is not None
@@ -279,6 +298,8 @@ async def stored_rows(dialect: str, written: str, empty: str, per_transaction: i
         try:
             values = ", ".join(f"${i}" for i in range(1, 13))
             await pg.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({values})", setup)
+            if copy:
+                return await _copied(pg, batches)
             statement = await pg.prepare(_STORE_POSTGRES)
             arguments = [
                 (

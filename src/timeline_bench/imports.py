@@ -1,4 +1,5 @@
-"""Importing one big fixture file, against loading as many rows raw."""
+"""Importing one big fixture file, against loading as many rows raw, and against the two things an import
+cannot do without: reading its YAML and storing its rows."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ from typing import Any
 import yaml
 
 from timeline.app.imports import LoadedFixture, import_fixtures
+from timeline.fixtures import parse, to_events
 from timeline.store.database import Database
-from timeline_bench.baselines import raw_insert, raw_rows
+from timeline_bench.appends import above_rows
+from timeline_bench.baselines import raw_insert, raw_rows, stored_rows
 from timeline_bench.measure import Databases, Result, Stats
+
+# Issue #14 asks for ten times the import rate of the run it was filed on (bench/results.json: 725 and 627
+# events/s). That run's machine was heavily loaded, so its rates do not compare with another hour's; its
+# ratios to the raw baseline measured beside them do, and ten times each is the target here.
+FILED_RATIO = {"sqlite": 0.013336184671680887, "postgresql": 0.01818283862158491}
+TARGET_TIMES = 10
 
 
 def _fixture_text(count: int) -> bytes:
@@ -50,11 +59,26 @@ def _fixture_text(count: int) -> bytes:
     return yaml.dump(fixture, Dumper=dumper, sort_keys=False).encode()
 
 
+def _parsing_rate(text: bytes, events: int) -> float:
+    """Events a second at which the fixture's YAML alone becomes domain events: no rules, no database."""
+    start = time.perf_counter()
+    proposed = list(to_events(parse(text, "bench.yaml")))
+    seconds = time.perf_counter() - start
+    assert len(proposed) >= events
+    return events / seconds
+
+
+def _in_turn(first: float, second: float) -> float:
+    """The rate of two steps that run one after the other, each at its own rate."""
+    return 1 / (1 / first + 1 / second)
+
+
 async def bench_import(dbs: Databases, dialect: str) -> Result:
-    """Importing one big fixture file, against loading the same number of rows raw."""
+    """Importing one big fixture file, against loading the same number of rows raw, parsing its YAML
+    alone, and storing the very rows the import stored alone (in one transaction, as the import does)."""
     count = dbs.config.imports
     text = _fixture_text(count)
-    ours, raw = [], []
+    ours, raw, parsing, alone = [], [], [], []
     for _ in range(dbs.config.repeats):
         url = await dbs.fresh(dialect)
         db = Database(url)
@@ -64,22 +88,49 @@ async def bench_import(dbs: Databases, dialect: str) -> Result:
             ours.append(result.appended / (time.perf_counter() - start))
         finally:
             await db.dispose()
+        parsing.append(_parsing_rate(text, result.appended))
+        # The rows stored the fastest way each database has for thousands at once: COPY on PostgreSQL.
+        empty = await dbs.fresh(dialect)
+        alone.append(await stored_rows(dialect, url, empty, result.appended, 0, copy=dialect == "postgresql"))
         raw_url = await dbs.fresh(dialect, migrated=False)
         rows = raw_rows(result.appended, "r")
         start = time.perf_counter()
         await raw_insert(dialect, raw_url, rows, 1000, copy=dialect == "postgresql")
         raw.append(len(rows) / (time.perf_counter() - start))
     mine, floor = Stats.of(ours), Stats.of(raw)
+    read, own = Stats.of(parsing), Stats.of(alone)
     ratio = mine.median / floor.median
     name = "raw COPY" if dialect == "postgresql" else "raw batched INSERT"
+    wanted = TARGET_TIMES * FILED_RATIO[dialect]
+    target = wanted * floor.median
+    both = _in_turn(read.median, own.median)
     return Result(
         benchmark=f"import a fixture of {count:,} events",
         database=dialect,
         unit="events/s",
         timeline=mine,
-        baselines={name: floor},
-        target=f">= 0.5x {name}",
+        baselines={name: floor, "parsing the YAML alone": read, "timeline's rows alone": own},
+        target=f">= {wanted:.3f}x {name} ({TARGET_TIMES}x the {FILED_RATIO[dialect]:.4f}x of the run #14 was "
+        "filed on)",
         ratio=ratio,
-        met=ratio >= 0.5,
-        note="includes parsing the YAML, the rules, the hash chain and the views",
+        met=ratio >= wanted,
+        note="; ".join(
+            part
+            for part in (
+                "includes parsing the YAML, the rules, the hash chain and the views",
+                f"{mine.median / both:.2f}x parsing then storing the rows alone ({both:,.0f} events/s)",
+                _beyond(target, both),
+                above_rows(target, own.median),
+            )
+            if part
+        ),
+    )
+
+
+def _beyond(target: float, both: float) -> str:
+    if target <= both:
+        return ""
+    return (
+        f"the target ({target:,.0f} events/s) is {target / both:.2f}x parsing the YAML then storing the rows "
+        f"alone ({both:,.0f} events/s: no rules, hashing or folding)"
     )
