@@ -215,6 +215,32 @@ async def test_the_import_floor_stores_every_row_the_import_stored_in_one_transa
     assert len(await _rows(database_url, schema.events)) == result.appended
 
 
+async def test_the_import_benchmark_judges_its_run_against_the_baselines_of_that_run(
+    backend: str, pg_template: object
+) -> None:
+    # The target, the ratio, "met" and the note must all come from this run's own baselines: a table that
+    # judged against another figure (timeline's own rate, an old run's) would mislead whoever reads it.
+    if backend == "postgresql" and pg_template is None:
+        pytest.skip("PostgreSQL is unreachable (set TIMELINE_TEST_REQUIRE_POSTGRES=1 to fail instead)")
+    dbs = measure.Databases(measure.Config(imports=60, repeats=1, postgres=PG_URL))
+    try:
+        result = await imports.bench_import(dbs, backend)
+    finally:
+        await dbs.drop_all()
+    raw = "raw COPY" if backend == "postgresql" else "raw batched INSERT"
+    assert set(result.baselines) == {raw, "parsing the YAML alone", "timeline's rows alone"}
+    floor = result.baselines[raw].median
+    wanted = 10 * imports.FILED_RATIO[backend]
+    assert result.ratio == pytest.approx(result.timeline.median / floor)
+    assert result.met == (result.ratio >= wanted)
+    assert f">= {wanted:.3f}x {raw}" in result.target
+    both = imports._in_turn(
+        result.baselines["parsing the YAML alone"].median, result.baselines["timeline's rows alone"].median
+    )
+    assert f"({both:,.0f} events/s)" in result.note
+    assert (f"the target ({wanted * floor:,.0f} events/s)" in result.note) == (wanted * floor > both)
+
+
 def test_the_import_target_is_ten_times_the_filed_runs_ratio_to_raw() -> None:
     # #14's "10x today's rate" is read from the run it cites, as a ratio to the raw baseline of that run.
     filed = msgspec.json.decode((Path(__file__).parent.parent / "bench" / "results.json").read_bytes())
