@@ -3,12 +3,11 @@ worker process), configured from the environment."""
 
 from __future__ import annotations
 
-import gc
 import os
 
 from litestar import Litestar
 
-from timeline import logs, signing
+from timeline import heap, logs, signing
 from timeline.api.app import create_app
 from timeline.api.settings import Settings
 from timeline.store import DEFAULT_URL
@@ -34,13 +33,5 @@ def create() -> Litestar:
     # Taken by the first app of the process only: the import was this process's, and counted once.
     appended = int(os.environ.pop(APPENDED_ON_START, "0"))
     app = create_app(database, settings, appended_on_start=appended)
-    freeze_heap()
+    heap.freeze()
     return app
-
-
-def freeze_heap() -> None:
-    """Leave what the process holds by now (the modules, the app, its OpenAPI schema) out of every later
-    garbage collection: a full collection over it paused a server for up to 87-105 ms, its PostgreSQL reads'
-    p99 went from 80 to 18 ms with it frozen (bench/results-2026-12-04-gc-freeze.txt)."""
-    gc.collect()  # what startup left as garbage is freed, not frozen
-    gc.freeze()
