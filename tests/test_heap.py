@@ -12,15 +12,18 @@ import pytest
 from timeline import heap
 from timeline.app import imports
 
-from .test_cli import SEED, run
+from .conftest import SEED
+from .test_cli import run
 
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
     # Another test's freeze must not decide this one, nor this one's outlive it.
     gc.unfreeze()
+    heap._for_good = False
     yield
     gc.unfreeze()
+    heap._for_good = False
 
 
 class _Node:
@@ -55,12 +58,39 @@ def test_what_the_process_held_is_left_out_inside_and_given_back_after() -> None
 
 
 @pytest.mark.usefixtures("unfrozen")
-def test_a_process_frozen_for_good_stays_frozen() -> None:
+def test_a_process_frozen_for_good_stays_frozen_before_or_meanwhile() -> None:
     heap.freeze()
-    before = gc.get_freeze_count()
+    held = _Node()
+    heap.freeze()
     with heap.frozen():
         pass
-    assert gc.get_freeze_count() == before > 1_000
+    assert gc.get_freeze_count() > 1_000
+    assert not _tracked(held)
+    gc.unfreeze()
+    heap._for_good = False
+    with heap.frozen():
+        heap.freeze()  # a server's app made inside a command's frozen step
+        made = _Node()
+        heap.freeze()
+    assert gc.get_freeze_count() > 1_000
+    assert not _tracked(made)
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_what_was_held_is_given_back_when_the_step_fails() -> None:
+    held = _Node()
+    inside: list[bool] = []
+
+    def failing_step() -> None:
+        with heap.frozen():
+            inside.append(_tracked(held))
+            raise RuntimeError("the step failed")
+
+    with pytest.raises(RuntimeError):
+        failing_step()
+    assert inside == [False]
+    assert gc.get_freeze_count() == 0
+    assert _tracked(held)
 
 
 @pytest.mark.usefixtures("unfrozen")

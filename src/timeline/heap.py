@@ -1,9 +1,9 @@
 """Keeping a process's long-lived objects out of Python's cyclic garbage collector.
 
-A full collection walks every container the process holds: the modules' 100,000-odd objects before any of
-ours. A server paused for up to 105 ms in one (bench/results-2026-12-04-gc-freeze.txt), and an import of
-10,000 events spent 148-163 ms in two (bench/results-2026-12-05-eleventh-import-gc.txt); frozen, the same
-two walk only what came after (28-30 ms).
+A full collection walks every container the process holds, the modules' first. A server paused for up to
+105 ms in one (bench/results-2026-12-04-gc-freeze.txt), and an import of 10,000 events spent 148-163 ms in
+two (bench/results-2026-12-05-eleventh-import-gc.txt); frozen, the same two walk only what came after
+(27.5-30 ms).
 """
 
 from __future__ import annotations
@@ -12,10 +12,17 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# Whether ``freeze`` ran: CPython keeps one pool of frozen objects, and a ``frozen`` block giving its own
+# back would give back a server's with it.
+_for_good = False
+
 
 def freeze() -> None:
     """Leave what the process holds by now out of every later collection, for good (a server's modules, app
-    and OpenAPI schema); what is garbage already is freed first, not frozen."""
+    and OpenAPI schema); what is garbage already, frozen or not, is freed first."""
+    global _for_good  # noqa: PLW0603
+    _for_good = True
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -23,8 +30,8 @@ def freeze() -> None:
 @contextmanager
 def frozen() -> Iterator[None]:
     """Leave what the process holds at the start out of the collections made inside (a command's one long
-    step); all of it goes back at the end, garbage included, so nothing is kept that would have been freed.
-    A process frozen for good already is left as it is."""
+    step). All of it goes back at the end; what of it became garbage meanwhile is freed by the first full
+    collection after. A process frozen for good, before or meanwhile, keeps its freeze."""
     if gc.get_freeze_count():
         yield
         return
@@ -33,4 +40,5 @@ def frozen() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.unfreeze()
+        if not _for_good:
+            gc.unfreeze()

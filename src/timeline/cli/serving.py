@@ -237,7 +237,8 @@ async def _prepare_for_serving_db(
         click.echo(f"brought the views up to date with {caught_up} events")
     if not fixtures:
         return []
-    # Importing is idempotent: events recorded already are found and left alone.
+    # Importing is idempotent: events recorded already are found and left alone. Frozen as `timeline import`
+    # imports (see there); the app made after this freezes the heap for good.
     with progress("importing fixtures") as advance, heap.frozen():
         return await import_fixtures(db, fixtures, recorded_by="serve", progress=advance)
 
