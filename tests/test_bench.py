@@ -251,11 +251,11 @@ def test_the_import_target_is_ten_times_the_filed_runs_ratio_to_raw() -> None:
 
 def test_an_import_target_beyond_parsing_then_storing_is_named_in_the_note() -> None:
     assert imports._in_turn(40_000, 60_000) == pytest.approx(24_000)
-    note = imports._beyond(42_000, 24_000)
+    note = imports.above_parsing_then_rows(42_000, 24_000)
     assert "42,000 events/s" in note
     assert "1.75x" in note
     assert "24,000 events/s" in note
-    assert imports._beyond(20_000, 24_000) == ""
+    assert imports.above_parsing_then_rows(20_000, 24_000) == ""
 
 
 def test_a_target_beyond_timelines_own_rows_is_named_in_the_note() -> None:

@@ -67,16 +67,17 @@ async def _append(committer: Committer, events: Sequence[DomainEvent], label: st
 def above_floor(target: float, floor: float, what: str) -> str:
     """Say so when a target rate is beyond what the database allows for the bare rows alone, measured in
     the same run: no write path that also checks rules, chains hashes and keeps views can reach it."""
-    return _beyond(target, floor, f"{what} alone", ", each row a timeline event's columns and nothing else")
+    return beyond(target, floor, f"{what} alone", ", each row a timeline event's columns and nothing else")
 
 
 def above_rows(target: float, rows: float) -> str:
     """Say so when a target rate is beyond the rate at which the rows a timeline write stores (its event
     and the view rows it changes) go into the database alone, measured in the same run."""
-    return _beyond(target, rows, "timeline's rows stored alone", ": no rules, hashing or folding")
+    return beyond(target, rows, "timeline's rows stored alone", ": no rules, hashing or folding")
 
 
-def _beyond(target: float, floor: float, what: str, made_of: str) -> str:
+def beyond(target: float, floor: float, what: str, made_of: str) -> str:
+    """What a note says when a target rate is above a floor measured in the same run (nothing if not)."""
     # ``made_of`` says what the floor's rows are, with its leading punctuation.
     if target <= floor:
         return ""
@@ -84,7 +85,7 @@ def _beyond(target: float, floor: float, what: str, made_of: str) -> str:
     return f"the target ({target:,.0f} events/s) is {ratio:.2f}x {what} ({floor:,.0f} events/s{made_of})"
 
 
-def _note(*parts: str) -> str:
+def note_of(*parts: str) -> str:
     """The parts of a result's note that say something, in order."""
     return "; ".join(part for part in parts if part)
 
@@ -121,7 +122,7 @@ async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int)
             target=">= 1.5x eventsourcing",
             ratio=ratio,
             met=ratio >= 1.5,
-            note=_note(
+            note=note_of(
                 f"{mine.median / own.median:.2f}x timeline's rows alone",
                 above_floor(1.5 * theirs.median, floor.median, "a raw INSERT and COMMIT of each event"),
                 above_rows(1.5 * theirs.median, own.median),
@@ -138,7 +139,7 @@ async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int)
         target=">= 1x eventsourcing and >= 0.5x raw",
         ratio=ratio,
         met=ratio >= 1 and raw_ratio >= 0.5,
-        note=_note(
+        note=note_of(
             f"{raw_ratio:.2f}x raw",
             f"{mine.median / own.median:.2f}x timeline's rows alone",
             above_floor(theirs.median, floor.median, "raw batched INSERTs"),
@@ -220,7 +221,7 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 30) ->
         target=">= 0.25x raw batched INSERT",
         ratio=ratio,
         met=ratio >= 0.25,
-        note=_note(
+        note=note_of(
             f"group commit: writes share one transaction; {mine.median / base.median:.1f}x one writer",
             f"{mine.median / own.median:.2f}x timeline's rows alone ({writers} events a transaction)",
             above_rows(0.25 * batched.median, own.median),
