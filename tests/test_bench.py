@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from timeline.app.imports import LoadedFixture, import_fixtures
+from timeline.fixtures import parse, to_events
 from timeline.service import Recorder
-from timeline.store import migrate, schema
+from timeline.store import audit, migrate, schema
 from timeline.store.database import Database
-from timeline_bench import appends, baselines, http, imports, measure, peer, seed
+from timeline_bench import appends, baselines, http, imports, measure, peer, pipeline, seed
 from timeline_bench.generator import generate
 from timeline_bench.wrk import parse_wrk
 
@@ -215,6 +216,54 @@ async def test_the_import_floor_stores_every_row_the_import_stored_in_one_transa
     assert len(await _rows(database_url, schema.events)) == result.appended
 
 
+def test_the_pipeline_reads_the_fixture_in_chunks_as_the_import_reads_it_whole() -> None:
+    # The pipeline's reader hands over chunks of the fixture; together they must propose exactly the events
+    # the whole file does, in its order, or the ceiling would be measured on other work.
+    text = imports._fixture_text(1_003).decode()
+    parts = pipeline.chunks(text, 250)
+    assert len(parts) == 5
+    whole = [event for _, event in to_events(parse(text, "bench.yaml"))]
+    read = []
+    for index, part in enumerate(parts):
+        events = [event for _, event in to_events(parse(part, "bench.yaml"))]
+        read.extend(events[1:] if index else events)  # each later chunk repeats the document
+    assert read == whole
+    with pytest.raises(AssertionError, match="layout"):
+        pipeline.chunks("document: {id: x}\n", 250)
+
+
+async def test_the_pipeline_stores_the_imports_events_chained_and_its_view_rows(
+    database_url: str, empty_database_url: str
+) -> None:
+    # The ceiling without rules must still do the rest of an import's work: every event the import stored,
+    # at the same positions and versions, chained so that `timeline verify` accepts the log, and every view
+    # row. Storing less, or chaining nothing, would raise the ceiling and misjudge the target.
+    text = imports._fixture_text(700)
+    db = Database(database_url)
+    try:
+        [result] = await import_fixtures(db, [LoadedFixture("bench.yaml", text)], recorded_by="bench")
+    finally:
+        await db.dispose()
+    await _migrate(empty_database_url)
+    dialect = sa.engine.make_url(database_url).get_backend_name()
+    rate = await pipeline.pipelined(dialect, text, database_url, empty_database_url, size=100)
+    assert rate > 0
+    logged = ("position", "stream_id", "stream_version", "type", "schema_version", "data", "valid_from")
+    stored = await _rows(empty_database_url, schema.events, *logged)
+    assert len(stored) == result.appended
+    assert stored == await _rows(database_url, schema.events, *logged)
+    for table in (schema.claims, schema.timeline, schema.estimates):
+        assert await _rows(empty_database_url, table) == await _rows(database_url, table), table.name
+    piped = Database(empty_database_url)
+    try:
+        async with piped.read() as conn:
+            verified = await audit.verify(conn)
+    finally:
+        await piped.dispose()
+    assert verified.ok, verified.first_break
+    assert verified.checked == result.appended
+
+
 async def test_the_import_benchmark_judges_its_run_against_the_baselines_of_that_run(
     backend: str, pg_template: object
 ) -> None:
@@ -228,7 +277,12 @@ async def test_the_import_benchmark_judges_its_run_against_the_baselines_of_that
     finally:
         await dbs.drop_all()
     raw = "raw COPY" if backend == "postgresql" else "raw batched INSERT"
-    assert set(result.baselines) == {raw, "parsing the YAML alone", "timeline's rows alone"}
+    assert set(result.baselines) == {
+        raw,
+        "parsing the YAML alone",
+        "timeline's rows alone",
+        imports.PIPELINED,
+    }
     floor = result.baselines[raw].median
     wanted = 10 * imports.FILED_RATIO[backend]
     assert result.ratio == pytest.approx(result.timeline.median / floor)
@@ -239,6 +293,8 @@ async def test_the_import_benchmark_judges_its_run_against_the_baselines_of_that
     )
     assert f"({both:,.0f} events/s)" in result.note
     assert (f"the target ({wanted * floor:,.0f} events/s)" in result.note) == (wanted * floor > both)
+    ceiling = result.baselines[imports.PIPELINED].median
+    assert (f"storing, pipelined ({ceiling:,.0f} events/s" in result.note) == (wanted * floor > ceiling)
 
 
 def test_the_import_target_is_ten_times_the_filed_runs_ratio_to_raw() -> None:
@@ -256,6 +312,13 @@ def test_an_import_target_beyond_parsing_then_storing_is_named_in_the_note() -> 
     assert "1.75x" in note
     assert "24,000 events/s" in note
     assert imports.above_parsing_then_rows(20_000, 24_000) == ""
+
+
+def test_an_import_target_beyond_the_pipeline_without_rules_is_named_in_the_note() -> None:
+    note = imports.above_pipelined(41_306, 28_744)
+    assert note.startswith("the target (41,306 events/s) is 1.44x parsing")
+    assert "(28,744 events/s: no rules or folding)" in note
+    assert imports.above_pipelined(28_000, 28_744) == ""
 
 
 def test_a_target_beyond_timelines_own_rows_is_named_in_the_note() -> None:

@@ -63,9 +63,7 @@ async def raw_insert(
         finally:
             conn.close()
         return len(rows)
-    pg = await asyncpg.connect(
-        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
+    pg = await asyncpg.connect(pg_dsn(url))
     try:
         await pg.execute(RAW_TABLE.replace("recorded_at TEXT", "recorded_at TIMESTAMPTZ"))
         records = [(*r[:6], dt.datetime.fromisoformat(r[6])) for r in rows]
@@ -162,9 +160,7 @@ async def read_and_decode(dialect: str, url: str) -> int:
         finally:
             lite.close()
         return count
-    pg = await asyncpg.connect(
-        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
+    pg = await asyncpg.connect(pg_dsn(url))
     try:
         statement = await pg.prepare(query.format("$1", "$2"))
         while rows := await statement.fetch(after, _PAGE):
@@ -252,6 +248,29 @@ def _batches(
     return events[:skip], batches
 
 
+async def read_stored(dialect: str, written: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows a timeline write stored in ``written``, table by table: its events and the claim, timeline
+    and estimate rows they made (as ``_COLUMNS`` names them)."""
+    if dialect == "sqlite":
+        source = make_url(written).database
+        assert source is not None
+        lite = sqlite3.connect(source)
+        try:
+            return {name: lite.execute(query).fetchall() for name, query in _STORED.items()}
+        finally:
+            lite.close()
+    pg = await asyncpg.connect(pg_dsn(written))
+    try:
+        return {name: [tuple(r) for r in await pg.fetch(query)] for name, query in _STORED.items()}
+    finally:
+        await pg.close()
+
+
+def pg_dsn(url: str) -> str:
+    """The asyncpg DSN of a PostgreSQL database URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 async def stored_rows(
     dialect: str, written: str, empty: str, per_transaction: int, skip: int, *, copy: bool = False
 ) -> float:
@@ -260,16 +279,11 @@ async def stored_rows(
     hashing, no folding. On PostgreSQL each transaction is one statement, sent outside any transaction (one
     round trip), or with ``copy`` a COPY per table in a transaction (the faster way for thousands of rows);
     on SQLite, an INSERT per table between BEGIN IMMEDIATE and COMMIT."""
+    stored = await read_stored(dialect, written)
+    setup, batches = _batches(stored, skip, per_transaction)
     if dialect == "sqlite":
-        source, target = make_url(written).database, make_url(empty).database
-        assert source is not None
+        target = make_url(empty).database
         assert target is not None
-        lite = sqlite3.connect(source)
-        try:
-            stored = {name: lite.execute(query).fetchall() for name, query in _STORED.items()}
-        finally:
-            lite.close()
-        setup, batches = _batches(stored, skip, per_transaction)
         conn = sqlite3.connect(target, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -285,16 +299,7 @@ async def stored_rows(
         finally:
             conn.close()
     else:
-        dsn = make_url(written).set(drivername="postgresql").render_as_string(hide_password=False)
-        pg = await asyncpg.connect(dsn)
-        try:
-            stored = {name: [tuple(r) for r in await pg.fetch(query)] for name, query in _STORED.items()}
-        finally:
-            await pg.close()
-        setup, batches = _batches(stored, skip, per_transaction)
-        pg = await asyncpg.connect(
-            make_url(empty).set(drivername="postgresql").render_as_string(hide_password=False)
-        )
+        pg = await asyncpg.connect(pg_dsn(empty))
         try:
             values = ", ".join(f"${i}" for i in range(1, 13))
             await pg.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({values})", setup)
