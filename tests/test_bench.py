@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -216,6 +217,18 @@ async def test_the_import_floor_stores_every_row_the_import_stored_in_one_transa
     assert len(await _rows(database_url, schema.events)) == result.appended
 
 
+async def _imported(text: bytes, written: str, empty: str) -> int:
+    """Import ``text`` into ``written`` and migrate ``empty``, as the import benchmark does before measuring
+    its baselines; the events appended."""
+    db = Database(written)
+    try:
+        [result] = await import_fixtures(db, [LoadedFixture("bench.yaml", text)], recorded_by="bench")
+    finally:
+        await db.dispose()
+    await _migrate(empty)
+    return result.appended
+
+
 def test_the_pipeline_reads_the_fixture_in_chunks_as_the_import_reads_it_whole() -> None:
     # The pipeline's reader hands over chunks of the fixture; together they must propose exactly the events
     # the whole file does, in its order, or the ceiling would be measured on other work.
@@ -228,32 +241,30 @@ def test_the_pipeline_reads_the_fixture_in_chunks_as_the_import_reads_it_whole()
         events = [event for _, event in to_events(parse(part, "bench.yaml"))]
         read.extend(events[1:] if index else events)  # each later chunk repeats the document
     assert read == whole
-    with pytest.raises(AssertionError, match="layout"):
+    with pytest.raises(ValueError, match="layout"):
         pipeline.chunks("document: {id: x}\n", 250)
 
 
 async def test_the_pipeline_stores_the_imports_events_chained_and_its_view_rows(
     database_url: str, empty_database_url: str
 ) -> None:
-    # The ceiling without rules must still do the rest of an import's work: every event the import stored,
-    # at the same positions and versions, chained so that `timeline verify` accepts the log, and every view
-    # row. Storing less, or chaining nothing, would raise the ceiling and misjudge the target.
+    # The pipeline without rules must still store what an import stores for the fixture's entries: every
+    # event, at the same positions and versions with the same data (its metadata is lighter), chained so that
+    # `timeline verify` accepts the log, and every view row. Storing less, or chaining nothing, would raise
+    # the pipeline's rate and misjudge the target.
     text = imports._fixture_text(700)
-    db = Database(database_url)
-    try:
-        [result] = await import_fixtures(db, [LoadedFixture("bench.yaml", text)], recorded_by="bench")
-    finally:
-        await db.dispose()
-    await _migrate(empty_database_url)
+    appended = await _imported(text, database_url, empty_database_url)
     dialect = sa.engine.make_url(database_url).get_backend_name()
     rate = await pipeline.pipelined(dialect, text, database_url, empty_database_url, size=100)
     assert rate > 0
     logged = ("position", "stream_id", "stream_version", "type", "schema_version", "data", "valid_from")
     stored = await _rows(empty_database_url, schema.events, *logged)
-    assert len(stored) == result.appended
+    assert len(stored) == appended
     assert stored == await _rows(database_url, schema.events, *logged)
     for table in (schema.claims, schema.timeline, schema.estimates):
-        assert await _rows(empty_database_url, table) == await _rows(database_url, table), table.name
+        imported = await _rows(database_url, table)
+        assert imported, table.name
+        assert await _rows(empty_database_url, table) == imported, table.name
     piped = Database(empty_database_url)
     try:
         async with piped.read() as conn:
@@ -261,7 +272,22 @@ async def test_the_pipeline_stores_the_imports_events_chained_and_its_view_rows(
     finally:
         await piped.dispose()
     assert verified.ok, verified.first_break
-    assert verified.checked == result.appended
+    assert verified.checked == appended
+
+
+async def test_a_pipeline_whose_reader_fails_says_so_and_leaves_no_process(
+    database_url: str, empty_database_url: str
+) -> None:
+    # A fixture the reader cannot read (here in its last chunk) must end the measurement with an error that
+    # says the reader stopped, not with a rate, a hang, or a process left behind.
+    text = imports._fixture_text(300)
+    await _imported(text, database_url, empty_database_url)
+    broken = text[: text.rindex(b"- type:")] + b"- type: [claim\n"
+    dialect = sa.engine.make_url(database_url).get_backend_name()
+    before = multiprocessing.active_children()
+    with pytest.raises(RuntimeError, match="reading process"):
+        await pipeline.pipelined(dialect, broken, database_url, empty_database_url, size=100)
+    assert multiprocessing.active_children() == before
 
 
 async def test_the_import_benchmark_judges_its_run_against_the_baselines_of_that_run(

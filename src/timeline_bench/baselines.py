@@ -47,9 +47,7 @@ async def raw_insert(
     dialect: str, url: str, rows: list[tuple[Any, ...]], per_transaction: int, copy: bool = False
 ) -> int:
     if dialect == "sqlite":
-        path = make_url(url).database
-        assert path is not None
-        conn = sqlite3.connect(path, isolation_level=None)
+        conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -98,9 +96,7 @@ def peer_recorder(dialect: str, url: str) -> Any:
     """The peer's application recorder on the same database (SQLite: a file beside ours, as durable)."""
     recorder: Any
     if dialect == "sqlite":
-        path = make_url(url).database
-        assert path is not None
-        lite = es_sqlite.SQLiteDatastore(path + ".peer")
+        lite = es_sqlite.SQLiteDatastore(sqlite_path(url) + ".peer")
         at_our_durability(lite.pool)
         recorder = es_sqlite.SQLiteApplicationRecorder(lite)
     else:
@@ -148,9 +144,7 @@ async def read_and_decode(dialect: str, url: str) -> int:
         "ORDER BY position LIMIT {}"
     )
     if dialect == "sqlite":
-        path = make_url(url).database
-        assert path is not None
-        lite = sqlite3.connect(path)
+        lite = sqlite3.connect(sqlite_path(url))
         try:
             while rows := lite.execute(query.format("?", "?"), (after, _PAGE)).fetchall():
                 for _, data, kind, version in rows:
@@ -252,9 +246,7 @@ async def read_stored(dialect: str, written: str) -> dict[str, list[tuple[Any, .
     """The rows a timeline write stored in ``written``, table by table: its events and the claim, timeline
     and estimate rows they made (as ``_COLUMNS`` names them)."""
     if dialect == "sqlite":
-        source = make_url(written).database
-        assert source is not None
-        lite = sqlite3.connect(source)
+        lite = sqlite3.connect(sqlite_path(written))
         try:
             return {name: lite.execute(query).fetchall() for name, query in _STORED.items()}
         finally:
@@ -271,6 +263,13 @@ def pg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def sqlite_path(url: str) -> str:
+    """The file of a SQLite database URL."""
+    path = make_url(url).database
+    assert path is not None, url
+    return path
+
+
 async def stored_rows(
     dialect: str, written: str, empty: str, per_transaction: int, skip: int, *, copy: bool = False
 ) -> float:
@@ -282,9 +281,7 @@ async def stored_rows(
     stored = await read_stored(dialect, written)
     setup, batches = _batches(stored, skip, per_transaction)
     if dialect == "sqlite":
-        target = make_url(empty).database
-        assert target is not None
-        conn = sqlite3.connect(target, isolation_level=None)
+        conn = sqlite3.connect(sqlite_path(empty), isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")

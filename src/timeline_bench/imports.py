@@ -140,7 +140,7 @@ async def bench_import(dbs: Databases, dialect: str) -> Result:
 
 def above_pipelined(target: float, ceiling: float) -> str:
     """Say so when the target is above the pipeline without rules (``pipeline.pipelined``) of the same run:
-    out of reach of any import that reads the YAML as timeline does and keeps its rules and views."""
+    an import on the same reader would have to do its rules and views in the CPU that pipeline leaves."""
     what = "parsing (in a process of its own), chaining and storing, pipelined"
     return beyond(target, ceiling, what, ": no rules or folding")
 

@@ -1,29 +1,36 @@
-"""The fastest an import of the bench fixture could run on this machine if it applied no rules and folded
-no views: its YAML read by timeline's reader in a process of its own, a chunk of entries at a time (as a
-streaming reader would hand them over), while this process chains the events and stores the rows the real
-import stored, all in one transaction. An import must do all of this and more, so a target above this
-pipeline's rate is out of reach of an import that reads fixtures as timeline does."""
+"""An import of the bench fixture without its rules and views, to see how fast the rest of it can go.
+
+The fixture's YAML is read by timeline's reader in a process of its own, a chunk of entries at a time (as a
+streaming reader would hand them over), while this process chains the events with the import's own
+``Batch.append`` and stores them, with the claim, timeline and estimate rows the real import stored, in one
+transaction. It leaves out the rules, the views' fold, the stream records, the Merkle tree's nodes and the
+per-entry metadata that an import also does or writes: an import on the same reader and the same cores
+runs slower than this by what those cost, however they are spread over the cores.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import multiprocessing
+import queue
 import sqlite3
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 import asyncpg
 import msgspec
-from sqlalchemy.engine import make_url
 
+from timeline import heap
 from timeline.domain.events import DocumentRegistered, DomainEvent
 from timeline.domain.streams import stream_of
 from timeline.domain.values import valid_from
 from timeline.fixtures import parse, to_events
 from timeline.store import chain, driver, eventlog
-from timeline_bench.baselines import _COLUMNS, _STORE_SQLITE, pg_dsn, read_stored
+from timeline_bench.baselines import _COLUMNS, _STORE_SQLITE, pg_dsn, read_stored, sqlite_path
 
 # Entries a chunk: 100, 250 and 500 ran within each other's noise on both databases (§4 of
 # bench/results-2026-12-05-twelfth-import-ceiling.txt). Smaller chunks let the writer start sooner and finish
@@ -31,14 +38,15 @@ from timeline_bench.baselines import _COLUMNS, _STORE_SQLITE, pg_dsn, read_store
 CHUNK = 250
 _EVENTS = msgspec.msgpack.Decoder(list[DomainEvent])
 _READY = b"ready"
+_Rows = list[tuple[Any, ...]]
 
 
 def chunks(text: str, size: int) -> list[str]:
     """The bench fixture (``imports._fixture_text``) as fixtures of ``size`` entries each, the first with
     its subjects and sources, every one with its document (a chunk's copy of it is dropped when read)."""
     head, found, body = text.partition("\nevents:\n")
-    assert found, "not the bench fixture's layout"
-    assert body.startswith("- type:"), "not the bench fixture's layout"
+    if not found or not body.startswith("- type:"):
+        raise ValueError("expected the bench fixture's layout: a top-level 'events:' list of '- type:' items")
     document = head.partition("\nsubjects:\n")[0] + "\n"
     entries = ["- type:" + entry for entry in body.removeprefix("- type:").split("\n- type:")]
     return [
@@ -51,6 +59,7 @@ def _read(start: Connection, out: Connection, size: int) -> None:
     """The reading process: once started (its modules imported), it waits for the text, then sends each
     chunk's events as it has read them."""
     encoder = msgspec.msgpack.Encoder()
+    gc.freeze()  # its start-up heap out of collections, as `timeline import` keeps its own
     out.send_bytes(_READY)
     for index, part in enumerate(chunks(start.recv_bytes().decode(), size)):
         events = [event for _, event in to_events(parse(part, "bench.yaml"))]
@@ -60,16 +69,35 @@ def _read(start: Connection, out: Connection, size: int) -> None:
     out.close()
 
 
-def _dealt(stored: dict[str, list[tuple[Any, ...]]], parts: int) -> list[dict[str, list[tuple[Any, ...]]]]:
-    """The import's claim and timeline rows dealt out over the chunks, to be stored with each (so they are
-    stored while the next chunk is read, not all after the last); its few estimate rows with the last."""
-    dealt: list[dict[str, list[tuple[Any, ...]]]] = [{} for _ in range(parts)]
-    for name in ("claims", "timeline"):
-        rows = stored[name]
-        for index, part in enumerate(dealt):
-            part[name] = rows[len(rows) * index // parts : len(rows) * (index + 1) // parts]
-    dealt[-1]["estimates"] = stored["estimates"]
-    return dealt
+class _Inbox:
+    """The reader's chunks, taken off the pipe by a thread as soon as they are sent: a pipe holds about one
+    chunk, so a writer busy storing the last one would otherwise hold the reader up."""
+
+    def __init__(self, pipe: Connection, parts: int) -> None:
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._drain, args=(pipe, parts), daemon=True)
+        self._thread.start()
+
+    def _drain(self, pipe: Connection, parts: int) -> None:
+        try:
+            for _ in range(1 + parts):  # the reader's "ready", then its chunks
+                self._chunks.put(pipe.recv_bytes())
+        except (EOFError, OSError):
+            self._chunks.put(None)
+
+    def ready(self) -> bytes:
+        """The reader's first message: that it is ready (empty if it ended first)."""
+        return self._chunks.get() or b""
+
+    def take(self) -> bytes:
+        """The next chunk, waiting for it; a reader gone before sending it is an error."""
+        data = self._chunks.get()
+        if data is None:
+            raise RuntimeError("the reading process ended before sending every chunk")
+        return data
+
+    def join(self) -> None:
+        self._thread.join(timeout=10)
 
 
 class _Chained:
@@ -94,8 +122,7 @@ async def pipelined(dialect: str, text: bytes, written: str, empty: str, size: i
     chunk, into the empty timeline database ``empty``, with the view rows the import into ``written`` made
     (its rules and fold not run: their rows are written as they came out)."""
     stored = await read_stored(dialect, written)
-    parts = len(chunks(text.decode(), size))
-    views = _dealt(stored, parts)
+    dealt = _dealt(stored, len(chunks(text.decode(), size)))
     context = multiprocessing.get_context("spawn")
     start_reading, start = context.Pipe(duplex=False)
     received, out = context.Pipe(duplex=False)
@@ -103,71 +130,93 @@ async def pipelined(dialect: str, text: bytes, written: str, empty: str, size: i
     reader.start()
     start_reading.close()
     out.close()
-    # The connection is made, and the reader's modules imported, before the clock starts.
-    lite = sqlite3.connect(_path(empty), isolation_level=None) if dialect == "sqlite" else None
+    inbox = _Inbox(received, len(dealt))
+    try:
+        count, seconds = await _timed(dialect, text, empty, start, inbox, dealt)
+    finally:
+        # With the text's end closed, a reader still waiting for it stops at once; the inbox takes whatever
+        # else it sends, so it never waits on a full pipe.
+        start.close()
+        reader.join(timeout=10)
+        if reader.is_alive():
+            reader.kill()
+            reader.join()
+        received.close()
+        inbox.join()
+    if reader.exitcode != 0:
+        raise RuntimeError(f"the reading process exited with {reader.exitcode}")
+    if count != len(stored["events"]):
+        raise RuntimeError(f"stored {count} events where the import stored {len(stored['events'])}")
+    return count / seconds
+
+
+async def _timed(
+    dialect: str, text: bytes, empty: str, start: Connection, inbox: _Inbox, dealt: list[dict[str, _Rows]]
+) -> tuple[int, float]:
+    """The events stored and the seconds it took, from the text's sending to the commit."""
+    # The reader's modules are imported and the connection made before the clock starts.
+    lite = sqlite3.connect(sqlite_path(empty), isolation_level=None) if dialect == "sqlite" else None
     pg = await asyncpg.connect(pg_dsn(empty)) if lite is None else None
     try:
-        assert received.recv_bytes() == _READY
+        if await asyncio.to_thread(inbox.ready) != _READY:
+            raise RuntimeError("the reading process did not start")
         chained = _Chained(dialect)
-        began = time.perf_counter()
-        start.send_bytes(text)
-        if lite is not None:
-            count = _stored_sqlite(lite, received, chained, views)
-        else:
-            assert pg is not None
-            count = await _stored_postgres(pg, received, chained, views)
-        seconds = time.perf_counter() - began
+        with heap.frozen():  # as the import it is compared with runs
+            began = time.perf_counter()
+            start.send_bytes(text)
+            if lite is not None:
+                count = _stored_sqlite(lite, inbox, chained, dealt)
+            else:
+                assert pg is not None
+                count = await _stored_postgres(pg, inbox, chained, dealt)
+            return count, time.perf_counter() - began
     finally:
         if lite is not None:
             lite.close()
         if pg is not None:
             await pg.close()
-        reader.join(timeout=10)
-        if reader.is_alive():
-            reader.kill()
-    assert count == len(stored["events"]), (count, len(stored["events"]))
-    return count / seconds
 
 
-def _path(url: str) -> str:
-    path = make_url(url).database
-    assert path is not None
-    return path
+def _dealt(stored: dict[str, _Rows], parts: int) -> list[dict[str, _Rows]]:
+    """The import's claim and timeline rows dealt out over the chunks, to be stored with each (so they are
+    stored while the next chunk is read, not all after the last); its few estimate rows with the last."""
+    dealt: list[dict[str, _Rows]] = [{} for _ in range(parts)]
+    for name in ("claims", "timeline"):
+        rows = stored[name]
+        for index, part in enumerate(dealt):
+            part[name] = rows[len(rows) * index // parts : len(rows) * (index + 1) // parts]
+    dealt[-1]["estimates"] = stored["estimates"]
+    return dealt
 
 
 def _stored_sqlite(
-    conn: sqlite3.Connection,
-    received: Connection,
-    chained: _Chained,
-    views: list[dict[str, list[tuple[Any, ...]]]],
+    conn: sqlite3.Connection, inbox: _Inbox, chained: _Chained, dealt: list[dict[str, _Rows]]
 ) -> int:
+    """Each chunk's events chained and stored with its share of the view rows, in one transaction."""
     count = 0
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("BEGIN IMMEDIATE")
-    for part in views:
-        rows = chained.rows(received.recv_bytes())
+    for part in dealt:
+        rows = chained.rows(inbox.take())
         conn.executemany(_STORE_SQLITE["events"], rows)
         count += len(rows)
-        for name, dealt in part.items():
-            conn.executemany(_STORE_SQLITE[name], dealt)
+        for name, views in part.items():
+            conn.executemany(_STORE_SQLITE[name], views)
     conn.execute("COMMIT")
     return count
 
 
 async def _stored_postgres(
-    pg: asyncpg.Connection,
-    received: Connection,
-    chained: _Chained,
-    views: list[dict[str, list[tuple[Any, ...]]]],
+    pg: asyncpg.Connection, inbox: _Inbox, chained: _Chained, dealt: list[dict[str, _Rows]]
 ) -> int:
+    """``_stored_sqlite`` by COPY: a COPY a table a chunk, in one transaction."""
     count = 0
     async with pg.transaction():
-        for part in views:
-            # The pipe is read on a thread, so the server's COPY of the last chunk goes on meanwhile.
-            rows = chained.rows(await asyncio.to_thread(received.recv_bytes))
+        for part in dealt:
+            rows = chained.rows(await asyncio.to_thread(inbox.take))
             await pg.copy_records_to_table("events", records=rows, columns=_COLUMNS["events"])
             count += len(rows)
-            for name, dealt in part.items():
-                await pg.copy_records_to_table(name, records=dealt, columns=_COLUMNS[name])
+            for name, views in part.items():
+                await pg.copy_records_to_table(name, records=views, columns=_COLUMNS[name])
     return count
