@@ -231,7 +231,7 @@ async def _imported(text: bytes, written: str, empty: str) -> int:
 
 def test_the_pipeline_reads_the_fixture_in_chunks_as_the_import_reads_it_whole() -> None:
     # The pipeline's reader hands over chunks of the fixture; together they must propose exactly the events
-    # the whole file does, in its order, or the ceiling would be measured on other work.
+    # the whole file does, in its order, or the baseline would be measured on other work.
     text = imports._fixture_text(1_003).decode()
     parts = pipeline.chunks(text, 250)
     assert len(parts) == 5
@@ -319,8 +319,8 @@ async def test_the_import_benchmark_judges_its_run_against_the_baselines_of_that
     )
     assert f"({both:,.0f} events/s)" in result.note
     assert (f"the target ({wanted * floor:,.0f} events/s)" in result.note) == (wanted * floor > both)
-    ceiling = result.baselines[imports.PIPELINED].median
-    assert (f"storing, pipelined ({ceiling:,.0f} events/s" in result.note) == (wanted * floor > ceiling)
+    bare = result.baselines[imports.PIPELINED].median
+    assert (f"storing, pipelined ({bare:,.0f} events/s" in result.note) == (wanted * floor > bare)
 
 
 def test_the_import_target_is_ten_times_the_filed_runs_ratio_to_raw() -> None:

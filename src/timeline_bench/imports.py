@@ -1,6 +1,6 @@
 """Importing one big fixture file, against loading as many rows raw, against the two things an import
 cannot do without (reading its YAML, storing its rows), and against the two done at once on two processes
-with the hash chain: the fastest an import could run without its rules and views."""
+with the hash chain: an import without its rules and views (``pipeline``)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ async def bench_import(dbs: Databases, dialect: str) -> Result:
         await raw_insert(dialect, raw_url, rows, 1000, copy=dialect == "postgresql")
         raw.append(len(rows) / (time.perf_counter() - start))
     mine, floor = Stats.of(ours), Stats.of(raw)
-    read, own, ceiling = Stats.of(parsing), Stats.of(alone), Stats.of(piped)
+    read, own, bare = Stats.of(parsing), Stats.of(alone), Stats.of(piped)
     ratio = mine.median / floor.median
     name = "raw COPY" if dialect == "postgresql" else "raw batched INSERT"
     wanted = TARGET_TIMES * FILED_RATIO[dialect]
@@ -121,7 +121,7 @@ async def bench_import(dbs: Databases, dialect: str) -> Result:
             name: floor,
             "parsing the YAML alone": read,
             "timeline's rows alone": own,
-            PIPELINED: ceiling,
+            PIPELINED: bare,
         },
         target=f">= {wanted:.3f}x {name} ({TARGET_TIMES}x the {FILED_RATIO[dialect]:.4f}x of the run #14 was "
         "filed on)",
@@ -133,16 +133,16 @@ async def bench_import(dbs: Databases, dialect: str) -> Result:
             f"({both:,.0f} events/s)",
             above_parsing_then_rows(target, both),
             above_rows(target, own.median),
-            above_pipelined(target, ceiling.median),
+            above_pipelined(target, bare.median),
         ),
     )
 
 
-def above_pipelined(target: float, ceiling: float) -> str:
+def above_pipelined(target: float, bare: float) -> str:
     """Say so when the target is above the pipeline without rules (``pipeline.pipelined``) of the same run:
     an import on the same reader would have to do its rules and views in the CPU that pipeline leaves."""
     what = "parsing (in a process of its own), chaining and storing, pipelined"
-    return beyond(target, ceiling, what, ": no rules or folding")
+    return beyond(target, bare, what, ": no rules or folding")
 
 
 def above_parsing_then_rows(target: float, both: float) -> str:

@@ -4,8 +4,9 @@ The fixture's YAML is read by timeline's reader in a process of its own, a chunk
 streaming reader would hand them over), while this process chains the events with the import's own
 ``Batch.append`` and stores them, with the claim, timeline and estimate rows the real import stored, in one
 transaction. It leaves out the rules, the views' fold, the stream records, the Merkle tree's nodes and the
-per-entry metadata that an import also does or writes: an import on the same reader and the same cores
-runs slower than this by what those cost, however they are spread over the cores.
+per-entry metadata that an import also does or writes (and does some work an import does not: moving the
+events between processes, reading each chunk's document again): an import on the same reader and cores would
+have to do those in whatever CPU this leaves idle.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from timeline_bench.baselines import _COLUMNS, _STORE_SQLITE, pg_dsn, read_store
 CHUNK = 250
 _EVENTS = msgspec.msgpack.Decoder(list[DomainEvent])
 _READY = b"ready"
+# How long the writer waits for the reader's next message before calling it stuck (a chunk takes ms).
+_PATIENCE = 120.0
 _Rows = list[tuple[Any, ...]]
 
 
@@ -87,14 +90,20 @@ class _Inbox:
 
     def ready(self) -> bytes:
         """The reader's first message: that it is ready (empty if it ended first)."""
-        return self._chunks.get() or b""
+        return self._next() or b""
 
     def take(self) -> bytes:
         """The next chunk, waiting for it; a reader gone before sending it is an error."""
-        data = self._chunks.get()
+        data = self._next()
         if data is None:
             raise RuntimeError("the reading process ended before sending every chunk")
         return data
+
+    def _next(self) -> bytes | None:
+        try:
+            return self._chunks.get(timeout=_PATIENCE)
+        except queue.Empty:
+            raise RuntimeError(f"the reading process sent nothing for {_PATIENCE:g} s") from None
 
     def join(self) -> None:
         self._thread.join(timeout=10)
@@ -127,22 +136,25 @@ async def pipelined(dialect: str, text: bytes, written: str, empty: str, size: i
     start_reading, start = context.Pipe(duplex=False)
     received, out = context.Pipe(duplex=False)
     reader = context.Process(target=_read, args=(start_reading, out, size), daemon=True)
-    reader.start()
-    start_reading.close()
-    out.close()
-    inbox = _Inbox(received, len(dealt))
+    inbox: _Inbox | None = None
     try:
+        reader.start()
+        start_reading.close()
+        out.close()
+        inbox = _Inbox(received, len(dealt))
         count, seconds = await _timed(dialect, text, empty, start, inbox, dealt)
     finally:
         # With the text's end closed, a reader still waiting for it stops at once; the inbox takes whatever
         # else it sends, so it never waits on a full pipe.
         start.close()
-        reader.join(timeout=10)
-        if reader.is_alive():
-            reader.kill()
-            reader.join()
+        if reader.pid is not None:
+            reader.join(timeout=10)
+            if reader.is_alive():
+                reader.kill()
+                reader.join()
         received.close()
-        inbox.join()
+        if inbox is not None:
+            inbox.join()
     if reader.exitcode != 0:
         raise RuntimeError(f"the reading process exited with {reader.exitcode}")
     if count != len(stored["events"]):
