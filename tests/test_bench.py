@@ -21,6 +21,7 @@ from timeline.fixtures import parse, to_events
 from timeline.service import Recorder
 from timeline.store import audit, migrate, schema
 from timeline.store.database import Database
+from timeline_bench import __main__ as bench_main
 from timeline_bench import appends, baselines, http, imports, measure, peer, pipeline, seed
 from timeline_bench.generator import generate
 from timeline_bench.wrk import parse_wrk
@@ -329,6 +330,17 @@ def test_the_import_target_is_ten_times_the_filed_runs_ratio_to_raw() -> None:
     ratios = {r["database"]: r["ratio"] for r in filed["results"] if r["benchmark"].startswith("import")}
     assert ratios == imports.FILED_RATIO
     assert imports.TARGET_TIMES == 10
+
+
+def test_a_run_writes_where_git_ignores_it_and_never_over_a_committed_run() -> None:
+    # bench/results.json is the run issue #14 was filed on (its import target is read from it); a run
+    # that wrote there by default had overwritten it.
+    root = Path(__file__).parent.parent
+    default = bench_main.arguments().parse_args([]).json
+    assert default != Path("bench/results.json")
+    assert (root / "bench" / "results.json").is_file()
+    ignored = (root / ".gitignore").read_text().splitlines()
+    assert f"/{default}" in ignored, f"{default} is not ignored by git"
 
 
 def test_an_import_target_beyond_parsing_then_storing_is_named_in_the_note() -> None:
