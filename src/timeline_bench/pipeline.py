@@ -182,6 +182,11 @@ async def _timed(
                 assert pg is not None
                 count = await _stored_postgres(pg, inbox, chained, dealt)
             return count, time.perf_counter() - began
+    except BaseException:
+        if pg is not None:
+            pg.terminate()  # no round trip that could fail and hide the error on its way out
+            pg = None
+        raise
     finally:
         if lite is not None:
             lite.close()
