@@ -196,28 +196,6 @@ async def test_the_rows_alone_baseline_stores_what_the_write_path_stored(
     assert len(await _rows(database_url, schema.claims)) == 250
 
 
-async def test_the_import_floor_stores_every_row_the_import_stored_in_one_transaction(
-    database_url: str, empty_database_url: str
-) -> None:
-    # The import's floor is its own rows in one transaction (by COPY on PostgreSQL): every event, claim,
-    # timeline entry and estimate it wrote, or the floor would flatter what an import could reach.
-    db = Database(database_url)
-    try:
-        text = imports._fixture_text(120)
-        [result] = await import_fixtures(db, [LoadedFixture("bench.yaml", text)], recorded_by="bench")
-    finally:
-        await db.dispose()
-    await _migrate(empty_database_url)
-    dialect = sa.engine.make_url(database_url).get_backend_name()
-    copy = dialect == "postgresql"
-    rate = await baselines.stored_rows(
-        dialect, database_url, empty_database_url, result.appended, 0, copy=copy
-    )
-    assert rate > 0
-    await _same_views(database_url, empty_database_url)
-    assert len(await _rows(database_url, schema.events)) == result.appended
-
-
 async def _imported(text: bytes, written: str, empty: str) -> int:
     """Import ``text`` into ``written`` and migrate ``empty``, as the import benchmark does before measuring
     its baselines; the events appended."""
@@ -228,6 +206,20 @@ async def _imported(text: bytes, written: str, empty: str) -> int:
         await db.dispose()
     await _migrate(empty)
     return result.appended
+
+
+async def test_the_import_floor_stores_every_row_the_import_stored_in_one_transaction(
+    database_url: str, empty_database_url: str
+) -> None:
+    # The import's floor is its own rows in one transaction (by COPY on PostgreSQL): every event, claim,
+    # timeline entry and estimate it wrote, or the floor would flatter what an import could reach.
+    appended = await _imported(imports._fixture_text(120), database_url, empty_database_url)
+    dialect = sa.engine.make_url(database_url).get_backend_name()
+    copy = dialect == "postgresql"
+    rate = await baselines.stored_rows(dialect, database_url, empty_database_url, appended, 0, copy=copy)
+    assert rate > 0
+    await _same_views(database_url, empty_database_url)
+    assert len(await _rows(database_url, schema.events)) == appended
 
 
 def test_the_pipeline_reads_the_fixture_in_chunks_as_the_import_reads_it_whole() -> None:

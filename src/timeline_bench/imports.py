@@ -80,7 +80,8 @@ def _in_turn(first: float, second: float) -> float:
 
 async def bench_import(dbs: Databases, dialect: str) -> Result:
     """Importing one big fixture file, against loading the same number of rows raw, parsing its YAML
-    alone, and storing the very rows the import stored alone (in one transaction, as the import does)."""
+    alone, storing the very rows the import stored alone (in one transaction, as the import does), and the
+    import without its rules and views, pipelined on two processes (``pipeline.pipelined``)."""
     count = dbs.config.imports
     text = _fixture_text(count)
     ours, raw, parsing, alone, piped = [], [], [], [], []
