@@ -325,8 +325,8 @@ def test_the_import_target_is_ten_times_the_filed_runs_ratio_to_raw() -> None:
 
 
 def test_a_run_writes_where_git_ignores_it_and_never_over_a_committed_run() -> None:
-    # bench/results.json is the run issue #14 was filed on (its import target is read from it); a run
-    # that wrote there by default had overwritten it.
+    # bench/results.json is the run issue #14 was filed on (the import target's constants are checked
+    # against it); a run that wrote there by default had overwritten it.
     root = Path(__file__).parent.parent
     default = bench_main.arguments().parse_args([]).json
     assert default != Path("bench/results.json")

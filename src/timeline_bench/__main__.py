@@ -42,7 +42,8 @@ def table(results: list[Result]) -> str:
 
 
 # Where a run's table goes unless --json says: a file git ignores, so a run never overwrites the committed
-# runs the README cites (bench/results.json is the run issue #14 was filed on; its targets are read from it).
+# runs the README cites (bench/results.json is the run issue #14 was filed on; a test checks the import
+# target's constants against it).
 LAST_RUN = Path("bench/last-run.json")
 
 
