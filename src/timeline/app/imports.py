@@ -11,7 +11,7 @@ import msgspec
 from sqlalchemy.engine import make_url
 
 from timeline.app.errors import Rejected
-from timeline.domain.claims import entry_id
+from timeline.domain.claims import entry_id, remembering
 from timeline.domain.events import ClaimDenied, DomainEvent, RecordCorrected, SourceAmended, SourceRegistered
 from timeline.domain.rules import uncorrectable
 from timeline.domain.streams import claim_stream, references, source_stream, stream_of
@@ -134,36 +134,38 @@ async def _record(
     total = sum(len(proposals) for proposals in proposed_by_fixture)
     done = 0
     results = []
-    async with db.write() as conn:
-        for fixture, item, proposals in zip(fixtures, parsed, proposed_by_fixture, strict=True):
-            import_id = hashlib.sha256(fixture.text).hexdigest()[:16]
-            recorder = Recorder(conn, recorded_by=recorded_by, label=item.file, import_id=import_id)
-            await recorder.preload(_streams_of(proposals))
-            for origin, proposed in proposals:
-                event = (
-                    await _resolve(recorder, item, origin, proposed)
-                    if isinstance(proposed, CorrectionRef)
-                    else await _aliases_of_old_source(recorder, proposed)
+    # Each event is folded three times (rules, the views' look ahead, the views): remembered, twice skipped.
+    with remembering(total):
+        async with db.write() as conn:
+            for fixture, item, proposals in zip(fixtures, parsed, proposed_by_fixture, strict=True):
+                import_id = hashlib.sha256(fixture.text).hexdigest()[:16]
+                recorder = Recorder(conn, recorded_by=recorded_by, label=item.file, import_id=import_id)
+                await recorder.preload(_streams_of(proposals))
+                for origin, proposed in proposals:
+                    event = (
+                        await _resolve(recorder, item, origin, proposed)
+                        if isinstance(proposed, CorrectionRef)
+                        else await _aliases_of_old_source(recorder, proposed)
+                    )
+                    try:
+                        await recorder.record(event, origin=origin)
+                    except Rejected as rejected:
+                        raise _located(item, rejected, event) from None
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                appended = await recorder.finish()
+                results.append(
+                    ImportResult(
+                        file=item.file,
+                        document_id=item.fixture.document.id,
+                        import_id=import_id,
+                        appended=len(appended),
+                        unchanged=recorder.unchanged,
+                        first_position=appended[0].position if appended else None,
+                        last_position=appended[-1].position if appended else None,
+                    )
                 )
-                try:
-                    await recorder.record(event, origin=origin)
-                except Rejected as rejected:
-                    raise _located(item, rejected, event) from None
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            appended = await recorder.finish()
-            results.append(
-                ImportResult(
-                    file=item.file,
-                    document_id=item.fixture.document.id,
-                    import_id=import_id,
-                    appended=len(appended),
-                    unchanged=recorder.unchanged,
-                    first_position=appended[0].position if appended else None,
-                    last_position=appended[-1].position if appended else None,
-                )
-            )
     return results
 
 

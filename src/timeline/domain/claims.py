@@ -10,7 +10,8 @@ confirmed by others), ``disputed`` (denied), ``confirmed`` (corroborated), ``sta
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import msgspec
@@ -243,8 +244,30 @@ def replay(events: Sequence[ClaimEvent]) -> Claim:
 # An OrderedDict: a plain dict's oldest key, ``next(iter(d))``, is found by stepping over the slots its
 # earlier deletions left, thousands of them once it is full (22 microseconds an evolve, most of a rebuild's).
 _FOLDED: OrderedDict[tuple[int, int], tuple[Claim | None, ClaimEvent, Claim]] = OrderedDict()
-# Enough for the largest write batch the views fold at once; the oldest entries go first.
+# Enough for a request's batch (a group commit's included); the oldest entries go first. An import folds
+# more at once and asks for room while it does (``remembering``).
 _FOLDED_MAX = 4096
+
+
+class _Room:
+    capacity = _FOLDED_MAX
+
+
+_room = _Room()
+
+
+@contextmanager
+def remembering(events: int) -> Iterator[None]:
+    """Remember the folds of up to ``events`` claim events while inside, and none of them after: an import's
+    three folds of each event start over past the usual capacity (all of them missed at 10,000 events), and
+    the entries keep every state alive (about 2 kB an event)."""
+    before = _room.capacity
+    _room.capacity = max(before, events)
+    try:
+        yield
+    finally:
+        _room.capacity = before
+        _FOLDED.clear()
 
 
 def evolve(claim: Claim | None, event: ClaimEvent) -> Claim:
@@ -259,7 +282,7 @@ def evolve(claim: Claim | None, event: ClaimEvent) -> Claim:
     else:
         recorded = (*claim.recorded, event) if claim is not None else (event,)
         after = msgspec.structs.replace(_step(claim, event), recorded=recorded)
-    if len(_FOLDED) >= _FOLDED_MAX:
+    if len(_FOLDED) >= _room.capacity:
         _FOLDED.popitem(last=False)
     _FOLDED[key] = (claim, event, after)
     return after
