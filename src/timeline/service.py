@@ -237,13 +237,20 @@ class Recorder:
         return recorded
 
     async def record(
-        self, event: DomainEvent, *, origin: str, expected_version: int | None = None
+        self,
+        event: DomainEvent,
+        *,
+        origin: str,
+        expected_version: int | None = None,
+        named: set[str] | None = None,
     ) -> list[RecordedEvent]:
         """Check ``event`` against the rules and append it (or nothing, if it is already recorded).
 
         With ``expected_version`` (a client's If-Match), the stream must still be at that version.
+        ``named`` is ``references(event)``, when the caller has it already.
         """
-        return await self._record(event, references(event), origin=origin, expected_version=expected_version)
+        names = references(event) if named is None else named
+        return await self._record(event, names, origin=origin, expected_version=expected_version)
 
     async def _record(
         self, event: DomainEvent, named: set[str], *, origin: str, expected_version: int | None = None
@@ -306,6 +313,11 @@ class Recorder:
         # Checked in memory where it can be (a batch's streams are read with it): an await per event costs.
         if not self._known_existence(named):
             await self._load((), probe=named)
+        exists = self._exists
+        # A claim event names only other streams, each of them in ``named``: when all of them exist, there
+        # is no field to point at (building the fields' list cost more than the rest of this check).
+        if isinstance(event, ClaimEvent) and all(exists.get(s, False) for s in named):
+            return
         for kind, ident, where in named_fields(event):
             if not self._exists.get(stream_named(kind, ident), False):
                 raise UnknownReference(kind, ident, field=where)

@@ -140,15 +140,19 @@ async def _record(
             for fixture, item, proposals in zip(fixtures, parsed, proposed_by_fixture, strict=True):
                 import_id = hashlib.sha256(fixture.text).hexdigest()[:16]
                 recorder = Recorder(conn, recorded_by=recorded_by, label=item.file, import_id=import_id)
-                await recorder.preload(_streams_of(proposals))
-                for origin, proposed in proposals:
+                streams, named = _streams_of(proposals)
+                await recorder.preload(streams)
+                for (origin, proposed), names in zip(proposals, named, strict=True):
                     event = (
                         await _resolve(recorder, item, origin, proposed)
                         if isinstance(proposed, CorrectionRef)
                         else await _aliases_of_old_source(recorder, proposed)
                     )
                     try:
-                        await recorder.record(event, origin=origin)
+                        # A resolved correction, or a registration turned amendment, names its own.
+                        await recorder.record(
+                            event, origin=origin, named=names if event is proposed else None
+                        )
                     except Rejected as rejected:
                         raise _located(item, rejected, event) from None
                     done += 1
@@ -169,16 +173,23 @@ async def _record(
     return results
 
 
-def _streams_of(proposals: list[tuple[str, DomainEvent | CorrectionRef]]) -> set[str]:
-    """Every stream an import will read: those it writes to and those its events refer to."""
+def _streams_of(
+    proposals: list[tuple[str, DomainEvent | CorrectionRef]],
+) -> tuple[set[str], list[set[str] | None]]:
+    """Every stream an import will read (those it writes to and those its events refer to), and each
+    proposed event's ``references`` (None for a correction, not an event yet)."""
     streams: set[str] = set()
+    named: list[set[str] | None] = []
     for _, proposed in proposals:
         if isinstance(proposed, CorrectionRef):
             streams.add(claim_stream(proposed.claim_id))
+            named.append(None)
         else:
+            names = references(proposed)
             streams.add(stream_of(proposed))
-            streams |= references(proposed)
-    return streams
+            streams |= names
+            named.append(names)
+    return streams, named
 
 
 async def _aliases_of_old_source(recorder: Recorder, event: DomainEvent) -> DomainEvent:

@@ -41,7 +41,7 @@ def canonical(
 ) -> bytes:
     """The bytes an event's hash covers (besides the previous hash)."""
     fields = (position, event_id, stream_id, stream_version, type, schema_version, data, metadata)
-    return canonical_of(*fields, valid_from, recorded_at)
+    return canonical_of(*fields, valid_from, timestamp(recorded_at))
 
 
 def canonical_of(
@@ -54,12 +54,13 @@ def canonical_of(
     data: str,
     metadata: str,
     valid_from: dt.date | None,
-    recorded_at: dt.datetime,
+    stamp: str,
 ) -> bytes:
-    """``canonical`` with positional arguments, for the write path (a call per event)."""
+    """``canonical`` with positional arguments and the recording time as ``timestamp`` wrote it, for the
+    write path (a call per event; a batch's events share one time, written once)."""
     return (
         f"{position}\n{event_id}\n{stream_id}\n{stream_version}\n{type}\n{schema_version}\n{data}\n"
-        f"{metadata}\n{valid_from.isoformat() if valid_from is not None else ''}\n{timestamp(recorded_at)}"
+        f"{metadata}\n{valid_from.isoformat() if valid_from is not None else ''}\n{stamp}"
     ).encode()
 
 

@@ -148,6 +148,7 @@ class Batch:
         self.head = head
         self.head_hash = head_hash
         self.recorded_at = recorded_at
+        self._stamp = chain.timestamp(recorded_at)
         # In ``statements.EVENT_COLUMNS`` order.
         self.rows: list[driver.Row] = []
         # The last metadata encoded: the events of one request or input line share one.
@@ -201,7 +202,7 @@ class Batch:
                 data,
                 meta,
                 valid_from,
-                recorded_at,
+                self._stamp,
             ),
         )
         self.rows.append(
