@@ -29,11 +29,11 @@ from timeline.store.seal import SEALED, SEALER, SignedCheckpoint
 from timeline.store.statements import (
     APPEND,
     CLAIMS_FOR,
+    EVENTS_PART,
     KEYS_ANSWERED,
     MOVED_ON,
     READ_AFTER,
     READ_FOR_WRITE,
-    RECORD_PART,
     SAVE_APPENDING,
     SAVE_FOLDING,
     SQLITE,
@@ -113,9 +113,11 @@ async def read_for_write(
     claim_ids: Sequence[str] = (),
     keys: Sequence[tuple[str, str, str]] = (),
 ) -> list[Row]:
-    """Rows of ``READ_FOR_WRITE``: (part, *event columns), events typed as ``stored_event`` gives them
-    (a record's row is (3, None, None, stream_id, version, None, None, state, ...), a claim's is
-    (4 or 5, None, None, claim_id, None, None, None, state, ...))."""
+    """Rows of ``READ_FOR_WRITE``: (part, *event columns), the streams' events typed as ``stored_event``
+    gives them; of a probed stream's first event and of the head, only the stream id, position and hash are
+    read, left as stored (decoding their UUIDs and times was most of a single write's reading). A record's row
+    is (3, None, None, stream_id, version, None, None, state, ...), a claim's (4 or 5, None, None, claim_id,
+    None, None, None, state, ...)."""
     driver = await driver_of(conn)
     dialect = conn.dialect.name
     if dialect == "postgresql":
@@ -140,7 +142,7 @@ async def read_for_write(
                 json.dumps(keys),
             ),
         )
-    return [tuple(r) if r[0] >= RECORD_PART else (r[0], *stored_event(r[1:], dialect)) for r in rows]
+    return [(r[0], *stored_event(r[1:], dialect)) if r[0] == EVENTS_PART else tuple(r) for r in rows]
 
 
 async def read_after(conn: AsyncConnection, after: int, limit: int) -> list[Row]:

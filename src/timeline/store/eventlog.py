@@ -292,7 +292,7 @@ class Reading(msgspec.Struct, kw_only=True):
     views_seen: int | None = None
 
 
-_WHOLE, _PROBE, _HEAD = 0, 1, 2
+_WHOLE, _PROBE, _HEAD = statements.EVENTS_PART, 1, 2
 
 
 async def read_for_write(

@@ -95,6 +95,9 @@ UNION ALL SELECT 5, {_CLAIM} FROM (
   JOIN claims c ON c.claim_id IN (e.asserted_claim_id, e.projected_claim_id)
 ORDER BY 1, 4, 5""",
 }
+# The parts of READ_FOR_WRITE's rows: the streams' events (0), the probed streams' first events (1), the head
+# (2), the records (3), the claims (4, 5).
+EVENTS_PART = 0
 RECORD_PART = 3
 CLAIM_PARTS = (4, 5)
 
