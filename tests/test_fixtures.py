@@ -8,9 +8,11 @@ import textwrap
 import pytest
 
 from timeline.app.imports import LoadedFixture, import_fixtures
+from timeline.domain import claims
 from timeline.fixtures import FixtureError, json_schema, parse
 from timeline.store import eventlog, queries
 from timeline.store.database import Database
+from timeline_bench import imports as bench_imports
 
 from .conftest import ROOT, SEED
 
@@ -80,6 +82,28 @@ async def test_seed_imports_once_and_again_adds_nothing(db: Database) -> None:
     assert again.appended == 0
     assert again.unchanged > 0
     assert await log_size(db) == size == 29
+
+
+async def test_a_big_import_folds_each_claim_event_once_and_holds_no_state_after(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rules, the views' look ahead and the views each fold every claim event; past the 4,096 folds
+    # remembered for a request, an import refolded all of them (three times the work), and what is
+    # remembered holds every state alive until forgotten.
+    steps = 0
+    step = claims._step
+
+    def counted(claim: claims.Claim | None, event: claims.ClaimEvent) -> claims.Claim:
+        nonlocal steps
+        steps += 1
+        return step(claim, event)
+
+    monkeypatch.setattr(claims, "_step", counted)
+    text = bench_imports._fixture_text(5_000)  # 5,000 claims and denials, 50 subjects, 50 sources
+    [result] = await import_fixtures(db, [LoadedFixture("big.yaml", text)], recorded_by="test")
+    assert result.appended == 5_000 + 50 + 50 + 1
+    assert steps == 5_000
+    assert not claims._FOLDED
 
 
 async def test_error_late_in_a_fixture_imports_nothing(db: Database) -> None:
