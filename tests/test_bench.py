@@ -283,6 +283,25 @@ async def test_a_pipeline_whose_reader_fails_says_so_and_leaves_no_process(
     assert multiprocessing.active_children() == before
 
 
+def test_a_reader_that_goes_quiet_without_ending_is_an_error_not_a_hang(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A reader stuck without exiting (its pipe open, nothing sent) must not hold the benchmark forever: the
+    # wait for its next message is bounded (120 s in a run, shortened here) and then names the reader.
+    monkeypatch.setattr(pipeline, "_PATIENCE", 0.2)
+    received, sent = multiprocessing.Pipe(duplex=False)
+    inbox = pipeline._Inbox(received, 1)
+    try:
+        sent.send_bytes(b"ready")
+        assert inbox.ready() == b"ready"
+        with pytest.raises(RuntimeError, match=r"sent nothing for 0\.2 s"):
+            inbox.take()
+    finally:
+        sent.close()  # the draining thread then sees the end and stops
+        inbox.join()
+        received.close()
+
+
 async def test_the_import_benchmark_judges_its_run_against_the_baselines_of_that_run(
     backend: str, pg_template: object
 ) -> None:
