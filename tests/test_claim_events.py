@@ -345,3 +345,19 @@ def test_headlines_name_whose_claim(entry: TimelineEntry, expected: str) -> None
     names = {"nis": "NIS", "kremlin": "The Kremlin"}
     kinds = {"nis": "agency", "kremlin": "government"}
     assert headlines.headline(entry, names, kinds, {"c": record}) == expected
+
+
+def test_overlapping_imports_leave_the_fold_memo_as_a_request_finds_it() -> None:
+    # Imports may overlap (tasks on one loop, a server's import on its own thread) and end in any order: the
+    # room the last one asked for goes with it, and only then is what they remembered let go. Otherwise the
+    # memo stays large and keeps states alive for good.
+    first, second = claims.remembering(9_000), claims.remembering(12_000)
+    first.__enter__()
+    second.__enter__()
+    claims.evolve(None, claim_made("c", "nis", 1500))
+    first.__exit__(None, None, None)  # the first to begin ends first
+    assert claims._room.capacity == 12_000
+    assert claims._FOLDED
+    second.__exit__(None, None, None)
+    assert claims._room.capacity == claims._FOLDED_MAX
+    assert not claims._FOLDED

@@ -250,7 +250,10 @@ _FOLDED_MAX = 4096
 
 
 class _Room:
-    capacity = _FOLDED_MAX
+    def __init__(self) -> None:
+        # The room each open ``remembering`` asked for (imports may overlap: on a loop's tasks, on threads).
+        self.asked: list[int] = []
+        self.capacity = _FOLDED_MAX
 
 
 _room = _Room()
@@ -258,16 +261,18 @@ _room = _Room()
 
 @contextmanager
 def remembering(events: int) -> Iterator[None]:
-    """Remember the folds of up to ``events`` claim events while inside, and none of them after: an import's
-    three folds of each event start over past the usual capacity (all of them missed at 10,000 events), and
-    the entries keep every state alive (about 2 kB an event)."""
-    before = _room.capacity
-    _room.capacity = max(before, events)
+    """Remember the folds of up to ``events`` claim events while inside, and, once no import is inside, none
+    of them: an import's three folds of each event start over past the usual capacity (all of them missed at
+    10,000 events), and the entries keep every state alive (about 2 kB an event)."""
+    _room.asked.append(events)
+    _room.capacity = max([_FOLDED_MAX, *_room.asked])
     try:
         yield
     finally:
-        _room.capacity = before
-        _FOLDED.clear()
+        _room.asked.remove(events)
+        _room.capacity = max([_FOLDED_MAX, *_room.asked])
+        if not _room.asked:
+            _FOLDED.clear()
 
 
 def evolve(claim: Claim | None, event: ClaimEvent) -> Claim:
@@ -283,7 +288,11 @@ def evolve(claim: Claim | None, event: ClaimEvent) -> Claim:
         recorded = (*claim.recorded, event) if claim is not None else (event,)
         after = msgspec.structs.replace(_step(claim, event), recorded=recorded)
     if len(_FOLDED) >= _room.capacity:
-        _FOLDED.popitem(last=False)
+        # Not contextlib.suppress: this runs on every fold once the memo is full (a rebuild's millions).
+        try:  # noqa: SIM105
+            _FOLDED.popitem(last=False)
+        except KeyError:  # emptied meanwhile: an import on another thread left ``remembering``
+            pass
     _FOLDED[key] = (claim, event, after)
     return after
 
