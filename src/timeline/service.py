@@ -247,7 +247,7 @@ class Recorder:
         """Check ``event`` against the rules and append it (or nothing, if it is already recorded).
 
         With ``expected_version`` (a client's If-Match), the stream must still be at that version.
-        ``named`` is ``references(event)``, when the caller has it already.
+        ``named``, when the caller has worked it out already, must be ``references(event)``: it is trusted.
         """
         names = references(event) if named is None else named
         return await self._record(event, names, origin=origin, expected_version=expected_version)

@@ -114,10 +114,10 @@ async def read_for_write(
     keys: Sequence[tuple[str, str, str]] = (),
 ) -> list[Row]:
     """Rows of ``READ_FOR_WRITE``: (part, *event columns), the streams' events typed as ``stored_event``
-    gives them; of a probed stream's first event and of the head, only the stream id, position and hash are
-    read, left as stored (decoding their UUIDs and times was most of a single write's reading). A record's row
-    is (3, None, None, stream_id, version, None, None, state, ...), a claim's (4 or 5, None, None, claim_id,
-    None, None, None, state, ...)."""
+    gives them; a probed stream's first event and the head are left as stored, since only their stream id,
+    position and hash are used (decoding their UUIDs and times took 3.3% of a single write's samples). A
+    record's row is (3, None, None, stream_id, version, None, None, state, ...), a claim's (4 or 5, None,
+    None, claim_id, None, None, None, state, ...)."""
     driver = await driver_of(conn)
     dialect = conn.dialect.name
     if dialect == "postgresql":
