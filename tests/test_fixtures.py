@@ -12,7 +12,6 @@ from timeline.domain import claims
 from timeline.fixtures import FixtureError, json_schema, parse
 from timeline.store import eventlog, queries
 from timeline.store.database import Database
-from timeline_bench import imports as bench_imports
 
 from .conftest import ROOT, SEED
 
@@ -99,8 +98,22 @@ async def test_a_big_import_folds_each_claim_event_once_and_holds_no_state_after
         return step(claim, event)
 
     monkeypatch.setattr(claims, "_step", counted)
-    text = bench_imports._fixture_text(5_000)  # 5,000 claims and denials, 50 subjects, 50 sources
-    [result] = await import_fixtures(db, [LoadedFixture("big.yaml", text)], recorded_by="test")
+    text = "".join(
+        [
+            'document: {id: big, title: A big article, published_on: "2024-10-21"}\nsubjects:\n',
+            *(f"  - {{id: subject-{s}, name: Subject {s}}}\n" for s in range(50)),
+            "sources:\n",
+            *(f"  - {{id: source-{s}, name: Source {s}, kind: agency}}\n" for s in range(50)),
+            "events:\n",
+            *(
+                f"  - {{type: claim, id: c{i}, subject: subject-{i % 50}, source: source-{i % 47}, "
+                f"statement: A figure., metric: soldiers, quantity: {{comparator: about, value: {i}, "
+                "unit: soldiers}}\n"
+                for i in range(5_000)
+            ),
+        ]
+    )
+    [result] = await import_fixtures(db, [LoadedFixture("big.yaml", text.encode())], recorded_by="test")
     assert result.appended == 5_000 + 50 + 50 + 1
     assert steps == 5_000
     assert not claims._FOLDED
