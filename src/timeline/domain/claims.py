@@ -253,6 +253,7 @@ class _Room:
     def __init__(self) -> None:
         # The room each open ``remembering`` asked for (imports may overlap: on a loop's tasks, on threads).
         self.asked: list[int] = []
+        # The largest of those and _FOLDED_MAX, kept rather than worked out: ``evolve`` reads it every fold.
         self.capacity = _FOLDED_MAX
 
 

@@ -292,9 +292,6 @@ class Reading(msgspec.Struct, kw_only=True):
     views_seen: int | None = None
 
 
-_WHOLE, _PROBE, _HEAD = statements.EVENTS_PART, 1, 2
-
-
 async def read_for_write(
     conn: AsyncConnection,
     stream_ids: Iterable[str],
@@ -318,12 +315,12 @@ async def read_for_write(
         for part, *row in rows:
             if part in statements.CLAIM_PARTS:
                 reading.claims.append((2 * (part - statements.CLAIM_PARTS[0]), row[2], row[6]))
-            elif part == _WHOLE:
+            elif part == statements.EVENTS_PART:
                 recorded = _from_driver(row)
                 reading.streams[recorded.stream_id].append(recorded)
-            elif part == _PROBE:
+            elif part == statements.PROBE_PART:
                 reading.existing.add(row[2])
-            elif part == _HEAD:
+            elif part == statements.HEAD_PART:
                 reading.head = (int(row[0]), str(row[11]))
             elif part == statements.VIEWS_SEEN_PART:
                 reading.views_seen = int(row[0])

@@ -97,8 +97,7 @@ ORDER BY 1, 4, 5""",
 }
 # The parts of READ_FOR_WRITE's rows: the streams' events (0), the probed streams' first events (1), the head
 # (2), the records (3), the claims (4, 5), the views' checkpoint version (6).
-EVENTS_PART = 0
-RECORD_PART = 3
+EVENTS_PART, PROBE_PART, HEAD_PART, RECORD_PART = 0, 1, 2, 3
 CLAIM_PARTS = (4, 5)
 
 READ_AFTER = {
