@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import msgspec
 import pytest
 
@@ -15,6 +17,7 @@ from timeline.domain.events import (
     ClaimRevised,
     CorrectedFields,
     DenialWithdrawn,
+    DomainEvent,
     EvidenceAttached,
     Quantity,
     RecordCorrected,
@@ -422,3 +425,11 @@ def test_a_week_says_when_it_happened_never_when_it_was_said(field: str) -> None
         rules.decide_make(None, event)
     assert caught.value.field == ("stated_on" if field == "stated_on" else "quantity.horizon")
     assert "a week ('2024-W43') is only for when a thing happened ('occurred')" in str(caught.value)
+
+
+def test_event_kinds_are_final_so_the_fold_can_tell_them_by_type() -> None:
+    """The fold, the rules and the stream records tell claim events apart by exact type (cheaper than
+    ``isinstance``); an event class with a subclass would be folded as no kind at all."""
+    assert all(kind.__subclasses__() == [] for kind in get_args(DomainEvent))
+    assert claims.is_claim_event(claim_made("c", "s", 1))
+    assert not claims.is_claim_event(SubjectRegistered(subject_id="s", name="S"))

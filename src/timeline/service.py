@@ -9,14 +9,23 @@ expected version, and writes the streams' new records with the events.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline.app.errors import PreconditionFailed, Rejected
 from timeline.domain import rules
-from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration, entry_id, registration_id
+from timeline.domain.claims import (
+    Amendment,
+    Claim,
+    ClaimEvent,
+    Registration,
+    entry_id,
+    is_claim_event,
+    registration_id,
+)
 from timeline.domain.errors import DefinitionConflict, DomainError, UnknownReference
 from timeline.domain.events import (
     ClaimConfirmed,
@@ -65,6 +74,17 @@ class _Stream:
 
 _REGISTERED = SubjectRegistered | SourceRegistered | DocumentRegistered
 _AMENDED = SubjectAmended | SourceAmended | DocumentAmended
+# The rule that decides each kind of claim event.
+_DECIDE_CLAIM: dict[type, Callable[[Claim | None, Any], list[DomainEvent]]] = {
+    ClaimMade: rules.decide_make,
+    ClaimRevised: rules.decide_revise,
+    ClaimDenied: rules.decide_deny,
+    ClaimConfirmed: rules.decide_confirm,
+    EvidenceAttached: rules.decide_attach,
+    ClaimRetracted: rules.decide_retract,
+    RecordCorrected: rules.decide_correct,
+    DenialWithdrawn: rules.decide_withdraw_denial,
+}
 
 
 def _ident_of(event: DomainEvent) -> str:
@@ -323,30 +343,14 @@ class Recorder:
                 raise UnknownReference(kind, ident, field=where)
 
     def _decide(self, stream: _Stream, event: DomainEvent) -> list[DomainEvent]:
+        if is_claim_event(event):  # most events: one lookup by type (see ``is_claim_event``)
+            return _DECIDE_CLAIM[type(event)](stream.state.claim, event)
         if isinstance(event, _REGISTERED):
             return rules.decide_registration(stream.state.first, event)
         if isinstance(event, _AMENDED):
             return rules.decide_amend(stream.state.current, event)
         if isinstance(event, StatementMade):
             return rules.decide_statement(stream.state.current, stream.state.statements, event)
-        claim = stream.state.claim
-        match event:
-            case ClaimMade():
-                return rules.decide_make(claim, event)
-            case ClaimRevised():
-                return rules.decide_revise(claim, event)
-            case ClaimDenied():
-                return rules.decide_deny(claim, event)
-            case ClaimConfirmed():
-                return rules.decide_confirm(claim, event)
-            case EvidenceAttached():
-                return rules.decide_attach(claim, event)
-            case ClaimRetracted():
-                return rules.decide_retract(claim, event)
-            case RecordCorrected():
-                return rules.decide_correct(claim, event)
-            case DenialWithdrawn():
-                return rules.decide_withdraw_denial(claim, event)
         raise AssertionError(event)  # pragma: no cover
 
     async def _conflict_detail(
@@ -393,7 +397,7 @@ class Recorder:
         every row they need in one query (they check it against the rows they read)."""
         first: dict[str, RecordedEvent] = {}
         for recorded in self.appended:
-            if isinstance(recorded.event, ClaimEvent):
+            if is_claim_event(recorded.event):
                 first.setdefault(recorded.event.claim_id, recorded)
         # A stream's appended events are its last ones: the state before is the one it was read in.
         return {claim_id: self._streams[r.stream_id].states[0].claim for claim_id, r in first.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, TypeGuard, get_args
 
 import msgspec
 
@@ -51,6 +51,16 @@ ClaimEvent = (
 )
 Registration = SubjectRegistered | SourceRegistered | DocumentRegistered
 Amendment = SubjectAmended | SourceAmended | DocumentAmended
+# Every claim event's class. Event classes are final (none is subclassed), so the fold tells them apart by
+# exact type: an ``isinstance`` against a union of these structs costs 60-100 ns for each class it misses,
+# and the write path asked a dozen such questions of every event
+# (bench/results-2026-12-05-fourteenth-fold.txt).
+CLAIM_EVENT_TYPES: frozenset[type] = frozenset(get_args(ClaimEvent))
+
+
+def is_claim_event(event: object) -> TypeGuard[ClaimEvent]:
+    """Whether an event is one of a claim's (made, revised, denied... corrected)."""
+    return type(event) in CLAIM_EVENT_TYPES
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -95,8 +105,14 @@ def _add(sources: tuple[str, ...], source: str) -> tuple[str, ...]:
 
 def standing_denials(claim: Claim) -> tuple[ClaimDenied, ...]:
     """The claim's denials that their sources have not withdrawn."""
-    withdrawn = {w.denial_id for w in claim.withdrawals}
-    return tuple(d for d in claim.denials if d.denial_id not in withdrawn)
+    return _standing(claim.denials, claim.withdrawals)
+
+
+def _standing(
+    denials: tuple[ClaimDenied, ...], withdrawals: tuple[DenialWithdrawn, ...]
+) -> tuple[ClaimDenied, ...]:
+    withdrawn = {w.denial_id for w in withdrawals}
+    return tuple(d for d in denials if d.denial_id not in withdrawn)
 
 
 def _deniers(denials: tuple[ClaimDenied, ...]) -> tuple[str, ...]:
@@ -120,82 +136,111 @@ def figure_status(claim: Claim) -> Status | None:
     return "disputed" if disputed else "confirmed" if confirmed else "standing"
 
 
-def _status(claim: Claim) -> Status:
-    if claim.retraction is not None:
+def _status(
+    retraction: ClaimRetracted | None, disputed_by: tuple[str, ...], confirmed_by: tuple[str, ...]
+) -> Status:
+    if retraction is not None:
         return "retracted"
-    if claim.disputed_by and claim.confirmed_by:
+    if disputed_by and confirmed_by:
         return "contested"
-    if claim.disputed_by:
+    if disputed_by:
         return "disputed"
-    if claim.confirmed_by:
+    if confirmed_by:
         return "confirmed"
     return "standing"
 
 
-def _step(claim: Claim | None, event: ClaimEvent) -> Claim:
-    """Apply one (already corrected) event without looking back."""
-    if isinstance(event, ClaimMade):
-        return Claim(
-            claim_id=event.claim_id,
-            subject_id=event.subject_id,
-            source_id=event.source_id,
-            metric=event.metric,
-            statement=event.statement,
-            modality=event.modality,
-            stated_on=event.stated_on,
-            quantity=event.quantity,
-            document_ids=event.document_ids,
-            status="standing",
-            disputed_by=(),
-            confirmed_by=(),
-            revisions=(),
-            denials=(),
-            confirmations=(),
-            evidence=(),
-            corrections=(),
-            retraction=None,
-            version=1,
-            recorded=(),
-            occurred=event.occurred,
-        )
+def _made(event: ClaimMade, recorded: tuple[ClaimEvent, ...]) -> Claim:
+    return Claim(
+        claim_id=event.claim_id,
+        subject_id=event.subject_id,
+        source_id=event.source_id,
+        metric=event.metric,
+        statement=event.statement,
+        modality=event.modality,
+        stated_on=event.stated_on,
+        quantity=event.quantity,
+        document_ids=event.document_ids,
+        status="standing",
+        disputed_by=(),
+        confirmed_by=(),
+        revisions=(),
+        denials=(),
+        confirmations=(),
+        evidence=(),
+        corrections=(),
+        retraction=None,
+        version=1,
+        recorded=recorded,
+        occurred=event.occurred,
+    )
+
+
+def _step(claim: Claim | None, event: ClaimEvent, recorded: tuple[ClaimEvent, ...] = ()) -> Claim:
+    """Apply one (already corrected) event without looking back; ``recorded`` is the new state's history."""
+    # Dispatched on the exact type, not ``isinstance``: a miss of ``isinstance`` on these structs costs
+    # 60-100 ns a class, and a fold made a dozen an event (bench/results-2026-12-05-fourteenth-fold.txt).
+    # Event classes are final. The next state is one ``replace``, version and status included.
+    if type(event) is ClaimMade:
+        return _made(event, recorded)
     if claim is None:
         raise ValueError(f"{type(event).__name__} for claim {event.claim_id!r} before ClaimMade")
-    version = claim.version + 1
-    match event:
-        case ClaimRevised():
-            claim = msgspec.structs.replace(
-                claim,
-                statement=event.statement,
-                stated_on=event.stated_on,
-                quantity=event.quantity if event.quantity is not None else claim.quantity,
-                modality=event.modality or claim.modality,
-                occurred=event.occurred or claim.occurred,
-                document_ids=_merge_documents(claim.document_ids, event.document_ids),
-                revisions=(*claim.revisions, event.revision_id),
-            )
-        case ClaimDenied():
-            claim = msgspec.structs.replace(
-                claim,
-                disputed_by=_add(claim.disputed_by, event.denied_by),
-                denials=(*claim.denials, event),
-            )
-        case ClaimConfirmed():
-            claim = msgspec.structs.replace(
-                claim,
-                confirmed_by=_add(claim.confirmed_by, event.confirmed_by),
-                confirmations=(*claim.confirmations, event),
-            )
-        case EvidenceAttached():
-            claim = msgspec.structs.replace(claim, evidence=(*claim.evidence, event))
-        case ClaimRetracted():
-            claim = msgspec.structs.replace(claim, retraction=event)
-        case RecordCorrected():
-            claim = msgspec.structs.replace(claim, corrections=(*claim.corrections, event))
-        case DenialWithdrawn():
-            claim = msgspec.structs.replace(claim, withdrawals=(*claim.withdrawals, event))
-            claim = msgspec.structs.replace(claim, disputed_by=_deniers(standing_denials(claim)))
-    claim = msgspec.structs.replace(claim, version=version)
-    return msgspec.structs.replace(claim, status=_status(claim))
+    retraction, disputed_by, confirmed_by = claim.retraction, claim.disputed_by, claim.confirmed_by
+    replace = msgspec.structs.replace
+    if type(event) is ClaimRevised:
+        return replace(
+            claim,
+            statement=event.statement,
+            stated_on=event.stated_on,
+            quantity=event.quantity if event.quantity is not None else claim.quantity,
+            modality=event.modality or claim.modality,
+            occurred=event.occurred or claim.occurred,
+            document_ids=_merge_documents(claim.document_ids, event.document_ids),
+            revisions=(*claim.revisions, event.revision_id),
+            version=claim.version + 1,
+            recorded=recorded,
+        )
+    if type(event) is ClaimDenied:
+        disputed_by = _add(disputed_by, event.denied_by)
+        return replace(
+            claim,
+            disputed_by=disputed_by,
+            denials=(*claim.denials, event),
+            status=_status(retraction, disputed_by, confirmed_by),
+            version=claim.version + 1,
+            recorded=recorded,
+        )
+    if type(event) is ClaimConfirmed:
+        confirmed_by = _add(confirmed_by, event.confirmed_by)
+        return replace(
+            claim,
+            confirmed_by=confirmed_by,
+            confirmations=(*claim.confirmations, event),
+            status=_status(retraction, disputed_by, confirmed_by),
+            version=claim.version + 1,
+            recorded=recorded,
+        )
+    if type(event) is EvidenceAttached:
+        return replace(claim, evidence=(*claim.evidence, event), version=claim.version + 1, recorded=recorded)
+    if type(event) is ClaimRetracted:
+        return replace(
+            claim, retraction=event, status="retracted", version=claim.version + 1, recorded=recorded
+        )
+    if type(event) is RecordCorrected:
+        return replace(
+            claim, corrections=(*claim.corrections, event), version=claim.version + 1, recorded=recorded
+        )
+    assert type(event) is DenialWithdrawn, event
+    withdrawals = (*claim.withdrawals, event)
+    disputed_by = _deniers(_standing(claim.denials, withdrawals))
+    return replace(
+        claim,
+        withdrawals=withdrawals,
+        disputed_by=disputed_by,
+        status=_status(retraction, disputed_by, confirmed_by),
+        version=claim.version + 1,
+        recorded=recorded,
+    )
 
 
 # The source field of each event kind, which a correction of "source_id" replaces.
@@ -282,12 +327,11 @@ def evolve(claim: Claim | None, event: ClaimEvent) -> Claim:
     known = _FOLDED.get(key)
     if known is not None and known[0] is claim and known[1] is event:
         return known[2]
-    if isinstance(event, RecordCorrected):
+    if type(event) is RecordCorrected:
         assert claim is not None
         after = replay((*claim.recorded, event))
     else:
-        recorded = (*claim.recorded, event) if claim is not None else (event,)
-        after = msgspec.structs.replace(_step(claim, event), recorded=recorded)
+        after = _step(claim, event, (*claim.recorded, event) if claim is not None else (event,))
     if len(_FOLDED) >= _room.capacity:
         # Not contextlib.suppress: this runs on every fold once the memo is full (a rebuild's millions).
         try:  # noqa: SIM105

@@ -14,7 +14,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.domain.claims import Claim, ClaimEvent, Registration, evolve
+from timeline.domain.claims import Claim, ClaimEvent, Registration, evolve, is_claim_event
 from timeline.domain.events import (
     DocumentAmended,
     DomainEvent,
@@ -89,16 +89,18 @@ async def load_for(
     """
     views = Views()
     amended = [
-        stream_of(e) for e in new_events if isinstance(e, SubjectAmended | SourceAmended | DocumentAmended)
+        stream_of(e)
+        for e in new_events
+        if not is_claim_event(e) and isinstance(e, SubjectAmended | SourceAmended | DocumentAmended)
     ]
     for chunk in chunked(set(amended)):
         result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id.in_(chunk)))
         for row in result.mappings():
             views.registrations[row["stream_id"]] = registration_from_row(row)
-    claim_events = [e for e in new_events if isinstance(e, ClaimEvent)]
+    claim_events = [e for e in new_events if is_claim_event(e)]
     if not claim_events:
         return views
-    corrected = {e.claim_id for e in claim_events if isinstance(e, RecordCorrected)}
+    corrected = {e.claim_id for e in claim_events if type(e) is RecordCorrected}
     if corrected:
         assert until is not None, "a correction is folded with the claim's history, read up to ``until``"
     ids = {e.claim_id for e in claim_events}
