@@ -92,10 +92,12 @@ async def test_a_big_import_folds_each_claim_event_once_and_holds_no_state_after
     steps = 0
     step = claims._step
 
-    def counted(claim: claims.Claim | None, event: claims.ClaimEvent) -> claims.Claim:
+    def counted(
+        claim: claims.Claim | None, event: claims.ClaimEvent, recorded: tuple[claims.ClaimEvent, ...] = ()
+    ) -> claims.Claim:
         nonlocal steps
         steps += 1
-        return step(claim, event)
+        return step(claim, event, recorded)
 
     monkeypatch.setattr(claims, "_step", counted)
     text = "".join(

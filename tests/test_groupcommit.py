@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from timeline import groupcommit, signing
 from timeline.app.errors import Rejected
+from timeline.domain import claims
 from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer, Unavailable, Unit
 from timeline.service import Recorder
@@ -71,6 +72,35 @@ async def test_units_share_a_commit_and_fail_alone(db: Database) -> None:
     assert len(streams) == 7
     assert report.ok
     assert max(sizes) > 1, "concurrent units should have shared a transaction"
+
+
+async def test_a_batch_folds_each_claim_event_once_and_keeps_no_state_after(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rules, the views' look ahead and the views each fold a batch's claim events: inside the batch the
+    # second and third folds are the first's; after it, nothing is kept alive.
+    committer = Committer(db)
+    try:
+        for registration in (subject("s"), source("a"), document("d")):
+            await committer.run(_unit(registration))
+        steps = 0
+        step = claims._step
+
+        def counted(
+            claim: claims.Claim | None, event: claims.ClaimEvent, recorded: tuple[claims.ClaimEvent, ...] = ()
+        ) -> claims.Claim:
+            nonlocal steps
+            steps += 1
+            return step(claim, event, recorded)
+
+        monkeypatch.setattr(claims, "_step", counted)
+        await asyncio.gather(
+            *(committer.run(_unit(claim_made(f"c{i}", "a", i, subject_id="s"))) for i in range(6))
+        )
+    finally:
+        await committer.close()
+    assert steps == 6
+    assert not claims._FOLDED
 
 
 async def test_a_unit_failing_after_writing_to_the_database_rolls_back_alone(db: Database) -> None:

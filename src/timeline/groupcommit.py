@@ -24,6 +24,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.domain.claims import remembering
 from timeline.domain.events import DomainEvent
 from timeline.service import Recorder
 from timeline.store import idempotency
@@ -305,6 +306,14 @@ class Committer:
 
     async def _transaction(
         self, batch: list[_Queued], *, savepoints: bool, unlocked: bool = False
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        """``_committed`` with the claims' folds remembered: a batch folds each claim event up to three
+        times (the rules, the views' look ahead, the views), and outside a write nothing is."""
+        with remembering():
+            return await self._committed(batch, savepoints=savepoints, unlocked=unlocked)
+
+    async def _committed(
+        self, batch: list[_Queued], *, savepoints: bool, unlocked: bool
     ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         """Run the batch in one write transaction and commit it; each unit's outcome, in order.
 

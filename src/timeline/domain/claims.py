@@ -282,64 +282,72 @@ def replay(events: Sequence[ClaimEvent]) -> Claim:
 
 # The write path folds each claim event from the same state object up to three times: into the stream record
 # the rules read, ahead to learn which estimates the views must load, and in the views' own fold. Each of them
-# stays the plain ``evolve`` that rebuild and time travel run; the first fold of an event is remembered by the
-# identity of its two inputs (kept alive here, so an id cannot be reused while its entry stands), and the
-# others get the very same state back. Both are frozen, so the answer cannot have changed. A batch of 100
-# claims spent 2.1 microseconds an event on the two repeats (cProfile, bench batches of 100).
+# stays the plain ``evolve`` that rebuild and time travel run; while a write is open (``remembering``), the
+# first fold of an event is remembered by the identity of its two inputs (kept alive here, so an id cannot be
+# reused while its entry stands), and the others get the very same state back. Both are frozen, so the answer
+# cannot have changed. A batch of 100 claims spent 2.1 microseconds an event on the two repeats (cProfile,
+# bench batches of 100). Outside a write nothing is remembered: a rebuild folds each event once, and the
+# memo's bookkeeping took a third of its fold (bench/results-2026-12-05-fourteenth-fold.txt).
 # An OrderedDict: a plain dict's oldest key, ``next(iter(d))``, is found by stepping over the slots its
 # earlier deletions left, thousands of them once it is full (22 microseconds an evolve, most of a rebuild's).
 _FOLDED: OrderedDict[tuple[int, int], tuple[Claim | None, ClaimEvent, Claim]] = OrderedDict()
 # Enough for a request's batch (a group commit's included); the oldest entries go first. An import folds
-# more at once and asks for room while it does (``remembering``).
+# more at once and asks for more room.
 _FOLDED_MAX = 4096
 
 
 class _Room:
     def __init__(self) -> None:
-        # The room each open ``remembering`` asked for (imports may overlap: on a loop's tasks, on threads).
+        # The room each open ``remembering`` asked for (writes may overlap: on a loop's tasks, on threads).
         self.asked: list[int] = []
-        # The largest of those and _FOLDED_MAX, kept rather than worked out: ``evolve`` reads it every fold.
-        self.capacity = _FOLDED_MAX
+        # The largest of those and _FOLDED_MAX while any is open, else 0 (remember nothing); kept rather than
+        # worked out: ``evolve`` reads it every fold.
+        self.capacity = 0
 
 
 _room = _Room()
 
 
 @contextmanager
-def remembering(events: int) -> Iterator[None]:
-    """Remember the folds of up to ``events`` claim events while inside, and, once no import is inside, none
-    of them: an import's three folds of each event start over past the usual capacity (all of them missed at
-    10,000 events), and the entries keep every state alive (about 2 kB an event)."""
+def remembering(events: int = _FOLDED_MAX) -> Iterator[None]:
+    """Remember the folds of up to ``events`` claim events (at least ``_FOLDED_MAX``) while inside: around a
+    write, which folds each of its events up to three times. Once no write is inside, forget them all (the
+    entries keep every state alive: about 2 kB an event)."""
     _room.asked.append(events)
     _room.capacity = max([_FOLDED_MAX, *_room.asked])
     try:
         yield
     finally:
         _room.asked.remove(events)
-        _room.capacity = max([_FOLDED_MAX, *_room.asked])
+        _room.capacity = max([_FOLDED_MAX, *_room.asked]) if _room.asked else 0
         if not _room.asked:
             _FOLDED.clear()
 
 
 def evolve(claim: Claim | None, event: ClaimEvent) -> Claim:
     """Apply one event to a claim's state. Events arrive already checked by the ``decide_*`` rules."""
+    if not _room.capacity:
+        return _fold(claim, event)
     key = (id(claim), id(event))
     known = _FOLDED.get(key)
     if known is not None and known[0] is claim and known[1] is event:
         return known[2]
-    if type(event) is RecordCorrected:
-        assert claim is not None
-        after = replay((*claim.recorded, event))
-    else:
-        after = _step(claim, event, (*claim.recorded, event) if claim is not None else (event,))
+    after = _fold(claim, event)
     if len(_FOLDED) >= _room.capacity:
-        # Not contextlib.suppress: this runs on every fold once the memo is full (a rebuild's millions).
+        # Not contextlib.suppress: this runs on every fold of a write once the memo is full.
         try:  # noqa: SIM105
             _FOLDED.popitem(last=False)
-        except KeyError:  # emptied meanwhile: an import on another thread left ``remembering``
+        except KeyError:  # emptied meanwhile: a write on another thread left ``remembering``
             pass
     _FOLDED[key] = (claim, event, after)
     return after
+
+
+def _fold(claim: Claim | None, event: ClaimEvent) -> Claim:
+    if type(event) is RecordCorrected:
+        assert claim is not None
+        return replay((*claim.recorded, event))
+    return _step(claim, event, (*claim.recorded, event) if claim is not None else (event,))
 
 
 def entry_id(event: ClaimEvent) -> str:

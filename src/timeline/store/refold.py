@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from timeline.domain.claims import remembering
 from timeline.domain.events import DomainEvent
 from timeline.projections import Views, fold_rows
 from timeline.ranking import Best, chosen_of, rank_final
@@ -40,7 +41,10 @@ async def fold(
     done = 0
     chosen = ChosenKept()
     while chunk := await _read_after(conn, after, batch):
-        if (folded := await views.project_logged(conn, chunk, ahead=chosen)) is not None:
+        # A batch folds each claim event twice (the look ahead, then the views), as a write does.
+        with remembering(len(chunk)):
+            folded = await views.project_logged(conn, chunk, ahead=chosen)
+        if folded is not None:
             chosen.keep(folded)
         after = chunk[-1][0]
         done += len(chunk)
