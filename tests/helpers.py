@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterator
 
+from timeline.domain import claims
 from timeline.domain.events import (
     ClaimMade,
     DocumentRegistered,
@@ -73,3 +74,20 @@ def logging_restored() -> Iterator[None]:
         (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing) = flags
         structlog.reset_defaults()
         logs._setup = None  # as if configure had never run
+
+
+class FoldCounter:
+    """Counts the claim folds that do the work (``claims._step``), remembered ones not included."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self._step = claims._step
+
+    def __call__(
+        self,
+        claim: claims.Claim | None,
+        event: claims.ClaimEvent,
+        recorded: tuple[claims.ClaimEvent, ...] = (),
+    ) -> claims.Claim:
+        self.steps += 1
+        return self._step(claim, event, recorded)

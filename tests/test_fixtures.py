@@ -14,6 +14,7 @@ from timeline.store import eventlog, queries
 from timeline.store.database import Database
 
 from .conftest import ROOT, SEED
+from .helpers import FoldCounter
 
 BASE = """\
 document: {id: later-article, title: A later article, published_on: "2024-10-25"}
@@ -89,16 +90,7 @@ async def test_a_big_import_folds_each_claim_event_once_and_holds_no_state_after
     # The rules, the views' look ahead and the views each fold every claim event; past the 4,096 folds
     # remembered for a request, an import refolded all of them (three times the work), and what is
     # remembered holds every state alive until forgotten.
-    steps = 0
-    step = claims._step
-
-    def counted(
-        claim: claims.Claim | None, event: claims.ClaimEvent, recorded: tuple[claims.ClaimEvent, ...] = ()
-    ) -> claims.Claim:
-        nonlocal steps
-        steps += 1
-        return step(claim, event, recorded)
-
+    counted = FoldCounter()
     monkeypatch.setattr(claims, "_step", counted)
     text = "".join(
         [
@@ -117,7 +109,7 @@ async def test_a_big_import_folds_each_claim_event_once_and_holds_no_state_after
     )
     [result] = await import_fixtures(db, [LoadedFixture("big.yaml", text.encode())], recorded_by="test")
     assert result.appended == 5_000 + 50 + 50 + 1
-    assert steps == 5_000
+    assert counted.steps == 5_000
     assert not claims._FOLDED
 
 

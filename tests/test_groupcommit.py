@@ -23,7 +23,7 @@ from timeline.store import audit, connections, driver, eventlog, idempotency, re
 from timeline.store.database import UNLOCKED, Database
 from timeline.store.idempotency import StoredResponse
 
-from .helpers import claim_made, document, source, subject
+from .helpers import FoldCounter, claim_made, document, source, subject
 
 
 def _unit(event: object, fail: bool = False):  # type: ignore[no-untyped-def]
@@ -83,23 +83,14 @@ async def test_a_batch_folds_each_claim_event_once_and_keeps_no_state_after(
     try:
         for registration in (subject("s"), source("a"), document("d")):
             await committer.run(_unit(registration))
-        steps = 0
-        step = claims._step
-
-        def counted(
-            claim: claims.Claim | None, event: claims.ClaimEvent, recorded: tuple[claims.ClaimEvent, ...] = ()
-        ) -> claims.Claim:
-            nonlocal steps
-            steps += 1
-            return step(claim, event, recorded)
-
+        counted = FoldCounter()
         monkeypatch.setattr(claims, "_step", counted)
         await asyncio.gather(
             *(committer.run(_unit(claim_made(f"c{i}", "a", i, subject_id="s"))) for i in range(6))
         )
     finally:
         await committer.close()
-    assert steps == 6
+    assert counted.steps == 6
     assert not claims._FOLDED
 
 
