@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from timeline import heap
-from timeline.app import imports
+from timeline.app import imports, maintenance
 
 from .conftest import SEED
 from .test_cli import run
@@ -107,6 +107,26 @@ async def test_timeline_import_runs_with_the_heap_frozen_and_leaves_it_as_it_was
     monkeypatch.setattr(imports, "import_fixtures", watched)
     assert await run("--database-url", database_url, "import", str(SEED)) == 0
     assert "29 events appended" in capsys.readouterr().out
+    assert len(seen) == 1
+    assert seen[0] > 10_000
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.usefixtures("unfrozen")
+async def test_timeline_rebuild_runs_with_the_heap_frozen_and_leaves_it_as_it_was(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run("--database-url", database_url, "import", str(SEED)) == 0
+    seen: list[int] = []
+    original = maintenance.rebuild_all
+
+    async def watched(*args: object, **kwargs: object) -> int:
+        seen.append(gc.get_freeze_count())
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(maintenance, "rebuild_all", watched)
+    assert await run("--database-url", database_url, "rebuild") == 0
+    assert "rebuilt the views from 29 events" in capsys.readouterr().out
     assert len(seen) == 1
     assert seen[0] > 10_000
     assert gc.get_freeze_count() == 0
