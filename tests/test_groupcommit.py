@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from timeline import groupcommit, signing
 from timeline.app.errors import Rejected
 from timeline.domain import claims
+from timeline.domain.events import ClaimDenied, ClaimRevised, Quantity
 from timeline.domain.streams import references, stream_of
 from timeline.groupcommit import Committer, Unavailable, Unit
 from timeline.service import Recorder
@@ -23,7 +24,7 @@ from timeline.store import audit, connections, driver, eventlog, idempotency, re
 from timeline.store.database import UNLOCKED, Database
 from timeline.store.idempotency import StoredResponse
 
-from .helpers import FoldCounter, claim_made, document, source, subject
+from .helpers import DAY, FoldCounter, claim_made, document, source, subject
 
 
 def _unit(event: object, fail: bool = False):  # type: ignore[no-untyped-def]
@@ -81,17 +82,50 @@ async def test_a_batch_folds_each_claim_event_once_and_keeps_no_state_after(
     # second and third folds are the first's; after it, nothing is kept alive.
     committer = Committer(db)
     try:
-        for registration in (subject("s"), source("a"), document("d")):
+        for registration in (subject("s"), source("a"), source("b"), document("d")):
             await committer.run(_unit(registration))
         counted = FoldCounter()
         monkeypatch.setattr(claims, "_step", counted)
         await asyncio.gather(
             *(committer.run(_unit(claim_made(f"c{i}", "a", i, subject_id="s"))) for i in range(6))
         )
+        made = counted.steps
+        # Events on claims made before: the views fold them from the writer's own states of those claims.
+        counted.steps = 0
+        later = [
+            *(_revised(f"c{i}", i + 100) for i in range(3)),
+            *(_denied(f"c{i}", "b") for i in range(3, 6)),
+        ]
+        await asyncio.gather(*(committer.run(_unit(event)) for event in later))
     finally:
         await committer.close()
-    assert counted.steps == 6
+    assert made == 6
+    # Each claim's stream is read by folding its ClaimMade (no stream record under 8 events), then each new
+    # event is folded once.
+    assert counted.steps == 6 + 6
     assert not claims._FOLDED
+
+
+def _revised(claim_id: str, value: int) -> ClaimRevised:
+    return ClaimRevised(
+        claim_id=claim_id,
+        revision_id=f"{claim_id}-r",
+        statement=f"now {value}",
+        stated_on=DAY,
+        document_ids=("d",),
+        quantity=Quantity(comparator="about", value=value, unit="soldiers"),
+    )
+
+
+def _denied(claim_id: str, by: str) -> ClaimDenied:
+    return ClaimDenied(
+        claim_id=claim_id,
+        denial_id=f"{claim_id}-no",
+        denied_by=by,
+        statement="no",
+        stated_on=DAY,
+        document_ids=("d",),
+    )
 
 
 async def test_a_unit_failing_after_writing_to_the_database_rolls_back_alone(db: Database) -> None:

@@ -286,8 +286,8 @@ def replay(events: Sequence[ClaimEvent]) -> Claim:
 # first fold of an event is remembered by the identity of its two inputs (kept alive here, so an id cannot be
 # reused while its entry stands), and the others get the very same state back. Both are frozen, so the answer
 # cannot have changed. A batch of 100 claims spent 2.1 microseconds an event on the two repeats (cProfile,
-# bench batches of 100). Outside a write nothing is remembered: a rebuild folds each event once, and the
-# memo's bookkeeping took a third of its fold (bench/results-2026-12-05-fourteenth-fold.txt).
+# bench batches of 100). While no write is open in the process nothing is remembered: a rebuild folds each
+# event once, and a full memo had cost its fold about a third (bench/results-2026-12-05-fourteenth-fold.txt).
 # An OrderedDict: a plain dict's oldest key, ``next(iter(d))``, is found by stepping over the slots its
 # earlier deletions left, thousands of them once it is full (22 microseconds an evolve, most of a rebuild's).
 _FOLDED: OrderedDict[tuple[int, int], tuple[Claim | None, ClaimEvent, Claim]] = OrderedDict()
