@@ -23,6 +23,8 @@ _SQLITE_TEMP_CACHE_KIB = 65536
 # The only index beyond the primary keys that the fold looks rows up by (every claim under an estimate key);
 # the views' other indexes serve reads, which never reach the shadows, so they are not kept up while folding.
 _FOLD_LOOKS_UP = ("subject_id", "metric", "source_id")
+# The statistics target the swap analyzes the shadows with (PostgreSQL's default is 100).
+_SHADOW_STATISTICS = 10
 
 
 async def create(conn: AsyncConnection, *, on_disk: bool) -> None:
@@ -58,6 +60,10 @@ async def swap_in(conn: AsyncConnection) -> None:
         await conn.execute(sa.text("SET LOCAL enable_seqscan = on"))
         # Temporary tables are never analyzed by autovacuum: the DELETE's anti-join below is planned with
         # the shadows' real sizes rather than without statistics (the cause of the INSERT's trouble below).
+        # With a tenth of the default sample: the plans need the sizes and keys (the same hash anti-joins at
+        # 20,000 events), and the full sample's statistics of the long JSON columns took 94 of the swap's
+        # 220 ms (bench/results-2026-12-05-fourteenth-fold.txt).
+        await conn.execute(sa.text(f"SET LOCAL default_statistics_target = {_SHADOW_STATISTICS}"))
         for table in TABLES:
             await conn.execute(sa.text(f"ANALYZE {shadow}.{table.name}"))
     same = "IS" if sqlite else "IS NOT DISTINCT FROM"
