@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import msgspec
 
 from timeline.domain import claims as rules
-from timeline.domain.claims import Claim, ClaimEvent, Registration
+from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration
 from timeline.domain.events import (
     ClaimConfirmed,
     ClaimDenied,
@@ -23,19 +23,13 @@ from timeline.domain.events import (
     ClaimRetracted,
     ClaimRevised,
     DenialWithdrawn,
-    DocumentAmended,
-    DocumentRegistered,
     DomainEvent,
     EvidenceAttached,
     Occurred,
     Quantity,
     RecordCorrected,
-    SourceAmended,
-    SourceRegistered,
     StatedDate,
     StatementMade,
-    SubjectAmended,
-    SubjectRegistered,
 )
 from timeline.domain.streams import stream_of
 from timeline.domain.values import period_start
@@ -346,11 +340,11 @@ def apply(views: Views, position: int, event: DomainEvent) -> Views:
 
 def _fold_other(views: Views, position: int, event: DomainEvent) -> None:
     """Fold a registration, an amendment or a statement."""
-    if isinstance(event, SubjectRegistered | SourceRegistered | DocumentRegistered):
+    if isinstance(event, Registration):
         stream = stream_of(event)
         views.registrations[stream] = (position, event)
         views.changed_registrations.add(stream)
-    elif isinstance(event, SubjectAmended | SourceAmended | DocumentAmended):
+    elif isinstance(event, Amendment):
         stream = stream_of(event)
         first, definition = views.registrations[stream]
         views.registrations[stream] = (first, rules.amend(definition, event))

@@ -34,16 +34,10 @@ from timeline.domain.events import (
     ClaimRetracted,
     ClaimRevised,
     DenialWithdrawn,
-    DocumentAmended,
-    DocumentRegistered,
     DomainEvent,
     EvidenceAttached,
     RecordCorrected,
-    SourceAmended,
-    SourceRegistered,
     StatementMade,
-    SubjectAmended,
-    SubjectRegistered,
 )
 from timeline.domain.streams import claim_stream, named_fields, references, stream_of
 from timeline.domain.streams import parse as parse_stream
@@ -72,8 +66,6 @@ class _Stream:
         return self.states[-1].version
 
 
-_REGISTERED = SubjectRegistered | SourceRegistered | DocumentRegistered
-_AMENDED = SubjectAmended | SourceAmended | DocumentAmended
 # The rule that decides each kind of claim event.
 _DECIDE_CLAIM: dict[type, Callable[[Claim | None, Any], list[DomainEvent]]] = {
     ClaimMade: rules.decide_make,
@@ -345,9 +337,9 @@ class Recorder:
     def _decide(self, stream: _Stream, event: DomainEvent) -> list[DomainEvent]:
         if is_claim_event(event):  # most events: one lookup by type (see ``is_claim_event``)
             return _DECIDE_CLAIM[type(event)](stream.state.claim, event)
-        if isinstance(event, _REGISTERED):
+        if isinstance(event, Registration):
             return rules.decide_registration(stream.state.first, event)
-        if isinstance(event, _AMENDED):
+        if isinstance(event, Amendment):
             return rules.decide_amend(stream.state.current, event)
         if isinstance(event, StatementMade):
             return rules.decide_statement(stream.state.current, stream.state.statements, event)

@@ -304,6 +304,9 @@ class _Room:
         # worked out: ``evolve`` reads it every fold.
         self.capacity = 0
 
+    def resize(self) -> None:
+        self.capacity = max(_FOLDED_MAX, *self.asked) if self.asked else 0
+
 
 _room = _Room()
 
@@ -314,12 +317,12 @@ def remembering(events: int = _FOLDED_MAX) -> Iterator[None]:
     write, which folds each of its events up to three times. Once no write is inside, forget them all (the
     entries keep every state alive: about 2 kB an event)."""
     _room.asked.append(events)
-    _room.capacity = max([_FOLDED_MAX, *_room.asked])
+    _room.resize()
     try:
         yield
     finally:
         _room.asked.remove(events)
-        _room.capacity = max([_FOLDED_MAX, *_room.asked]) if _room.asked else 0
+        _room.resize()
         if not _room.asked:
             _FOLDED.clear()
 

@@ -42,7 +42,7 @@ async def fold(
     chosen = ChosenKept()
     while chunk := await _read_after(conn, after, batch):
         # A batch folds each claim event twice (the look ahead, then the views), as a write does.
-        with remembering(len(chunk)):
+        with remembering():
             folded = await views.project_logged(conn, chunk, ahead=chosen)
         if folded is not None:
             chosen.keep(folded)

@@ -13,16 +13,10 @@ from __future__ import annotations
 import msgspec
 
 from timeline.domain import claims as rules
-from timeline.domain.claims import Claim, Registration
+from timeline.domain.claims import Amendment, Claim, Registration
 from timeline.domain.events import (
-    DocumentAmended,
-    DocumentRegistered,
     DomainEvent,
-    SourceAmended,
-    SourceRegistered,
     StatementMade,
-    SubjectAmended,
-    SubjectRegistered,
 )
 
 # Bumped whenever the fold below (or the domain's ``evolve``) changes what a state holds: a record written in
@@ -31,9 +25,6 @@ FORMAT = 1
 # Events a stream gathers past its record before a write renews it: folding that many costs about what
 # reading one record does, and a stream shorter than this (most claims) never writes one.
 EVERY = 8
-
-_REGISTERED = SubjectRegistered | SourceRegistered | DocumentRegistered
-_AMENDED = SubjectAmended | SourceAmended | DocumentAmended
 
 
 class StreamState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -57,11 +48,11 @@ def evolve(state: StreamState, event: DomainEvent) -> StreamState:
     version = state.version + 1
     if rules.is_claim_event(event):  # most events, told apart cheaply (see ``is_claim_event``)
         return StreamState(version=version, claim=rules.evolve(state.claim, event))
-    if isinstance(event, _REGISTERED):
+    if isinstance(event, Registration):
         return msgspec.structs.replace(state, version=version, first=state.first or event, current=event)
     if isinstance(event, StatementMade):
         return msgspec.structs.replace(state, version=version, statements=(*state.statements, event))
-    if isinstance(event, _AMENDED):
+    if isinstance(event, Amendment):
         assert state.current is not None
         return msgspec.structs.replace(state, version=version, current=rules.amend(state.current, event))
     raise AssertionError(f"no stream fold for {type(event).__name__}")  # pragma: no cover

@@ -14,13 +14,10 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from timeline.domain.claims import Claim, ClaimEvent, Registration, evolve, is_claim_event
+from timeline.domain.claims import Amendment, Claim, ClaimEvent, Registration, evolve, is_claim_event
 from timeline.domain.events import (
-    DocumentAmended,
     DomainEvent,
     RecordCorrected,
-    SourceAmended,
-    SubjectAmended,
 )
 from timeline.domain.streams import claim_stream, stream_of
 from timeline.domain.streams import parse as parse_stream
@@ -88,11 +85,7 @@ async def load_for(
     ``ahead``, rows the writer read with its streams, spares asking for them again.
     """
     views = Views()
-    amended = [
-        stream_of(e)
-        for e in new_events
-        if not is_claim_event(e) and isinstance(e, SubjectAmended | SourceAmended | DocumentAmended)
-    ]
+    amended = [stream_of(e) for e in new_events if not is_claim_event(e) and isinstance(e, Amendment)]
     for chunk in chunked(set(amended)):
         result = await conn.execute(sa.select(registrations).where(registrations.c.stream_id.in_(chunk)))
         for row in result.mappings():
