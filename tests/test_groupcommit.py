@@ -447,6 +447,9 @@ def _statements(db: Database) -> list[str]:
 
     assert db._appender is not None
     sa.event.listen(db._appender.sync_engine.pool, "checkout", log_on)
+    if db._parked is not None:
+        # The connection the last write parked is taken again without a checkout.
+        log_on(db._parked[0].sync_connection.connection.dbapi_connection)  # type: ignore[union-attr]
     return sent
 
 
@@ -502,6 +505,88 @@ async def test_a_batch_on_postgresql_is_its_read_and_one_call_that_locks_checks_
             "claim-c1",
             "claim-c2",
         ]
+
+
+async def _until_true(check: Any, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds * 50)):
+        if await check() if asyncio.iscoroutinefunction(check) else check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"still not so after {seconds} s")
+
+
+@on_postgresql
+async def test_a_write_without_the_lock_keeps_its_connection_for_the_next_and_dispose_closes_it(
+    db: Database,
+) -> None:
+    committer = Committer(db)
+    try:
+        await committer.run(_unit(subject("s")))
+        kept = db._parked
+        assert kept is not None
+        await committer.run(_unit(source("a")))
+        # Taken again and kept again: the second write checked out no connection of the pool.
+        assert db._parked is not None
+        assert db._parked[0] is kept[0]
+        pid = kept[1].get_server_pid()
+    finally:
+        await committer.close()
+    await db.dispose()
+
+    async def gone() -> bool:
+        async with db.lookup() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            return await raw.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
+
+    await _until_true(gone)
+
+
+@on_postgresql
+async def test_a_kept_connection_the_server_closed_is_not_handed_to_the_next_write(db: Database) -> None:
+    committer = Committer(db)
+    try:
+        await committer.run(_unit(subject("s")))
+        assert db._parked is not None
+        kept = db._parked[1]
+        async with db.lookup() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert await raw.fetchval("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+        await _until_true(kept.is_closed)  # the loop has read the server's goodbye
+        # Not a failure and a 503: the write takes a connection of the pool instead.
+        assert await committer.run(_unit(source("a"))) == 2
+        assert db._parked is not None
+        assert db._parked[1] is not kept
+    finally:
+        await committer.close()
+
+
+@on_postgresql
+async def test_a_write_without_the_lock_that_fails_or_is_cancelled_gives_its_connection_back(
+    db: Database,
+) -> None:
+    committer = Committer(db)
+    try:
+        await committer.run(_unit(subject("s")))
+        with pytest.raises(RuntimeError):
+            async with db.append():
+                raise RuntimeError("the caller failed midway")
+        assert db._parked is None
+
+        async def stuck() -> None:
+            async with db.append() as conn:
+                await conn.info[UNLOCKED].execute("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(stuck())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The statement it left half done is not the next write's: that write goes through.
+        assert db._parked is None
+        assert await committer.run(_unit(source("a"))) == 2
+        assert db._parked is not None
+    finally:
+        await committer.close()
 
 
 @on_postgresql
