@@ -175,3 +175,68 @@ async def test_a_writes_plans_made_over_an_empty_table_use_its_index_once_it_has
     for plan in (in_transaction, appending):
         assert "Seq Scan on stream_records" not in plan, plan
         assert "Index Scan using pk_stream_records" in plan, plan
+
+
+async def test_a_write_keeps_its_connection_for_the_next_gives_back_one_that_failed_and_dispose_closes_it(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    checkouts = 0
+
+    @event.listens_for(db.engine.sync_engine, "checkout")
+    def _count(*_: Any) -> None:
+        nonlocal checkouts
+        checkouts += 1
+
+    pool = db.engine.sync_engine.pool
+    try:
+        for _ in range(3):
+            async with db.write() as conn:
+                assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+        assert checkouts == 1  # the second and third writes took the connection the first one kept
+        with pytest.raises(RuntimeError):
+            async with db.write():
+                raise RuntimeError("the writer failed midway")
+        async with db.write() as conn:
+            assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+        assert checkouts == 2  # the failed write's connection went back to the pool to be reset
+        assert pool.checkedout() == 1  # kept for the next write
+    finally:
+        await db.dispose()
+    assert pool.checkedout() == 0
+
+
+async def test_a_small_pool_keeps_no_connection_for_writes_so_a_read_never_waits_for_one(
+    database_url: str,
+) -> None:
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.write() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        async with asyncio.timeout(10), db.read() as conn:
+            assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_kept_write_connection_the_server_closed_is_not_handed_to_the_next_write(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    try:
+        async with db.write() as conn:
+            pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+        async with db.lookup() as conn:
+            await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        assert db._writing is not None
+        assert db._writing.held is not None
+        kept = db._writing.held[1]
+        for _ in range(500):  # until the loop has read the server's goodbye
+            if kept.is_closed():
+                break
+            await asyncio.sleep(0.02)
+        async with db.write() as conn:
+            assert (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one() != pid
+    finally:
+        await db.dispose()

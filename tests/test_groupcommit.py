@@ -434,6 +434,12 @@ async def test_too_few_writers_for_two_halves_keep_one_batch(db: Database) -> No
 on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 
+def _kept(db: Database) -> tuple[AsyncConnection, Any] | None:
+    """The connection the last write without the lock kept for the next (store.parking), if any."""
+    assert db._appending is not None
+    return db._appending.held
+
+
 def _statements(db: Database) -> list[str]:
     """Every statement the committer's connections send from now on, as asyncpg runs them."""
     sent: list[str] = []
@@ -447,9 +453,10 @@ def _statements(db: Database) -> list[str]:
 
     assert db._appender is not None
     sa.event.listen(db._appender.sync_engine.pool, "checkout", log_on)
-    if db._parked is not None:
-        # The connection the last write parked is taken again without a checkout.
-        log_on(db._parked[0].sync_connection.connection.dbapi_connection)  # type: ignore[union-attr]
+    held = _kept(db)
+    if held is not None:
+        # The connection the last write kept is taken again without a checkout.
+        log_on(held[0].sync_connection.connection.dbapi_connection)  # type: ignore[union-attr]
     return sent
 
 
@@ -522,12 +529,12 @@ async def test_a_write_without_the_lock_keeps_its_connection_for_the_next_and_di
     committer = Committer(db)
     try:
         await committer.run(_unit(subject("s")))
-        kept = db._parked
+        kept = _kept(db)
         assert kept is not None
         await committer.run(_unit(source("a")))
         # Taken again and kept again: the second write checked out no connection of the pool.
-        assert db._parked is not None
-        assert db._parked[0] is kept[0]
+        assert _kept(db) is not None
+        assert _kept(db)[0] is kept[0]
         pid = kept[1].get_server_pid()
     finally:
         await committer.close()
@@ -546,16 +553,16 @@ async def test_a_kept_connection_the_server_closed_is_not_handed_to_the_next_wri
     committer = Committer(db)
     try:
         await committer.run(_unit(subject("s")))
-        assert db._parked is not None
-        kept = db._parked[1]
+        assert _kept(db) is not None
+        kept = _kept(db)[1]
         async with db.lookup() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             assert await raw.fetchval("SELECT pg_terminate_backend($1)", kept.get_server_pid())
         await _until_true(kept.is_closed)  # the loop has read the server's goodbye
         # Not a failure and a 503: the write takes a connection of the pool instead.
         assert await committer.run(_unit(source("a"))) == 2
-        assert db._parked is not None
-        assert db._parked[1] is not kept
+        assert _kept(db) is not None
+        assert _kept(db)[1] is not kept
     finally:
         await committer.close()
 
@@ -570,7 +577,7 @@ async def test_a_write_without_the_lock_that_fails_or_is_cancelled_gives_its_con
         with pytest.raises(RuntimeError):
             async with db.append():
                 raise RuntimeError("the caller failed midway")
-        assert db._parked is None
+        assert _kept(db) is None
 
         async def stuck() -> None:
             async with db.append() as conn:
@@ -582,9 +589,9 @@ async def test_a_write_without_the_lock_that_fails_or_is_cancelled_gives_its_con
         with pytest.raises(asyncio.CancelledError):
             await task
         # The statement it left half done is not the next write's: that write goes through.
-        assert db._parked is None
+        assert _kept(db) is None
         assert await committer.run(_unit(source("a"))) == 2
-        assert db._parked is not None
+        assert _kept(db) is not None
     finally:
         await committer.close()
 

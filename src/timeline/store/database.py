@@ -30,6 +30,7 @@ from timeline.store.connections import (
 )
 from timeline.store.faults import Busy, NeedsLock
 from timeline.store.notify import Listener, Notifier, notify_listeners
+from timeline.store.parking import Parking
 from timeline.store.seal import SEALED, SEALER, Sealed, Sealer
 
 _log = logging.getLogger("timeline.store")
@@ -49,6 +50,8 @@ LOCK_TIMEOUT = 30.0
 # The advisory lock (PostgreSQL) held while the schema changes: "timeline" in ASCII, out of the way of the
 # projections' 32-bit keys.
 SCHEMA_LOCK = 0x74696D656C696E65
+# Pools of fewer connections give none to be kept for writes (store.parking): readers would wait on it.
+_PARKS_FROM = 3
 
 
 def normalize_url(url: str) -> str:
@@ -126,6 +129,10 @@ class Database:
         # no SET LOCAL to send: the read of a single write took 822 us under the planner's choice and 296 us
         # under a generic plan (medians of six rounds of 300, 2026-12-04). Reads keep the planner's choice.
         self._appender: AsyncEngine | None = None
+        self._appending: Parking | None = None
+        # The connection the last write transaction used, kept for the next (store.parking) where the pool
+        # leaves readers at least two others meanwhile.
+        self._writing = Parking(self.engine) if kwargs.get("pool_size", 0) >= _PARKS_FROM else None
         if self.dialect == "postgresql":
             event.listen(self.engine.sync_engine, "checkout", refuse_closed)
             generic = {**kwargs["connect_args"]["server_settings"], **WRITE_PLANS}
@@ -140,9 +147,8 @@ class Database:
             # through SQLAlchemy (set once here: listening per write cost 25-50 us of it).
             event.listen(self._appender.sync_engine, "before_cursor_execute", refuse_unlocked)
             event.listen(self._appender.sync_engine, "connect", check_client)
-        # The appending connection the last write left idle, kept out of the pool for the next: a checkout and
-        # return cost 210 us of Python (SQLAlchemy's pool, its greenlets), about a tenth of a single write's.
-        self._parked: tuple[AsyncConnection, Any] | None = None
+            # The connection the last write without the lock used, kept for the next (store.parking).
+            self._appending = Parking(self._appender)
         self.notifier = Notifier()
         # SQLite writers in this process queue here, in order, rather than polling for the file's lock.
         self._sqlite_writers = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -192,8 +198,17 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction that holds the log's write lock; commits on success, else rolls back.
         When it appended events, readers waiting for the log to grow are woken after the commit."""
-        async with self._turn(), self.engine.connect() as conn, self._locked(conn):
+        async with self._turn(), self._connected_to_write() as conn, self._locked(conn):
             yield conn
+
+    @asynccontextmanager
+    async def _connected_to_write(self) -> AsyncIterator[AsyncConnection]:
+        if self._writing is None:
+            async with self.engine.connect() as conn:
+                yield conn
+        else:
+            async with self._writing.connection() as (conn, _):
+                yield conn
 
     @property
     def appends_unlocked(self) -> bool:
@@ -212,17 +227,14 @@ class Database:
         other write (it could write, and would commit alone): nothing is written in either case, and the
         caller runs the write again in ``write``. The connection is kept for the next append if this one
         ended well."""
-        if self._appender is None:
+        if self._appending is None:
             raise NeedsLock("only PostgreSQL appends without a transaction of its own")
-        conn, driver = await self._unpark(self._appender)
-        clean = False
-        try:
+        async with self._appending.connection() as (conn, driver):
             # Every key set here or below is popped on the way out, so none is left from a write before.
             conn.info[SEALER] = self.sealer
             conn.info[UNLOCKED] = driver
             try:
                 yield conn
-                clean = True
             finally:
                 # The appending statement sends the NOTIFY: once it returned, it has committed, whatever
                 # the caller did next.
@@ -232,24 +244,6 @@ class Database:
                     conn.info.pop(key, None)
                 if committed:
                     self._committed(sealed)
-        finally:
-            # Parked only after a write that ended well, with nothing under way on it: one that failed or
-            # was cancelled may have left a statement half sent, and goes back to the pool to be reset.
-            if clean and self._parked is None and not driver.is_closed() and not driver.is_in_transaction():
-                self._parked = (conn, driver)
-            else:
-                await conn.close()
-
-    async def _unpark(self, engine: AsyncEngine) -> tuple[AsyncConnection, Any]:
-        """The parked appending connection if the server has not closed it, else one from the pool."""
-        parked, self._parked = self._parked, None
-        if parked is not None:
-            if not parked[1].is_closed():
-                return parked
-            # The server went away while it was parked (a restart): the pool drops it, as at checkout.
-            await parked[0].close()
-        conn = await engine.connect()
-        return conn, (await conn.get_raw_connection()).driver_connection
 
     def _committed(self, sealed: Sealed | None) -> None:
         # What the transaction sealed is the log's state now, and readers waiting for it to grow wake.
@@ -266,7 +260,9 @@ class Database:
         conn.info.pop(SEALED, None)
         # Appends in this transaction (driver.write) bring their tree nodes and checkpoint with them.
         conn.info[SEALER] = self.sealer
-        await conn.execution_options(**{WRITE: True})
+        sync = conn.sync_connection
+        if sync is None or not sync.get_execution_options().get(WRITE):
+            await conn.execution_options(**{WRITE: True})  # a kept connection has it from its first write
         try:
             async with conn.begin():
                 if self.dialect == "postgresql":
@@ -370,9 +366,9 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
-        parked, self._parked = self._parked, None
-        if parked is not None:
-            await parked[0].close()
+        for parking in (self._writing, self._appending):
+            if parking is not None:
+                await parking.close()
         await self.engine.dispose()
         if self._appender is not None:
             await self._appender.dispose()
