@@ -206,15 +206,57 @@ async def test_a_write_keeps_its_connection_for_the_next_gives_back_one_that_fai
     assert pool.checkedout() == 0
 
 
-async def test_a_small_pool_keeps_no_connection_for_writes_so_a_read_never_waits_for_one(
-    database_url: str,
+@pytest.mark.parametrize("pool_size", [1, 2])
+async def test_a_small_pool_keeps_no_connection_for_writes_so_reads_never_wait_for_one(
+    database_url: str, pool_size: int
 ) -> None:
-    db = Database(database_url, pool_size=1)
+    db = Database(database_url, pool_size=pool_size)
+    inside = 0
+    everyone = asyncio.Event()
+
+    async def read() -> int:
+        nonlocal inside
+        async with db.read() as conn:
+            inside += 1
+            if inside == pool_size:
+                everyone.set()
+            await everyone.wait()  # each holds its connection until every read has one
+            return int((await conn.execute(sa.text("SELECT 1"))).scalar_one())
+
     try:
         async with db.write() as conn:
             await conn.execute(sa.text("SELECT 1"))
-        async with asyncio.timeout(10), db.read() as conn:
-            assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+        async with asyncio.timeout(10):
+            assert await asyncio.gather(*(read() for _ in range(pool_size))) == [1] * pool_size
+    finally:
+        await db.dispose()
+
+
+async def test_a_write_connection_used_after_its_write_ended_is_not_handed_to_the_next(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    try:
+        async with db.write() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        # A caller that kept the connection past its write begins a transaction of its own on it (on SQLite
+        # one that takes the file's write lock).
+        await conn.execute(sa.text("SELECT 1"))
+        async with asyncio.timeout(30), db.write() as again:
+            assert (await again.execute(sa.text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
+async def test_a_write_that_ends_after_dispose_began_keeps_no_connection(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        async with db.write() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            await db.dispose()
+        # Given back to the pool it came from (whose connections dispose closes), not kept open past it.
+        assert db._writing is not None
+        assert db._writing.held is None
     finally:
         await db.dispose()
 

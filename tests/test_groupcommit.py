@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import sys
 import weakref
@@ -516,10 +517,29 @@ async def test_a_batch_on_postgresql_is_its_read_and_one_call_that_locks_checks_
 
 async def _until_true(check: Any, seconds: float = 10.0) -> None:
     for _ in range(int(seconds * 50)):
-        if await check() if asyncio.iscoroutinefunction(check) else check():
+        answer = check()
+        if await answer if inspect.isawaitable(answer) else answer:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"still not so after {seconds} s")
+
+
+def _checkouts(db: Database) -> list[int]:
+    """Counts the appending engine's checkouts from now on (one element, bumped at each)."""
+    count = [0]
+    assert db._appender is not None
+
+    @sa.event.listens_for(db._appender.sync_engine, "checkout")
+    def _count(*_: Any) -> None:
+        count[0] += 1
+
+    return count
+
+
+async def _backend_gone(db: Database, pid: int) -> bool:
+    async with db.lookup() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        return bool(await raw.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0)
 
 
 @on_postgresql
@@ -527,25 +547,19 @@ async def test_a_write_without_the_lock_keeps_its_connection_for_the_next_and_di
     db: Database,
 ) -> None:
     committer = Committer(db)
+    checkouts = _checkouts(db)
     try:
-        await committer.run(_unit(subject("s")))
+        for n, registered in enumerate((subject("s"), source("a"), document("d")), start=1):
+            assert await committer.run(_unit(registered)) == n
+        # The second and third writes took the connection the first one kept.
+        assert checkouts == [1]
         kept = _kept(db)
         assert kept is not None
-        await committer.run(_unit(source("a")))
-        # Taken again and kept again: the second write checked out no connection of the pool.
-        assert _kept(db) is not None
-        assert _kept(db)[0] is kept[0]
         pid = kept[1].get_server_pid()
     finally:
         await committer.close()
     await db.dispose()
-
-    async def gone() -> bool:
-        async with db.lookup() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            return await raw.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
-
-    await _until_true(gone)
+    await _until_true(lambda: _backend_gone(db, pid))
 
 
 @on_postgresql
@@ -553,16 +567,14 @@ async def test_a_kept_connection_the_server_closed_is_not_handed_to_the_next_wri
     committer = Committer(db)
     try:
         await committer.run(_unit(subject("s")))
-        assert _kept(db) is not None
-        kept = _kept(db)[1]
+        kept = _kept(db)
+        assert kept is not None
         async with db.lookup() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
-            assert await raw.fetchval("SELECT pg_terminate_backend($1)", kept.get_server_pid())
-        await _until_true(kept.is_closed)  # the loop has read the server's goodbye
+            assert await raw.fetchval("SELECT pg_terminate_backend($1)", kept[1].get_server_pid())
+        await _until_true(kept[1].is_closed)  # the loop has read the server's goodbye
         # Not a failure and a 503: the write takes a connection of the pool instead.
         assert await committer.run(_unit(source("a"))) == 2
-        assert _kept(db) is not None
-        assert _kept(db)[1] is not kept
     finally:
         await committer.close()
 
@@ -572,26 +584,52 @@ async def test_a_write_without_the_lock_that_fails_or_is_cancelled_gives_its_con
     db: Database,
 ) -> None:
     committer = Committer(db)
+    checkouts = _checkouts(db)
     try:
         await committer.run(_unit(subject("s")))
         with pytest.raises(RuntimeError):
             async with db.append():
                 raise RuntimeError("the caller failed midway")
-        assert _kept(db) is None
+        assert await committer.run(_unit(source("a"))) == 2
+        assert checkouts == [2]  # the failed write's connection went back; the next checked one out
 
         async def stuck() -> None:
             async with db.append() as conn:
                 await conn.info[UNLOCKED].execute("SELECT pg_sleep(30)")
 
+        async def sleeping() -> bool:
+            async with db.lookup() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                query = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'"
+                return bool(await raw.fetchval(query) == 1)
+
         task = asyncio.create_task(stuck())
-        await asyncio.sleep(0.3)
+        await _until_true(sleeping)  # cancelled with its statement under way
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        # The statement it left half done is not the next write's: that write goes through.
-        assert _kept(db) is None
+        # Given back as a failed write's is (asyncpg would wait for its own cancel before another statement
+        # on it, so the next write goes through either way).
+        assert await committer.run(_unit(document("d"))) == 3
+        assert checkouts == [3]
+    finally:
+        await committer.close()
+
+
+@on_postgresql
+async def test_a_write_without_the_lock_that_left_a_transaction_open_is_not_kept_in_it(db: Database) -> None:
+    committer = Committer(db)
+    try:
+        await committer.run(_unit(subject("s")))
+        async with db.append() as conn:
+            await conn.info[UNLOCKED].execute("BEGIN")
+        # Had the next write run in that transaction, its append would not have committed.
         assert await committer.run(_unit(source("a"))) == 2
-        assert _kept(db) is not None
+        async with db.read() as conn:
+            assert [e.stream_id for e in await eventlog.read_all(conn, after=0)] == [
+                "subject-s",
+                "source-a",
+            ]
     finally:
         await committer.close()
 

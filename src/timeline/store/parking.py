@@ -4,9 +4,10 @@ A checkout from SQLAlchemy's pool and its return cost about 200 us of Python (th
 the AsyncConnection around them, their greenlet switches): on PostgreSQL twice a whole SELECT 1 round trip,
 and a tenth to a fifth of a single write's Python on either database (bench/results-2026-12-05-fifteenth-
 parked.txt). A process's writes take turns, so the connection one write leaves is the one the next would
-take: kept here, neither pays. It is kept only after a write that ended well with nothing under way on the
-connection; one that failed or was cancelled may have left a statement half sent, and goes back to the pool
-to be reset.
+take: kept here, neither pays. It is kept only after a write that ended well, with no transaction open on it,
+by the pool the engine has now (not one ``dispose`` replaced meanwhile); one that failed or was cancelled
+goes back to the pool, as before. A kept connection that someone used after its write ended (and so holds a
+transaction, on SQLite the file's write lock) or that the server closed is not handed out again.
 """
 
 from __future__ import annotations
@@ -28,21 +29,24 @@ class Parking:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[tuple[AsyncConnection, Any]]:
         """A connection and its driver connection for one write, kept afterwards if the write ended well."""
+        pool = self.engine.sync_engine.pool
         conn, driver = await self.take()
         clean = False
         try:
             yield conn, driver
-            clean = True
+            # Not into a pool that ``dispose`` replaced meanwhile: that one's connections are being closed.
+            clean = self.engine.sync_engine.pool is pool
         finally:
             await self.give(conn, driver, clean=clean)
 
     async def take(self) -> tuple[AsyncConnection, Any]:
-        """The kept connection unless the server closed it meanwhile (a restart), else one from the pool."""
+        """The kept connection unless the server closed it meanwhile (a restart) or it was used after its
+        write ended, else one from the pool."""
         held, self.held = self.held, None
         if held is not None:
-            if _usable(*held):
+            if _usable(*held) and not _in_transaction(*held):
                 return held
-            await held[0].close()  # the pool drops it, as its check at checkout would have
+            await _give_back(*held)
         conn = await self.engine.connect()
         return conn, (await conn.get_raw_connection()).driver_connection
 
@@ -51,13 +55,22 @@ class Parking:
         if clean and self.held is None and _usable(conn, driver) and not _in_transaction(conn, driver):
             self.held = (conn, driver)
         else:
-            await conn.close()
+            await _give_back(conn, driver)
 
     async def close(self) -> None:
         """Give the kept connection back to the pool (before the pool is disposed of)."""
         held, self.held = self.held, None
         if held is not None:
             await held[0].close()
+
+
+async def _give_back(conn: AsyncConnection, driver: Any) -> None:
+    # The pool rolls back a transaction SQLAlchemy began, and drops a connection the server closed. One begun
+    # on the driver itself, past SQLAlchemy, its reset would not see: that connection is discarded.
+    if not conn.closed and not conn.in_transaction() and _in_transaction(conn, driver):
+        await conn.invalidate()
+    else:
+        await conn.close()
 
 
 def _usable(conn: AsyncConnection, driver: Any) -> bool:
