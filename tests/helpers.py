@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from timeline.domain import claims
 from timeline.domain.events import (
@@ -15,6 +21,7 @@ from timeline.domain.events import (
     StatedDate,
     SubjectRegistered,
 )
+from timeline.store.database import Database
 from timeline.store.eventlog import Metadata, NewEvent
 
 DAY = StatedDate(date="2024-10-21", precision="day")
@@ -91,3 +98,30 @@ class FoldCounter:
     ) -> claims.Claim:
         self.steps += 1
         return self._step(claim, event, recorded)
+
+
+async def until(check: Callable[[], Any], seconds: float = 10.0) -> None:
+    """Wait until ``check()`` (a plain or awaitable answer) is true; fail after ``seconds``."""
+    for _ in range(int(seconds * 50)):
+        answer = check()
+        if await answer if inspect.isawaitable(answer) else answer:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"still not so after {seconds} s")
+
+
+def checkouts(engine: AsyncEngine) -> list[int]:
+    """The engine's pool checkouts from now on, counted in the one element of the list returned."""
+    count = [0]
+
+    @sa.event.listens_for(engine.sync_engine, "checkout")
+    def _count(*_: Any) -> None:
+        count[0] += 1
+
+    return count
+
+
+async def scalar(db: Database, query: str, **params: Any) -> Any:
+    """One value read outside any transaction (``Database.lookup``)."""
+    async with db.lookup() as conn:
+        return (await conn.execute(sa.text(query), params)).scalar_one()

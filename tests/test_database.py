@@ -15,6 +15,9 @@ from sqlalchemy.engine import make_url
 from timeline.store import database, inline
 from timeline.store.database import Database
 
+from . import helpers
+from .helpers import scalar, until
+
 
 async def test_a_burst_beyond_the_pool_waits_for_pooled_connections(database_url: str) -> None:
     db = Database(database_url, pool_size=2)
@@ -181,25 +184,19 @@ async def test_a_write_keeps_its_connection_for_the_next_gives_back_one_that_fai
     database_url: str,
 ) -> None:
     db = Database(database_url)
-    checkouts = 0
-
-    @event.listens_for(db.engine.sync_engine, "checkout")
-    def _count(*_: Any) -> None:
-        nonlocal checkouts
-        checkouts += 1
-
+    checkouts = helpers.checkouts(db.engine)
     pool = db.engine.sync_engine.pool
     try:
         for _ in range(3):
             async with db.write() as conn:
                 assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
-        assert checkouts == 1  # the second and third writes took the connection the first one kept
+        assert checkouts == [1]  # the second and third writes took the connection the first one kept
         with pytest.raises(RuntimeError):
             async with db.write():
                 raise RuntimeError("the writer failed midway")
         async with db.write() as conn:
             assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
-        assert checkouts == 2  # the failed write's connection went back to the pool to be reset
+        assert checkouts == [2]  # the failed write's connection went back to the pool to be reset
         assert pool.checkedout() == 1  # kept for the next write
     finally:
         await db.dispose()
@@ -269,15 +266,10 @@ async def test_a_kept_write_connection_the_server_closed_is_not_handed_to_the_ne
     try:
         async with db.write() as conn:
             pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
-        async with db.lookup() as conn:
-            await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        assert await scalar(db, "SELECT pg_terminate_backend(:pid)", pid=pid)
         assert db._writing is not None
         assert db._writing.held is not None
-        kept = db._writing.held[1]
-        for _ in range(500):  # until the loop has read the server's goodbye
-            if kept.is_closed():
-                break
-            await asyncio.sleep(0.02)
+        await until(db._writing.held[1].is_closed)  # the loop has read the server's goodbye
         async with db.write() as conn:
             assert (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one() != pid
     finally:

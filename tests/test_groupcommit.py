@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import sys
 import weakref
@@ -25,7 +24,8 @@ from timeline.store import audit, connections, driver, eventlog, idempotency, re
 from timeline.store.database import UNLOCKED, Database
 from timeline.store.idempotency import StoredResponse
 
-from .helpers import DAY, FoldCounter, claim_made, document, source, subject
+from . import helpers
+from .helpers import DAY, FoldCounter, claim_made, document, scalar, source, subject, until
 
 
 def _unit(event: object, fail: bool = False):  # type: ignore[no-untyped-def]
@@ -515,31 +515,8 @@ async def test_a_batch_on_postgresql_is_its_read_and_one_call_that_locks_checks_
         ]
 
 
-async def _until_true(check: Any, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds * 50)):
-        answer = check()
-        if await answer if inspect.isawaitable(answer) else answer:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"still not so after {seconds} s")
-
-
-def _checkouts(db: Database) -> list[int]:
-    """Counts the appending engine's checkouts from now on (one element, bumped at each)."""
-    count = [0]
-    assert db._appender is not None
-
-    @sa.event.listens_for(db._appender.sync_engine, "checkout")
-    def _count(*_: Any) -> None:
-        count[0] += 1
-
-    return count
-
-
 async def _backend_gone(db: Database, pid: int) -> bool:
-    async with db.lookup() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        return bool(await raw.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0)
+    return bool(await scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid", pid=pid) == 0)
 
 
 @on_postgresql
@@ -547,7 +524,8 @@ async def test_a_write_without_the_lock_keeps_its_connection_for_the_next_and_di
     db: Database,
 ) -> None:
     committer = Committer(db)
-    checkouts = _checkouts(db)
+    assert db._appender is not None
+    checkouts = helpers.checkouts(db._appender)
     try:
         for n, registered in enumerate((subject("s"), source("a"), document("d")), start=1):
             assert await committer.run(_unit(registered)) == n
@@ -559,7 +537,7 @@ async def test_a_write_without_the_lock_keeps_its_connection_for_the_next_and_di
     finally:
         await committer.close()
     await db.dispose()
-    await _until_true(lambda: _backend_gone(db, pid))
+    await until(lambda: _backend_gone(db, pid))
 
 
 @on_postgresql
@@ -569,10 +547,8 @@ async def test_a_kept_connection_the_server_closed_is_not_handed_to_the_next_wri
         await committer.run(_unit(subject("s")))
         kept = _kept(db)
         assert kept is not None
-        async with db.lookup() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            assert await raw.fetchval("SELECT pg_terminate_backend($1)", kept[1].get_server_pid())
-        await _until_true(kept[1].is_closed)  # the loop has read the server's goodbye
+        assert await scalar(db, "SELECT pg_terminate_backend(:pid)", pid=kept[1].get_server_pid())
+        await until(kept[1].is_closed)  # the loop has read the server's goodbye
         # Not a failure and a 503: the write takes a connection of the pool instead.
         assert await committer.run(_unit(source("a"))) == 2
     finally:
@@ -584,7 +560,8 @@ async def test_a_write_without_the_lock_that_fails_or_is_cancelled_gives_its_con
     db: Database,
 ) -> None:
     committer = Committer(db)
-    checkouts = _checkouts(db)
+    assert db._appender is not None
+    checkouts = helpers.checkouts(db._appender)
     try:
         await committer.run(_unit(subject("s")))
         with pytest.raises(RuntimeError):
@@ -598,13 +575,11 @@ async def test_a_write_without_the_lock_that_fails_or_is_cancelled_gives_its_con
                 await conn.info[UNLOCKED].execute("SELECT pg_sleep(30)")
 
         async def sleeping() -> bool:
-            async with db.lookup() as conn:
-                raw = (await conn.get_raw_connection()).driver_connection
-                query = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'"
-                return bool(await raw.fetchval(query) == 1)
+            query = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'"
+            return bool(await scalar(db, query) == 1)
 
         task = asyncio.create_task(stuck())
-        await _until_true(sleeping)  # cancelled with its statement under way
+        await until(sleeping)  # cancelled with its statement under way
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

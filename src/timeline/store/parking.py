@@ -61,13 +61,13 @@ class Parking:
         """Give the kept connection back to the pool (before the pool is disposed of)."""
         held, self.held = self.held, None
         if held is not None:
-            await held[0].close()
+            await _give_back(*held)
 
 
 async def _give_back(conn: AsyncConnection, driver: Any) -> None:
     # The pool rolls back a transaction SQLAlchemy began, and drops a connection the server closed. One begun
     # on the driver itself, past SQLAlchemy, its reset would not see: that connection is discarded.
-    if not conn.closed and not conn.in_transaction() and _in_transaction(conn, driver):
+    if not conn.closed and not conn.in_transaction() and _driver_in_transaction(driver):
         await conn.invalidate()
     else:
         await conn.close()
@@ -82,8 +82,10 @@ def _usable(conn: AsyncConnection, driver: Any) -> bool:
 
 
 def _in_transaction(conn: AsyncConnection, driver: Any) -> bool:
-    if conn.in_transaction():
-        return True
+    return conn.in_transaction() or _driver_in_transaction(driver)
+
+
+def _driver_in_transaction(driver: Any) -> bool:
     # asyncpg's own view (a write without a transaction of its own sends statements past SQLAlchemy).
     is_in_transaction = getattr(driver, "is_in_transaction", None)
     return bool(is_in_transaction is not None and is_in_transaction())
