@@ -74,6 +74,8 @@ async def record(
     except DomainError as error:
         raise Rejected("", error) from None
     stream_id = stream_of(event)
+    # Worked out once: the batch probes these streams, and the rules check them (``named=``).
+    named = references(event)
     key = caller.idempotency_key
 
     async def unit(recorder: Recorder) -> Reply:
@@ -91,7 +93,7 @@ async def record(
             idempotency_key=key,
         )
         # Inserted and projected with the rest of its batch, before the batch commits.
-        appended = await recorder.record(event, origin="", expected_version=expected_version)
+        appended = await recorder.record(event, origin="", expected_version=expected_version, named=named)
         outcome = Outcome(stream_id=stream_id, version=await recorder.version(stream_id), appended=appended)
         status, body = answer(outcome)
         if key is not None:
@@ -104,7 +106,7 @@ async def record(
     return await committer.run(
         unit,
         reads=[stream_id],
-        probes=references(event),
+        probes=named,
         proposed=[event],
         keys=[(caller.recorded_by, key)] if key is not None else (),
     )
