@@ -412,11 +412,11 @@ async def test_writers_that_come_back_slowly_are_committed_in_two_halves(db: Dat
     # database's round trips. A batch of 32 a round would leave it idle then.
     batches = await _rounds(db, writers=32, rounds=3, away=0.05)
     assert batches[0] == 32
-    # The second round goes in two halves whatever the timing: the first half is cut when the 32 come back
-    # at once, the second is what waited. How the third round's writes fall into batches depends on when each
-    # comes back: on a loaded host a half can come back while the other's batch waits for the lock, and join
-    # it (seen with two test processes and two busy loops on two cores).
-    assert batches[1:3] == [16, 16]
+    # Once they all went in one batch, the next holds at most a half of them, whatever the timing. How the
+    # rest fall into batches depends on when each comes back: usually in halves of 16, but on a loaded host a
+    # half can come back while the other's batch waits for the lock and join it, and writers woken apart
+    # make smaller batches (seen with two test processes and two busy loops on two cores).
+    assert batches[1] <= 16
     assert sum(batches) == 96
 
 
