@@ -378,6 +378,32 @@ def test_a_target_beyond_timelines_own_rows_is_named_in_the_note() -> None:
     assert appends.above_rows(1_056, 1_630) == ""
 
 
+def test_postgresql_cpu_time_does_not_go_back_when_a_backend_is_reaped_mid_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A backend (5 s) ends while /proc is read: the postmaster's entry comes first, its reaped children's
+    # time not yet grown by the backend's, and the backend's entry is gone by the time it is read. The scans
+    # after see it reaped. Counting that first scan made the sum go back from 15 to 10.
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def entry(pid: str, used: int) -> tuple[Path, str, list[str]]:
+        fields = ["S", "1", *["0"] * 9, str(used * tick), "0", "0", "0"]
+        return Path(f"/proc/{pid}"), "postgres", fields
+
+    scans = iter(
+        [
+            [entry("10", 10)],  # the backend gone, not yet counted in its parent's
+            [entry("10", 15)],  # reaped
+            [entry("10", 15), entry("30", 1)],  # another backend
+            [entry("10", 15)],  # it ends during this scan, as the first did
+            [entry("10", 16)],  # reaped
+        ]
+    )
+    monkeypatch.setattr(measure, "_processes", lambda: iter(next(scans)))
+    assert measure.postgres_cpu_seconds() == 15
+    assert measure.postgres_cpu_seconds() == 16
+
+
 async def test_cpu_time_is_counted_for_postgresql_on_this_machine(
     pg_template: object,
 ) -> None:
