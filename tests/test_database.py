@@ -181,25 +181,22 @@ async def test_a_writes_plans_made_over_an_empty_table_use_its_index_once_it_has
 
 
 async def test_a_write_keeps_its_connection_for_the_next_gives_back_one_that_failed_and_dispose_closes_it(
-    database_url: str,
+    db: Database,
 ) -> None:
-    db = Database(database_url)
     checkouts = helpers.checkouts(db.engine)
     pool = db.engine.sync_engine.pool
-    try:
-        for _ in range(3):
-            async with db.write() as conn:
-                assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
-        assert checkouts == [1]  # the second and third writes took the connection the first one kept
-        with pytest.raises(RuntimeError):
-            async with db.write():
-                raise RuntimeError("the writer failed midway")
+    for _ in range(3):
         async with db.write() as conn:
             assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
-        assert checkouts == [2]  # the failed write's connection went back to the pool to be reset
-        assert pool.checkedout() == 1  # kept for the next write
-    finally:
-        await db.dispose()
+    assert checkouts == [1]  # the second and third writes took the connection the first one kept
+    with pytest.raises(RuntimeError):
+        async with db.write():
+            raise RuntimeError("the writer failed midway")
+    async with db.write() as conn:
+        assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+    assert checkouts == [2]  # the failed write's connection went back to the pool to be reset
+    assert pool.checkedout() == 1  # kept for the next write
+    await db.dispose()
     assert pool.checkedout() == 0
 
 
@@ -229,48 +226,33 @@ async def test_a_small_pool_keeps_no_connection_for_writes_so_reads_never_wait_f
         await db.dispose()
 
 
-async def test_a_write_connection_used_after_its_write_ended_is_not_handed_to_the_next(
-    database_url: str,
-) -> None:
-    db = Database(database_url)
-    try:
-        async with db.write() as conn:
-            await conn.execute(sa.text("SELECT 1"))
-        # A caller that kept the connection past its write begins a transaction of its own on it (on SQLite
-        # one that takes the file's write lock).
+async def test_a_write_connection_used_after_its_write_ended_is_not_handed_to_the_next(db: Database) -> None:
+    async with db.write() as conn:
         await conn.execute(sa.text("SELECT 1"))
-        async with asyncio.timeout(30), db.write() as again:
-            assert (await again.execute(sa.text("SELECT 1"))).scalar_one() == 1
-    finally:
-        await db.dispose()
+    # A caller that kept the connection past its write begins a transaction of its own on it (on SQLite one
+    # that takes the file's write lock).
+    await conn.execute(sa.text("SELECT 1"))
+    async with asyncio.timeout(30), db.write() as again:
+        assert (await again.execute(sa.text("SELECT 1"))).scalar_one() == 1
 
 
-async def test_a_write_that_ends_after_dispose_began_keeps_no_connection(database_url: str) -> None:
-    db = Database(database_url)
-    try:
-        async with db.write() as conn:
-            await conn.execute(sa.text("SELECT 1"))
-            await db.dispose()
-        # Given back to the pool it came from (whose connections dispose closes), not kept open past it.
-        assert db._writing is not None
-        assert db._writing.held is None
-    finally:
+async def test_a_write_that_ends_after_dispose_began_keeps_no_connection(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(sa.text("SELECT 1"))
         await db.dispose()
+    # Given back to the pool it came from (whose connections dispose closes), not kept open past it.
+    assert db._writing.held is None
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_a_kept_write_connection_the_server_closed_is_not_handed_to_the_next_write(
-    database_url: str,
+    db: Database,
 ) -> None:
-    db = Database(database_url)
-    try:
-        async with db.write() as conn:
-            pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
-        assert await scalar(db, "SELECT pg_terminate_backend(:pid)", pid=pid)
-        assert db._writing is not None
-        assert db._writing.held is not None
-        await until(db._writing.held[1].is_closed)  # the loop has read the server's goodbye
-        async with db.write() as conn:
-            assert (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one() != pid
-    finally:
-        await db.dispose()
+    async with db.write() as conn:
+        pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+    assert await scalar(db, "SELECT pg_terminate_backend(:pid)", pid=pid)
+    held = db._writing.held
+    assert held is not None
+    await until(held[1].is_closed)  # the loop has read the server's goodbye
+    async with db.write() as conn:
+        assert (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one() != pid

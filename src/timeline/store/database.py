@@ -132,7 +132,7 @@ class Database:
         self._appending: Parking | None = None
         # The connection the last write transaction used, kept for the next (store.parking) where the pool
         # leaves readers at least two others meanwhile.
-        self._writing = Parking(self.engine) if kwargs.get("pool_size", 0) >= _PARKS_FROM else None
+        self._writing = Parking(self.engine, keeps=kwargs.get("pool_size", 0) >= _PARKS_FROM)
         if self.dialect == "postgresql":
             event.listen(self.engine.sync_engine, "checkout", refuse_closed)
             generic = {**kwargs["connect_args"]["server_settings"], **WRITE_PLANS}
@@ -198,17 +198,8 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction that holds the log's write lock; commits on success, else rolls back.
         When it appended events, readers waiting for the log to grow are woken after the commit."""
-        async with self._turn(), self._connected_to_write() as conn, self._locked(conn):
+        async with self._turn(), self._writing.connection() as (conn, _), self._locked(conn):
             yield conn
-
-    @asynccontextmanager
-    async def _connected_to_write(self) -> AsyncIterator[AsyncConnection]:
-        if self._writing is None:
-            async with self.engine.connect() as conn:
-                yield conn
-        else:
-            async with self._writing.connection() as (conn, _):
-                yield conn
 
     @property
     def appends_unlocked(self) -> bool:
@@ -366,9 +357,9 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
-        for parking in (self._writing, self._appending):
-            if parking is not None:
-                await parking.close()
+        await self._writing.close()
+        if self._appending is not None:
+            await self._appending.close()
         await self.engine.dispose()
         if self._appender is not None:
             await self._appender.dispose()

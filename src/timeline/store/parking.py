@@ -20,15 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 
 class Parking:
-    """Holds at most one idle connection of ``engine``, with its driver connection."""
+    """Holds at most one idle connection of ``engine``, with its driver connection; none unless ``keeps``
+    (a pool too small to spare one: readers would wait on it)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, keeps: bool = True) -> None:
         self.engine = engine
+        self.keeps = keeps
         self.held: tuple[AsyncConnection, Any] | None = None
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[tuple[AsyncConnection, Any]]:
-        """A connection and its driver connection for one write, kept afterwards if the write ended well."""
+        """A connection and its driver connection for one write, kept afterwards if the write ended well
+        (the driver connection is None where nothing is kept: it is only looked at to keep one)."""
+        if not self.keeps:
+            async with self.engine.connect() as conn:
+                yield conn, None
+            return
         pool = self.engine.sync_engine.pool
         conn, driver = await self.take()
         clean = False
