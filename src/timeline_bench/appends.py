@@ -110,9 +110,7 @@ async def bench_appends(dbs: Databases, dialect: str, per_call: int, count: int)
         peer.append(count / (time.perf_counter() - start))
         rows = raw_rows(count, "r")
         raw_url = await dbs.fresh(dialect, migrated=False)
-        start = time.perf_counter()
-        await raw_insert(dialect, raw_url, rows, per_call)
-        raw.append(count / (time.perf_counter() - start))
+        raw.append(count / await raw_insert(dialect, raw_url, rows, per_call))
     mine, theirs, floor, own = Stats.of(ours), Stats.of(peer), Stats.of(raw), Stats.of(alone)
     baselines = {"eventsourcing": theirs, "raw INSERT" if per_call == 1 else "raw batched INSERT": floor}
     baselines["timeline's rows alone"] = own
@@ -195,8 +193,7 @@ async def bench_concurrent(dbs: Databases, writers: int = 32, each: int = 30) ->
         singles = writers * each // 4
         single.append(float(await timeline_writes(url, singles, 1, "s")))
         rows = raw_rows(writers * each * 4, "c")
-        start = time.perf_counter()
-        raw.append(await raw_insert("postgresql", url, rows, 100) / (time.perf_counter() - start))
+        raw.append(len(rows) / await raw_insert("postgresql", url, rows, 100))
         db = Database(url, pool_size=writers)
         committer = Committer(db)
 

@@ -20,7 +20,11 @@ from timeline_bench.pipeline import pipelined
 
 # Issue #14 asks for ten times the import rate of the run it was filed on (bench/results.json: 725 and 627
 # events/s). That run's machine was heavily loaded, so its rates do not compare with another hour's; its
-# ratios to the raw baseline measured beside them do, and ten times each is the target here.
+# ratios to the raw baseline measured beside them do, and ten times each is the target here. That run's
+# baseline timed its connection and table too, which at 10,000 rows ran it at 0.82-0.85x the rate of its
+# inserts alone (bench/results-2026-12-05-seventeenth-targets.txt, section 7); against the baseline as it
+# is now, the target is up to that much stricter than ten times the filed rate. Kept so, not eased by an
+# estimate.
 FILED_RATIO = {"sqlite": 0.013336184671680887, "postgresql": 0.01818283862158491}
 TARGET_TIMES = 10
 PIPELINED = "parsing, chaining and storing, pipelined"
@@ -103,9 +107,7 @@ async def bench_import(dbs: Databases, dialect: str) -> Result:
         piped.append(await pipelined(dialect, text, url, await dbs.fresh(dialect)))
         raw_url = await dbs.fresh(dialect, migrated=False)
         rows = raw_rows(result.appended, "r")
-        start = time.perf_counter()
-        await raw_insert(dialect, raw_url, rows, 1000, copy=dialect == "postgresql")
-        raw.append(len(rows) / (time.perf_counter() - start))
+        raw.append(len(rows) / await raw_insert(dialect, raw_url, rows, 1000, copy=dialect == "postgresql"))
     mine, floor = Stats.of(ours), Stats.of(raw)
     read, own, bare = Stats.of(parsing), Stats.of(alone), Stats.of(piped)
     ratio = mine.median / floor.median
