@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -157,40 +158,93 @@ def test_the_peer_appends_at_the_same_durability_as_timeline(tmp_path: Path) -> 
         assert cursor.fetchone()[0] == "wal"
 
 
-@pytest.mark.parametrize("per_transaction", [1, 4])
-async def test_the_raw_baseline_times_its_inserts_not_its_connection_or_table(
-    empty_database_url: str, monkeypatch: pytest.MonkeyPatch, per_transaction: int
+class _Slowed:
+    """A connection whose setup and teardown take ``slow`` seconds a call and whose inserts take ``step``:
+    what the raw baseline reports must hold every insert and none of the rest."""
+
+    def __init__(self, conn: Any, slow: float, step: float) -> None:
+        self.conn, self.slow, self.step, self.inserts = conn, slow, step, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    def _inserting(self) -> None:
+        self.inserts += 1
+        time.sleep(self.step)
+
+    # sqlite3: PRAGMA and CREATE TABLE are setup; BEGIN and COMMIT belong to the inserts.
+    def execute(self, sql: str, *args: Any) -> Any:
+        if not sql.startswith(("BEGIN", "COMMIT")):
+            time.sleep(self.slow)
+        return self.conn.execute(sql, *args)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        self._inserting()
+        return self.conn.executemany(sql, rows)
+
+    def close(self) -> Any:
+        time.sleep(self.slow)
+        return self.conn.close()
+
+
+class _SlowedPg(_Slowed):
+    async def execute(self, sql: str, *args: Any) -> Any:  # type: ignore[override]
+        await asyncio.sleep(self.slow)
+        return await self.conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Any) -> Any:  # type: ignore[override]
+        self._inserting()
+        return await self.conn.executemany(sql, rows)
+
+    async def copy_records_to_table(self, table: str, **kwargs: Any) -> Any:
+        self._inserting()
+        return await self.conn.copy_records_to_table(table, **kwargs)
+
+    async def close(self) -> Any:  # type: ignore[override]
+        await asyncio.sleep(self.slow)
+        return await self.conn.close()
+
+
+@pytest.mark.parametrize(("per_transaction", "copy"), [(1, False), (4, False), (4, True)])
+async def test_the_raw_baseline_times_its_inserts_not_its_setup_or_teardown(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch, per_transaction: int, copy: bool
 ) -> None:
-    # Every rate a raw baseline is compared with leaves out connecting and creating tables; a baseline that
-    # timed them too ran at 0.38-0.91x its rate and flattered every ratio to it. Connecting is made slow
-    # here: the seconds the baseline reports must not include it, and every row must still be stored.
-    slow = 0.3
+    # Every rate a raw baseline is compared with leaves out connecting, creating tables and closing; timed
+    # with them, the baseline ran at 0.38-0.91x its rate and flattered every ratio to it. Here each of those
+    # steps takes ``slow`` and each insert ``step``: the seconds reported must hold the inserts, not the rest.
+    slow, step = 0.3, 0.02
     dialect = make_url(empty_database_url).get_backend_name()
+    copied = copy and dialect == "postgresql"  # SQLite has no COPY: it inserts in batches either way
+    made: list[_Slowed] = []
     if dialect == "sqlite":
         real_connect = baselines.sqlite3.connect
 
-        def slow_connect(*args: object, **kwargs: object) -> object:
+        def slow_connect(*args: Any, **kwargs: Any) -> Any:
             time.sleep(slow)
-            return real_connect(*args, **kwargs)  # type: ignore[arg-type]
+            made.append(_Slowed(real_connect(*args, **kwargs), slow, step))
+            return made[-1]
 
         monkeypatch.setattr(baselines.sqlite3, "connect", slow_connect)
     else:
         real_pg_connect = baselines.asyncpg.connect
 
-        async def slow_pg_connect(*args: object, **kwargs: object) -> object:
+        async def slow_pg_connect(*args: Any, **kwargs: Any) -> Any:
             await asyncio.sleep(slow)
-            return await real_pg_connect(*args, **kwargs)  # type: ignore[arg-type]
+            made.append(_SlowedPg(await real_pg_connect(*args, **kwargs), slow, step))
+            return made[-1]
 
         monkeypatch.setattr(baselines.asyncpg, "connect", slow_pg_connect)
     rows = baselines.raw_rows(12, "t")
     start = time.perf_counter()
-    seconds = await baselines.raw_insert(dialect, empty_database_url, rows, per_transaction)
-    assert time.perf_counter() - start >= slow
-    assert 0 < seconds < slow
+    seconds = await baselines.raw_insert(dialect, empty_database_url, rows, per_transaction, copy=copy)
+    assert time.perf_counter() - start >= 3 * slow
+    [conn] = made
+    assert conn.inserts == (1 if copied else len(rows) // per_transaction)
+    assert conn.inserts * step <= seconds < slow
     monkeypatch.undo()
     if dialect == "sqlite":
-        with baselines.sqlite3.connect(baselines.sqlite_path(empty_database_url)) as conn:
-            stored = conn.execute("SELECT position FROM raw_events ORDER BY position").fetchall()
+        with baselines.sqlite3.connect(baselines.sqlite_path(empty_database_url)) as lite:
+            stored = lite.execute("SELECT position FROM raw_events ORDER BY position").fetchall()
     else:
         pg = await asyncpg.connect(baselines.pg_dsn(empty_database_url))
         try:

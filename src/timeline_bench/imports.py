@@ -22,9 +22,9 @@ from timeline_bench.pipeline import pipelined
 # events/s). That run's machine was heavily loaded, so its rates do not compare with another hour's; its
 # ratios to the raw baseline measured beside them do, and ten times each is the target here. That run's
 # baseline timed its connection and table too, which at 10,000 rows ran it at 0.82-0.85x the rate of its
-# inserts alone (bench/results-2026-12-05-seventeenth-targets.txt, section 7); against the baseline as it
-# is now, the target is up to that much stricter than ten times the filed rate. Kept so, not eased by an
-# estimate.
+# inserts alone (bench/results-2026-12-05-seventeenth-targets.txt, section 7): if its setup weighed as much
+# then, against the baseline as it is now the target is up to 1.18-1.22x stricter than ten times the filed
+# rate. Kept so, not eased by an estimate.
 FILED_RATIO = {"sqlite": 0.013336184671680887, "postgresql": 0.01818283862158491}
 TARGET_TIMES = 10
 PIPELINED = "parsing, chaining and storing, pipelined"
