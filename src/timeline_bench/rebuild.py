@@ -40,8 +40,8 @@ async def bench_rebuild(dbs: Databases, dialect: str, url: str, count: int) -> R
             ours.append(replayed / seconds[-1])
         finally:
             await db.dispose()
-        start = time.perf_counter()
-        raw.append(await read_and_decode(dialect, url) / (time.perf_counter() - start))
+        events, reading = await read_and_decode(dialect, url)
+        raw.append(events / reading)
         theirs.append(await asyncio.to_thread(peer.project, dialect, url, last, PEER_SECONDS))
     rss = _rss_of_rebuild(url)
     mine, projection, floor = Stats.of(ours), Stats.of(theirs), Stats.of(raw)
