@@ -237,9 +237,12 @@ class Recorder:
                 known = False
         return known
 
-    async def record_all(self, events: Sequence[DomainEvent], *, origin: str) -> list[RecordedEvent]:
-        """Record several events, reading every stream they touch in a few queries first."""
-        named = [references(e) for e in events]
+    async def record_all(
+        self, events: Sequence[DomainEvent], *, origin: str, named: Sequence[set[str]] | None = None
+    ) -> list[RecordedEvent]:
+        """Record several events, reading every stream they touch in a few queries first (``named``: as
+        ``record`` takes it, one set an event)."""
+        named = [references(e) for e in events] if named is None else named
         # The streams they name but do not append to only need to exist: probed, not read and decoded whole.
         own = {stream_of(e) for e in events}
         await self.preload(own, probe=set().union(*named) - own, proposed=events)

@@ -56,10 +56,7 @@ async def _append(committer: Committer, events: Sequence[DomainEvent], label: st
 
     async def unit(recorder: Recorder) -> int:
         recorder.act_as(recorded_by="bench", label=label)
-        recorded = 0
-        for event, names in zip(events, named, strict=True):
-            recorded += len(await recorder.record(event, origin="", named=names))
-        return recorded
+        return len(await recorder.record_all(events, origin="", named=named))
 
     return await committer.run(
         unit,
